@@ -1,0 +1,122 @@
+"""Per-sample losses for SFT, Diffusion-DPO and SSPO (see SSPO_METHOD.md, "The per-sample loss").
+
+Every loss is a pure function with one signature,
+
+    fn(e_w, e_l, ref_e_w, ref_e_l, *, beta, ssr_mode) -> (loss[b], stats)
+
+where ``e_w = e_θ^w``, ``e_l = e_θ^l`` are the policy's per-sample errors and ``ref_e_w``, ``ref_e_l``
+the reference's (computed without grad). The trainer reduces ``loss`` (mean over the batch).
+
+The errors come from :func:`per_sample_error` against the model's prediction target, which the
+caller computes: ``ε`` for epsilon-prediction, ``v = √ᾱ_t ε − √(1−ᾱ_t) x₀`` for v-prediction
+(diffusers' ``scheduler.get_velocity``). The losses themselves do not depend on which.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import reduce
+from torch import Tensor
+
+Stats = dict[str, Tensor]
+LossFn = Callable[..., tuple[Tensor, Stats]]
+
+SSR_MODES = ("sft", "sign", "drop", "off")
+
+
+def per_sample_error(pred: Tensor, target: Tensor) -> Tensor:
+    """e = mean over every axis but the batch of (target − pred)², in float32.
+
+    Works for videos ``b c f h w`` and images ``b c h w``; returns ``[b]``.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    return reduce((target.float() - pred.float()) ** 2, "b ... -> b", "mean")
+
+
+def _neg_logsigmoid(x: Tensor) -> Tensor:
+    """−log σ(x), computed stably."""
+    return -F.logsigmoid(x)
+
+
+def _require(name: str, value: Tensor | None, loss: str) -> Tensor:
+    if value is None:
+        raise ValueError(f"loss {loss!r} needs {name}, got None")
+    return value
+
+
+def _stats(loss: Tensor, e_w: Tensor, delta_w: Tensor, delta_l: Tensor, switched: Tensor) -> Stats:
+    """Batch means, detached: loss, e_θ^w, Δ_w, Δ_l, margin Δ_l − Δ_w, accuracy [Δ_w < Δ_l], switch fraction."""
+    return {
+        "loss/mean": loss.detach().mean(),
+        "loss/e_w": e_w.detach().mean(),
+        "rewards/delta_w": delta_w.detach().mean(),
+        "rewards/delta_l": delta_l.detach().mean(),
+        "rewards/margin": (delta_l - delta_w).detach().mean(),
+        "rewards/accuracy": (delta_w < delta_l).float().mean(),
+        "sspo/switch_frac": switched.float().mean(),
+    }
+
+
+def sft_loss(
+    e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, *, beta: float, ssr_mode: str
+) -> tuple[Tensor, Stats]:
+    """L = e_θ^w. The loser, the reference, ``beta`` and ``ssr_mode`` are ignored (may be None)."""
+    loss = e_w
+    return loss, {"loss/mean": loss.detach().mean(), "loss/e_w": e_w.detach().mean()}
+
+
+def dpo_loss(
+    e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, *, beta: float, ssr_mode: str
+) -> tuple[Tensor, Stats]:
+    """Diffusion-DPO: L = −log σ(−(β/2)(Δ_w − Δ_l)), Δ_w = e_θ^w − e_ref^w, Δ_l = e_θ^l − e_ref^l.
+
+    ``ssr_mode`` is ignored.
+    """
+    e_l = _require("e_l", e_l, "dpo")
+    delta_w = e_w - _require("ref_e_w", ref_e_w, "dpo")
+    delta_l = e_l - _require("ref_e_l", ref_e_l, "dpo")
+    loss = _neg_logsigmoid(-0.5 * beta * (delta_w - delta_l))
+    return loss, _stats(loss, e_w, delta_w, delta_l, torch.zeros_like(loss, dtype=torch.bool))
+
+
+def sspo_loss(
+    e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, *, beta: float, ssr_mode: str
+) -> tuple[Tensor, Stats]:
+    """SSPO: per sample, the SSR branch if e_ref^w < e_θ^w, else L_DPO.
+
+    SSR branch by ``ssr_mode``: ``sft`` e_θ^w; ``sign`` −log σ(−(β/2)(Δ_w + Δ_l));
+    ``drop`` −log σ(−(β/2)Δ_w); ``off`` never switches. Gradients flow only through the chosen branch.
+    """
+    if ssr_mode not in SSR_MODES:
+        raise ValueError(f"unknown ssr_mode {ssr_mode!r}; allowed: {', '.join(SSR_MODES)}")
+    e_l = _require("e_l", e_l, "sspo")
+    ref_e_w = _require("ref_e_w", ref_e_w, "sspo")
+    delta_w = e_w - ref_e_w
+    delta_l = e_l - _require("ref_e_l", ref_e_l, "sspo")
+    dpo = _neg_logsigmoid(-0.5 * beta * (delta_w - delta_l))
+    if ssr_mode == "off":
+        switched = torch.zeros_like(dpo, dtype=torch.bool)
+        loss = dpo
+    else:
+        switched = (ref_e_w < e_w).detach()
+        ssr = {
+            "sft": lambda: e_w,
+            "sign": lambda: _neg_logsigmoid(-0.5 * beta * (delta_w + delta_l)),
+            "drop": lambda: _neg_logsigmoid(-0.5 * beta * delta_w),
+        }[ssr_mode]()
+        loss = torch.where(switched, ssr, dpo)
+    return loss, _stats(loss, e_w, delta_w, delta_l, switched)
+
+
+LOSSES: dict[str, LossFn] = {"sft": sft_loss, "dpo": dpo_loss, "sspo": sspo_loss}
+
+
+def get_loss(name: str) -> LossFn:
+    """The loss function registered under ``name``."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}")
+    return LOSSES[name]
