@@ -49,7 +49,7 @@ def _require(name: str, value: Tensor | None, loss: str) -> Tensor:
 
 
 def _stats(loss: Tensor, e_w: Tensor, delta_w: Tensor, delta_l: Tensor, switched: Tensor) -> Stats:
-    """Batch means, detached: loss, e_θ^w, Δ_w, Δ_l, margin Δ_l − Δ_w, accuracy [Δ_w < Δ_l], switch fraction."""
+    """Detached batch means: loss, e_θ^w, Δ_w, Δ_l, margin Δ_l − Δ_w, accuracy [Δ_w < Δ_l], switch fraction."""
     return {
         "loss/mean": loss.detach().mean(),
         "loss/e_w": e_w.detach().mean(),

@@ -1,0 +1,223 @@
+"""Random Checkpoint Replay (RCR): the pool of policy snapshots SSPO draws its reference from.
+
+A snapshot is a ``dict[str, Tensor]``: LoRA adapter weights or a full state dict; the pool does not
+care which. Snapshots are held on CPU (cloned, detached); past ``cpu_budget_gb`` the oldest ones
+other than θ₀ are spilled to ``spill_dir`` as safetensors and read back on demand. θ₀, the first
+snapshot added, is never evicted and never spilled (every strategy draws it). GB means 1e9 bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+STRATEGIES = ("random", "latest", "initial")
+EVICTIONS = ("oldest", "random")
+INDEX_FILE = "index.json"
+
+
+@dataclass
+class _Snapshot:
+    step: int
+    tensors: dict[str, Tensor] | None  # None once spilled
+    path: Path | None  # the safetensors file once spilled
+
+
+def _nbytes(tensors: dict[str, Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def _generator(seed: int, step: int) -> torch.Generator:
+    """A generator that is a pure function of (seed, step)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"replay.{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+class ReplayPool:
+    """Up to ``size`` snapshots, θ₀ first, one added every ``interval`` optimizer steps.
+
+    ``strategy`` picks the reference: ``random`` (SSPO, uniform over the k held), ``latest``
+    (SPIN-Diffusion-like, k−1), ``initial`` (DITTO-like, 0). When full, ``evict`` removes the oldest
+    snapshot after θ₀ (``oldest``) or a uniformly random one after θ₀ (``random``, seeded by step).
+    ``size = 1`` holds θ₀ alone.
+    """
+
+    def __init__(
+        self,
+        size: int = 7,
+        interval: int = 30,
+        strategy: str = "random",
+        evict: str = "oldest",
+        cpu_budget_gb: float = 8.0,
+        spill_dir: str | Path | None = None,
+    ):
+        if size < 1:
+            raise ValueError(f"replay.size must be >= 1 (1 holds only θ0); got {size}")
+        if interval < 1:
+            raise ValueError(f"replay.interval must be >= 1; got {interval}")
+        _check_choice("strategy", strategy, STRATEGIES)
+        _check_choice("evict", evict, EVICTIONS)
+        if cpu_budget_gb < 0:
+            raise ValueError(f"replay.cpu_budget_gb must be >= 0; got {cpu_budget_gb}")
+        self.size, self.interval, self.strategy, self.evict = size, interval, strategy, evict
+        self.cpu_budget_bytes = int(cpu_budget_gb * 1e9)
+        self.spill_dir = Path(spill_dir) if spill_dir is not None else None
+        self._snaps: list[_Snapshot] = []
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._snaps)
+
+    @property
+    def steps(self) -> list[int]:
+        """The training step each held snapshot was taken at, θ₀ first."""
+        return [s.step for s in self._snaps]
+
+    @property
+    def cpu_bytes(self) -> int:
+        """Bytes of snapshot tensors held in CPU memory (spilled ones excluded)."""
+        return sum(_nbytes(s.tensors) for s in self._snaps if s.tensors is not None)
+
+    def due(self, step: int) -> bool:
+        """True when a snapshot should be added after optimizer step ``step``: step > 0, step % interval == 0.
+
+        Always False for ``size = 1``, where nothing but θ₀ is kept.
+        """
+        return self.size > 1 and step > 0 and step % self.interval == 0
+
+    def draw(self, seed: int, step: int) -> int:
+        """The reference index for ``step``: latest k−1; initial 0; random ~ U{0, …, k−1}, pure in (seed, step)."""
+        if not self._snaps:
+            raise RuntimeError("replay pool is empty: add θ0 before drawing")
+        k = len(self._snaps)
+        if self.strategy == "latest":
+            return k - 1
+        if self.strategy == "initial":
+            return 0
+        return int(torch.randint(k, (1,), generator=_generator(seed, step)).item())
+
+    def get(self, index: int) -> dict[str, Tensor]:
+        """Snapshot ``index`` (0 is θ₀), read from disk if spilled. Do not modify its tensors in place."""
+        snap = self._snaps[index]
+        if snap.tensors is None:
+            return load_file(snap.path)
+        return dict(snap.tensors)
+
+    # ---- updates -------------------------------------------------------------------------------
+
+    def add(self, step: int, snapshot: dict[str, Tensor]) -> None:
+        """Store a CPU copy of ``snapshot`` taken at ``step``; the first one added is θ₀.
+
+        When full, evicts per ``evict`` (never θ₀); with ``size = 1`` later adds are ignored.
+        """
+        if self._snaps and step <= self._snaps[-1].step:
+            raise ValueError(f"snapshot steps must increase: got {step} after {self._snaps[-1].step}")
+        if len(self._snaps) == self.size:
+            if self.size == 1:
+                return
+            self._remove(self._victim(step))
+        tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in snapshot.items()}
+        self._insert(step, tensors)
+
+    def _victim(self, step: int) -> int:
+        """Index of the snapshot to evict (>= 1: θ₀ stays)."""
+        if self.evict == "oldest":
+            return 1
+        return 1 + int(torch.randint(len(self._snaps) - 1, (1,), generator=_generator(-1, step)).item())
+
+    def _remove(self, index: int) -> None:
+        snap = self._snaps.pop(index)
+        if snap.path is not None:
+            snap.path.unlink(missing_ok=True)
+
+    def _insert(self, step: int, tensors: dict[str, Tensor]) -> None:
+        """Append a snapshot, spilling the oldest in-memory ones after θ₀ (then the new one) past the budget."""
+        self._snaps.append(_Snapshot(step, tensors, None))
+        # Spill order: oldest after θ0 first, the newest (the one `latest` draws) last.
+        for snap in self._snaps[1:]:
+            if self.cpu_bytes <= self.cpu_budget_bytes:
+                break
+            if snap.tensors is not None:
+                self._spill(snap)
+
+    def _spill(self, snap: _Snapshot) -> None:
+        if self.spill_dir is None:
+            raise RuntimeError(
+                f"replay pool exceeds its CPU budget ({self.cpu_budget_bytes / 1e9:g} GB): "
+                "set replay.spill_dir to spill snapshots to disk, or raise replay.cpu_budget_gb"
+            )
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        snap.path = self.spill_dir / f"snap_{snap.step:08d}.safetensors"
+        save_file(snap.tensors, str(snap.path))
+        snap.tensors = None
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def _config(self) -> dict:
+        return {"size": self.size, "interval": self.interval, "strategy": self.strategy, "evict": self.evict}
+
+    def _check_config(self, config: dict) -> None:
+        mismatched = {k: (v, config.get(k)) for k, v in self._config().items() if config.get(k) != v}
+        if mismatched:
+            detail = ", ".join(f"{k}: saved {saved!r}, configured {ours!r}" for k, (ours, saved) in mismatched.items())
+            raise ValueError(f"replay pool config does not match the saved pool ({detail})")
+
+    def state_dict(self) -> dict:
+        """Config and snapshots with their steps: tensors for in-memory ones, the spill file path for spilled ones.
+
+        Spilled entries point into ``spill_dir``, which changes as training goes on; use :meth:`save` for checkpoints.
+        """
+        snapshots = [
+            {"step": s.step, "tensors": s.tensors} if s.tensors is not None else {"step": s.step, "path": str(s.path)}
+            for s in self._snaps
+        ]
+        return {"config": self._config(), "snapshots": snapshots}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Replace the pool by ``state``; its size, interval, strategy and evict must match this pool's."""
+        self._check_config(state["config"])
+        kept = {Path(e["path"]) for e in state["snapshots"] if "path" in e}
+        for snap in self._snaps:  # spill files of the replaced pool that the new state does not use
+            if snap.path is not None and snap.path not in kept:
+                snap.path.unlink(missing_ok=True)
+        self._snaps = []
+        for entry in state["snapshots"]:
+            if "tensors" in entry:
+                self._insert(entry["step"], {k: v.detach().to("cpu", copy=True) for k, v in entry["tensors"].items()})
+            else:
+                self._snaps.append(_Snapshot(entry["step"], None, Path(entry["path"])))
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``directory/replay/index.json`` and one ``snap_{step:08d}.safetensors`` per snapshot."""
+        out = Path(directory) / "replay"
+        out.mkdir(parents=True, exist_ok=True)
+        files = []
+        for snap in self._snaps:
+            name = f"snap_{snap.step:08d}.safetensors"
+            if snap.tensors is None:
+                shutil.copyfile(snap.path, out / name)
+            else:
+                save_file(snap.tensors, str(out / name))
+            files.append({"step": snap.step, "file": name})
+        (out / INDEX_FILE).write_text(json.dumps({"config": self._config(), "snapshots": files}, indent=2))
+
+    def load(self, directory: str | Path) -> None:
+        """Replace the pool by the one :meth:`save` wrote into ``directory`` (config checked as in load_state_dict)."""
+        src = Path(directory) / "replay"
+        index = json.loads((src / INDEX_FILE).read_text())
+        self._check_config(index["config"])
+        for i in reversed(range(len(self._snaps))):
+            self._remove(i)
+        for entry in index["snapshots"]:
+            self._insert(entry["step"], load_file(src / entry["file"]))
