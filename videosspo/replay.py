@@ -97,7 +97,7 @@ class ReplayPool:
         return self.size > 1 and step > 0 and step % self.interval == 0
 
     def draw(self, seed: int, step: int) -> int:
-        """The reference index for ``step``: latest k−1; initial 0; random ~ U{0, …, k−1}, pure in (seed, step)."""
+        """Reference index for ``step``: latest k−1; initial 0; random ~ U{0, …, k−1}, pure in (seed, step)."""
         if not self._snaps:
             raise RuntimeError("replay pool is empty: add θ0 before drawing")
         k = len(self._snaps)
