@@ -1,0 +1,208 @@
+"""The model-adapter protocol every family implements, on latents laid out `b c f h w`.
+
+A `VideoDiffusionModel` bundles a denoiser (`unet`), an optional VAE, a CLIP text encoder with its
+tokenizer and the training noise scheduler. Families differ only in how the denoiser is built and
+called (`_denoise`); everything else (prompt encoding, chunked VAE, save/load) is shared here, so
+the trainer and the sampler never look at the family.
+
+An image model is the case f = 1 of the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler
+from einops import rearrange
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from videosspo.config import ModelConfig
+
+log = logging.getLogger("videosspo.models")
+
+MODEL_FILE = "videosspo_model.json"  # marks a directory saved by `save_pretrained`
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+class VideoDiffusionModel:
+    """One text-to-video diffusion model behind the protocol the trainer and sampler use.
+
+    predict(x_t, t, cond) -> model output     x_t: b c f h w, t: [b], cond: b l d
+    encode_prompt(prompts) -> cond            b l d
+    encode_video(pixels) -> latents           pixels b c f h w in [-1, 1]
+    decode(latents) -> pixels                 b c f h w in [-1, 1]
+    """
+
+    family: ClassVar[str]
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16):
+        self.unet = unet
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler  # the training noise schedule (DDPM); samplers derive from its config
+        self.vae_chunk_frames = vae_chunk_frames
+        self.text_encoder.requires_grad_(False)
+        if self.vae is not None:
+            self.vae.requires_grad_(False)
+
+    # -- the protocol ----------------------------------------------------------------------------
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The denoiser's output (epsilon or v, per `prediction_type`) for noisy latents `b c f h w`."""
+        assert x_t.ndim == 5, f"latents must be b c f h w, got shape {tuple(x_t.shape)}"
+        return self._denoise(x_t, t, cond)
+
+    def _denoise(self, x_t, t, cond):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """CLIP text embeddings `b l d` (the last hidden state, as Stable Diffusion uses)."""
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return self.text_encoder(ids.to(self.device))[0]
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.config.latent_channels if self.vae is not None else 3
+
+    @property
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """`(c, f, h, w)` of the latents for clips of this size."""
+        k = self.vae_factor
+        if height % k or width % k:
+            raise ValueError(f"height/width {height}x{width} must be multiples of the VAE factor {k}")
+        return (self.latent_channels, frames, height // k, width // k)
+
+    @torch.no_grad()
+    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels `b c f h w` in [-1, 1] -> scaled latents, `vae_chunk_frames` frames per VAE call.
+
+        Takes the posterior mean (the mode): deterministic, so a cached latent equals a fresh one.
+        """
+        if self.vae is None:
+            return pixels
+        b = pixels.shape[0]
+        frames = rearrange(pixels, "b c f h w -> (b f) c h w").to(self.vae.dtype)
+        latents = torch.cat([self.vae.encode(chunk).latent_dist.mode()
+                             for chunk in frames.split(self.vae_chunk_frames)])
+        latents = latents * self.vae.config.scaling_factor
+        return rearrange(latents, "(b f) c h w -> b c f h w", b=b)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents `b c f h w` -> pixels in [-1, 1], chunked over frames like `encode_video`."""
+        if self.vae is None:
+            return latents.clamp(-1, 1)
+        b = latents.shape[0]
+        z = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
+        frames = torch.cat([self.vae.decode(chunk.to(self.vae.dtype)).sample
+                            for chunk in z.split(self.vae_chunk_frames)])
+        return rearrange(frames, "(b f) c h w -> b c f h w", b=b).float().clamp(-1, 1)
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_encoder.device
+
+    def to(self, device=None, dtype=None) -> "VideoDiffusionModel":
+        """Move every module; `dtype` applies to the frozen parts (trainable weights stay fp32)."""
+        for module in (self.unet, self.vae, self.text_encoder):
+            if module is not None:
+                module.to(device)
+        for module in (self.vae, self.text_encoder):
+            if module is not None and dtype is not None:
+                module.to(dtype=dtype)
+        return self
+
+    def enable_attention(self, backend: str = "auto") -> str:
+        """xformers when asked (or `auto` on CUDA with xformers importable), else torch SDPA."""
+        want_xformers = backend == "xformers" or (backend == "auto" and self.unet.device.type == "cuda")
+        if want_xformers:
+            try:
+                import xformers  # noqa: F401
+                self.unet.enable_xformers_memory_efficient_attention()
+                return "xformers"
+            except Exception as e:  # absent, or built for another CUDA/torch
+                if backend == "xformers":
+                    raise RuntimeError(f"model.attention=xformers but xformers is unusable: {e}") from e
+                log.info("xformers unavailable (%s); using torch SDPA", e)
+        return "sdpa"
+
+    def save_pretrained(self, path: str | Path, unet=None) -> None:
+        """Write the diffusers layout (`unet/`, `vae/`, ... as safetensors) plus `videosspo_model.json`.
+
+        Each component is loadable by diffusers/transformers directly, e.g.
+        `UNetMotionModel.from_pretrained(path, subfolder="unet")`. `unet` overrides the denoiser
+        written (the trainer passes the unwrapped, LoRA-merged one).
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (unet or self.unet).save_pretrained(path / "unet", safe_serialization=True)
+        if self.vae is not None:
+            self.vae.save_pretrained(path / "vae", safe_serialization=True)
+        self.text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
+        self.tokenizer.save_pretrained(path / "tokenizer")
+        self.scheduler.save_pretrained(path / "scheduler")
+        info = {"family": self.family, "vae": self.vae is not None, "vae_chunk_frames": self.vae_chunk_frames}
+        (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
+
+    # -- building ----------------------------------------------------------------------------------
+
+    @classmethod
+    def build_tiny_unet(cls, in_channels: int, cross_attention_dim: int):
+        raise NotImplementedError
+
+    @classmethod
+    def load_unet(cls, cfg: ModelConfig):
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> "VideoDiffusionModel":
+        """Build from `cfg.pretrained` (local dir or hub id), or the tiny random model when None."""
+        if cfg.pretrained is None:
+            from models.tiny import tiny_components
+
+            parts = tiny_components(cfg)
+            parts["unet"] = cls.build_tiny_unet(parts["in_channels"], parts["text_encoder"].config.hidden_size)
+            del parts["in_channels"]
+        else:
+            parts = load_components(cfg)
+            parts["unet"] = cls.load_unet(cfg)
+        return cls(**parts, vae_chunk_frames=cfg.vae_chunk_frames)
+
+
+def _has_subfolder(pretrained: str, name: str) -> bool:
+    local = Path(pretrained)
+    if local.is_dir():
+        return (local / name).is_dir()
+    from huggingface_hub import file_exists  # a hub id (resolved from the local cache when offline)
+
+    return file_exists(pretrained, f"{name}/config.json") or file_exists(pretrained, f"{name}/scheduler_config.json")
+
+
+def load_components(cfg: ModelConfig) -> dict:
+    """VAE, text encoder, tokenizer and training scheduler of a pretrained diffusers layout."""
+    src = cfg.pretrained
+    vae = None
+    if cfg.vae == "auto":
+        if not _has_subfolder(src, "vae"):
+            raise FileNotFoundError(f"model.pretrained={src!r} has no vae/; set model.vae: none for a pixel-space model")
+        vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
+    scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(src, subfolder="scheduler"))
+    return {
+        "vae": vae,
+        "text_encoder": CLIPTextModel.from_pretrained(src, subfolder="text_encoder"),
+        "tokenizer": CLIPTokenizer.from_pretrained(src, subfolder="tokenizer"),
+        "scheduler": scheduler,
+    }
+

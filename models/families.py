@@ -1,0 +1,86 @@
+"""The model families: how each builds, loads and calls its denoiser on `b c f h w` latents."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
+from einops import rearrange, repeat
+
+from models.base import VideoDiffusionModel
+from models.tiny import CHANNELS, tiny_unet2d_kwargs
+from videosspo.config import ModelConfig
+
+
+class AnimateDiff(VideoDiffusionModel):
+    """SD-1.5 2-D UNet + MotionAdapter = diffusers' `UNetMotionModel`."""
+
+    family = "animatediff"
+
+    def _denoise(self, x_t, t, cond):
+        # UNetMotionModel folds frames into the batch itself but wants the text per frame.
+        cond = repeat(cond, "b l d -> (b f) l d", f=x_t.shape[2])
+        return self.unet(x_t, t, encoder_hidden_states=cond).sample
+
+    @classmethod
+    def build_tiny_unet(cls, in_channels, cross_attention_dim):
+        unet2d = UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
+        adapter = MotionAdapter(block_out_channels=CHANNELS, motion_layers_per_block=1, motion_norm_num_groups=8,
+                                motion_num_attention_heads=4, motion_max_seq_length=32)
+        return UNetMotionModel.from_unet2d(unet2d, adapter)
+
+    @classmethod
+    def load_unet(cls, cfg: ModelConfig):
+        config = UNet2DConditionModel.load_config(cfg.pretrained, subfolder="unet")
+        if config.get("_class_name") == "UNetMotionModel":  # a videosspo checkpoint or a merged model
+            return UNetMotionModel.from_pretrained(cfg.pretrained, subfolder="unet")
+        if cfg.motion_adapter is None:
+            raise ValueError(f"model.pretrained={cfg.pretrained!r} holds a 2-D UNet: set model.motion_adapter "
+                             "to a MotionAdapter directory or hub id (e.g. guoyww/animatediff-motion-adapter-v1-5-2)")
+        unet2d = UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
+        return UNetMotionModel.from_unet2d(unet2d, MotionAdapter.from_pretrained(cfg.motion_adapter))
+
+
+class ModelScope(VideoDiffusionModel):
+    """ModelScope text-to-video: diffusers' `UNet3DConditionModel` (repeats the text per frame itself)."""
+
+    family = "modelscope"
+
+    def _denoise(self, x_t, t, cond):
+        return self.unet(x_t, t, encoder_hidden_states=cond).sample
+
+    @classmethod
+    def build_tiny_unet(cls, in_channels, cross_attention_dim):
+        return UNet3DConditionModel(sample_size=16, in_channels=in_channels, out_channels=in_channels,
+                                    block_out_channels=CHANNELS, layers_per_block=1, norm_num_groups=8,
+                                    cross_attention_dim=cross_attention_dim, attention_head_dim=8,
+                                    down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                                    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))
+
+    @classmethod
+    def load_unet(cls, cfg: ModelConfig):
+        return UNet3DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
+
+
+class StableDiffusion(VideoDiffusionModel):
+    """An image UNet; frames are independent images, so f = 1 is plain text-to-image."""
+
+    family = "sd"
+
+    def _denoise(self, x_t, t, cond):
+        b, f = x_t.shape[0], x_t.shape[2]
+        x = rearrange(x_t, "b c f h w -> (b f) c h w")
+        t = repeat(t.reshape(-1).expand(b), "b -> (b f)", f=f)
+        cond = repeat(cond, "b l d -> (b f) l d", f=f)
+        out = self.unet(x, t, encoder_hidden_states=cond).sample
+        return rearrange(out, "(b f) c h w -> b c f h w", f=f)
+
+    @classmethod
+    def build_tiny_unet(cls, in_channels, cross_attention_dim):
+        return UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
+
+    @classmethod
+    def load_unet(cls, cfg: ModelConfig):
+        return UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
+
+
+FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion)}

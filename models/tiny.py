@@ -1,0 +1,64 @@
+"""Tiny random-weight components built from configs, offline, in well under a second.
+
+They make tests and the demo run on CPU with no download. The tokenizer is CLIP's byte-level
+scheme with no merges (514 tokens: 256 bytes, 256 end-of-word bytes, start and end), built from
+Python objects and saved/loaded with the model like any CLIP tokenizer.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from videosspo.config import ModelConfig
+
+CHANNELS = (32, 64)       # UNet block widths
+TEXT_DIM = 32             # CLIP hidden size = UNet cross-attention dim
+MAX_TOKENS = 77
+
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2/CLIP's reversible map of the 256 bytes to printable unicode characters."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    symbols = _bytes_to_unicode()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    tok = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[])
+    tok.model_max_length = MAX_TOKENS
+    return tok
+
+
+def tiny_components(cfg: ModelConfig) -> dict:
+    """Text encoder, tokenizer, VAE (factor 2, or none) and DDPM scheduler, seeded for repeatability."""
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=MAX_TOKENS,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    vae = None
+    if cfg.vae == "auto":
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            layers_per_block=1, norm_num_groups=8, sample_size=32)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                              beta_end=0.012, prediction_type=cfg.prediction_type, clip_sample=False)
+    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler,
+            "in_channels": vae.config.latent_channels if vae is not None else 3}
+
+
+def tiny_unet2d_kwargs(in_channels: int, cross_attention_dim: int) -> dict:
+    """The SD-1.5-shaped 2-D UNet, shrunk; shared by the `sd` and `animatediff` families."""
+    return dict(sample_size=16, in_channels=in_channels, out_channels=in_channels, block_out_channels=CHANNELS,
+                layers_per_block=1, norm_num_groups=8, cross_attention_dim=cross_attention_dim, attention_head_dim=8,
+                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))

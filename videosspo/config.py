@@ -1,0 +1,354 @@
+"""Typed configuration: one frozen dataclass per concern, loaded from YAML, validated on load.
+
+Every default lives here, next to the field's documentation. A YAML file or a CLI override
+(`--optim.lr 1e-5`) may only name fields declared below: an unknown key, a wrong type or an
+impossible value raises `ConfigError` naming the key, the value and what is allowed.
+
+Derived quantity worth spelling out:
+    effective (global) batch = optim.batch_size x processes x optim.grad_accum
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type, or impossible."""
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which diffusion model to train, and how to build it."""
+
+    family: Literal["animatediff", "modelscope", "sd"] = "animatediff"
+    # A local directory or hub id: a diffusers layout (unet/, vae/, text_encoder/, tokenizer/,
+    # scheduler/), e.g. Stable Diffusion 1.5 for `animatediff`/`sd`, or a videosspo checkpoint.
+    # None builds the family's tiny random-weight model from configs (offline tests, the demo).
+    pretrained: str | None = None
+    # AnimateDiff only: a MotionAdapter directory or hub id, combined with `pretrained`'s 2-D UNet.
+    motion_adapter: str | None = None
+    # `none`: the model works in pixel space (latents are the [-1, 1] pixels); `auto`: the VAE of
+    # `pretrained` (or a tiny AutoencoderKL for a tiny model).
+    vae: Literal["auto", "none"] = "auto"
+    # Frames per VAE call: encode/decode run per frame in chunks to bound memory for long clips.
+    vae_chunk_frames: int = 16
+    # Prediction target of a tiny model's scheduler (pretrained models keep their own).
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    # LoRA rank on the UNet's attention projections; 0 trains all UNet weights.
+    lora_rank: int = 0
+    lora_alpha: float | None = None  # None: alpha = rank
+    # "auto": xformers when importable on CUDA, else torch SDPA; "sdpa" forces torch.
+    attention: Literal["auto", "sdpa", "xformers"] = "auto"
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        _check(self.motion_adapter is None or self.family == "animatediff", "model.motion_adapter",
+               self.motion_adapter, "only the animatediff family takes a motion adapter")
+        _check(self.vae_chunk_frames >= 1, "model.vae_chunk_frames", self.vae_chunk_frames, ">= 1")
+        _check(self.lora_rank >= 0, "model.lora_rank", self.lora_rank, ">= 0 (0 = full fine-tuning)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the winning videos come from and how clips are cut from them."""
+
+    # Metadata file (JSONL or CSV with `video`, `caption`, optional `loser_video`) or its folder.
+    path: str = "data/synth"
+    # When `path` is missing, write a synthetic-world dataset of this many clips there first.
+    synth_if_missing: int = 0
+    frames: int = 8          # frames per clip (1 = image training)
+    stride: int = 1          # take every `stride`-th frame
+    height: int = 32
+    width: int = 32
+    num_workers: int = 0
+
+    def __post_init__(self):
+        _check(self.frames >= 1, "data.frames", self.frames, ">= 1")
+        _check(self.stride >= 1, "data.stride", self.stride, ">= 1")
+        _check(self.height >= 8 and self.width >= 8, "data.height/width", (self.height, self.width), ">= 8")
+        _check(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
+        _check(self.synth_if_missing >= 0, "data.synth_if_missing", self.synth_if_missing, ">= 0")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The objective: `sft` (e_w), `dpo` (Diffusion-DPO on paired data) or `sspo`."""
+
+    name: Literal["sft", "dpo", "sspo"] = "sspo"
+    beta: float = 2000.0     # beta of -log sigmoid(-(beta/2)(dw - dl)); absorbs T * omega(lambda_t)
+    # SSR switched branch when e_ref^w < e_theta^w: sft | sign (v1 flipper) | drop | off (always DPO).
+    ssr_mode: Literal["sft", "sign", "drop", "off"] = "sft"
+
+    def __post_init__(self):
+        _check(self.beta > 0, "method.beta", self.beta, "> 0")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Random Checkpoint Replay: the pool of policy snapshots the reference is drawn from."""
+
+    interval: int = 30       # optimizer steps between snapshots (paper: 30)
+    size: int = 7            # snapshots held, theta_0 included (paper: K = 7)
+    strategy: Literal["random", "latest", "initial"] = "random"   # SSPO | SPIN-like | DITTO-like
+    evict: Literal["oldest", "random"] = "oldest"                 # theta_0 is never evicted
+    cpu_budget_gb: float = 8.0   # full fine-tuning snapshots past this spill to disk
+    spill_dir: str | None = None  # default: <train.output_dir>/replay_spill
+
+    def __post_init__(self):
+        _check(self.interval >= 1, "replay.interval", self.interval, ">= 1")
+        _check(self.size >= 1, "replay.size", self.size, ">= 1 (1 holds only theta_0)")
+        _check(self.cpu_budget_gb > 0, "replay.cpu_budget_gb", self.cpu_budget_gb, "> 0")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """The latent sampler, for losers, periodic samples and `videosspo sample`."""
+
+    scheduler: Literal["ddim", "ddpm", "euler", "dpm++"] = "ddim"
+    steps: int = 20
+    guidance: float = 7.5
+    negative_prompt: str = ""
+
+    def __post_init__(self):
+        _check(self.steps >= 1, "sample.steps", self.steps, ">= 1")
+        _check(self.guidance >= 0, "sample.guidance", self.guidance, ">= 0 (<= 1 disables CFG)")
+
+
+@dataclass(frozen=True)
+class LoserConfig:
+    """How the drawn reference generates losers x0^l (kept in latent space, never decoded)."""
+
+    steps: int = 20
+    guidance: float = 7.5
+    scheduler: Literal["ddim", "ddpm", "euler", "dpm++"] = "ddim"
+    reuse: int = 1           # a generated loser serves this many steps before it is regenerated
+
+    def __post_init__(self):
+        _check(self.steps >= 1, "loser.steps", self.steps, ">= 1")
+        _check(self.guidance >= 0, "loser.guidance", self.guidance, ">= 0")
+        _check(self.reuse >= 1, "loser.reuse", self.reuse, ">= 1")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with warm-up and a schedule; per-process batch and accumulation."""
+
+    lr: float = 1e-5
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    batch_size: int = 1      # per process; global batch = batch_size x processes x grad_accum
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0   # 0 disables clipping
+
+    def __post_init__(self):
+        _check(self.lr > 0, "optim.lr", self.lr, "> 0")
+        _check(self.batch_size >= 1, "optim.batch_size", self.batch_size, ">= 1")
+        _check(self.grad_accum >= 1, "optim.grad_accum", self.grad_accum, ">= 1")
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, ">= 0")
+        _check(self.max_grad_norm >= 0, "optim.max_grad_norm", self.max_grad_norm, ">= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The run: length, seed, precision, where outputs go and how often things happen."""
+
+    output_dir: str = "runs/default"
+    max_steps: int = 100     # optimizer steps
+    seed: int = 0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    log_every: int = 1
+    checkpoint_every: int = 50   # 0: only the final checkpoint
+    keep_checkpoints: int = 2    # newest N training checkpoints kept (the final model always is)
+    sample_every: int = 0        # 0: sample only at the end
+    sample_prompts: tuple[str, ...] = ("a red square moving left",)
+    sample_format: Literal["mp4", "gif"] = "gif"
+    resume: str | None = None    # "latest" or a checkpoint directory
+
+    def __post_init__(self):
+        _check(self.max_steps >= 1, "train.max_steps", self.max_steps, ">= 1")
+        _check(self.log_every >= 1, "train.log_every", self.log_every, ">= 1")
+        for key in ("checkpoint_every", "sample_every", "keep_checkpoints"):
+            _check(getattr(self, key) >= 0, f"train.{key}", getattr(self, key), ">= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run. YAML sections and CLI prefixes are the field names below."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    loser: LoserConfig = field(default_factory=LoserConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.model.vae == "none" or self.model.pretrained is None:
+            return  # the VAE factor of a pretrained model is checked when the model loads
+        for key in ("height", "width"):
+            _check(getattr(self.data, key) % 8 == 0, f"data.{key}", getattr(self.data, key),
+                   "a multiple of the VAE factor 8")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: YAML + overrides -> nested dict -> typed, validated dataclasses.
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Convert a YAML/CLI value to the declared type, or raise ConfigError naming the key."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        _check(value in args, key, value, f"one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), key, value, "a list")
+        items = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(items))
+        _check(len(items) == len(args), key, value, f"a list of {len(args)} values")
+        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(items, args)))
+    if tp is bool:
+        _check(isinstance(value, bool), key, value, "true or false")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, value, "an integer")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-5` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "a number")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, value, "a string")
+        return value
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _build(cls, data: dict, prefix: str):
+    _check(isinstance(data, dict), prefix, data, "a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown key {prefix}.{key}; {prefix} takes: {', '.join(sorted(known))}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        tp = hints[f.name]
+        key = f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, data[f.name] or {}, key)
+        else:
+            kwargs[f.name] = _coerce(key, data[f.name], tp)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build a validated `Config`; sections absent from `data` take their defaults."""
+    hints = typing.get_type_hints(Config)
+    for key in data:
+        if key not in hints:
+            raise ConfigError(f"unknown section {key!r}; sections: {', '.join(hints)}")
+    defaults = Config()
+    sections = {}
+    for name, tp in hints.items():
+        given = data.get(name)
+        sections[name] = getattr(defaults, name) if given is None else _build(tp, given, name)
+    return Config(**sections)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`["--optim.lr", "1e-5", "--model.tiny=true"]` -> {"optim": {"lr": 1e-5}, ...}.
+
+    Values are parsed as YAML scalars/lists, so `1e-5`, `true`, `[a, b]` mean what they look like.
+    """
+    out: dict = {}
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if not item.startswith("--") or "." not in item:
+            raise ConfigError(f"bad override {item!r}: use --section.key VALUE, e.g. --optim.lr 1e-5")
+        if "=" in item:
+            key, raw = item[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(items):
+                raise ConfigError(f"override {item} has no value")
+            key, raw = item[2:], items[i + 1]
+            i += 2
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = yaml.safe_load(raw)
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
+    """YAML file (optional) + CLI overrides -> validated Config."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    if overrides:
+        extra = overrides if isinstance(overrides, dict) else parse_overrides(list(overrides))
+        data = _merge(data, extra)
+    return config_from_dict(data)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config (every field, defaults included) as YAML."""
+
+    def plain(node):
+        if isinstance(node, dict):
+            return {k: plain(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [plain(v) for v in node]
+        return node
+
+    Path(path).write_text(yaml.safe_dump(plain(config.to_dict()), sort_keys=False))
