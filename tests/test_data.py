@@ -1,0 +1,166 @@
+"""Dataset: metadata loading and skipping, frame sampling, resizing, paired clips, images, corrupt files."""
+
+import csv
+import json
+import logging
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from videosspo.data import VideoDataset, collate, frame_indices, load_metadata, resize_center_crop
+from videosspo.video import VideoReadError, write_video
+
+
+def counter_clip(num_frames: int, offset: int = 0, height: int = 32, width: int = 32) -> np.ndarray:
+    """Uniform frames whose brightness is 10 * k + offset, so a frame's index can be read from its pixels."""
+    values = np.arange(num_frames) * 10 + offset
+    return np.broadcast_to(values[:, None, None, None], (num_frames, height, width, 3)).astype(np.uint8).copy()
+
+
+def frame_ids(pixels: torch.Tensor, offset: int = 0) -> list[int]:
+    """Inverse of counter_clip for a ``c f h w`` tensor in [-1, 1]."""
+    brightness = ((pixels + 1) * 127.5).mean(dim=(0, 2, 3))
+    return [round((b - offset) / 10) for b in brightness.tolist()]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """clips/a.mp4 (20 frames), clips/b.mp4 (3 frames), clips/a_loser.mp4 (20 frames, brightness +5)."""
+    write_video(tmp_path / "clips" / "a.mp4", counter_clip(20))
+    write_video(tmp_path / "clips" / "a_loser.mp4", counter_clip(20, offset=5))
+    write_video(tmp_path / "clips" / "b.mp4", counter_clip(3, height=32, width=48))
+    return tmp_path
+
+
+def test_jsonl_with_relative_and_absolute_paths(folder):
+    write_jsonl(folder / "metadata.jsonl", [
+        {"video": "clips/a.mp4", "caption": "a", "loser_video": "clips/a_loser.mp4", "score": 3},
+        {"video": str(folder / "clips" / "b.mp4"), "caption": " b "},
+    ])
+    records = load_metadata(folder)  # a folder finds its metadata.jsonl
+    assert [r.index for r in records] == [0, 1]
+    assert records[0].video == (folder / "clips" / "a.mp4").resolve()
+    assert records[0].loser_video == (folder / "clips" / "a_loser.mp4").resolve()
+    assert records[0].extra == {"score": 3}
+    assert records[1].caption == "b" and records[1].loser_video is None
+
+
+def test_csv_and_skipped_rows_are_counted(folder, caplog):
+    with (folder / "data.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["video", "caption", "loser_video", "note"])
+        writer.writerow(["clips/a.mp4", "first", "", "x"])
+        writer.writerow(["clips/b.mp4", "", "", ""])  # empty caption
+        writer.writerow(["", "no video", "", ""])
+        writer.writerow(["clips/gone.mp4", "missing file", "", ""])
+        writer.writerow(["clips/b.mp4", "missing loser", "clips/gone.mp4", ""])
+        writer.writerow(["clips/b.mp4", "second", "", ""])
+    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+        records = load_metadata(folder / "data.csv")
+    assert [r.caption for r in records] == ["first", "second"]
+    assert [r.index for r in records] == [0, 1] and records[0].extra == {"note": "x"}
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.data"]
+    for part in ["skipped 4 of 6 rows", "1 missing caption", "1 missing video", "1 video file not found",
+                 "1 loser_video file not found", "row 1"]:
+        assert part in message
+
+
+def test_metadata_errors(folder):
+    with (folder / "bad.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["path", "text"], ["clips/a.mp4", "a"]])
+    with pytest.raises(ValueError, match=r"no video or caption column.*\['path', 'text'\]"):
+        load_metadata(folder / "bad.csv")
+    empty = write_jsonl(folder / "empty.jsonl", [{"video": "clips/gone.mp4", "caption": "x"}, {"caption": "y"}])
+    with pytest.raises(ValueError, match=r"empty\.jsonl: no usable rows \(1 video file not found, 1 missing video\)"):
+        load_metadata(empty)
+    with pytest.raises(FileNotFoundError, match="metadata.jsonl"):
+        load_metadata(folder / "clips")
+
+
+def test_frame_indices():
+    rng = np.random.default_rng(0)
+    starts = set()
+    for _ in range(200):
+        indices = frame_indices(20, 4, 3, rng)
+        assert np.diff(indices).tolist() == [3, 3, 3] and 0 <= indices[0] <= 20 - 10
+        starts.add(indices[0])
+    assert starts == set(range(11))  # every valid start is drawn
+    assert frame_indices(7, 4, 3, rng) == [0, 2, 4, 6]  # largest stride that fits
+    assert frame_indices(3, 5, 2, rng) == [0, 1, 2, 2, 2]  # too short: repeat the last frame
+    assert frame_indices(3, 1, 4, np.random.default_rng(1)) == frame_indices(3, 1, 4, np.random.default_rng(1))
+
+
+def test_dataset_samples_the_frames_it_should(folder, caplog):
+    write_jsonl(folder / "metadata.jsonl", [{"video": "clips/a.mp4", "caption": "a"},
+                                            {"video": "clips/b.mp4", "caption": "b"}])
+    ds = VideoDataset(folder, frames=4, stride=3, height=16, width=16)
+    assert len(ds) == 2
+    item = ds.get(0, seed=5)
+    assert item["pixels"].shape == (3, 4, 16, 16) and item["pixels"].dtype == torch.float32
+    assert -1 <= item["pixels"].min() and item["pixels"].max() <= 1
+    assert (item["caption"], item["index"]) == ("a", 0)
+    expected = frame_indices(20, 4, 3, np.random.default_rng(5))
+    assert frame_ids(item["pixels"]) == expected
+    assert torch.equal(ds.get(0, seed=5)["pixels"], item["pixels"])  # same seed, same frames
+    assert frame_ids(ds[0]["pixels"]) == frame_indices(20, 4, 3, np.random.default_rng(0))
+    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+        short = ds.get(1, seed=0)  # 3 frames of 32x48: last frame repeated, resized and centre-cropped
+        ds.get(1, seed=1)
+    assert frame_ids(short["pixels"]) == [0, 1, 2, 2] and short["pixels"].shape == (3, 4, 16, 16)
+    assert sum("repeating its last frame" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_resize_center_crop():
+    video = torch.linspace(-1, 1, 48).expand(3, 2, 32, 48)  # horizontal ramp
+    out = resize_center_crop(video, 16, 16)
+    assert out.shape == (3, 2, 16, 16)
+    assert out[0, 0, 0, 0] > -1 + 0.1 and out[0, 0, 0, -1] < 1 - 0.1  # the sides were cropped away
+    assert torch.allclose(out.mean(), torch.tensor(0.0), atol=0.02)  # ... symmetrically
+    assert torch.equal(resize_center_crop(video, 32, 48), video)
+
+
+def test_paired_dataset_uses_the_same_frames(folder):
+    write_jsonl(folder / "metadata.jsonl", [{"video": "clips/a.mp4", "caption": "a", "loser_video": "clips/a_loser.mp4"},
+                                            {"video": "clips/b.mp4", "caption": "b"}])
+    with pytest.raises(ValueError, match=r"1 rows have no loser_video: row 1 \(b.mp4, 'b'\)"):
+        VideoDataset(folder, frames=4, height=32, width=32, require_loser=True)
+    records = load_metadata(folder)[:1]
+    ds = VideoDataset(records, frames=4, stride=2, height=32, width=32, require_loser=True)
+    item = ds.get(0, seed=3)
+    assert frame_ids(item["loser_pixels"], offset=5) == frame_ids(item["pixels"])
+    batch = collate([item, None, ds.get(0, seed=4)])
+    assert batch["pixels"].shape == batch["loser_pixels"].shape == (2, 3, 4, 32, 32)
+    assert batch["captions"] == ["a", "a"] and batch["indices"] == [0, 0]
+
+
+def test_images_are_one_frame_clips(tmp_path):
+    iio.imwrite(tmp_path / "red.png", np.full((20, 30, 3), (255, 0, 0), np.uint8))
+    iio.imwrite(tmp_path / "gray.jpg", np.full((24, 24, 3), 128, np.uint8))
+    write_jsonl(tmp_path / "metadata.jsonl", [{"video": "red.png", "caption": "red"},
+                                              {"video": "gray.jpg", "caption": "gray"}])
+    ds = VideoDataset(tmp_path, frames=1, height=16, width=16)
+    batch = collate([ds[0], ds[1]])
+    assert batch["pixels"].shape == (2, 3, 1, 16, 16)
+    assert torch.allclose(batch["pixels"][0, :, 0, 8, 8], torch.tensor([1.0, -1.0, -1.0]))
+
+
+def test_corrupt_video_is_skipped_by_try_get(folder, caplog):
+    (folder / "clips" / "x.mp4").write_bytes(b"garbage" * 100)
+    write_jsonl(folder / "metadata.jsonl", [{"video": "clips/x.mp4", "caption": "x"},
+                                            {"video": "clips/a.mp4", "caption": "a"}])
+    ds = VideoDataset(folder, frames=2, height=16, width=16)
+    with pytest.raises(VideoReadError, match="x.mp4"):
+        ds.get(0, seed=0)
+    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+        assert ds.try_get(0, seed=0) is None
+    assert ds.skipped == 1 and "x.mp4" in caplog.text
+    batch = collate([ds.try_get(i, seed=i) for i in range(len(ds))])
+    assert batch["captions"] == ["a"] and batch["pixels"].shape == (1, 3, 2, 16, 16)
+    assert ds.skipped == 2 and collate([None]) is None
