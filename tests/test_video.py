@@ -121,3 +121,13 @@ def test_uint8_tensor_round_trip():
     assert video.min() >= -1 and video.max() <= 1
     np.testing.assert_array_equal(to_uint8(video), clip)
     np.testing.assert_array_equal(to_uint8(torch.full((3, 1, 2, 2), 5.0))[0, 0, 0], [255, 255, 255])
+
+
+def test_without_decord_everything_goes_through_pyav(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "c.mp4", smooth_clip(4))
+    expected = read_video(path, backend="pyav")
+    monkeypatch.setattr(V, "_decord", lambda: None)
+    np.testing.assert_array_equal(read_video(path), expected)
+    assert count_frames(path) == 4
+    with pytest.raises(ImportError, match="pip install decord"):
+        read_video(path, backend="decord")

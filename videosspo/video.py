@@ -169,13 +169,14 @@ def _read_pyav(path: Path, indices: Sequence[int] | None) -> np.ndarray:
     return np.stack([decoded[i] for i in wanted])
 
 
-_READERS = {"decord": (_read_decord, _count_decord), "pyav": (_read_pyav, _count_pyav)}
+_OPS = {("decord", "read"): _read_decord, ("decord", "count"): _count_decord,
+        ("pyav", "read"): _read_pyav, ("pyav", "count"): _count_pyav}
 
 
-def _run(backend: str, op: int, path: Path, *args):
-    """Call a backend's read (op 0) or count (op 1), turning decoder failures into VideoReadError."""
+def _run(backend: str, op: str, path: Path, *args):
+    """Call a backend's "read" or "count", turning decoder failures into VideoReadError."""
     try:
-        return _READERS[backend][op](path, *args)
+        return _OPS[backend, op](path, *args)
     except IndexError:
         raise
     except Exception as e:  # decord raises RuntimeError/DECORDError, PyAV raises av.FFmpegError (a ValueError)
@@ -188,12 +189,15 @@ def _first_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _dispatch(path: Path, backend: str, op: int, *args):
-    """Run ``op`` with the chosen backend; "auto" = decord, then PyAV for this file if decord fails."""
+def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; choose one of {BACKENDS}")
     if backend == "decord" and _decord() is None:
         raise ImportError("backend='decord' needs the decord package: pip install decord")
+
+
+def _dispatch(path: Path, backend: str, op: str, *args):
+    """Run ``op`` with the chosen backend; "auto" = decord, then PyAV for this file if decord fails."""
     if backend != "auto":
         return _run(backend, op, path, *args)
     if _decord() is None or path.suffix.lower() == ".gif":  # decord cannot read gifs
@@ -218,21 +222,23 @@ def read_video(path: str | os.PathLike, indices: Sequence[int] | None = None, ba
     IndexError for frame indices outside the clip.
     """
     path = Path(path)
+    _check_backend(backend)
     _check_exists(path)
     if indices is not None and len(indices) == 0:
         raise ValueError(f"no frame indices given for {path}")
     if _is_image(path):
         return _read_image(path, indices)
-    return _dispatch(path, backend, 0, indices)
+    return _dispatch(path, backend, "read", indices)
 
 
 def count_frames(path: str | os.PathLike, backend: str = "auto") -> int:
     """Number of frames (1 for a still image); read from the container index, without decoding, when possible."""
     path = Path(path)
+    _check_backend(backend)
     _check_exists(path)
     if _is_image(path):
         return 1
-    return _dispatch(path, backend, 1)
+    return _dispatch(path, backend, "count")
 
 
 def video_fps(path: str | os.PathLike) -> float:
