@@ -1,0 +1,77 @@
+"""Scorer registry: each dimension name maps to a factory that builds a scorer.
+
+A scorer is ``(videos, prompts, meta) -> (scores, info)``: ``videos`` are uint8 ``(f, h, w, 3)``
+arrays, ``scores`` one float (or ``None`` where the video is out of the dimension's scope) per
+video, ``info`` says how it was computed (``backend``, ``proxy``). Factories are cheap and raise
+:class:`Unavailable` (with the reason and the fix) when a dimension cannot be computed here; heavy
+models are loaded on the scorer's first call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+Scorer = Callable[[list[np.ndarray], list[str], list[dict]], tuple[list, dict]]
+
+
+class Unavailable(Exception):
+    """A dimension that cannot be computed here: reported as skipped, never as 0."""
+
+    def __init__(self, reason: str, fix: str):
+        super().__init__(reason)
+        self.reason, self.fix = reason, fix
+
+
+@dataclass
+class ScorerContext:
+    """What factories may use: the weights folder, the torch device and per-backend options."""
+
+    weights: Path | None = None
+    device: str = "cpu"
+    batch_frames: int = 32  # frames per forward pass of a learned model
+    options: dict = field(default_factory=dict)
+
+
+FACTORIES: dict[str, Callable[[ScorerContext], Scorer]] = {}
+
+
+def register(*names: str):
+    """Decorator: register a factory under one or more dimension names."""
+
+    def deco(factory):
+        for name in names:
+            FACTORIES[name] = factory
+        return factory
+
+    return deco
+
+
+# GRiT / UMT / Tag2Text dimensions: detectors and captioners transformers cannot stand in for.
+_DETECTOR_DIMS = {
+    "object_class": "GRiT", "multiple_objects": "GRiT", "color": "GRiT",
+    "spatial_relationship": "GRiT", "human_action": "UMT", "scene": "Tag2Text",
+}
+
+
+def build(names, ctx: ScorerContext) -> tuple[dict[str, Scorer], dict[str, dict]]:
+    """Build the scorers for ``names``; return (scorers, skipped) with skipped = {name: {reason, fix}}."""
+    from . import classical, learned, synthetic  # noqa: F401  (registers the factories)
+
+    scorers, skipped = {}, {}
+    for name in names:
+        try:
+            if name in _DETECTOR_DIMS:
+                raise Unavailable(
+                    f"needs VBench's {_DETECTOR_DIMS[name]} model, which has no weight-free or "
+                    "transformers stand-in here",
+                    "run with --backend official (pip install vbench; its weights download to "
+                    "~/.cache/vbench on first use)")
+            if name not in FACTORIES:
+                raise Unavailable(f"unknown dimension {name!r}", "see --list-dims")
+            scorers[name] = FACTORIES[name](ctx)
+        except Unavailable as e:
+            skipped[name] = {"reason": e.reason, "fix": e.fix}
+    return scorers, skipped

@@ -1,0 +1,171 @@
+"""VBench-style evaluation of text-to-video (and text-to-image) models, offline.
+
+Examples
+  # a folder of videos with metadata.jsonl / .csv (video, caption), or VBench names {prompt}-{index}.mp4
+  python benchmarks/vbench_eval.py --videos runs/sspo/samples --out eval/sspo --name sspo
+  # generate first from a checkpoint (resumable), 5 samples per prompt, VBench's prompt file
+  python benchmarks/vbench_eval.py --checkpoint runs/sspo/checkpoint-1000 --prompts VBench_full_info.json \\
+      --samples 5 --frames 16 --height 256 --width 256 --out eval/sspo
+  # model-based dimensions from local weights (see --list-dims for the folder layout)
+  python benchmarks/vbench_eval.py --videos DIR --weights ~/vbench_weights --out eval/base
+  # compare runs side by side (base vs SFT vs SSPO)
+  python benchmarks/vbench_eval.py --compare eval/base eval/sft eval/sspo --out eval/compare
+  # several processes: accelerate launch benchmarks/vbench_eval.py --videos DIR --out eval/x
+
+Backends
+  project (default): temporal_flickering is VBench's exact formula; dynamic_degree and
+    motion_smoothness use OpenCV optical flow (proxies for RAFT and AMT-S with VBench's thresholds
+    and protocol); imaging_quality uses BRISQUE, clip((100 - BRISQUE) / 100) (a proxy for MUSIQ);
+    subject_consistency (DINO ViT-B/16), background_consistency and appearance_style (CLIP ViT-B/32)
+    and aesthetic_quality (CLIP ViT-L/14 + LAION head) run through transformers from --weights;
+    overall_consistency / temporal_style use CLIP frame-text cosine (a proxy for ViCLIP). GRiT / UMT /
+    Tag2Text dimensions are skipped. Proxies are labelled in every output; a dimension that cannot
+    be computed is reported as skipped with the reason and the fix, never as 0.
+  official: runs the `vbench` package (pip install vbench; downloads weights on first use).
+
+Outputs (in --out): {name}_eval_results.json (VBench's format), summary.json (raw, normalised,
+Quality / Semantic / Total or the missing dimensions), per_video.jsonl, report.md, report.html,
+radar.png, frames.png; with --compare: compare.md, compare.html, compare_radar.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.vbench import report  # noqa: E402
+from benchmarks.vbench.inputs import IMAGE_EXTS, attach_dimensions, collect_videos, load_prompts  # noqa: E402
+from benchmarks.vbench.spec import ALL_DIMS, VBENCH_DIMS  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("inputs")
+    src.add_argument("--videos", type=Path, help="folder of videos (or images for f = 1 models)")
+    src.add_argument("--metadata", type=Path, help="jsonl/csv with video, caption (default: "
+                     "metadata.jsonl/.csv in --videos, else VBench names {prompt}-{index}.mp4)")
+    src.add_argument("--checkpoint", help="videosspo checkpoint: generate the videos first into OUT/videos")
+    src.add_argument("--prompts", help="prompt list: text file (one a line), VBench_full_info.json, or "
+                     "'vbench' for the installed package's file; with --videos it attaches VBench's "
+                     "per-prompt dimension lists")
+    src.add_argument("--limit", type=int, help="evaluate only the first N videos (quick runs)")
+    gen = p.add_argument_group("generation (with --checkpoint)")
+    gen.add_argument("--samples", type=int, default=5, help="videos per prompt (VBench: 5)")
+    gen.add_argument("--frames", type=int, default=16)
+    gen.add_argument("--height", type=int, default=256)
+    gen.add_argument("--width", type=int, default=256)
+    gen.add_argument("--steps", type=int, default=25)
+    gen.add_argument("--guidance", type=float, default=7.5)
+    gen.add_argument("--seed", type=int, default=0, help="run seed; each video's seed also depends on its prompt and index")
+    gen.add_argument("--gen-batch", type=int, default=4)
+    gen.add_argument("--fps", type=int, default=8)
+    ev = p.add_argument_group("evaluation")
+    ev.add_argument("--dims", nargs="+", default=None, metavar="DIM",
+                    help="dimensions (default: all 16 VBench + synthetic; for images, the image-applicable ones)")
+    ev.add_argument("--backend", choices=("project", "official"), default="project")
+    ev.add_argument("--weights", type=Path, help="folder with dino_vitb16/, clip_vit_b32/, clip_vit_l14/ "
+                    "(transformers save_pretrained) and sa_0_4_vit_l_14_linear.pth")
+    ev.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="OpenCV optical flow")
+    ev.add_argument("--device", default=None, help="torch device for learned models (default: accelerate's)")
+    ev.add_argument("--batch-size", type=int, default=4, help="videos read and scored together")
+    ev.add_argument("--no-progress", action="store_true")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--out", type=Path, help="output folder")
+    out.add_argument("--name", default=None, help="run name (default: the output folder's name)")
+    out.add_argument("--compare", nargs="+", type=Path, metavar="RUN", help="run folders (summary.json) to compare")
+    out.add_argument("--no-report", action="store_true")
+    p.add_argument("--list-dims", action="store_true", help="list the dimensions and exit")
+    args = p.parse_args(argv)
+    if not args.list_dims:
+        if args.out is None:
+            p.error("--out is required")
+        if not (args.videos or args.checkpoint or args.compare):
+            p.error("give --videos, --checkpoint (with --prompts) or --compare")
+        if args.checkpoint and not args.prompts:
+            p.error("--checkpoint needs --prompts")
+        bad = [d for d in args.dims or [] if d not in ALL_DIMS]
+        if bad:
+            p.error(f"unknown dimensions {bad}; see --list-dims")
+    return args
+
+
+def list_dims() -> str:
+    from benchmarks.vbench import learned
+
+    lines = [f"{'dimension':24} {'group':9} {'VBench model':32} image"]
+    lines += [f"{d.name:24} {d.group:9} {d.vbench_model:32} {'yes' if d.image_ok else ''}" for d in ALL_DIMS.values()]
+    return "\n".join(lines) + "\n\n" + learned.__doc__
+
+
+def default_dims(items: list[dict]) -> list[str]:
+    """All dimensions, or only the image-applicable ones when every input is an image."""
+    images = all(Path(it["video"]).suffix.lower() in IMAGE_EXTS for it in items)
+    return [d for d, s in ALL_DIMS.items() if s.image_ok or not images]
+
+
+def gather_items(args) -> list[dict]:
+    """The videos to score: generated from --checkpoint, or found in --videos."""
+    prompts = load_prompts(args.prompts) if args.prompts else None
+    if args.checkpoint:
+        from benchmarks.vbench.generate import generate_videos, plan
+
+        items = plan(prompts, args.samples, args.videos or args.out / "videos")[: args.limit]
+        generate_videos(args.checkpoint, items, frames=args.frames, height=args.height, width=args.width,
+                        steps=args.steps, guidance=args.guidance, seed=args.seed, batch_size=args.gen_batch,
+                        fps=args.fps, progress=not args.no_progress)
+        return items
+    items = collect_videos(args.videos, args.metadata, args.limit)
+    return attach_dimensions(items, prompts) if prompts else items
+
+
+def evaluate_run(args, name: str) -> dict | None:
+    """Score the run and write its files; returns the summary on the main process."""
+    from accelerate import PartialState
+
+    from benchmarks.vbench.results import write_run
+    from benchmarks.vbench.runner import evaluate
+    from benchmarks.vbench.scorers import ScorerContext
+
+    state = PartialState()
+    items = gather_items(args)
+    dims = args.dims or default_dims(items)
+    if args.backend == "official":
+        from benchmarks.vbench.official import run_official
+
+        videos_dir = args.videos or args.out / "videos"
+        ev = run_official(videos_dir, args.out, name, [d for d in dims if d in VBENCH_DIMS], args.prompts,
+                          args.device or str(state.device))
+    else:
+        ctx = ScorerContext(weights=args.weights, device=args.device or str(state.device),
+                            options={"flow": args.flow})
+        ev = evaluate(items, dims, ctx, batch_size=args.batch_size, progress=not args.no_progress)
+    if not state.is_main_process:
+        return None
+    config = {k: str(v) for k, v in vars(args).items() if v is not None}
+    return write_run(ev, args.out, name, dims, config)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list_dims:
+        print(list_dims())
+        return 0
+    name = args.name or args.out.resolve().name
+    summary = evaluate_run(args, name) if (args.videos or args.checkpoint) else None
+    if summary is not None and not args.no_report:
+        report.write_report(summary, args.out)
+    if args.compare:
+        summaries = [report.load_summary(r) for r in args.compare] + ([summary] if summary else [])
+        report.write_comparison(summaries, args.out)
+    if summary is not None:
+        s = summary["scores"]
+        print(f"{name}: quality {s['quality']}, semantic {s['semantic']}, total {s['total']}; "
+              f"scored {len(summary['dimensions'])}, skipped {len(summary['skipped'])} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
