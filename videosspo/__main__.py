@@ -1,0 +1,3 @@
+from videosspo.cli import main
+
+main()

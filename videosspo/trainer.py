@@ -1,0 +1,455 @@
+"""The trainer: owns every piece of training state, runs `sft`, `dpo` and `sspo`, saves and resumes.
+
+One optimizer step = `optim.grad_accum` micro-batches on each of the accelerate processes. Each
+micro-batch runs `Trainer.loss`, which reads top to bottom:
+
+    losers -> noise & timesteps -> policy forward -> reference forward -> per-sample loss
+
+The global batch is a contiguous run of the data stream, split process-major inside each
+micro-step; every random draw derives from (seed, step, position in the global batch), so N
+processes x A accumulation steps give the same update as one process with the same global batch.
+
+A checkpoint is one directory written to a temporary name and renamed into place:
+    accelerate/  model, optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
+    replay/      the replay pool (snapshot steps + safetensors)
+    losers.safetensors  reusable losers (loser.reuse > 1)
+    model/       the policy in diffusers layout (LoRA merged): loadable by `models.load_model`
+    trainer.json step, counters;  config.yaml  the resolved config
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+from diffusers.optimization import get_scheduler
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from models import build_model
+from videosspo import rng
+from videosspo.config import Config, load_config, save_config
+from videosspo.data import VideoDataset, collate
+from videosspo.losses import get_loss, per_sample_error
+from videosspo.reference import Policy, add_lora
+from videosspo.replay import ReplayPool
+from videosspo.sampling import sample_latents
+from videosspo.video import write_video
+
+log = logging.getLogger("videosspo.trainer")
+
+CHECKPOINTS = "checkpoints"
+# Fields that must match between a checkpoint and the config that resumes it.
+ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank",
+                "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
+MAX_BAD_STEPS = 10  # consecutive non-finite losses before the run stops (its checkpoints intact)
+
+
+class StreamSampler(Sampler):
+    """This process's share of the global data stream, from optimizer step `start_step` on.
+
+    Position p of the stream is sample `epoch_order(seed, p // n)[p % n]`. Step s covers positions
+    [s*G, (s+1)*G) with G the global batch; within it micro-step m, process r takes B positions at
+    s*G + (m*P + r)*B. Yields lists of (dataset index, global position).
+    """
+
+    def __init__(self, n: int, batch: int, accum: int, processes: int, rank: int, seed: int, start_step: int):
+        self.n, self.batch, self.accum, self.processes, self.rank, self.seed = n, batch, accum, processes, rank, seed
+        self.start_step = start_step
+        self._orders: dict[int, object] = {}
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch * self.accum * self.processes
+
+    def position(self, p: int) -> int:
+        epoch = p // self.n
+        if epoch not in self._orders:
+            self._orders = {epoch: rng.epoch_order(self.seed, epoch, self.n)}
+        return int(self._orders[epoch][p % self.n])
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            for m in range(self.accum):
+                first = step * self.global_batch + (m * self.processes + self.rank) * self.batch
+                yield [(self.position(p), p) for p in range(first, first + self.batch)]
+            step += 1
+
+    def __len__(self):  # endless; DataLoader only needs this for its own length, never used
+        return 2**62
+
+
+class StreamDataset(torch.utils.data.Dataset):
+    """Reads (index, position) -> sample with frame offsets seeded by the stream position."""
+
+    def __init__(self, dataset: VideoDataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, position = item
+        sample = self.dataset.try_get(index, rng.derive_seed(self.seed, 0, position, "frames"))
+        if sample is not None:
+            sample["position"] = position
+        return sample
+
+
+def collate_stream(batch):
+    """`videosspo.data.collate` (drops unreadable clips) + the stream positions."""
+    kept = [s for s in batch if s is not None]
+    if not kept:
+        return None
+    out = collate(kept)
+    out["positions"] = [s["position"] for s in kept]
+    out["skipped"] = len(batch) - len(kept)
+    return out
+
+
+class LoserCache:
+    """Generated losers kept per dataset index and reused `reuse` times (SSPO_METHOD: loser.reuse)."""
+
+    def __init__(self, reuse: int):
+        self.reuse = reuse
+        self.latents: dict[int, torch.Tensor] = {}
+        self.uses: dict[int, int] = {}
+
+    def take(self, index: int) -> torch.Tensor | None:
+        if self.reuse <= 1 or index not in self.latents:
+            return None
+        self.uses[index] += 1
+        latent = self.latents[index]
+        if self.uses[index] >= self.reuse:
+            del self.latents[index], self.uses[index]
+        return latent
+
+    def put(self, index: int, latent: torch.Tensor) -> None:
+        if self.reuse > 1:
+            self.latents[index], self.uses[index] = latent.detach().cpu(), 1
+
+    def state_dict(self) -> dict:
+        return {"latents": self.latents, "uses": self.uses}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.latents, self.uses = dict(state["latents"]), dict(state["uses"])
+
+
+class Trainer:
+    """Builds model, data, optimizer and replay pool from a `Config`; `fit()` trains to `max_steps`."""
+
+    def __init__(self, config: Config, accelerator: Accelerator | None = None):
+        self.config = cfg = config
+        self.out = Path(cfg.train.output_dir)
+        self.accelerator = accelerator or Accelerator(
+            gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=cfg.train.mixed_precision,
+            log_with="tensorboard", project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")))
+        acc = self.accelerator
+        self.loss_fn = get_loss(cfg.method.name)
+        self.step = 0
+        self.counters = {"skipped_clips": 0, "nonfinite_steps": 0}
+
+        self.model = build_model(cfg.model)
+        if cfg.model.lora_rank:
+            self.model.unet.requires_grad_(False)
+            add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha)
+        if cfg.model.gradient_checkpointing:
+            self.model.unet.enable_gradient_checkpointing()
+        frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)
+        self.model.to(acc.device, frozen_dtype)
+        self.model.enable_attention(cfg.model.attention)
+        self.policy = Policy(self.model)
+
+        self.data = VideoDataset(cfg.data.path, frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
+                                 width=cfg.data.width, require_loser=cfg.method.name == "dpo")
+        self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
+
+        params = [p for p in self.model.unet.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                           weight_decay=cfg.optim.weight_decay)
+        self.lr_schedule = get_scheduler(cfg.optim.schedule, self.optimizer, num_warmup_steps=cfg.optim.warmup_steps,
+                                         num_training_steps=cfg.train.max_steps)
+        # The LR schedule is stepped by us once per optimizer step (accelerate's wrapper steps it once per
+        # process, which would make N processes differ from one); it is checkpointed all the same.
+        self.unet, self.optimizer = acc.prepare(self.model.unet, self.optimizer)
+        acc.register_for_checkpointing(self.lr_schedule)
+        self.model.unet = acc.unwrap_model(self.unet)
+        self.policy_model = copy.copy(self.model)
+        self.policy_model.unet = self.unet  # the (possibly DDP-wrapped) trainable forward
+
+        replay = cfg.replay
+        if cfg.method.name == "dpo":  # Diffusion-DPO: the frozen initial model is the reference
+            replay = type(replay)(size=1, strategy="initial", interval=replay.interval, evict=replay.evict,
+                                  cpu_budget_gb=replay.cpu_budget_gb, spill_dir=replay.spill_dir)
+        self.pool = ReplayPool(size=replay.size, interval=replay.interval, strategy=replay.strategy, evict=replay.evict,
+                               cpu_budget_gb=replay.cpu_budget_gb, spill_dir=replay.spill_dir or self.out / "replay_spill")
+        if cfg.method.name != "sft":
+            self.pool.add(0, self.policy.snapshot())
+        self.losers = LoserCache(cfg.loser.reuse)
+
+    # -- one micro-batch ---------------------------------------------------------------------------
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Mean per-sample loss of one micro-batch and its statistics."""
+        cfg, model, device = self.config, self.model, self.accelerator.device
+        positions = batch["positions"]
+        x_w = model.encode_video(batch["pixels"].to(device)).float()
+        cond = model.encode_prompt(batch["captions"]).float()
+        stats: dict = {}
+
+        # 1. losers: given (dpo, paired data) or sampled by the drawn reference (sspo)
+        ref_index = self.pool.draw(cfg.train.seed, self.step) if len(self.pool) else None
+        x_l = None
+        if cfg.method.name == "dpo":
+            x_l = model.encode_video(batch["loser_pixels"].to(device)).float()
+        elif cfg.method.name == "sspo":
+            t0 = time.perf_counter()
+            x_l = self.sample_losers(batch, ref_index)
+            stats["time/losers_s"] = time.perf_counter() - t0
+
+        # 2. one timestep and one noise per sample, shared by winner and loser
+        t = rng.sample_timesteps(model.scheduler.config.num_train_timesteps, cfg.train.seed, self.step, positions).to(device)
+        noise = rng.sample_noise(x_w.shape[1:], cfg.train.seed, self.step, positions).to(device)
+        x0 = x_w if x_l is None else torch.cat([x_w, x_l])
+        noise, t, cond = (noise, t, cond) if x_l is None else (noise.repeat(2, 1, 1, 1, 1), t.repeat(2), cond.repeat(2, 1, 1))
+        x_t = model.scheduler.add_noise(x0, noise, t)
+        target = noise if model.scheduler.config.prediction_type == "epsilon" else model.scheduler.get_velocity(x0, noise, t)
+
+        # 3. policy forward: winners and losers in one pass
+        with self.accelerator.autocast():
+            e = per_sample_error(self.policy_model.predict(x_t, t, cond), target)
+
+        # 4. reference forward on the same inputs, no grad
+        ref_e = None
+        if ref_index is not None:
+            with torch.no_grad(), self.policy.reference(self.pool, ref_index) as ref, self.accelerator.autocast():
+                ref_e = per_sample_error(ref.predict(x_t, t, cond), target)
+            stats["replay/ref_index"] = float(ref_index)
+            stats["replay/ref_step"] = float(self.pool.steps[ref_index])
+
+        # 5. per-sample loss
+        b = x_w.shape[0]
+        e_w, e_l = e[:b], (e[b:] if x_l is not None else None)
+        ref_w, ref_l = (ref_e[:b], ref_e[b:] if x_l is not None else None) if ref_e is not None else (None, None)
+        per_sample, loss_stats = self.loss_fn(e_w, e_l, ref_w, ref_l, beta=cfg.method.beta, ssr_mode=cfg.method.ssr_mode)
+        stats.update({k: float(v) for k, v in loss_stats.items()})
+        return per_sample.mean(), stats
+
+    @torch.no_grad()
+    def sample_losers(self, batch: dict, ref_index: int) -> torch.Tensor:
+        """x0^l for each caption, sampled in latent space by reference `ref_index` (never decoded)."""
+        cfg = self.config
+        latents: list[torch.Tensor | None] = [self.losers.take(i) for i in batch["indices"]]
+        todo = [k for k, x in enumerate(latents) if x is None]
+        if todo:
+            with self.policy.reference(self.pool, ref_index) as ref:
+                fresh = sample_latents(
+                    ref, [batch["captions"][k] for k in todo], frames=cfg.data.frames, height=cfg.data.height,
+                    width=cfg.data.width, steps=cfg.loser.steps, guidance=cfg.loser.guidance,
+                    negative_prompt=cfg.sample.negative_prompt, scheduler=cfg.loser.scheduler,
+                    seeds=[rng.derive_seed(cfg.train.seed, self.step, batch["positions"][k], "loser") for k in todo])
+            for k, x in zip(todo, fresh):
+                latents[k] = x
+                self.losers.put(batch["indices"][k], x)
+        return torch.stack([x.to(self.accelerator.device) for x in latents]).float()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        cfg, acc = self.config, self.accelerator
+        if cfg.train.resume:
+            self.resume(cfg.train.resume)
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+        acc.init_trackers("videosspo")
+        loader = self._loader()
+        bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
+                   dynamic_ncols=True)
+        t_start, bad_steps, history = time.perf_counter(), 0, []
+        batches = iter(loader)
+        while self.step < cfg.train.max_steps:
+            t_step = time.perf_counter()
+            stats = self.optimizer_step(batches)
+            finite = math.isfinite(stats["loss"])
+            bad_steps = 0 if finite else bad_steps + 1
+            if bad_steps >= MAX_BAD_STEPS:
+                raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive non-finite losses at step {self.step}; "
+                                         f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
+                                         f"Checkpoints in {self.out / CHECKPOINTS} are intact.")
+            self.step += 1
+            if cfg.method.name != "sft" and self.pool.due(self.step):  # replay: snapshot after this update
+                self.pool.add(self.step, self.policy.snapshot())
+            stats.update({"lr": self.lr_schedule.get_last_lr()[0], "time/step_s": time.perf_counter() - t_step})
+            history.append(stats["loss"])
+            if self.step % cfg.train.log_every == 0:
+                acc.log(stats, step=self.step)
+            bar.set_postfix(self._short(stats), refresh=False)
+            bar.update(1)
+            if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0 and self.step < cfg.train.max_steps:
+                self.save_checkpoint()
+            if cfg.train.sample_every and self.step % cfg.train.sample_every == 0 and self.step < cfg.train.max_steps:
+                self.write_samples()
+        bar.close()
+        final = self.save_checkpoint()
+        samples = self.write_samples()
+        acc.end_training()
+        summary = {"steps": self.step, "method": cfg.method.name, "family": cfg.model.family,
+                   "first_loss": history[0] if history else None, "last_loss": history[-1] if history else None,
+                   "seconds": round(time.perf_counter() - t_start, 2), "checkpoint": str(final),
+                   "samples": [str(p) for p in samples], "global_batch": self.global_batch,
+                   "replay_steps": self.pool.steps, **self.counters}
+        if acc.is_main_process:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def optimizer_step(self, batches) -> dict:
+        """`grad_accum` micro-batches, then clip, update, schedule. Returns averaged stats."""
+        cfg, acc = self.config, self.accelerator
+        sums: dict[str, float] = {}
+        for _ in range(cfg.optim.grad_accum):
+            batch = next(batches)
+            while batch is None:  # every clip of the micro-batch was unreadable (counted in the dataset)
+                self.counters["skipped_clips"] += cfg.optim.batch_size
+                batch = next(batches)
+            self.counters["skipped_clips"] += batch["skipped"]
+            with acc.accumulate(self.unet):
+                loss, stats = self.loss(batch)
+                if torch.isfinite(loss):
+                    acc.backward(loss)
+                else:
+                    self.counters["nonfinite_steps"] += 1
+                    log.warning("non-finite loss at step %d; its gradients are dropped", self.step)
+                    self.optimizer.zero_grad(set_to_none=True)
+                if acc.sync_gradients and cfg.optim.max_grad_norm:
+                    stats["grad_norm"] = float(acc.clip_grad_norm_(self.unet.parameters(), cfg.optim.max_grad_norm))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            if acc.sync_gradients:
+                self.lr_schedule.step()
+            stats["loss"] = float(loss)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v / cfg.optim.grad_accum
+        return sums
+
+    @staticmethod
+    def _short(stats: dict) -> dict:
+        keys = {"loss": "loss", "sspo/switch_frac": "sw", "rewards/accuracy": "acc", "replay/ref_index": "ref"}
+        return {short: f"{stats[k]:.4g}" for k, short in keys.items() if k in stats}
+
+    @property
+    def global_batch(self) -> int:
+        return self.config.optim.batch_size * self.config.optim.grad_accum * self.accelerator.num_processes
+
+    def _loader(self) -> DataLoader:
+        cfg, acc = self.config, self.accelerator
+        sampler = StreamSampler(len(self.data), cfg.optim.batch_size, cfg.optim.grad_accum, acc.num_processes,
+                                acc.process_index, cfg.train.seed, self.step)
+        return DataLoader(StreamDataset(self.data, cfg.train.seed), batch_sampler=sampler, collate_fn=collate_stream,
+                          num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
+
+    # -- outputs -----------------------------------------------------------------------------------
+
+    def write_samples(self) -> list[Path]:
+        """Videos of `train.sample_prompts` from the current policy, with their prompts."""
+        cfg, acc = self.config, self.accelerator
+        if not acc.is_main_process:
+            return []
+        folder = self.out / "samples" / f"step_{self.step:06d}"
+        view = copy.copy(self.model)  # the unwrapped unet: sampling needs no gradient sync
+        view.unet.eval()
+        prompts = list(cfg.train.sample_prompts)
+        pixels = view.decode(sample_latents(view, prompts, frames=cfg.data.frames, height=cfg.data.height,
+                                            width=cfg.data.width, steps=cfg.sample.steps, guidance=cfg.sample.guidance,
+                                            negative_prompt=cfg.sample.negative_prompt, scheduler=cfg.sample.scheduler,
+                                            seeds=list(range(len(prompts)))))
+        view.unet.train()
+        paths = [write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
+                 for i, (p, video) in enumerate(zip(prompts, pixels.cpu()))]
+        (folder / "prompts.txt").write_text("\n".join(f"{path.name}\t{p}" for path, p in zip(paths, prompts)) + "\n")
+        return paths
+
+    def save_checkpoint(self) -> Path:
+        """Write the whole training state atomically: a temporary folder renamed into place."""
+        acc = self.accelerator
+        root = self.out / CHECKPOINTS
+        final = root / f"step_{self.step:08d}"
+        tmp = root / f".tmp-step_{self.step:08d}"
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        try:
+            acc.save_state(str(tmp / "accelerate"))  # every process: sharded states (FSDP/DeepSpeed) need all
+            if acc.is_main_process:
+                self.pool.save(tmp)
+                if self.losers.latents:
+                    save_file({str(k): v.contiguous() for k, v in self.losers.latents.items()}, str(tmp / "losers.safetensors"))
+                self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
+                save_config(self.config, tmp / "config.yaml")
+                state = {"step": self.step, "counters": self.counters, "loser_uses": self.losers.uses}
+                (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+                self._prune(root)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(f"writing checkpoint {final} failed ({e}); earlier checkpoints in {root} are intact") from e
+        acc.wait_for_everyone()
+        return final
+
+    def _prune(self, root: Path) -> None:
+        keep = self.config.train.keep_checkpoints
+        done = sorted(root.glob("step_*"))
+        for old in done[:-keep] if keep else []:
+            shutil.rmtree(old)
+
+    def resume(self, where: str) -> None:
+        """Restore the whole training state from a checkpoint directory or `latest`."""
+        path = latest_checkpoint(self.out) if where == "latest" else Path(where)
+        if path is None:
+            log.info("train.resume=latest but %s has no checkpoint; starting fresh", self.out / CHECKPOINTS)
+            return
+        if not (path / "trainer.json").is_file():
+            raise FileNotFoundError(f"train.resume={where!r}: {path} is not a videosspo checkpoint (no trainer.json)")
+        check_compatible(load_config(path / "config.yaml"), self.config)
+        self.accelerator.load_state(str(path / "accelerate"))
+        state = json.loads((path / "trainer.json").read_text())
+        self.step, self.counters = state["step"], state["counters"]
+        if (path / "replay").is_dir():
+            self.pool.load(path)
+        latents = load_file(str(path / "losers.safetensors")) if (path / "losers.safetensors").is_file() else {}
+        self.losers.load_state_dict({"latents": {int(k): v for k, v in latents.items()},
+                                     "uses": {int(k): v for k, v in state["loser_uses"].items()}})
+        log.info("resumed from %s at step %d", path, self.step)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    done = sorted((Path(output_dir) / CHECKPOINTS).glob("step_*"))
+    return done[-1] if done else None
+
+
+def check_compatible(saved: Config, current: Config) -> None:
+    """Resume refuses a config whose architecture differs from the checkpoint's."""
+    a, b = saved.to_dict(), current.to_dict()
+    for key in ARCHITECTURE:
+        section, name = key.split(".")
+        if a[section][name] != b[section][name]:
+            raise ValueError(f"cannot resume: {key} is {b[section][name]!r} but the checkpoint has {a[section][name]!r}")
+
+
+def _slug(text: str, n: int = 60) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower())[:n].strip("_")
