@@ -1,0 +1,105 @@
+"""Weight-based VBench dimensions through transformers: tiny random CLIPModel / ViTModel saved with
+save_pretrained and loaded back via --weights; and generation from a tiny checkpoint."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.vbench.learned import load_encoder
+from benchmarks.vbench.scorers import ScorerContext, build
+from benchmarks.vbench_eval import main
+from models.tiny import tiny_tokenizer
+
+LEARNED = ["subject_consistency", "background_consistency", "aesthetic_quality", "appearance_style",
+           "overall_consistency", "temporal_style", "clip_score"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A --weights folder of tiny random models in the documented layout."""
+    from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
+
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    tok = tiny_tokenizer()
+    clip = CLIPModel(CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=16))
+    for name in ("clip_vit_b32", "clip_vit_l14"):
+        clip.save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    ViTModel(ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       image_size=32, patch_size=8), add_pooling_layer=False).save_pretrained(root / "dino_vitb16")
+    torch.save(torch.nn.Linear(16, 1).state_dict(), root / "sa_0_4_vit_l_14_linear.pth")
+    return root
+
+
+def _clips(n=2, frames=4):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (frames, 40, 48, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_learned_scores_finite_and_in_range(weights):
+    scorers, skipped = build(LEARNED, ScorerContext(weights=weights))
+    assert not skipped, skipped
+    videos, prompts = _clips(), ["a red square moving left", "a blue circle moving up"]
+    out = {d: s(videos, prompts, [{}, {}]) for d, s in scorers.items()}
+    for d, (scores, info) in out.items():
+        assert len(scores) == 2 and all(np.isfinite(scores)), d
+        assert info["backend"].startswith("transformers")
+    for d in ("subject_consistency", "background_consistency"):
+        assert all(0 <= s <= 1 for s in out[d][0])
+    for d in ("appearance_style", "overall_consistency", "clip_score"):
+        assert all(-1 <= s <= 1 for s in out[d][0])
+    assert out["overall_consistency"][1]["proxy"] and not out["appearance_style"][1]["proxy"]
+
+
+def test_identical_frames_give_consistency_one(weights):
+    scorers, _ = build(["subject_consistency", "background_consistency"], ScorerContext(weights=weights))
+    still = np.repeat(_clips(1, 1)[0], 6, axis=0)
+    for scorer in scorers.values():
+        assert scorer([still], ["x"], [{}])[0][0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_encoder_is_shared_between_dimensions(weights):
+    a = load_encoder(weights / "clip_vit_b32", "clip_b32", "cpu")
+    assert load_encoder(weights / "clip_vit_b32", "clip_b32", "cpu") is a
+
+
+def test_cli_with_weights(weights, tmp_path):
+    from videosspo.video import write_video
+
+    folder = tmp_path / "videos"
+    for i, clip in enumerate(_clips()):
+        write_video(folder / f"a cat-{i}.mp4", clip, fps=8)
+    out = tmp_path / "run"
+    main(["--videos", str(folder), "--weights", str(weights), "--out", str(out), "--no-progress",
+          "--dims", *LEARNED])
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["dimensions"]) == set(LEARNED) and not summary["skipped"]
+
+
+def test_generate_from_checkpoint_resumable(tmp_path):
+    from models import build_model
+    from videosspo.config import ModelConfig
+
+    ckpt = tmp_path / "ckpt"
+    build_model(ModelConfig(family="animatediff")).save_pretrained(ckpt)
+    (tmp_path / "prompts.txt").write_text("a red square moving left\na blue circle moving up\n")
+    args = ["--checkpoint", str(ckpt), "--prompts", str(tmp_path / "prompts.txt"), "--samples", "2",
+            "--frames", "4", "--height", "32", "--width", "32", "--steps", "2", "--out", str(tmp_path / "run"),
+            "--dims", "temporal_flickering", "--no-progress", "--no-report"]
+    main(args)
+    videos = sorted(p.name for p in (tmp_path / "run" / "videos").iterdir())
+    assert videos == ["a blue circle moving up-0.mp4", "a blue circle moving up-1.mp4",
+                      "a red square moving left-0.mp4", "a red square moving left-1.mp4"]
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "videos").iterdir()}
+    main(args)  # resumed: nothing is generated again
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "videos").iterdir()} == mtimes
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["n_videos"] == 4 and "temporal_flickering" in summary["dimensions"]
