@@ -154,7 +154,13 @@ def main(argv=None) -> int:
         print(list_dims())
         return 0
     name = args.name or args.out.resolve().name
-    summary = evaluate_run(args, name) if (args.videos or args.checkpoint) else None
+    from benchmarks.vbench.official import OfficialUnavailable
+
+    try:
+        summary = evaluate_run(args, name) if (args.videos or args.checkpoint) else None
+    except OfficialUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if summary is not None and not args.no_report:
         report.write_report(summary, args.out)
     if args.compare:

@@ -223,3 +223,34 @@ def test_help_runs_as_module():
     res = subprocess.run([sys.executable, "-m", "benchmarks.vbench_eval", "--help"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0 and "--weights" in res.stdout and "proxy" in res.stdout
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    """accelerate's split (5 videos over 2 processes, uneven) gathers the same results as 1 process."""
+    import subprocess
+    import sys
+
+    synth.make_dataset(tmp_path / "five", 5, frames=8, progress=False)
+    root = Path(__file__).resolve().parents[1]
+    common = ["benchmarks/vbench_eval.py", "--videos", str(tmp_path / "five"), "--no-progress", "--no-report",
+              "--dims", "temporal_flickering", "synthetic_color", "--name", "r"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    res = subprocess.run(launch + common + ["--out", str(tmp_path / "two")], cwd=root, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    main(common[1:] + ["--out", str(tmp_path / "one")])
+    two, one = (json.loads((tmp_path / d / "r_eval_results.json").read_text()) for d in ("two", "one"))
+    assert two == one and len(one["temporal_flickering"][1]) == 5
+
+
+def test_official_backend_without_vbench_is_a_clear_error(synth_dataset, tmp_path, capsys):
+    if _has_vbench():
+        pytest.skip("vbench is installed here")
+    assert main(["--videos", str(synth_dataset), "--out", str(tmp_path / "o"), "--backend", "official"]) == 2
+    assert "pip install vbench" in capsys.readouterr().err
+
+
+def _has_vbench():
+    import importlib.util
+
+    return importlib.util.find_spec("vbench") is not None

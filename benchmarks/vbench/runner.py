@@ -7,7 +7,7 @@ from tqdm.auto import tqdm
 
 from .inputs import video_fps
 from .scorers import ScorerContext, build
-from .spec import ALL_DIMS
+from .spec import ALL_DIMS, VBENCH_DIMS
 
 
 @dataclass
@@ -26,10 +26,10 @@ class Evaluation:
 
 
 def in_scope(item: dict, dim: str, n_frames: int) -> bool:
-    """VBench scores a dimension only on videos whose prompt lists it; single frames get only the
-    image-applicable dimensions."""
+    """VBench scores its dimensions only on videos whose prompt lists them (when lists are given);
+    single frames get only the image-applicable dimensions."""
     listed = item.get("dimensions")
-    if listed is not None and dim not in listed and ALL_DIMS[dim].group != "synthetic":
+    if listed is not None and dim not in listed and dim in VBENCH_DIMS:
         return False
     return n_frames > 1 or ALL_DIMS[dim].image_ok
 
@@ -39,6 +39,7 @@ def score_batch(items, scorers, infos) -> list[dict]:
     from videosspo.video import VideoReadError, read_video
 
     rows, videos = [], []
+    meta = [{**it, "fps": video_fps(it["video"])} for it in items]
     for it in items:
         row = {"video": it["video"], "prompt": it["prompt"], "scores": {}}
         try:
@@ -51,8 +52,7 @@ def score_batch(items, scorers, infos) -> list[dict]:
         idx = [i for i, v in enumerate(videos) if v is not None and in_scope(items[i], dim, len(v))]
         if not idx:
             continue
-        meta = [{**items[i], "fps": video_fps(items[i]["video"])} for i in idx]
-        scores, info = scorer([videos[i] for i in idx], [items[i]["prompt"] for i in idx], meta)
+        scores, info = scorer([videos[i] for i in idx], [items[i]["prompt"] for i in idx], [meta[i] for i in idx])
         infos.setdefault(dim, info)
         for i, s in zip(idx, scores):
             rows[i]["scores"][dim] = s
