@@ -254,3 +254,18 @@ def _has_vbench():
     import importlib.util
 
     return importlib.util.find_spec("vbench") is not None
+
+
+def test_full_info_scopes_dimensions_per_prompt(tmp_path):
+    """With VBench_full_info.json, a VBench dimension is scored only on its prompts' videos."""
+    folder = tmp_path / "v"
+    write_video(folder / "still-0.mp4", moving_square(frames=8, speed=0), fps=8)
+    write_video(folder / "moving-0.mp4", moving_square(frames=8, speed=3), fps=8)
+    info = [{"prompt_en": "still", "dimension": ["temporal_flickering"]},
+            {"prompt_en": "moving", "dimension": ["dynamic_degree"]}]
+    (tmp_path / "VBench_full_info.json").write_text(json.dumps(info))
+    main(["--videos", str(folder), "--prompts", str(tmp_path / "VBench_full_info.json"), "--out",
+          str(tmp_path / "o"), "--dims", "temporal_flickering", "dynamic_degree", "--no-progress", "--no-report"])
+    res = json.loads((tmp_path / "o" / "o_eval_results.json").read_text())
+    assert [r["video_path"].endswith("still-0.mp4") for r in res["temporal_flickering"][1]] == [True]
+    assert res["dynamic_degree"][0] == 1.0 and len(res["dynamic_degree"][1]) == 1
