@@ -338,7 +338,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
             if acc.sync_gradients:
                 self.lr_schedule.step()
-            stats["loss"] = float(loss)
+            stats["loss"] = loss.item()
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.optim.grad_accum
         return sums
