@@ -52,7 +52,7 @@ CHECKPOINTS = "checkpoints"
 # Fields that must match between a checkpoint and the config that resumes it.
 ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank",
                 "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
-MAX_BAD_STEPS = 10  # consecutive non-finite losses before the run stops (its checkpoints intact)
+MAX_BAD_STEPS = 10  # consecutive non-finite gradients before the run stops (its checkpoints intact)
 
 
 class StreamSampler(Sampler):
@@ -282,10 +282,9 @@ class Trainer:
         while self.step < cfg.train.max_steps:
             t_step = time.perf_counter()
             stats = self.optimizer_step(batches)
-            finite = math.isfinite(stats["loss"])
-            bad_steps = 0 if finite else bad_steps + 1
+            bad_steps = 0 if math.isfinite(stats["grad_norm"]) else bad_steps + 1
             if bad_steps >= MAX_BAD_STEPS:
-                raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive non-finite losses at step {self.step}; "
+                raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {self.step}; "
                                          f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
                                          f"Checkpoints in {self.out / CHECKPOINTS} are intact.")
             self.step += 1
@@ -294,7 +293,7 @@ class Trainer:
             stats.update({"lr": self.lr_schedule.get_last_lr()[0], "time/step_s": time.perf_counter() - t_step})
             history.append(stats["loss"])
             if self.step % cfg.train.log_every == 0:
-                acc.log(stats, step=self.step)
+                self.log(stats)
             bar.set_postfix(self._short(stats), refresh=False)
             bar.update(1)
             if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0 and self.step < cfg.train.max_steps:
@@ -326,22 +325,31 @@ class Trainer:
             self.counters["skipped_clips"] += batch["skipped"]
             with acc.accumulate(self.unet):
                 loss, stats = self.loss(batch)
-                if torch.isfinite(loss):
-                    acc.backward(loss)
-                else:
-                    self.counters["nonfinite_steps"] += 1
-                    log.warning("non-finite loss at step %d; its gradients are dropped", self.step)
+                acc.backward(loss)  # always, even when non-finite: every DDP process must reduce
+                if acc.sync_gradients:
+                    grad_norm = acc.clip_grad_norm_(self.unet.parameters(), cfg.optim.max_grad_norm or math.inf)
+                    if torch.isfinite(grad_norm) or acc.scaler is not None:  # fp16: the scaler skips it itself
+                        self.optimizer.step()
+                    else:
+                        self.counters["nonfinite_steps"] += 1
+                        log.warning("non-finite gradient at step %d: update skipped", self.step)
+                    self.lr_schedule.step()
                     self.optimizer.zero_grad(set_to_none=True)
-                if acc.sync_gradients and cfg.optim.max_grad_norm:
-                    stats["grad_norm"] = float(acc.clip_grad_norm_(self.unet.parameters(), cfg.optim.max_grad_norm))
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            if acc.sync_gradients:
-                self.lr_schedule.step()
             stats["loss"] = loss.item()
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.optim.grad_accum
+        if acc.num_processes > 1:  # log the global batch's statistics, not process 0's share
+            values = acc.reduce(torch.tensor(list(sums.values()), device=acc.device), reduction="mean")
+            sums = dict(zip(sums, values.tolist()))
+        sums["grad_norm"] = float(grad_norm)  # of the synchronised (global-batch) gradient, before clipping
         return sums
+
+    def log(self, stats: dict) -> None:
+        """TensorBoard scalars, and one JSON line per logged step in `metrics.jsonl` (easy to parse)."""
+        self.accelerator.log(stats, step=self.step)
+        if self.accelerator.is_main_process:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, **stats}) + "\n")
 
     @staticmethod
     def _short(stats: dict) -> dict:
