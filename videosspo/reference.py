@@ -12,10 +12,11 @@ as the reference:
 from __future__ import annotations
 
 import copy
+import warnings
 from contextlib import contextmanager
 
 import torch
-from peft import LoraConfig
+from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -28,12 +29,22 @@ POLICY, REFERENCE = "default", "ref"
 def add_lora(unet, rank: int, alpha: float | None) -> None:
     """Trainable LoRA on every attention projection (spatial, cross and motion attention).
 
+    Uses peft directly (diffusers' adapter mixin is missing on some UNets, e.g. UNet3DConditionModel).
     lora_B starts at zero, so the adapted network equals the base: theta_0 is the base model.
     """
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS, init_lora_weights=True)
-    unet.add_adapter(config, adapter_name=POLICY)
-    unet.add_adapter(config, adapter_name=REFERENCE)
-    unet.set_adapter(POLICY)  # peft: the active adapter is the trainable one
+    with warnings.catch_warnings():  # peft warns that a second adapter is being added: that is the point
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        for name in (POLICY, REFERENCE):
+            inject_adapter_in_model(config, unet, adapter_name=name)
+    set_adapter(unet, POLICY)
+
+
+def set_adapter(unet, name: str) -> None:
+    """Activate adapter `name` in every LoRA layer; peft makes the active adapter the trainable one."""
+    for module in unet.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.set_adapter(name)
 
 
 def is_lora(unet) -> bool:
@@ -66,11 +77,11 @@ class Policy:
             if self._ref_loaded != key:
                 set_peft_model_state_dict(unet, pool.get(index), adapter_name=REFERENCE)
                 self._ref_loaded = key
-            unet.set_adapter(REFERENCE)
+            set_adapter(unet, REFERENCE)
             try:
                 yield self.model
             finally:
-                unet.set_adapter(POLICY)  # also restores requires_grad on the policy adapter
+                set_adapter(unet, POLICY)  # also restores requires_grad on the policy adapter
             return
         if self._ref_unet is None:
             self._ref_unet = copy.deepcopy(self.model.unet).requires_grad_(False).eval()
@@ -85,11 +96,24 @@ class Policy:
         return view
 
     def merged_unet(self):
-        """A plain diffusers UNet with the policy's LoRA merged in (a copy), for saving and sampling."""
+        """A plain diffusers UNet with the policy's LoRA merged in (a new module), for saving and sampling.
+
+        W = W_0 + (alpha / r) B A for each adapted projection; the adapters themselves are dropped.
+        """
+        unet = self.model.unet
         if not self.lora:
-            return self.model.unet
-        unet = copy.deepcopy(self.model.unet)
-        unet.delete_adapters(REFERENCE)
-        unet.fuse_lora(adapter_names=[POLICY])
-        unet.unload_lora()
-        return unet
+            return unet
+        merged = {}
+        for name, module in unet.named_modules():
+            if isinstance(module, BaseTunerLayer):
+                base = module.get_base_layer()
+                merged[f"{name}.weight"] = base.weight.detach() + module.get_delta_weight(POLICY).detach()
+        state = {}
+        for key, value in unet.state_dict().items():
+            if "lora_" in key:
+                continue
+            key = key.replace(".base_layer.", ".")
+            state[key] = merged.get(key, value)
+        plain = type(unet).from_config(unet.config)
+        plain.load_state_dict(state)
+        return plain.to(unet.device)

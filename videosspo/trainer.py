@@ -178,7 +178,8 @@ class Trainer:
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
                                            weight_decay=cfg.optim.weight_decay)
-        self.lr_schedule = get_scheduler(cfg.optim.schedule, self.optimizer, num_warmup_steps=cfg.optim.warmup_steps,
+        schedule = "constant_with_warmup" if cfg.optim.schedule == "constant" else cfg.optim.schedule
+        self.lr_schedule = get_scheduler(schedule, self.optimizer, num_warmup_steps=cfg.optim.warmup_steps,
                                          num_training_steps=cfg.train.max_steps)
         # The LR schedule is stepped by us once per optimizer step (accelerate's wrapper steps it once per
         # process, which would make N processes differ from one); it is checkpointed all the same.

@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny synthetic dataset (written once per session) and tiny training configs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_hf():
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory):
+    """Six 4-frame 32x32 clips of the synthetic world, paired with losers (for DPO)."""
+    from videosspo.synth import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("synth"), n=6, frames=4, height=32, width=32, paired=True,
+                        progress=False)
+
+
+@pytest.fixture
+def tiny_config(synth_data, tmp_path):
+    """`tiny_config(**{"method.name": "sft", ...})`: the demo config shrunk to run in about a second."""
+    from videosspo.config import load_config
+
+    def make(**overrides):
+        base = {"data.path": str(synth_data), "data.frames": 2, "data.height": 16, "data.width": 16,
+                "train.output_dir": str(tmp_path / "run"), "train.max_steps": 2, "train.checkpoint_every": 0,
+                "train.sample_prompts": ["a red square moving left"], "sample.steps": 2, "loser.steps": 2,
+                "replay.interval": 1, "replay.size": 3, "optim.lr": 1e-3, "optim.warmup_steps": 0,
+                "method.beta": 50.0}
+        base.update(overrides)
+        nested: dict = {}
+        for key, value in base.items():
+            section, name = key.split(".")
+            nested.setdefault(section, {})[name] = value
+        return load_config(ROOT / "configs" / "tiny_animatediff_sspo.yaml", nested)
+
+    return make

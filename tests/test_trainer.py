@@ -1,0 +1,263 @@
+"""The trainer end to end on tiny models: learning, invariances (accumulation, processes, resume),
+the SSPO / DPO relation, the LoRA reference swap, and what happens on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from peft.utils import set_peft_model_state_dict
+
+from models import build_model, load_model
+from videosspo import rng
+from videosspo.losses import per_sample_error
+from videosspo.reference import add_lora
+from videosspo.trainer import Trainer, latest_checkpoint
+
+from conftest import ROOT
+
+
+def unet_state(trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.model.unet.state_dict().items()}
+
+
+def fixed_batch(trainer, n=2) -> dict:
+    batch = [trainer.data.get(i, seed=i) for i in range(n)]
+    return {"pixels": torch.stack([b["pixels"] for b in batch]), "captions": [b["caption"] for b in batch],
+            "indices": list(range(n)), "positions": list(range(n)),
+            "loser_pixels": torch.stack([b["loser_pixels"] for b in batch])}
+
+
+def test_sft_loss_falls_on_a_fixed_batch(tiny_config):
+    trainer = Trainer(tiny_config(**{"method.name": "sft", "optim.lr": 2e-3}))
+    batch = fixed_batch(trainer)
+    losses = []
+    for _ in range(12):  # same step -> same noise and timesteps: a fixed regression problem
+        loss, stats = trainer.loss(batch)
+        trainer.accelerator.backward(loss)
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad()
+        losses.append(loss.item())
+        assert stats["loss/e_w"] == pytest.approx(loss.item(), rel=1e-5)  # sft: loss = e_w
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("family,frames,lora", [("animatediff", 2, 0), ("modelscope", 2, 4), ("sd", 1, 0)])
+def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family, frames, lora):
+    cfg = tiny_config(**{"model.family": family, "data.frames": frames, "model.lora_rank": lora})
+    trainer = Trainer(cfg)
+    before = unet_state(trainer)
+    summary = trainer.fit()
+    after = unet_state(trainer)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed, "no weight changed"
+    if lora:
+        assert all("lora" in k for k in changed), "LoRA training must leave the base weights alone"
+    assert summary["steps"] == 2 and summary["replay_steps"] == [0, 1, 2]
+    # The saved model is the policy (LoRA merged) and predicts exactly what the trainer's policy does.
+    loaded = load_model(summary["checkpoint"])
+    c, f, h, w = loaded.latent_shape(frames, 16, 16)
+    x, t = torch.randn(1, c, f, h, w), torch.tensor([500])
+    cond = loaded.encode_prompt(["a red square moving left"])
+    with torch.no_grad():
+        assert torch.allclose(loaded.predict(x, t, cond), trainer.model.predict(x, t, cond), atol=1e-5)
+    metrics = [json.loads(line) for line in open(cfg.train.output_dir + "/metrics.jsonl")]
+    assert [m["step"] for m in metrics] == [1, 2]
+    for key in ("loss", "sspo/switch_frac", "rewards/accuracy", "rewards/delta_w", "rewards/delta_l",
+                "replay/ref_index", "time/losers_s", "grad_norm", "lr"):
+        assert key in metrics[0], key
+    assert len(summary["samples"]) == 1 and os.path.getsize(summary["samples"][0]) > 0
+
+
+@pytest.mark.parametrize("lora", [0, 4])
+def test_resume_equals_uninterrupted(tiny_config, tmp_path, lora):
+    common = {"model.lora_rank": lora, "train.checkpoint_every": 2, "loser.reuse": 2}
+    straight = Trainer(tiny_config(**common, **{"train.max_steps": 4, "train.output_dir": str(tmp_path / "a")}))
+    straight.fit()
+    Trainer(tiny_config(**common, **{"train.max_steps": 2, "train.output_dir": str(tmp_path / "b")})).fit()
+    resumed = Trainer(tiny_config(**common, **{"train.max_steps": 4, "train.output_dir": str(tmp_path / "b"),
+                                               "train.resume": "latest"}))
+    resumed.fit()
+    a, b = unet_state(straight), unet_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.pool.steps == resumed.pool.steps == [0, 3, 4]
+    for i in range(len(straight.pool)):
+        assert all(torch.equal(straight.pool.get(i)[k], resumed.pool.get(i)[k]) for k in straight.pool.get(i))
+    assert straight.lr_schedule.get_last_lr() == resumed.lr_schedule.get_last_lr()
+
+
+def test_resume_rejects_a_different_architecture(tiny_config, tmp_path):
+    Trainer(tiny_config(**{"train.output_dir": str(tmp_path / "r")})).fit()
+    other = Trainer(tiny_config(**{"train.output_dir": str(tmp_path / "r"), "model.lora_rank": 4,
+                                   "train.resume": "latest", "train.max_steps": 3}))
+    with pytest.raises(ValueError, match="model.lora_rank"):
+        other.fit()
+
+
+def grads_after_one_step(trainer) -> dict[str, torch.Tensor]:
+    trainer.optimizer.step = lambda *a, **k: None  # keep the accumulated gradients for inspection
+    trainer.optimizer.zero_grad = lambda *a, **k: None
+    trainer.optimizer_step(iter(trainer._loader()))
+    return {n: p.grad.clone() for n, p in trainer.model.unet.named_parameters() if p.grad is not None}
+
+
+def test_accumulation_1x2_equals_2x1(tiny_config):
+    big = grads_after_one_step(Trainer(tiny_config(**{"optim.batch_size": 2, "optim.max_grad_norm": 0})))
+    acc = grads_after_one_step(Trainer(tiny_config(**{"optim.batch_size": 1, "optim.grad_accum": 2,
+                                                      "optim.max_grad_norm": 0})))
+    assert big.keys() == acc.keys() and len(big) > 0
+    scale = max(g.abs().max() for g in big.values())
+    assert max((big[k] - acc[k]).abs().max() for k in big) < 1e-4 * scale
+
+
+def test_two_processes_equal_one(synth_data, tmp_path):
+    """torchrun with 2 CPU processes x batch 1 == 1 process x batch 2, step by step."""
+    args = ["--config", str(ROOT / "configs/tiny_animatediff_sspo.yaml"), "--data.path", str(synth_data),
+            "--data.frames", "2", "--data.height", "16", "--data.width", "16", "--train.max_steps", "3",
+            "--train.checkpoint_every", "0", "--replay.interval", "1", "--replay.size", "3", "--loser.steps", "2",
+            "--sample.steps", "1", "--optim.lr", "1e-4", "--optim.warmup_steps", "0", "--method.beta", "50",
+            "--train.sample_prompts", "[a]"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "videosspo.train", *args, "--train.output_dir", str(one),
+                    "--optim.batch_size", "2"], check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+                    "-m", "videosspo.train", *args, "--train.output_dir", str(two), "--optim.batch_size", "1"],
+                   check=True, env=env, capture_output=True)
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
+    assert s1["global_batch"] == s2["global_batch"] == 2
+    m1, m2 = ([json.loads(line) for line in open(d / "metrics.jsonl")] for d in (one, two))
+    for a, b in zip(m1, m2, strict=True):
+        for key in ("loss", "loss/e_w", "rewards/delta_w", "rewards/delta_l", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+    w1, w2 = (load_model(d / "checkpoints" / "step_00000003").unet.state_dict() for d in (one, two))
+    assert max((w1[k] - w2[k]).abs().max() for k in w1) < 1e-4  # Adam steps are 1e-4: agree to well within one
+
+
+def test_sspo_with_initial_reference_and_no_switch_equals_dpo(tiny_config):
+    """SSPO(strategy initial, ssr off) == Diffusion-DPO against theta_0, given the same losers."""
+    overrides = {"model.vae": "none", "replay.strategy": "initial", "method.ssr_mode": "off"}
+    sspo = Trainer(tiny_config(**overrides))
+    dpo = Trainer(tiny_config(**overrides, **{"method.name": "dpo"}))
+    for t in (sspo, dpo):  # move both policies away from theta_0 identically
+        with torch.no_grad():
+            for p in t.model.unet.parameters():
+                p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    batch = fixed_batch(sspo)
+    losers = sspo.sample_losers(batch, 0)
+    batch["loser_pixels"] = losers  # pixel space: latents are pixels, so DPO sees the same losers
+    sspo.sample_losers = lambda *a: losers
+    loss_s, stats_s = sspo.loss(batch)
+    loss_d, stats_d = dpo.loss(batch)
+    assert loss_s.item() == pytest.approx(loss_d.item(), rel=1e-6)
+    assert stats_s["rewards/delta_w"] != 0 and stats_s["rewards/delta_w"] == pytest.approx(stats_d["rewards/delta_w"])
+    loss_s.backward()
+    loss_d.backward()
+    gs = [p.grad for p in sspo.model.unet.parameters() if p.grad is not None]
+    gd = [p.grad for p in dpo.model.unet.parameters() if p.grad is not None]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gs, gd, strict=True))
+
+
+def test_concatenated_forward_equals_separate_forwards(tiny_config):
+    trainer = Trainer(tiny_config())
+    model = trainer.model
+    c, f, h, w = model.latent_shape(2, 16, 16)
+    x_w, x_l = torch.randn(2, c, f, h, w), torch.randn(2, c, f, h, w)
+    t = rng.sample_timesteps(1000, 0, 0, [0, 1])
+    noise = rng.sample_noise((c, f, h, w), 0, 0, [0, 1])
+    cond = model.encode_prompt(["a red square moving left", "a blue circle moving up"])
+    with torch.no_grad():
+        sched = model.scheduler
+        joint = model.predict(sched.add_noise(torch.cat([x_w, x_l]), noise.repeat(2, 1, 1, 1, 1), t.repeat(2)),
+                              t.repeat(2), cond.repeat(2, 1, 1))
+        e_joint = per_sample_error(joint, noise.repeat(2, 1, 1, 1, 1))
+        e_w = per_sample_error(model.predict(sched.add_noise(x_w, noise, t), t, cond), noise)
+        e_l = per_sample_error(model.predict(sched.add_noise(x_l, noise, t), t, cond), noise)
+    assert torch.allclose(e_joint, torch.cat([e_w, e_l]), atol=1e-5)
+
+
+def test_lora_reference_equals_a_separately_built_model(tiny_config):
+    cfg = tiny_config(**{"model.lora_rank": 4, "train.max_steps": 3})
+    trainer = Trainer(cfg)
+    trainer.fit()
+    assert trainer.pool.steps == [0, 2, 3]
+    c, f, h, w = trainer.model.latent_shape(2, 16, 16)
+    x, t = torch.randn(2, c, f, h, w), torch.tensor([100, 700])
+    cond = trainer.model.encode_prompt(["a", "b"])
+    for index in range(len(trainer.pool)):
+        with torch.no_grad(), trainer.policy.reference(trainer.pool, index) as ref:
+            out_ref = ref.predict(x, t, cond)
+        separate = build_model(cfg.model)  # a fresh network carrying the snapshot's adapter weights
+        separate.unet.requires_grad_(False)
+        add_lora(separate.unet, 4, None)
+        set_peft_model_state_dict(separate.unet, trainer.pool.get(index), adapter_name="default")
+        with torch.no_grad():
+            assert torch.allclose(out_ref, separate.predict(x, t, cond), atol=1e-6), index
+    base = build_model(cfg.model)  # theta_0 = the base model: LoRA starts as the identity
+    with torch.no_grad(), trainer.policy.reference(trainer.pool, 0) as ref:
+        assert torch.allclose(ref.predict(x, t, cond), base.predict(x, t, cond), atol=1e-6)
+    # the reference pass leaves the policy adapter active and trainable
+    trainable = [n for n, p in trainer.model.unet.named_parameters() if p.requires_grad]
+    assert trainable and all(".default." in n for n in trainable)
+
+
+def test_loser_reuse_amortises_generation(tiny_config, monkeypatch):
+    import videosspo.trainer as trainer_module
+
+    calls = []
+    real = trainer_module.sample_latents
+    monkeypatch.setattr(trainer_module, "sample_latents", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    trainer = Trainer(tiny_config(**{"loser.reuse": 3}))
+    batch = fixed_batch(trainer)
+    first = trainer.sample_losers(batch, 0)
+    again = trainer.sample_losers(batch, 0)
+    assert torch.equal(first, again) and calls == [2]
+    trainer.sample_losers(batch, 0)
+    trainer.sample_losers(batch, 0)  # each loser served 3 times: the fourth call regenerates
+    assert calls == [2, 2]
+
+
+def test_checkpoint_failure_keeps_the_previous_checkpoint(tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config())
+    trainer.fit()
+    good = latest_checkpoint(trainer.out)
+    trainer.step += 1
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer.model, "save_pretrained", full_disk)
+    with pytest.raises(OSError, match="earlier checkpoints .* are intact"):
+        trainer.save_checkpoint()
+    assert latest_checkpoint(trainer.out) == good
+    assert (good / "model" / "videosspo_model.json").is_file()
+    assert not list((trainer.out / "checkpoints").glob(".tmp-*"))
+
+
+def test_nonfinite_gradients_skip_the_update_then_stop(tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config(**{"train.max_steps": 20}))
+    before = unet_state(trainer)
+    real_loss = trainer.loss
+    monkeypatch.setattr(trainer, "loss", lambda batch: (lambda l, s: (l * float("nan"), s))(*real_loss(batch)))
+    with pytest.raises(FloatingPointError, match="consecutive non-finite"):
+        trainer.fit()
+    assert trainer.counters["nonfinite_steps"] == 10
+    assert all(torch.equal(before[k], v) for k, v in unet_state(trainer).items())
+
+
+def test_corrupt_clip_is_skipped_and_counted(synth_data, tiny_config, tmp_path):
+    meta = [json.loads(line) for line in open(synth_data / "metadata.jsonl")]
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    meta[0]["video"] = str(tmp_path / "broken.mp4")
+    for row in meta:
+        row["video"] = str(synth_data / row["video"]) if not os.path.isabs(row["video"]) else row["video"]
+        row.pop("loser_video", None)
+    (tmp_path / "meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in meta))
+    trainer = Trainer(tiny_config(**{"data.path": str(tmp_path / "meta.jsonl"), "train.max_steps": 6,
+                                     "method.name": "sft"}))
+    summary = trainer.fit()
+    assert summary["steps"] == 6 and summary["skipped_clips"] >= 1
