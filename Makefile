@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each installs what it needs first.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# The CPU build of torch 2.13.0 (on disk on this kind of machine). GPU users: TORCH="torch" or use environment.yml.
+TORCH   ?= torch==2.13.0
+STAMP   := $(VENV)/.installed
+
+.PHONY: install demo test bench eval clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first: a bare `torch` requirement would otherwise pull a multi-GB CUDA build
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install   ## synthetic data + a short SSPO run of the tiny AnimateDiff model (CPU, a few minutes)
+	$(BIN)/videosspo demo
+
+test: install   ## the whole test suite (CPU)
+	$(BIN)/python -m pytest -q
+
+bench: install  ## training performance benchmark, quick mode
+	$(BIN)/python benchmarks/bench_train.py --quick
+
+clean:
+	rm -rf runs/demo data/synth
