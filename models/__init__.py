@@ -26,8 +26,9 @@ def load_model(path: str | Path, **overrides) -> VideoDiffusionModel:
         raise FileNotFoundError(f"{path} is not a videosspo model directory (no {MODEL_FILE}); "
                                 "pass a checkpoint folder or the model/ folder inside it")
     info = json.loads((path / MODEL_FILE).read_text())
-    cfg = ModelConfig(family=info["family"], pretrained=str(path), vae="auto" if info["vae"] else "none",
-                      vae_chunk_frames=info.get("vae_chunk_frames", 16), **overrides)
+    saved = {"family": info["family"], "pretrained": str(path), "vae": "auto" if info["vae"] else "none",
+             "vae_chunk_frames": info.get("vae_chunk_frames", 16)}
+    cfg = ModelConfig(**{**saved, **overrides})
     return build_model(cfg)
 
 

@@ -15,6 +15,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they are far slower."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _quiet_hf():
     import diffusers
     import transformers

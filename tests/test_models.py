@@ -24,16 +24,6 @@ H = W = 16
 _CACHE: dict = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine the OpenMP
-    barriers make each forward pass up to 100x slower (5 s instead of 0.04 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(family: str, vae: str = "auto"):
     """The family's tiny model, built once per test session (building is deterministic: seed 0)."""
     key = (family, vae)

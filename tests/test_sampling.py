@@ -18,15 +18,6 @@ SIZE = dict(frames=2, height=16, width=16)
 _CACHE: dict = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they are far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(family: str = "sd", vae: str = "none", prediction_type: str = "epsilon"):
     key = (family, vae, prediction_type)
     if key not in _CACHE:
@@ -74,8 +65,6 @@ def test_ddpm_step_noise_is_per_sample_too():
     assert (a - ddim).abs().max() > 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the DDPM step-noise generator of seed s is seeded s + 1, the same "
-                                       "stream as the initial noise of seed s + 1 (the CLI's next prompt)")
 def test_ddpm_step_noise_does_not_reuse_another_samples_initial_noise(monkeypatch):
     model = tiny()
     step_seeds: list[int] = []

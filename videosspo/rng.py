@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PURPOSES = {"noise": 0, "timestep": 1, "frames": 2, "loser": 3, "data": 4}
+PURPOSES = {"noise": 0, "timestep": 1, "frames": 2, "loser": 3, "data": 4, "sampler": 5}
 
 
 def derive_seed(seed: int, step: int, index: int, purpose: str) -> int:

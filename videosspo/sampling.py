@@ -15,6 +15,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from tqdm.auto import tqdm
 
+from videosspo import rng
+
 SCHEDULERS = {
     "ddim": DDIMScheduler,
     "ddpm": DDPMScheduler,
@@ -52,8 +54,9 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
         cond = torch.cat([model.encode_prompt([negative_prompt] * len(prompts)), cond])
     shape = model.latent_shape(frames, height, width)
     x = per_sample_noise(shape, seeds, device) * sched.init_noise_sigma
-    # Stochastic samplers (DDPM) draw their step noise from per-sample generators too.
-    gens = [torch.Generator().manual_seed(int(s) + 1) for s in seeds]
+    # Stochastic samplers (DDPM) draw their step noise from per-sample generators too, on a stream
+    # of their own (seed + 1 would replay sample i+1's initial noise).
+    gens = [rng.generator(int(s), 0, 0, "sampler") for s in seeds]
     for t in tqdm(sched.timesteps, desc="sampling", disable=not progress, leave=False):
         x_in = torch.cat([x, x]) if use_cfg else x
         x_in = sched.scale_model_input(x_in, t)
