@@ -4,6 +4,7 @@
     accelerate launch -m videosspo.train --config ...        (multi-GPU; same flags)
     videosspo sample --checkpoint runs/x/checkpoints/step_00000100 --prompt "a red square moving left" --out a.mp4
     videosspo data synth --out data/synth --n 64
+    videosspo data cache-latents --config configs/x.yaml [--out DIR]   (encode winners once; data.latent_cache DIR)
     videosspo demo                                             (synthetic data + a short tiny SSPO run)
 """
 
@@ -91,6 +92,34 @@ def cmd_synth(args, overrides: list[str]) -> None:
     print(f"wrote {args.n} clips and metadata.jsonl to {path}")
 
 
+def default_latent_dir(config) -> Path:
+    """`<data.path folder>/latents_<family>_<h>x<w>`."""
+    path = Path(config.data.path)
+    folder = path.parent if path.suffix.lower() in (".jsonl", ".json", ".csv") else path
+    return folder / f"latents_{config.model.family}_{config.data.height}x{config.data.width}"
+
+
+def cmd_cache_latents(args, overrides: list[str]) -> None:
+    import torch
+
+    from models import build_model
+    from videosspo.config import load_config
+    from videosspo.data import VideoDataset
+    from videosspo.latents import cache_latents
+
+    config = load_config(args.config, overrides)
+    _prepare_data(config)
+    model = build_model(config.model).to("cuda" if torch.cuda.is_available() else "cpu")
+    model.latent_shape(config.data.frames, config.data.height, config.data.width)  # checks the VAE factor
+    data = config.data
+    dataset = VideoDataset(data.path, frames=data.frames, stride=data.stride, height=data.height, width=data.width)
+    out = Path(args.out) if args.out else default_latent_dir(config)
+    cache_latents(model, dataset, out, metadata=data.path)
+    unreadable = len(json.loads((out / "cache_info.json").read_text())["unreadable"])
+    print(f"wrote latents of {len(dataset) - unreadable} clips to {out} ({unreadable} unreadable, skipped); "
+          f"train with --data.latent_cache {out}")
+
+
 def cmd_demo(args, overrides: list[str]) -> None:
     """The embedded default: synthetic data if missing, a short tiny SSPO run, a summary."""
     args.config = str(DEMO_CONFIG)
@@ -149,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--paired", action="store_true", help="also write a wrong 'loser' clip per caption (DPO data)")
     s.set_defaults(func=cmd_synth)
+    s = data_sub.add_parser("cache-latents", help="encode every clip once with the model's VAE (data.latent_cache)",
+                            epilog=OVERRIDE_HELP)
+    s.add_argument("--config", help="YAML config file: its model and data sections are used")
+    s.add_argument("--out", help="output folder (default: <data.path folder>/latents_<family>_<h>x<w>)")
+    s.set_defaults(func=cmd_cache_latents)
 
     p = sub.add_parser("demo", help="synthetic data + a short SSPO run of the tiny AnimateDiff model on CPU",
                        epilog=OVERRIDE_HELP)

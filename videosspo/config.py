@@ -74,6 +74,10 @@ class DataConfig:
     height: int = 32
     width: int = 32
     num_workers: int = 0
+    # A folder written by `videosspo data cache-latents` (every clip encoded once by the VAE). When set,
+    # training reads the cached winner (and loser) latents and never runs the VAE encoder; the cache
+    # must match data.path, data.height/width and the model's VAE (checked at start).
+    latent_cache: str | None = None
 
     def __post_init__(self):
         _check(self.frames >= 1, "data.frames", self.frames, ">= 1")

@@ -1,0 +1,343 @@
+"""Latent caching: encode every clip once with the VAE, store it as safetensors, train without the encoder.
+
+Writing (``videosspo data cache-latents``, or ``cache_latents``)
+    Every frame of every clip (and of its ``loser_video``) is read, resized and centre-cropped to the
+    data config's height x width with the same helpers ``VideoDataset`` uses, and encoded by
+    ``model.encode_video``. The VAE runs per frame, so the latents of frames [i, j, k] are exactly
+    the slice [:, [i, j, k]] of the whole clip's latents: one cache serves any ``frames``/``stride``.
+    Layout of ``out_dir``::
+
+        000000.safetensors   latents c F h w (+ loser_latents c F' h w); F = the clip's frame count
+        000001.safetensors   ...
+        cache_info.json      encoder identity, height, width, dtype, metadata, records, unreadable rows
+
+    Latents are stored as float32 by default, so a cached latent equals an on-the-fly encoding
+    (``dtype=torch.float16`` halves the size, at fp16 rounding of the latents). Each file is written
+    to a temporary name and moved into place, so an existing file is complete: a rerun skips it
+    (after checking its header names the same clip and caption) and only fills what is missing.
+    A clip that cannot be decoded is logged, counted and listed in ``cache_info.json``; it is not fatal.
+
+Reading (``LatentDataset``)
+    Same interface as ``VideoDataset`` (``get(index, seed)``, ``try_get``, ``records``, ``skipped``),
+    returning ``{"latents", "caption", "index"}`` (+ ``"loser_latents"``). Frames are chosen with the
+    same ``frame_indices`` rule and seed as ``VideoDataset``, so for the same seed
+    ``LatentDataset.get(i, s)["latents"] == model.encode_video(VideoDataset.get(i, s)["pixels"][None])[0]``.
+    Construction checks the cache against the data config and, given ``expect=encoder_identity(model)``,
+    against the current VAE; any mismatch is an error naming it and the command that rebuilds the cache.
+
+Memory: one clip is decoded whole as uint8 at its native size (F x H x W x 3 bytes), then resized and
+encoded ``batch_frames`` frames at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from videosspo.data import Record, VideoDataset, frame_indices, load_metadata, resize_center_crop
+from videosspo.video import VideoReadError, count_frames, read_video, to_tensor
+
+log = logging.getLogger("videosspo.latents")
+
+INFO_FILE = "cache_info.json"
+FORMAT = 1
+# identity fields that change the latents (the family is recorded, but the same VAE gives the same
+# latents under any family, so it is not compared)
+ENCODER_KEYS = ("vae", "vae_class", "scaling_factor", "vae_sha256")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def rebuild_hint(cache_dir: str | os.PathLike) -> str:
+    return (f"rebuild it with: videosspo data cache-latents --config <your config> --out {cache_dir} "
+            f"(after deleting that folder), or cache into a new folder and point data.latent_cache there")
+
+
+def _file(cache_dir: Path, index: int) -> Path:
+    return cache_dir / f"{index:06d}.safetensors"
+
+
+# ----------------------------------------------------------------------------- identities
+
+
+def _jsonable(value):
+    """JSON round trip: tuples become lists, so a fresh dict compares equal to one read back."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _state_hash(module: torch.nn.Module) -> str:
+    """sha256 of the state dict's names and float32 values (so an fp32 copy hashes the same wherever it lives)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def encoder_identity(model) -> dict:
+    """What determines a model's latents: its VAE's class, config, scaling factor and weights (or ``none``).
+
+    Call it before casting the frozen parts to fp16/bf16: the weight hash is of the values as they are.
+    """
+    if model.vae is None:
+        return {"family": model.family, "vae": "none", "vae_class": None, "scaling_factor": None, "vae_sha256": None}
+    config = {k: v for k, v in dict(model.vae.config).items() if not k.startswith("_")}
+    return {"family": model.family, "vae": _jsonable(config), "vae_class": type(model.vae).__name__,
+            "scaling_factor": float(model.vae.config.scaling_factor), "vae_sha256": _state_hash(model.vae)}
+
+
+def _encoder_mismatch(cached: dict, current: dict) -> list[str]:
+    diffs = []
+    for key in ENCODER_KEYS:
+        a, b = cached.get(key), current.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            diffs.append(f"VAE config differs in {', '.join(f'{k} (cached {a.get(k)!r}, now {b.get(k)!r})' for k in keys)}")
+        elif key == "vae_sha256":
+            diffs.append(f"VAE weights differ (sha256 cached {str(a)[:12]}..., now {str(b)[:12]}...)")
+        else:
+            diffs.append(f"{key}: cached {a!r}, now {b!r}")
+    return diffs
+
+
+def _root(records: Sequence[Record]) -> Path:
+    return Path(os.path.commonpath([str(p.parent) for r in records for p in (r.video, r.loser_video) if p is not None]))
+
+
+def _describe(record: Record, root: Path) -> dict:
+    """What a cache file stands for, with paths relative to the data's common folder (so it may move)."""
+    rel = lambda p: "" if p is None else os.path.relpath(p, root)  # noqa: E731
+    return {"video": rel(record.video), "loser_video": rel(record.loser_video), "caption": record.caption}
+
+
+def records_fingerprint(records: Sequence[Record]) -> str:
+    """sha256 of every record's (video, loser_video, caption), paths relative to the data's common folder."""
+    root = _root(records)
+    return hashlib.sha256(json.dumps([_describe(r, root) for r in records]).encode()).hexdigest()
+
+
+def _read_info(cache_dir: Path) -> dict | None:
+    path = cache_dir / INFO_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _header(path: Path) -> dict | None:
+    """The string metadata of a safetensors file, or None when it cannot be opened."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception:  # truncated or foreign file: encode again
+        return None
+
+
+def _encode_clip(model, dataset: VideoDataset, path: Path, batch_frames: int, dtype: torch.dtype) -> torch.Tensor:
+    """All frames of ``path``, read and resized as ``VideoDataset`` does, encoded: ``c F h w`` on CPU."""
+    count = count_frames(path, backend=dataset.backend)  # the count VideoDataset draws frame indices from
+    if count < 1:
+        raise VideoReadError(path, "it has no frames")
+    frames = read_video(path, list(range(count)), backend=dataset.backend)  # uint8 (F, H, W, 3)
+    device = next(model.vae.parameters()).device if model.vae is not None else model.device
+    chunks = []
+    for start in range(0, count, batch_frames):
+        pixels = resize_center_crop(to_tensor(frames[start:start + batch_frames]), dataset.height, dataset.width)
+        chunks.append(model.encode_video(pixels[None].to(device))[0].to("cpu", dtype))  # c f h w
+    return torch.cat(chunks, dim=1).contiguous()
+
+
+def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batch_frames: int | None = None,
+                  progress: bool = True, dtype: torch.dtype = torch.float32,
+                  metadata: str | os.PathLike | None = None) -> Path:
+    """Encode every record of ``dataset`` into ``out_dir`` (see the module docstring); returns ``out_dir``.
+
+    ``batch_frames`` frames are resized and handed to ``model.encode_video`` at a time (default
+    ``4 * model.vae_chunk_frames``); ``metadata`` (the data path) is recorded in ``cache_info.json``.
+    Resumable: complete files for the same clip are kept. A folder cached with another VAE, size or
+    dtype is an error.
+    """
+    out_dir = Path(out_dir)
+    dtype_name = {v: k for k, v in DTYPES.items()}.get(dtype)
+    if dtype_name is None:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+    batch_frames = batch_frames or 4 * model.vae_chunk_frames
+    records = dataset.records
+    root = _root(records)
+    info = {"format": FORMAT, "encoder": encoder_identity(model), "height": dataset.height, "width": dataset.width,
+            "dtype": dtype_name, "metadata": None if metadata is None else str(Path(metadata).resolve()),
+            "num_records": len(records), "records_sha256": records_fingerprint(records), "complete": False,
+            "unreadable": {}}
+    previous = _read_info(out_dir)
+    if previous is not None:
+        diffs = _encoder_mismatch(previous["encoder"], info["encoder"])
+        diffs += [f"{k}: cached {previous.get(k)!r}, now {info[k]!r}" for k in ("height", "width", "dtype")
+                  if previous.get(k) != info[k]]
+        if diffs:
+            raise ValueError(f"{out_dir} already holds latents made differently ({'; '.join(diffs)}); "
+                             f"cache into another folder or delete this one")
+    elif out_dir.exists() and any(p.name.endswith(".safetensors") for p in out_dir.iterdir()):
+        raise ValueError(f"{out_dir} holds .safetensors files but no {INFO_FILE}; choose an empty or new folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".*.safetensors.*.tmp"):  # left by an interrupted run
+        stale.unlink(missing_ok=True)
+    _atomic_write_text(out_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
+
+    written = kept = 0
+    unreadable: dict[str, str] = {}
+    for record in tqdm(records, desc="caching latents", disable=not progress):
+        path, header = _file(out_dir, record.index), _describe(record, root)
+        if path.is_file() and _header(path) == header:
+            kept += 1
+            continue
+        try:
+            tensors = {"latents": _encode_clip(model, dataset, record.video, batch_frames, dtype)}
+            if record.loser_video is not None:
+                tensors["loser_latents"] = _encode_clip(model, dataset, record.loser_video, batch_frames, dtype)
+        except (VideoReadError, IndexError) as e:  # IndexError: the container claims more frames than decode
+            unreadable[str(record.index)] = str(e)
+            log.warning("skipping row %d: %s", record.index, e)
+            continue
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=header)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written += 1
+    info.update(complete=True, unreadable=unreadable)
+    _atomic_write_text(out_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
+    if unreadable:
+        log.warning("%s: %d of %d clips could not be read and were not cached (listed in %s)",
+                    out_dir, len(unreadable), len(records), INFO_FILE)
+    log.info("%s: %d latent files written, %d already there, %d unreadable", out_dir, written, kept, len(unreadable))
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+class LatentDataset(torch.utils.data.Dataset):
+    """Cached latents with ``VideoDataset``'s interface: ``{"latents": c f h w, "caption", "index"}`` (+ loser).
+
+    ``metadata`` is the data path (or its records) the cache was built from; ``expect`` is
+    ``encoder_identity(model)`` of the model about to train (None skips that check).
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike, metadata: str | os.PathLike | Sequence[Record], frames: int,
+                 stride: int = 1, *, height: int, width: int, require_loser: bool = False, expect: dict | None = None):
+        if min(frames, stride, height, width) < 1:
+            raise ValueError(f"frames, stride, height and width must be >= 1, got {frames}, {stride}, {height}, {width}")
+        self.cache_dir = cache_dir = Path(cache_dir)
+        self.records = load_metadata(metadata) if isinstance(metadata, (str, os.PathLike)) else list(metadata)
+        self.frames, self.stride, self.height, self.width = frames, stride, height, width
+        self.skipped = 0  # rows try_get could not serve (clips unreadable when the cache was built)
+        self._warned_short = False
+
+        info = _read_info(cache_dir)
+        if info is None:
+            raise FileNotFoundError(f"data.latent_cache={str(cache_dir)!r} has no {INFO_FILE}: it is not a latent "
+                                    f"cache; build it with: videosspo data cache-latents --config <your config> "
+                                    f"--out {cache_dir}")
+        problems = [f"{k}: cached {info.get(k)!r}, data config {v!r}" for k, v in (("height", height), ("width", width))
+                    if info.get(k) != v]
+        if info.get("num_records") != len(self.records) or info.get("records_sha256") != records_fingerprint(self.records):
+            problems.append(f"the metadata differs (cached from {info.get('metadata')} with {info.get('num_records')} "
+                            f"rows; now {len(self.records)} rows, or changed videos/captions)")
+        if expect is not None:
+            problems += _encoder_mismatch(info["encoder"], expect)
+        if problems:
+            raise ValueError(f"latent cache {cache_dir} does not match this run: {'; '.join(problems)}; "
+                             + rebuild_hint(cache_dir))
+        self.unreadable = {int(k): v for k, v in info.get("unreadable", {}).items()}
+        missing = [r.index for r in self.records if r.index not in self.unreadable and not _file(cache_dir, r.index).is_file()]
+        if missing or not info.get("complete", False):
+            why = (f"{len(missing)} of {len(self.records)} rows have no file (first: "
+                   f"{', '.join(_file(cache_dir, i).name for i in missing[:3])})" if missing
+                   else "the run that wrote it did not finish")
+            raise FileNotFoundError(f"latent cache {cache_dir} is incomplete: {why}; fill it with: videosspo data "
+                                    f"cache-latents --config <your config> --out {cache_dir} (existing files are kept)")
+        if require_loser:
+            unpaired = [r for r in self.records if r.loser_video is None]
+            if unpaired:
+                first = ", ".join(f"row {r.index} ({r.video.name}, {r.caption!r})" for r in unpaired[:3])
+                raise ValueError(f"paired data needed, but {len(unpaired)} rows have no loser_video: {first}")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.get(index, seed=index)
+
+    def get(self, index: int, seed: int) -> dict:
+        """``{"latents", "caption", "index"}`` (+ ``"loser_latents"``); raises VideoReadError for an unreadable clip."""
+        record = self.records[index]
+        if index in self.unreadable:
+            raise VideoReadError(record.video, f"it could not be read when the latent cache was built: "
+                                               f"{self.unreadable[index]}")
+        with safe_open(str(_file(self.cache_dir, index)), framework="pt") as f:
+            keys = ["latents"] + (["loser_latents"] if record.loser_video is not None else [])
+            slices = {k: f.get_slice(k) for k in keys}
+            num_frames = min(s.get_shape()[1] for s in slices.values())  # winner and loser share the indices
+            if num_frames < self.frames and not self._warned_short:
+                self._warned_short = True
+                log.warning("%s has %d frames, fewer than the %d requested: repeating its last frame "
+                            "(reported once; other clips may be short too)", record.video, num_frames, self.frames)
+            indices = frame_indices(num_frames, self.frames, self.stride, np.random.default_rng(seed))
+            lo, hi = min(indices), max(indices)
+            picked = [i - lo for i in indices]
+            # read only the span of frames needed, then pick (and repeat) the frames inside it
+            tensors = {k: s[:, lo:hi + 1][:, picked] for k, s in slices.items()}
+        item = {"latents": tensors["latents"], "caption": record.caption, "index": record.index}
+        if "loser_latents" in tensors:
+            item["loser_latents"] = tensors["loser_latents"]
+        return item
+
+    def try_get(self, index: int, seed: int) -> dict | None:
+        """``get``, but a row whose clip was unreadable is logged, counted in ``skipped`` and returned as None."""
+        try:
+            return self.get(index, seed)
+        except VideoReadError as e:
+            self.skipped += 1
+            log.warning("skipping row %d: %s", index, e)
+            return None
+
+
+STACKED = ("pixels", "loser_pixels", "latents", "loser_latents")
+
+
+def collate_latents(batch: Sequence[dict | None]) -> dict | None:
+    """``videosspo.data.collate`` for pixels or latents: stacks each of ``pixels``, ``loser_pixels``,
+    ``latents``, ``loser_latents`` that every item has (``b c f h w``), lists captions and indices,
+    drops None items; None when every item was dropped.
+    """
+    items = [item for item in batch if item is not None]
+    if not items:
+        return None
+    out = {"captions": [item["caption"] for item in items], "indices": [item["index"] for item in items]}
+    for key in STACKED:
+        if all(key in item for item in items):
+            out[key] = torch.stack([item[key] for item in items])
+    return out
