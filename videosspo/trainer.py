@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 from models import build_model
 from videosspo import rng
 from videosspo.config import Config, load_config, save_config
-from videosspo.data import VideoDataset, collate
+from videosspo.data import VideoDataset
+from videosspo.latents import LatentDataset, collate_latents, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.reference import Policy, add_lora
 from videosspo.replay import ReplayPool
@@ -93,7 +94,7 @@ class StreamSampler(Sampler):
 class StreamDataset(torch.utils.data.Dataset):
     """Reads (index, position) -> sample with frame offsets seeded by the stream position."""
 
-    def __init__(self, dataset: VideoDataset, seed: int):
+    def __init__(self, dataset: VideoDataset | LatentDataset, seed: int):
         self.dataset, self.seed = dataset, seed
 
     def __len__(self):
@@ -108,11 +109,11 @@ class StreamDataset(torch.utils.data.Dataset):
 
 
 def collate_stream(batch):
-    """`videosspo.data.collate` (drops unreadable clips) + the stream positions."""
+    """`collate_latents` (pixels or cached latents; drops unreadable clips) + the stream positions."""
     kept = [s for s in batch if s is not None]
     if not kept:
         return None
-    out = collate(kept)
+    out = collate_latents(kept)
     out["positions"] = [s["position"] for s in kept]
     out["skipped"] = len(batch) - len(kept)
     return out
@@ -161,6 +162,7 @@ class Trainer:
         self.counters = {"skipped_clips": 0, "nonfinite_steps": 0}
 
         self.model = build_model(cfg.model)
+        encoder = encoder_identity(self.model) if cfg.data.latent_cache else None  # before any dtype cast
         if cfg.model.lora_rank:
             self.model.unet.requires_grad_(False)
             add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha)
@@ -171,8 +173,10 @@ class Trainer:
         self.model.enable_attention(cfg.model.attention)
         self.policy = Policy(self.model)
 
-        self.data = VideoDataset(cfg.data.path, frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
-                                 width=cfg.data.width, require_loser=cfg.method.name == "dpo")
+        data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
+                         width=cfg.data.width, require_loser=cfg.method.name == "dpo")
+        self.data = (LatentDataset(cfg.data.latent_cache, cfg.data.path, expect=encoder, **data_args)
+                     if cfg.data.latent_cache else VideoDataset(cfg.data.path, **data_args))
         self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
 
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
@@ -205,7 +209,7 @@ class Trainer:
         """Mean per-sample loss of one micro-batch and its statistics."""
         cfg, model, device = self.config, self.model, self.accelerator.device
         positions = batch["positions"]
-        x_w = model.encode_video(batch["pixels"].to(device)).float()
+        x_w = self.latents(batch, "")
         cond = model.encode_prompt(batch["captions"]).float()
         stats: dict = {}
 
@@ -213,7 +217,7 @@ class Trainer:
         ref_index = self.pool.draw(cfg.train.seed, self.step) if len(self.pool) else None
         x_l = None
         if cfg.method.name == "dpo":
-            x_l = model.encode_video(batch["loser_pixels"].to(device)).float()
+            x_l = self.latents(batch, "loser_")
         elif cfg.method.name == "sspo":
             t0 = time.perf_counter()
             x_l = self.sample_losers(batch, ref_index)
@@ -246,6 +250,13 @@ class Trainer:
         per_sample, loss_stats = self.loss_fn(e_w, e_l, ref_w, ref_l, beta=cfg.method.beta, ssr_mode=cfg.method.ssr_mode)
         stats.update({k: float(v) for k, v in loss_stats.items()})
         return per_sample.mean(), stats
+
+    def latents(self, batch: dict, prefix: str) -> torch.Tensor:
+        """`{prefix}latents` from the cache when the batch has them, else the VAE-encoded `{prefix}pixels`."""
+        device = self.accelerator.device
+        if f"{prefix}latents" in batch:
+            return batch[f"{prefix}latents"].to(device).float()
+        return self.model.encode_video(batch[f"{prefix}pixels"].to(device)).float()
 
     @torch.no_grad()
     def sample_losers(self, batch: dict, ref_index: int) -> torch.Tensor:
