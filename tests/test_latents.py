@@ -4,6 +4,7 @@ unreadable clips, and the `videosspo data cache-latents` command."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def test_mismatched_size_metadata_or_vae_raise_clear_errors(tiny_model, synth_da
 
 
 def test_unreadable_clip_is_skipped_and_counted(tiny_model, synth_data, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="videosspo")
     data_dir = Path(shutil.copytree(synth_data, tmp_path / "data"))
     rows = [json.loads(line) for line in (data_dir / "metadata.jsonl").read_text().splitlines()]
     (data_dir / rows[1]["video"]).write_bytes(b"this is not an mp4 file" * 10)
