@@ -1,0 +1,75 @@
+"""benchmarks/bench_train.py in --quick mode with the smallest settings: every section present,
+finite positive numbers, the concatenated forward equal to two separate ones, and the LoRA
+reference cheaper than a full fine-tuning reference copy."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+SECTIONS = ("train_step", "concat_forward", "reference_memory", "loser_cost", "sampling")
+
+
+def _numbers(node, path=""):
+    if isinstance(node, bool):
+        return
+    if isinstance(node, (int, float)):
+        yield path, node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numbers(v, f"{path}[{i}]")
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory):
+    from benchmarks.bench_train import main
+
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = main(["--quick", "--device", "cpu", "--out", str(out), "--frames", "2", "--batch", "1", "--repeat", "1",
+                   "--warmup", "1", "--loser-steps", "2", "4", "--reuse", "1", "2", "--sample-steps", "2"])
+    return result, json.loads(out.read_text())
+
+
+def test_json_has_every_section_with_finite_positive_numbers(quick_result):
+    result, saved = quick_result
+    assert saved["settings"] == json.loads(json.dumps(result["settings"]))
+    for key in ("torch", "device", "torch_threads"):
+        assert saved["env"][key], key
+    for section in SECTIONS:
+        assert saved[section], f"section {section} is empty"
+    for path, value in _numbers({k: saved[k] for k in SECTIONS}):
+        assert math.isfinite(value), f"{path} = {value}"
+        if "diff" not in path and "mem_delta" not in path:  # differences may be 0; so may an RSS delta
+            assert value > 0, f"{path} = {value}"
+        else:
+            assert value >= 0, f"{path} = {value}"
+
+    rows = {(r["method"], r["mode"]) for r in saved["train_step"]}
+    assert rows == {(m, mode) for m in ("sft", "dpo", "sspo") for mode in ("lora4", "full")}
+    assert all("losers_s" in r for r in saved["train_step"] if r["method"] == "sspo")
+    losers = saved["loser_cost"][0]
+    assert [r["loser_steps"] for r in losers["by_steps"]] == [2, 4]
+    assert [r["reuse"] for r in losers["by_reuse"]] == [1, 2]
+    assert {r["scheduler"] for r in saved["sampling"]} >= {"ddim", "ddpm", "euler", "dpm++"}
+
+
+def test_concatenated_forward_equals_separate_forwards(quick_result):
+    _, saved = quick_result
+    for row in saved["concat_forward"]:
+        assert row["max_abs_diff_error"] < 1e-4, row
+        assert row["max_abs_diff_output"] < 1e-4, row
+
+
+def test_lora_reference_holds_fewer_bytes_than_a_full_copy(quick_result):
+    _, saved = quick_result
+    by_mode = {r["mode"]: r for r in saved["reference_memory"]}
+    lora, full = by_mode["lora4"], by_mode["full"]
+    assert lora["total_extra_bytes"] < full["total_extra_bytes"]
+    assert lora["reference_extra_bytes"] < full["reference_extra_bytes"]
+    # full fine-tuning: the reference copy is a whole UNet (parameters and buffers)
+    assert full["reference_extra_bytes"] == pytest.approx(full["policy_unet_mb"] * 2**20)
