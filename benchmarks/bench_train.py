@@ -11,7 +11,8 @@ Sections (each a key of the JSON and a table on stdout):
                     batch b: time ratio (forward, and forward + backward) and max |difference| of the
                     per-sample errors and of the raw outputs
   reference_memory  bytes the reference costs: LoRA adapter swap (a second adapter slot + the
-                    adapter snapshot) vs full fine-tuning (a reference UNet copy + the state-dict snapshot)
+                    adapter snapshot) vs full fine-tuning (a reference UNet copy + the state-dict snapshot),
+                    and the time to switch the reference to another replay snapshot
   loser_cost        `Trainer.sample_losers` time vs the training forward/backward, per loser.steps,
                     and the per-step cost with loser.reuse (LoserCache) amortisation
   sampling          `sample_latents` throughput (frames/s) per scheduler
@@ -312,7 +313,18 @@ def bench_reference_memory(family, data, tmp, s: Settings, device) -> list[dict]
         else:                 # full fine-tuning: a second UNet
             slot = module_bytes(ref.unet)
             held = "reference UNet copy"
+        # Cost of switching the reference to another snapshot (random replay draws change it most steps):
+        # a second snapshot in the pool, then alternate draws 0 / 1.
+        tr.pool.add(1, tr.policy.snapshot())
+        turn = iter(range(10**9))
+
+        def swap():
+            with tr.policy.reference(tr.pool, next(turn) % 2):
+                pass
+
+        swap_s = time_fn(swap, s.warmup, s.repeat, device)["median_s"]
         rows.append({"family": family, "mode": f"lora{lora}" if lora else "full", "reference_holds": held,
+                     "swap_snapshot_s": swap_s,
                      "policy_unet_mb": mib(policy_bytes), "reference_extra_mb": mib(slot),
                      "snapshot_mb": mib(snapshot_bytes), "total_extra_mb": mib(slot + snapshot_bytes),
                      "reference_extra_bytes": slot, "snapshot_bytes": snapshot_bytes,
@@ -421,7 +433,7 @@ def report(result: dict) -> str:
     if "reference_memory" in result:
         parts.append(table(result["reference_memory"], ["family", "mode", "reference_holds", "policy_unet_mb",
                                                         "reference_extra_bytes", "snapshot_bytes", "total_extra_bytes",
-                                                        "total_extra_mb"], "3. reference memory (bytes)"))
+                                                        "total_extra_mb", "swap_snapshot_s"], "3. reference memory (bytes)"))
     if "loser_cost" in result:
         by_steps = [r for fam in result["loser_cost"] for r in fam["by_steps"]]
         by_reuse = [r for fam in result["loser_cost"] for r in fam["by_reuse"]]
