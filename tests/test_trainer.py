@@ -280,3 +280,21 @@ def test_training_from_cached_latents_equals_encoding_on_the_fly(tiny_config, tm
     for x, y in zip(m1, m2, strict=True):
         for key in ("loss", "loss/e_w", "rewards/delta_w", "rewards/delta_l", "grad_norm"):
             assert y[key] == pytest.approx(x[key], rel=1e-3, abs=1e-5), key  # deltas: differences of near-equal errors
+
+
+def test_winner_and_loser_share_timestep_and_noise_in_one_forward(tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config(**{"method.name": "dpo", "model.vae": "none"}))
+    batch = fixed_batch(trainer)
+    calls = []
+    real = trainer.policy_model.predict
+    monkeypatch.setattr(trainer.policy_model, "predict", lambda x_t, t, cond: calls.append((x_t, t)) or real(x_t, t, cond))
+    trainer.loss(batch)
+    assert len(calls) == 1  # winners and losers in one pass
+    x_t, t = calls[0]
+    b = batch["pixels"].shape[0]
+    assert torch.equal(t[:b], t[b:])
+    x0 = torch.cat([batch["pixels"], batch["loser_pixels"]])  # pixel space: latents are pixels
+    abar = trainer.model.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    noise = (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+    assert torch.allclose(noise[:b], noise[b:], atol=1e-4)
+    assert torch.allclose(noise[:b], rng.sample_noise(x0.shape[1:], 0, 0, batch["positions"]), atol=1e-4)

@@ -224,31 +224,33 @@ class Trainer:
             stats["time/losers_s"] = time.perf_counter() - t0
 
         # 2. one timestep and one noise per sample, shared by winner and loser
-        t = rng.sample_timesteps(model.scheduler.config.num_train_timesteps, cfg.train.seed, self.step, positions).to(device)
-        noise = rng.sample_noise(x_w.shape[1:], cfg.train.seed, self.step, positions).to(device)
+        seed, T = cfg.train.seed, model.scheduler.config.num_train_timesteps
+        t = rng.sample_timesteps(T, seed, self.step, positions).to(device)
+        noise = rng.sample_noise(x_w.shape[1:], seed, self.step, positions).to(device)
+        k = 1 if x_l is None else 2  # one pass over winners, or over winners then losers (batch k*b)
         x0 = x_w if x_l is None else torch.cat([x_w, x_l])
-        noise, t, cond = (noise, t, cond) if x_l is None else (noise.repeat(2, 1, 1, 1, 1), t.repeat(2), cond.repeat(2, 1, 1))
+        noise, t, cond = noise.repeat(k, 1, 1, 1, 1), t.repeat(k), cond.repeat(k, 1, 1)
         x_t = model.scheduler.add_noise(x0, noise, t)
         target = noise if model.scheduler.config.prediction_type == "epsilon" else model.scheduler.get_velocity(x0, noise, t)
 
+        def winners_losers(e):  # [k*b] -> (e_w, e_l or None)
+            return (e, None) if k == 1 else tuple(e.chunk(2))
+
         # 3. policy forward: winners and losers in one pass
         with self.accelerator.autocast():
-            e = per_sample_error(self.policy_model.predict(x_t, t, cond), target)
+            e_w, e_l = winners_losers(per_sample_error(self.policy_model.predict(x_t, t, cond), target))
 
         # 4. reference forward on the same inputs, no grad
-        ref_e = None
+        ref_w = ref_l = None
         if ref_index is not None:
             with torch.no_grad(), self.policy.reference(self.pool, ref_index) as ref, self.accelerator.autocast():
-                ref_e = per_sample_error(ref.predict(x_t, t, cond), target)
+                ref_w, ref_l = winners_losers(per_sample_error(ref.predict(x_t, t, cond), target))
             stats["replay/ref_index"] = float(ref_index)
             stats["replay/ref_step"] = float(self.pool.steps[ref_index])
 
-        # 5. per-sample loss
-        b = x_w.shape[0]
-        e_w, e_l = e[:b], (e[b:] if x_l is not None else None)
-        ref_w, ref_l = (ref_e[:b], ref_e[b:] if x_l is not None else None) if ref_e is not None else (None, None)
+        # 5. per-sample loss, reduced here
         per_sample, loss_stats = self.loss_fn(e_w, e_l, ref_w, ref_l, beta=cfg.method.beta, ssr_mode=cfg.method.ssr_mode)
-        stats.update({k: float(v) for k, v in loss_stats.items()})
+        stats.update({key: float(v) for key, v in loss_stats.items()})
         return per_sample.mean(), stats
 
     def latents(self, batch: dict, prefix: str) -> torch.Tensor:
