@@ -54,8 +54,11 @@ def is_lora(unet) -> bool:
 class Policy:
     """The trainable denoiser of `model` (unwrapped), its snapshots and its reference passes."""
 
-    def __init__(self, model):
+    def __init__(self, model, full_state_dict=None):
+        """`full_state_dict()` gathers the whole state dict under sharding (accelerate's
+        `get_state_dict` for FSDP / ZeRO-3); by default the unwrapped UNet's own."""
         self.model = model
+        self.full_state_dict = full_state_dict or (lambda: model.unet.state_dict())
         self.lora = is_lora(model.unet)
         self._ref_unet = None        # full fine-tuning only
         self._ref_loaded = None      # (pool identity, snapshot step) currently in the reference slot
@@ -65,7 +68,7 @@ class Policy:
         if self.lora:
             state = get_peft_model_state_dict(self.model.unet, adapter_name=POLICY)
         else:
-            state = self.model.unet.state_dict()
+            state = self.full_state_dict()
         return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
     @contextmanager

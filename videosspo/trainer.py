@@ -171,7 +171,6 @@ class Trainer:
         frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)
         self.model.to(acc.device, frozen_dtype)
         self.model.enable_attention(cfg.model.attention)
-        self.policy = Policy(self.model)
 
         data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
                          width=cfg.data.width, require_loser=cfg.method.name == "dpo")
@@ -192,6 +191,7 @@ class Trainer:
         self.model.unet = acc.unwrap_model(self.unet)
         self.policy_model = copy.copy(self.model)
         self.policy_model.unet = self.unet  # the (possibly DDP-wrapped) trainable forward
+        self.policy = Policy(self.model, full_state_dict=lambda: acc.get_state_dict(self.unet))
 
         replay = cfg.replay
         if cfg.method.name == "dpo":  # Diffusion-DPO: the frozen initial model is the reference
@@ -296,7 +296,7 @@ class Trainer:
         while self.step < cfg.train.max_steps:
             t_step = time.perf_counter()
             stats = self.optimizer_step(batches)
-            bad_steps = 0 if math.isfinite(stats["grad_norm"]) else bad_steps + 1
+            bad_steps = 0 if math.isfinite(stats.get("grad_norm", 0.0)) else bad_steps + 1
             if bad_steps >= MAX_BAD_STEPS:
                 raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {self.step}; "
                                          f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
@@ -342,7 +342,8 @@ class Trainer:
                 acc.backward(loss)  # always, even when non-finite: every DDP process must reduce
                 if acc.sync_gradients:
                     grad_norm = acc.clip_grad_norm_(self.unet.parameters(), cfg.optim.max_grad_norm or math.inf)
-                    if torch.isfinite(grad_norm) or acc.scaler is not None:  # fp16: the scaler skips it itself
+                    # DeepSpeed clips and skips overflows inside its engine (None); fp16's scaler skips inf steps
+                    if grad_norm is None or torch.isfinite(grad_norm) or acc.scaler is not None:
                         self.optimizer.step()
                     else:
                         self.counters["nonfinite_steps"] += 1
@@ -355,7 +356,8 @@ class Trainer:
         if acc.num_processes > 1:  # log the global batch's statistics, not process 0's share
             values = acc.reduce(torch.tensor(list(sums.values()), device=acc.device), reduction="mean")
             sums = dict(zip(sums, values.tolist()))
-        sums["grad_norm"] = float(grad_norm)  # of the synchronised (global-batch) gradient, before clipping
+        if grad_norm is not None:
+            sums["grad_norm"] = float(grad_norm)  # of the synchronised (global-batch) gradient, before clipping
         return sums
 
     def log(self, stats: dict) -> None:
