@@ -181,23 +181,16 @@ class VideoDiffusionModel:
         return cls(**parts, vae_chunk_frames=cfg.vae_chunk_frames)
 
 
-def _has_subfolder(pretrained: str, name: str) -> bool:
-    local = Path(pretrained)
-    if local.is_dir():
-        return (local / name).is_dir()
-    from huggingface_hub import file_exists  # a hub id (resolved from the local cache when offline)
-
-    return file_exists(pretrained, f"{name}/config.json") or file_exists(pretrained, f"{name}/scheduler_config.json")
-
-
 def load_components(cfg: ModelConfig) -> dict:
     """VAE, text encoder, tokenizer and training scheduler of a pretrained diffusers layout."""
     src = cfg.pretrained
     vae = None
     if cfg.vae == "auto":
-        if not _has_subfolder(src, "vae"):
-            raise FileNotFoundError(f"model.pretrained={src!r} has no vae/; set model.vae: none for a pixel-space model")
-        vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
+        try:  # works the same for a local folder and a hub id (cached or online)
+            vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
+        except OSError as e:
+            raise FileNotFoundError(f"model.pretrained={src!r} has no loadable vae/ ({str(e).splitlines()[0]}); "
+                                    "set model.vae: none for a pixel-space model") from e
     scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(src, subfolder="scheduler"))
     return {
         "vae": vae,

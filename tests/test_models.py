@@ -172,7 +172,7 @@ def test_pretrained_dir_builds_each_family(tmp_path):
 
 def test_pretrained_without_vae_asks_for_vae_none(tmp_path):
     tiny("sd", "none").save_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"has no vae/.*model\.vae: none"):
+    with pytest.raises(FileNotFoundError, match=r"no loadable vae/.*model\.vae: none"):
         build_model(ModelConfig(family="sd", pretrained=str(tmp_path), vae="auto"))
 
 
