@@ -298,3 +298,22 @@ def test_winner_and_loser_share_timestep_and_noise_in_one_forward(tiny_config, m
     noise = (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
     assert torch.allclose(noise[:b], noise[b:], atol=1e-4)
     assert torch.allclose(noise[:b], rng.sample_noise(x0.shape[1:], 0, 0, batch["positions"]), atol=1e-4)
+
+
+def test_full_finetuning_reference_reloads_only_when_the_drawn_snapshot_changes(tiny_config):
+    trainer = Trainer(tiny_config(**{"train.max_steps": 1}))
+    trainer.fit()  # pool: theta_0 and the snapshot after step 1
+    assert trainer.pool.steps == [0, 1]
+    loads = []
+    with trainer.policy.reference(trainer.pool, 0):
+        pass
+    ref_unet = trainer.policy._ref_unet
+    real = ref_unet.load_state_dict
+    ref_unet.load_state_dict = lambda state, *a, **k: loads.append(1) or real(state, *a, **k)
+    for index in (0, 0, 1, 1, 0):
+        with torch.no_grad(), trainer.policy.reference(trainer.pool, index) as ref:
+            assert ref.unet is ref_unet and ref.unet is not trainer.model.unet  # a separate, frozen copy
+            got = ref.unet.state_dict()
+            assert all(torch.equal(got[k], v) for k, v in trainer.pool.get(index).items())
+    assert len(loads) == 2  # 0 was already loaded; then 0 -> 1 and 1 -> 0
+    assert not any(p.requires_grad for p in ref_unet.parameters())
