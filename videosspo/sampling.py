@@ -41,14 +41,17 @@ def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtyp
 @torch.no_grad()
 def sample_latents(model, prompts: list[str], *, frames: int, height: int, width: int, seeds: list[int],
                    steps: int = 25, guidance: float = 7.5, negative_prompt: str = "", scheduler: str = "ddim",
-                   progress: bool = False) -> torch.Tensor:
-    """Generate latents `b c f h w` for `prompts` (one seed per prompt); decode with `model.decode`."""
+                   progress: bool = False, cond: torch.Tensor | None = None) -> torch.Tensor:
+    """Generate latents `b c f h w` for `prompts` (one seed per prompt); decode with `model.decode`.
+
+    `cond`: the prompts' embeddings when the caller already has them (the trainer does).
+    """
     if len(seeds) != len(prompts):
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
     device = model.device
     sched = make_scheduler(model, scheduler)
     sched.set_timesteps(steps, device=device)
-    cond = model.encode_prompt(prompts)
+    cond = model.encode_prompt(prompts) if cond is None else cond
     use_cfg = guidance > 1.0
     if use_cfg:
         cond = torch.cat([model.encode_prompt([negative_prompt] * len(prompts)), cond])

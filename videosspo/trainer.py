@@ -220,7 +220,7 @@ class Trainer:
             x_l = self.latents(batch, "loser_")
         elif cfg.method.name == "sspo":
             t0 = time.perf_counter()
-            x_l = self.sample_losers(batch, ref_index)
+            x_l = self.sample_losers(batch, ref_index, cond)
             stats["time/losers_s"] = time.perf_counter() - t0
 
         # 2. one timestep and one noise per sample, shared by winner and loser
@@ -261,7 +261,7 @@ class Trainer:
         return self.model.encode_video(batch[f"{prefix}pixels"].to(device)).float()
 
     @torch.no_grad()
-    def sample_losers(self, batch: dict, ref_index: int) -> torch.Tensor:
+    def sample_losers(self, batch: dict, ref_index: int, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x0^l for each caption, sampled in latent space by reference `ref_index` (never decoded)."""
         cfg = self.config
         latents: list[torch.Tensor | None] = [self.losers.take(i) for i in batch["indices"]]
@@ -272,7 +272,8 @@ class Trainer:
                     ref, [batch["captions"][k] for k in todo], frames=cfg.data.frames, height=cfg.data.height,
                     width=cfg.data.width, steps=cfg.loser.steps, guidance=cfg.loser.guidance,
                     negative_prompt=cfg.sample.negative_prompt, scheduler=cfg.loser.scheduler,
-                    seeds=[rng.derive_seed(cfg.train.seed, self.step, batch["positions"][k], "loser") for k in todo])
+                    seeds=[rng.derive_seed(cfg.train.seed, self.step, batch["positions"][k], "loser") for k in todo],
+                    cond=None if cond is None else cond[todo])
             for k, x in zip(todo, fresh):
                 latents[k] = x
                 self.losers.put(batch["indices"][k], x)
