@@ -20,6 +20,7 @@ A checkpoint is one directory written to a temporary name and renamed into place
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -195,8 +196,7 @@ class Trainer:
 
         replay = cfg.replay
         if cfg.method.name == "dpo":  # Diffusion-DPO: the frozen initial model is the reference
-            replay = type(replay)(size=1, strategy="initial", interval=replay.interval, evict=replay.evict,
-                                  cpu_budget_gb=replay.cpu_budget_gb, spill_dir=replay.spill_dir)
+            replay = dataclasses.replace(replay, size=1, strategy="initial")
         self.pool = ReplayPool(size=replay.size, interval=replay.interval, strategy=replay.strategy, evict=replay.evict,
                                cpu_budget_gb=replay.cpu_budget_gb, spill_dir=replay.spill_dir or self.out / "replay_spill")
         if cfg.method.name != "sft":
