@@ -134,6 +134,8 @@ def cmd_demo(args, overrides: list[str]) -> None:
         f"  loss {summary['first_loss']:.4g} -> {summary['last_loss']:.4g}; replay snapshots at steps {summary['replay_steps']}",
         f"  checkpoint:  {summary['checkpoint']}   (model/ inside is a diffusers layout)",
         f"  samples:     {', '.join(summary['samples'])}",
+        "               (the tiny model starts from random weights, so its samples are noise: the demo exercises",
+        "                the whole pipeline; real alignment starts from configs/animatediff_sspo.yaml)",
         f"  tensorboard: tensorboard --logdir {out / 'logs'}",
         f"  summary:     {out / 'summary.json'}",
         f"  next: videosspo sample --checkpoint {summary['checkpoint']} --prompt 'a blue circle moving up' --out demo.gif",
