@@ -317,3 +317,11 @@ def test_full_finetuning_reference_reloads_only_when_the_drawn_snapshot_changes(
             assert all(torch.equal(got[k], v) for k, v in trainer.pool.get(index).items())
     assert len(loads) == 2  # 0 was already loaded; then 0 -> 1 and 1 -> 0
     assert not any(p.requires_grad for p in ref_unet.parameters())
+
+
+def test_old_checkpoints_are_pruned_to_keep_checkpoints(tiny_config):
+    trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 4, "train.checkpoint_every": 1,
+                                     "train.keep_checkpoints": 2}))
+    trainer.fit()
+    kept = sorted(p.name for p in (trainer.out / "checkpoints").iterdir())
+    assert kept == ["step_00000003", "step_00000004"]
