@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from diffusers import MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
 from einops import rearrange, repeat
 

@@ -14,7 +14,8 @@ import torch
 from models import build_model
 from videosspo.config import ModelConfig
 from videosspo.data import VideoDataset, load_metadata
-from videosspo.latents import LatentDataset, cache_latents, collate_latents, encoder_identity
+from videosspo.data import collate
+from videosspo.latents import LatentDataset, cache_latents, encoder_identity
 from videosspo.video import VideoReadError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def test_cached_latents_equal_on_the_fly_encoding(tiny_model, synth_data, cache,
         torch.testing.assert_close(lat["latents"], want, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(lat["loser_latents"], tiny_model.encode_video(pix["loser_pixels"][None])[0],
                                    atol=1e-5, rtol=1e-5)
-    batch = collate_latents([latents.get(0, 0), None, latents.get(2, 1)])
+    batch = collate([latents.get(0, 0), None, latents.get(2, 1)])
     assert batch["latents"].shape == (2, 4, frames, H // 2, W // 2) and batch["loser_latents"].shape[0] == 2
     assert batch["indices"] == [0, 2] and "pixels" not in batch
 

@@ -163,19 +163,17 @@ def resize_center_crop(video: torch.Tensor, height: int, width: int) -> torch.Te
 # ----------------------------------------------------------------------------- dataset
 
 
-class VideoDataset(torch.utils.data.Dataset):
-    """Clips of ``frames`` frames at ``height`` x ``width`` as float ``c f h w`` tensors in [-1, 1].
+class ClipDataset(torch.utils.data.Dataset):
+    """What every clip dataset shares: the records, the frame-sampling settings and skip counting.
 
     Sampling randomness (the start frame) comes only from the ``seed`` given to ``get``, so the
-    caller decides what is reproducible; ``dataset[i]`` uses seed ``i``.
+    caller decides what is reproducible; ``dataset[i]`` uses seed ``i``. Subclasses implement ``get``.
     """
 
     def __init__(self, metadata: str | os.PathLike | Sequence[Record], frames: int, stride: int = 1, *,
-                 height: int, width: int, require_loser: bool = False, backend: str = "auto"):
+                 height: int, width: int, require_loser: bool = False):
         if min(frames, stride, height, width) < 1:
             raise ValueError(f"frames, stride, height and width must be >= 1, got {frames}, {stride}, {height}, {width}")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown video backend {backend!r}; choose one of {BACKENDS}")
         self.records = load_metadata(metadata) if isinstance(metadata, (str, os.PathLike)) else list(metadata)
         if require_loser:
             unpaired = [r for r in self.records if r.loser_video is None]
@@ -183,9 +181,7 @@ class VideoDataset(torch.utils.data.Dataset):
                 first = ", ".join(f"row {r.index} ({r.video.name}, {r.caption!r})" for r in unpaired[:3])
                 raise ValueError(f"paired data needed, but {len(unpaired)} rows have no loser_video: {first}")
         self.frames, self.stride, self.height, self.width = frames, stride, height, width
-        self.backend = backend
-        self.skipped = 0  # clips try_get could not decode (counted per process: each DataLoader worker has its own)
-        self._counts: dict[Path, int] = {}
+        self.skipped = 0  # rows try_get could not serve (counted per process: each DataLoader worker has its own)
         self._warned_short = False
 
     def __len__(self) -> int:
@@ -193,6 +189,41 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.get(index, seed=index)
+
+    def get(self, index: int, seed: int) -> dict:
+        raise NotImplementedError
+
+    def try_get(self, index: int, seed: int) -> dict | None:
+        """``get``, but a clip that cannot be decoded is logged, counted in ``skipped`` and returned as None.
+
+        The trainer reads data through this, so one corrupt file costs one sample, not the run.
+        """
+        try:
+            return self.get(index, seed)
+        except VideoReadError as e:
+            self.skipped += 1
+            log.warning("skipping row %d: %s", index, e)
+            return None
+
+    def _indices(self, record: Record, num_frames: int, seed: int) -> list[int]:
+        """``frame_indices`` for a clip of ``num_frames`` frames, warning once about short clips."""
+        if num_frames < self.frames and not self._warned_short:
+            self._warned_short = True
+            log.warning("%s has %d frames, fewer than the %d requested: repeating its last frame "
+                        "(reported once; other clips may be short too)", record.video, num_frames, self.frames)
+        return frame_indices(num_frames, self.frames, self.stride, np.random.default_rng(seed))
+
+
+class VideoDataset(ClipDataset):
+    """Clips of ``frames`` frames at ``height`` x ``width`` as float ``c f h w`` tensors in [-1, 1]."""
+
+    def __init__(self, metadata: str | os.PathLike | Sequence[Record], frames: int, stride: int = 1, *,
+                 height: int, width: int, require_loser: bool = False, backend: str = "auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown video backend {backend!r}; choose one of {BACKENDS}")
+        super().__init__(metadata, frames, stride, height=height, width=width, require_loser=require_loser)
+        self.backend = backend
+        self._counts: dict[Path, int] = {}
 
     def _count(self, path: Path) -> int:
         if path not in self._counts:
@@ -212,42 +243,24 @@ class VideoDataset(torch.utils.data.Dataset):
         for path, count in zip(paths, counts):
             if count < 1:
                 raise VideoReadError(path, "it has no frames")
-        num_frames = min(counts)  # winner and loser share the frame indices
-        if num_frames < self.frames and not self._warned_short:
-            self._warned_short = True
-            log.warning("%s has %d frames, fewer than the %d requested: repeating its last frame "
-                        "(reported once; other clips may be short too)", record.video, num_frames, self.frames)
-        indices = frame_indices(num_frames, self.frames, self.stride, np.random.default_rng(seed))
+        indices = self._indices(record, min(counts), seed)  # winner and loser share the frame indices
         item = {"pixels": self._load(record.video, indices), "caption": record.caption, "index": record.index}
         if record.loser_video is not None:
             item["loser_pixels"] = self._load(record.loser_video, indices)
         return item
 
-    def try_get(self, index: int, seed: int) -> dict | None:
-        """``get``, but a clip that cannot be decoded is logged, counted in ``skipped`` and returned as None.
-
-        The trainer reads data through this, so one corrupt file costs one sample, not the run.
-        """
-        try:
-            return self.get(index, seed)
-        except VideoReadError as e:
-            self.skipped += 1
-            log.warning("skipping row %d: %s", index, e)
-            return None
+STACKED = ("pixels", "loser_pixels", "latents", "loser_latents")
 
 
 def collate(batch: Sequence[dict | None]) -> dict | None:
-    """Stack items into ``{"pixels": b c f h w, "captions": [...], "indices": [...]}``, dropping None items.
-
-    ``"loser_pixels"`` is stacked when every item has it (always, with ``require_loser``). Returns
-    None when every item was dropped.
+    """Stack each of ``pixels``, ``loser_pixels``, ``latents``, ``loser_latents`` that every item has
+    (``b c f h w``), list captions and indices, drop None items; None when every item was dropped.
     """
     items = [item for item in batch if item is not None]
     if not items:
         return None
-    out = {"pixels": torch.stack([item["pixels"] for item in items]),
-           "captions": [item["caption"] for item in items],
-           "indices": [item["index"] for item in items]}
-    if all("loser_pixels" in item for item in items):
-        out["loser_pixels"] = torch.stack([item["loser_pixels"] for item in items])
+    out = {"captions": [item["caption"] for item in items], "indices": [item["index"] for item in items]}
+    for key in STACKED:
+        if all(key in item for item in items):
+            out[key] = torch.stack([item[key] for item in items])
     return out

@@ -39,13 +39,12 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from videosspo.data import Record, VideoDataset, frame_indices, load_metadata, resize_center_crop
+from videosspo.data import ClipDataset, Record, VideoDataset, resize_center_crop
 from videosspo.video import VideoReadError, count_frames, read_video, to_tensor
 
 log = logging.getLogger("videosspo.latents")
@@ -239,7 +238,7 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
 # ----------------------------------------------------------------------------- reading
 
 
-class LatentDataset(torch.utils.data.Dataset):
+class LatentDataset(ClipDataset):
     """Cached latents with ``VideoDataset``'s interface: ``{"latents": c f h w, "caption", "index"}`` (+ loser).
 
     ``metadata`` is the data path (or its records) the cache was built from; ``expect`` is
@@ -248,13 +247,8 @@ class LatentDataset(torch.utils.data.Dataset):
 
     def __init__(self, cache_dir: str | os.PathLike, metadata: str | os.PathLike | Sequence[Record], frames: int,
                  stride: int = 1, *, height: int, width: int, require_loser: bool = False, expect: dict | None = None):
-        if min(frames, stride, height, width) < 1:
-            raise ValueError(f"frames, stride, height and width must be >= 1, got {frames}, {stride}, {height}, {width}")
+        super().__init__(metadata, frames, stride, height=height, width=width, require_loser=require_loser)
         self.cache_dir = cache_dir = Path(cache_dir)
-        self.records = load_metadata(metadata) if isinstance(metadata, (str, os.PathLike)) else list(metadata)
-        self.frames, self.stride, self.height, self.width = frames, stride, height, width
-        self.skipped = 0  # rows try_get could not serve (clips unreadable when the cache was built)
-        self._warned_short = False
 
         info = _read_info(cache_dir)
         if info is None:
@@ -279,17 +273,6 @@ class LatentDataset(torch.utils.data.Dataset):
                    else "the run that wrote it did not finish")
             raise FileNotFoundError(f"latent cache {cache_dir} is incomplete: {why}; fill it with: videosspo data "
                                     f"cache-latents --config <your config> --out {cache_dir} (existing files are kept)")
-        if require_loser:
-            unpaired = [r for r in self.records if r.loser_video is None]
-            if unpaired:
-                first = ", ".join(f"row {r.index} ({r.video.name}, {r.caption!r})" for r in unpaired[:3])
-                raise ValueError(f"paired data needed, but {len(unpaired)} rows have no loser_video: {first}")
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.get(index, seed=index)
 
     def get(self, index: int, seed: int) -> dict:
         """``{"latents", "caption", "index"}`` (+ ``"loser_latents"``); raises VideoReadError for an unreadable clip."""
@@ -301,11 +284,7 @@ class LatentDataset(torch.utils.data.Dataset):
             keys = ["latents"] + (["loser_latents"] if record.loser_video is not None else [])
             slices = {k: f.get_slice(k) for k in keys}
             num_frames = min(s.get_shape()[1] for s in slices.values())  # winner and loser share the indices
-            if num_frames < self.frames and not self._warned_short:
-                self._warned_short = True
-                log.warning("%s has %d frames, fewer than the %d requested: repeating its last frame "
-                            "(reported once; other clips may be short too)", record.video, num_frames, self.frames)
-            indices = frame_indices(num_frames, self.frames, self.stride, np.random.default_rng(seed))
+            indices = self._indices(record, num_frames, seed)
             lo, hi = min(indices), max(indices)
             picked = [i - lo for i in indices]
             # read only the span of frames needed, then pick (and repeat) the frames inside it
@@ -315,29 +294,3 @@ class LatentDataset(torch.utils.data.Dataset):
             item["loser_latents"] = tensors["loser_latents"]
         return item
 
-    def try_get(self, index: int, seed: int) -> dict | None:
-        """``get``, but a row whose clip was unreadable is logged, counted in ``skipped`` and returned as None."""
-        try:
-            return self.get(index, seed)
-        except VideoReadError as e:
-            self.skipped += 1
-            log.warning("skipping row %d: %s", index, e)
-            return None
-
-
-STACKED = ("pixels", "loser_pixels", "latents", "loser_latents")
-
-
-def collate_latents(batch: Sequence[dict | None]) -> dict | None:
-    """``videosspo.data.collate`` for pixels or latents: stacks each of ``pixels``, ``loser_pixels``,
-    ``latents``, ``loser_latents`` that every item has (``b c f h w``), lists captions and indices,
-    drops None items; None when every item was dropped.
-    """
-    items = [item for item in batch if item is not None]
-    if not items:
-        return None
-    out = {"captions": [item["caption"] for item in items], "indices": [item["index"] for item in items]}
-    for key in STACKED:
-        if all(key in item for item in items):
-            out[key] = torch.stack([item[key] for item in items])
-    return out

@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 from models import build_model
 from videosspo import rng
 from videosspo.config import Config, load_config, save_config
-from videosspo.data import VideoDataset
-from videosspo.latents import LatentDataset, collate_latents, encoder_identity
+from videosspo.data import VideoDataset, collate
+from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.reference import Policy, add_lora
 from videosspo.replay import ReplayPool
@@ -110,11 +110,11 @@ class StreamDataset(torch.utils.data.Dataset):
 
 
 def collate_stream(batch):
-    """`collate_latents` (pixels or cached latents; drops unreadable clips) + the stream positions."""
+    """`videosspo.data.collate` (pixels or cached latents; drops unreadable clips) + the stream positions."""
     kept = [s for s in batch if s is not None]
     if not kept:
         return None
-    out = collate_latents(kept)
+    out = collate(kept)
     out["positions"] = [s["position"] for s in kept]
     out["skipped"] = len(batch) - len(kept)
     return out
