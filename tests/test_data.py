@@ -164,3 +164,16 @@ def test_corrupt_video_is_skipped_by_try_get(folder, caplog):
     batch = collate([ds.try_get(i, seed=i) for i in range(len(ds))])
     assert batch["captions"] == ["a"] and batch["pixels"].shape == (1, 3, 2, 16, 16)
     assert ds.skipped == 2 and collate([None]) is None
+
+
+def test_a_clip_shorter_than_its_header_is_a_read_error(folder, monkeypatch):
+    """A truncated file whose container still claims the full length is skipped, not a crash."""
+    import videosspo.data as data_module
+
+    write_jsonl(folder / "metadata.jsonl", [{"video": "clips/a.mp4", "caption": "a"}])
+    ds = VideoDataset(folder, frames=4, stride=1, height=16, width=16)
+    monkeypatch.setattr(data_module, "count_frames", lambda path, backend="auto": 10_000)
+    ds._counts.clear()
+    with pytest.raises(VideoReadError, match="fewer frames than its header"):
+        ds.get(0, seed=3)
+    assert ds.try_get(0, seed=3) is None and ds.skipped == 1

@@ -232,7 +232,10 @@ class VideoDataset(ClipDataset):
 
     def _load(self, path: Path, indices: list[int]) -> torch.Tensor:
         unique, inverse = np.unique(indices, return_inverse=True)  # decode each frame once, in order
-        frames = read_video(path, unique.tolist(), backend=self.backend)[inverse]
+        try:
+            frames = read_video(path, unique.tolist(), backend=self.backend)[inverse]
+        except IndexError as e:  # the indices came from the header's frame count: the file is truncated
+            raise VideoReadError(path, f"it decodes fewer frames than its header says ({e})") from e
         return resize_center_crop(to_tensor(frames), self.height, self.width)
 
     def get(self, index: int, seed: int) -> dict:
