@@ -32,6 +32,7 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.set_verbosity_error()
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # per-file "saving state" lines
 
 
 def _prepare_data(config) -> None:

@@ -289,6 +289,13 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
         acc.init_trackers("videosspo")
+        trainable = sum(p.numel() for p in self.model.unet.parameters() if p.requires_grad)
+        log.info("%s on %s (%s): %d clips, global batch %d = %d per process x %d processes x %d accumulation; "
+                 "%.2fM trainable parameters%s; steps %d -> %d; outputs in %s", cfg.method.name, cfg.model.family,
+                 cfg.model.pretrained or "tiny random model", len(self.data), self.global_batch, cfg.optim.batch_size,
+                 acc.num_processes, cfg.optim.grad_accum, trainable / 1e6,
+                 f" (LoRA rank {cfg.model.lora_rank})" if cfg.model.lora_rank else "", self.step, cfg.train.max_steps,
+                 self.out)
         loader = self._loader()
         bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
                    dynamic_ncols=True)
