@@ -41,6 +41,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MP4_CRF = 10  # x264 constant rate factor: 0 is lossless, 10 is visually lossless, 23 is x264's default
 
 _fallback_warned: set[str] = set()  # files already reported as "decord failed, read with PyAV"
+FALLBACK_WARNINGS = 3  # files reported at WARNING; later ones at DEBUG (a dataset of one odd size hits them all)
 
 
 class VideoReadError(RuntimeError):
@@ -211,7 +212,9 @@ def _dispatch(path: Path, backend: str, op: str, *args):
             raise VideoReadError(path, f"{first.reason}; {second.reason}") from second
         if str(path) not in _fallback_warned:
             _fallback_warned.add(str(path))
-            log.warning("decord could not read %s (%s); read it with PyAV instead", path, first.reason)
+            level = logging.WARNING if len(_fallback_warned) <= FALLBACK_WARNINGS else logging.DEBUG
+            more = "; further files are logged at DEBUG" if len(_fallback_warned) == FALLBACK_WARNINGS else ""
+            log.log(level, "decord could not read %s (%s); read it with PyAV instead%s", path, first.reason, more)
         return result
 
 
