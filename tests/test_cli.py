@@ -60,3 +60,12 @@ def test_help_explains_every_command():
     result = subprocess.run([sys.executable, "-m", "videosspo", "train", "--help"], capture_output=True, text=True,
                             check=True)
     assert "--section.key" in result.stdout
+
+
+def test_sample_defaults_to_the_checkpoints_clip_size(tiny_config, tmp_path):
+    from videosspo.trainer import Trainer
+
+    summary = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 1})).fit()
+    main(["sample", "--checkpoint", summary["checkpoint"], "--prompt", "a red square moving left",
+          "--out", str(tmp_path / "s.gif"), "--steps", "2"])
+    assert read_video(tmp_path / "s.gif").shape == (2, 16, 16, 3)  # tiny_config trains 2 frames of 16x16

@@ -71,6 +71,7 @@ def cmd_sample(args, overrides: list[str]) -> None:
         raise SystemExit(f"videosspo sample: unknown arguments {overrides}")
     model = load_model(args.checkpoint)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
+    _fill_clip_size(args)
     prompts = args.prompt
     seeds = [args.seed + i for i in range(len(prompts))]
     pixels = generate(model, prompts, frames=args.frames, height=args.height, width=args.width, seeds=seeds,
@@ -81,6 +82,18 @@ def cmd_sample(args, overrides: list[str]) -> None:
         path = out if len(prompts) == 1 else out.with_name(f"{out.stem}_{i:02d}{out.suffix}")
         write_video(path, video, fps=args.fps)
         print(f"wrote {path}  ({prompts[i]!r}, seed {seeds[i]})")
+
+
+def _fill_clip_size(args) -> None:
+    """Unset --frames/--height/--width default to the clip size the checkpoint was trained on."""
+    from videosspo.config import load_config
+
+    folder = Path(args.checkpoint)
+    saved = next((p for p in (folder / "config.yaml", folder.parent / "config.yaml") if p.is_file()), None)
+    data = load_config(saved).data if saved else None
+    for key, fallback in (("frames", 16), ("height", 256), ("width", 256)):
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(data, key) if data else fallback)
 
 
 def cmd_synth(args, overrides: list[str]) -> None:
@@ -159,9 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a checkpoint folder (or its model/ folder)")
     p.add_argument("--prompt", required=True, action="append", help="text prompt; repeat for several")
     p.add_argument("--out", required=True, help="output .mp4 or .gif (numbered when several prompts)")
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--height", type=int, default=32)
-    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--frames", type=int, help="default: the checkpoint's training clips (else 16)")
+    p.add_argument("--height", type=int, help="default: the checkpoint's training clips (else 256)")
+    p.add_argument("--width", type=int, help="default: the checkpoint's training clips (else 256)")
     p.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale; <= 1 disables")
     p.add_argument("--scheduler", default="ddim", choices=["ddim", "ddpm", "euler", "dpm++"])
