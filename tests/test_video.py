@@ -70,7 +70,10 @@ def test_decord_and_pyav_decode_identical_frames(tmp_path):
 
 
 @needs_decord
-def test_auto_falls_back_to_pyav_where_decord_fails(tmp_path, caplog):
+def test_auto_falls_back_to_pyav_where_decord_fails(tmp_path, caplog, monkeypatch):
+    import videosspo.video as video_module
+
+    monkeypatch.setattr(video_module, "_fallback_warned", set())  # earlier tests may have used up the warnings
     clip = smooth_clip(frames=5, height=48, width=48)  # a width decord 0.6 cannot copy out
     path = write_video(tmp_path / "c48.mp4", clip)
     with pytest.raises(VideoReadError):
@@ -81,6 +84,18 @@ def test_auto_falls_back_to_pyav_where_decord_fails(tmp_path, caplog):
     np.testing.assert_array_equal(out, read_video(path, backend="pyav"))
     assert np.abs(out.astype(float) - clip).mean() < 3
     assert sum("PyAV" in r.message for r in caplog.records) == 1  # warned once for this file
+
+
+def test_decord_fallback_warnings_stop_after_a_few_files(tmp_path, caplog, monkeypatch):
+    import videosspo.video as video_module
+
+    monkeypatch.setattr(video_module, "_fallback_warned", set())
+    paths = [write_video(tmp_path / f"c{i}.mp4", smooth_clip(frames=2, height=48, width=48)) for i in range(5)]
+    with caplog.at_level(logging.DEBUG, logger="videosspo.video"):
+        for path in paths:
+            read_video(path, backend="auto")
+    levels = [r.levelno for r in caplog.records if "PyAV" in r.message]
+    assert levels == [logging.WARNING] * video_module.FALLBACK_WARNINGS + [logging.DEBUG] * 2
 
 
 def test_missing_and_corrupt_files(tmp_path):
