@@ -84,6 +84,9 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path, lora):
     resumed.fit()
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = {p.name for p in (latest_checkpoint(tmp_path / "b") / "accelerate").iterdir()}
+    assert ("lora_adapter.safetensors" in saved) == bool(lora)  # LoRA: the adapter, never the frozen base
+    assert ("model.safetensors" in saved) == (not lora)
     assert straight.pool.steps == resumed.pool.steps == [0, 3, 4]
     for i in range(len(straight.pool)):
         assert all(torch.equal(straight.pool.get(i)[k], resumed.pool.get(i)[k]) for k in straight.pool.get(i))

@@ -10,7 +10,7 @@ micro-step; every random draw derives from (seed, step, position in the global b
 processes x A accumulation steps give the same update as one process with the same global batch.
 
 A checkpoint is one directory written to a temporary name and renamed into place:
-    accelerate/  model, optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
+    accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
     replay/      the replay pool (snapshot steps + safetensors)
     losers.safetensors  reusable losers (loser.reuse > 1)
     model/       the policy in diffusers layout (LoRA merged): loadable by `models.load_model`
@@ -33,6 +33,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
+from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
@@ -43,7 +44,7 @@ from videosspo.config import Config, load_config, save_config
 from videosspo.data import VideoDataset, collate
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
-from videosspo.reference import Policy, add_lora
+from videosspo.reference import POLICY, Policy, add_lora
 from videosspo.replay import ReplayPool
 from videosspo.sampling import sample_latents
 from videosspo.video import write_video
@@ -54,6 +55,7 @@ CHECKPOINTS = "checkpoints"
 # Fields that must match between a checkpoint and the config that resumes it.
 ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank",
                 "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
+ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter inside `accelerate/`
 MAX_BAD_STEPS = 10  # consecutive non-finite gradients before the run stops (its checkpoints intact)
 
 
@@ -193,6 +195,9 @@ class Trainer:
         self.policy_model = copy.copy(self.model)
         self.policy_model.unet = self.unet  # the (possibly DDP-wrapped) trainable forward
         self.policy = Policy(self.model, full_state_dict=lambda: acc.get_state_dict(self.unet))
+        if self.policy.lora:
+            acc.register_save_state_pre_hook(self._save_adapter_only)
+            acc.register_load_state_pre_hook(self._load_adapter_only)
 
         replay = cfg.replay
         if cfg.method.name == "dpo":  # Diffusion-DPO: the frozen initial model is the reference
@@ -202,6 +207,16 @@ class Trainer:
         if cfg.method.name != "sft":
             self.pool.add(0, self.policy.snapshot())
         self.losers = LoserCache(cfg.loser.reuse)
+
+    def _save_adapter_only(self, models, weights, output_dir):
+        """With LoRA a checkpoint's `accelerate/` holds the adapter (MBs), not the frozen base (GBs)."""
+        weights.clear()
+        if self.accelerator.is_main_process:
+            save_file(self.policy.snapshot(), os.path.join(output_dir, ADAPTER_FILE))
+
+    def _load_adapter_only(self, models, input_dir):
+        models.clear()  # accelerate then restores optimizer, schedule and RNG; the adapter is ours
+        set_peft_model_state_dict(self.model.unet, load_file(os.path.join(input_dir, ADAPTER_FILE)), adapter_name=POLICY)
 
     # -- one micro-batch ---------------------------------------------------------------------------
 
