@@ -328,3 +328,17 @@ def test_old_checkpoints_are_pruned_to_keep_checkpoints(tiny_config):
     trainer.fit()
     kept = sorted(p.name for p in (trainer.out / "checkpoints").iterdir())
     assert kept == ["step_00000003", "step_00000004"]
+
+
+def test_full_finetuning_snapshots_spill_to_disk_past_the_budget_and_resume(tiny_config, tmp_path):
+    common = {"replay.cpu_budget_gb": 1e-9, "train.checkpoint_every": 2}  # every snapshot but theta_0 spills
+    straight = Trainer(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(tmp_path / "a")}))
+    straight.fit()
+    spilled = sorted(p.name for p in (tmp_path / "a" / "replay_spill" / "rank0").iterdir())
+    assert spilled == ["snap_00000002.safetensors", "snap_00000003.safetensors"]  # pool [0, 2, 3]; 1 evicted
+    Trainer(tiny_config(**common, **{"train.max_steps": 2, "train.output_dir": str(tmp_path / "b")})).fit()
+    resumed = Trainer(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(tmp_path / "b"),
+                                               "train.resume": "latest"}))
+    resumed.fit()
+    a, b = unet_state(straight), unet_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

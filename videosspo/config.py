@@ -108,8 +108,8 @@ class ReplayConfig:
     size: int = 7            # snapshots held, theta_0 included (paper: K = 7)
     strategy: Literal["random", "latest", "initial"] = "random"   # SSPO | SPIN-like | DITTO-like
     evict: Literal["oldest", "random"] = "oldest"                 # theta_0 is never evicted
-    cpu_budget_gb: float = 8.0   # full fine-tuning snapshots past this spill to disk
-    spill_dir: str | None = None  # default: <train.output_dir>/replay_spill
+    cpu_budget_gb: float = 8.0   # per process: full fine-tuning snapshots past this spill to disk
+    spill_dir: str | None = None  # default: <train.output_dir>/replay_spill (a rank<i>/ folder per process)
 
     def __post_init__(self):
         _check(self.interval >= 1, "replay.interval", self.interval, ">= 1")

@@ -202,8 +202,10 @@ class Trainer:
         replay = cfg.replay
         if cfg.method.name == "dpo":  # Diffusion-DPO: the frozen initial model is the reference
             replay = dataclasses.replace(replay, size=1, strategy="initial")
+        # Every process holds the pool (each needs its reference); spilled files go to a folder per process.
+        spill_dir = Path(replay.spill_dir or self.out / "replay_spill") / f"rank{acc.process_index}"
         self.pool = ReplayPool(size=replay.size, interval=replay.interval, strategy=replay.strategy, evict=replay.evict,
-                               cpu_budget_gb=replay.cpu_budget_gb, spill_dir=replay.spill_dir or self.out / "replay_spill")
+                               cpu_budget_gb=replay.cpu_budget_gb, spill_dir=spill_dir)
         if cfg.method.name != "sft":
             self.pool.add(0, self.policy.snapshot())
         self.losers = LoserCache(cfg.loser.reuse)
