@@ -12,7 +12,7 @@ processes x A accumulation steps give the same update as one process with the sa
 A checkpoint is one directory written to a temporary name and renamed into place:
     accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
     replay/      the replay pool (snapshot steps + safetensors)
-    losers.safetensors  reusable losers (loser.reuse > 1)
+    losers/      reusable losers per process (loser.reuse > 1)
     model/       the policy in diffusers layout (LoRA merged): loadable by `models.load_model`
     trainer.json step, counters;  config.yaml  the resolved config
 """
@@ -34,6 +34,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from peft.utils import set_peft_model_state_dict
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
@@ -143,11 +144,15 @@ class LoserCache:
         if self.reuse > 1:
             self.latents[index], self.uses[index] = latent.detach().cpu(), 1
 
-    def state_dict(self) -> dict:
-        return {"latents": self.latents, "uses": self.uses}
+    def save(self, path: Path) -> None:
+        """One safetensors file: the latents keyed by dataset index, their use counts as metadata."""
+        save_file({str(k): v.contiguous() for k, v in self.latents.items()}, str(path),
+                  metadata={"uses": json.dumps(self.uses)})
 
-    def load_state_dict(self, state: dict) -> None:
-        self.latents, self.uses = dict(state["latents"]), dict(state["uses"])
+    def load(self, path: Path) -> None:
+        with safe_open(str(path), framework="pt") as f:
+            self.latents = {int(k): f.get_tensor(k) for k in f.keys()}
+            self.uses = {int(k): v for k, v in json.loads(f.metadata()["uses"]).items()}
 
 
 class Trainer:
@@ -442,13 +447,15 @@ class Trainer:
         acc.wait_for_everyone()
         try:
             acc.save_state(str(tmp / "accelerate"))  # every process: sharded states (FSDP/DeepSpeed) need all
+            if self.losers.reuse > 1:  # each process's own cache: its samples are its own
+                (tmp / "losers").mkdir(exist_ok=True)
+                self.losers.save(tmp / "losers" / f"rank{acc.process_index}.safetensors")
+            acc.wait_for_everyone()
             if acc.is_main_process:
                 self.pool.save(tmp)
-                if self.losers.latents:
-                    save_file({str(k): v.contiguous() for k, v in self.losers.latents.items()}, str(tmp / "losers.safetensors"))
                 self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
                 save_config(self.config, tmp / "config.yaml")
-                state = {"step": self.step, "counters": self.counters, "loser_uses": self.losers.uses}
+                state = {"step": self.step, "counters": self.counters}
                 (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
                 if final.exists():
                     shutil.rmtree(final)
@@ -480,9 +487,9 @@ class Trainer:
         self.step, self.counters = state["step"], state["counters"]
         if (path / "replay").is_dir():
             self.pool.load(path)
-        latents = load_file(str(path / "losers.safetensors")) if (path / "losers.safetensors").is_file() else {}
-        self.losers.load_state_dict({"latents": {int(k): v for k, v in latents.items()},
-                                     "uses": {int(k): v for k, v in state["loser_uses"].items()}})
+        losers = path / "losers" / f"rank{self.accelerator.process_index}.safetensors"
+        if losers.is_file():  # absent when loser.reuse is 1, or for a process the saving run did not have
+            self.losers.load(losers)
         log.info("resumed from %s at step %d", path, self.step)
 
 
