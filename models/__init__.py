@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+
+from peft.utils import set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
 
 from models.base import MODEL_FILE, VideoDiffusionModel
 from models.families import FAMILIES
 from videosspo.config import ModelConfig
+
+ADAPTER_WEIGHTS = "unet_lora.safetensors"
 
 
 def build_model(cfg: ModelConfig) -> VideoDiffusionModel:
@@ -26,10 +32,36 @@ def load_model(path: str | Path, **overrides) -> VideoDiffusionModel:
         raise FileNotFoundError(f"{path} is not a videosspo model directory (no {MODEL_FILE}); "
                                 "pass a checkpoint folder or the model/ folder inside it")
     info = json.loads((path / MODEL_FILE).read_text())
+    if "base" in info:
+        return _load_adapter(path, info, overrides)
     saved = {"family": info["family"], "pretrained": str(path), "vae": "auto" if info["vae"] else "none",
              "vae_chunk_frames": info.get("vae_chunk_frames", 16)}
     cfg = ModelConfig(**{**saved, **overrides})
     return build_model(cfg)
 
 
-__all__ = ["FAMILIES", "VideoDiffusionModel", "build_model", "load_model"]
+def save_adapter(path: str | Path, adapter: dict, cfg: ModelConfig) -> None:
+    """Write a LoRA policy as its adapter weights plus the base it applies to (MBs, not GBs).
+
+    `load_model` rebuilds the base from `cfg` (a local folder, a hub id, or the seeded tiny model)
+    and loads the adapter into it.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in adapter.items()}, str(path / ADAPTER_WEIGHTS))
+    info = {"family": cfg.family, "vae": cfg.vae != "none", "base": dataclasses.asdict(cfg)}
+    (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
+
+
+def _load_adapter(path: Path, info: dict, overrides: dict) -> VideoDiffusionModel:
+    from videosspo.reference import POLICY, add_lora
+
+    cfg = ModelConfig(**{**info["base"], **overrides})
+    model = build_model(cfg)
+    model.unet.requires_grad_(False)
+    add_lora(model.unet, cfg.lora_rank, cfg.lora_alpha)
+    set_peft_model_state_dict(model.unet, load_file(str(path / ADAPTER_WEIGHTS)), adapter_name=POLICY)
+    return model
+
+
+__all__ = ["FAMILIES", "VideoDiffusionModel", "build_model", "load_model", "save_adapter"]

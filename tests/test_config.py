@@ -223,3 +223,9 @@ def test_top_level_must_be_a_mapping(tmp_path):
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_adapter_export_needs_lora():
+    with pytest.raises(ConfigError, match="train.export='adapter'.*model.lora_rank > 0"):
+        load_config(None, ["--train.export", "adapter"])
+    assert load_config(None, ["--train.export", "adapter", "--model.lora_rank", "4"]).train.export == "adapter"

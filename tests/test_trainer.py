@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,9 +47,11 @@ def test_sft_loss_falls_on_a_fixed_batch(tiny_config):
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-@pytest.mark.parametrize("family,frames,lora", [("animatediff", 2, 0), ("modelscope", 2, 4), ("sd", 1, 0)])
-def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family, frames, lora):
-    cfg = tiny_config(**{"model.family": family, "data.frames": frames, "model.lora_rank": lora})
+@pytest.mark.parametrize("family,frames,lora,export", [("animatediff", 2, 0, "merged"), ("modelscope", 2, 4, "merged"),
+                                                       ("animatediff", 2, 4, "adapter"), ("sd", 1, 0, "merged")])
+def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family, frames, lora, export):
+    cfg = tiny_config(**{"model.family": family, "data.frames": frames, "model.lora_rank": lora,
+                         "train.export": export})
     trainer = Trainer(cfg)
     before = unet_state(trainer)
     summary = trainer.fit()
@@ -58,7 +61,9 @@ def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family
     if lora:
         assert all("lora" in k for k in changed), "LoRA training must leave the base weights alone"
     assert summary["steps"] == 2 and summary["replay_steps"] == [0, 1, 2]
-    # The saved model is the policy (LoRA merged) and predicts exactly what the trainer's policy does.
+    # The saved model is the policy (LoRA merged, or base + adapter) and predicts what the trainer's policy does.
+    saved = {p.name for p in (Path(summary["checkpoint"]) / "model").iterdir()}
+    assert ("unet" in saved) == (export == "merged") and ("unet_lora.safetensors" in saved) == (export == "adapter")
     loaded = load_model(summary["checkpoint"])
     c, f, h, w = loaded.latent_shape(frames, 16, 16)
     x, t = torch.randn(1, c, f, h, w), torch.tensor([500])

@@ -182,6 +182,10 @@ class TrainConfig:
     sample_prompts: tuple[str, ...] = ("a red square moving left",)
     sample_format: Literal["mp4", "gif"] = "gif"
     resume: str | None = None    # "latest" or a checkpoint directory
+    # `model/` in each checkpoint: `merged`, the policy as a full diffusers layout (LoRA merged in);
+    # `adapter` (LoRA runs), the adapter alone plus where its base comes from: MBs instead of GBs.
+    # Both load with `models.load_model` / `videosspo sample`.
+    export: Literal["merged", "adapter"] = "merged"
 
     def __post_init__(self):
         _check(self.max_steps >= 1, "train.max_steps", self.max_steps, ">= 1")
@@ -204,6 +208,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        _check(self.train.export == "merged" or self.model.lora_rank > 0, "train.export", self.train.export,
+               "'adapter' needs LoRA training (model.lora_rank > 0); use 'merged'")
         if self.model.vae == "none" or self.model.pretrained is None:
             return  # the VAE factor of a pretrained model is checked when the model loads
         for key in ("height", "width"):

@@ -13,7 +13,7 @@ A checkpoint is one directory written to a temporary name and renamed into place
     accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
     replay/      the replay pool (snapshot steps + safetensors)
     losers/      reusable losers per process (loser.reuse > 1)
-    model/       the policy in diffusers layout (LoRA merged): loadable by `models.load_model`
+    model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`
     trainer.json step, counters;  config.yaml  the resolved config
 """
 
@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from models import build_model
+from models import build_model, save_adapter
 from videosspo import rng
 from videosspo.config import Config, load_config, save_config
 from videosspo.data import VideoDataset, collate
@@ -453,7 +453,10 @@ class Trainer:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 self.pool.save(tmp)
-                self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
+                if self.config.train.export == "adapter":
+                    save_adapter(tmp / "model", self.policy.snapshot(), self.config.model)
+                else:
+                    self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
                 save_config(self.config, tmp / "config.yaml")
                 state = {"step": self.step, "counters": self.counters}
                 (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
