@@ -22,6 +22,18 @@ from videosspo.trainer import Trainer, latest_checkpoint
 from conftest import ROOT
 
 
+def straight_and_resumed(tiny_config, tmp_path, steps: int, **common) -> tuple[Trainer, Trainer]:
+    """One run of `steps` steps, and one stopped at step `train.checkpoint_every` then resumed to `steps`."""
+    straight = Trainer(tiny_config(**common, **{"train.max_steps": steps, "train.output_dir": str(tmp_path / "a")}))
+    straight.fit()
+    stop = common["train.checkpoint_every"]
+    Trainer(tiny_config(**common, **{"train.max_steps": stop, "train.output_dir": str(tmp_path / "b")})).fit()
+    resumed = Trainer(tiny_config(**common, **{"train.max_steps": steps, "train.output_dir": str(tmp_path / "b"),
+                                               "train.resume": "latest"}))
+    resumed.fit()
+    return straight, resumed
+
+
 def unet_state(trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.model.unet.state_dict().items()}
 
@@ -80,13 +92,8 @@ def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family
 
 @pytest.mark.parametrize("lora", [0, 4])
 def test_resume_equals_uninterrupted(tiny_config, tmp_path, lora):
-    common = {"model.lora_rank": lora, "train.checkpoint_every": 2, "loser.reuse": 2}
-    straight = Trainer(tiny_config(**common, **{"train.max_steps": 4, "train.output_dir": str(tmp_path / "a")}))
-    straight.fit()
-    Trainer(tiny_config(**common, **{"train.max_steps": 2, "train.output_dir": str(tmp_path / "b")})).fit()
-    resumed = Trainer(tiny_config(**common, **{"train.max_steps": 4, "train.output_dir": str(tmp_path / "b"),
-                                               "train.resume": "latest"}))
-    resumed.fit()
+    straight, resumed = straight_and_resumed(tiny_config, tmp_path, 4, **{
+        "model.lora_rank": lora, "train.checkpoint_every": 2, "loser.reuse": 2})
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     saved = {p.name for p in (latest_checkpoint(tmp_path / "b") / "accelerate").iterdir()}
@@ -336,14 +343,9 @@ def test_old_checkpoints_are_pruned_to_keep_checkpoints(tiny_config):
 
 
 def test_full_finetuning_snapshots_spill_to_disk_past_the_budget_and_resume(tiny_config, tmp_path):
-    common = {"replay.cpu_budget_gb": 1e-9, "train.checkpoint_every": 2}  # every snapshot but theta_0 spills
-    straight = Trainer(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(tmp_path / "a")}))
-    straight.fit()
+    straight, resumed = straight_and_resumed(tiny_config, tmp_path, 3, **{
+        "replay.cpu_budget_gb": 1e-9, "train.checkpoint_every": 2})  # every snapshot but theta_0 spills
     spilled = sorted(p.name for p in (tmp_path / "a" / "replay_spill" / "rank0").iterdir())
     assert spilled == ["snap_00000002.safetensors", "snap_00000003.safetensors"]  # pool [0, 2, 3]; 1 evicted
-    Trainer(tiny_config(**common, **{"train.max_steps": 2, "train.output_dir": str(tmp_path / "b")})).fit()
-    resumed = Trainer(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(tmp_path / "b"),
-                                               "train.resume": "latest"}))
-    resumed.fit()
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
