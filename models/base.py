@@ -68,6 +68,11 @@ class VideoDiffusionModel:
         return self.text_encoder(ids.to(self.device))[0]
 
     @property
+    def objective(self) -> str:
+        """The training objective's name in `videosspo.objectives.OBJECTIVES` (DDPM families: the prediction type)."""
+        return self.scheduler.config.prediction_type
+
+    @property
     def latent_channels(self) -> int:
         return self.vae.config.latent_channels if self.vae is not None else 3
 

@@ -45,6 +45,7 @@ from videosspo.config import Config, load_config, save_config
 from videosspo.data import VideoDataset, collate
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
+from videosspo.objectives import get_objective
 from videosspo.reference import POLICY, Policy, add_lora
 from videosspo.replay import ReplayPool
 from videosspo.sampling import sample_latents
@@ -246,14 +247,13 @@ class Trainer:
             stats["time/losers_s"] = time.perf_counter() - t0
 
         # 2. one timestep and one noise per sample, shared by winner and loser
-        seed, T = cfg.train.seed, model.scheduler.config.num_train_timesteps
-        t = rng.sample_timesteps(T, seed, self.step, positions).to(device)
+        seed, objective, sched = cfg.train.seed, get_objective(model.objective), model.scheduler
+        t = objective.timesteps(sched, seed, self.step, positions).to(device)
         noise = rng.sample_noise(x_w.shape[1:], seed, self.step, positions).to(device)
         k = 1 if x_l is None else 2  # one pass over winners, or over winners then losers (batch k*b)
         x0 = x_w if x_l is None else torch.cat([x_w, x_l])
         noise, t, cond = noise.repeat(k, 1, 1, 1, 1), t.repeat(k), cond.repeat(k, 1, 1)
-        x_t = model.scheduler.add_noise(x0, noise, t)
-        target = noise if model.scheduler.config.prediction_type == "epsilon" else model.scheduler.get_velocity(x0, noise, t)
+        x_t, target = objective.noisy(sched, x0, noise, t), objective.target(sched, x0, noise, t)
 
         def winners_losers(e):  # [k*b] -> (e_w, e_l or None)
             return (e, None) if k == 1 else tuple(e.chunk(2))
