@@ -169,8 +169,8 @@ def test_literal_not_in_choices():
         load_config(overrides=["--model.family", "svd"])
     with pytest.raises(ConfigError, match=r"method\.ssr_mode='flip'.*'sft', 'sign', 'drop', 'off'"):
         load_config(overrides=["--method.ssr_mode=flip"])
-    with pytest.raises(ConfigError, match=r"loser\.scheduler='unipc'.*'ddim'"):
-        load_config(overrides=["--loser.scheduler=unipc"])
+    with pytest.raises(ConfigError, match=r"loser\.scheduler='heun'.*'ddim'.*'unipc'"):
+        load_config(overrides=["--loser.scheduler=heun"])
 
 
 @pytest.mark.parametrize("override, match", [
@@ -180,6 +180,9 @@ def test_literal_not_in_choices():
     (["--replay.size", "0"], r"replay\.size=0.*>= 1"),
     (["--model.lora_rank", "-4"], r"model\.lora_rank=-4.*>= 0"),
     (["--model.family=sd", "--model.motion_adapter=x"], r"model\.motion_adapter='x'.*animatediff"),
+    (["--loser.init=winner", "--loser.strength=0"], r"loser\.strength=0\.0.*in \(0, 1\]"),
+    (["--loser.strength=0.5"], r"loser\.strength=0\.5.*only applies to loser\.init: winner"),
+    (["--loser.init=winner", "--loser.strength=0.5", "--loser.scheduler=euler"], r"loser\.scheduler='euler'.*sigma"),
 ])
 def test_impossible_values(override, match):
     with pytest.raises(ConfigError, match=match):

@@ -107,10 +107,10 @@ def test_make_scheduler_shares_the_training_schedule():
 
 def test_unknown_scheduler():
     model = tiny()
-    with pytest.raises(ValueError, match=r"'unipc' is unknown.*ddim, ddpm, euler, dpm\+\+"):
-        make_scheduler(model, "unipc")
-    with pytest.raises(ValueError, match=r"'unipc'"):
-        sample(model, PROMPTS[:1], [0], scheduler="unipc")
+    with pytest.raises(ValueError, match=r"'heun' is unknown.*ddim, ddpm, euler, dpm\+\+, unipc"):
+        make_scheduler(model, "heun")
+    with pytest.raises(ValueError, match=r"'heun'"):
+        sample(model, PROMPTS[:1], [0], scheduler="heun")
 
 
 def count_predicts(model, monkeypatch) -> list[int]:
@@ -141,6 +141,43 @@ def test_guidance_steers_the_sample():
     steered = sample(model, PROMPTS[:2], [0, 1], guidance=4.0)
     assert (plain - steered).abs().max() > 1e-3
     assert torch.isfinite(steered).all()
+
+
+def test_given_negative_embedding_equals_encoding_it(monkeypatch):
+    model = tiny()
+    encoded = sample(model, PROMPTS[:2], [0, 1], negative_prompt="blurry")
+    uncond = model.encode_prompt(["blurry"])
+    prompts = []
+    real = model.encode_prompt
+    monkeypatch.setattr(model, "encode_prompt", lambda p: prompts.extend(p) or real(p))
+    given = sample(model, PROMPTS[:2], [0, 1], uncond=uncond)
+    assert torch.equal(encoded, given) and "blurry" not in prompts and "" not in prompts
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpm++", "unipc"])
+def test_start_from_an_init_latent_with_strength(scheduler, monkeypatch):
+    """strength s: x_τ = √ᾱ_τ init + √(1−ᾱ_τ) ε at τ = timesteps[N − round(s N)], then round(s N) steps."""
+    model = tiny()
+    shape = model.latent_shape(**SIZE)
+    init = torch.randn(2, *shape, generator=torch.Generator().manual_seed(9))
+    seen = []
+    real = model.predict
+    monkeypatch.setattr(model, "predict", lambda x, t, c: seen.append((x.clone(), t.clone())) or real(x, t, c))
+    out = sample(model, PROMPTS[:2], [3, 4], scheduler=scheduler, steps=10, guidance=1.0, init=init, strength=0.4)
+    assert out.shape == init.shape and torch.isfinite(out).all() and len(seen) == 4
+    sched = make_scheduler(model, scheduler)
+    sched.set_timesteps(10)
+    tau = sched.timesteps[6]
+    assert seen[0][1].tolist() == [tau] * 2 and [t[0] for _, t in seen] == sched.timesteps[6:].tolist()
+    abar = model.scheduler.alphas_cumprod[tau]
+    expected = abar.sqrt() * init + (1 - abar).sqrt() * per_sample_noise(shape, [3, 4])
+    torch.testing.assert_close(seen[0][0], expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out, sample(model, PROMPTS[:2], [3, 4], scheduler=scheduler, steps=10, guidance=1.0,
+                                   init=init, strength=0.4))
+    with pytest.raises(ValueError, match="sigma-scaled"):
+        sample(model, PROMPTS[:1], [0], scheduler="euler", init=init[:1], strength=0.5)
+    with pytest.raises(ValueError, match=r"strength=0 must be in \(0, 1\]"):
+        sample(model, PROMPTS[:1], [0], init=init[:1], strength=0)
 
 
 def test_seed_and_prompt_counts_must_match():

@@ -90,10 +90,12 @@ def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family
     assert len(summary["samples"]) == 1 and os.path.getsize(summary["samples"][0]) > 0
 
 
-@pytest.mark.parametrize("lora", [0, 4])
-def test_resume_equals_uninterrupted(tiny_config, tmp_path, lora):
+@pytest.mark.parametrize("lora, losers", [(0, {}), (4, {"loser.init": "winner", "loser.strength": 0.5,
+                                                      "loser.scheduler": "unipc", "loser.guidance": 3.0})])
+def test_resume_equals_uninterrupted(tiny_config, tmp_path, lora, losers):
+    """Stopped at step 2, inside the loser window [0, 3): the resumed run serves the saved losers."""
     straight, resumed = straight_and_resumed(tiny_config, tmp_path, 4, **{
-        "model.lora_rank": lora, "train.checkpoint_every": 2, "loser.reuse": 2})
+        "model.lora_rank": lora, "train.checkpoint_every": 2, "loser.reuse": 3, **losers})
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     saved = {p.name for p in (latest_checkpoint(tmp_path / "b") / "accelerate").iterdir()}
@@ -121,21 +123,22 @@ def grads_after_one_step(trainer) -> dict[str, torch.Tensor]:
 
 
 def test_accumulation_1x2_equals_2x1(tiny_config):
-    big = grads_after_one_step(Trainer(tiny_config(**{"optim.batch_size": 2, "optim.max_grad_norm": 0})))
-    acc = grads_after_one_step(Trainer(tiny_config(**{"optim.batch_size": 1, "optim.grad_accum": 2,
-                                                      "optim.max_grad_norm": 0})))
+    losers = {"loser.guidance": 3.0, "optim.max_grad_norm": 0}
+    big = grads_after_one_step(Trainer(tiny_config(**{"optim.batch_size": 2, **losers})))
+    acc = grads_after_one_step(Trainer(tiny_config(**{"optim.batch_size": 1, "optim.grad_accum": 2, **losers})))
     assert big.keys() == acc.keys() and len(big) > 0
     scale = max(g.abs().max() for g in big.values())
     assert max((big[k] - acc[k]).abs().max() for k in big) < 1e-4 * scale
 
 
 def test_two_processes_equal_one(synth_data, tmp_path):
-    """torchrun with 2 CPU processes x batch 1 == 1 process x batch 2, step by step."""
+    """torchrun with 2 CPU processes x batch 1 == 1 process x batch 2, step by step (losers with CFG, reused
+    over 2 steps)."""
     args = ["--config", str(ROOT / "configs/tiny_animatediff_sspo.yaml"), "--data.path", str(synth_data),
             "--data.frames", "2", "--data.height", "16", "--data.width", "16", "--train.max_steps", "3",
             "--train.checkpoint_every", "0", "--replay.interval", "1", "--replay.size", "3", "--loser.steps", "2",
             "--sample.steps", "1", "--optim.lr", "1e-4", "--optim.warmup_steps", "0", "--method.beta", "50",
-            "--train.sample_prompts", "[a]"]
+            "--train.sample_prompts", "[a]", "--loser.reuse", "2", "--loser.guidance", "3"]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "videosspo.train", *args, "--train.output_dir", str(one),
@@ -220,20 +223,50 @@ def test_lora_reference_equals_a_separately_built_model(tiny_config):
     assert trainable and all(".default." in n for n in trainable)
 
 
-def test_loser_reuse_amortises_generation(tiny_config, monkeypatch):
+def test_loser_reuse_serves_one_batch_and_its_losers_for_a_window_of_steps(tiny_config, monkeypatch):
     import videosspo.trainer as trainer_module
 
     calls = []
     real = trainer_module.sample_latents
-    monkeypatch.setattr(trainer_module, "sample_latents", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
-    trainer = Trainer(tiny_config(**{"loser.reuse": 3}))
+    monkeypatch.setattr(trainer_module, "sample_latents", lambda *a, **k: calls.append(k["seeds"]) or real(*a, **k))
+    trainer = Trainer(tiny_config(**{"loser.reuse": 3, "loser.guidance": 3.0}))
+    batches = iter(trainer._loader())
+    got = []
+    for step in range(4):
+        trainer.step = step
+        batch = next(batches)
+        got.append((batch["positions"], trainer.sample_losers(batch, 0)))
+    assert [p for p, _ in got] == [[0, 1]] * 3 + [[2, 3]]  # the stream advances once per window
+    assert torch.equal(got[0][1], got[1][1]) and torch.equal(got[0][1], got[2][1])
+    loser_seeds = [[rng.derive_seed(0, w, p, "loser") for p in ps] for w, ps in ((0, [0, 1]), (3, [2, 3]))]
+    assert calls == loser_seeds  # sampled at each window's first step, seeded by it
+    assert trainer._uncond is not None and trainer.losers.start == 3 and set(trainer.losers.latents) == {2, 3}
+
+
+def test_losers_from_the_winner_are_per_sample(tiny_config):
+    """loser.init: winner: sample i's loser is the same in any batch (so N processes == 1), and it starts
+    from its own winner."""
+    trainer = Trainer(tiny_config(**{"loser.init": "winner", "loser.strength": 0.25, "loser.steps": 4}))
     batch = fixed_batch(trainer)
-    first = trainer.sample_losers(batch, 0)
-    again = trainer.sample_losers(batch, 0)
-    assert torch.equal(first, again) and calls == [2]
-    trainer.sample_losers(batch, 0)
-    trainer.sample_losers(batch, 0)  # each loser served 3 times: the fourth call regenerates
-    assert calls == [2, 2]
+    both = trainer.sample_losers(batch, 0)
+    alone = trainer.sample_losers({k: v[1:] for k, v in batch.items()}, 0)
+    torch.testing.assert_close(both[1:], alone, atol=1e-5, rtol=1e-5)
+    x_w = trainer.latents(batch, "")
+    noise_init = Trainer(tiny_config(**{"loser.steps": 4, "train.output_dir": str(trainer.out) + "_n"}))
+    far = noise_init.sample_losers(batch, 0)
+    assert ((both - x_w).norm() < 0.5 * (far - x_w).norm())  # one step from t = T/4 stays near the winner
+
+
+def test_negative_prompt_is_encoded_once_per_run(tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config(**{"loser.guidance": 3.0}))
+    prompts = []
+    real = trainer.model.encode_prompt
+    monkeypatch.setattr(trainer.model, "encode_prompt", lambda p: prompts.extend(p) or real(p))
+    batch = fixed_batch(trainer)
+    for step in range(3):
+        trainer.step = step
+        trainer.sample_losers(batch, 0, real(batch["captions"]))
+    assert prompts == [""]
 
 
 def test_checkpoint_failure_keeps_the_previous_checkpoint(tiny_config, monkeypatch):

@@ -20,6 +20,10 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 
+# The latent samplers of `videosspo.sampling.SCHEDULERS`.
+Sampler = Literal["ddim", "ddpm", "euler", "dpm++", "unipc"]
+
+
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type, or impossible."""
 
@@ -121,7 +125,7 @@ class ReplayConfig:
 class SampleConfig:
     """The latent sampler, for losers, periodic samples and `videosspo sample`."""
 
-    scheduler: Literal["ddim", "ddpm", "euler", "dpm++"] = "ddim"
+    scheduler: Sampler = "ddim"
     steps: int = 20
     guidance: float = 7.5
     negative_prompt: str = ""
@@ -133,17 +137,34 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class LoserConfig:
-    """How the drawn reference generates losers x0^l (kept in latent space, never decoded)."""
+    """How the drawn reference generates losers x0^l (kept in latent space, never decoded).
+
+    Reference UNet passes per loser: steps x (2 with CFG, guidance > 1, else 1) x strength / reuse.
+    """
 
     steps: int = 20
     guidance: float = 7.5
-    scheduler: Literal["ddim", "ddpm", "euler", "dpm++"] = "ddim"
-    reuse: int = 1           # a generated loser serves this many steps before it is regenerated
+    # ddim | ddpm | euler | dpm++ (DPM-Solver++ 2M) | unipc; the last two are made for 4-10 steps.
+    scheduler: Sampler = "ddim"
+    # A window of `reuse` optimizer steps trains on one global batch and its losers: they are sampled
+    # at the window's first step (by that step's reference) and reused for the next reuse - 1 steps,
+    # each step with its own noise and timestep (like DDPO's inner epochs). The data stream advances
+    # once per window, so a run of max_steps steps reads max_steps / reuse batches.
+    reuse: int = 1
+    # `noise`: sample from x_T ~ N(0, I). `winner` (SDEdit): noise the winner to t = strength x T and
+    # denoise it with the reference in round(strength x steps) steps: cheaper, and a harder negative.
+    init: Literal["noise", "winner"] = "noise"
+    strength: float = 1.0    # for init: winner, in (0, 1]
 
     def __post_init__(self):
         _check(self.steps >= 1, "loser.steps", self.steps, ">= 1")
         _check(self.guidance >= 0, "loser.guidance", self.guidance, ">= 0")
         _check(self.reuse >= 1, "loser.reuse", self.reuse, ">= 1")
+        _check(0 < self.strength <= 1, "loser.strength", self.strength, "in (0, 1]")
+        _check(self.init == "winner" or self.strength == 1, "loser.strength", self.strength,
+               "1 with loser.init: noise (strength only applies to loser.init: winner)")
+        _check(self.init == "noise" or self.scheduler != "euler", "loser.scheduler", self.scheduler,
+               "ddim, ddpm, dpm++ or unipc with loser.init: winner (euler keeps a sigma-scaled state)")
 
 
 @dataclass(frozen=True)

@@ -5,23 +5,31 @@ schedule (so betas and prediction type always match):
 
     x_T ~ N(0, I) * init_sigma;  for t in timesteps:  x <- scheduler.step(f(x, t, c), t, x)
 
-with classifier-free guidance f = f_u + g (f_c - f_u) when g > 1. Noise is drawn per sample from
-its own seed, so sample i is the same whatever batch it is drawn in.
+with classifier-free guidance f = f_u + g (f_c - f_u) when g > 1, both branches in one batched
+forward (2b). Noise is drawn per sample from its own seed, so sample i is the same whatever batch
+it is drawn in.
+
+Started from an image (`init`, strength s, as img2img / SDEdit): x_τ = objective.noisy(init, ε, τ)
+at the first of the last round(s·N) timesteps τ of the N-step schedule, then those round(s·N)
+steps; s = 1 is the plain loop from noise.
 """
 
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+                       UniPCMultistepScheduler)
 from tqdm.auto import tqdm
 
 from videosspo import rng
+from videosspo.objectives import get_objective
 
 SCHEDULERS = {
     "ddim": DDIMScheduler,
     "ddpm": DDPMScheduler,
     "euler": EulerDiscreteScheduler,
-    "dpm++": DPMSolverMultistepScheduler,
+    "dpm++": DPMSolverMultistepScheduler,   # DPM-Solver++ 2M (diffusers' default: dpmsolver++, order 2)
+    "unipc": UniPCMultistepScheduler,       # UniPC (bh2): few-step, 5-10 steps
 }
 
 
@@ -41,33 +49,52 @@ def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtyp
 @torch.no_grad()
 def sample_latents(model, prompts: list[str], *, frames: int, height: int, width: int, seeds: list[int],
                    steps: int = 25, guidance: float = 7.5, negative_prompt: str = "", scheduler: str = "ddim",
-                   progress: bool = False, cond: torch.Tensor | None = None) -> torch.Tensor:
+                   progress: bool = False, cond: torch.Tensor | None = None, uncond: torch.Tensor | None = None,
+                   init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
     """Generate latents `b c f h w` for `prompts` (one seed per prompt); decode with `model.decode`.
 
-    `cond`: the prompts' embeddings when the caller already has them (the trainer does).
+    `cond` / `uncond`: the prompts' / the negative prompt's embeddings when the caller already has
+    them (the trainer encodes the negative prompt once per run). `init` (`b c f h w`) with
+    `strength` in (0, 1]: denoise `init` noised to the schedule's point s·T, in round(s·steps) steps.
     """
     if len(seeds) != len(prompts):
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength={strength} must be in (0, 1]: the fraction of the schedule to denoise")
     device = model.device
     sched = make_scheduler(model, scheduler)
     sched.set_timesteps(steps, device=device)
     cond = model.encode_prompt(prompts) if cond is None else cond
     use_cfg = guidance > 1.0
     if use_cfg:
-        cond = torch.cat([model.encode_prompt([negative_prompt] * len(prompts)), cond])
+        uncond = model.encode_prompt([negative_prompt]) if uncond is None else uncond
+        cond = torch.cat([uncond.to(cond).expand(len(prompts), -1, -1), cond])
     shape = model.latent_shape(frames, height, width)
-    x = per_sample_noise(shape, seeds, device) * sched.init_noise_sigma
+    noise = per_sample_noise(shape, seeds, device)
+    timesteps = sched.timesteps
+    if init is None:
+        x = noise * sched.init_noise_sigma
+    else:
+        if float(sched.init_noise_sigma) != 1.0:
+            raise ValueError(f"sampler {scheduler!r} keeps a sigma-scaled state; start from `init` with ddim, "
+                             "ddpm, dpm++ or unipc")
+        first = steps - max(1, round(strength * steps))
+        timesteps = timesteps[first:]
+        if hasattr(sched, "set_begin_index"):  # multistep solvers look their step index up from here
+            sched.set_begin_index(first)
+        t0 = timesteps[:1].long().expand(len(seeds))
+        x = get_objective(model.objective).noisy(model.scheduler, init.to(device, torch.float32), noise, t0)
     # Stochastic samplers (DDPM) draw their step noise from per-sample generators too, on a stream
     # of their own (seed + 1 would replay sample i+1's initial noise).
-    gens = [rng.generator(int(s), 0, 0, "sampler") for s in seeds]
-    for t in tqdm(sched.timesteps, desc="sampling", disable=not progress, leave=False):
+    step_kwargs = {"generator": [rng.generator(int(s), 0, 0, "sampler") for s in seeds]} if scheduler == "ddpm" else {}
+    for t in tqdm(timesteps, desc="sampling", disable=not progress, leave=False):
         x_in = torch.cat([x, x]) if use_cfg else x
         x_in = sched.scale_model_input(x_in, t)
         out = model.predict(x_in, t.reshape(1).expand(x_in.shape[0]).to(device), cond).float()
         if use_cfg:
             out_u, out_c = out.chunk(2)
             out = out_u + guidance * (out_c - out_u)
-        x = sched.step(out, t, x, generator=gens if scheduler == "ddpm" else None).prev_sample
+        x = sched.step(out, t, x, **step_kwargs).prev_sample
     return x
 
 

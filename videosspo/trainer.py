@@ -12,7 +12,7 @@ processes x A accumulation steps give the same update as one process with the sa
 A checkpoint is one directory written to a temporary name and renamed into place:
     accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
     replay/      the replay pool (snapshot steps + safetensors)
-    losers/      reusable losers per process (loser.reuse > 1)
+    losers/      the current reuse window's losers, per process (loser.reuse > 1)
     model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`
     trainer.json step, counters;  config.yaml  the resolved config
 """
@@ -64,14 +64,16 @@ MAX_BAD_STEPS = 10  # consecutive non-finite gradients before the run stops (its
 class StreamSampler(Sampler):
     """This process's share of the global data stream, from optimizer step `start_step` on.
 
-    Position p of the stream is sample `epoch_order(seed, p // n)[p % n]`. Step s covers positions
-    [s*G, (s+1)*G) with G the global batch; within it micro-step m, process r takes B positions at
-    s*G + (m*P + r)*B. Yields lists of (dataset index, global position).
+    Position p of the stream is sample `epoch_order(seed, p // n)[p % n]`. Step s reads global batch
+    d = s // repeat (each batch serves `repeat` consecutive steps: loser.reuse), i.e. positions
+    [d*G, (d+1)*G) with G the global batch; within it micro-step m, process r takes B positions at
+    d*G + (m*P + r)*B. Yields lists of (dataset index, global position).
     """
 
-    def __init__(self, n: int, batch: int, accum: int, processes: int, rank: int, seed: int, start_step: int):
+    def __init__(self, n: int, batch: int, accum: int, processes: int, rank: int, seed: int, start_step: int,
+                 repeat: int = 1):
         self.n, self.batch, self.accum, self.processes, self.rank, self.seed = n, batch, accum, processes, rank, seed
-        self.start_step = start_step
+        self.start_step, self.repeat = start_step, repeat
         self._orders: dict[int, object] = {}
 
     @property
@@ -88,7 +90,7 @@ class StreamSampler(Sampler):
         step = self.start_step
         while True:
             for m in range(self.accum):
-                first = step * self.global_batch + (m * self.processes + self.rank) * self.batch
+                first = step // self.repeat * self.global_batch + (m * self.processes + self.rank) * self.batch
                 yield [(self.position(p), p) for p in range(first, first + self.batch)]
             step += 1
 
@@ -125,35 +127,40 @@ def collate_stream(batch):
 
 
 class LoserCache:
-    """Generated losers kept per dataset index and reused `reuse` times (SSPO_METHOD: loser.reuse)."""
+    """The losers of the current reuse window (`reuse` steps from step w = s - s % reuse), by stream position.
+
+    They are sampled at the window's first step and served for its other steps; a new window drops
+    them. With reuse 1 nothing is kept.
+    """
 
     def __init__(self, reuse: int):
         self.reuse = reuse
+        self.start: int | None = None
         self.latents: dict[int, torch.Tensor] = {}
-        self.uses: dict[int, int] = {}
 
-    def take(self, index: int) -> torch.Tensor | None:
-        if self.reuse <= 1 or index not in self.latents:
-            return None
-        self.uses[index] += 1
-        latent = self.latents[index]
-        if self.uses[index] >= self.reuse:
-            del self.latents[index], self.uses[index]
-        return latent
+    def window(self, step: int) -> int:
+        """The first step of `step`'s window (its losers are seeded by it); enters that window."""
+        start = step - step % self.reuse
+        if start != self.start:
+            self.start, self.latents = start, {}
+        return start
 
-    def put(self, index: int, latent: torch.Tensor) -> None:
+    def take(self, position: int) -> torch.Tensor | None:
+        return self.latents.get(position)
+
+    def put(self, position: int, latent: torch.Tensor) -> None:
         if self.reuse > 1:
-            self.latents[index], self.uses[index] = latent.detach().cpu(), 1
+            self.latents[position] = latent.detach().cpu()
 
     def save(self, path: Path) -> None:
-        """One safetensors file: the latents keyed by dataset index, their use counts as metadata."""
+        """One safetensors file: the latents keyed by stream position, the window start as metadata."""
         save_file({str(k): v.contiguous() for k, v in self.latents.items()}, str(path),
-                  metadata={"uses": json.dumps(self.uses)})
+                  metadata={"window": json.dumps(self.start)})
 
     def load(self, path: Path) -> None:
         with safe_open(str(path), framework="pt") as f:
             self.latents = {int(k): f.get_tensor(k) for k in f.keys()}
-            self.uses = {int(k): v for k, v in json.loads(f.metadata()["uses"]).items()}
+            self.start = json.loads(f.metadata()["window"])
 
 
 class Trainer:
@@ -215,6 +222,7 @@ class Trainer:
         if cfg.method.name != "sft":
             self.pool.add(0, self.policy.snapshot())
         self.losers = LoserCache(cfg.loser.reuse)
+        self._uncond: torch.Tensor | None = None  # the negative prompt's embedding, encoded once per run
 
     def _save_adapter_only(self, models, weights, output_dir):
         """With LoRA a checkpoint's `accelerate/` holds the adapter (MBs), not the frozen base (GBs)."""
@@ -243,7 +251,7 @@ class Trainer:
             x_l = self.latents(batch, "loser_")
         elif cfg.method.name == "sspo":
             t0 = time.perf_counter()
-            x_l = self.sample_losers(batch, ref_index, cond)
+            x_l = self.sample_losers(batch, ref_index, cond, x_w)
             stats["time/losers_s"] = time.perf_counter() - t0
 
         # 2. one timestep and one noise per sample, shared by winner and loser
@@ -283,22 +291,32 @@ class Trainer:
         return self.model.encode_video(batch[f"{prefix}pixels"].to(device)).float()
 
     @torch.no_grad()
-    def sample_losers(self, batch: dict, ref_index: int, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """x0^l for each caption, sampled in latent space by reference `ref_index` (never decoded)."""
-        cfg = self.config
-        latents: list[torch.Tensor | None] = [self.losers.take(i) for i in batch["indices"]]
+    def sample_losers(self, batch: dict, ref_index: int, cond: torch.Tensor | None = None,
+                      x_w: torch.Tensor | None = None) -> torch.Tensor:
+        """x0^l for each caption, sampled in latent space by reference `ref_index` (never decoded).
+
+        Seeded by (seed, window start, position); served from the window's cache when already sampled.
+        `x_w`: the winners' latents, the starting point with loser.init: winner.
+        """
+        cfg, lcfg, model = self.config, self.config.loser, self.model
+        window = self.losers.window(self.step)
+        latents: list[torch.Tensor | None] = [self.losers.take(p) for p in batch["positions"]]
         todo = [k for k, x in enumerate(latents) if x is None]
         if todo:
+            if lcfg.guidance > 1 and self._uncond is None:
+                self._uncond = model.encode_prompt([cfg.sample.negative_prompt])
+            if lcfg.init == "winner":
+                x_w = self.latents(batch, "") if x_w is None else x_w
             with self.policy.reference(self.pool, ref_index) as ref:
                 fresh = sample_latents(
                     ref, [batch["captions"][k] for k in todo], frames=cfg.data.frames, height=cfg.data.height,
-                    width=cfg.data.width, steps=cfg.loser.steps, guidance=cfg.loser.guidance,
-                    negative_prompt=cfg.sample.negative_prompt, scheduler=cfg.loser.scheduler,
-                    seeds=[rng.derive_seed(cfg.train.seed, self.step, batch["positions"][k], "loser") for k in todo],
-                    cond=None if cond is None else cond[todo])
+                    width=cfg.data.width, steps=lcfg.steps, guidance=lcfg.guidance, scheduler=lcfg.scheduler,
+                    seeds=[rng.derive_seed(cfg.train.seed, window, batch["positions"][k], "loser") for k in todo],
+                    cond=None if cond is None else cond[todo], uncond=self._uncond,
+                    init=x_w[todo] if lcfg.init == "winner" else None, strength=lcfg.strength)
             for k, x in zip(todo, fresh):
                 latents[k] = x
-                self.losers.put(batch["indices"][k], x)
+                self.losers.put(batch["positions"][k], x)
         return torch.stack([x.to(self.accelerator.device) for x in latents]).float()
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -409,7 +427,8 @@ class Trainer:
     def _loader(self) -> DataLoader:
         cfg, acc = self.config, self.accelerator
         sampler = StreamSampler(len(self.data), cfg.optim.batch_size, cfg.optim.grad_accum, acc.num_processes,
-                                acc.process_index, cfg.train.seed, self.step)
+                                acc.process_index, cfg.train.seed, self.step,
+                                repeat=cfg.loser.reuse if cfg.method.name == "sspo" else 1)
         return DataLoader(StreamDataset(self.data, cfg.train.seed), batch_sampler=sampler, collate_fn=collate_stream,
                           num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
 
