@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from videosspo.data import VideoDataset, collate, frame_indices, load_metadata, resize_center_crop
-from videosspo.video import VideoReadError, write_video
+from videosspo.data import (DataError, Unreadable, UnreadableClips, VideoDataset, collate, frame_indices,
+                            load_metadata, resize_center_crop)
+from videosspo.video import VideoReadError, read_video, to_tensor, write_video
 
 
 def counter_clip(num_frames: int, offset: int = 0, height: int = 32, width: int = 32) -> np.ndarray:
@@ -67,8 +68,8 @@ def test_csv_and_skipped_rows_are_counted(folder, caplog):
     assert [r.caption for r in records] == ["first", "second"]
     assert [r.index for r in records] == [0, 1] and records[0].extra == {"note": "x"}
     (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.data"]
-    for part in ["skipped 4 of 6 rows", "1 missing caption", "1 missing video", "1 video file not found",
-                 "1 loser_video file not found", "row 1"]:
+    for part in ["skipped 4 of 6 rows", "1 missing caption (line 3)", "1 missing video (line 4)",
+                 "1 video file not found (line 5)", "1 loser_video file not found (line 6)"]:
         assert part in message
 
 
@@ -78,7 +79,7 @@ def test_metadata_errors(folder):
     with pytest.raises(ValueError, match=r"no video or caption column.*\['path', 'text'\]"):
         load_metadata(folder / "bad.csv")
     empty = write_jsonl(folder / "empty.jsonl", [{"video": "clips/gone.mp4", "caption": "x"}, {"caption": "y"}])
-    with pytest.raises(ValueError, match=r"empty\.jsonl: no usable rows \(1 video file not found, 1 missing video\)"):
+    with pytest.raises(ValueError, match=r"empty\.jsonl: no usable rows \(1 video file not found \(line 1\), 1 missing video \(line 2\)\)"):
         load_metadata(empty)
     with pytest.raises(FileNotFoundError, match="metadata.jsonl"):
         load_metadata(folder / "clips")
@@ -151,29 +152,80 @@ def test_images_are_one_frame_clips(tmp_path):
     assert torch.allclose(batch["pixels"][0, :, 0, 8, 8], torch.tensor([1.0, -1.0, -1.0]))
 
 
-def test_corrupt_video_is_skipped_by_try_get(folder, caplog):
+def test_corrupt_video_is_returned_as_unreadable_by_try_get(folder):
     (folder / "clips" / "x.mp4").write_bytes(b"garbage" * 100)
     write_jsonl(folder / "metadata.jsonl", [{"video": "clips/x.mp4", "caption": "x"},
                                             {"video": "clips/a.mp4", "caption": "a"}])
     ds = VideoDataset(folder, frames=2, height=16, width=16)
     with pytest.raises(VideoReadError, match="x.mp4"):
         ds.get(0, seed=0)
-    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
-        assert ds.try_get(0, seed=0) is None
-    assert ds.skipped == 1 and "x.mp4" in caplog.text
+    bad = ds.try_get(0, seed=0)
+    assert isinstance(bad, Unreadable) and bad.index == 0 and bad.path.endswith("x.mp4") and "pyav" in bad.reason
     batch = collate([ds.try_get(i, seed=i) for i in range(len(ds))])
     assert batch["captions"] == ["a"] and batch["pixels"].shape == (1, 3, 2, 16, 16)
-    assert ds.skipped == 2 and collate([None]) is None
+    assert collate([bad]) is None
 
 
-def test_a_clip_shorter_than_its_header_is_a_read_error(folder, monkeypatch):
-    """A truncated file whose container still claims the full length is skipped, not a crash."""
+def test_unreadable_rows_are_logged_once_and_stop_the_run_past_the_fraction(caplog):
+    bad = [Unreadable(i, f"clips/{i}.mp4", "pyav: invalid data") for i in range(3)]
+    clips = UnreadableClips(num_rows=40, max_bad_fraction=0.05)  # 2 of 40 rows may be bad, not 3
+    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+        assert clips.add([bad[0], bad[1], bad[0]]) == 3
+        assert clips.add([bad[1], bad[1]]) == 2
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["skipping row 0", "skipping row 1"]
+    with pytest.raises(DataError, match=r"3 of 40 rows are unreadable, more than data.max_bad_fraction=0.05; "
+                                        r"worst: clips/1.mp4 \(row 1, failed 3x: pyav: invalid data\); clips/0.mp4"):
+        clips.add([bad[2]])
+    everything = UnreadableClips(num_rows=2, max_bad_fraction=1.0)  # tolerates any fraction, not an empty pass
+    everything.add([bad[0]])
+    with pytest.raises(DataError, match="none of the 2 clips could be read"):
+        everything.add([bad[1]])
+
+
+def test_a_dataset_of_only_unreadable_clips_stops_the_run(tiny_config, tmp_path, caplog):
+    from videosspo.trainer import Trainer
+
+    for i in range(3):
+        (tmp_path / f"{i}.mp4").write_bytes(b"not a video" * 30)
+    write_jsonl(tmp_path / "metadata.jsonl", [{"video": f"{i}.mp4", "caption": f"c{i}"} for i in range(3)])
+    trainer = Trainer(tiny_config(**{"data.path": str(tmp_path), "method.name": "sft", "data.max_bad_fraction": 1.0}))
+    with caplog.at_level(logging.WARNING, logger="videosspo.data"), \
+            pytest.raises(DataError, match=r"none of the 3 clips could be read; worst: .*[012]\.mp4"):
+        trainer.fit()
+    assert trainer.step == 0
+    logged = sorted(r.getMessage().split(":")[0] for r in caplog.records if "skipping row" in r.getMessage())
+    assert logged == ["skipping row 0", "skipping row 1", "skipping row 2"]  # each file once
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_rows_that_are_not_utf8_are_skipped_with_their_line(folder, caplog, suffix):
+    lines = ['{"video": "clips/a.mp4", "caption": "first"}', '{"video": "clips/b.mp4", "caption": "caf\xe9"}',
+             '{"video": "clips/b.mp4", "caption": "third"}']
+    if suffix == ".csv":
+        lines = ["video,caption", "clips/a.mp4,first", "clips/b.mp4,caf\xe9", "clips/b.mp4,third"]
+    path = folder / f"meta{suffix}"
+    path.write_bytes("\n".join(lines).encode("latin-1"))  # "café" in Latin-1: byte 0xe9 is not UTF-8
+    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+        records = load_metadata(path)
+    assert [r.caption for r in records] == ["first", "third"]
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.data"]
+    line = 3 if suffix == ".csv" else 2
+    assert f"meta{suffix}: skipped 1 of 3 rows: 1 not valid UTF-8 (save the file as UTF-8) (line {line})" in message
+
+
+def test_a_large_clip_is_decoded_at_the_training_size(folder, caplog, monkeypatch):
     import videosspo.data as data_module
 
-    write_jsonl(folder / "metadata.jsonl", [{"video": "clips/a.mp4", "caption": "a"}])
-    ds = VideoDataset(folder, frames=4, stride=1, height=16, width=16)
-    monkeypatch.setattr(data_module, "count_frames", lambda path, backend="auto": 10_000)
-    ds._counts.clear()
-    with pytest.raises(VideoReadError, match="fewer frames than its header"):
-        ds.get(0, seed=3)
-    assert ds.try_get(0, seed=3) is None and ds.skipped == 1
+    big = write_video(folder / "big.mp4", counter_clip(3, height=128, width=192))  # 8x the training size
+    write_jsonl(folder / "metadata.jsonl", [{"video": "big.mp4", "caption": "big"}] * 2)
+    ds = VideoDataset(folder, frames=2, height=16, width=16)
+    sizes = []
+    monkeypatch.setattr(data_module, "read_video", lambda *a, size=None, **k: sizes.append(size) or read_video(*a, size=size, **k))
+    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+        item, again = ds.get(0, seed=1), ds.get(1, seed=1)
+    assert sizes == [(16, 24), (16, 24)]  # frames shrunk as they decode to the size that covers 16 x 16
+    indices = frame_indices(3, 2, 1, np.random.default_rng(1))
+    full = resize_center_crop(to_tensor(read_video(big)[indices]), 16, 16)  # decode at full size, then resize
+    assert (item["pixels"] - full).abs().max() <= 1 / 127.5 + 1e-6  # within one level: the uint8 kernel rounds
+    assert torch.equal(item["pixels"], again["pixels"])
+    assert sum("128x192, at least 4x the training size 16x16" in r.getMessage() for r in caplog.records) == 1

@@ -306,7 +306,7 @@ def test_corrupt_clip_is_skipped_and_counted(synth_data, tiny_config, tmp_path):
         row.pop("loser_video", None)
     (tmp_path / "meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in meta))
     trainer = Trainer(tiny_config(**{"data.path": str(tmp_path / "meta.jsonl"), "train.max_steps": 6,
-                                     "method.name": "sft"}))
+                                     "method.name": "sft", "data.max_bad_fraction": 0.5}))  # 1 of 6 clips
     summary = trainer.fit()
     assert summary["steps"] == 6 and summary["skipped_clips"] >= 1
 

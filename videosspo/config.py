@@ -82,6 +82,9 @@ class DataConfig:
     # training reads the cached winner (and loser) latents and never runs the VAE encoder; the cache
     # must match data.path, data.height/width and the model's VAE (checked at start).
     latent_cache: str | None = None
+    # Clips that exist but do not decode are skipped (each file logged once). Past this fraction of the rows
+    # unreadable the run stops, naming the worst files; it also stops when no clip at all can be read.
+    max_bad_fraction: float = 0.05
 
     def __post_init__(self):
         _check(self.frames >= 1, "data.frames", self.frames, ">= 1")
@@ -89,6 +92,7 @@ class DataConfig:
         _check(self.height >= 8 and self.width >= 8, "data.height/width", (self.height, self.width), ">= 8")
         _check(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
         _check(self.synth_if_missing >= 0, "data.synth_if_missing", self.synth_if_missing, ">= 0")
+        _check(0 <= self.max_bad_fraction <= 1, "data.max_bad_fraction", self.max_bad_fraction, "in [0, 1]")
 
 
 @dataclass(frozen=True)

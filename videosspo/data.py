@@ -7,15 +7,18 @@ Metadata is JSONL (one object per line) or CSV, with columns
 Other columns are kept in ``Record.extra`` and otherwise ignored. Images (.png, .jpg, ...) are
 1-frame clips, so an image dataset is the ``frames=1`` case of the same class.
 
-Rows that cannot be used (no caption, no video, a file that does not exist) are skipped when the
-metadata loads, with one warning giving the counts. A file that exists but cannot be decoded is only
-found when it is read: ``VideoDataset.get`` raises ``VideoReadError``, while ``VideoDataset.try_get``
-(what the trainer calls) logs it, counts it in ``skipped`` and returns None, which ``collate`` drops.
+Rows that cannot be used (not valid UTF-8, no caption, no video, a file that does not exist) are
+skipped when the metadata loads, with one warning giving the counts and the rows' line numbers. A file
+that exists but cannot be decoded is only found when it is read: ``VideoDataset.get`` raises
+``VideoReadError``, while ``VideoDataset.try_get`` (what the trainer calls) returns it as ``Unreadable``,
+which ``collate`` drops and ``UnreadableClips`` counts: each bad file is logged once, and the run stops
+with the worst files named once more than ``data.max_bad_fraction`` of the rows (or all of them) are bad.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -29,11 +32,12 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from videosspo.video import BACKENDS, VideoReadError, count_frames, read_video, to_tensor
+from videosspo.video import BACKENDS, VideoReadError, count_frames, probe, read_video, to_tensor
 
 log = logging.getLogger("videosspo.data")
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
+LARGE_CLIP = 4  # a clip this many times the training size per side, or more, is reported (once)
 
 
 @dataclass(frozen=True)
@@ -61,73 +65,101 @@ def _metadata_file(path: Path) -> Path:
     return path
 
 
-def _read_rows(path: Path) -> list[dict]:
-    """The raw rows of a .jsonl or .csv metadata file."""
+def _is_utf8(text: str) -> bool:
+    """False for text decoded with ``errors="surrogateescape"`` from bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict | None]]:
+    """``(line number, row)`` of a .jsonl or .csv metadata file; the row is None where it is not valid UTF-8."""
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        rows = []
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line_no}: not valid JSON ({e})") from e
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}, line {line_no}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-        return rows
+    if suffix not in (".jsonl", ".json", ".csv"):
+        raise ValueError(f"metadata file {path} must end in .jsonl or .csv")
+    # undecodable bytes become lone surrogates, so one bad row is found and skipped, not a crash for the file
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            columns = reader.fieldnames or []
-            missing = [c for c in ("video", "caption") if c not in columns]
-            if missing:
-                raise ValueError(f"{path} has no {' or '.join(missing)} column; its columns are {columns}")
-            return list(reader)
-    raise ValueError(f"metadata file {path} must end in .jsonl or .csv")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        columns = reader.fieldnames or []
+        missing = [c for c in ("video", "caption") if c not in columns]
+        if missing:
+            raise ValueError(f"{path} has no {' or '.join(missing)} column; its columns are {columns}")
+        rows, line = [], reader.line_num + 1
+        for row in reader:  # a quoted field may span lines: a row starts on the line after the previous one ended
+            rows.append((line, row if all(_is_utf8(str(v)) for v in row.values()) else None))
+            line = reader.line_num + 1
+        return rows
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if not _is_utf8(line):
+            rows.append((line_no, None))
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {line_no}: not valid JSON ({e})") from e
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, line {line_no}: expected a JSON object, got {type(row).__name__}")
+        rows.append((line_no, row))
+    return rows
 
 
 def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _skip_reason(row: dict | None, paths: dict) -> str | None:
+    """Why a metadata row cannot be used, or None when it can."""
+    if row is None:
+        return "not valid UTF-8 (save the file as UTF-8)"
+    if not _text(row.get("caption")):
+        return "missing caption"
+    if paths["video"] is None:
+        return "missing video"
+    if not paths["video"].is_file():
+        return "video file not found"
+    if paths["loser_video"] is not None and not paths["loser_video"].is_file():
+        return "loser_video file not found"
+    return None
+
+
 def load_metadata(path: str | os.PathLike) -> list[Record]:
     """Usable rows of a metadata file, or of the ``metadata.jsonl``/``metadata.csv`` in a folder.
 
-    Skipped rows are counted by reason and reported in one warning; no usable row at all is a ValueError.
+    Skipped rows are counted by reason and reported in one warning naming their first lines; no usable row at
+    all is a ValueError.
     """
     path = _metadata_file(Path(path))
     root = path.parent.resolve()
     records: list[Record] = []
-    skipped: Counter[str] = Counter()
-    examples: list[str] = []
+    skipped: dict[str, list[int]] = {}  # reason -> line numbers
     rows = _read_rows(path)
-    for row_no, row in enumerate(rows):
-        caption, video, loser = _text(row.get("caption")), _text(row.get("video")), _text(row.get("loser_video"))
+    for line, row in rows:
+        video, loser = (_text(row.get(k)) if row else "" for k in ("video", "loser_video"))
         paths = {"video": root / video if video else None, "loser_video": root / loser if loser else None}
-        if not caption:
-            reason = "missing caption"
-        elif not video:
-            reason = "missing video"
-        elif not paths["video"].is_file():
-            reason = "video file not found"
-        elif loser and not paths["loser_video"].is_file():
-            reason = "loser_video file not found"
-        else:
+        reason = _skip_reason(row, paths)
+        if reason is None:
             extra = {k: v for k, v in row.items() if k not in ("video", "caption", "loser_video")}
-            records.append(Record(len(records), paths["video"], caption, paths["loser_video"], extra))
-            continue
-        skipped[reason] += 1
-        if len(examples) < 3:
-            examples.append(f"row {row_no} ({reason}): {row}")
+            records.append(Record(len(records), paths["video"], _text(row["caption"]), paths["loser_video"], extra))
+        else:
+            skipped.setdefault(reason, []).append(line)
+    summary = ", ".join(f"{len(lines)} {reason} ({_lines(lines)})" for reason, lines in skipped.items())
     if skipped:
-        log.warning("%s: skipped %d of %d rows (%s); first: %s", path, sum(skipped.values()), len(rows),
-                    ", ".join(f"{n} {reason}" for reason, n in skipped.items()), "; ".join(examples))
+        log.warning("%s: skipped %d of %d rows: %s", path, sum(map(len, skipped.values())), len(rows), summary)
     if not records:
-        why = ", ".join(f"{n} {reason}" for reason, n in skipped.items()) or "the file has no rows"
-        raise ValueError(f"{path}: no usable rows ({why})")
+        raise ValueError(f"{path}: no usable rows ({summary or 'the file has no rows'})")
     return records
+
+
+def _lines(lines: list[int], shown: int = 3) -> str:
+    """``line 4`` / ``lines 4, 9, 12, ...``."""
+    more = ", ..." if len(lines) > shown else ""
+    return f"line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:shown]))}{more}"
 
 
 # ----------------------------------------------------------------------------- sampling and resizing
@@ -147,11 +179,16 @@ def frame_indices(num_frames: int, frames: int, stride: int, rng: np.random.Gene
     return [start + k * stride for k in range(frames)]
 
 
+def cover_size(h: int, w: int, height: int, width: int) -> tuple[int, int]:
+    """The size an ``h x w`` frame is scaled to so it covers ``height x width`` with its aspect ratio kept."""
+    scale = max(height / h, width / w)
+    return max(height, round(h * scale)), max(width, round(w * scale))
+
+
 def resize_center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Scale ``c f h w`` so it covers (height, width), keeping its aspect ratio, then crop the centre."""
     _, _, h, w = video.shape
-    scale = max(height / h, width / w)
-    size = (max(height, round(h * scale)), max(width, round(w * scale)))
+    size = cover_size(h, w, height, width)
     if size != (h, w):
         frames = rearrange(video, "c f h w -> f c h w")
         frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
@@ -160,11 +197,62 @@ def resize_center_crop(video: torch.Tensor, height: int, width: int) -> torch.Te
     return video[:, :, top:top + height, left:left + width]
 
 
+# ----------------------------------------------------------------------------- unreadable clips
+
+
+class DataError(ValueError):
+    """The data cannot train the run: too many of its clips are unreadable."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A row ``try_get`` could not serve: its clip (or its loser's) exists but does not decode."""
+
+    index: int
+    path: str
+    reason: str
+
+
+class UnreadableClips:
+    """Counts the unreadable rows of a dataset, logs each bad file once, and stops when too many are bad.
+
+    Raises ``DataError`` naming the files once more than ``max_bad_fraction`` of the ``num_rows`` rows proved
+    unreadable (``data.max_bad_fraction``), or once every row did: a full pass of the data with no readable clip,
+    which would otherwise loop forever. Judged on distinct rows against the whole dataset, so it never stops
+    early on a few bad files met first.
+    """
+
+    def __init__(self, num_rows: int, max_bad_fraction: float):
+        self.num_rows, self.max_bad_fraction = num_rows, max_bad_fraction
+        self.rows: dict[int, Unreadable] = {}  # distinct unreadable rows, first failure of each
+        self.visits: Counter[int] = Counter()  # failed reads per row
+
+    def add(self, failures: Sequence[Unreadable]) -> int:
+        """Record failed reads; returns how many there were."""
+        for bad in failures:
+            self.visits[bad.index] += 1
+            if bad.index not in self.rows:
+                self.rows[bad.index] = bad
+                log.warning("skipping row %d: cannot read %s (%s); %d of %d rows unreadable so far, the run stops "
+                            "past data.max_bad_fraction=%g", bad.index, bad.path, bad.reason, len(self.rows),
+                            self.num_rows, self.max_bad_fraction)
+        too_many = len(self.rows) > self.max_bad_fraction * self.num_rows
+        if len(self.rows) == self.num_rows or too_many:
+            worst = sorted(self.rows, key=lambda i: -self.visits[i])[:5]
+            files = "; ".join(f"{self.rows[i].path} (row {i}, failed {self.visits[i]}x: {self.rows[i].reason})"
+                              for i in worst)
+            what = (f"none of the {self.num_rows} clips could be read" if len(self.rows) == self.num_rows else
+                    f"{len(self.rows)} of {self.num_rows} rows are unreadable, more than data.max_bad_fraction="
+                    f"{self.max_bad_fraction:g}")
+            raise DataError(f"{what}; worst: {files}. Fix or remove those files (or raise data.max_bad_fraction)")
+        return len(failures)
+
+
 # ----------------------------------------------------------------------------- dataset
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """What every clip dataset shares: the records, the frame-sampling settings and skip counting.
+    """What every clip dataset shares: the records, the frame-sampling settings and the unreadable-row rule.
 
     Sampling randomness (the start frame) comes only from the ``seed`` given to ``get``, so the
     caller decides what is reproducible; ``dataset[i]`` uses seed ``i``. Subclasses implement ``get``.
@@ -181,7 +269,6 @@ class ClipDataset(torch.utils.data.Dataset):
                 first = ", ".join(f"row {r.index} ({r.video.name}, {r.caption!r})" for r in unpaired[:3])
                 raise ValueError(f"paired data needed, but {len(unpaired)} rows have no loser_video: {first}")
         self.frames, self.stride, self.height, self.width = frames, stride, height, width
-        self.skipped = 0  # rows try_get could not serve (counted per process: each DataLoader worker has its own)
         self._warned_short = False
 
     def __len__(self) -> int:
@@ -193,17 +280,16 @@ class ClipDataset(torch.utils.data.Dataset):
     def get(self, index: int, seed: int) -> dict:
         raise NotImplementedError
 
-    def try_get(self, index: int, seed: int) -> dict | None:
-        """``get``, but a clip that cannot be decoded is logged, counted in ``skipped`` and returned as None.
+    def try_get(self, index: int, seed: int) -> dict | Unreadable:
+        """``get``, but a clip that cannot be decoded is returned as ``Unreadable`` (which ``collate`` drops).
 
-        The trainer reads data through this, so one corrupt file costs one sample, not the run.
+        The trainer reads data through this and counts the failures in ``UnreadableClips`` (in the main
+        process: DataLoader workers hold copies of the dataset), so one corrupt file costs one sample, not the run.
         """
         try:
             return self.get(index, seed)
         except VideoReadError as e:
-            self.skipped += 1
-            log.warning("skipping row %d: %s", index, e)
-            return None
+            return Unreadable(index, str(e.path), e.reason)
 
     def _indices(self, record: Record, num_frames: int, seed: int) -> list[int]:
         """``frame_indices`` for a clip of ``num_frames`` frames, warning once about short clips."""
@@ -215,7 +301,12 @@ class ClipDataset(torch.utils.data.Dataset):
 
 
 class VideoDataset(ClipDataset):
-    """Clips of ``frames`` frames at ``height`` x ``width`` as float ``c f h w`` tensors in [-1, 1]."""
+    """Clips of ``frames`` frames at ``height`` x ``width`` as float ``c f h w`` tensors in [-1, 1].
+
+    Frame counts are of the frames that decode (``video.probe``, once per file). A clip larger than the
+    training size is shrunk frame by frame as it decodes, never held at full size; one ``LARGE_CLIP``
+    times larger (per side) or more is reported once, since decoding it still costs full-size time.
+    """
 
     def __init__(self, metadata: str | os.PathLike | Sequence[Record], frames: int, stride: int = 1, *,
                  height: int, width: int, require_loser: bool = False, backend: str = "auto"):
@@ -223,43 +314,47 @@ class VideoDataset(ClipDataset):
             raise ValueError(f"unknown video backend {backend!r}; choose one of {BACKENDS}")
         super().__init__(metadata, frames, stride, height=height, width=width, require_loser=require_loser)
         self.backend = backend
-        self._counts: dict[Path, int] = {}
+        self._warned_large = False
 
-    def _count(self, path: Path) -> int:
-        if path not in self._counts:
-            self._counts[path] = count_frames(path, backend=self.backend)
-        return self._counts[path]
+    def read_frames(self, path: Path, indices: Sequence[int]) -> np.ndarray:
+        """``uint8 (f, h, w, 3)`` frames of ``path``; a larger clip arrives at its ``cover_size`` (then only cropped)."""
+        info = probe(path)
+        size = cover_size(info.height, info.width, self.height, self.width)
+        if min(info.height / size[0], info.width / size[1]) >= LARGE_CLIP and not self._warned_large:
+            self._warned_large = True
+            log.warning("%s is %dx%d, at least %dx the training size %dx%d per side: frames are shrunk as they "
+                        "decode, but decoding still costs full-size time; resize the dataset once (e.g. ffmpeg "
+                        "-vf scale=-2:%d) for faster loading (reported once; other clips may be large too)", path,
+                        info.height, info.width, LARGE_CLIP, self.height, self.width, size[0])
+        shrink = size[0] * size[1] < info.height * info.width
+        return read_video(path, indices, backend=self.backend, size=size if shrink else None)
 
     def _load(self, path: Path, indices: list[int]) -> torch.Tensor:
         unique, inverse = np.unique(indices, return_inverse=True)  # decode each frame once, in order
-        try:
-            frames = read_video(path, unique.tolist(), backend=self.backend)[inverse]
-        except IndexError as e:  # the indices came from the header's frame count: the file is truncated
-            raise VideoReadError(path, f"it decodes fewer frames than its header says ({e})") from e
+        frames = self.read_frames(path, unique.tolist())[inverse]
         return resize_center_crop(to_tensor(frames), self.height, self.width)
 
     def get(self, index: int, seed: int) -> dict:
         """``{"pixels", "caption", "index"}`` (+ ``"loser_pixels"`` for paired rows); raises VideoReadError."""
         record = self.records[index]
         paths = [record.video] + ([record.loser_video] if record.loser_video is not None else [])
-        counts = [self._count(p) for p in paths]
-        for path, count in zip(paths, counts):
-            if count < 1:
-                raise VideoReadError(path, "it has no frames")
+        counts = [count_frames(p) for p in paths]
         indices = self._indices(record, min(counts), seed)  # winner and loser share the frame indices
         item = {"pixels": self._load(record.video, indices), "caption": record.caption, "index": record.index}
         if record.loser_video is not None:
             item["loser_pixels"] = self._load(record.loser_video, indices)
         return item
 
+
 STACKED = ("pixels", "loser_pixels", "latents", "loser_latents")
 
 
 def collate(batch: Sequence[dict | None]) -> dict | None:
     """Stack each of ``pixels``, ``loser_pixels``, ``latents``, ``loser_latents`` that every item has
-    (``b c f h w``), list captions and indices, drop None items; None when every item was dropped.
+    (``b c f h w``), list captions and indices, drop ``Unreadable`` (and None) items; None when every item
+    was dropped.
     """
-    items = [item for item in batch if item is not None]
+    items = [item for item in batch if isinstance(item, dict)]
     if not items:
         return None
     out = {"captions": [item["caption"] for item in items], "indices": [item["index"] for item in items]}

@@ -18,15 +18,15 @@ Writing (``videosspo data cache-latents``, or ``cache_latents``)
     A clip that cannot be decoded is logged, counted and listed in ``cache_info.json``; it is not fatal.
 
 Reading (``LatentDataset``)
-    Same interface as ``VideoDataset`` (``get(index, seed)``, ``try_get``, ``records``, ``skipped``),
+    Same interface as ``VideoDataset`` (``get(index, seed)``, ``try_get``, ``records``),
     returning ``{"latents", "caption", "index"}`` (+ ``"loser_latents"``). Frames are chosen with the
     same ``frame_indices`` rule and seed as ``VideoDataset``, so for the same seed
     ``LatentDataset.get(i, s)["latents"] == model.encode_video(VideoDataset.get(i, s)["pixels"][None])[0]``.
     Construction checks the cache against the data config and, given ``expect=encoder_identity(model)``,
     against the current VAE; any mismatch is an error naming it and the command that rebuilds the cache.
 
-Memory: one clip is decoded whole as uint8 at its native size (F x H x W x 3 bytes), then resized and
-encoded ``batch_frames`` frames at a time.
+Memory: one clip is decoded whole as uint8 (F x H x W x 3 bytes; a clip larger than the training size is
+shrunk frame by frame as it decodes), then resized and encoded ``batch_frames`` frames at a time.
 """
 
 from __future__ import annotations
@@ -154,10 +154,8 @@ def _header(path: Path) -> dict | None:
 
 def _encode_clip(model, dataset: VideoDataset, path: Path, batch_frames: int, dtype: torch.dtype) -> torch.Tensor:
     """All frames of ``path``, read and resized as ``VideoDataset`` does, encoded: ``c F h w`` on CPU."""
-    count = count_frames(path, backend=dataset.backend)  # the count VideoDataset draws frame indices from
-    if count < 1:
-        raise VideoReadError(path, "it has no frames")
-    frames = read_video(path, list(range(count)), backend=dataset.backend)  # uint8 (F, H, W, 3)
+    count = count_frames(path)  # the count VideoDataset draws frame indices from
+    frames = dataset.read_frames(path, list(range(count)))  # uint8 (F, H', W', 3), H' x W' <= the clip's size
     device = next(model.vae.parameters()).device if model.vae is not None else model.device
     chunks = []
     for start in range(0, count, batch_frames):
@@ -213,7 +211,7 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
             tensors = {"latents": _encode_clip(model, dataset, record.video, batch_frames, dtype)}
             if record.loser_video is not None:
                 tensors["loser_latents"] = _encode_clip(model, dataset, record.loser_video, batch_frames, dtype)
-        except (VideoReadError, IndexError) as e:  # IndexError: the container claims more frames than decode
+        except VideoReadError as e:
             unreadable[str(record.index)] = str(e)
             log.warning("skipping row %d: %s", record.index, e)
             continue

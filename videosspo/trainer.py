@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from models import build_model, save_adapter
 from videosspo import rng
 from videosspo.config import Config, load_config, save_config
-from videosspo.data import VideoDataset, collate
+from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import get_objective
@@ -110,19 +110,18 @@ class StreamDataset(torch.utils.data.Dataset):
     def __getitem__(self, item):
         index, position = item
         sample = self.dataset.try_get(index, rng.derive_seed(self.seed, 0, position, "frames"))
-        if sample is not None:
+        if isinstance(sample, dict):  # else `Unreadable`
             sample["position"] = position
         return sample
 
 
 def collate_stream(batch):
-    """`videosspo.data.collate` (pixels or cached latents; drops unreadable clips) + the stream positions."""
-    kept = [s for s in batch if s is not None]
-    if not kept:
-        return None
-    out = collate(kept)
-    out["positions"] = [s["position"] for s in kept]
-    out["skipped"] = len(batch) - len(kept)
+    """`videosspo.data.collate` (pixels or cached latents) + the stream positions, and the `Unreadable` rows
+    under "unreadable" (the only key when every clip of the micro-batch was unreadable)."""
+    kept = [s for s in batch if isinstance(s, dict)]
+    out = {"unreadable": [s for s in batch if isinstance(s, Unreadable)]}
+    if kept:
+        out |= collate(kept) | {"positions": [s["position"] for s in kept]}
     return out
 
 
@@ -192,6 +191,7 @@ class Trainer:
                          width=cfg.data.width, require_loser=cfg.method.name == "dpo")
         self.data = (LatentDataset(cfg.data.latent_cache, cfg.data.path, expect=encoder, **data_args)
                      if cfg.data.latent_cache else VideoDataset(cfg.data.path, **data_args))
+        self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction)
         self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
 
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
@@ -380,11 +380,11 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         sums: dict[str, float] = {}
         for _ in range(cfg.optim.grad_accum):
-            batch = next(batches)
-            while batch is None:  # every clip of the micro-batch was unreadable (counted in the dataset)
-                self.counters["skipped_clips"] += cfg.optim.batch_size
+            batch = next(batches)  # unreadable clips: each file logged once; the run stops past data.max_bad_fraction
+            self.counters["skipped_clips"] += self.unreadable.add(batch["unreadable"])
+            while "captions" not in batch:  # every clip of the micro-batch was unreadable
                 batch = next(batches)
-            self.counters["skipped_clips"] += batch["skipped"]
+                self.counters["skipped_clips"] += self.unreadable.add(batch["unreadable"])
             with acc.accumulate(self.unet):
                 loss, stats = self.loss(batch)
                 acc.backward(loss)  # always, even when non-finite: every DDP process must reduce

@@ -1,15 +1,31 @@
 """Video I/O: read clips with decord (fast) or PyAV (reads everything), write mp4/gif atomically.
 
 Reading
-    ``read_video(path, indices)`` returns ``uint8 (f, h, w, 3)``. With ``backend="auto"`` decord is
-    tried first when it is installed; if decord raises on a file, that clip is re-read with PyAV and a
-    warning is logged once per file. decord 0.6 fails on some frame widths (48 px:
-    ``DECORDArrayCopyFromTo: The size must exactly match``), and its single-frame ``vr[i]`` even
-    returns a wrong ``(h, w, 4)`` array there, so only the batch API is used and its output shape is
-    checked. On the files tried, decord and PyAV decode bit-identical frames (both wrap FFmpeg's
-    h264 decoder and use the same yuv->rgb conversion). A file that neither backend can decode raises
-    ``VideoReadError``. Still images (.png, .jpg, ...) are read as 1-frame clips, so image datasets
-    go through the same path.
+    ``read_video(path, indices, size=None)`` returns ``uint8 (f, h, w, 3)``; with ``backend="auto"``
+    (the default) these are exactly the frames asked for, in every container:
+
+    - decord's seeking lands on wrong frames for some codecs and containers: asked for frames 100-107
+      of an MPEG-4 Part 2 .avi with B-frames it returns 90-97, and in .mp4/.mkv the same codec is
+      wrong for windows that start on a keyframe. So decord is used only where its seeking was
+      verified exact (h264/hevc/vp8/vp9 in mp4/mov/mkv/webm: ``DECORD_CODECS``, ``DECORD_CONTAINERS``)
+      and its frame count equals the count that decodes; every other clip (.avi, .gif, MPEG-4 Part 2,
+      ...) is decoded sequentially by PyAV, which is exact.
+    - Frame counts (``probe``, ``count_frames``) are of the frames PyAV decodes, counted once per
+      file and cached: headers can claim frames that do not decode, and a decoder asked for one pads
+      with a repeated frame. A damaged file's frames before the damage are used (a warning names it).
+    - decord 0.6 fails on some frame widths (48 px: ``DECORDArrayCopyFromTo: The size must exactly
+      match``); such a clip is re-read with PyAV (a warning names the first few files). Only decord's
+      batch API is used (its ``vr[i]`` returns a wrong ``(h, w, 4)`` array there) and its output shape
+      is checked. decord and PyAV decode bit-identical frames where both work (the same FFmpeg
+      decoders and yuv->rgb conversion).
+    - ``size=(h, w)`` resizes each frame as soon as it is decoded (torch's antialiased bilinear on
+      uint8), so a 4096x4096 clip is never held at full size. The decoders' own scalers (decord's
+      width/height, PyAV's reformat; both FFmpeg's swscale on yuv) were measured less faithful: a
+      512x512 -> 64x64 clip was 5.8 levels (of 255) from the source on average, against 1.2 for
+      decoding at full size and resizing.
+
+    A file that cannot be decoded raises ``VideoReadError``. Still images (.png, .jpg, ...) are
+    1-frame clips, so image datasets go through the same path.
 
 Writing
     ``write_video(path, video, fps)`` writes .mp4 (libx264, near-lossless CRF, yuv420p; odd frame
@@ -24,6 +40,7 @@ import functools
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +48,9 @@ import imageio.v2 as iio2
 import imageio.v3 as iio3
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
+from PIL import Image
 
 log = logging.getLogger("videosspo.video")
 
@@ -40,8 +59,15 @@ WRITE_EXTENSIONS = (".mp4", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MP4_CRF = 10  # x264 constant rate factor: 0 is lossless, 10 is visually lossless, 23 is x264's default
 
+# Where decord's seeking was verified exact (frame-numbered clips, every start frame; tests/test_video.py): these
+# codecs in these FFmpeg demuxers. MPEG-4 Part 2 and MPEG-2 with B-frames land on wrong frames in every container,
+# and AVI stores no presentation timestamps; everything outside the lists is decoded by PyAV, sequentially.
+DECORD_CONTAINERS = ("mov", "mp4", "matroska", "webm")
+DECORD_CODECS = ("h264", "hevc", "vp8", "vp9")
+
 _fallback_warned: set[str] = set()  # files already reported as "decord failed, read with PyAV"
 FALLBACK_WARNINGS = 3  # files reported at WARNING; later ones at DEBUG (a dataset of one odd size hits them all)
+_damaged_warned: set[str] = set()  # files already reported as "damaged after frame k"
 
 
 class VideoReadError(RuntimeError):
@@ -91,6 +117,22 @@ def _decord():
     return decord
 
 
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``probe`` learns about a clip."""
+
+    frames: int  # frames that decode (not the header's claim); a damaged file counts those before the damage
+    height: int
+    width: int
+    container: str  # FFmpeg's demuxer names, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "avi", "gif"; "image" for stills
+    codec: str  # FFmpeg's decoder name, e.g. "h264", "mpeg4", "vp9"; "image" for stills
+
+    @property
+    def decord_exact(self) -> bool:
+        """Whether decord's seeking lands on the exact frames here (``DECORD_CONTAINERS`` x ``DECORD_CODECS``)."""
+        return self.codec in DECORD_CODECS and any(c in DECORD_CONTAINERS for c in self.container.split(","))
+
+
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
@@ -111,73 +153,136 @@ def _check_indices(indices: Sequence[int] | None, count: int, path: Path) -> lis
     return indices
 
 
-def _read_image(path: Path, indices: Sequence[int] | None) -> np.ndarray:
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 (f, H, W, 3)`` -> ``(f, h, w, 3)``: torch's antialiased bilinear on uint8 (its fast kernel).
+
+    Within one level (of 255) of resizing the float frames: the uint8 kernel rounds its output.
+    """
+    if frames.shape[1:3] == tuple(size):
+        return frames
+    pixels = torch.from_numpy(rearrange(frames, "f h w c -> f c h w"))
+    pixels = F.interpolate(pixels, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    return rearrange(pixels, "f c h w -> f h w c").numpy()
+
+
+def _read_image(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None) -> np.ndarray:
     try:
         image = iio3.imread(path, mode="RGB")
     except Exception as e:  # imageio/Pillow raise assorted types for bad files
         raise VideoReadError(path, f"image decoder: {e}") from e
-    frames = image[None]  # (1, h, w, 3)
-    return frames[_check_indices(indices, 1, path)]
+    frames = image[None][_check_indices(indices, 1, path)]  # (f, h, w, 3)
+    return frames if size is None else resize_frames(frames, size)
 
 
-def _decord_reader(path: Path):
-    return _decord().VideoReader(str(path))
-
-
-def _count_decord(path: Path) -> int:
-    return len(_decord_reader(path))
-
-
-def _read_decord(path: Path, indices: Sequence[int] | None) -> np.ndarray:
-    reader = _decord_reader(path)
-    indices = _check_indices(indices, len(reader), path)
-    frames = reader.get_batch(indices).asnumpy()
-    if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
-        raise RuntimeError(f"decord returned frames of shape {frames.shape} for {len(indices)} indices")
-    return frames
-
-
-def _count_pyav(path: Path) -> int:
+def _decode(container, path: Path):
+    """PyAV's decoded frames of an open container, in order. Decoding stops at the first error once a frame has
+    decoded (a damaged or truncated file: its frames before the damage are used; a warning names the file once)."""
     import av
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        if stream.frames > 0:  # from the container header; 0 when the format does not store it
-            return stream.frames
-        return sum(1 for _ in container.decode(stream))
-
-
-def _read_pyav(path: Path, indices: Sequence[int] | None) -> np.ndarray:
-    """Decode sequentially up to the last wanted frame (exact, no seeking) and keep the wanted ones."""
-    import av
-
-    wanted = None if indices is None else [int(i) for i in indices]
-    last = None if wanted is None else max(wanted, default=-1)
-    decoded: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            decoded.append(frame.to_ndarray(format="rgb24"))
-            if last is not None and len(decoded) > last:
-                break
-    if not decoded:
-        raise RuntimeError("no video frames decoded")
-    if wanted is None:
-        return np.stack(decoded)
-    # stopping early means every wanted index was decoded; otherwise len(decoded) is the clip length
-    wanted = _check_indices(wanted, len(decoded), path)
-    return np.stack([decoded[i] for i in wanted])
-
-
-_OPS = {("decord", "read"): _read_decord, ("decord", "count"): _count_decord,
-        ("pyav", "read"): _read_pyav, ("pyav", "count"): _count_pyav}
-
-
-def _run(backend: str, op: str, path: Path, *args):
-    """Call a backend's "read" or "count", turning decoder failures into VideoReadError."""
+    if not container.streams.video:
+        raise RuntimeError("the file has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    decoded = 0
     try:
-        return _OPS[backend, op](path, *args)
+        for frame in container.decode(stream):
+            yield frame
+            decoded += 1
+    except av.FFmpegError as e:
+        if decoded == 0:
+            raise
+        if str(path) not in _damaged_warned:
+            _damaged_warned.add(str(path))
+            log.warning("%s is damaged after frame %d (%s): using its first %d frames",
+                        path, decoded, _first_line(e), decoded)
+
+
+@functools.lru_cache(maxsize=2**16)
+def _probe_video(path: Path, mtime_ns: int, size: int) -> VideoInfo:
+    """``probe`` of one version of a file (the cache key includes its modification time and size)."""
+    import av
+
+    frames, height, width = 0, 0, 0
+    with av.open(str(path)) as container:
+        for frame in _decode(container, path):  # decode only: no conversion to RGB
+            frames, height, width = frames + 1, frame.height, frame.width
+        if frames == 0:
+            raise RuntimeError("no video frame decodes")
+        stream = container.streams.video[0]
+        if stream.frames > frames:  # the header's count (0 where the container stores none)
+            log.warning("%s: its header claims %d frames but %d decode: using those %d", path, stream.frames,
+                        frames, frames)
+        return VideoInfo(frames, height, width, container.format.name, stream.codec_context.name)
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, size and container of a video (or still image), decoding it once with PyAV; cached per file.
+
+    The count is of the frames that decode, never a header's claim: headers can be wrong (an mp4 claiming 456
+    frames of which 455 decode; an AVI with a damaged index claiming 68 of 444), and a decoder asked for a frame
+    that is not there pads with a repeated one. Raises FileNotFoundError or VideoReadError.
+    """
+    path = Path(path)
+    _check_exists(path)
+    if _is_image(path):
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except Exception as e:  # Pillow raises assorted types for bad files
+            raise VideoReadError(path, f"image decoder: {e}") from e
+        return VideoInfo(1, height, width, "image", "image")
+    stat = path.stat()
+    try:
+        return _probe_video(path.resolve(), stat.st_mtime_ns, stat.st_size)
+    except Exception as e:  # PyAV raises av.FFmpegError (a ValueError) for files it cannot open or decode
+        raise VideoReadError(path, f"pyav: {_first_line(e)}") from e
+
+
+def _read_decord(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None,
+                 expected: int | None = None) -> np.ndarray:
+    """decord's frames; ``expected`` (the count that decodes) is checked against decord's own count."""
+    reader = _decord().VideoReader(str(path))
+    if expected is not None and len(reader) != expected:
+        raise RuntimeError(f"decord counts {len(reader)} frames where {expected} decode")
+    indices = _check_indices(indices, len(reader), path)
+    chunks = [indices] if size is None else [[i] for i in indices]  # resizing: hold one full-size frame at a time
+    out = []
+    for chunk in chunks:
+        frames = reader.get_batch(chunk).asnumpy()
+        if frames.ndim != 4 or frames.shape[0] != len(chunk) or frames.shape[-1] != 3:
+            raise RuntimeError(f"decord returned frames of shape {frames.shape} for {len(chunk)} indices")
+        out.append(frames if size is None else resize_frames(frames, size))
+    return np.concatenate(out)
+
+
+def _read_pyav(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None) -> np.ndarray:
+    """Decode sequentially (exact: no seeking) up to the last wanted frame, converting only the wanted ones."""
+    import av
+
+    wanted = None if indices is None else set(indices)
+    last = None if indices is None else max(indices)
+    kept: dict[int, np.ndarray] = {}
+    count = 0
+    with av.open(str(path)) as container:
+        for count, frame in enumerate(_decode(container, path), start=1):
+            k = count - 1
+            if wanted is None or k in wanted:
+                rgb = frame.to_ndarray(format="rgb24")[None]
+                kept[k] = rgb if size is None else resize_frames(rgb, size)
+            if k == last:
+                break
+    if count == 0:
+        raise RuntimeError("no video frames decoded")
+    return np.concatenate([kept[i] for i in _check_indices(indices, count, path)])
+
+
+_READERS = {"decord": _read_decord, "pyav": _read_pyav}
+
+
+def _run(backend: str, path: Path, *args):
+    """Read with one backend, turning decoder failures into VideoReadError."""
+    try:
+        return _READERS[backend](path, *args)
     except IndexError:
         raise
     except Exception as e:  # decord raises RuntimeError/DECORDError, PyAV raises av.FFmpegError (a ValueError)
@@ -197,17 +302,23 @@ def _check_backend(backend: str) -> None:
         raise ImportError("backend='decord' needs the decord package: pip install decord")
 
 
-def _dispatch(path: Path, backend: str, op: str, *args):
-    """Run ``op`` with the chosen backend; "auto" = decord, then PyAV for this file if decord fails."""
-    if backend != "auto":
-        return _run(backend, op, path, *args)
-    if _decord() is None or path.suffix.lower() == ".gif":  # decord cannot read gifs
-        return _run("pyav", op, path, *args)
+def _read_auto(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None) -> np.ndarray:
+    """decord where its answer is exact (``VideoInfo.decord_exact``, and its count equals what decodes), else PyAV.
+
+    PyAV also serves every clip decord fails on (a warning names the first few files), and whole clips
+    (``indices=None``: a sequential decode, where decord's random access gains nothing).
+    """
+    if _decord() is None or indices is None:
+        return _run("pyav", path, indices, size)
+    info = probe(path)
+    indices = _check_indices(indices, info.frames, path)
+    if not info.decord_exact:
+        return _run("pyav", path, indices, size)
     try:
-        return _run("decord", op, path, *args)
+        return _run("decord", path, indices, size, info.frames)
     except VideoReadError as first:
         try:
-            result = _run("pyav", op, path, *args)
+            result = _run("pyav", path, indices, size)
         except VideoReadError as second:
             raise VideoReadError(path, f"{first.reason}; {second.reason}") from second
         if str(path) not in _fallback_warned:
@@ -218,30 +329,32 @@ def _dispatch(path: Path, backend: str, op: str, *args):
         return result
 
 
-def read_video(path: str | os.PathLike, indices: Sequence[int] | None = None, backend: str = "auto") -> np.ndarray:
+def read_video(path: str | os.PathLike, indices: Sequence[int] | None = None, backend: str = "auto",
+               size: tuple[int, int] | None = None) -> np.ndarray:
     """Frames ``indices`` (all when None) of a video or still image, as ``uint8 (f, h, w, 3)``.
 
-    Raises FileNotFoundError for a missing file, VideoReadError for one that cannot be decoded,
-    IndexError for frame indices outside the clip.
+    ``size=(h, w)`` resizes each frame as soon as it is decoded (``resize_frames``), so a large clip is never
+    held at full size. ``backend="auto"`` returns exact frames (see the module docstring); ``"decord"`` and
+    ``"pyav"`` force one decoder, decord's answer unchecked. Raises FileNotFoundError for a missing file,
+    VideoReadError for one that cannot be decoded, IndexError for frame indices outside the clip.
     """
     path = Path(path)
     _check_backend(backend)
     _check_exists(path)
     if indices is not None and len(indices) == 0:
         raise ValueError(f"no frame indices given for {path}")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ValueError(f"size must be (height, width) with both >= 1, got {size}")
     if _is_image(path):
-        return _read_image(path, indices)
-    return _dispatch(path, backend, "read", indices)
+        return _read_image(path, indices, size)
+    if backend == "auto":
+        return _read_auto(path, indices, size)
+    return _run(backend, path, indices, size)
 
 
-def count_frames(path: str | os.PathLike, backend: str = "auto") -> int:
-    """Number of frames (1 for a still image); read from the container index, without decoding, when possible."""
-    path = Path(path)
-    _check_backend(backend)
-    _check_exists(path)
-    if _is_image(path):
-        return 1
-    return _dispatch(path, backend, "count")
+def count_frames(path: str | os.PathLike) -> int:
+    """Number of frames that decode (1 for a still image): ``probe(path).frames``."""
+    return probe(path).frames
 
 
 def video_fps(path: str | os.PathLike) -> float:
