@@ -13,23 +13,37 @@ Examples
   # several processes: accelerate launch benchmarks/vbench_eval.py --videos DIR --out eval/x
 
 Backends
-  project (default): temporal_flickering is VBench's exact formula; dynamic_degree and
-    motion_smoothness use OpenCV optical flow (proxies for RAFT and AMT-S with VBench's thresholds
-    and protocol); imaging_quality uses BRISQUE, clip((100 - BRISQUE) / 100) (a proxy for MUSIQ);
-    subject_consistency (DINO ViT-B/16), background_consistency and appearance_style (CLIP ViT-B/32)
-    and aesthetic_quality (CLIP ViT-L/14 + LAION head) run through transformers from --weights;
-    overall_consistency / temporal_style use CLIP frame-text cosine (a proxy for ViCLIP). GRiT / UMT /
-    Tag2Text dimensions are skipped. Proxies are labelled in every output; a dimension that cannot
-    be computed is reported as skipped with the reason and the fix, never as 0.
-  official: runs the `vbench` package (pip install vbench; downloads weights on first use).
+  project (default): temporal_flickering is VBench's exact formula, scored (like VBench) only on
+    static videos, the first 5 per prompt, when the static filter is on (--static-filter; auto = on
+    when a prompt has more than 5 videos, VBench's protocol samples 25; otherwise the score is
+    labelled "not applied"); dynamic_degree, motion_smoothness and the static filter use OpenCV
+    optical flow (proxies for RAFT and AMT-S with VBench's thresholds and protocol);
+    imaging_quality uses (1 - blur effect) x (1 - noise sigma / 30) on frames with longer side
+    <= 512 (a proxy for MUSIQ that ranks sharp > blurred > noise); subject_consistency (DINO
+    ViT-B/16), background_consistency and appearance_style (CLIP ViT-B/32) and aesthetic_quality
+    (CLIP ViT-L/14 + LAION head) run through transformers from --weights; overall_consistency /
+    temporal_style use CLIP frame-text cosine (a proxy for ViCLIP). GRiT / UMT / Tag2Text
+    dimensions are skipped. Proxies are labelled in every output; a dimension that cannot be
+    computed is reported as skipped with the reason and the fix, never as 0. Each clip is decoded
+    once and streamed through every dimension; --workers clips are scored in parallel.
+  official: runs the `vbench` package (pip install vbench; downloads weights on first use) in
+    VBench's standard mode with --prompts VBench_full_info.json, else in its custom_input mode
+    (without the six dimensions that mode refuses; prompts passed as its {file: prompt} map).
+
+Scores: VBench's Quality / Semantic / Total when all 16 dimensions are present; otherwise the
+partial scores over the dimensions present *and* what VBench's cal_final_score.py would print
+(missing dimensions counted as 0), both labelled. The last line names unreadable videos;
+--strict exits 1 when there are any.
 
 Outputs (in --out): {name}_eval_results.json (VBench's format), summary.json (raw, normalised,
 Quality / Semantic / Total or the missing dimensions), per_video.jsonl, report.md, report.html,
-radar.png, frames.png; with --compare: compare.md, compare.html, compare_radar.png.
+radar.png, frames.png; with --compare: compare.md, compare.html, compare_radar.png (only the
+dimensions every run scored the same way).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +52,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.vbench import report  # noqa: E402
 from benchmarks.vbench.inputs import IMAGE_EXTS, attach_dimensions, collect_videos, load_prompts  # noqa: E402
+from benchmarks.vbench.runner import STATIC_FILTER_MODES  # noqa: E402
 from benchmarks.vbench.spec import ALL_DIMS, VBENCH_DIMS  # noqa: E402
 
 
@@ -54,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--limit", type=int, help="evaluate only the first N videos (quick runs)")
     gen = p.add_argument_group("generation (with --checkpoint)")
     gen.add_argument("--samples", type=int, default=5, help="videos per prompt (VBench: 5)")
+    gen.add_argument("--flicker-samples", type=int, default=25,
+                     help="videos per prompt that lists temporal_flickering in VBench's JSON (VBench: 25, "
+                     "of which its static filter keeps 5)")
     gen.add_argument("--frames", type=int, default=16)
     gen.add_argument("--height", type=int, default=256)
     gen.add_argument("--width", type=int, default=256)
@@ -70,13 +88,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "(transformers save_pretrained) and sa_0_4_vit_l_14_linear.pth")
     ev.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="OpenCV optical flow")
     ev.add_argument("--device", default=None, help="torch device for learned models (default: accelerate's)")
-    ev.add_argument("--batch-size", type=int, default=4, help="videos read and scored together")
+    ev.add_argument("--workers", type=int, default=os.cpu_count(),
+                    help="clips scored in parallel threads (default: the CPU cores)")
+    ev.add_argument("--static-filter", choices=STATIC_FILTER_MODES, default="auto",
+                    help="VBench's static filter for temporal_flickering (score only static videos, the "
+                    "first 5 per prompt); auto: on when a prompt has more than 5 videos")
     ev.add_argument("--no-progress", action="store_true")
     out = p.add_argument_group("outputs")
     out.add_argument("--out", type=Path, help="output folder")
     out.add_argument("--name", default=None, help="run name (default: the output folder's name)")
     out.add_argument("--compare", nargs="+", type=Path, metavar="RUN", help="run folders (summary.json) to compare")
     out.add_argument("--no-report", action="store_true")
+    out.add_argument("--strict", action="store_true", help="exit with status 1 when a video cannot be read")
     p.add_argument("--list-dims", action="store_true", help="list the dimensions and exit")
     args = p.parse_args(argv)
     if not args.list_dims:
@@ -112,7 +135,7 @@ def gather_items(args) -> list[dict]:
     if args.checkpoint:
         from benchmarks.vbench.generate import generate_videos, plan
 
-        items = plan(prompts, args.samples, args.videos or args.out / "videos")[: args.limit]
+        items = plan(prompts, args.samples, args.videos or args.out / "videos", args.flicker_samples)[: args.limit]
         generate_videos(args.checkpoint, items, frames=args.frames, height=args.height, width=args.width,
                         steps=args.steps, guidance=args.guidance, seed=args.seed, batch_size=args.gen_batch,
                         fps=args.fps, progress=not args.no_progress)
@@ -130,18 +153,20 @@ def evaluate_run(args, name: str) -> dict | None:
     from benchmarks.vbench.scorers import ScorerContext
 
     state = PartialState()
+    if args.backend == "official":
+        from benchmarks.vbench.official import check_available, run_official
+
+        check_available()  # before any video is generated
     items = gather_items(args)
     dims = args.dims or default_dims(items)
     if args.backend == "official":
-        from benchmarks.vbench.official import run_official
-
-        videos_dir = args.videos or args.out / "videos"
-        ev = run_official(videos_dir, args.out, name, [d for d in dims if d in VBENCH_DIMS], args.prompts,
+        ev = run_official(items, args.videos or args.out / "videos", args.out, name, dims, args.prompts,
                           args.device or str(state.device))
     else:
         ctx = ScorerContext(weights=args.weights, device=args.device or str(state.device),
                             options={"flow": args.flow})
-        ev = evaluate(items, dims, ctx, batch_size=args.batch_size, progress=not args.no_progress)
+        ev = evaluate(items, dims, ctx, workers=args.workers, static_filter=args.static_filter,
+                      progress=not args.no_progress)
     if not state.is_main_process:
         return None
     config = {k: str(v) for k, v in vars(args).items() if v is not None}
@@ -166,11 +191,37 @@ def main(argv=None) -> int:
     if args.compare:
         summaries = [report.load_summary(r) for r in args.compare] + ([summary] if summary else [])
         report.write_comparison(summaries, args.out)
-    if summary is not None:
-        s = summary["scores"]
-        print(f"{name}: quality {s['quality']}, semantic {s['semantic']}, total {s['total']}; "
-              f"scored {len(summary['dimensions'])}, skipped {len(summary['skipped'])} -> {args.out}")
-    return 0
+    if summary is None:
+        return 0
+    print(final_line(summary, args.out))
+    return 1 if args.strict and summary["errors"] else 0
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def final_line(summary: dict, out: Path) -> str:
+    """The run in one line: VBench's scores (or the partial ones and what VBench's script would
+    print, both labelled), what was scored and skipped, and the unreadable videos."""
+    s, v = summary["scores"], summary["scores"]["vbench_script"]
+    if s["total"] is not None:
+        scores = f"quality {_pct(s['quality'])}, semantic {_pct(s['semantic'])}, total {_pct(s['total'])}"
+    else:
+        p = s["partial"]
+        scores = (f"partial (dimensions present only) quality {_pct(p['quality'])}, semantic "
+                  f"{_pct(p['semantic'])}, total {_pct(p['total'])}; VBench's cal_final_score would print "
+                  f"total {_pct(v['total'])} ({len(v['zeroed'])} missing dimensions counted as 0)")
+    line = (f"{summary['name']}: {scores}; scored {len(summary['dimensions'])}, "
+            f"skipped {len(summary['skipped'])}")
+    errors = summary["errors"]
+    if errors:
+        names = ", ".join(Path(e["video"]).name for e in errors[:UNREADABLE_SHOWN])
+        line += f"; {len(errors)} unreadable videos ({names}{', ...' if len(errors) > UNREADABLE_SHOWN else ''})"
+    return f"{line} -> {out}"
+
+
+UNREADABLE_SHOWN = 3  # unreadable videos named on the final line
 
 
 if __name__ == "__main__":

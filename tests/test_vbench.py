@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.vbench import classical, synthetic
 from benchmarks.vbench.aggregate import final_scores
-from benchmarks.vbench.scorers import ScorerContext, build
+from benchmarks.vbench.scorers import ScorerContext, build, feed
 from benchmarks.vbench_eval import main
 from videosspo import synth
 from videosspo.video import read_video, write_video
@@ -71,15 +71,59 @@ def test_motion_smoothness_static_one_and_smooth_beats_jitter():
     assert classical.motion_smoothness_score(jitter) < classical.motion_smoothness_score(smooth)
 
 
-def test_brisque_proxy_prefers_sharp_image():
+def _iq(frames) -> float:
+    return feed(classical.ImagingQuality(), frames)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
+def test_imaging_quality_ranks_sharp_over_blurred_noised_and_noise(name):
+    """Issue 11.1: on natural photographs (bundled with scikit-image) sharp > blurred (sigma 4),
+    sharp > noised (sigma 15, 30), and every one of them > i.i.d. noise."""
+    import cv2
+    import skimage.data
+
+    rng = np.random.default_rng(0)
+    sharp = getattr(skimage.data, name)()
+    noised = {s: np.clip(sharp + rng.normal(0, s, sharp.shape), 0, 255).astype(np.uint8) for s in (15, 30)}
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 4)
+    noise = rng.integers(0, 256, sharp.shape, dtype=np.uint8)
+    q = {k: _iq([v]) for k, v in {"sharp": sharp, "blur": blurred, "n15": noised[15], "n30": noised[30],
+                                  "noise": noise}.items()}
+    assert q["sharp"] > q["blur"] and q["sharp"] > q["n15"] > q["n30"], q
+    assert min(q["sharp"], q["blur"], q["n15"], q["n30"]) > q["noise"] >= 0, q
+
+
+def test_blur_effect_equals_scikit_image():
+    """The OpenCV blur metric is scikit-image's blur_effect (Crete-Roffet 2007), only faster."""
+    import cv2
+    from skimage.data import camera
+    from skimage.measure import blur_effect
+
+    sharp = camera().astype(np.float32)
+    for img in (sharp, cv2.GaussianBlur(sharp, (0, 0), 4), sharp[:40, :70]):
+        assert classical.blur_effect(img) == pytest.approx(blur_effect(img), abs=1e-6)
+
+
+def test_imaging_quality_flat_frames_are_zero_and_counted():
+    """Issue 11.2: uniform and black frames (std 0) score 0, never NaN, and are counted."""
+    fade = moving_square(frames=4, size=64)
+    fade[2:] = 0  # fade to black
+    acc = classical.ImagingQuality()
+    score = feed(acc, fade)
+    assert acc.notes == {"flat_frames": 2}
+    assert score == pytest.approx(np.mean([classical.blur_noise_quality(f) for f in fade[:2]]) / 2)
+    assert _iq(np.full((3, 32, 32, 3), 128, np.uint8)) == 0.0
+
+
+def test_imaging_quality_resizes_longer_side_to_512():
+    """Issue 11.3: VBench's preprocessing: longer side <= 512 px (bilinear) before scoring."""
     import cv2
     from skimage.data import astronaut
 
-    sharp = astronaut()  # a natural photograph bundled with scikit-image
-    model = __import__("brisque").BRISQUE(url=False)
-    s_sharp = classical.brisque_to_unit(classical.brisque_score(sharp, model))
-    s_blur = classical.brisque_to_unit(classical.brisque_score(cv2.GaussianBlur(sharp, (9, 9), 4), model))
-    assert 0 <= s_blur < s_sharp <= 1
+    big = cv2.resize(astronaut(), (1024, 768), interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(big, (512, 384), interpolation=cv2.INTER_LINEAR)
+    assert _iq([big]) == pytest.approx(classical.blur_noise_quality(small), abs=1e-12)
+    assert _iq([big]) != pytest.approx(classical.blur_noise_quality(big), abs=1e-3)
 
 
 # ----------------------------------------------------------------------------- synthetic world
@@ -179,7 +223,7 @@ def test_cli_writes_vbench_results_summary_and_report(synth_dataset, tmp_path):
     assert len(rows) == 4
     dims = summary["dimensions"]
     assert dims["temporal_flickering"]["proxy"] is False and dims["imaging_quality"]["proxy"] is True
-    assert "brisque" in dims["imaging_quality"]["backend"] and "proxy" in dims["dynamic_degree"]["backend"]
+    assert "blur effect" in dims["imaging_quality"]["backend"] and "proxy" in dims["dynamic_degree"]["backend"]
     assert dims["synthetic_color"]["raw"] == 1.0 and dims["synthetic_direction"]["raw"] == 1.0
     assert "subject_consistency" in summary["skipped"] and "subject_consistency" not in results
     assert summary["scores"]["total"] is None
@@ -263,3 +307,172 @@ def test_full_info_scopes_dimensions_per_prompt(tmp_path):
     res = json.loads((tmp_path / "o" / "o_eval_results.json").read_text())
     assert [r["video_path"].endswith("still-0.mp4") for r in res["temporal_flickering"][1]] == [True]
     assert res["dynamic_degree"][0] == 1.0 and len(res["dynamic_degree"][1]) == 1
+
+
+# ----------------------------------------------------------------------------- issue 11: protocol
+
+def _parse_strict(text: str):
+    """json.loads that rejects NaN / Infinity (invalid JSON)."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+
+def test_flat_videos_give_valid_json_without_nan(tmp_path):
+    """Issue 11.2: uniform, fade-to-black and black clips: finite scores, strict JSON."""
+    folder = tmp_path / "v"
+    fade = moving_square(frames=6)
+    fade[3:] = 0
+    write_video(folder / "fade-0.mp4", fade, fps=8)
+    write_video(folder / "black-0.mp4", np.zeros((4, 32, 32, 3), np.uint8), fps=8)
+    write_video(folder / "grey-0.mp4", np.full((4, 32, 32, 3), 128, np.uint8), fps=8)
+    out = tmp_path / "o"
+    assert main(["--videos", str(folder), "--out", str(out), "--no-progress", "--no-report",
+                 "--dims", "imaging_quality", "temporal_flickering", "dynamic_degree", "motion_smoothness"]) == 0
+    summary = _parse_strict((out / "summary.json").read_text())
+    _parse_strict((out / "o_eval_results.json").read_text())
+    for line in (out / "per_video.jsonl").read_text().splitlines():
+        _parse_strict(line)
+    assert summary["dimensions"]["imaging_quality"]["flat_frames"] == 3 + 4 + 4
+    assert all(np.isfinite(d["raw"]) for d in summary["dimensions"].values())
+
+
+def _still(frames=8, size=32, seed=0):
+    """A static textured clip with a little sensor noise."""
+    rng = np.random.default_rng(seed)
+    base = np.repeat(rng.integers(0, 255, (1, size // 4, size // 4, 3), dtype=np.uint8), 4, 1).repeat(4, 2)
+    return np.clip(base + rng.normal(0, 2, (frames, size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def test_static_check_follows_vbench_rule():
+    """Issue 11.4: static_filter.py's rule on the flow proxy: a still clip is static, a moving one not."""
+    assert classical.is_static(_still()) is True
+    assert classical.is_static(moving_square(frames=8, size=32, speed=3)) is False
+    assert classical.is_static(_still(frames=1)) is None
+
+
+def test_static_filter_scores_first_five_static_videos_per_prompt(tmp_path):
+    """Issue 11.4: with more than 5 videos for a prompt (auto), flickering is scored only on static
+    videos, at most the first 5 per prompt; with 1 video per prompt the filter is off and labelled."""
+    folder = tmp_path / "v"
+    for i in range(8):  # indices 1 and 4 move; 0, 2, 3, 5, 6, 7 are static: 0 2 3 5 6 are kept
+        clip = moving_square(frames=8, size=32, speed=3) if i in (1, 4) else _still(seed=i)
+        write_video(folder / f"a still lake-{i}.mp4", clip, fps=8)
+    out = tmp_path / "o"
+    main(["--videos", str(folder), "--out", str(out), "--no-progress", "--no-report", "--dims", "temporal_flickering"])
+    summary = json.loads((out / "summary.json").read_text())
+    kept = [Path(r["video_path"]).stem[-1] for r in json.loads((out / "o_eval_results.json").read_text())
+            ["temporal_flickering"][1]]
+    assert kept == ["0", "2", "3", "5", "6"]
+    assert summary["dimensions"]["temporal_flickering"]["static_filter"].startswith("applied")
+    assert "6 of 8 videos static, 5 scored" in summary["dimensions"]["temporal_flickering"]["static_filter"]
+    main(["--videos", str(folder), "--out", str(tmp_path / "one"), "--no-progress", "--no-report", "--limit", "1",
+          "--dims", "temporal_flickering"])
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())["dimensions"]["temporal_flickering"]
+    assert one["static_filter"].startswith("not applied") and "not comparable" in one["static_filter"]
+
+
+def test_vbench_script_total_counts_missing_as_zero():
+    """Issue 11.5: VBench's cal_final_score.py: missing = raw 0, normalised (0 - Min) / (Max - Min)."""
+    s = final_scores({"temporal_flickering": 1.0, "dynamic_degree": 1.0})
+    quality = (-0.1462 / 0.8538 - 0.2615 / 0.7385 + 1.0 - 0.706 / 0.2915 + 0.5) / 6.5
+    semantic = -0.0009 / 0.2846 / 9
+    v = s["vbench_script"]
+    assert v["quality"] == pytest.approx(quality) and v["semantic"] == pytest.approx(semantic)
+    assert v["total"] == pytest.approx((4 * quality + semantic) / 5)
+    assert len(v["zeroed"]) == 14 and s["partial"]["quality"] == pytest.approx(1.5 / 1.5)
+
+
+def test_final_line_labels_partial_and_vbench_script_scores(synth_dataset, tmp_path, capsys):
+    """Issue 11.5: the CLI prints both numbers, each labelled."""
+    main(["--videos", str(synth_dataset), "--out", str(tmp_path / "o"), "--no-progress", "--no-report",
+          "--dims", "temporal_flickering", "dynamic_degree"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    total = summary["scores"]["vbench_script"]["total"]
+    assert "partial (dimensions present only)" in line
+    assert f"VBench's cal_final_score would print total {100 * total:.2f}% (14 missing dimensions counted as 0)" in line
+    assert "What VBench's `cal_final_score.py` would print" in "\n".join(
+        __import__("benchmarks.vbench.report", fromlist=["_score_lines"])._score_lines(summary))
+
+
+def test_compare_only_like_with_like(synth_dataset, tmp_path):
+    """Issue 11.6: a dimension one run did not request is left out (and said so); the group scores
+    are recomputed over the dimensions every run has."""
+    common = ["--videos", str(synth_dataset), "--no-progress", "--no-report", "--limit", "2"]
+    main(common + ["--out", str(tmp_path / "a"), "--dims", "temporal_flickering", "dynamic_degree", "motion_smoothness"])
+    main(common + ["--out", str(tmp_path / "b"), "--dims", "temporal_flickering", "motion_smoothness"])
+    main(["--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")])
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| dynamic_degree |" not in md and "dynamic_degree (b: not requested)" in md
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())
+    quality = final_scores({d: a["dimensions"][d]["raw"] for d in ("temporal_flickering", "motion_smoothness")})
+    assert f"| **quality** | {100 * quality['partial']['quality']:.2f}% |" in md
+    assert "over these 2 dimensions only" in md
+
+
+def test_unreadable_videos_on_final_line_and_strict(tmp_path, capsys):
+    """Issue 11.8: count and names on the final line; --strict exits non-zero."""
+    folder = tmp_path / "v"
+    write_video(folder / "good-0.mp4", moving_square(frames=4, size=32), fps=8)
+    (folder / "broken-0.mp4").write_bytes(b"not a video at all")
+    args = ["--videos", str(folder), "--out", str(tmp_path / "o"), "--no-progress", "--no-report",
+            "--dims", "temporal_flickering"]
+    assert main(args) == 0
+    assert "1 unreadable videos (broken-0.mp4)" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(args + ["--strict"]) == 1
+
+
+class _FakeVBench:
+    """Records what the official backend hands VBench and writes a results file like VBench's."""
+
+    calls: list = []
+
+    def __init__(self, device, full_info, out):
+        self.full_info, self.out = full_info, Path(out)
+
+    def evaluate(self, videos_path, name, dimension_list, mode, prompt_list=None):
+        _FakeVBench.calls.append({"full_info": self.full_info, "dims": dimension_list, "mode": mode,
+                                  "prompt_list": prompt_list})
+        video = str(Path(videos_path) / "a cat-0.mp4")
+        results = {d: [0.5, [{"video_path": video, "video_results": 50.0 if d == "imaging_quality" else 0.5}]]
+                   for d in dimension_list}
+        (self.out / f"{name}_eval_results.json").write_text(json.dumps(results))
+
+
+def test_official_backend_modes_and_prompt_conversion(tmp_path, monkeypatch):
+    """Issue 11.7: custom_input without VBench's JSON (minus the six dimensions it refuses, prompts
+    converted to its {file: prompt} map); vbench_standard with it; imaging quality rescaled."""
+    import types
+
+    fake = types.ModuleType("vbench")
+    fake.VBench, fake.__file__ = _FakeVBench, str(tmp_path / "pkg" / "__init__.py")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "VBench_full_info.json").write_text("[]")
+    monkeypatch.setitem(sys.modules, "vbench", fake)
+    _FakeVBench.calls = []
+    folder = tmp_path / "v"
+    write_video(folder / "a cat-0.mp4", moving_square(frames=4, size=32), fps=8)
+    dims = ["imaging_quality", "scene", "color", "overall_consistency"]
+    main(["--videos", str(folder), "--out", str(tmp_path / "o"), "--backend", "official", "--no-report",
+          "--dims", *dims])
+    call = _FakeVBench.calls[-1]
+    assert call["mode"] == "custom_input" and call["dims"] == ["imaging_quality", "overall_consistency"]
+    assert call["prompt_list"] == {"a cat-0.mp4": "a cat"}
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert set(summary["skipped"]) == {"scene", "color"} and "custom_input" in summary["skipped"]["scene"]["reason"]
+    assert summary["dimensions"]["imaging_quality"]["raw"] == 0.5
+    assert json.loads((tmp_path / "o" / "o_prompts.json").read_text()) == {"a cat-0.mp4": "a cat"}
+    info = tmp_path / "VBench_full_info.json"
+    info.write_text(json.dumps([{"prompt_en": "a cat", "dimension": dims}]))
+    main(["--videos", str(folder), "--out", str(tmp_path / "s"), "--backend", "official", "--no-report",
+          "--prompts", str(info), "--dims", *dims])
+    assert _FakeVBench.calls[-1]["mode"] == "vbench_standard" and _FakeVBench.calls[-1]["dims"] == dims
+    assert _FakeVBench.calls[-1]["full_info"] == str(info)
+
+
+def test_official_backend_checks_import_before_generating(tmp_path, capsys, monkeypatch):
+    """Issue 11.7: with --checkpoint, a missing vbench package fails before any video is generated."""
+    monkeypatch.setitem(sys.modules, "vbench", None)
+    (tmp_path / "p.txt").write_text("a cat\n")
+    assert main(["--checkpoint", str(tmp_path / "no_such_ckpt"), "--prompts", str(tmp_path / "p.txt"),
+                 "--out", str(tmp_path / "o"), "--backend", "official"]) == 2
+    assert "pip install vbench" in capsys.readouterr().err and not (tmp_path / "o" / "videos").exists()

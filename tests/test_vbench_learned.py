@@ -103,3 +103,36 @@ def test_generate_from_checkpoint_resumable(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "videos").iterdir()} == mtimes
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["n_videos"] == 4 and "temporal_flickering" in summary["dimensions"]
+
+
+def test_dino_sees_the_whole_frame_like_vbench(weights):
+    """VBench's dino_transform resizes the shorter side only (no centre crop): the ViT interpolates
+    its position embeddings, so pixels a crop would cut off change the features."""
+    from benchmarks.vbench.learned import preprocess
+
+    assert tuple(preprocess(np.zeros((1, 40, 64, 3), np.uint8), 32, (0,) * 3, (1,) * 3, crop=False).shape) == (1, 3, 32, 51)
+    enc = load_encoder(weights / "dino_vitb16", "dino", "cpu")
+    a = np.random.default_rng(0).integers(0, 255, (2, 32, 64, 3), dtype=np.uint8)
+    b = a.copy()
+    b[:, :, :8] = 0  # outside a 32 x 32 centre crop
+    assert not torch.allclose(enc.images(a), enc.images(b))
+
+
+def test_consistency_dimension_mean_weights_frames(weights, tmp_path):
+    """VBench averages subject / background consistency over all frames of all videos."""
+    from videosspo.video import write_video
+
+    folder = tmp_path / "videos"
+    rng = np.random.default_rng(1)
+    for i, frames in enumerate((3, 5)):
+        write_video(folder / f"a cat-{i}.mp4", rng.integers(0, 255, (frames, 32, 32, 3), dtype=np.uint8), fps=8)
+    out = tmp_path / "run"
+    main(["--videos", str(folder), "--weights", str(weights), "--out", str(out), "--no-progress", "--no-report",
+          "--dims", "subject_consistency", "background_consistency"])
+    rows = [json.loads(line) for line in (out / "per_video.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "summary.json").read_text())
+    for dim in ("subject_consistency", "background_consistency"):
+        per_video = [r["scores"][dim] for r in rows]
+        assert [r["notes"][dim]["frame_pairs"] for r in rows] == [2, 4]
+        assert summary["dimensions"][dim]["raw"] == pytest.approx((2 * per_video[0] + 4 * per_video[1]) / 6)
+        assert per_video[0] != pytest.approx(per_video[1])

@@ -42,7 +42,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import imageio.v2 as iio2
 import imageio.v3 as iio3
@@ -355,6 +355,29 @@ def read_video(path: str | os.PathLike, indices: Sequence[int] | None = None, ba
 def count_frames(path: str | os.PathLike) -> int:
     """Number of frames that decode (1 for a still image): ``probe(path).frames``."""
     return probe(path).frames
+
+
+def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Yield a video's (or still image's) frames one at a time as ``uint8 (h, w, 3)``, decoded
+    sequentially by PyAV (exact; a damaged file yields its frames before the damage), so a long clip
+    is never held whole. Raises FileNotFoundError, or VideoReadError when nothing decodes."""
+    import av
+
+    path = Path(path)
+    _check_exists(path)
+    if _is_image(path):
+        yield _read_image(path, None, None)[0]
+        return
+    try:
+        with av.open(str(path)) as container:
+            decoded = 0
+            for frame in _decode(container, path):
+                decoded += 1
+                yield frame.to_ndarray(format="rgb24")
+            if decoded == 0:
+                raise RuntimeError("no video frames decoded")
+    except Exception as e:  # PyAV raises av.FFmpegError (a ValueError) for files it cannot open or decode
+        raise VideoReadError(path, f"pyav: {_first_line(e)}") from e
 
 
 def video_fps(path: str | os.PathLike) -> float:

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import (QUALITY_DIMS, SEMANTIC_DIMS, TOTAL_QUALITY_WEIGHT, TOTAL_SEMANTIC_WEIGHT,
+from .spec import (PER_VIDEO_SCALE, QUALITY_DIMS, SEMANTIC_DIMS, TOTAL_QUALITY_WEIGHT, TOTAL_SEMANTIC_WEIGHT,
                    VBENCH_DIMS)
 
 
-def dimension_mean(rows: list[dict]) -> float | None:
-    """Mean of a dimension's per-video scores, ignoring videos out of its scope (None)."""
-    vals = [r["video_results"] for r in rows if r["video_results"] is not None]
-    return float(np.mean(vals)) if vals else None
+def dimension_mean(rows: list[dict], weights: list[float] | None = None) -> float | None:
+    """(Weighted) mean of a dimension's per-video scores, ignoring videos out of its scope (None)."""
+    weights = [1.0] * len(rows) if weights is None else weights
+    pairs = [(r["video_results"], w) for r, w in zip(rows, weights) if r["video_results"] is not None]
+    if not pairs or not sum(w for _, w in pairs):
+        return None
+    return float(np.average([v for v, _ in pairs], weights=[w for _, w in pairs]))
 
 
-def eval_results(per_video: dict[str, list[dict]]) -> dict:
-    """VBench's file: ``{dim: [mean, [{"video_path": ..., "video_results": s}, ...]]}``."""
+def eval_results(per_video: dict[str, list[dict]], means: dict[str, float]) -> dict:
+    """VBench's file: ``{dim: [mean, [{"video_path": ..., "video_results": s}, ...]]}``, with the
+    dimension means given and per-video values on VBench's scale (imaging quality: 0..100)."""
     out = {}
     for dim, rows in per_video.items():
-        scored = [r for r in rows if r["video_results"] is not None]
-        if scored:
-            out[dim] = [dimension_mean(scored), scored]
+        scale = PER_VIDEO_SCALE.get(dim, 1.0)
+        scored = [{**r, "video_results": r["video_results"] * scale} for r in rows if r["video_results"] is not None]
+        if scored and dim in means:
+            out[dim] = [means[dim], scored]
     return out
 
 
@@ -61,4 +66,20 @@ def final_scores(raw: dict[str, float]) -> dict:
         "missing": {"quality": q_missing, "semantic": s_missing},
         "partial": {"quality": quality, "semantic": semantic, "total": partial_total,
                     "note": "over the dimensions present only; not comparable with VBench's numbers"},
+        "vbench_script": vbench_script_scores(raw),
     }
+
+
+def vbench_script_scores(raw: dict[str, float]) -> dict:
+    """What VBench's ``scripts/cal_final_score.py`` prints for these results: a missing dimension
+    counts as raw 0, normalised (0 - Min) / (Max - Min) (negative where Min > 0), and the Quality /
+    Semantic / Total formulas run over all 16 regardless."""
+    full = {d: raw.get(d, 0.0) for d in VBENCH_DIMS}
+    norm = normalised(full)
+    quality, _ = _group(norm, QUALITY_DIMS)
+    semantic, _ = _group(norm, SEMANTIC_DIMS)
+    total = (TOTAL_QUALITY_WEIGHT * quality + TOTAL_SEMANTIC_WEIGHT * semantic) / (
+        TOTAL_QUALITY_WEIGHT + TOTAL_SEMANTIC_WEIGHT)
+    return {"quality": quality, "semantic": semantic, "total": total,
+            "zeroed": [d for d in VBENCH_DIMS if d not in raw],
+            "note": "VBench's cal_final_score.py: missing dimensions count as 0"}

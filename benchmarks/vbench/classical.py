@@ -1,22 +1,30 @@
-"""Weight-free dimensions: temporal flickering (exact), dynamic degree and motion smoothness with
-classical optical flow, imaging quality with BRISQUE (a proxy for MUSIQ)."""
+"""Weight-free dimensions, streamed frame by frame: temporal flickering (VBench's formula, exact)
+with VBench's static filter, dynamic degree and motion smoothness with classical optical flow, and
+imaging quality with a blur/noise measure (a proxy for MUSIQ).
+
+Working resolution (VBench's preprocessing, per dimension)
+  temporal flickering  every frame at full resolution, no sampling (VBench: same).
+  imaging quality      frames resized so the longer side is at most 512 px (bilinear), VBench's
+                       default ``imaging_quality_preprocessing_mode='longer'`` before MUSIQ.
+  dynamic degree,      VBench runs RAFT at full resolution with thresholds proportional to
+  static filter        min(H, W) / 256; flow magnitudes scale with the frame, so the proxy computes
+                       flow on frames whose shorter side is at most ``FLOW_SIDE`` px and applies the
+                       same formula to that size.
+  motion smoothness    flow at ``FLOW_SIDE`` (scaled back up), warping and the MAE at full
+                       resolution, as VBench's AMT-S score is.
+"""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
-from .scorers import ScorerContext, Unavailable, register
+from .scorers import Scorer, ScorerContext, Unavailable, feed, register
 
-
-def _mae(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two uint8 frames on 0..255, over pixels and channels."""
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-
-
-def temporal_flickering_score(video: np.ndarray) -> float | None:
-    """VBench: (255 - mean_i MAE(frame_i, frame_i+1)) / 255; None for a single frame."""
-    if len(video) < 2:
-        return None
-    return (255.0 - float(np.mean([_mae(a, b) for a, b in zip(video[:-1], video[1:])]))) / 255.0
+FLOW_SIDE = 256  # shorter side (px) of the frames the optical-flow proxies run on
+IQ_LONGER_SIDE = 512  # VBench: imaging quality on frames with longer side <= 512
+FLAT_STD = 1.0  # grey-level std below which a frame is flat (uniform, black): imaging quality 0
+NOISE_SIGMA_MAX = 30.0  # imaging quality: estimated noise sigma (grey levels) at which it reaches 0
 
 
 def _cv2():
@@ -27,129 +35,285 @@ def _cv2():
     return cv2
 
 
-def optical_flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
-    """Dense flow (h, w, 2) from RGB frame ``a`` to ``b`` with OpenCV DIS or Farneback (no weights)."""
+def _mae(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 frames on 0..255, over pixels and channels (exact)."""
+    return _cv2().norm(a, b, _cv2().NORM_L1) / a.size
+
+
+def downscale(frame: np.ndarray, side: int, longer: bool = False) -> np.ndarray:
+    """``frame`` resized (bilinear) so its shorter (or longer) side is at most ``side`` px."""
     cv2 = _cv2()
-    ga, gb = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (a, b))
-    if method == "farneback":
-        return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(ga, gb, None)
+    h, w = frame.shape[:2]
+    scale = side / (max(h, w) if longer else min(h, w))
+    if scale >= 1:
+        return frame
+    return cv2.resize(frame, (int(scale * w), int(scale * h)), interpolation=cv2.INTER_LINEAR)
 
 
-def top5_flow_magnitude(flow: np.ndarray) -> float:
-    """VBench's per-pair statistic: mean of the largest 5% of flow magnitudes."""
+# ----------------------------------------------------------------------------- temporal flickering
+
+class Flickering:
+    """VBench: (255 - mean_i MAE(frame_i, frame_i+1)) / 255 on full-resolution frames; None for
+    a single frame."""
+
+    def __init__(self):
+        self.prev, self.total, self.pairs = None, 0.0, 0
+
+    def update(self, frame):
+        if self.prev is not None:
+            self.total += _mae(self.prev, frame)
+            self.pairs += 1
+        self.prev = frame
+
+    def result(self):
+        return (255.0 - self.total / self.pairs) / 255.0 if self.pairs else None
+
+
+def temporal_flickering_score(video: np.ndarray) -> float | None:
+    return feed(Flickering(), video)
+
+
+# ----------------------------------------------------------------------------- optical flow
+
+class Flow:
+    """Dense flow between grey frames with OpenCV DIS or Farneback (no weights)."""
+
+    def __init__(self, method: str = "dis"):
+        cv2 = _cv2()
+        self.method = method
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
+
+    def __call__(self, ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
+        """Flow (h, w, 2) from ``ga`` to ``gb``."""
+        if self.dis is not None:
+            return self.dis.calc(ga, gb, None)
+        return _cv2().calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+def flow_frame(frame: np.ndarray) -> np.ndarray:
+    """The grey frame at the flow proxies' working resolution."""
+    return _cv2().cvtColor(downscale(frame, FLOW_SIDE), _cv2().COLOR_RGB2GRAY)
+
+
+def optical_flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
+    """Dense flow (h, w, 2) from RGB frame ``a`` to ``b`` at their own resolution."""
+    cv2 = _cv2()
+    return Flow(method)(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY))
+
+
+def top_flow_magnitude(flow: np.ndarray, fraction: float = 0.05) -> float:
+    """VBench's per-pair statistic: mean of the largest ``fraction`` of flow magnitudes (5% for
+    dynamic degree, 2% for the static filter)."""
     rad = np.sqrt((flow ** 2).sum(-1)).ravel()
-    cut = max(int(rad.size * 0.05), 1)
-    return float(np.sort(rad)[::-1][:cut].mean())
+    cut = max(int(rad.size * fraction), 1)
+    return float(np.partition(rad, rad.size - cut)[rad.size - cut:].mean())
+
+
+class DynamicDegree:
+    """VBench: frames sampled at ~8 fps; 1.0 if at least round(4 n / 16) consecutive pairs have a
+    top-5% flow magnitude above 6 * min(H, W) / 256, else 0.0 (n = sampled frames)."""
+
+    def __init__(self, fps: float | None = None, method: str = "dis"):
+        self.step = max(round(fps / 8), 1) if fps else 1
+        self.flow, self.seen, self.prev, self.mags = Flow(method), 0, None, []
+
+    def update(self, frame):
+        if self.seen % self.step == 0:
+            g = flow_frame(frame)
+            if self.prev is not None:
+                self.mags.append(top_flow_magnitude(self.flow(self.prev, g)))
+            self.prev = g
+        self.seen += 1
+
+    def result(self):
+        if not self.mags:
+            return None
+        thres = 6.0 * min(self.prev.shape) / 256.0
+        return float(sum(m > thres for m in self.mags) >= round(4 * (len(self.mags) + 1) / 16.0))
 
 
 def dynamic_degree_score(video: np.ndarray, fps: float | None = None, method: str = "dis") -> float | None:
-    """VBench: frames sampled at ~8 fps; 1.0 if at least round(4 n / 16) consecutive pairs have a
-    top-5% flow magnitude above 6 * min(H, W) / 256, else 0.0."""
-    frames = video[:: max(round(fps / 8), 1)] if fps else video
-    if len(frames) < 2:
-        return None
-    thres = 6.0 * min(frames.shape[1:3]) / 256.0
-    count_num = round(4 * len(frames) / 16.0)
-    moving = sum(top5_flow_magnitude(optical_flow(a, b, method)) > thres
-                 for a, b in zip(frames[:-1], frames[1:]))
-    return float(moving >= count_num)
+    return feed(DynamicDegree(fps, method), video)
+
+
+# ----------------------------------------------------------------------------- motion smoothness
+
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> np.ndarray:
+    """Pixel coordinates (h, w, 2) as float32 (x, y)."""
+    return np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
 
 
 def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Backward-warp ``img`` by ``flow``: out(x) = img(x + flow(x)), bilinear."""
     cv2 = _cv2()
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(img, _grid(*flow.shape[:2]) + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def interpolate_midpoint(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
-    """Flow-warped midpoint of two frames (Super-SloMo's linear flow approximation at t = 1/2)."""
-    f_ab, f_ba = optical_flow(a, b, method), optical_flow(b, a, method)
+def _upscale_flow(flow: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A flow computed on a downscaled frame, resized to (h, w) with its vectors scaled alike."""
+    if flow.shape[:2] == (h, w):
+        return flow
+    up = _cv2().resize(flow, (w, h), interpolation=_cv2().INTER_LINEAR)
+    return up * np.array([w / flow.shape[1], h / flow.shape[0]], np.float32)
+
+
+def interpolate_midpoint(a: np.ndarray, b: np.ndarray, flow: Flow, ga=None, gb=None) -> np.ndarray:
+    """Flow-warped midpoint of two frames (Super-SloMo's linear flow approximation at t = 1/2);
+    flow on the grey working-resolution frames ``ga``/``gb``, warping at full resolution."""
+    ga = flow_frame(a) if ga is None else ga
+    gb = flow_frame(b) if gb is None else gb
+    h, w = a.shape[:2]
+    f_ab, f_ba = _upscale_flow(flow(ga, gb), h, w), _upscale_flow(flow(gb, ga), h, w)
     f_ta = -0.25 * f_ab + 0.25 * f_ba  # flow from the midpoint back to a
     f_tb = 0.25 * f_ab - 0.25 * f_ba  # flow from the midpoint on to b
-    mid = 0.5 * (_warp(a, f_ta).astype(np.float32) + _warp(b, f_tb).astype(np.float32))
-    return np.clip(np.rint(mid), 0, 255).astype(np.uint8)
+    return _cv2().addWeighted(_warp(a, f_ta), 0.5, _warp(b, f_tb), 0.5, 0.0)  # rounded, saturated uint8
+
+
+class MotionSmoothness:
+    """VBench's protocol with a classical interpolator: interpolate the odd frames from the even
+    ones, score (255 - mean MAE(real odd, interpolated odd)) / 255."""
+
+    def __init__(self, method: str = "dis"):
+        self.flow, self.seen, self.even, self.odd, self.maes = Flow(method), 0, None, None, []
+
+    def update(self, frame):
+        if self.seen % 2:
+            self.odd = frame
+        else:
+            g = flow_frame(frame)
+            if self.even is not None:
+                mid = interpolate_midpoint(self.even[0], frame, self.flow, self.even[1], g)
+                self.maes.append(_mae(self.odd, mid))
+            self.even = (frame, g)
+        self.seen += 1
+
+    def result(self):
+        return (255.0 - float(np.mean(self.maes))) / 255.0 if self.maes else None
 
 
 def motion_smoothness_score(video: np.ndarray, method: str = "dis") -> float | None:
-    """VBench's protocol with a classical interpolator: interpolate the odd frames from the even
-    ones, score (255 - mean MAE(real odd, interpolated odd)) / 255."""
-    even, odd = video[0::2], video[1::2]
-    pairs = min(len(even) - 1, len(odd))
-    if pairs < 1:
+    return feed(MotionSmoothness(method), video)
+
+
+# ----------------------------------------------------------------------------- static filter
+
+class StaticCheck:
+    """VBench's ``static_filter.py``: top-2% flow magnitude of every consecutive pair, then of
+    (first, last) and (last, first); with thres = 3 * min(H, W) / 256 and c = round(2 n / 16) the
+    clip is static unless more than c consecutive pairs exceed thres or one of the two
+    first/last pairs exceeds 2 c thres. ``result`` is 1.0 (static) or 0.0."""
+
+    def __init__(self, method: str = "dis"):
+        self.flow, self.first, self.prev, self.mags, self.n = Flow(method), None, None, [], 0
+
+    def update(self, frame):
+        g = flow_frame(frame)
+        if self.prev is None:
+            self.first = g
+        else:
+            self.mags.append(top_flow_magnitude(self.flow(self.prev, g), 0.02))
+        self.prev, self.n = g, self.n + 1
+
+    def result(self):
+        if self.n < 2:
+            return None
+        thres, count_num = 3.0 * min(self.first.shape) / 256.0, round(2 * self.n / 16.0)
+        ends = [top_flow_magnitude(self.flow(self.first, self.prev), 0.02),
+                top_flow_magnitude(self.flow(self.prev, self.first), 0.02)]
+        moving = sum(m > thres for m in self.mags) > count_num or any(m > thres * count_num * 2 for m in ends)
+        return float(not moving)
+
+
+def is_static(video: np.ndarray, method: str = "dis") -> bool | None:
+    r = feed(StaticCheck(method), video)
+    return None if r is None else bool(r)
+
+
+# ----------------------------------------------------------------------------- imaging quality
+
+def blur_effect(gray: np.ndarray, h_size: int = 11) -> float:
+    """The no-reference perceptual blur metric of Crete-Roffet et al. (2007), 0 sharp .. 1 blurred,
+    as ``skimage.measure.blur_effect`` computes it, in OpenCV (about 10x faster): per axis, the
+    share of the Sobel gradient energy that an ``h_size`` box blur along that axis removes is
+    1 - B; the metric is max over the axes of B = |M1 - M2| / M1, M1 = sum |grad I|,
+    M2 = sum max(0, |grad I| - |grad blur(I)|), on the interior (a flat axis counts as 1)."""
+    cv2 = _cv2()
+    g = gray.astype(np.float32)
+    out = []
+    for dx, dy, ksize in ((0, 1, (1, h_size)), (1, 0, (h_size, 1))):  # axis 0 (rows), then axis 1
+        sharp = np.abs(cv2.Sobel(g, cv2.CV_32F, dx, dy, ksize=3, borderType=cv2.BORDER_REFLECT))
+        blurred = cv2.blur(g, ksize, borderType=cv2.BORDER_REFLECT)
+        blur = np.abs(cv2.Sobel(blurred, cv2.CV_32F, dx, dy, ksize=3, borderType=cv2.BORDER_REFLECT))
+        inner = (slice(2, g.shape[0] - 1), slice(2, g.shape[1] - 1))
+        m1 = float(sharp[inner].sum(dtype=np.float64))
+        m2 = float(np.maximum(sharp - blur, 0)[inner].sum(dtype=np.float64))
+        out.append(abs(m1 - m2) / m1 if m1 > 0 else 1.0)
+    return max(out)
+
+
+def blur_noise_quality(frame: np.ndarray) -> float | None:
+    """Imaging quality of one RGB frame in [0, 1], higher is better; None for a flat frame:
+
+        (1 - blur) * clip(1 - sigma / NOISE_SIGMA_MAX, 0, 1)
+
+    blur = :func:`blur_effect` (0 sharp .. 1 blurred); sigma = Donoho's robust noise estimate,
+    median(|HH|) / 0.6745 of the finest Haar diagonal coefficients of the grey frame. Blur lowers
+    the first factor, noise the second; i.i.d. uniform noise (sigma ~ 50) scores 0 at full size
+    and near 0 after the resize (bilinear resampling averages part of the noise away).
+    """
+    g = _cv2().cvtColor(frame, _cv2().COLOR_RGB2GRAY).astype(np.float32)
+    if g.std() < FLAT_STD:
         return None
-    maes = [_mae(odd[i], interpolate_midpoint(even[i], even[i + 1], method)) for i in range(pairs)]
-    return (255.0 - float(np.mean(maes))) / 255.0
+    g2 = g[: g.shape[0] // 2 * 2, : g.shape[1] // 2 * 2]
+    hh = (g2[0::2, 0::2] - g2[0::2, 1::2] - g2[1::2, 0::2] + g2[1::2, 1::2]) / 2
+    sigma = float(np.median(np.abs(hh))) / 0.6745
+    return float((1.0 - blur_effect(g)) * np.clip(1.0 - sigma / NOISE_SIGMA_MAX, 0.0, 1.0))
 
 
-def brisque_score(frame: np.ndarray, model) -> float:
-    """BRISQUE of one RGB frame (lower is better, ~0..100). Flattens the features to scalars first:
-    ``brisque`` 0.2.0's own ``score`` breaks on numpy 2."""
-    import cv2
-    from skimage.color import rgb2gray
+class ImagingQuality:
+    """Mean over frames of :func:`blur_noise_quality` on frames with longer side <= 512 px; a flat
+    frame (uniform, black: no image to judge) scores 0 and is counted in ``notes``."""
 
-    gray = rgb2gray(frame)
-    half = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
-    feats = [*model.calculate_brisque_features(gray, kernel_size=7, sigma=7 / 6),
-             *model.calculate_brisque_features(half, kernel_size=7, sigma=7 / 6)]
-    return float(model.calculate_image_quality_score(np.array([float(np.ravel(f)[0]) for f in feats])))
+    def __init__(self):
+        self.scores, self.notes = [], {"flat_frames": 0}
 
+    def update(self, frame):
+        q = blur_noise_quality(downscale(frame, IQ_LONGER_SIDE, longer=True))
+        self.notes["flat_frames"] += q is None
+        self.scores.append(0.0 if q is None else q)
 
-def brisque_to_unit(score: float) -> float:
-    """Map BRISQUE (0 best, ~100 worst) onto VBench's 0..1 higher-is-better scale: clip((100 - s)/100)."""
-    return float(np.clip((100.0 - score) / 100.0, 0.0, 1.0))
+    def result(self):
+        return float(np.mean(self.scores)) if self.scores else None
 
 
-def _per_video(fn, info):
-    """Wrap a per-video function into a scorer ``(videos, prompts, meta) -> (scores, info)``."""
-
-    def scorer(videos, prompts, meta):
-        return [fn(v, m) for v, m in zip(videos, meta)], dict(info)
-
-    return scorer
-
+# ----------------------------------------------------------------------------- registry
 
 @register("temporal_flickering")
 def make_temporal_flickering(ctx: ScorerContext):
-    return _per_video(lambda v, m: temporal_flickering_score(v),
-                      {"backend": "pixel MAE (VBench formula)", "proxy": False})
+    return Scorer(lambda p, m: Flickering(), {"backend": "pixel MAE (VBench formula)", "proxy": False})
 
 
 @register("dynamic_degree")
 def make_dynamic_degree(ctx: ScorerContext):
     method = ctx.options.get("flow", "dis")
     _cv2()
-    return _per_video(lambda v, m: dynamic_degree_score(v, m.get("fps"), method),
-                      {"backend": f"opencv-{method} optical flow (proxy for RAFT)", "proxy": True})
+    return Scorer(lambda p, m: DynamicDegree(m.get("fps"), method),
+                  {"backend": f"opencv-{method} optical flow at shorter side {FLOW_SIDE} (proxy for RAFT)",
+                   "proxy": True})
 
 
 @register("motion_smoothness")
 def make_motion_smoothness(ctx: ScorerContext):
     method = ctx.options.get("flow", "dis")
     _cv2()
-    return _per_video(lambda v, m: motion_smoothness_score(v, method),
-                      {"backend": f"opencv-{method} flow-warped interpolation (proxy for AMT-S)",
-                       "proxy": True})
+    return Scorer(lambda p, m: MotionSmoothness(method),
+                  {"backend": f"opencv-{method} flow-warped interpolation (proxy for AMT-S)", "proxy": True})
 
 
 @register("imaging_quality")
 def make_imaging_quality(ctx: ScorerContext):
-    try:
-        from brisque import BRISQUE
-        import skimage  # noqa: F401
-    except ImportError as e:
-        raise Unavailable("the brisque proxy needs `brisque` and `scikit-image`",
-                          "pip install brisque scikit-image (or --backend official for MUSIQ)") from e
-    model = []  # loaded on first call
-
-    def score(video, meta):
-        if not model:
-            model.append(BRISQUE(url=False))
-        return float(np.mean([brisque_to_unit(brisque_score(f, model[0])) for f in video]))
-
-    return _per_video(score, {"backend": "brisque 0.2.0, clip((100 - BRISQUE)/100) (proxy for MUSIQ)",
-                              "proxy": True})
+    _cv2()
+    return Scorer(lambda p, m: ImagingQuality(),
+                  {"backend": "(1 - blur effect) x (1 - Haar noise sigma / 30), longer side <= 512 "
+                              "(proxy for MUSIQ)", "proxy": True})

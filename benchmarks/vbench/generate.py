@@ -19,10 +19,16 @@ def sample_seed(prompt: str, index: int, seed: int) -> int:
     return (zlib.crc32(prompt.encode()) + 1_000_003 * seed + index) % 2**31
 
 
-def plan(prompts: list[dict], samples: int, out_dir: Path) -> list[dict]:
-    """One item per video to evaluate: ``{"video", "prompt", "dimensions", "index"}``."""
+def plan(prompts: list[dict], samples: int, out_dir: Path, flicker_samples: int | None = None) -> list[dict]:
+    """One item per video to evaluate: ``{"video", "prompt", "dimensions", "index"}``;
+    ``flicker_samples`` videos for prompts that list temporal_flickering (VBench samples 25 and
+    its static filter keeps 5), ``samples`` for the others."""
+    def n(p):
+        listed = p["dimensions"] is not None and "temporal_flickering" in p["dimensions"]
+        return max(samples, flicker_samples or 0) if listed else samples
+
     return [{"video": str(Path(out_dir) / video_name(p["prompt"], i)), "prompt": p["prompt"],
-             "dimensions": p["dimensions"], "index": i} for p in prompts for i in range(samples)]
+             "dimensions": p["dimensions"], "index": i} for p in prompts for i in range(n(p))]
 
 
 def generate_videos(checkpoint: str, items: list[dict], *, frames: int, height: int, width: int,

@@ -10,18 +10,46 @@ Expected layout (any ``save_pretrained`` folder works; the Hub names are accepte
     WEIGHTS/clip_vit_l14/    CLIPModel, e.g. openai/clip-vit-large-patch14   aesthetic quality
     WEIGHTS/sa_0_4_vit_l_14_linear.pth   LAION aesthetic head (nn.Linear(768, 1) state dict)
 
-Frames are resized (shorter side, bicubic) and centre-cropped to the model's ``image_size`` and
-normalised with ``preprocessor_config.json``'s mean/std when present. Models load on first use.
+The weight file each VBench dimension uses (the ``vbench`` package downloads it into
+``~/.cache/vbench/`` on first use, see its ``utils.init_submodules``) and what this project does:
+
+    dimension                    VBench's file (source)                               here
+    subject_consistency          dino_model/dino_vitbase16_pretrain.pth (facebookresearch/dino,
+                                 loaded with torch.hub)                                dino_vitb16/ (same weights)
+    background_consistency,      clip_model/ViT-B-32.pt (OpenAI CLIP)                 clip_vit_b32/ (same weights)
+    appearance_style
+    aesthetic_quality            clip_model/ViT-L-14.pt (OpenAI CLIP) +               clip_vit_l14/ +
+                                 aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth  sa_0_4_vit_l_14_linear.pth
+                                 (LAION-AI/aesthetic-predictor)
+    imaging_quality              pyiqa_model/musiq_spaq_ckpt-358bb6af.pth (pyiqa's     blur/noise proxy, no weights
+                                 v0.1-weights release)
+    dynamic_degree               raft_model/models/raft-things.pth (RAFT's models.zip) optical-flow proxy
+    motion_smoothness            amt_model/amt-s.pth (Hugging Face lalala125/AMT)     optical-flow proxy
+    temporal_style,              ViCLIP/ViClip-InternVid-10M-FLT.pth (Hugging Face    CLIP ViT-B/32 proxy
+    overall_consistency          OpenGVLab/VBench_Used_Models)
+    object_class, multiple_objects, grit_model/grit_b_densecap_objectdet.pth (same)   skipped
+    color, spatial_relationship
+    human_action                 umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth    skipped
+                                 (same)
+    scene                        caption_model/tag2text_swin_14m.pth (Hugging Face     skipped
+                                 xinyu1205/recognize-anything)
+
+Preprocessing follows VBench's: DINO frames have their shorter side resized to the model's
+``image_size`` (bilinear, no crop; the ViT interpolates its position embeddings), CLIP frames are
+resized (bicubic) and centre-cropped to ``image_size``; both without antialiasing, normalised with
+``preprocessor_config.json``'s mean/std when present. Frames are encoded ``batch_frames`` at a time
+as they stream in; models load on first use, once per folder and device.
 """
 from __future__ import annotations
 
 import functools
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from .scorers import ScorerContext, Unavailable, register
+from .scorers import Scorer, ScorerContext, Unavailable, register
 
 MODEL_DIRS = {
     "dino": ("dino_vitb16", "dino-vitb16", "facebook--dino-vitb16"),
@@ -54,18 +82,21 @@ def _mean_std(path: Path, default):
     return default
 
 
-def preprocess(frames: np.ndarray, size: int, mean, std):
-    """uint8 (f, h, w, 3) -> float tensor (f, 3, size, size): shorter side to ``size``, centre crop."""
+def preprocess(frames: np.ndarray, size: int, mean, std, crop: bool = True, mode: str = "bicubic"):
+    """uint8 (f, h, w, 3) -> float tensor (f, 3, h', w'): shorter side resized to ``size``
+    (no antialiasing, no clamping, as torchvision's ``Resize(antialias=False)`` on VBench's float
+    frames), centre-cropped to ``size`` x ``size`` when ``crop``, then normalised."""
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
     scale = size / min(h, w)
-    x = F.interpolate(x, size=(max(size, round(h * scale)), max(size, round(w * scale))),
-                      mode="bicubic", align_corners=False).clamp(0, 1)
-    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-    x = x[..., top:top + size, left:left + size]
+    x = F.interpolate(x, size=(max(size, int(h * scale)), max(size, int(w * scale))), mode=mode,
+                      align_corners=False) / 255.0
+    if crop:
+        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+        x = x[..., top:top + size, left:left + size]
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
@@ -94,10 +125,12 @@ class ImageEncoder:
         feats = []
         with torch.no_grad():
             for i in range(0, len(frames), batch):
-                x = preprocess(frames[i:i + batch], self.size, self.mean, self.std).to(self.device)
-                if self.kind == "dino":
-                    f = self.model(pixel_values=x).last_hidden_state[:, 0]  # CLS token
-                else:
+                if self.kind == "dino":  # VBench: Resize(224) only, the ViT interpolates its positions
+                    x = preprocess(frames[i:i + batch], self.size, self.mean, self.std, crop=False,
+                                   mode="bilinear").to(self.device)
+                    f = self.model(pixel_values=x, interpolate_pos_encoding=True).last_hidden_state[:, 0]
+                else:  # VBench's clip_transform: bicubic Resize(224), CenterCrop(224)
+                    x = preprocess(frames[i:i + batch], self.size, self.mean, self.std).to(self.device)
                     f = _pooled(self.model.get_image_features(pixel_values=x))
                 feats.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu())
         return torch.cat(feats)
@@ -131,9 +164,17 @@ def _tokenizer(path: Path):
         return None
 
 
-@functools.lru_cache(maxsize=4)
+_LOAD_LOCK = threading.Lock()  # clips are scored in threads: load each model once
+
+
 def load_encoder(path: Path, kind: str, device: str) -> ImageEncoder:
     """One shared encoder per folder and device (several dimensions use CLIP ViT-B/32)."""
+    with _LOAD_LOCK:
+        return _load_encoder(path, kind, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoder(path: Path, kind: str, device: str) -> ImageEncoder:
     return ImageEncoder(path, kind, device)
 
 
@@ -147,15 +188,47 @@ def consistency(feats) -> float | None:
     return float(((prev + first) / 2).mean())
 
 
+class Encoded:
+    """Accumulator for a learned dimension: frames are buffered and encoded ``batch`` at a time
+    (the clip is never held whole); ``result`` = ``reduce(features (f, d))``. With
+    ``frame_pairs`` the video's f - 1 is noted (VBench weights consistency by frames)."""
+
+    def __init__(self, encode, batch: int, reduce, frame_pairs: bool = False):
+        self.encode, self.batch, self.reduce, self.frames, self.feats = encode, batch, reduce, [], []
+        self.frame_pairs, self.notes = frame_pairs, {}
+
+    def update(self, frame):
+        self.frames.append(frame)
+        if len(self.frames) == self.batch:
+            self._flush()
+
+    def _flush(self):
+        if self.frames:
+            self.feats.append(self.encode(np.stack(self.frames)))
+            self.frames = []
+
+    def result(self):
+        import torch
+
+        self._flush()
+        if not self.feats:
+            return None
+        feats = torch.cat(self.feats)
+        if self.frame_pairs:
+            self.notes["frame_pairs"] = len(feats) - 1
+        return self.reduce(feats)
+
+
+def _images(ctx: ScorerContext, path: Path, kind: str):
+    """Frames -> unit-norm features with the shared encoder, loaded on first use."""
+    return lambda frames: load_encoder(path, kind, ctx.device).images(frames, ctx.batch_frames)
+
+
 def _consistency_scorer(ctx, kind, what, backend):
     path = find_weights(ctx, kind, what)
-
-    def scorer(videos, prompts, meta):
-        enc = load_encoder(path, kind, ctx.device)
-        return [consistency(enc.images(v, ctx.batch_frames)) for v in videos], \
-            {"backend": backend, "proxy": False}
-
-    return scorer
+    encode = _images(ctx, path, kind)
+    return Scorer(lambda p, m: Encoded(encode, ctx.batch_frames, consistency, frame_pairs=True),
+                  {"backend": backend, "proxy": False})
 
 
 @register("subject_consistency")
@@ -175,14 +248,14 @@ def _text_scorer(ctx, proxy_for: str | None):
     if _tokenizer(path) is None:
         raise Unavailable(f"{path} has no tokenizer", "save the CLIP tokenizer into the same folder")
     backend = "transformers CLIPModel (ViT-B/32) frame-text cosine"
-    info = {"backend": backend + (f" (proxy for {proxy_for})" if proxy_for else ""), "proxy": bool(proxy_for)}
+    encode = _images(ctx, path, "clip_b32")
 
-    def scorer(videos, prompts, meta):
-        enc = load_encoder(path, "clip_b32", ctx.device)
-        text = enc.texts(list(prompts))
-        return [float((enc.images(v, ctx.batch_frames) @ t).mean()) for v, t in zip(videos, text)], dict(info)
+    def start(prompt, meta):
+        text = load_encoder(path, "clip_b32", ctx.device).texts([prompt])[0]
+        return Encoded(encode, ctx.batch_frames, lambda f: float((f @ text).mean()))
 
-    return scorer
+    return Scorer(start, {"backend": backend + (f" (proxy for {proxy_for})" if proxy_for else ""),
+                          "proxy": bool(proxy_for)})
 
 
 @register("appearance_style", "clip_score")
@@ -217,17 +290,18 @@ def make_aesthetic_quality(ctx: ScorerContext):
     if not heads:
         raise Unavailable(f"no LAION aesthetic head in {ctx.weights}",
                           "put sa_0_4_vit_l_14_linear.pth (LAION aesthetic-predictor) at --weights DIR/")
-    head = []
+    encode = _images(ctx, path, "clip_l14")
 
-    def scorer(videos, prompts, meta):
+    def reduce(feats):
         import torch
 
-        enc = load_encoder(path, "clip_l14", ctx.device)
-        if not head:
-            head.append(load_aesthetic_head(heads[0]))
         with torch.no_grad():
-            scores = [float(head[0](enc.images(v, ctx.batch_frames)).mean() / 10.0) for v in videos]
-        return scores, {"backend": "transformers CLIPModel (ViT-L/14) + LAION linear head, score/10",
-                        "proxy": False}
+            return float(_aesthetic_head(heads[0])(feats).mean() / 10.0)
 
-    return scorer
+    return Scorer(lambda p, m: Encoded(encode, ctx.batch_frames, reduce),
+                  {"backend": "transformers CLIPModel (ViT-L/14) + LAION linear head, score/10", "proxy": False})
+
+
+@functools.lru_cache(maxsize=2)
+def _aesthetic_head(path: Path):
+    return load_aesthetic_head(path)

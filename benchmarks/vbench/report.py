@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .aggregate import final_scores
 from .spec import ALL_DIMS, VBENCH_DIMS
 
 
@@ -95,6 +96,11 @@ def _score_lines(summary: dict) -> list[str]:
     if s["total"] is None and (p["quality"] is not None or p["semantic"] is not None):
         lines.append(f"- Partial (dimensions present only, *not comparable with VBench*): quality "
                      f"{_fmt(p['quality'])}, semantic {_fmt(p['semantic'])}, total {_fmt(p['total'])}")
+    v = s.get("vbench_script")
+    if v and v["zeroed"]:
+        lines.append(f"- What VBench's `cal_final_score.py` would print (missing dimensions counted as 0: "
+                     f"{', '.join(v['zeroed'])}): quality {_fmt(v['quality'])}, semantic "
+                     f"{_fmt(v['semantic'])}, total {_fmt(v['total'])}")
     return lines
 
 
@@ -177,21 +183,53 @@ def load_summary(run: str | Path) -> dict:
     return json.loads((path / "summary.json" if path.is_dir() else path).read_text())
 
 
-def compare_rows(summaries: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a side-by-side table: every dimension any run scored, then the scores."""
-    dims = [d for d in ALL_DIMS if any(d in s["dimensions"] for s in summaries)]
+def _like(row: dict) -> tuple:
+    """What must agree for two runs' numbers of a dimension to be compared: backend and filter."""
+    return row.get("backend"), row.get("static_filter", "").split(":")[0]
+
+
+def comparable(summaries: list[dict]) -> tuple[list[str], dict[str, str]]:
+    """Dimensions every run scored the same way, and why each other dimension is left out."""
+    common, left_out = [], {}
+    for d in ALL_DIMS:
+        rows = [s["dimensions"].get(d) for s in summaries]
+        if all(r is None for r in rows):
+            continue
+        if any(r is None for r in rows):
+            left_out[d] = "; ".join(f"{s['name']}: {_absent(s, d)}" for s, r in zip(summaries, rows) if r is None)
+        elif len({_like(r) for r in rows}) > 1:
+            left_out[d] = "computed differently: " + "; ".join(
+                f"{s['name']}: {' / '.join(filter(None, _like(r)))}" for s, r in zip(summaries, rows))
+        else:
+            common.append(d)
+    return common, left_out
+
+
+def _absent(summary: dict, dim: str) -> str:
+    requested = summary.get("requested")
+    if requested is not None and dim not in requested:
+        return "not requested"
+    return "skipped (" + summary["skipped"].get(dim, {}).get("reason", "no score") + ")"
+
+
+def compare_rows(summaries: list[dict]) -> tuple[list[str], list[list[str]], str]:
+    """Header, rows and a note for a side-by-side table of the dimensions every run scored the
+    same way; Quality / Semantic / Total are recomputed over exactly those dimensions."""
+    common, left_out = comparable(summaries)
     header = ["dimension"] + [s["name"] for s in summaries]
-    rows = []
-    for d in dims:
-        cells = []
-        for s in summaries:
-            r = s["dimensions"].get(d)
-            cells.append(_fmt(r["raw"]) + (" (proxy)" if r and r.get("proxy") else "") if r else "skipped")
-        rows.append([d] + cells)
+    rows = [[d] + [_fmt(s["dimensions"][d]["raw"]) + (" (proxy)" if s["dimensions"][d].get("proxy") else "")
+                   for s in summaries] for d in common]
+    scores = [final_scores({d: s["dimensions"][d]["raw"] for d in common}) for s in summaries]
+    full = all(sc["total"] is not None for sc in scores)
     for key in ("quality", "semantic", "total"):
-        rows.append([f"**{key}**"] + [_fmt(s["scores"][key]) if s["scores"][key] is not None else
-                                       f"partial {_fmt(s['scores']['partial'][key])}" for s in summaries])
-    return header, rows
+        rows.append([f"**{key}**"] + [_fmt(sc[key] if full else sc["partial"][key]) for sc in scores])
+    note = ("Raw scores of the dimensions every run scored the same way. " +
+            ("Quality / Semantic / Total are VBench's." if full else
+             f"Quality / Semantic / Total are partial, over these {len(common)} dimensions only: comparable "
+             "between these runs, not with VBench's published numbers."))
+    if left_out:
+        note += " Left out: " + "; ".join(f"{d} ({why})" for d, why in left_out.items()) + "."
+    return header, rows, note
 
 
 def write_comparison(summaries: list[dict], out_dir: Path) -> dict[str, Path]:
@@ -199,13 +237,12 @@ def write_comparison(summaries: list[dict], out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     radar = plot_radar({s["name"]: radar_values(s) for s in summaries}, out_dir / "compare_radar.png")
-    header, rows = compare_rows(summaries)
-    note = "Raw scores; 'partial' = over the dimensions present, not comparable with VBench."
+    header, rows, note = compare_rows(summaries)
     md = ["# VBench-style comparison", "", note, "", _md_table(header, rows), "",
           f"![radar]({radar.name})" if radar else ""]
     (out_dir / "compare.md").write_text("\n".join(md) + "\n")
     _write_html(out_dir / "compare.html", "VBench-style comparison",
-                ["<h1>VBench-style comparison</h1>", f"<p>{note}</p>",
+                ["<h1>VBench-style comparison</h1>", f"<p>{html.escape(note)}</p>",
                  _html_table(header, [[c.replace("**", "") for c in r] for r in rows]),
                  _img_html(radar, "radar")])
     return {"md": out_dir / "compare.md", "html": out_dir / "compare.html"}

@@ -1,81 +1,156 @@
-"""Score videos on the chosen dimensions, split across accelerate processes and gathered."""
+"""Score videos on the chosen dimensions: each clip is decoded once and streamed through every
+dimension's accumulator; clips are scored in parallel threads (``workers``) and split across
+accelerate processes, gathered in the original order. VBench's static filter then decides which
+videos temporal flickering is scored on."""
 from __future__ import annotations
 
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .inputs import video_fps
-from .scorers import ScorerContext, build
-from .spec import ALL_DIMS, VBENCH_DIMS
+from .inputs import IMAGE_EXTS, video_fps
+from .scorers import Scorer, ScorerContext, build
+from .aggregate import dimension_mean
+from .spec import ALL_DIMS, FRAME_WEIGHTED, VBENCH_DIMS
+
+VBENCH_SAMPLES = 5  # videos per prompt VBench scores; flickering keeps the first 5 static ones
+STATIC_FILTER_MODES = ("auto", "on", "off")
 
 
 @dataclass
 class Evaluation:
-    """Per-video rows ``{"video", "prompt", "scores": {dim: float | None}}``, how each dimension
-    was computed (``infos``) and the dimensions skipped with reason and fix."""
+    """Per-video rows ``{"video", "prompt", "scores": {dim: float | None}}`` (plus ``error``,
+    ``notes``, ``static`` where they apply), how each dimension was computed (``infos``), the
+    dimensions skipped with reason and fix, and dimension scores reported by the backend."""
 
     rows: list[dict]
     infos: dict[str, dict] = field(default_factory=dict)
     skipped: dict[str, dict] = field(default_factory=dict)
+    means: dict[str, float] = field(default_factory=dict)  # dimension scores a backend reported itself
 
     def per_video(self) -> dict[str, list[dict]]:
         """``{dim: [{"video_path", "video_results"}]}`` for every dimension that was scored."""
         return {dim: [{"video_path": r["video"], "video_results": r["scores"].get(dim)} for r in self.rows]
                 for dim in self.infos}
 
+    def dimension_means(self) -> dict[str, float]:
+        """Each scored dimension's score as VBench computes it (None when no video has a score)."""
+        out = {}
+        for dim, rows in self.per_video().items():
+            weights = ([r.get("notes", {}).get(dim, {}).get("frame_pairs", 0) for r in self.rows]
+                       if dim in FRAME_WEIGHTED else None)
+            out[dim] = self.means.get(dim, dimension_mean(rows, weights))
+        return out
 
-def in_scope(item: dict, dim: str, n_frames: int) -> bool:
+
+def in_scope(item: dict, dim: str, image: bool) -> bool:
     """VBench scores its dimensions only on videos whose prompt lists them (when lists are given);
-    single frames get only the image-applicable dimensions."""
+    still images get only the image-applicable dimensions."""
     listed = item.get("dimensions")
     if listed is not None and dim not in listed and dim in VBENCH_DIMS:
         return False
-    return n_frames > 1 or ALL_DIMS[dim].image_ok
+    return not image or ALL_DIMS[dim].image_ok
 
 
-def score_batch(items, scorers, infos) -> list[dict]:
-    """Read a batch of videos and run every scorer on the videos in its scope."""
-    from videosspo.video import VideoReadError, read_video
+def score_clip(item: dict, scorers: dict[str, Scorer]) -> dict:
+    """Decode ``item["video"]`` once, streaming its frames through every in-scope accumulator."""
+    from videosspo.video import VideoReadError, iter_frames
 
-    rows, videos = [], []
-    meta = [{**it, "fps": video_fps(it["video"])} for it in items]
-    for it in items:
-        row = {"video": it["video"], "prompt": it["prompt"], "scores": {}}
-        try:
-            videos.append(read_video(it["video"]))
-        except (VideoReadError, FileNotFoundError) as e:
-            row["error"] = str(e)
-            videos.append(None)
-        rows.append(row)
-    for dim, scorer in scorers.items():
-        idx = [i for i, v in enumerate(videos) if v is not None and in_scope(items[i], dim, len(v))]
-        if not idx:
+    row = {"video": item["video"], "prompt": item["prompt"], "scores": {}}
+    meta = {**item, "fps": video_fps(item["video"])}
+    image = Path(item["video"]).suffix.lower() in IMAGE_EXTS
+    accs = {d: s.start(item["prompt"], meta) for d, s in scorers.items() if in_scope(item, d, image)}
+    try:
+        for frame in iter_frames(item["video"]):
+            for acc in accs.values():
+                acc.update(frame)
+    except (VideoReadError, FileNotFoundError) as e:
+        return {**row, "error": str(e)}
+    for dim, acc in accs.items():
+        value = acc.result()
+        if dim == STATIC:
+            row["static"] = value == 1.0
             continue
-        scores, info = scorer([videos[i] for i in idx], [items[i]["prompt"] for i in idx], [meta[i] for i in idx])
-        infos.setdefault(dim, info)
-        for i, s in zip(idx, scores):
-            rows[i]["scores"][dim] = s
-    return rows
+        row["scores"][dim] = value
+        if getattr(acc, "notes", None):
+            row.setdefault("notes", {})[dim] = dict(acc.notes)
+    return row
 
 
-def evaluate(items: list[dict], dims, ctx: ScorerContext, batch_size: int = 4,
-             progress: bool = True) -> Evaluation:
-    """Score ``items`` on ``dims``. Under ``accelerate launch`` each process takes a contiguous
-    share of the videos; rows and infos are gathered on every process in the original order."""
+STATIC = "_static"  # the static check runs as a pseudo-dimension next to temporal flickering
+
+
+def static_filter_on(items: list[dict], mode: str) -> bool:
+    """``on``/``off``, or ``auto``: on when some prompt has more than 5 videos in flickering's scope
+    (VBench samples 25 per flickering prompt and keeps the static ones; with 5 per prompt there is
+    nothing to choose from)."""
+    if mode != "auto":
+        return mode == "on"
+    per_prompt = defaultdict(int)
+    for it in items:
+        if in_scope(it, "temporal_flickering", False):
+            per_prompt[it["prompt"]] += 1
+    return max(per_prompt.values(), default=0) > VBENCH_SAMPLES
+
+
+def apply_static_filter(rows: list[dict]) -> tuple[int, int]:
+    """VBench's ``static_filter.py`` selection: per prompt, in path order, flickering keeps the
+    first 5 static videos; the others lose their flickering score. Returns (static, kept)."""
+    kept, static = defaultdict(int), 0
+    for row in sorted(rows, key=lambda r: r["video"]):
+        if "temporal_flickering" not in row["scores"]:
+            continue
+        static += row.get("static", False)
+        if row.get("static") and kept[row["prompt"]] < VBENCH_SAMPLES:
+            kept[row["prompt"]] += 1
+        else:
+            row["scores"]["temporal_flickering"] = None
+    return static, sum(kept.values())
+
+
+def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = None,
+             static_filter: str = "auto", progress: bool = True) -> Evaluation:
+    """Score ``items`` on ``dims`` with ``workers`` threads (default: the CPU cores). Under
+    ``accelerate launch`` each process takes a contiguous share of the videos."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
+    from .classical import StaticCheck
+
     state = PartialState()
     scorers, skipped = build(dims, ctx)
-    rows, infos = [], {}
+    filtered = "temporal_flickering" in scorers and static_filter_on(items, static_filter)
+    if filtered:
+        method = ctx.options.get("flow", "dis")
+        scorers[STATIC] = Scorer(lambda p, m: StaticCheck(method), {})
     with state.split_between_processes(items) as mine:
-        batches = range(0, len(mine), batch_size)
-        for b in tqdm(batches, desc="vbench", unit="batch", disable=not (progress and state.is_main_process)):
-            rows += score_batch(mine[b:b + batch_size], scorers, infos)
+        with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+            rows = list(tqdm(pool.map(lambda it: score_clip(it, scorers), mine), total=len(mine), desc="vbench",
+                             unit="video", disable=not (progress and state.is_main_process)))
     if state.num_processes > 1:
         rows = gather_object(rows)
-        for part in gather_object([infos]):
-            for k, v in part.items():
-                infos.setdefault(k, v)
-    return Evaluation(rows=rows, infos={d: infos[d] for d in dims if d in infos}, skipped=skipped)
+    infos = {d: dict(s.info) for d, s in scorers.items() if d in dims}
+    if "temporal_flickering" in infos:
+        infos["temporal_flickering"]["static_filter"] = note = static_filter_note(rows, filtered, ctx)
+        if not any(r["scores"].get("temporal_flickering") is not None for r in rows):
+            skipped["temporal_flickering"] = {
+                "reason": f"static filter {note}", "fix": "sample more videos per flickering prompt "
+                "(VBench: 25) or pass --static-filter off (then not comparable with VBench)"}
+    infos = {d: i for d, i in infos.items() if any(r["scores"].get(d) is not None for r in rows)}
+    return Evaluation(rows=rows, infos=infos, skipped=skipped)
+
+
+def static_filter_note(rows: list[dict], filtered: bool, ctx: ScorerContext) -> str:
+    """Apply the static filter to ``rows`` when ``filtered``; the label saying what was done."""
+    if not filtered:
+        return ("not applied: scored on every video, so not comparable with VBench's published "
+                "flickering (VBench samples 25 videos per prompt and scores only static ones; "
+                "--static-filter on applies the filter)")
+    static, kept = apply_static_filter(rows)
+    total = sum("temporal_flickering" in r["scores"] for r in rows)
+    return (f"applied (opencv-{ctx.options.get('flow', 'dis')} optical flow, a proxy for RAFT): "
+            f"{static} of {total} videos static, {kept} scored (at most {VBENCH_SAMPLES} per prompt)")

@@ -1,20 +1,49 @@
-"""Scorer registry: each dimension name maps to a factory that builds a scorer.
+"""Scorer registry: each dimension name maps to a factory that builds a :class:`Scorer`.
 
-A scorer is ``(videos, prompts, meta) -> (scores, info)``: ``videos`` are uint8 ``(f, h, w, 3)``
-arrays, ``scores`` one float (or ``None`` where the video is out of the dimension's scope) per
-video, ``info`` says how it was computed (``backend``, ``proxy``). Factories are cheap and raise
-:class:`Unavailable` (with the reason and the fix) when a dimension cannot be computed here; heavy
-models are loaded on the scorer's first call.
+Clips are streamed: a scorer's ``start(prompt, meta)`` returns an :class:`Accumulator` for one
+video, which is fed the clip's uint8 ``(h, w, 3)`` frames one at a time (``update``) and then gives
+the video's score (``result``: a float, or ``None`` where the video is out of the dimension's
+scope). So a clip is decoded once, its frames are shared by every dimension, and no dimension
+holds the whole clip. Calling a scorer on whole clips, ``scorer(videos, prompts, meta) ->
+(scores, info)``, feeds them through the same accumulators. Factories are cheap and raise
+:class:`Unavailable` (with the reason and the fix) when a dimension cannot be computed here;
+heavy models are loaded on first use.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
-Scorer = Callable[[list[np.ndarray], list[str], list[dict]], tuple[list, dict]]
+
+class Accumulator(Protocol):
+    """One video's running state for one dimension; ``notes`` (optional) lands in its row."""
+
+    def update(self, frame: np.ndarray) -> None: ...
+
+    def result(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A dimension's scorer: ``start(prompt, meta)`` opens one video; ``info`` says how it is
+    computed (``backend``, ``proxy``, ...)."""
+
+    start: Callable[[str, dict], Accumulator]
+    info: dict
+
+    def __call__(self, videos: Iterable[np.ndarray], prompts, meta) -> tuple[list, dict]:
+        """Score whole clips (uint8 ``(f, h, w, 3)``): one score per video and ``info``."""
+        return [feed(self.start(p, m), v) for v, p, m in zip(videos, prompts, meta)], dict(self.info)
+
+
+def feed(acc: Accumulator, frames: Iterable[np.ndarray]) -> float | None:
+    """Push every frame into ``acc`` and return its result."""
+    for frame in frames:
+        acc.update(frame)
+    return acc.result()
 
 
 class Unavailable(Exception):

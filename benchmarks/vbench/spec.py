@@ -71,3 +71,10 @@ EXTRA_DIMS: dict[str, DimSpec] = {
 ALL_DIMS: dict[str, DimSpec] = {**VBENCH_DIMS, **SYNTHETIC_DIMS, **EXTRA_DIMS}
 
 TOTAL_QUALITY_WEIGHT, TOTAL_SEMANTIC_WEIGHT = 4.0, 1.0  # Total = (4 Q + 1 S) / 5
+
+# VBench stores per-video imaging quality on 0..100 (MUSIQ's scale) and its dimension mean on 0..1.
+PER_VIDEO_SCALE = {"imaging_quality": 100.0}
+
+# VBench averages these over all frames of all videos (sum of per-frame similarities / frame count),
+# not per video first: per-video scores are weighted by their frame pairs (``notes["frame_pairs"]``).
+FRAME_WEIGHTED = ("subject_consistency", "background_consistency")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scorers import ScorerContext, Unavailable, register
+from .scorers import Scorer, ScorerContext, Unavailable, register
 
 EDGE_FRACTION = 0.6  # object pixels: farther from the background than this fraction of the max
 MIN_CONTRAST = 40.0  # RGB distance from the background below which a frame has no object
@@ -115,15 +115,42 @@ def persistence(blobs) -> float:
                           for b in blobs]))
 
 
-def score_clip(video: np.ndarray, attrs: dict, colors: dict, directions: dict) -> dict[str, float]:
-    """All four synthetic scores of one clip against parsed caption attributes."""
-    blobs = [find_blob(f) for f in video]
+def score_blobs(blobs: list, attrs: dict, colors: dict, directions: dict) -> dict[str, float]:
+    """All four synthetic scores of one clip's per-frame blobs against parsed caption attributes."""
     out = {"synthetic_color": color_accuracy(blobs, attrs["color"], colors),
            "synthetic_shape": shape_accuracy(blobs, attrs["shape"])}
-    if len(video) > 1:
+    if len(blobs) > 1:
         out["synthetic_direction"] = direction_accuracy(blobs, attrs["direction"], directions)
         out["synthetic_persistence"] = persistence(blobs)
     return out
+
+
+def score_clip(video: np.ndarray, attrs: dict, colors: dict, directions: dict) -> dict[str, float]:
+    """:func:`score_blobs` of a whole clip."""
+    return score_blobs([find_blob(f) for f in video], attrs, colors, directions)
+
+
+class Blobs:
+    """Accumulator: the object of each frame, then one synthetic dimension's score."""
+
+    def __init__(self, attrs: dict, dim: str, synth):
+        self.attrs, self.dim, self.synth, self.blobs = attrs, dim, synth, []
+
+    def update(self, frame):
+        self.blobs.append(find_blob(frame))
+
+    def result(self):
+        return score_blobs(self.blobs, self.attrs, self.synth.COLORS, self.synth.DIRECTIONS).get(self.dim)
+
+
+class OutOfScope:
+    """Accumulator of a video a dimension does not apply to (e.g. a caption that does not parse)."""
+
+    def update(self, frame):
+        pass
+
+    def result(self):
+        return None
 
 
 def _synth():
@@ -139,14 +166,11 @@ def make_synthetic(ctx: ScorerContext, dim: str):
     """Scorer for one synthetic dimension; prompts are parsed with ``synth.parse_caption``."""
     synth = _synth()
 
-    def scorer(videos, prompts, meta):
-        scores = []
-        for video, prompt in zip(videos, prompts):
-            attrs = synth.parse_caption(prompt)
-            scores.append(score_clip(video, attrs, synth.COLORS, synth.DIRECTIONS).get(dim) if attrs else None)
-        return scores, {"backend": "synthetic-world ground truth", "proxy": False}
+    def start(prompt, meta):
+        attrs = synth.parse_caption(prompt)
+        return Blobs(attrs, dim, synth) if attrs else OutOfScope()
 
-    return scorer
+    return Scorer(start, {"backend": "synthetic-world ground truth", "proxy": False})
 
 
 for _dim in ("synthetic_color", "synthetic_shape", "synthetic_direction", "synthetic_persistence"):
