@@ -136,3 +136,36 @@ def test_consistency_dimension_mean_weights_frames(weights, tmp_path):
         assert [r["notes"][dim]["frame_pairs"] for r in rows] == [2, 4]
         assert summary["dimensions"][dim]["raw"] == pytest.approx((2 * per_video[0] + 4 * per_video[1]) / 6)
         assert per_video[0] != pytest.approx(per_video[1])
+
+
+@pytest.fixture(scope="module")
+def musiq_weights(tmp_path_factory):
+    """--weights DIR with a tiny random MUSIQ (pyiqa's module layout) under VBench's file name."""
+    from benchmarks.vbench.musiq import MUSIQ, MUSIQ_FILE
+
+    root = tmp_path_factory.mktemp("musiq")
+    torch.manual_seed(0)
+    model = MUSIQ(hidden_size=48, mlp_dim=64, num_layers=1)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    torch.save(model.state_dict(), root / MUSIQ_FILE)
+    return root
+
+
+def test_imaging_quality_runs_musiq_from_weights(musiq_weights):
+    """Issue 11.9: MUSIQ loads from --weights and scores each frame after VBench's resize (longer
+    side <= 512, bilinear without antialiasing), mean / 100."""
+    import torch.nn.functional as F
+
+    from benchmarks.vbench.learned import load_musiq_once
+    from benchmarks.vbench.musiq import MUSIQ_FILE
+
+    scorer = build(["imaging_quality"], ScorerContext(weights=musiq_weights))[0]["imaging_quality"]
+    assert scorer.info["backend"].startswith("MUSIQ") and scorer.info["proxy"] is False
+    frame = np.random.default_rng(0).integers(0, 255, (1, 96, 640, 3), dtype=np.uint8)
+    (score,), _ = scorer([frame], ["x"], [{}])
+    x = torch.from_numpy(frame[0]).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(76, 512), mode="bilinear", align_corners=False) / 255.0
+    with torch.no_grad():
+        expected = float(load_musiq_once(musiq_weights / MUSIQ_FILE, "cpu")(x)) / 100.0
+    assert np.isfinite(score) and score == pytest.approx(expected, rel=1e-6)

@@ -16,6 +16,7 @@ Working resolution (VBench's preprocessing, per dimension)
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 
@@ -313,6 +314,13 @@ def make_motion_smoothness(ctx: ScorerContext):
 
 @register("imaging_quality")
 def make_imaging_quality(ctx: ScorerContext):
+    """MUSIQ when ``--weights`` holds VBench's checkpoint, else the blur/noise proxy."""
+    from .musiq import MUSIQ_FILE
+
+    if ctx.weights is not None and (Path(ctx.weights) / MUSIQ_FILE).is_file():
+        from .learned import make_musiq_quality
+
+        return make_musiq_quality(ctx)
     _cv2()
     return Scorer(lambda p, m: ImagingQuality(),
                   {"backend": "(1 - blur effect) x (1 - Haar noise sigma / 30), longer side <= 512 "

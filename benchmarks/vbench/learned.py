@@ -9,6 +9,7 @@ Expected layout (any ``save_pretrained`` folder works; the Hub names are accepte
                                                                              style (proxy), clip_score
     WEIGHTS/clip_vit_l14/    CLIPModel, e.g. openai/clip-vit-large-patch14   aesthetic quality
     WEIGHTS/sa_0_4_vit_l_14_linear.pth   LAION aesthetic head (nn.Linear(768, 1) state dict)
+    WEIGHTS/musiq_spaq_ckpt-358bb6af.pth MUSIQ (SPAQ), pyiqa's state dict       imaging quality
 
 The weight file each VBench dimension uses (the ``vbench`` package downloads it into
 ``~/.cache/vbench/`` on first use, see its ``utils.init_submodules``) and what this project does:
@@ -21,8 +22,9 @@ The weight file each VBench dimension uses (the ``vbench`` package downloads it 
     aesthetic_quality            clip_model/ViT-L-14.pt (OpenAI CLIP) +               clip_vit_l14/ +
                                  aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth  sa_0_4_vit_l_14_linear.pth
                                  (LAION-AI/aesthetic-predictor)
-    imaging_quality              pyiqa_model/musiq_spaq_ckpt-358bb6af.pth (pyiqa's     blur/noise proxy, no weights
-                                 v0.1-weights release)
+    imaging_quality              pyiqa_model/musiq_spaq_ckpt-358bb6af.pth (pyiqa's     musiq_spaq_ckpt-358bb6af.pth
+                                 v0.1-weights release)                                (musiq.py); else a blur/noise
+                                                                                      proxy, no weights
     dynamic_degree               raft_model/models/raft-things.pth (RAFT's models.zip) optical-flow proxy
     motion_smoothness            amt_model/amt-s.pth (Hugging Face lalala125/AMT)     optical-flow proxy
     temporal_style,              ViCLIP/ViClip-InternVid-10M-FLT.pth (Hugging Face    CLIP ViT-B/32 proxy
@@ -49,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .classical import IQ_LONGER_SIDE
 from .scorers import Scorer, ScorerContext, Unavailable, register
 
 MODEL_DIRS = {
@@ -305,3 +308,48 @@ def make_aesthetic_quality(ctx: ScorerContext):
 @functools.lru_cache(maxsize=2)
 def _aesthetic_head(path: Path):
     return load_aesthetic_head(path)
+
+
+class MusiqFrames:
+    """VBench's imaging quality: MUSIQ per frame after the longer side is resized to at most 512
+    (bilinear, no antialiasing, as torchvision's Resize on VBench's float frames), mean score / 100."""
+
+    def __init__(self, path: Path, device: str):
+        self.path, self.device, self.scores = path, device, []
+
+    def update(self, frame):
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
+        h, w = x.shape[-2:]
+        if max(h, w) > IQ_LONGER_SIDE:
+            scale = IQ_LONGER_SIDE / max(h, w)
+            x = F.interpolate(x, size=(int(scale * h), int(scale * w)), mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            self.scores.append(float(load_musiq_once(self.path, self.device)(x.to(self.device) / 255.0)))
+
+    def result(self):
+        return float(np.mean(self.scores)) / 100.0 if self.scores else None
+
+
+def make_musiq_quality(ctx: ScorerContext) -> Scorer:
+    """Imaging quality with MUSIQ (SPAQ) from ``--weights DIR/musiq_spaq_ckpt-358bb6af.pth``."""
+    from .musiq import MUSIQ_FILE
+
+    path = Path(ctx.weights) / MUSIQ_FILE
+    return Scorer(lambda p, m: MusiqFrames(path, ctx.device),
+                  {"backend": f"MUSIQ (SPAQ) from {MUSIQ_FILE}, longer side <= {IQ_LONGER_SIDE}", "proxy": False})
+
+
+def load_musiq_once(path: Path, device: str):
+    """One shared MUSIQ per file and device."""
+    with _LOAD_LOCK:
+        return _load_musiq(path, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_musiq(path: Path, device: str):
+    from .musiq import load_musiq
+
+    return load_musiq(path, device)

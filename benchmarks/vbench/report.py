@@ -108,8 +108,12 @@ def _dimension_rows(summary: dict) -> list[list[str]]:
     rows = []
     for d, r in summary["dimensions"].items():
         kind = "proxy" if r.get("proxy") else "exact"
-        rows.append([d, r["group"], _fmt(r["raw"]), _fmt(r["normalised"]), kind, r.get("backend", ""),
-                     str(r["n_videos"])])
+        backend = r.get("backend", "")
+        if r.get("static_filter"):
+            backend += f"; static filter {r['static_filter']}"
+        if r.get("flat_frames"):
+            backend += f"; {r['flat_frames']} flat frames scored 0"
+        rows.append([d, r["group"], _fmt(r["raw"]), _fmt(r["normalised"]), kind, backend, str(r["n_videos"])])
     return rows
 
 
