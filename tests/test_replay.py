@@ -232,7 +232,7 @@ def test_save_load_round_trip(tmp_path):
     pool.save(tmp_path / "ckpt")
     index = json.loads((tmp_path / "ckpt" / "replay" / "index.json").read_text())
     assert [e["step"] for e in index["snapshots"]] == pool.steps
-    assert all((tmp_path / "ckpt" / "replay" / e["file"]).exists() for e in index["snapshots"])
+    assert all((tmp_path / "ckpt" / "replay" / f"{e['digest']}.safetensors").exists() for e in index["snapshots"])
 
     restored = filled(ReplayPool(size=4, evict="random", cpu_budget_gb=TINY_GB, spill_dir=tmp_path / "b"), [0, 5])
     restored.load(tmp_path / "ckpt")  # replaces what it held

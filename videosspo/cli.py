@@ -37,13 +37,14 @@ def _quiet_libraries() -> None:
 
 def _prepare_data(config) -> None:
     """Write the synthetic dataset at data.path when it is missing and data.synth_if_missing > 0."""
+    from videosspo.errors import PathError
     from videosspo.synth import make_dataset
 
     path = Path(config.data.path)
     if path.exists() or not config.data.synth_if_missing:
         return
     if path.suffix in (".jsonl", ".csv"):
-        raise FileNotFoundError(f"data.path={str(path)!r} does not exist")
+        raise PathError(f"data.path={str(path)!r} does not exist")
     frames = max(config.data.frames, (config.data.frames - 1) * config.data.stride + 1)
     print(f"data.path {path} is missing: writing {config.data.synth_if_missing} synthetic clips there")
     make_dataset(path, n=config.data.synth_if_missing, frames=frames, height=config.data.height,
@@ -210,12 +211,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args, rest = build_parser().parse_known_args(argv)
     _quiet_libraries()
-    from videosspo.config import ConfigError
+    from videosspo.errors import UserError
 
     try:
         result = args.func(args, rest)
-    except ConfigError as e:
-        sys.exit(f"config error: {e}")
+    except UserError as e:  # config, data, paths, disk: the message is the whole story (tracebacks are for bugs)
+        print(f"videosspo {args.command}: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
     if args.command == "train" and result is not None:
         print(json.dumps(result, indent=2))
 

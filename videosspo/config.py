@@ -19,13 +19,15 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from videosspo.errors import UserError
+
 
 # The latent samplers of `videosspo.sampling.SCHEDULERS`.
 Sampler = Literal["ddim", "ddpm", "euler", "dpm++", "unipc"]
 
 
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type, or impossible."""
+class ConfigError(UserError, ValueError):
+    """A configuration value is unknown, of the wrong type, or impossible; or the YAML does not parse."""
 
 
 def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
@@ -202,7 +204,11 @@ class TrainConfig:
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     log_every: int = 1
     checkpoint_every: int = 50   # 0: only the final checkpoint
-    keep_checkpoints: int = 2    # newest N training checkpoints kept (the final model always is)
+    keep_checkpoints: int = 2    # newest N checkpoints of this run kept (0: all); see anomaly_factor
+    # A step whose loss or grad norm is non-finite or above this many times its running median (last
+    # 50 steps) is anomalous; the last checkpoint written before the first such step is kept out of
+    # pruning and named when the run stops. 0: only non-finite values count.
+    anomaly_factor: float = 100.0
     sample_every: int = 0        # 0: sample only at the end
     sample_prompts: tuple[str, ...] = ("a red square moving left",)
     sample_format: Literal["mp4", "gif"] = "gif"
@@ -215,7 +221,7 @@ class TrainConfig:
     def __post_init__(self):
         _check(self.max_steps >= 1, "train.max_steps", self.max_steps, ">= 1")
         _check(self.log_every >= 1, "train.log_every", self.log_every, ">= 1")
-        for key in ("checkpoint_every", "sample_every", "keep_checkpoints"):
+        for key in ("checkpoint_every", "sample_every", "keep_checkpoints", "anomaly_factor"):
             _check(getattr(self, key) >= 0, f"train.{key}", getattr(self, key), ">= 0")
 
 
@@ -346,8 +352,20 @@ def parse_overrides(items: list[str]) -> dict:
             key, raw = item[2:], items[i + 1]
             i += 2
         section, _, name = key.partition(".")
-        out.setdefault(section, {})[name] = yaml.safe_load(raw)
+        out.setdefault(section, {})[name] = _parse_yaml(raw, f"--{key}")
     return out
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """`yaml.safe_load`, with a syntax error reported as `source:line:column: problem`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError(f"{where}: YAML syntax error: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: YAML syntax error: {e}") from None
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -367,7 +385,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _parse_yaml(path.read_text(), str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
     if overrides:

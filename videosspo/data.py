@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from videosspo.errors import DataError, PathError
 from videosspo.video import BACKENDS, VideoReadError, count_frames, probe, read_video, to_tensor
 
 log = logging.getLogger("videosspo.data")
@@ -59,9 +60,9 @@ def _metadata_file(path: Path) -> Path:
         for name in METADATA_NAMES:
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(f"{path} contains none of {METADATA_NAMES}")
+        raise PathError(f"{path} contains none of {METADATA_NAMES}")
     if not path.is_file():
-        raise FileNotFoundError(f"metadata file {path} does not exist")
+        raise PathError(f"data.path: metadata file {path} does not exist")
     return path
 
 
@@ -78,7 +79,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict | None]]:
     """``(line number, row)`` of a .jsonl or .csv metadata file; the row is None where it is not valid UTF-8."""
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".csv"):
-        raise ValueError(f"metadata file {path} must end in .jsonl or .csv")
+        raise DataError(f"metadata file {path} must end in .jsonl or .csv")
     # undecodable bytes become lone surrogates, so one bad row is found and skipped, not a crash for the file
     text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     if suffix == ".csv":
@@ -86,7 +87,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict | None]]:
         columns = reader.fieldnames or []
         missing = [c for c in ("video", "caption") if c not in columns]
         if missing:
-            raise ValueError(f"{path} has no {' or '.join(missing)} column; its columns are {columns}")
+            raise DataError(f"{path} has no {' or '.join(missing)} column; its columns are {columns}")
         rows, line = [], reader.line_num + 1
         for row in reader:  # a quoted field may span lines: a row starts on the line after the previous one ended
             rows.append((line, row if all(_is_utf8(str(v)) for v in row.values()) else None))
@@ -102,9 +103,9 @@ def _read_rows(path: Path) -> list[tuple[int, dict | None]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}, line {line_no}: not valid JSON ({e})") from e
+            raise DataError(f"{path}, line {line_no}: not valid JSON ({e})") from e
         if not isinstance(row, dict):
-            raise ValueError(f"{path}, line {line_no}: expected a JSON object, got {type(row).__name__}")
+            raise DataError(f"{path}, line {line_no}: expected a JSON object, got {type(row).__name__}")
         rows.append((line_no, row))
     return rows
 
@@ -152,7 +153,7 @@ def load_metadata(path: str | os.PathLike) -> list[Record]:
     if skipped:
         log.warning("%s: skipped %d of %d rows: %s", path, sum(map(len, skipped.values())), len(rows), summary)
     if not records:
-        raise ValueError(f"{path}: no usable rows ({summary or 'the file has no rows'})")
+        raise DataError(f"{path}: no usable rows ({summary or 'the file has no rows'})")
     return records
 
 
@@ -198,10 +199,6 @@ def resize_center_crop(video: torch.Tensor, height: int, width: int) -> torch.Te
 
 
 # ----------------------------------------------------------------------------- unreadable clips
-
-
-class DataError(ValueError):
-    """The data cannot train the run: too many of its clips are unreadable."""
 
 
 @dataclass(frozen=True)
@@ -267,7 +264,7 @@ class ClipDataset(torch.utils.data.Dataset):
             unpaired = [r for r in self.records if r.loser_video is None]
             if unpaired:
                 first = ", ".join(f"row {r.index} ({r.video.name}, {r.caption!r})" for r in unpaired[:3])
-                raise ValueError(f"paired data needed, but {len(unpaired)} rows have no loser_video: {first}")
+                raise DataError(f"paired data needed, but {len(unpaired)} rows have no loser_video: {first}")
         self.frames, self.stride, self.height, self.width = frames, stride, height, width
         self._warned_short = False
 

@@ -9,13 +9,14 @@ snapshot added, is never evicted and never spilled (every strategy draws it). GB
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from videosspo.checkpoint import SnapshotStore
 
 STRATEGIES = ("random", "latest", "initial")
 EVICTIONS = ("oldest", "random")
@@ -27,6 +28,7 @@ class _Snapshot:
     step: int
     tensors: dict[str, Tensor] | None  # None once spilled
     path: Path | None  # the safetensors file once spilled
+    digest: str | None = None  # its name in a SnapshotStore, once saved there
 
 
 def _nbytes(tensors: dict[str, Tensor]) -> int:
@@ -198,26 +200,39 @@ class ReplayPool:
             else:
                 self._snaps.append(_Snapshot(entry["step"], None, Path(entry["path"])))
 
-    def save(self, directory: str | Path) -> None:
-        """Write ``directory/replay/index.json`` and one ``snap_{step:08d}.safetensors`` per snapshot."""
+    @property
+    def digests(self) -> list[str | None]:
+        """Each snapshot's digest in the store it was last saved to or loaded from (None before)."""
+        return [s.digest for s in self._snaps]
+
+    def unstored_bytes(self, store: SnapshotStore) -> int:
+        """Bytes that :meth:`save` would add to ``store``: the snapshots not in it yet."""
+        return sum(_nbytes(s.tensors) if s.tensors is not None else s.path.stat().st_size
+                   for s in self._snaps if s.digest is None or not store.path(s.digest).is_file())
+
+    def save(self, directory: str | Path, store: SnapshotStore | None = None) -> None:
+        """Write ``directory/replay/index.json``: the steps and store digests of the snapshots.
+
+        Each snapshot is written to ``store`` (default ``directory/replay``) only if it is not there yet:
+        snapshots never change, so checkpoints of one run share them.
+        """
         out = Path(directory) / "replay"
         out.mkdir(parents=True, exist_ok=True)
-        files = []
+        store = store or SnapshotStore(out)
         for snap in self._snaps:
-            name = f"snap_{snap.step:08d}.safetensors"
-            if snap.tensors is None:
-                shutil.copyfile(snap.path, out / name)
-            else:
-                save_file(snap.tensors, str(out / name))
-            files.append({"step": snap.step, "file": name})
-        (out / INDEX_FILE).write_text(json.dumps({"config": self._config(), "snapshots": files}, indent=2))
+            if snap.digest is None or not store.path(snap.digest).is_file():
+                snap.digest = store.put(snap.tensors, file=snap.path if snap.tensors is None else None)
+        entries = [{"step": s.step, "digest": s.digest} for s in self._snaps]
+        (out / INDEX_FILE).write_text(json.dumps({"config": self._config(), "snapshots": entries}, indent=2))
 
-    def load(self, directory: str | Path) -> None:
+    def load(self, directory: str | Path, store: SnapshotStore | None = None) -> None:
         """Replace the pool by the one :meth:`save` wrote into ``directory`` (config checked as in load_state_dict)."""
         src = Path(directory) / "replay"
+        store = store or SnapshotStore(src)
         index = json.loads((src / INDEX_FILE).read_text())
         self._check_config(index["config"])
         for i in reversed(range(len(self._snaps))):
             self._remove(i)
         for entry in index["snapshots"]:
-            self._insert(entry["step"], load_file(src / entry["file"]))
+            self._insert(entry["step"], load_file(store.path(entry["digest"])))
+            self._snaps[-1].digest = entry["digest"]

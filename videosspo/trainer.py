@@ -9,16 +9,19 @@ The global batch is a contiguous run of the data stream, split process-major ins
 micro-step; every random draw derives from (seed, step, position in the global batch), so N
 processes x A accumulation steps give the same update as one process with the same global batch.
 
-A checkpoint is one directory written to a temporary name and renamed into place:
+A checkpoint is one directory, complete or absent (`videosspo.checkpoint`: written to a temporary
+name, marked complete, fsynced, renamed into place; verified before resuming):
     accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
-    replay/      the replay pool (snapshot steps + safetensors)
+    replay/      the replay pool: snapshot steps and their digests in the run's `snapshots/` store
     losers/      the current reuse window's losers, per process (loser.reuse > 1)
     model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`
-    trainer.json step, counters;  config.yaml  the resolved config
+    trainer.json step, counters, divergence;  config.yaml  the resolved config;  COMPLETE.json  files and sizes
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
 import dataclasses
 import json
@@ -26,6 +29,7 @@ import logging
 import math
 import os
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -41,7 +45,10 @@ from tqdm.auto import tqdm
 
 from models import build_model, save_adapter
 from videosspo import rng
-from videosspo.config import Config, load_config, save_config
+from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, RunLock, SnapshotStore, check_space,
+                                  checkpoint_bytes, commit, first_line, latest_checkpoint, new_lineage, prune,
+                                  resume_candidates, save_failed, store_of, tidy, verify, write_marker)
+from videosspo.config import Config, ConfigError, load_config, save_config
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
@@ -53,7 +60,6 @@ from videosspo.video import write_video
 
 log = logging.getLogger("videosspo.trainer")
 
-CHECKPOINTS = "checkpoints"
 # Fields that must match between a checkpoint and the config that resumes it.
 ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank",
                 "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
@@ -162,6 +168,31 @@ class LoserCache:
             self.start = json.loads(f.metadata()["window"])
 
 
+class Watchdog:
+    """Flags a step whose loss or grad norm is non-finite, or above `factor` x its running median (of
+    the last `window` steps, once `warmup` are seen): a blow-up, even while its gradient is finite."""
+
+    def __init__(self, factor: float, window: int = 50, warmup: int = 10):
+        self.factor, self.warmup = factor, warmup
+        self.seen = {key: collections.deque(maxlen=window) for key in ("loss", "grad_norm")}
+
+    def check(self, stats: dict) -> str | None:
+        """Why this step is anomalous, or None; finite values join the running range either way."""
+        why = []
+        for key, seen in self.seen.items():
+            value = stats.get(key)
+            if value is None:
+                continue
+            if not math.isfinite(value):
+                why.append(f"{key} is {value}")
+                continue
+            median = statistics.median(seen) if seen and len(seen) >= self.warmup else math.inf
+            if self.factor and abs(value) > self.factor * median:
+                why.append(f"{key} {value:.4g} > {self.factor:g} x its running median {median:.4g}")
+            seen.append(abs(value))
+        return "; ".join(why) or None
+
+
 class Trainer:
     """Builds model, data, optimizer and replay pool from a `Config`; `fit()` trains to `max_steps`."""
 
@@ -175,6 +206,8 @@ class Trainer:
         self.loss_fn = get_loss(cfg.method.name)
         self.step = 0
         self.counters = {"skipped_clips": 0, "nonfinite_steps": 0}
+        self.lineage, self.parent = new_lineage(), None  # resume keeps or branches them (checkpoint.py)
+        self.watchdog, self.divergence = Watchdog(cfg.train.anomaly_factor), None
 
         self.model = build_model(cfg.model)
         encoder = encoder_identity(self.model) if cfg.data.latent_cache else None  # before any dtype cast
@@ -322,11 +355,18 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------
 
     def fit(self) -> dict:
+        """Resume (`train.resume`) and train to `train.max_steps`, holding the output folder's lock throughout."""
+        acc = self.accelerator
+        with RunLock(self.out) if acc.is_main_process else contextlib.nullcontext():
+            if acc.is_main_process:
+                tidy(self.out)  # what a killed save or prune left behind
+            acc.wait_for_everyone()
+            self.resume(self.config.train.resume)
+            return self._train()
+
+    def _train(self) -> dict:
         cfg, acc = self.config, self.accelerator
-        if cfg.train.resume:
-            self.resume(cfg.train.resume)
         if acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
         acc.init_trackers("videosspo")
         trainable = sum(p.numel() for p in self.model.unet.parameters() if p.requires_grad)
@@ -344,11 +384,12 @@ class Trainer:
         while self.step < cfg.train.max_steps:
             t_step = time.perf_counter()
             stats = self.optimizer_step(batches)
+            self.watch(stats)
             bad_steps = 0 if math.isfinite(stats.get("grad_norm", 0.0)) else bad_steps + 1
             if bad_steps >= MAX_BAD_STEPS:
                 raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {self.step}; "
                                          f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
-                                         f"Checkpoints in {self.out / CHECKPOINTS} are intact.")
+                                         f"{self._divergence_note()}")
             self.step += 1
             if cfg.method.name != "sft" and self.pool.due(self.step):  # replay: snapshot after this update
                 self.pool.add(self.step, self.policy.snapshot())
@@ -366,14 +407,34 @@ class Trainer:
         final = self.save_checkpoint()
         samples = self.write_samples()
         acc.end_training()
+        if self.divergence:
+            log.warning(self._divergence_note())
         summary = {"steps": self.step, "method": cfg.method.name, "family": cfg.model.family,
                    "first_loss": history[0] if history else None, "last_loss": history[-1] if history else None,
                    "seconds": round(time.perf_counter() - t_start, 2), "checkpoint": str(final),
                    "samples": [str(p) for p in samples], "global_batch": self.global_batch,
-                   "replay_steps": self.pool.steps, **self.counters}
+                   "replay_steps": self.pool.steps, "divergence": self.divergence, **self.counters}
         if acc.is_main_process:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def watch(self, stats: dict) -> None:
+        """At the first anomalous step (`Watchdog`), keep the newest checkpoint written before it out of pruning."""
+        why = self.watchdog.check(stats)
+        if why is None or self.divergence is not None:
+            return
+        kept = latest_checkpoint(self.out)
+        self.divergence = {"step": self.step + 1, "why": why, "kept": kept.name if kept else None}
+        log.warning(self._divergence_note())
+
+    def _divergence_note(self) -> str:
+        root = self.out / CHECKPOINTS
+        if not self.divergence:
+            return f"Checkpoints in {root} are intact."
+        d = self.divergence
+        kept = (f"{root / d['kept']}, the last checkpoint written before it, is kept out of pruning" if d["kept"]
+                else "no checkpoint was written before it")
+        return f"Training turned anomalous at step {d['step']} ({d['why']}): {kept}."
 
     def optimizer_step(self, batches) -> dict:
         """`grad_accum` micro-batches, then clip, update, schedule. Returns averaged stats."""
@@ -454,13 +515,21 @@ class Trainer:
         return paths
 
     def save_checkpoint(self) -> Path:
-        """Write the whole training state atomically: a temporary folder renamed into place."""
+        """Write the whole training state: complete or not at all, never at the cost of an earlier checkpoint.
+
+        The state goes to a temporary folder, gets its completeness marker and is fsynced, then is
+        renamed into place (`videosspo.checkpoint`); snapshots go to the run's store once. On any failure
+        the temporary folder is removed and the error says how much space there is and is needed.
+        """
         acc = self.accelerator
-        root = self.out / CHECKPOINTS
-        final = root / f"step_{self.step:08d}"
-        tmp = root / f".tmp-step_{self.step:08d}"
+        final = self.out / CHECKPOINTS / f"step_{self.step:08d}"
+        tmp = final.with_name(f".tmp-{final.name}")
+        store = SnapshotStore(self.out / STORE)
+        previous = latest_checkpoint(self.out)
+        needed = (checkpoint_bytes(previous) if previous else 0) + self.pool.unstored_bytes(store)
         acc.wait_for_everyone()
         if acc.is_main_process:
+            check_space(final, needed)
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
@@ -471,53 +540,89 @@ class Trainer:
                 self.losers.save(tmp / "losers" / f"rank{acc.process_index}.safetensors")
             acc.wait_for_everyone()
             if acc.is_main_process:
-                self.pool.save(tmp)
+                self.pool.save(tmp, store)
                 if self.config.train.export == "adapter":
                     save_adapter(tmp / "model", self.policy.snapshot(), self.config.model)
                 else:
                     self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
                 save_config(self.config, tmp / "config.yaml")
-                state = {"step": self.step, "counters": self.counters}
+                state = {"step": self.step, "counters": self.counters, "divergence": self.divergence}
                 (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
-                if final.exists():
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
-                self._prune(root)
-        except OSError as e:
+                snapshots = {d: store.path(d).stat().st_size for d in self.pool.digests}
+                write_marker(tmp, self.lineage, self.parent, snapshots)
+                commit(tmp, final)
+        except Exception as e:  # any failure (torch's writer raises RuntimeError on a full disk, not OSError)
             shutil.rmtree(tmp, ignore_errors=True)
-            raise OSError(f"writing checkpoint {final} failed ({e}); earlier checkpoints in {root} are intact") from e
+            raise save_failed(final, e, needed) from e
+        if acc.is_main_process:
+            prune(self.out, self.config.train.keep_checkpoints, self.lineage,
+                  protect=self.divergence and self.divergence["kept"])
         acc.wait_for_everyone()
         return final
 
-    def _prune(self, root: Path) -> None:
-        keep = self.config.train.keep_checkpoints
-        done = sorted(root.glob("step_*"))
-        for old in done[:-keep] if keep else []:
-            shutil.rmtree(old)
-
-    def resume(self, where: str) -> None:
-        """Restore the whole training state from a checkpoint directory or `latest`."""
-        path = latest_checkpoint(self.out) if where == "latest" else Path(where)
-        if path is None:
-            log.info("train.resume=latest but %s has no checkpoint; starting fresh", self.out / CHECKPOINTS)
+    def resume(self, where: str | None) -> None:
+        """Restore the whole training state from `train.resume`: `latest` (the newest checkpoint that
+        verifies; damaged newer ones are named and skipped) or a checkpoint folder. None starts fresh.
+        Refuses what would mix two runs in one output folder (`checkpoint.resume_candidates`)."""
+        candidates = resume_candidates(self.out, where)
+        for tried, path in enumerate(candidates):
+            try:
+                info = verify(path)
+                self._load(path)
+            except CheckpointError as e:
+                if where != "latest":
+                    raise
+                log.warning("cannot resume from %s: %s", path.name, e)
+                continue
+            if tried:
+                log.warning("resumed from %s instead: the newest checkpoint that verifies", path)
+            same_run = path.parent.resolve() == (self.out / CHECKPOINTS).resolve()
+            self.lineage, self.parent = (info["lineage"], info["parent"]) if same_run else (new_lineage(), str(path))
+            if self.accelerator.is_main_process:
+                truncate_metrics(self.out / "metrics.jsonl", self.step)
+            log.info("resumed from %s at step %d", path, self.step)
             return
-        if not (path / "trainer.json").is_file():
-            raise FileNotFoundError(f"train.resume={where!r}: {path} is not a videosspo checkpoint (no trainer.json)")
+        if candidates:
+            raise CheckpointError(f"no checkpoint in {self.out / CHECKPOINTS} can be resumed (each is named above); "
+                                  f"start a new train.output_dir")
+        if where == "latest":
+            log.info("train.resume=latest but %s has no checkpoint; starting fresh", self.out / CHECKPOINTS)
+
+    def _load(self, path: Path) -> None:
+        """Load a verified checkpoint into this trainer; a failure names the checkpoint and the error."""
         check_compatible(load_config(path / "config.yaml"), self.config)
-        self.accelerator.load_state(str(path / "accelerate"))
-        state = json.loads((path / "trainer.json").read_text())
-        self.step, self.counters = state["step"], state["counters"]
-        if (path / "replay").is_dir():
-            self.pool.load(path)
-        losers = path / "losers" / f"rank{self.accelerator.process_index}.safetensors"
-        if losers.is_file():  # absent when loser.reuse is 1, or for a process the saving run did not have
-            self.losers.load(losers)
-        log.info("resumed from %s at step %d", path, self.step)
+        try:
+            self.accelerator.load_state(str(path / "accelerate"))
+            state = json.loads((path / "trainer.json").read_text())
+            self.step, self.counters, self.divergence = state["step"], state["counters"], state.get("divergence")
+            self.pool.load(path, store_of(path))
+            self.losers = LoserCache(self.config.loser.reuse)
+            losers = path / "losers" / f"rank{self.accelerator.process_index}.safetensors"
+            if losers.is_file():  # absent when loser.reuse is 1, or for a process the saving run did not have
+                self.losers.load(losers)
+        except Exception as e:  # a file that verified but does not load: name the checkpoint
+            raise CheckpointError(f"{path} could not be loaded ({first_line(e)})") from e
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    done = sorted((Path(output_dir) / CHECKPOINTS).glob("step_*"))
-    return done[-1] if done else None
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the lines of steps after `step` from `metrics.jsonl`: a resumed run logs them again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if len(kept) < len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+        log.info("metrics.jsonl: dropped %d lines after step %d (they are logged again)", len(lines) - len(kept), step)
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinite for a line cut short by a kill (dropped as well)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def check_compatible(saved: Config, current: Config) -> None:
@@ -526,7 +631,7 @@ def check_compatible(saved: Config, current: Config) -> None:
     for key in ARCHITECTURE:
         section, name = key.split(".")
         if a[section][name] != b[section][name]:
-            raise ValueError(f"cannot resume: {key} is {b[section][name]!r} but the checkpoint has {a[section][name]!r}")
+            raise ConfigError(f"cannot resume: {key} is {b[section][name]!r} but the checkpoint has {a[section][name]!r}")
 
 
 def _slug(text: str, n: int = 60) -> str:

@@ -1,0 +1,277 @@
+"""Fault injection: SIGKILLs at chosen points of a save, damaged checkpoints, a full disk, two runs on one
+folder, resuming from an older checkpoint, divergence, and user errors at the command line.
+
+Kills run in a subprocess that patches one function of `videosspo.checkpoint` to SIGKILL itself at
+that point; the parent then checks what is left on disk and that a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from videosspo import checkpoint
+from videosspo.checkpoint import MARKER, CheckpointError, RunLock, checkpoints, latest_checkpoint, verify
+from videosspo.config import save_config
+from videosspo.trainer import Trainer, Watchdog
+
+from conftest import ROOT
+
+# Runs a config in a fresh process, SIGKILLed at the point named by argv[2].
+KILL_SCRIPT = """
+import os, shutil, signal, sys
+from pathlib import Path
+from videosspo.config import load_config
+from videosspo.trainer import Trainer
+
+point, real_rmtree, real_replace = sys.argv[2], shutil.rmtree, os.replace
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def rmtree(path, *args, **kwargs):  # deleting a checkpoint: part of its files go, then the process dies
+    if point == "deleting" and Path(path).name.startswith(".del-"):
+        real_rmtree(Path(path) / "accelerate")
+        die()
+    real_rmtree(path, *args, **kwargs)
+
+def replace(src, dst):  # replacing step_N: the old one renamed aside, the new one not yet in place
+    if point == "between-renames" and os.path.basename(src).startswith(".tmp-step_"):
+        die()
+    real_replace(src, dst)
+
+shutil.rmtree, os.replace = rmtree, replace
+Trainer(load_config(sys.argv[1])).fit()
+"""
+
+
+def run_killed(cfg, tmp_path, point: str) -> None:
+    save_config(cfg, tmp_path / "killed.yaml")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "killed.yaml"), point], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == -9, result.stderr[-3000:]
+
+
+def unet_state(trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.model.unet.state_dict().items()}
+
+
+def equal_states(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def names(output_dir) -> list[str]:
+    return [p.name for p in checkpoints(output_dir)]
+
+
+@pytest.mark.parametrize("point", ["between-renames", "deleting"])
+def test_kill_while_rewriting_the_final_checkpoint(tiny_config, tmp_path, caplog, point):
+    """Relaunching a finished run rewrites its final checkpoint; a kill at any point of that leaves a
+    complete step_N (restored from aside if needed), and resume continues from it."""
+    cfg = tiny_config(**{"method.name": "sft", "train.checkpoint_every": 1})
+    done = Trainer(cfg)
+    done.fit()
+    run_killed(tiny_config(**{"method.name": "sft", "train.checkpoint_every": 1, "train.resume": "latest"}), tmp_path,
+               point)
+    leftovers = sorted(p.name for p in (done.out / "checkpoints").iterdir())
+    if point == "between-renames":  # no step_2 at all: the new one waits as .tmp-, the old one as .old-
+        assert leftovers == [".old-step_00000002", ".tmp-step_00000002", "step_00000001"]
+    else:  # the new step_2 in place, the old one half-deleted under another name
+        assert leftovers[0].startswith(".del-") and leftovers[1:] == ["step_00000001", "step_00000002"]
+    again = Trainer(tiny_config(**{"method.name": "sft", "train.checkpoint_every": 1, "train.resume": "latest"}))
+    with caplog.at_level(logging.WARNING, logger="videosspo.checkpoint"):
+        again.fit()
+    assert again.step == 2 and equal_states(unet_state(again), unet_state(done))
+    assert ("restored" in caplog.text) == (point == "between-renames")
+    assert sorted(p.name for p in (done.out / "checkpoints").iterdir()) == ["step_00000001", "step_00000002"]
+
+
+def test_kill_while_pruning_then_resume_equals_uninterrupted(tiny_config, tmp_path):
+    common = {"train.checkpoint_every": 1, "train.keep_checkpoints": 1, "train.max_steps": 3}
+    straight = Trainer(tiny_config(**common, **{"train.output_dir": str(tmp_path / "straight")}))
+    straight.fit()
+    run = tmp_path / "run"
+    run_killed(tiny_config(**common, **{"train.output_dir": str(run)}), tmp_path, "deleting")
+    # killed while deleting step_1 after writing step_2: step_1 was renamed before its files went
+    leftovers = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert leftovers[0].startswith(".del-") and leftovers[1:] == ["step_00000002"]
+    resumed = Trainer(tiny_config(**common, **{"train.output_dir": str(run), "train.resume": "latest"}))
+    resumed.fit()
+    assert equal_states(unet_state(straight), unet_state(resumed))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000003"]
+    # the snapshot store holds exactly the snapshots the remaining checkpoint refers to, each once
+    index = json.loads((run / "checkpoints/step_00000003/replay/index.json").read_text())
+    assert [e["step"] for e in index["snapshots"]] == [0, 2, 3]
+    assert sorted(p.stem for p in (run / "snapshots").iterdir()) == sorted(e["digest"] for e in index["snapshots"])
+    assert not list((run / "checkpoints/step_00000003/replay").glob("*.safetensors"))
+
+
+def test_truncated_file_in_the_newest_checkpoint_falls_back_to_the_previous(tiny_config, caplog):
+    cfg = tiny_config(**{"method.name": "sft", "train.checkpoint_every": 1, "train.keep_checkpoints": 0})
+    first = Trainer(cfg)
+    first.fit()
+    newest = latest_checkpoint(first.out)
+    damaged = newest / "accelerate" / "model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=f"{damaged} is damaged: 1000 bytes"):
+        Trainer(tiny_config(**{"method.name": "sft", "train.resume": str(newest)})).fit()
+    resumed = Trainer(tiny_config(**{"method.name": "sft", "train.checkpoint_every": 1, "train.resume": "latest"}))
+    real_load = resumed._load
+    loaded = []
+    resumed._load = lambda path: loaded.append(path.name) or real_load(path)
+    with caplog.at_level(logging.WARNING, logger="videosspo.trainer"):
+        resumed.fit()
+    assert loaded == ["step_00000001"]
+    assert str(damaged) in caplog.text and "resumed from" in caplog.text and "step_00000001 instead" in caplog.text
+    assert equal_states(unet_state(first), unet_state(resumed))  # step 2 retrained from step 1: the same weights
+    verify(latest_checkpoint(first.out))  # ... and its checkpoint rewritten whole
+    steps = [json.loads(line)["step"] for line in open(first.out / "metrics.jsonl")]
+    assert steps == [1, 2]  # step 2's line of the first run was dropped at resume, then logged again
+
+
+def test_a_damaged_header_of_the_right_size_is_named(tiny_config):
+    trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 1}))
+    trainer.fit()
+    folder = latest_checkpoint(trainer.out)
+    weights = folder / "accelerate" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:16] = b"\xff" * 8  # inside the JSON header
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{weights} is damaged"):
+        verify(folder)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64")])
+def test_a_failed_save_removes_its_folder_reports_space_and_keeps_the_previous(tiny_config, monkeypatch, error):
+    trainer = Trainer(tiny_config())
+    trainer.fit()
+    good = latest_checkpoint(trainer.out)
+    trainer.step += 1
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(trainer.model, "save_pretrained", fail)
+    needed = checkpoint.checkpoint_bytes(good) / 1e9
+    with pytest.raises(CheckpointError, match=rf"step_00000003 failed \({type(error).__name__}: .*\); [\d.]+ GB free on "
+                                              rf"its disk, about {needed:.2f} GB needed;.* earlier checkpoints .* intact"):
+        trainer.save_checkpoint()
+    assert latest_checkpoint(trainer.out) == good and verify(good)
+    assert not list((trainer.out / "checkpoints").glob(".tmp-*"))
+
+
+def test_a_save_is_refused_before_writing_when_the_disk_is_too_full(tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config())
+    trainer.fit()
+    good = latest_checkpoint(trainer.out)
+    trainer.step += 1
+    monkeypatch.setattr(checkpoint, "free_bytes", lambda path: 1000)
+    with pytest.raises(CheckpointError, match=r"0\.00 GB free, about \d+\.\d\d GB needed"):
+        trainer.save_checkpoint()
+    assert names(trainer.out) == [good.name] and not list((trainer.out / "checkpoints").glob(".tmp-*"))
+
+
+def test_a_second_run_on_a_locked_folder_exits_2_naming_the_holder(tiny_config, tmp_path, capsys):
+    from videosspo.cli import main
+
+    cfg = tiny_config(**{"method.name": "sft"})
+    save_config(cfg, tmp_path / "c.yaml")
+    with RunLock(cfg.train.output_dir):
+        with pytest.raises(SystemExit) as exit_:
+            main(["train", "--config", str(tmp_path / "c.yaml")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "is in use by another run" in err and f"pid {os.getpid()} on host" in err
+    assert not (tmp_path / "run" / ".lock").exists()  # released on exit
+
+
+def test_a_stale_lock_of_a_dead_process_is_reported_and_taken_over(tiny_config, caplog):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 1}))
+    trainer.out.mkdir(parents=True)
+    (trainer.out / ".lock").write_text(json.dumps({"host": "h", "pid": int(dead.stdout), "since": "then"}))
+    with caplog.at_level(logging.WARNING, logger="videosspo.checkpoint"):
+        trainer.fit()
+    assert f"stale lock of pid {int(dead.stdout)} on host h" in caplog.text
+    assert not (trainer.out / ".lock").exists()
+
+
+def test_resuming_an_older_checkpoint_refuses_and_branching_prunes_only_the_new_run(tiny_config, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = {"method.name": "sft", "train.checkpoint_every": 1, "train.max_steps": 3}
+    Trainer(tiny_config(**common, **{"train.output_dir": str(a), "train.keep_checkpoints": 0})).fit()
+    older = str(a / "checkpoints" / "step_00000001")
+    with pytest.raises(CheckpointError, match=r"not the newest.*step_00000003.*--train.output_dir NEW_FOLDER"):
+        Trainer(tiny_config(**common, **{"train.output_dir": str(a), "train.resume": older})).fit()
+    with pytest.raises(CheckpointError, match=r"already holds the checkpoints of a run.*--train.resume latest"):
+        Trainer(tiny_config(**common, **{"train.output_dir": str(a)})).fit()  # a fresh start over them
+    branch = Trainer(tiny_config(**common, **{"train.output_dir": str(b), "train.resume": older, "optim.lr": 5e-4,
+                                              "train.keep_checkpoints": 1}))
+    branch.fit()
+    assert names(a) == ["step_00000001", "step_00000002", "step_00000003"] and names(b) == ["step_00000003"]
+    marker = json.loads((b / "checkpoints/step_00000003" / MARKER).read_text())
+    assert marker["parent"] == older and marker["lineage"] != json.loads((a / "checkpoints/step_00000003" /
+                                                                        MARKER).read_text())["lineage"]
+
+
+def test_divergence_keeps_the_last_checkpoint_before_it(tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 6, "train.checkpoint_every": 1,
+                                     "train.keep_checkpoints": 2}))
+    real_loss = trainer.loss
+
+    def blows_up_at_step_3(batch):  # the update of logged step 3 (self.step == 2) and later are non-finite
+        loss, stats = real_loss(batch)
+        return (loss * float("nan") if trainer.step >= 2 else loss), stats
+
+    monkeypatch.setattr(trainer, "loss", blows_up_at_step_3)
+    summary = trainer.fit()
+    assert summary["divergence"]["step"] == 3 and summary["divergence"]["kept"] == "step_00000002"
+    assert names(trainer.out) == ["step_00000002", "step_00000005", "step_00000006"]
+
+
+def test_watchdog_flags_non_finite_values_and_jumps_past_the_running_median():
+    dog = Watchdog(factor=10, window=4, warmup=3)
+    assert [dog.check({"loss": v}) for v in (1.0, 3.0, 2.0)] == [None, None, None]  # warming up: median 2
+    assert dog.check({"loss": 19.0}) is None  # 19 <= 10 x 2
+    assert dog.check({"loss": 31.0}) == "loss 31 > 10 x its running median 2.5"  # window [1, 3, 2, 19]
+    assert dog.check({"loss": 1.0, "grad_norm": float("inf")}) == "grad_norm is inf"
+    assert Watchdog(factor=0, warmup=0).check({"loss": 1e30, "grad_norm": 1e30}) is None  # 0: non-finite only
+
+
+@pytest.mark.parametrize("case", ["yaml", "data.path", "resume", "csv", "jsonl"])
+def test_user_errors_print_one_line_and_exit_2(tiny_config, tmp_path, capsys, case):
+    from videosspo.cli import main
+
+    args, expected = ["train", "--config", str(tmp_path / "c.yaml")], ""
+    save_config(tiny_config(**{"method.name": "sft"}), tmp_path / "c.yaml")
+    if case == "yaml":
+        (tmp_path / "c.yaml").write_text("train:\n  max_steps: 3\n  seed: [1, 2\nmodel: {}\n")
+        expected = f"{tmp_path / 'c.yaml'}:4:6: YAML syntax error"
+    elif case == "data.path":
+        args += ["--data.path", str(tmp_path / "none.jsonl")]
+        expected = "does not exist"
+    elif case == "resume":
+        args += ["--train.resume", str(tmp_path / "nowhere")]
+        expected = f"train.resume='{tmp_path / 'nowhere'}' does not exist"
+    elif case == "csv":
+        (tmp_path / "m.csv").write_text("video,text\na.mp4,hello\n")
+        args += ["--data.path", str(tmp_path / "m.csv")]
+        expected = "has no caption column"
+    else:
+        (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "caption": "x"}\n{"video": \n')
+        args += ["--data.path", str(tmp_path / "m.jsonl")]
+        expected = "m.jsonl, line 2: not valid JSON"
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("videosspo train: ") and expected in last, last

@@ -1,0 +1,356 @@
+"""Checkpoints on disk: written completely or not at all, verified before use, pruned only within their run.
+
+A run folder (`train.output_dir`) holds one lineage of checkpoints:
+
+    .lock                            host and pid of the run writing here (`RunLock`, held for the whole run)
+    checkpoints/step_N/              a complete checkpoint: its COMPLETE.json is the last file written
+    checkpoints/.tmp-step_N/         being written; removed on failure, never resumed from
+    checkpoints/.old-step_N/         a checkpoint being replaced; restored if the run died mid-replacement
+    checkpoints/.del-*/              a checkpoint being deleted (renamed first: never a partial step_N)
+    snapshots/<sha256>.safetensors   replay snapshots, each stored once; checkpoints refer to them
+
+COMPLETE.json lists every file of the checkpoint with its size, the snapshots it refers to (with
+theirs) and its lineage: an id drawn at a fresh start and kept by resumes in the same folder. A
+checkpoint *verifies* when all those files exist with those sizes and every safetensors header and
+JSON file parses.
+
+Order of a save (README, "What survives what", says what each kill point leaves):
+    write .tmp-step_N -> marker -> fsync files and folders -> rename an existing step_N aside ->
+    rename .tmp-step_N to step_N -> fsync checkpoints/ -> delete the old one -> prune.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from videosspo.errors import PathError, UserError
+
+log = logging.getLogger("videosspo.checkpoint")
+
+CHECKPOINTS = "checkpoints"
+STORE = "snapshots"
+MARKER = "COMPLETE.json"
+LOCK = ".lock"
+GB = 1e9
+
+
+class CheckpointError(UserError):
+    """A checkpoint cannot be written (disk full, I/O error) or read (missing, damaged, another run's)."""
+
+
+class RunLocked(UserError):
+    """Another live run holds the output folder."""
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+# -- durability ------------------------------------------------------------------------------------
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's or a folder's entry to the disk (a folder: the names in it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under `folder`, so a rename after it publishes only durable data."""
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            fsync_path(os.path.join(parent, name))
+        fsync_path(parent)
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the disk holding `path` (or its nearest existing parent)."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+# -- the run lock ----------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while a run writes there.
+
+    `.lock` holds the holder's host and pid; an flock on it is what excludes (the kernel drops it
+    when its process dies), so a lock file whose flock is free was left by a dead run: stale,
+    reported, and taken over.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise RunLocked(f"train.output_dir={str(self.path.parent)!r} is in use by another run ({holder}); "
+                                f"wait for it to end or choose another train.output_dir") from None
+            if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                break
+            os.close(fd)  # the holder released and removed the file between our open and flock: retry
+        stale = _holder(fd)
+        if stale:
+            log.warning("%s: stale lock of %s, which is no longer running; taking it over", self.path, stale)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        os.fsync(fd)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _holder(fd: int) -> str:
+    """'pid P on host H since T' from a lock file's content, '' when empty."""
+    raw = os.pread(fd, 4096, 0)
+    if not raw:
+        return ""
+    try:
+        info = json.loads(raw)
+        return f"pid {info['pid']} on host {info['host']} since {info['since']}"
+    except (ValueError, KeyError, TypeError):
+        return f"lock file content {raw[:80]!r}"
+
+
+# -- the snapshot store ----------------------------------------------------------------------------
+
+
+class SnapshotStore:
+    """Replay snapshots stored once, named by the SHA-256 of their safetensors file (they never change)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, digest: str) -> Path:
+        return self.folder / f"{digest}.safetensors"
+
+    def put(self, tensors: dict | None = None, file: Path | None = None) -> str:
+        """Store `tensors` (or a copy of a safetensors `file`) unless already there; return its digest."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".tmp-{uuid.uuid4().hex}.safetensors"
+        if file is not None:
+            shutil.copyfile(file, tmp)
+        else:
+            save_file(tensors, str(tmp))
+        digest = hashlib.sha256()
+        with open(tmp, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+            os.fsync(f.fileno())
+        final = self.path(digest.hexdigest())
+        if final.is_file():
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+            fsync_path(self.folder)
+        return digest.hexdigest()
+
+    def collect(self, keep: set[str]) -> None:
+        """Delete every stored snapshot (and leftover temporary file) whose digest is not in `keep`."""
+        for path in self.folder.glob("*.safetensors"):
+            if path.stem not in keep:
+                path.unlink()
+
+
+def store_of(checkpoint: Path) -> SnapshotStore:
+    """The snapshot store of the run folder holding `checkpoint`."""
+    return SnapshotStore(checkpoint.parent.parent / STORE)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def write_marker(folder: Path, lineage: str, parent: str | None, snapshots: dict[str, int]) -> None:
+    """The completeness marker, written last: every file under `folder` with its size, and the snapshots used."""
+    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    info = {"lineage": lineage, "parent": parent, "files": files, "snapshots": snapshots}
+    (folder / MARKER).write_text(json.dumps(info, indent=1))
+
+
+def read_marker(folder: Path) -> dict:
+    return json.loads((folder / MARKER).read_text())
+
+
+def commit(tmp: Path, final: Path) -> None:
+    """Publish the written `tmp` as `final`, durably; a `final` already there is deleted only once `tmp` is in place."""
+    fsync_tree(tmp)
+    aside = final.with_name(f".old-{final.name}")
+    if final.exists():
+        remove(aside)
+        os.replace(final, aside)
+    os.replace(tmp, final)
+    fsync_path(final.parent)
+    remove(aside)
+
+
+def remove(folder: Path) -> None:
+    """Delete a checkpoint folder: renamed to `.del-*` first, so a kill midway never leaves a partial `step_N`."""
+    if not folder.exists():
+        return
+    trash = folder.with_name(f".del-{uuid.uuid4().hex[:8]}-{folder.name.lstrip('.')}")
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def tidy(output_dir: Path) -> None:
+    """Undo what a killed save or prune left: restore a checkpoint renamed aside whose replacement never
+    arrived; delete temporary and half-deleted folders. Run under the lock, before resuming."""
+    root = output_dir / CHECKPOINTS
+    for aside in sorted(root.glob(".old-step_*")):
+        final = root / aside.name.removeprefix(".old-")
+        if (aside / MARKER).is_file() and not (final / MARKER).is_file():
+            remove(final)
+            os.replace(aside, final)
+            log.warning("restored %s: the run that was replacing it stopped midway", final)
+        else:
+            remove(aside)
+    for junk in [*root.glob(".tmp-step_*"), *root.glob(".del-*")]:
+        shutil.rmtree(junk, ignore_errors=True)
+
+
+def checkpoint_bytes(folder: Path) -> int:
+    """A complete checkpoint's own size from its marker (the stored snapshots it shares not included)."""
+    return sum(read_marker(folder)["files"].values())
+
+
+def check_space(final: Path, needed: int) -> None:
+    """Refuse to start writing `final` when its disk has less than `needed` bytes free."""
+    free = free_bytes(final.parent)
+    if free < needed:
+        raise CheckpointError(f"not enough disk space for checkpoint {final}: {free / GB:.2f} GB free, about "
+                              f"{needed / GB:.2f} GB needed (the previous checkpoint's size and new snapshots); free "
+                              f"some space or lower "
+                              f"train.keep_checkpoints; earlier checkpoints are intact")
+
+
+def save_failed(final: Path, error: BaseException, needed: int) -> CheckpointError:
+    """The one-line report of a failed save (its temporary folder already removed)."""
+    return CheckpointError(f"writing checkpoint {final} failed ({first_line(error)}); {free_bytes(final.parent) / GB:.2f} "
+                           f"GB free on its disk, about {needed / GB:.2f} GB needed; the temporary folder was removed "
+                           f"and earlier checkpoints in {final.parent} are intact")
+
+
+def prune(output_dir: Path, keep: int, lineage: str, protect: str | None = None) -> None:
+    """Keep the newest `keep` complete checkpoints of `lineage` (0: all) and `protect`; then delete the
+    snapshots no remaining checkpoint refers to."""
+    ours = [c for c in checkpoints(output_dir) if read_marker(c)["lineage"] == lineage]
+    for old in ours[:-keep] if keep else []:
+        if old.name != protect:
+            remove(old)
+    used = {digest for c in checkpoints(output_dir) for digest in read_marker(c)["snapshots"]}
+    SnapshotStore(output_dir / STORE).collect(used)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The complete checkpoints of a run folder, oldest first."""
+    done = [p for p in (Path(output_dir) / CHECKPOINTS).glob("step_*") if (p / MARKER).is_file()]
+    return sorted(done, key=lambda p: p.name)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    done = checkpoints(output_dir)
+    return done[-1] if done else None
+
+
+def verify(folder: Path) -> dict:
+    """The marker of a checkpoint whose files all check out; else CheckpointError naming the bad file."""
+    marker = folder / MARKER
+    if not folder.is_dir():
+        raise PathError(f"checkpoint {str(folder)!r} does not exist")
+    if not marker.is_file():
+        raise CheckpointError(f"{folder} is not a complete checkpoint (no {MARKER}: its run stopped while writing or "
+                              f"deleting it)")
+    try:
+        info = read_marker(folder)
+    except ValueError as e:
+        raise CheckpointError(f"{marker} is damaged ({first_line(e)})") from e
+    store = store_of(folder)
+    expected = {folder / name: size for name, size in info["files"].items()}
+    expected.update({store.path(digest): size for digest, size in info["snapshots"].items()})
+    for path, size in expected.items():
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing")
+        if path.stat().st_size != size:
+            raise CheckpointError(f"{path} is damaged: {path.stat().st_size} bytes, {size} when it was written")
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt"):
+                    pass
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+        except Exception as e:  # safetensors and json raise assorted types for damaged files
+            raise CheckpointError(f"{path} is damaged ({first_line(e)})") from e
+    return info
+
+
+def resume_candidates(output_dir: Path, where: str | None) -> list[Path]:
+    """The checkpoints to try, in order, for `train.resume=where`; refuses what would mix two runs in one folder.
+
+    None: a fresh start, refused in a folder that holds checkpoints. `latest`: every complete checkpoint,
+    newest first (the first that verifies wins). A folder: it alone, refused when a newer checkpoint of
+    this folder exists (its run would be overwritten and pruned by ours) or when it belongs to another
+    folder while this one holds checkpoints.
+    """
+    done = checkpoints(output_dir)
+    if where == "latest":
+        return done[::-1]
+    hint = "continue it with --train.resume latest, or choose a new train.output_dir"
+    if where is None:
+        if done:
+            raise CheckpointError(f"train.output_dir={str(output_dir)!r} already holds the checkpoints of a run "
+                                  f"(newest {done[-1].name}): {hint}")
+        return []
+    path = Path(where)
+    if not path.is_dir():
+        raise PathError(f"train.resume={where!r} does not exist; give a checkpoint folder "
+                        f"(…/{CHECKPOINTS}/step_N) or 'latest'")
+    if path.resolve().parent != (output_dir / CHECKPOINTS).resolve():
+        if done:
+            raise CheckpointError(f"train.output_dir={str(output_dir)!r} already holds the checkpoints of another run "
+                                  f"(newest {done[-1].name}): resume from {where} into a new train.output_dir")
+        return [path]
+    later = [c.name for c in done if c.name > path.name]
+    if later:
+        raise CheckpointError(f"train.resume={where!r} is not the newest checkpoint of this run ({later[-1]} is): "
+                              f"continuing here would overwrite and prune the later ones. Branch instead: "
+                              f"--train.resume {where} --train.output_dir NEW_FOLDER, or first move "
+                              f"{', '.join(later)} out of {path.parent}")
+    return [path]
+
+
+def new_lineage() -> str:
+    return uuid.uuid4().hex[:12]
