@@ -169,3 +169,29 @@ def test_imaging_quality_runs_musiq_from_weights(musiq_weights):
     with torch.no_grad():
         expected = float(load_musiq_once(musiq_weights / MUSIQ_FILE, "cpu")(x)) / 100.0
     assert np.isfinite(score) and score == pytest.approx(expected, rel=1e-6)
+
+
+def test_raft_from_weights_for_dynamic_degree_and_static_filter(tmp_path):
+    """Issue 11.4 / 11.9: VBench's RAFT (random weights, its module names, DataParallel prefix)
+    from --weights DIR/raft_model/models/raft-things.pth drives dynamic degree and the static
+    filter; frames are padded to a multiple of 8 as VBench's InputPadder does."""
+    from benchmarks.vbench.raft import RAFT, RaftFlow
+    from videosspo.video import write_video
+
+    weights = tmp_path / "w"
+    (weights / "raft_model" / "models").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save({f"module.{k}": v for k, v in RAFT().state_dict().items()},
+               weights / "raft_model" / "models" / "raft-things.pth")
+    rep, side = RaftFlow(None).prepare(np.zeros((130, 150, 3), np.uint8))
+    assert tuple(rep.shape) == (1, 3, 136, 152) and side == 130
+    write_video(tmp_path / "v" / "a cat-0.mp4",
+                np.random.default_rng(0).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8), fps=8)
+    out = tmp_path / "run"
+    main(["--videos", str(tmp_path / "v"), "--weights", str(weights), "--out", str(out), "--no-progress",
+          "--no-report", "--dims", "dynamic_degree", "temporal_flickering", "--static-filter", "on"])
+    summary = json.loads((out / "summary.json").read_text())
+    dd = summary["dimensions"]["dynamic_degree"]
+    assert dd["backend"].startswith("RAFT") and dd["proxy"] is False and dd["raw"] in (0.0, 1.0)
+    flicker = summary["dimensions"].get("temporal_flickering") or summary["skipped"]["temporal_flickering"]
+    assert "(RAFT from raft-things.pth" in json.dumps(flicker)

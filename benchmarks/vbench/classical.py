@@ -84,6 +84,11 @@ class Flow:
         self.method = method
         self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
 
+    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, int]:
+        """The frame as the flow wants it (grey, at the working resolution) and its min(H, W)."""
+        g = flow_frame(frame)
+        return g, min(g.shape)
+
     def __call__(self, ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
         """Flow (h, w, 2) from ``ga`` to ``gb``."""
         if self.dis is not None:
@@ -112,29 +117,30 @@ def top_flow_magnitude(flow: np.ndarray, fraction: float = 0.05) -> float:
 
 class DynamicDegree:
     """VBench: frames sampled at ~8 fps; 1.0 if at least round(4 n / 16) consecutive pairs have a
-    top-5% flow magnitude above 6 * min(H, W) / 256, else 0.0 (n = sampled frames)."""
+    top-5% flow magnitude above 6 * min(H, W) / 256, else 0.0 (n = sampled frames). ``flow`` is a
+    flow backend (:class:`Flow`, or RAFT from ``raft.py``)."""
 
-    def __init__(self, fps: float | None = None, method: str = "dis"):
+    def __init__(self, fps: float | None = None, flow=None):
         self.step = max(round(fps / 8), 1) if fps else 1
-        self.flow, self.seen, self.prev, self.mags = Flow(method), 0, None, []
+        self.flow, self.seen, self.prev, self.side, self.mags = flow or Flow(), 0, None, 0, []
 
     def update(self, frame):
         if self.seen % self.step == 0:
-            g = flow_frame(frame)
+            rep, self.side = self.flow.prepare(frame)
             if self.prev is not None:
-                self.mags.append(top_flow_magnitude(self.flow(self.prev, g)))
-            self.prev = g
+                self.mags.append(top_flow_magnitude(self.flow(self.prev, rep)))
+            self.prev = rep
         self.seen += 1
 
     def result(self):
         if not self.mags:
             return None
-        thres = 6.0 * min(self.prev.shape) / 256.0
+        thres = 6.0 * self.side / 256.0
         return float(sum(m > thres for m in self.mags) >= round(4 * (len(self.mags) + 1) / 16.0))
 
 
 def dynamic_degree_score(video: np.ndarray, fps: float | None = None, method: str = "dis") -> float | None:
-    return feed(DynamicDegree(fps, method), video)
+    return feed(DynamicDegree(fps, Flow(method)), video)
 
 
 # ----------------------------------------------------------------------------- motion smoothness
@@ -205,21 +211,21 @@ class StaticCheck:
     clip is static unless more than c consecutive pairs exceed thres or one of the two
     first/last pairs exceeds 2 c thres. ``result`` is 1.0 (static) or 0.0."""
 
-    def __init__(self, method: str = "dis"):
-        self.flow, self.first, self.prev, self.mags, self.n = Flow(method), None, None, [], 0
+    def __init__(self, flow=None):
+        self.flow, self.first, self.prev, self.side, self.mags, self.n = flow or Flow(), None, None, 0, [], 0
 
     def update(self, frame):
-        g = flow_frame(frame)
+        rep, self.side = self.flow.prepare(frame)
         if self.prev is None:
-            self.first = g
+            self.first = rep
         else:
-            self.mags.append(top_flow_magnitude(self.flow(self.prev, g), 0.02))
-        self.prev, self.n = g, self.n + 1
+            self.mags.append(top_flow_magnitude(self.flow(self.prev, rep), 0.02))
+        self.prev, self.n = rep, self.n + 1
 
     def result(self):
         if self.n < 2:
             return None
-        thres, count_num = 3.0 * min(self.first.shape) / 256.0, round(2 * self.n / 16.0)
+        thres, count_num = 3.0 * self.side / 256.0, round(2 * self.n / 16.0)
         ends = [top_flow_magnitude(self.flow(self.first, self.prev), 0.02),
                 top_flow_magnitude(self.flow(self.prev, self.first), 0.02)]
         moving = sum(m > thres for m in self.mags) > count_num or any(m > thres * count_num * 2 for m in ends)
@@ -227,7 +233,7 @@ class StaticCheck:
 
 
 def is_static(video: np.ndarray, method: str = "dis") -> bool | None:
-    r = feed(StaticCheck(method), video)
+    r = feed(StaticCheck(Flow(method)), video)
     return None if r is None else bool(r)
 
 
@@ -295,13 +301,26 @@ def make_temporal_flickering(ctx: ScorerContext):
     return Scorer(lambda p, m: Flickering(), {"backend": "pixel MAE (VBench formula)", "proxy": False})
 
 
+def flow_backend(ctx: ScorerContext):
+    """(a new flow backend per video, its label, whether it is a proxy): VBench's RAFT when
+    ``--weights`` holds ``raft-things.pth``, else OpenCV's flow at shorter side FLOW_SIDE."""
+    from .raft import RAFT_FILES
+
+    found = [Path(ctx.weights) / f for f in RAFT_FILES if (Path(ctx.weights) / f).is_file()] if ctx.weights else []
+    if found:
+        from .learned import raft_flow
+
+        flow = raft_flow(found[0], ctx.device)
+        return (lambda: flow), f"RAFT from {found[0].name} at full resolution", False
+    _cv2()
+    method = ctx.options.get("flow", "dis")
+    return (lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE} (proxy for RAFT)", True
+
+
 @register("dynamic_degree")
 def make_dynamic_degree(ctx: ScorerContext):
-    method = ctx.options.get("flow", "dis")
-    _cv2()
-    return Scorer(lambda p, m: DynamicDegree(m.get("fps"), method),
-                  {"backend": f"opencv-{method} optical flow at shorter side {FLOW_SIDE} (proxy for RAFT)",
-                   "proxy": True})
+    new_flow, label, proxy = flow_backend(ctx)
+    return Scorer(lambda p, m: DynamicDegree(m.get("fps"), new_flow()), {"backend": label, "proxy": proxy})
 
 
 @register("motion_smoothness")

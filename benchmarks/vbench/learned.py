@@ -10,6 +10,7 @@ Expected layout (any ``save_pretrained`` folder works; the Hub names are accepte
     WEIGHTS/clip_vit_l14/    CLIPModel, e.g. openai/clip-vit-large-patch14   aesthetic quality
     WEIGHTS/sa_0_4_vit_l_14_linear.pth   LAION aesthetic head (nn.Linear(768, 1) state dict)
     WEIGHTS/musiq_spaq_ckpt-358bb6af.pth MUSIQ (SPAQ), pyiqa's state dict       imaging quality
+    WEIGHTS/raft-things.pth              RAFT, VBench's state dict              dynamic degree, static filter
 
 The weight file each VBench dimension uses (the ``vbench`` package downloads it into
 ``~/.cache/vbench/`` on first use, see its ``utils.init_submodules``) and what this project does:
@@ -25,7 +26,9 @@ The weight file each VBench dimension uses (the ``vbench`` package downloads it 
     imaging_quality              pyiqa_model/musiq_spaq_ckpt-358bb6af.pth (pyiqa's     musiq_spaq_ckpt-358bb6af.pth
                                  v0.1-weights release)                                (musiq.py); else a blur/noise
                                                                                       proxy, no weights
-    dynamic_degree               raft_model/models/raft-things.pth (RAFT's models.zip) optical-flow proxy
+    dynamic_degree, static       raft_model/models/raft-things.pth (RAFT's models.zip) the same path or
+    filter (static_filter.py)                                                         raft-things.pth (raft.py);
+                                                                                      else an optical-flow proxy
     motion_smoothness            amt_model/amt-s.pth (Hugging Face lalala125/AMT)     optical-flow proxy
     temporal_style,              ViCLIP/ViClip-InternVid-10M-FLT.pth (Hugging Face    CLIP ViT-B/32 proxy
     overall_consistency          OpenGVLab/VBench_Used_Models)
@@ -353,3 +356,22 @@ def _load_musiq(path: Path, device: str):
     from .musiq import load_musiq
 
     return load_musiq(path, device)
+
+
+def raft_flow(path: Path, device: str):
+    """RAFT flow backend over one shared model, loaded on first use."""
+    from .raft import RaftFlow
+
+    return RaftFlow(lambda: load_raft_once(path, device))
+
+
+def load_raft_once(path: Path, device: str):
+    with _LOAD_LOCK:
+        return _load_raft(path, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_raft(path: Path, device: str):
+    from .raft import load_raft
+
+    return load_raft(path, device)

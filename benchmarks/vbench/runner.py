@@ -119,14 +119,14 @@ def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = 
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from .classical import StaticCheck
+    from .classical import StaticCheck, flow_backend
 
     state = PartialState()
     scorers, skipped = build(dims, ctx)
     filtered = "temporal_flickering" in scorers and static_filter_on(items, static_filter)
     if filtered:
-        method = ctx.options.get("flow", "dis")
-        scorers[STATIC] = Scorer(lambda p, m: StaticCheck(method), {})
+        new_flow, flow_label, _ = flow_backend(ctx)
+        scorers[STATIC] = Scorer(lambda p, m: StaticCheck(new_flow()), {"backend": flow_label})
     with state.split_between_processes(items) as mine:
         with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
             rows = list(tqdm(pool.map(lambda it: score_clip(it, scorers), mine), total=len(mine), desc="vbench",
@@ -135,7 +135,8 @@ def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = 
         rows = gather_object(rows)
     infos = {d: dict(s.info) for d, s in scorers.items() if d in dims}
     if "temporal_flickering" in infos:
-        infos["temporal_flickering"]["static_filter"] = note = static_filter_note(rows, filtered, ctx)
+        note = static_filter_note(rows, filtered, scorers.get(STATIC))
+        infos["temporal_flickering"]["static_filter"] = note
         if not any(r["scores"].get("temporal_flickering") is not None for r in rows):
             skipped["temporal_flickering"] = {
                 "reason": f"static filter {note}", "fix": "sample more videos per flickering prompt "
@@ -144,7 +145,7 @@ def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = 
     return Evaluation(rows=rows, infos=infos, skipped=skipped)
 
 
-def static_filter_note(rows: list[dict], filtered: bool, ctx: ScorerContext) -> str:
+def static_filter_note(rows: list[dict], filtered: bool, check: Scorer | None) -> str:
     """Apply the static filter to ``rows`` when ``filtered``; the label saying what was done."""
     if not filtered:
         return ("not applied: scored on every video, so not comparable with VBench's published "
@@ -152,5 +153,5 @@ def static_filter_note(rows: list[dict], filtered: bool, ctx: ScorerContext) -> 
                 "--static-filter on applies the filter)")
     static, kept = apply_static_filter(rows)
     total = sum("temporal_flickering" in r["scores"] for r in rows)
-    return (f"applied (opencv-{ctx.options.get('flow', 'dis')} optical flow, a proxy for RAFT): "
+    return (f"applied ({check.info['backend']}): "
             f"{static} of {total} videos static, {kept} scored (at most {VBENCH_SAMPLES} per prompt)")
