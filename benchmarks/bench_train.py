@@ -1,25 +1,36 @@
-"""Training-side benchmarks of videosspo, all within one run (compare ratios, not absolute numbers).
+"""Training-side benchmarks of videosspo at the settings of a config (compare ratios, not absolute numbers).
 
-    python benchmarks/bench_train.py --quick                       # < 60 s on 2 CPU cores
-    python benchmarks/bench_train.py --family modelscope --size medium --out /tmp/bench.json
+    python benchmarks/bench_train.py --quick                       # < 2 min on 2 CPU cores
+    python benchmarks/bench_train.py --config configs/animatediff_sspo.yaml --frames 16 --height 64 --width 64
     python benchmarks/bench_train.py --family all --device cuda
 
+Every trainer is built from `--config` (default configs/animatediff_sspo.yaml) with the method
+switched (sft / dpo / sspo) and only shapes overridden: the model is the family's tiny random-weight
+UNet (`--size medium`: block_out_channels (64, 128, 256)) instead of the pretrained one, frames /
+height / width / batch / LoRA rank from the flags, fp32 on CPU. Everything else, loser.* (steps,
+CFG, scheduler, reuse, init), method.beta, gradient checkpointing, attention, comes from the config,
+defaults included. `--quick` shrinks shapes and repeats, never the method's settings.
+
 Sections (each a key of the JSON and a table on stdout):
-  train_step        s/step (median) and peak memory for sft / dpo / sspo x LoRA / full fine-tuning,
-                    through `Trainer.loss` + backward + AdamW step on a fixed batch
-  concat_forward    one `predict` at batch 2b (winners + losers, as `Trainer.loss` does) vs two at
-                    batch b: time ratio (forward, and forward + backward) and max |difference| of the
-                    per-sample errors and of the raw outputs
-  reference_memory  bytes the reference costs: LoRA adapter swap (a second adapter slot + the
-                    adapter snapshot) vs full fine-tuning (a reference UNet copy + the state-dict snapshot),
-                    and the time to switch the reference to another replay snapshot
-  loser_cost        `Trainer.sample_losers` time vs the training forward/backward, per loser.steps,
-                    and the per-step cost with loser.reuse (LoserCache) amortisation
+  train_step        s/step, loser seconds, peak memory and counted UNet work for sft / dpo / sspo, in the
+                    config's mode (LoRA rank r or full) and full fine-tuning; `summary` holds SSPO/SFT,
+                    DPO/SFT, the loser share and the peak memory of each method per mode
+  loser_options     the loser switches of LoserConfig (solver and steps, reuse, init: winner), each an
+                    sspo trainer: loser s/step, SSPO/SFT, UNet rows per step
+  concat_forward    one `predict` at batch 2b (winners + losers) vs two at b: time ratio and max |difference|
+  reference_memory  bytes the reference costs: LoRA adapter swap vs full fine-tuning's reference copy
+  loser_cost        `Trainer.sample_losers` seconds per loser.steps vs the training forward/backward
   sampling          `sample_latents` throughput (frames/s) per scheduler
 
-Models are the tiny random-weight ones built from the configs (`--size tiny`), or a wider UNet
-(`--size medium`: block_out_channels (64, 128, 256), built from the same diffusers classes).
-Timings: warm-up, then `--repeat` repeats, median; A/B comparisons interleave their repeats.
+Counted work (exact, machine-independent; for tests that assert relations without timing), per
+optimizer step averaged over a loser.reuse window, in UNet *rows* (one sample through the denoiser
+once; a CFG call on b samples is 2b rows): `unet_rows_per_step` = `policy_rows_per_step` (with grad)
++ `reference_rows_per_step` (no grad) + `loser_rows_per_step` (sampling, no grad), and
+`unet_calls_per_step` (denoiser calls). Expected: sft b; dpo 2b + 2b; sspo 2b + 2b +
+b x round(strength x steps) x (2 with CFG else 1) / reuse.
+
+Timings: warm-up, then `--repeat` repeats (each a whole loser.reuse window, per step), median; the
+cases of a section interleave their repeats so that machine drift hits all alike.
 """
 
 from __future__ import annotations
@@ -57,25 +68,24 @@ MEDIUM_CHANNELS = (64, 128, 256)
 
 @dataclasses.dataclass
 class Settings:
+    config: str = str(ROOT / "configs" / "animatediff_sspo.yaml")
     frames: int = 8
     height: int = 32          # pixels; the tiny VAE has factor 2 -> 16x16 latents
     width: int = 32
-    batch: int = 2            # winners per micro-batch (the policy forward sees 2x this for dpo/sspo)
-    lora_rank: int = 4
+    batch: int | None = None  # winners per micro-batch; None: the config's optim.batch_size
+    lora_rank: int | None = None  # None: the config's model.lora_rank
     warmup: int = 1
     repeat: int = 5
     loser_steps: tuple[int, ...] = (4, 8, 20)
-    train_loser_steps: int = 8    # loser.steps inside the sspo training-step timing
-    reuse: tuple[int, ...] = (1, 2, 4)
+    loser_options: tuple[str, ...] = ()   # names in LOSER_OPTIONS; empty: all
     sample_steps: int = 10
     size: str = "tiny"
 
 
 def settings_from_args(args) -> Settings:
-    s = Settings()
+    s = Settings(config=args.config)
     if args.quick:
-        s = Settings(frames=4, height=16, width=16, repeat=3, loser_steps=(4, 8), reuse=(1, 2, 4), sample_steps=4,
-                     train_loser_steps=4)
+        s = Settings(config=args.config, frames=4, height=16, width=16, repeat=3, loser_steps=(4, 8), sample_steps=4)
     if args.size == "medium":
         s.size = "medium"
     for key in ("frames", "height", "width", "batch", "repeat", "warmup", "lora_rank", "sample_steps"):
@@ -84,10 +94,18 @@ def settings_from_args(args) -> Settings:
             setattr(s, key, value)
     if args.loser_steps:
         s.loser_steps = tuple(args.loser_steps)
-        s.train_loser_steps = min(s.train_loser_steps, max(s.loser_steps))
-    if args.reuse:
-        s.reuse = tuple(args.reuse)
+    if args.loser_options:
+        s.loser_options = tuple(args.loser_options)
+    base = base_config(s)
+    s.batch = s.batch or base.optim.batch_size
+    s.lora_rank = base.model.lora_rank if s.lora_rank is None else s.lora_rank
     return s
+
+
+def base_config(s: Settings):
+    from videosspo.config import load_config
+
+    return load_config(s.config)
 
 
 # ----------------------------------------------------------------------------- model & trainer plumbing
@@ -142,21 +160,25 @@ def frames_for(family: str, s: Settings) -> int:
 
 
 def make_config(family: str, method: str, lora_rank: int, data: Path, out: Path, s: Settings, device: str, **extra):
+    """`s.config` with `method`, the tiny model of `family`, the benchmark's shapes; `extra`: {"loser.steps": 4, ...}."""
     from videosspo.config import load_config
 
+    base = base_config(s)
     overrides = {
-        "model": {"lora_rank": lora_rank, "attention": "sdpa" if device == "cpu" else "auto"},
+        "model": {"family": family, "pretrained": None, "motion_adapter": None, "lora_rank": lora_rank},
         "data": {"path": str(data), "synth_if_missing": 0, "frames": frames_for(family, s), "height": s.height,
-                 "width": s.width, "num_workers": 0},
-        "loser": {"steps": s.train_loser_steps, "guidance": 1.0, "reuse": 1},
-        "replay": {"interval": 10**6},
-        "optim": {"batch_size": s.batch, "warmup_steps": 0, "lr": 1e-5},
-        "train": {"output_dir": str(out), "max_steps": 10**6, "checkpoint_every": 0},
+                 "width": s.width, "num_workers": 0, "latent_cache": None},
+        "method": {"name": method},
+        "replay": {"interval": 10**6},  # the pool holds theta_0: snapshot cost is the reference_memory section's
+        "optim": {"batch_size": s.batch, "grad_accum": 1, "warmup_steps": 0},
+        "train": {"output_dir": str(out), "max_steps": 10**6, "checkpoint_every": 0,
+                  "mixed_precision": "no" if device == "cpu" else base.train.mixed_precision,
+                  "export": base.train.export if lora_rank else "merged"},
     }
     for key, value in extra.items():
         section, name = key.split(".")
         overrides.setdefault(section, {})[name] = value
-    return load_config(ROOT / "configs" / f"tiny_{family}_{method}.yaml", overrides)
+    return load_config(s.config, overrides)
 
 
 def make_trainer(cfg, s: Settings, device: str):
@@ -187,50 +209,156 @@ def train_step(trainer, batch) -> dict:
     return stats
 
 
+def train_window(trainer, batch, first_step: int) -> float:
+    """The loser.reuse window of steps starting at `first_step` (losers sampled at its first step); loser seconds."""
+    losers = 0.0
+    for step in range(first_step, first_step + trainer.config.loser.reuse):
+        trainer.step = step
+        losers += train_step(trainer, batch).get("time/losers_s", 0.0)
+    return losers
+
+
+@contextlib.contextmanager
+def count_unet_work(trainer):
+    """Counts denoiser calls and rows (samples through the UNet) per phase: policy (grad), reference, losers."""
+    counts = {"calls": 0, "policy": 0, "reference": 0, "losers": 0}
+    sampling = []
+    cls, real_predict, real_losers = type(trainer.model), type(trainer.model).predict, trainer.sample_losers
+
+    def predict(self, x_t, t, cond):
+        counts["calls"] += 1
+        counts["losers" if sampling else "policy" if torch.is_grad_enabled() else "reference"] += x_t.shape[0]
+        return real_predict(self, x_t, t, cond)
+
+    def sample_losers(*args, **kwargs):
+        sampling.append(True)
+        try:
+            return real_losers(*args, **kwargs)
+        finally:
+            sampling.pop()
+
+    cls.predict, trainer.sample_losers = predict, sample_losers
+    try:
+        yield counts
+    finally:
+        cls.predict = real_predict
+        del trainer.sample_losers
+
+
+def run_cases(cases: list[dict], s: Settings, device) -> None:
+    """Time every case's trainer on its fixed batch, round-robin; fills times, losers, peak, work (per step)."""
+    for case in cases:
+        case.update(times=[], losers=[], peak=0, mem_method="", work={})
+        for w in range(s.warmup):
+            train_window(case["trainer"], case["batch"], w * case["trainer"].config.loser.reuse)
+    for r in range(s.warmup, s.warmup + s.repeat):
+        for case in cases:
+            tr = case["trainer"]
+            reuse = tr.config.loser.reuse
+            with PeakMemory(device) as mem, count_unet_work(tr) as work:
+                sync(device)
+                t0 = time.perf_counter()
+                losers = train_window(tr, case["batch"], r * reuse)
+                sync(device)
+                case["times"].append((time.perf_counter() - t0) / reuse)
+            case["losers"].append(losers / reuse)
+            case["peak"] = max(case["peak"], mem.peak_delta_bytes)
+            case["mem_method"] = mem.method
+            case["work"] = {k: v / reuse for k, v in work.items()}
+
+
+def case_row(case: dict) -> dict:
+    tr = case["trainer"]
+    cfg, timing, work = tr.config, summarize(case["times"]), case["work"]
+    params = list(tr.model.unet.parameters())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    opt_state = sum(t.numel() * t.element_size() for st in tr.optimizer.state.values()
+                    for t in st.values() if torch.is_tensor(t) and t.ndim > 0)
+    row = {"family": cfg.model.family, "method": cfg.method.name,
+           "mode": f"lora{cfg.model.lora_rank}" if cfg.model.lora_rank else "full",
+           "s_per_step": timing["median_s"], "min_s": timing["min_s"], "max_s": timing["max_s"],
+           "repeats": timing["n"], "peak_mem_delta_mb": mib(case["peak"]), "mem_method": case["mem_method"],
+           "unet_params": sum(p.numel() for p in params), "trainable_params": trainable,
+           "grad_plus_adam_mb": mib(trainable * 4 + opt_state), "batch": cfg.optim.batch_size,
+           "unet_calls_per_step": work["calls"], "unet_rows_per_step": work["policy"] + work["reference"] + work["losers"],
+           "policy_rows_per_step": work["policy"], "reference_rows_per_step": work["reference"],
+           "loser_rows_per_step": work["losers"]}
+    if cfg.method.name == "sspo":
+        losers = summarize(case["losers"])["median_s"]
+        row.update({f"loser_{k}": v for k, v in dataclasses.asdict(cfg.loser).items()})
+        row.update({"losers_s": losers, "s_per_step_wo_losers": max(timing["median_s"] - losers, 1e-9),
+                    "loser_share": losers / timing["median_s"]})
+    return row
+
+
 # ----------------------------------------------------------------------------- 1. training step
 
 
 def bench_train_step(family, data, tmp, s: Settings, device) -> list[dict]:
-    """Every (mode, method) trainer is built first, then their timed steps run round-robin (drift hits all)."""
+    """sft / dpo / sspo in the config's mode (and full fine-tuning), built first, then timed round-robin."""
     cases = []
-    for lora in (s.lora_rank, 0):
+    for lora in dict.fromkeys((s.lora_rank, 0)):
         for method in METHODS:
             tr = make_trainer(make_config(family, method, lora, data, tmp / f"{method}_{lora}", s, device), s, device)
-            cases.append({"lora": lora, "method": method, "trainer": tr, "batch": fixed_batch(tr, s.batch),
-                          "times": [], "losers": [], "peak": 0, "mem_method": ""})
-    for case in cases:
-        for _ in range(s.warmup):
-            train_step(case["trainer"], case["batch"])
-    for _ in range(s.repeat):
-        for case in cases:
-            with PeakMemory(device) as mem:
-                sync(device)
-                t0 = time.perf_counter()
-                stats = train_step(case["trainer"], case["batch"])
-                sync(device)
-                case["times"].append(time.perf_counter() - t0)
-            case["peak"] = max(case["peak"], mem.peak_delta_bytes)
-            case["mem_method"] = mem.method
-            if "time/losers_s" in stats:
-                case["losers"].append(stats["time/losers_s"])
+            cases.append({"trainer": tr, "batch": fixed_batch(tr, s.batch)})
+    run_cases(cases, s, device)
+    rows = [case_row(case) for case in cases]
+    cases.clear()
+    return rows
+
+
+def step_summary(rows: list[dict]) -> list[dict]:
+    """Per (family, mode): SSPO/SFT, DPO/SFT, the loser share of an SSPO step, peak memory and UNet rows of each method."""
+    out = []
+    for key in dict.fromkeys((r["family"], r["mode"]) for r in rows):
+        by = {r["method"]: r for r in rows if (r["family"], r["mode"]) == key}
+        sft = by["sft"]["s_per_step"]
+        item = {"family": key[0], "mode": key[1], "sft_s": sft, "dpo_over_sft": by["dpo"]["s_per_step"] / sft,
+                "sspo_over_sft": by["sspo"]["s_per_step"] / sft, "loser_share": by["sspo"]["loser_share"]}
+        for method in METHODS:
+            item[f"{method}_peak_mem_mb"] = by[method]["peak_mem_delta_mb"]
+            item[f"{method}_unet_rows_per_step"] = by[method]["unet_rows_per_step"]
+        out.append(item)
+    return out
+
+
+# ----------------------------------------------------------------------------- 1b. loser options
+
+# The loser switches of LoserConfig, each applied on top of the config's loser section.
+LOSER_OPTIONS = {
+    "config": {},
+    "no_cfg": {"loser.guidance": 1.0},
+    "dpm++_8": {"loser.scheduler": "dpm++", "loser.steps": 8},
+    "unipc_6": {"loser.scheduler": "unipc", "loser.steps": 6},
+    "unipc_4": {"loser.scheduler": "unipc", "loser.steps": 4},
+    "reuse_4": {"loser.reuse": 4},
+    "winner_0.5": {"loser.init": "winner", "loser.strength": 0.5},
+    "unipc_6_winner_0.5": {"loser.scheduler": "unipc", "loser.steps": 6, "loser.init": "winner", "loser.strength": 0.5},
+    "unipc_4_reuse_2": {"loser.scheduler": "unipc", "loser.steps": 4, "loser.reuse": 2},
+}
+
+
+def bench_loser_options(family, data, tmp, s: Settings, device) -> list[dict]:
+    """An sspo trainer per loser option and one sft trainer (the ratio's denominator), timed round-robin."""
+    names = s.loser_options or tuple(LOSER_OPTIONS)
+    unknown = [n for n in names if n not in LOSER_OPTIONS]
+    if unknown:
+        raise SystemExit(f"--loser-options {' '.join(unknown)}: unknown; choose from {', '.join(LOSER_OPTIONS)}")
+    cases = []
+    for name in ("sft", *names):
+        method, extra = ("sft", {}) if name == "sft" else ("sspo", LOSER_OPTIONS[name])
+        cfg = make_config(family, method, s.lora_rank, data, tmp / f"opt_{name}", s, device, **extra)
+        tr = make_trainer(cfg, s, device)
+        cases.append({"name": name, "trainer": tr, "batch": fixed_batch(tr, s.batch)})
+    run_cases(cases, s, device)
+    sft = summarize(cases[0]["times"])["median_s"]
     rows = []
-    for case in cases:
-        tr, lora = case["trainer"], case["lora"]
-        timing = summarize(case["times"])
-        params = list(tr.model.unet.parameters())
-        trainable = sum(p.numel() for p in params if p.requires_grad)
-        opt_state = sum(t.numel() * t.element_size() for st in tr.optimizer.state.values()
-                        for t in st.values() if torch.is_tensor(t) and t.ndim > 0)
-        row = {"family": family, "method": case["method"], "mode": f"lora{lora}" if lora else "full",
-               "s_per_step": timing["median_s"], "min_s": timing["min_s"], "max_s": timing["max_s"],
-               "repeats": timing["n"], "peak_mem_delta_mb": mib(case["peak"]), "mem_method": case["mem_method"],
-               "unet_params": sum(p.numel() for p in params), "trainable_params": trainable,
-               "grad_plus_adam_mb": mib(trainable * 4 + opt_state)}
-        if case["losers"]:
-            losers = summarize(case["losers"])["median_s"]
-            row["losers_s"] = losers
-            row["s_per_step_wo_losers"] = max(timing["median_s"] - losers, 1e-9)
-        rows.append(row)
+    for case in cases[1:]:
+        row = case_row(case)
+        rows.append({"option": case["name"], "overrides": " ".join(f"{k}={v}" for k, v in LOSER_OPTIONS[case["name"]].items()),
+                     **{k: row[k] for k in row if k.startswith("loser_") or k in ("family", "mode", "losers_s",
+                                                                                   "s_per_step", "unet_rows_per_step")},
+                     "sft_s_per_step": sft, "sspo_over_sft": row["s_per_step"] / sft})
     cases.clear()
     return rows
 
@@ -340,7 +468,7 @@ def bench_reference_memory(family, data, tmp, s: Settings, device) -> list[dict]
 def bench_losers(family, data, tmp, s: Settings, device) -> dict:
     from videosspo.trainer import LoserCache
 
-    tr = make_trainer(make_config(family, "sspo", 0, data, tmp / "losers", s, device), s, device)
+    tr = make_trainer(make_config(family, "sspo", 0, data, tmp / "losers", s, device, **{"loser.reuse": 1}), s, device)
     batch = fixed_batch(tr, s.batch)
     base_cfg = tr.config
     # The training forward/backward: the sspo step with its losers served from the cache (reuse huge).
@@ -357,29 +485,7 @@ def bench_losers(family, data, tmp, s: Settings, device) -> dict:
                      "ratio_losers_over_train": gen / fb, "s_per_sampler_step": gen / steps,
                      "sspo_step_s_est": gen + fb})
 
-    reuse_rows = []
-    steps = s.train_loser_steps
-    tr.config = dataclasses.replace(base_cfg, loser=dataclasses.replace(base_cfg.loser, steps=steps))
-    tr.sample_losers(batch, 0)  # warm
-    for reuse in s.reuse:
-        tr.config = dataclasses.replace(base_cfg, loser=dataclasses.replace(base_cfg.loser, steps=steps, reuse=reuse))
-        calls = reuse * max(1, math.ceil(s.repeat / reuse))
-        per_call = []
-        for _ in range(max(1, s.repeat // 2)):
-            tr.losers = LoserCache(reuse)
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                tr.sample_losers(batch, 0)
-            if torch.device(device).type == "cuda":
-                torch.cuda.synchronize()
-            per_call.append((time.perf_counter() - t0) / calls)
-        per_step = summarize(per_call)["median_s"]
-        reuse_rows.append({"family": family, "loser_steps": steps, "reuse": reuse, "losers_s_per_step": per_step,
-                           "ratio_losers_over_train": per_step / fb, "sspo_step_s_est": per_step + fb})
-    first = reuse_rows[0]["losers_s_per_step"]
-    for r in reuse_rows:
-        r["speedup_vs_reuse1"] = first / r["losers_s_per_step"]
-    return {"by_steps": rows, "by_reuse": reuse_rows}
+    return {"by_steps": rows}
 
 
 # ----------------------------------------------------------------------------- 5. sampling
@@ -409,20 +515,31 @@ def bench_sampling(family, data, tmp, s: Settings, device) -> list[dict]:
 # ----------------------------------------------------------------------------- driver
 
 
-SECTIONS = {"train_step": bench_train_step, "concat_forward": bench_concat, "reference_memory": bench_reference_memory,
+SECTIONS = {"train_step": bench_train_step, "loser_options": bench_loser_options, "concat_forward": bench_concat, "reference_memory": bench_reference_memory,
             "loser_cost": bench_losers, "sampling": bench_sampling}
 
 
 def report(result: dict) -> str:
-    env = result["env"]
-    parts = [f"videosspo bench_train  torch {env['torch']}  device {env['device']}  threads {env['torch_threads']}  "
-             f"size {result['settings']['size']}  frames {result['settings']['frames']}  "
-             f"{result['settings']['height']}x{result['settings']['width']} px  batch {result['settings']['batch']}  "
-             f"repeats {result['settings']['repeat']} (medians)"]
+    env, st = result["env"], result["settings"]
+    parts = [f"videosspo bench_train  {Path(st['config']).name}  torch {env['torch']}  device {env['device']}  "
+             f"threads {env['torch_threads']}  size {st['size']}  frames {st['frames']}  {st['height']}x{st['width']} px  "
+             f"batch {st['batch']}  repeats {st['repeat']} (medians)"]
+    if "summary" in result:
+        parts.append(table(result["summary"], ["family", "mode", "sft_s", "dpo_over_sft", "sspo_over_sft", "loser_share",
+                                               "sft_peak_mem_mb", "dpo_peak_mem_mb", "sspo_peak_mem_mb",
+                                               "sft_unet_rows_per_step", "dpo_unet_rows_per_step",
+                                               "sspo_unet_rows_per_step"], "SSPO/SFT and DPO/SFT at the config's settings"))
     if "train_step" in result:
         parts.append(table(result["train_step"], ["family", "method", "mode", "s_per_step", "losers_s",
-                                                  "s_per_step_wo_losers", "peak_mem_delta_mb", "trainable_params",
-                                                  "grad_plus_adam_mb"], "1. training step (s/step, median)"))
+                                                  "s_per_step_wo_losers", "peak_mem_delta_mb", "unet_calls_per_step",
+                                                  "policy_rows_per_step", "reference_rows_per_step", "loser_rows_per_step",
+                                                  "trainable_params", "grad_plus_adam_mb"],
+                           "1. training step (s/step, median; UNet rows per step)"))
+    if "loser_options" in result:
+        parts.append(table(result["loser_options"], ["family", "mode", "option", "loser_steps", "loser_guidance",
+                                                     "loser_scheduler", "loser_reuse", "loser_init", "loser_strength",
+                                                     "losers_s", "s_per_step", "sspo_over_sft", "loser_rows_per_step"],
+                           "1b. loser options: cost per optimizer step"))
     if "concat_forward" in result:
         parts.append(table(result["concat_forward"], ["family", "batch_per_side", "forward_concat_s",
                                                       "forward_separate_s", "forward_ratio_sep_over_cat",
@@ -436,11 +553,8 @@ def report(result: dict) -> str:
                                                         "total_extra_mb", "swap_snapshot_s"], "3. reference memory (bytes)"))
     if "loser_cost" in result:
         by_steps = [r for fam in result["loser_cost"] for r in fam["by_steps"]]
-        by_reuse = [r for fam in result["loser_cost"] for r in fam["by_reuse"]]
         parts.append(table(by_steps, ["family", "loser_steps", "losers_s", "train_fwd_bwd_s", "ratio_losers_over_train",
-                                      "s_per_sampler_step"], "4a. loser generation vs training forward/backward"))
-        parts.append(table(by_reuse, ["family", "loser_steps", "reuse", "losers_s_per_step", "ratio_losers_over_train",
-                                      "speedup_vs_reuse1", "sspo_step_s_est"], "4b. loser.reuse amortisation"))
+                                      "s_per_sampler_step"], "4. loser generation vs training forward/backward"))
     if "sampling" in result:
         parts.append(table(result["sampling"], ["family", "scheduler", "guidance", "steps", "videos", "frames",
                                                 "s_per_batch", "frames_per_s"], "5. sampling throughput"))
@@ -450,7 +564,9 @@ def report(result: dict) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 1)[1])
-    p.add_argument("--quick", action="store_true", help="small settings: < 60 s on 2 CPU cores")
+    p.add_argument("--quick", action="store_true", help="small shapes and repeats (never other settings): < 2 min on 2 CPU cores")
+    p.add_argument("--config", default=str(ROOT / "configs" / "animatediff_sspo.yaml"),
+                   help="the YAML config whose settings are measured (its model is replaced by the tiny one)")
     p.add_argument("--family", default="animatediff", choices=[*FAMILIES, "all"])
     p.add_argument("--size", default="tiny", choices=["tiny", "medium"])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON output file")
@@ -469,7 +585,7 @@ def parse_args(argv=None):
     p.add_argument("--lora-rank", dest="lora_rank", type=int)
     p.add_argument("--sample-steps", dest="sample_steps", type=int)
     p.add_argument("--loser-steps", dest="loser_steps", type=int, nargs="+")
-    p.add_argument("--reuse", type=int, nargs="+")
+    p.add_argument("--loser-options", dest="loser_options", nargs="+", help=f"subset of: {', '.join(LOSER_OPTIONS)}")
     return p.parse_args(argv)
 
 
@@ -508,6 +624,8 @@ def main(argv=None) -> dict:
             out = [SECTIONS[name](family, data, tmp, s, args.device) for family in families]
             result[name] = [r for rows in out for r in rows] if isinstance(out[0], list) else out
             print(f"[{name}: {time.perf_counter() - t0:.1f} s]", file=sys.stderr, flush=True)
+        if "train_step" in result:
+            result["summary"] = step_summary(result["train_step"])
     result["seconds"] = time.perf_counter() - t_start
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
-"""benchmarks/bench_train.py in --quick mode with the smallest settings: every section present,
-finite positive numbers, the concatenated forward equal to two separate ones, and the LoRA
-reference cheaper than a full fine-tuning reference copy."""
+"""benchmarks/bench_train.py in --quick mode with the smallest shapes at configs/animatediff_sspo.yaml's
+settings: every section present, finite positive numbers, the counted UNet work of each method and
+loser option, the concatenated forward equal to two separate ones, and the LoRA reference cheaper
+than a full fine-tuning reference copy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 
 import pytest
 
-SECTIONS = ("train_step", "concat_forward", "reference_memory", "loser_cost", "sampling")
+SECTIONS = ("train_step", "summary", "loser_options", "concat_forward", "reference_memory", "loser_cost", "sampling")
 
 
 def _numbers(node, path=""):
@@ -31,7 +32,8 @@ def quick_result(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     result = main(["--quick", "--device", "cpu", "--out", str(out), "--frames", "2", "--batch", "1", "--repeat", "1",
-                   "--warmup", "1", "--loser-steps", "2", "4", "--reuse", "1", "2", "--sample-steps", "2"])
+                   "--warmup", "1", "--loser-steps", "2", "4", "--sample-steps", "2", "--lora-rank", "4",
+                   "--loser-options", "unipc_4", "reuse_4", "winner_0.5"])
     return result, json.loads(out.read_text())
 
 
@@ -44,7 +46,7 @@ def test_json_has_every_section_with_finite_positive_numbers(quick_result):
         assert saved[section], f"section {section} is empty"
     for path, value in _numbers({k: saved[k] for k in SECTIONS}):
         assert math.isfinite(value), f"{path} = {value}"
-        if "diff" not in path and "mem_delta" not in path:  # differences may be 0; so may an RSS delta
+        if not any(word in path for word in ("diff", "mem", "rows")):  # differences, RSS deltas, unused phases may be 0
             assert value > 0, f"{path} = {value}"
         else:
             assert value >= 0, f"{path} = {value}"
@@ -54,8 +56,21 @@ def test_json_has_every_section_with_finite_positive_numbers(quick_result):
     assert all("losers_s" in r for r in saved["train_step"] if r["method"] == "sspo")
     losers = saved["loser_cost"][0]
     assert [r["loser_steps"] for r in losers["by_steps"]] == [2, 4]
-    assert [r["reuse"] for r in losers["by_reuse"]] == [1, 2]
+    assert [r["option"] for r in saved["loser_options"]] == ["unipc_4", "reuse_4", "winner_0.5"]
     assert {r["scheduler"] for r in saved["sampling"]} >= {"ddim", "ddpm", "euler", "dpm++"}
+
+
+def test_counted_unet_work_follows_the_config(quick_result):
+    """configs/animatediff_sspo.yaml: batch 1, 20 DDIM loser steps with CFG (2 rows a step), reuse 1."""
+    _, saved = quick_result
+    work = {(r["method"], r["mode"]): (r["policy_rows_per_step"], r["reference_rows_per_step"], r["loser_rows_per_step"])
+            for r in saved["train_step"]}
+    for mode in ("lora4", "full"):
+        assert work["sft", mode] == (1, 0, 0) and work["dpo", mode] == (2, 2, 0) and work["sspo", mode] == (2, 2, 40)
+    options = {r["option"]: r["loser_rows_per_step"] for r in saved["loser_options"]}
+    assert options == {"unipc_4": 8, "reuse_4": 10, "winner_0.5": 20}  # 4x2; 20x2/4; 10x2
+    for row in saved["summary"]:
+        assert row["sspo_unet_rows_per_step"] == 44 and row["loser_share"] < 1
 
 
 def test_concatenated_forward_equals_separate_forwards(quick_result):
