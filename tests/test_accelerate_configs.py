@@ -1,0 +1,32 @@
+"""The shipped accelerate configs (configs/accelerate/) parse and validate as `accelerate launch` reads them."""
+
+from __future__ import annotations
+
+import pytest
+from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+from conftest import ROOT
+
+# file -> (processes, machines, which distributed flag accelerate sets)
+EXPECTED = {"ddp_8gpu.yaml": (8, 1, "multi_gpu"), "ddp_2node.yaml": (16, 2, "multi_gpu"),
+            "deepspeed_zero2_8gpu.yaml": (8, 1, "use_deepspeed"), "fsdp_8gpu.yaml": (8, 1, "use_fsdp")}
+
+
+def test_every_shipped_config_is_listed():
+    assert sorted(p.name for p in (ROOT / "configs" / "accelerate").glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_accelerate_reads_the_config(name):
+    path = ROOT / "configs" / "accelerate" / name
+    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "videosspo.train"])
+    args, _, _ = _validate_launch_command(args)
+    processes, machines, flag = EXPECTED[name]
+    assert (args.num_processes, args.num_machines) == (processes, machines)
+    flags = {f: bool(getattr(args, f)) for f in ("multi_gpu", "use_deepspeed", "use_fsdp")}
+    assert flags == {f: f == flag for f in flags}
+    assert args.mixed_precision == "no"  # precision is the run config's train.mixed_precision
+    if flag == "use_deepspeed":
+        assert int(args.zero_stage) == 2
+    if flag == "use_fsdp":
+        assert args.fsdp_sharding_strategy == "FULL_SHARD" and args.fsdp_state_dict_type == "FULL_STATE_DICT"
