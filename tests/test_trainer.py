@@ -257,6 +257,24 @@ def test_losers_from_the_winner_are_per_sample(tiny_config):
     assert ((both - x_w).norm() < 0.5 * (far - x_w).norm())  # one step from t = T/4 stays near the winner
 
 
+@pytest.mark.parametrize("lora", [0, 4])
+def test_overlapped_losers_give_the_serial_losses(tiny_config, tmp_path, lora):
+    """loser.overlap samples step s+1's losers during step s; not before a snapshot step (replay.interval 2)."""
+    common = {"model.lora_rank": lora, "replay.interval": 2, "train.max_steps": 4, "loser.guidance": 3.0}
+    serial = Trainer(tiny_config(**common, **{"train.output_dir": str(tmp_path / "serial")}))
+    serial.fit()
+    overlap = Trainer(tiny_config(**common, **{"train.output_dir": str(tmp_path / "overlap"), "loser.overlap": True}))
+    served = []
+    real = overlap.overlap.take
+    overlap.overlap.take = lambda *a: (lambda x: served.append(a[0] if x is not None else None) or x)(real(*a))
+    overlap.fit()
+    assert served == [None, 1, None, 3]  # steps 2 and 4 follow a snapshot: sampled serially
+    m1, m2 = ([json.loads(line) for line in open(tmp_path / d / "metrics.jsonl")] for d in ("serial", "overlap"))
+    assert [m["loss"] for m in m1] == [m["loss"] for m in m2]
+    a, b = unet_state(serial), unet_state(overlap)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_negative_prompt_is_encoded_once_per_run(tiny_config, monkeypatch):
     trainer = Trainer(tiny_config(**{"loser.guidance": 3.0}))
     prompts = []

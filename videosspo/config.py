@@ -161,6 +161,11 @@ class LoserConfig:
     # denoise it with the reference in round(strength x steps) steps: cheaper, and a harder negative.
     init: Literal["noise", "winner"] = "noise"
     strength: float = 1.0    # for init: winner, in (0, 1]
+    # Sample step s+1's losers in a background thread while step s trains, on a second copy of the
+    # network (+1 UNet of memory). Exact: used only when step s+1's reference is already in the pool
+    # (no snapshot is taken after step s), else step s+1 samples them itself. Pays where one step
+    # does not fill the machine (CPU threads; on one GPU the two share its stream).
+    overlap: bool = False
 
     def __post_init__(self):
         _check(self.steps >= 1, "loser.steps", self.steps, ">= 1")

@@ -31,6 +31,7 @@ import os
 import shutil
 import statistics
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -193,6 +194,58 @@ class Watchdog:
         return "; ".join(why) or None
 
 
+class Lookahead:
+    """An iterator whose next items can be looked at before they are taken."""
+
+    def __init__(self, items):
+        self.items, self.ahead = items, collections.deque()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.ahead.popleft() if self.ahead else next(self.items)
+
+    def peek(self, n: int) -> list:
+        while len(self.ahead) < n:
+            self.ahead.append(next(self.items))
+        return list(self.ahead)[:n]
+
+
+class LoserOverlap:
+    """loser.overlap: step s+1's losers sampled in a background thread while step s trains.
+
+    The worker runs `Trainer._sample` on its own copy of the network, with the seeds and reference
+    step s+1 would use; step s+1 takes a result only when its (step, reference, positions) match.
+    """
+
+    def __init__(self, trainer: "Trainer"):
+        view = copy.copy(trainer.model)
+        if trainer.policy.lora:  # the reference is an adapter slot: the worker needs its own network
+            view.unet = copy.deepcopy(trainer.model.unet).requires_grad_(False).eval()
+        self.policy = Policy(view)
+        with self.policy.reference(trainer.pool, 0):  # full fine-tuning: its reference copy, built now
+            pass
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="losers")
+        self.pending: dict[tuple, Future] = {}
+
+    def submit(self, trainer: "Trainer", step: int, batches: list[dict]) -> None:
+        ref_index = trainer.pool.draw(trainer.config.train.seed, step)
+        for batch in batches:
+            if "captions" in batch:  # not a micro-batch of unreadable clips only
+                key = (step, ref_index, tuple(batch["positions"]))
+                self.pending[key] = self.executor.submit(trainer._sample, self.policy, batch, list(range(len(key[2]))),
+                                                         step, ref_index)
+
+    def take(self, step: int, ref_index: int, positions: list[int]) -> torch.Tensor | None:
+        future = self.pending.pop((step, ref_index, tuple(positions)), None)
+        return None if future is None else future.result()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.pending.clear()
+
+
 class Trainer:
     """Builds model, data, optimizer and replay pool from a `Config`; `fit()` trains to `max_steps`."""
 
@@ -256,6 +309,7 @@ class Trainer:
             self.pool.add(0, self.policy.snapshot())
         self.losers = LoserCache(cfg.loser.reuse)
         self._uncond: torch.Tensor | None = None  # the negative prompt's embedding, encoded once per run
+        self.overlap = LoserOverlap(self) if cfg.loser.overlap and cfg.method.name == "sspo" else None
 
     def _save_adapter_only(self, models, weights, output_dir):
         """With LoRA a checkpoint's `accelerate/` holds the adapter (MBs), not the frozen base (GBs)."""
@@ -328,29 +382,44 @@ class Trainer:
                       x_w: torch.Tensor | None = None) -> torch.Tensor:
         """x0^l for each caption, sampled in latent space by reference `ref_index` (never decoded).
 
-        Seeded by (seed, window start, position); served from the window's cache when already sampled.
-        `x_w`: the winners' latents, the starting point with loser.init: winner.
+        Seeded by (seed, window start, position); served from the window's cache when already sampled,
+        or taken from the overlap worker when it sampled them during the previous step.
         """
-        cfg, lcfg, model = self.config, self.config.loser, self.model
         window = self.losers.window(self.step)
         latents: list[torch.Tensor | None] = [self.losers.take(p) for p in batch["positions"]]
         todo = [k for k, x in enumerate(latents) if x is None]
         if todo:
-            if lcfg.guidance > 1 and self._uncond is None:
-                self._uncond = model.encode_prompt([cfg.sample.negative_prompt])
-            if lcfg.init == "winner":
-                x_w = self.latents(batch, "") if x_w is None else x_w
-            with self.policy.reference(self.pool, ref_index) as ref:
-                fresh = sample_latents(
-                    ref, [batch["captions"][k] for k in todo], frames=cfg.data.frames, height=cfg.data.height,
-                    width=cfg.data.width, steps=lcfg.steps, guidance=lcfg.guidance, scheduler=lcfg.scheduler,
-                    seeds=[rng.derive_seed(cfg.train.seed, window, batch["positions"][k], "loser") for k in todo],
-                    cond=None if cond is None else cond[todo], uncond=self._uncond,
-                    init=x_w[todo] if lcfg.init == "winner" else None, strength=lcfg.strength)
+            ahead = self.overlap.take(self.step, ref_index, batch["positions"]) if self.overlap else None
+            fresh = ahead if ahead is not None and len(todo) == len(latents) else self._sample(
+                self.policy, batch, todo, window, ref_index, None if cond is None else cond[todo],
+                None if x_w is None else x_w[todo])
             for k, x in zip(todo, fresh):
                 latents[k] = x
                 self.losers.put(batch["positions"][k], x)
         return torch.stack([x.to(self.accelerator.device) for x in latents]).float()
+
+    @torch.no_grad()
+    def _sample(self, policy: Policy, batch: dict, todo: list[int], window: int, ref_index: int,
+                cond: torch.Tensor | None = None, x_w: torch.Tensor | None = None) -> torch.Tensor:
+        """Losers of the batch's samples `todo`, by `policy`'s reference `ref_index` (`cond`, `x_w`: theirs, if known)."""
+        cfg, lcfg = self.config, self.config.loser
+        if cond is None:  # as `loss` encodes them
+            cond = self.model.encode_prompt([batch["captions"][k] for k in todo]).float()
+        if lcfg.init == "winner" and x_w is None:
+            x_w = self.latents({k: v[todo] if torch.is_tensor(v) else v for k, v in batch.items()}, "")
+        with policy.reference(self.pool, ref_index) as ref:
+            return sample_latents(
+                ref, [batch["captions"][k] for k in todo], frames=cfg.data.frames, height=cfg.data.height,
+                width=cfg.data.width, steps=lcfg.steps, guidance=lcfg.guidance, scheduler=lcfg.scheduler,
+                seeds=[rng.derive_seed(cfg.train.seed, window, batch["positions"][k], "loser") for k in todo],
+                cond=cond, uncond=self.negative_embedding(), init=x_w if lcfg.init == "winner" else None,
+                strength=lcfg.strength)
+
+    def negative_embedding(self) -> torch.Tensor | None:
+        """The negative prompt's embedding for CFG losers, encoded once per run (None without CFG)."""
+        if self.config.loser.guidance > 1 and self._uncond is None:
+            self._uncond = self.model.encode_prompt([self.config.sample.negative_prompt])
+        return self._uncond
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -380,7 +449,7 @@ class Trainer:
         bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
                    dynamic_ncols=True)
         t_start, bad_steps, history = time.perf_counter(), 0, []
-        batches = iter(loader)
+        batches = Lookahead(iter(loader))
         while self.step < cfg.train.max_steps:
             t_step = time.perf_counter()
             stats = self.optimizer_step(batches)
@@ -404,6 +473,8 @@ class Trainer:
             if cfg.train.sample_every and self.step % cfg.train.sample_every == 0 and self.step < cfg.train.max_steps:
                 self.write_samples()
         bar.close()
+        if self.overlap:
+            self.overlap.close()
         final = self.save_checkpoint()
         samples = self.write_samples()
         acc.end_training()
@@ -440,12 +511,18 @@ class Trainer:
         """`grad_accum` micro-batches, then clip, update, schedule. Returns averaged stats."""
         cfg, acc = self.config, self.accelerator
         sums: dict[str, float] = {}
+        micro = []
         for _ in range(cfg.optim.grad_accum):
             batch = next(batches)  # unreadable clips: each file logged once; the run stops past data.max_bad_fraction
             self.counters["skipped_clips"] += self.unreadable.add(batch["unreadable"])
             while "captions" not in batch:  # every clip of the micro-batch was unreadable
                 batch = next(batches)
                 self.counters["skipped_clips"] += self.unreadable.add(batch["unreadable"])
+            micro.append(batch)
+        if self.overlap and self._overlappable(self.step + 1):
+            self.negative_embedding()  # encoded here, not raced for by the worker
+            self.overlap.submit(self, self.step + 1, batches.peek(cfg.optim.grad_accum))
+        for batch in micro:
             with acc.accumulate(self.unet):
                 loss, stats = self.loss(batch)
                 acc.backward(loss)  # always, even when non-finite: every DDP process must reduce
@@ -468,6 +545,11 @@ class Trainer:
         if grad_norm is not None:
             sums["grad_norm"] = float(grad_norm)  # of the synchronised (global-batch) gradient, before clipping
         return sums
+
+    def _overlappable(self, step: int) -> bool:
+        """Step `step` samples losers whose reference is already in the pool (no snapshot comes before it)."""
+        return (step < self.config.train.max_steps and step % self.config.loser.reuse == 0
+                and not self.pool.due(step))
 
     def log(self, stats: dict) -> None:
         """TensorBoard scalars, and one JSON line per logged step in `metrics.jsonl` (easy to parse)."""
