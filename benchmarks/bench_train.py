@@ -27,7 +27,9 @@ optimizer step averaged over a loser.reuse window, in UNet *rows* (one sample th
 once; a CFG call on b samples is 2b rows): `unet_rows_per_step` = `policy_rows_per_step` (with grad)
 + `reference_rows_per_step` (no grad) + `loser_rows_per_step` (sampling, no grad), and
 `unet_calls_per_step` (denoiser calls). Expected: sft b; dpo 2b + 2b; sspo 2b + 2b +
-b x round(strength x steps) x (2 with CFG else 1) / reuse.
+b x round(strength x steps) x (2 with CFG else 1) / reuse. `forward_equivalents_per_step` =
+3 x policy + reference + loser rows (a backward costs about two forwards); the `*_counted` ratios
+divide these, the timing-free prediction of SSPO/SFT and DPO/SFT.
 
 Timings: warm-up, then `--repeat` repeats (each a whole loser.reuse window, per step), median; the
 cases of a section interleave their repeats so that machine drift hits all alike.
@@ -38,12 +40,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,7 +66,6 @@ from benchmarks.bench_common import (PeakMemory, sync, environment, mib, module_
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "bench_train.json"
 FAMILIES = ("animatediff", "modelscope", "sd")
 METHODS = ("sft", "dpo", "sspo")
-SCHEDULERS = ("ddim", "ddpm", "euler", "dpm++")
 MEDIUM_CHANNELS = (64, 128, 256)
 
 
@@ -194,27 +197,36 @@ def fixed_batch(trainer, n: int) -> dict:
     """A micro-batch as the trainer's loader yields it: {pixels, captions, indices, positions[, loser_pixels]}."""
     items = [trainer.data.get(i % len(trainer.data), seed=i) for i in range(n)]
     batch = {"pixels": torch.stack([b["pixels"] for b in items]), "captions": [b["caption"] for b in items],
-             "indices": list(range(n)), "positions": list(range(n))}
+             "indices": list(range(n)), "positions": list(range(n)), "skipped": 0}
     if all("loser_pixels" in b for b in items):
         batch["loser_pixels"] = torch.stack([b["loser_pixels"] for b in items])
     return batch
 
 
-def train_step(trainer, batch) -> dict:
-    """One optimizer step on a fixed batch: `Trainer.loss`, backward, AdamW step."""
-    loss, stats = trainer.loss(batch)
-    trainer.accelerator.backward(loss)
-    trainer.optimizer.step()
-    trainer.optimizer.zero_grad(set_to_none=True)
-    return stats
+def repeated(batch: dict):
+    """The trainer's batch stream, always `batch` (a `Lookahead`: loser.overlap peeks at the next step's)."""
+    from videosspo.trainer import Lookahead
+
+    return Lookahead(itertools.repeat(batch))
 
 
-def train_window(trainer, batch, first_step: int) -> float:
-    """The loser.reuse window of steps starting at `first_step` (losers sampled at its first step); loser seconds."""
+def train_step(trainer, batches) -> dict:
+    """One optimizer step as training runs it (`Trainer.optimizer_step`: loss, backward, clip, AdamW) on `batches`."""
+    return trainer.optimizer_step(batches)
+
+
+def train_window(trainer, batches, first_step: int) -> float:
+    """The loser.reuse window of steps starting at `first_step` (losers sampled at its first step); loser seconds
+    (with loser.overlap: the wait for the worker)."""
     losers = 0.0
     for step in range(first_step, first_step + trainer.config.loser.reuse):
         trainer.step = step
-        losers += train_step(trainer, batch).get("time/losers_s", 0.0)
+        losers += train_step(trainer, batches).get("time/losers_s", 0.0)
+    if trainer.overlap:  # the next step's losers: what the worker has not hidden behind this step, step r+1 waits for
+        t0 = time.perf_counter()
+        for future in trainer.overlap.pending.values():
+            future.result()
+        losers += time.perf_counter() - t0
     return losers
 
 
@@ -222,27 +234,30 @@ def train_window(trainer, batch, first_step: int) -> float:
 def count_unet_work(trainer):
     """Counts denoiser calls and rows (samples through the UNet) per phase: policy (grad), reference, losers."""
     counts = {"calls": 0, "policy": 0, "reference": 0, "losers": 0}
-    sampling = []
-    cls, real_predict, real_losers = type(trainer.model), type(trainer.model).predict, trainer.sample_losers
+    sampling = threading.local()  # per thread: loser.overlap samples in a worker thread
+    lock = threading.Lock()
+    cls, real_predict, real_sample = type(trainer.model), type(trainer.model).predict, trainer._sample
 
     def predict(self, x_t, t, cond):
-        counts["calls"] += 1
-        counts["losers" if sampling else "policy" if torch.is_grad_enabled() else "reference"] += x_t.shape[0]
+        phase = "losers" if getattr(sampling, "on", False) else "policy" if torch.is_grad_enabled() else "reference"
+        with lock:
+            counts["calls"] += 1
+            counts[phase] += x_t.shape[0]
         return real_predict(self, x_t, t, cond)
 
-    def sample_losers(*args, **kwargs):
-        sampling.append(True)
+    def sample(*args, **kwargs):
+        sampling.on = True
         try:
-            return real_losers(*args, **kwargs)
+            return real_sample(*args, **kwargs)
         finally:
-            sampling.pop()
+            sampling.on = False
 
-    cls.predict, trainer.sample_losers = predict, sample_losers
+    cls.predict, trainer._sample = predict, sample
     try:
         yield counts
     finally:
         cls.predict = real_predict
-        del trainer.sample_losers
+        del trainer._sample
 
 
 def run_cases(cases: list[dict], s: Settings, device) -> None:
@@ -282,7 +297,9 @@ def case_row(case: dict) -> dict:
            "grad_plus_adam_mb": mib(trainable * 4 + opt_state), "batch": cfg.optim.batch_size,
            "unet_calls_per_step": work["calls"], "unet_rows_per_step": work["policy"] + work["reference"] + work["losers"],
            "policy_rows_per_step": work["policy"], "reference_rows_per_step": work["reference"],
-           "loser_rows_per_step": work["losers"]}
+           "loser_rows_per_step": work["losers"],
+           # backward ~ 2 forwards: a machine-independent cost in forward passes of one sample
+           "forward_equivalents_per_step": 3 * work["policy"] + work["reference"] + work["losers"]}
     if cfg.method.name == "sspo":
         losers = summarize(case["losers"])["median_s"]
         row.update({f"loser_{k}": v for k, v in dataclasses.asdict(cfg.loser).items()})
@@ -300,7 +317,7 @@ def bench_train_step(family, data, tmp, s: Settings, device) -> list[dict]:
     for lora in dict.fromkeys((s.lora_rank, 0)):
         for method in METHODS:
             tr = make_trainer(make_config(family, method, lora, data, tmp / f"{method}_{lora}", s, device), s, device)
-            cases.append({"trainer": tr, "batch": fixed_batch(tr, s.batch)})
+            cases.append({"trainer": tr, "batch": repeated(fixed_batch(tr, s.batch))})
     run_cases(cases, s, device)
     rows = [case_row(case) for case in cases]
     cases.clear()
@@ -314,7 +331,9 @@ def step_summary(rows: list[dict]) -> list[dict]:
         by = {r["method"]: r for r in rows if (r["family"], r["mode"]) == key}
         sft = by["sft"]["s_per_step"]
         item = {"family": key[0], "mode": key[1], "sft_s": sft, "dpo_over_sft": by["dpo"]["s_per_step"] / sft,
-                "sspo_over_sft": by["sspo"]["s_per_step"] / sft, "loser_share": by["sspo"]["loser_share"]}
+                "sspo_over_sft": by["sspo"]["s_per_step"] / sft, "loser_share": by["sspo"]["loser_share"],
+                "sspo_over_sft_counted": by["sspo"]["forward_equivalents_per_step"] / by["sft"]["forward_equivalents_per_step"],
+                "dpo_over_sft_counted": by["dpo"]["forward_equivalents_per_step"] / by["sft"]["forward_equivalents_per_step"]}
         for method in METHODS:
             item[f"{method}_peak_mem_mb"] = by[method]["peak_mem_delta_mb"]
             item[f"{method}_unet_rows_per_step"] = by[method]["unet_rows_per_step"]
@@ -335,6 +354,8 @@ LOSER_OPTIONS = {
     "winner_0.5": {"loser.init": "winner", "loser.strength": 0.5},
     "unipc_6_winner_0.5": {"loser.scheduler": "unipc", "loser.steps": 6, "loser.init": "winner", "loser.strength": 0.5},
     "unipc_4_reuse_2": {"loser.scheduler": "unipc", "loser.steps": 4, "loser.reuse": 2},
+    "overlap": {"loser.overlap": True},
+    "unipc_4_overlap": {"loser.scheduler": "unipc", "loser.steps": 4, "loser.overlap": True},
 }
 
 
@@ -349,16 +370,19 @@ def bench_loser_options(family, data, tmp, s: Settings, device) -> list[dict]:
         method, extra = ("sft", {}) if name == "sft" else ("sspo", LOSER_OPTIONS[name])
         cfg = make_config(family, method, s.lora_rank, data, tmp / f"opt_{name}", s, device, **extra)
         tr = make_trainer(cfg, s, device)
-        cases.append({"name": name, "trainer": tr, "batch": fixed_batch(tr, s.batch)})
+        cases.append({"name": name, "trainer": tr, "batch": repeated(fixed_batch(tr, s.batch))})
     run_cases(cases, s, device)
     sft = summarize(cases[0]["times"])["median_s"]
+    sft_work = case_row(cases[0])["forward_equivalents_per_step"]
     rows = []
     for case in cases[1:]:
         row = case_row(case)
         rows.append({"option": case["name"], "overrides": " ".join(f"{k}={v}" for k, v in LOSER_OPTIONS[case["name"]].items()),
                      **{k: row[k] for k in row if k.startswith("loser_") or k in ("family", "mode", "losers_s",
-                                                                                   "s_per_step", "unet_rows_per_step")},
-                     "sft_s_per_step": sft, "sspo_over_sft": row["s_per_step"] / sft})
+                                                                                   "s_per_step", "unet_rows_per_step",
+                                                                                   "forward_equivalents_per_step")},
+                     "sft_s_per_step": sft, "sspo_over_sft": row["s_per_step"] / sft,
+                     "sspo_over_sft_counted": row["forward_equivalents_per_step"] / sft_work})
     cases.clear()
     return rows
 
@@ -473,8 +497,9 @@ def bench_losers(family, data, tmp, s: Settings, device) -> dict:
     base_cfg = tr.config
     # The training forward/backward: the sspo step with its losers served from the cache (reuse huge).
     tr.losers = LoserCache(10**9)
-    train_step(tr, batch)
-    fb = time_fn(lambda: train_step(tr, batch), s.warmup, s.repeat, device)["median_s"]
+    batches = repeated(batch)
+    train_step(tr, batches)
+    fb = time_fn(lambda: train_step(tr, batches), s.warmup, s.repeat, device)["median_s"]
 
     rows = []
     for steps in s.loser_steps:
@@ -500,6 +525,8 @@ def bench_sampling(family, data, tmp, s: Settings, device) -> list[dict]:
     prompts = fixed_batch(tr, s.batch)["captions"]
     f = frames_for(family, s)
     rows = []
+    from videosspo.sampling import SCHEDULERS
+
     for scheduler, guidance in [(name, 1.0) for name in SCHEDULERS] + [("ddim", 7.5)]:
         def run():
             sample_latents(model, prompts, frames=f, height=s.height, width=s.width, seeds=list(range(len(prompts))),
@@ -525,7 +552,8 @@ def report(result: dict) -> str:
              f"threads {env['torch_threads']}  size {st['size']}  frames {st['frames']}  {st['height']}x{st['width']} px  "
              f"batch {st['batch']}  repeats {st['repeat']} (medians)"]
     if "summary" in result:
-        parts.append(table(result["summary"], ["family", "mode", "sft_s", "dpo_over_sft", "sspo_over_sft", "loser_share",
+        parts.append(table(result["summary"], ["family", "mode", "sft_s", "dpo_over_sft", "sspo_over_sft",
+                                               "dpo_over_sft_counted", "sspo_over_sft_counted", "loser_share",
                                                "sft_peak_mem_mb", "dpo_peak_mem_mb", "sspo_peak_mem_mb",
                                                "sft_unet_rows_per_step", "dpo_unet_rows_per_step",
                                                "sspo_unet_rows_per_step"], "SSPO/SFT and DPO/SFT at the config's settings"))
@@ -538,7 +566,8 @@ def report(result: dict) -> str:
     if "loser_options" in result:
         parts.append(table(result["loser_options"], ["family", "mode", "option", "loser_steps", "loser_guidance",
                                                      "loser_scheduler", "loser_reuse", "loser_init", "loser_strength",
-                                                     "losers_s", "s_per_step", "sspo_over_sft", "loser_rows_per_step"],
+                                                     "loser_overlap", "losers_s", "s_per_step", "sspo_over_sft",
+                                                     "sspo_over_sft_counted", "loser_rows_per_step"],
                            "1b. loser options: cost per optimizer step"))
     if "concat_forward" in result:
         parts.append(table(result["concat_forward"], ["family", "batch_per_side", "forward_concat_s",

@@ -33,7 +33,7 @@ def quick_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     result = main(["--quick", "--device", "cpu", "--out", str(out), "--frames", "2", "--batch", "1", "--repeat", "1",
                    "--warmup", "1", "--loser-steps", "2", "4", "--sample-steps", "2", "--lora-rank", "4",
-                   "--loser-options", "unipc_4", "reuse_4", "winner_0.5"])
+                   "--loser-options", "unipc_4", "reuse_4", "winner_0.5", "overlap"])
     return result, json.loads(out.read_text())
 
 
@@ -56,7 +56,7 @@ def test_json_has_every_section_with_finite_positive_numbers(quick_result):
     assert all("losers_s" in r for r in saved["train_step"] if r["method"] == "sspo")
     losers = saved["loser_cost"][0]
     assert [r["loser_steps"] for r in losers["by_steps"]] == [2, 4]
-    assert [r["option"] for r in saved["loser_options"]] == ["unipc_4", "reuse_4", "winner_0.5"]
+    assert [r["option"] for r in saved["loser_options"]] == ["unipc_4", "reuse_4", "winner_0.5", "overlap"]
     assert {r["scheduler"] for r in saved["sampling"]} >= {"ddim", "ddpm", "euler", "dpm++"}
 
 
@@ -68,9 +68,11 @@ def test_counted_unet_work_follows_the_config(quick_result):
     for mode in ("lora4", "full"):
         assert work["sft", mode] == (1, 0, 0) and work["dpo", mode] == (2, 2, 0) and work["sspo", mode] == (2, 2, 40)
     options = {r["option"]: r["loser_rows_per_step"] for r in saved["loser_options"]}
-    assert options == {"unipc_4": 8, "reuse_4": 10, "winner_0.5": 20}  # 4x2; 20x2/4; 10x2
+    assert options == {"unipc_4": 8, "reuse_4": 10, "winner_0.5": 20, "overlap": 40}  # 4x2; 20x2/4; 10x2; 20x2
     for row in saved["summary"]:
         assert row["sspo_unet_rows_per_step"] == 44 and row["loser_share"] < 1
+        # forward equivalents: sft 3 x 1; dpo 3 x 2 + 2; sspo 3 x 2 + 2 + 40
+        assert (row["dpo_over_sft_counted"], row["sspo_over_sft_counted"]) == pytest.approx((8 / 3, 48 / 3))
 
 
 def test_concatenated_forward_equals_separate_forwards(quick_result):
