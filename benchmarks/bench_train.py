@@ -197,7 +197,7 @@ def fixed_batch(trainer, n: int) -> dict:
     """A micro-batch as the trainer's loader yields it: {pixels, captions, indices, positions[, loser_pixels]}."""
     items = [trainer.data.get(i % len(trainer.data), seed=i) for i in range(n)]
     batch = {"pixels": torch.stack([b["pixels"] for b in items]), "captions": [b["caption"] for b in items],
-             "indices": list(range(n)), "positions": list(range(n)), "skipped": 0}
+             "indices": list(range(n)), "positions": list(range(n)), "unreadable": []}
     if all("loser_pixels" in b for b in items):
         batch["loser_pixels"] = torch.stack([b["loser_pixels"] for b in items])
     return batch
