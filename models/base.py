@@ -46,6 +46,8 @@ class VideoDiffusionModel:
         self.tokenizer = tokenizer
         self.scheduler = scheduler  # the training noise schedule (DDPM); samplers derive from its config
         self.vae_chunk_frames = vae_chunk_frames
+        # The frozen parts' dtypes as loaded: `to(dtype=...)` may cast them for training, exports do not.
+        self.saved_dtypes = {name: module.dtype for name, module in self._frozen().items()}
         self.text_encoder.requires_grad_(False)
         if self.vae is not None:
             self.vae.requires_grad_(False)
@@ -62,10 +64,10 @@ class VideoDiffusionModel:
 
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
-        """CLIP text embeddings `b l d` (the last hidden state, as Stable Diffusion uses)."""
+        """CLIP text embeddings `b l d` (the last hidden state, as Stable Diffusion uses), in the denoiser's dtype."""
         ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.device))[0]
+        return self.text_encoder(ids.to(self.device))[0].to(self.unet.dtype)
 
     @property
     def objective(self) -> str:
@@ -124,10 +126,18 @@ class VideoDiffusionModel:
         for module in (self.unet, self.vae, self.text_encoder):
             if module is not None:
                 module.to(device)
-        for module in (self.vae, self.text_encoder):
-            if module is not None and dtype is not None:
+        for module in self._frozen().values():
+            if dtype is not None:
                 module.to(dtype=dtype)
         return self
+
+    def _frozen(self) -> dict[str, torch.nn.Module]:
+        return {name: module for name, module in (("vae", self.vae), ("text_encoder", self.text_encoder))
+                if module is not None}
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the denoiser's activations in the backward pass instead of storing them."""
+        self.unet.enable_gradient_checkpointing()
 
     def enable_attention(self, backend: str = "auto") -> str:
         """xformers when asked (or `auto` on CUDA with xformers importable), else torch SDPA."""
@@ -153,9 +163,10 @@ class VideoDiffusionModel:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (unet or self.unet).save_pretrained(path / "unet", safe_serialization=True)
-        if self.vae is not None:
-            self.vae.save_pretrained(path / "vae", safe_serialization=True)
-        self.text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
+        for name, module in self._frozen().items():  # in the dtype they were loaded in, not the training one
+            dtype = module.dtype
+            module.to(dtype=self.saved_dtypes[name]).save_pretrained(path / name, safe_serialization=True)
+            module.to(dtype=dtype)
         self.tokenizer.save_pretrained(path / "tokenizer")
         self.scheduler.save_pretrained(path / "scheduler")
         info = {"family": self.family, "vae": self.vae is not None, "vae_chunk_frames": self.vae_chunk_frames}

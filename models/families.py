@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import types
+
+import torch
 from diffusers import MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
 from einops import rearrange, repeat
 
 from models.base import VideoDiffusionModel
-from models.tiny import CHANNELS, tiny_unet2d_kwargs
+from models.tiny import CHANNELS, tiny_motion_adapter, tiny_unet2d_kwargs
 from videosspo.config import ModelConfig
 
 
@@ -23,9 +26,7 @@ class AnimateDiff(VideoDiffusionModel):
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim):
         unet2d = UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
-        adapter = MotionAdapter(block_out_channels=CHANNELS, motion_layers_per_block=1, motion_norm_num_groups=8,
-                                motion_num_attention_heads=4, motion_max_seq_length=32)
-        return UNetMotionModel.from_unet2d(unet2d, adapter)
+        return UNetMotionModel.from_unet2d(unet2d, tiny_motion_adapter())
 
     @classmethod
     def load_unet(cls, cfg: ModelConfig):
@@ -47,6 +48,9 @@ class ModelScope(VideoDiffusionModel):
     def _denoise(self, x_t, t, cond):
         return self.unet(x_t, t, encoder_hidden_states=cond).sample
 
+    def enable_gradient_checkpointing(self) -> None:
+        checkpoint_blocks(self.unet)  # diffusers' UNet3DConditionModel has none (0.42)
+
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim):
         return UNet3DConditionModel(sample_size=16, in_channels=in_channels, out_channels=in_channels,
@@ -58,6 +62,25 @@ class ModelScope(VideoDiffusionModel):
     @classmethod
     def load_unet(cls, cfg: ModelConfig):
         return UNet3DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
+
+
+def checkpoint_blocks(unet: UNet3DConditionModel) -> None:
+    """Activation checkpointing for a UNet3DConditionModel: `transformer_in` and every down, mid and
+    up block keep only their inputs and recompute the rest in the backward pass.
+
+    Each block's `forward` becomes a bound method that runs the class's forward under
+    `torch.utils.checkpoint` (non-reentrant: keyword arguments, tuples of skip tensors and frozen
+    inputs all work). Weights and state-dict keys are untouched, and a deep copy binds to the copy.
+    """
+    for block in (unet.transformer_in, *unet.down_blocks, unet.mid_block, *unet.up_blocks):
+        block.forward = types.MethodType(_checkpointed_forward, block)
+
+
+def _checkpointed_forward(block, *args, **kwargs):
+    forward = type(block).forward
+    if not torch.is_grad_enabled():  # no backward pass to save memory for
+        return forward(block, *args, **kwargs)
+    return torch.utils.checkpoint.checkpoint(forward, block, *args, use_reentrant=False, **kwargs)
 
 
 class StableDiffusion(VideoDiffusionModel):

@@ -8,7 +8,7 @@ Python objects and saved/loaded with the model like any CLIP tokenizer.
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler
+from diffusers import AutoencoderKL, DDPMScheduler, MotionAdapter
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from videosspo.config import ModelConfig
@@ -62,3 +62,9 @@ def tiny_unet2d_kwargs(in_channels: int, cross_attention_dim: int) -> dict:
                 layers_per_block=1, norm_num_groups=8, cross_attention_dim=cross_attention_dim, attention_head_dim=8,
                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+
+
+def tiny_motion_adapter() -> MotionAdapter:
+    """AnimateDiff motion modules for the tiny 2-D UNet (one motion layer per block, 4 heads)."""
+    return MotionAdapter(block_out_channels=CHANNELS, motion_layers_per_block=1, motion_norm_num_groups=8,
+                         motion_num_attention_heads=4, motion_max_seq_length=32)

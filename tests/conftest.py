@@ -62,3 +62,12 @@ def tiny_config(synth_data, tmp_path):
         return load_config(ROOT / "configs" / "tiny_animatediff_sspo.yaml", nested)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def hub_layout(tmp_path_factory):
+    """`hub_layout("ali-vilab/text-to-video-ms-1.7b")`: that repository's real-layout folder (tests/hub_layouts.py)."""
+    from hub_layouts import hub_folder
+
+    root = tmp_path_factory.mktemp("hub")
+    return lambda hub_id: hub_folder(hub_id, root)

@@ -121,6 +121,18 @@ def test_yaml11_exponent_without_dot_is_a_float(tmp_path):
     assert load_config(overrides=["--model.lora_alpha", "16"]).model.lora_alpha == 16.0  # int -> float
 
 
+def test_yaml11_boolean_words_are_the_choices_they_spell(tmp_path):
+    # YAML 1.1 reads `no` / `off` as False: choices spelled that way must still be accepted.
+    path = write(tmp_path, "train:\n  mixed_precision: no\nmethod:\n  ssr_mode: off\n")
+    config = load_config(path, ["--train.mixed_precision", "bf16"])
+    assert (config.train.mixed_precision, config.method.ssr_mode) == ("bf16", "off")
+    assert load_config(path).train.mixed_precision == "no"
+    assert load_config(overrides=["--train.mixed_precision", "no"]).train.mixed_precision == "no"
+    assert load_config(overrides=["--method.ssr_mode=off"]).method.ssr_mode == "off"
+    with pytest.raises(ConfigError, match=r"model\.family=True.*'animatediff'"):  # no word of `yes` is a family
+        load_config(overrides=["--model.family", "yes"])
+
+
 def test_null_clears_an_optional(tmp_path):
     path = write(tmp_path, "model:\n  pretrained: some/dir\n")
     assert load_config(path).model.pretrained == "some/dir"

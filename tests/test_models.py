@@ -268,3 +268,33 @@ def test_vae_chunking_does_not_change_results():
     torch.testing.assert_close(model.encode_video(pixels[:, :, 1:2])[:, :, 0], whole_latents[:, :, 1],
                                atol=1e-5, rtol=1e-4)
     assert torch.equal(model.encode_video(pixels), whole_latents)
+
+
+# -- gradient checkpointing of the ModelScope UNet (diffusers has none for UNet3DConditionModel) ---------
+
+
+def test_modelscope_gradient_checkpointing_recomputes_and_keeps_gradients():
+    model = build_model(ModelConfig(family="modelscope"))
+    model.unet.eval()  # no dropout: the two passes compare like for like (eval mode still backpropagates)
+    x, t, cond = inputs(model, frames=2)
+    calls = []
+    model.unet.down_blocks[0].resnets[0].register_forward_hook(lambda *_: calls.append(1))
+
+    def grads():
+        model.unet.zero_grad()
+        model.predict(x, t, cond).square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.unet.named_parameters()}
+
+    plain = grads()
+    assert len(calls) == 1
+    model.enable_gradient_checkpointing()
+    checkpointed = grads()
+    assert len(calls) == 3  # forward, then recomputed in the backward pass
+    assert checkpointed.keys() == plain.keys()
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    # A deep copy (the full fine-tuning reference) runs its own weights, not the original's.
+    copy = __import__("copy").deepcopy(model.unet)
+    torch.nn.init.zeros_(copy.conv_out.weight), torch.nn.init.zeros_(copy.conv_out.bias)
+    with torch.no_grad():
+        assert copy(x, t, encoder_hidden_states=cond).sample.abs().max() == 0

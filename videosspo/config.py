@@ -260,6 +260,10 @@ class Config:
 # Loading: YAML + overrides -> nested dict -> typed, validated dataclasses.
 
 
+# The spellings YAML 1.1 turns into booleans, per value, for choices that are words (`mixed_precision: no`).
+YAML_BOOL_WORDS = {False: ("no", "off", "false", "n"), True: ("yes", "on", "true", "y")}
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Convert a YAML/CLI value to the declared type, or raise ConfigError naming the key."""
     origin, args = get_origin(tp), get_args(tp)
@@ -274,6 +278,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 errors.append(str(e))
         raise ConfigError(errors[0])
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads the words `no`, `off`, `yes`, `on` as booleans
+            value = next((word for word in YAML_BOOL_WORDS[value] if word in args), value)
         _check(value in args, key, value, f"one of {', '.join(map(repr, args))}")
         return value
     if origin is tuple:

@@ -268,7 +268,7 @@ class Trainer:
             self.model.unet.requires_grad_(False)
             add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha)
         if cfg.model.gradient_checkpointing:
-            self.model.unet.enable_gradient_checkpointing()
+            self.model.enable_gradient_checkpointing()
         frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)
         self.model.to(acc.device, frozen_dtype)
         self.model.enable_attention(cfg.model.attention)

@@ -1,0 +1,93 @@
+"""Tiny random-weight folders in the exact layout of the hub repositories that `configs/` name.
+
+Each builder writes what a download of its repository gives: the same subfolders, the
+`model_index.json` written by the diffusers pipeline class itself (`save_pretrained`), the hub's
+scheduler class and values, with the weights of `models.tiny`. `HUB_LAYOUTS` maps a hub id to its
+builder; a new family adds its repositories there and every test that uses `hub_folder` (the
+start-up test of every shipped config among them) picks them up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from diffusers import DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel
+from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+from transformers import CLIPConfig, CLIPImageProcessor
+
+from models.families import ModelScope
+from models.tiny import TEXT_DIM, tiny_components, tiny_motion_adapter, tiny_unet2d_kwargs
+from videosspo.config import ModelConfig
+
+# scheduler/scheduler_config.json of the two pipeline repositories, as shipped (SD 1.5's also holds
+# `"clip_sample": false`, a key PNDM does not take but DDIM built from the file reads).
+SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                      set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1)
+MODELSCOPE_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                            num_train_timesteps=1000, prediction_type="epsilon", set_alpha_to_one=False,
+                            steps_offset=1)
+
+
+def _frozen_parts(seed: int) -> dict:
+    """VAE, CLIP text encoder and tokenizer of the tiny models (latent channels 4)."""
+    parts = tiny_components(ModelConfig())
+    torch.manual_seed(seed)
+    return {"vae": parts["vae"], "text_encoder": parts["text_encoder"], "tokenizer": parts["tokenizer"]}
+
+
+def sd15_pipeline(path: Path) -> None:
+    """`stable-diffusion-v1-5/stable-diffusion-v1-5`: a StableDiffusionPipeline with PNDM, safety checker included."""
+    parts = _frozen_parts(seed=1)
+    clip = CLIPConfig(text_config=dict(hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=1,
+                                       num_attention_heads=4),
+                      vision_config=dict(hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, image_size=32, patch_size=16),
+                      projection_dim=TEXT_DIM)
+    StableDiffusionPipeline(
+        **parts, unet=UNet2DConditionModel(**tiny_unet2d_kwargs(4, TEXT_DIM)),
+        scheduler=PNDMScheduler(**SD15_SCHEDULER), safety_checker=StableDiffusionSafetyChecker(clip),
+        feature_extractor=CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32}),
+    ).save_pretrained(path)
+    scheduler_file = path / "scheduler" / "scheduler_config.json"
+    scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "clip_sample": False}, indent=2))
+
+
+def modelscope_pipeline(path: Path) -> None:
+    """`ali-vilab/text-to-video-ms-1.7b`: a TextToVideoSDPipeline (UNet3DConditionModel) with DDIM."""
+    parts = _frozen_parts(seed=2)
+    TextToVideoSDPipeline(**parts, unet=ModelScope.build_tiny_unet(4, TEXT_DIM),
+                          scheduler=DDIMScheduler(**MODELSCOPE_SCHEDULER)).save_pretrained(path)
+
+
+def motion_adapter(path: Path) -> None:
+    """`guoyww/animatediff-motion-adapter-v1-5-2`: a MotionAdapter saved at the repository root."""
+    torch.manual_seed(3)
+    tiny_motion_adapter().save_pretrained(path)
+
+
+HUB_LAYOUTS: dict[str, Callable[[Path], None]] = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": sd15_pipeline,
+    "runwayml/stable-diffusion-v1-5": sd15_pipeline,
+    "ali-vilab/text-to-video-ms-1.7b": modelscope_pipeline,
+    "damo-vilab/text-to-video-ms-1.7b": modelscope_pipeline,
+    "guoyww/animatediff-motion-adapter-v1-5-2": motion_adapter,
+}
+
+
+def hub_folder(hub_id: str, root: Path) -> Path:
+    """The real-layout folder standing in for `hub_id` under `root` (built on first use)."""
+    if hub_id not in HUB_LAYOUTS:
+        raise KeyError(f"no real-layout builder for {hub_id!r}: add one to HUB_LAYOUTS in tests/hub_layouts.py")
+    path = Path(root) / hub_id.replace("/", "--")
+    if not path.is_dir():
+        HUB_LAYOUTS[hub_id](path)
+    return path
+
+
+def local_model_overrides(model: ModelConfig, root: Path) -> dict:
+    """`model.pretrained` / `model.motion_adapter` of a config, pointed at their real-layout folders."""
+    return {key: str(hub_folder(getattr(model, key), root))
+            for key in ("pretrained", "motion_adapter") if getattr(model, key) is not None}
