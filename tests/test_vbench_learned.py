@@ -195,3 +195,20 @@ def test_raft_from_weights_for_dynamic_degree_and_static_filter(tmp_path):
     assert dd["backend"].startswith("RAFT") and dd["proxy"] is False and dd["raw"] in (0.0, 1.0)
     flicker = summary["dimensions"].get("temporal_flickering") or summary["skipped"]["temporal_flickering"]
     assert "(RAFT from raft-things.pth" in json.dumps(flicker)
+
+
+def test_motion_smoothness_runs_amt_from_weights(tmp_path):
+    """Issue 11.9: VBench's AMT-S (random weights, its module names, {"state_dict": ...}) from
+    --weights DIR/amt-s.pth interpolates the odd frames: the score is VBench's
+    (255 - mean MAE(odd, AMT midpoint)) / 255 of the same model."""
+    from benchmarks.vbench.amt import AMTS, interpolate, load_amt
+
+    torch.manual_seed(0)
+    torch.save({"state_dict": AMTS().state_dict()}, tmp_path / "amt-s.pth")
+    scorer = build(["motion_smoothness"], ScorerContext(weights=tmp_path))[0]["motion_smoothness"]
+    assert scorer.info == {"backend": "AMT-S from amt-s.pth", "proxy": False}
+    clip = np.random.default_rng(0).integers(0, 255, (3, 120, 136, 3), dtype=np.uint8)  # padded to 128 x 144
+    (score,), _ = scorer([clip], ["x"], [{}])
+    mid = interpolate(load_amt(tmp_path / "amt-s.pth"), clip[0], clip[2])
+    assert mid.shape == (120, 136, 3) and mid.dtype == np.uint8
+    assert score == pytest.approx((255 - np.abs(clip[1].astype(float) - mid).mean()) / 255, abs=1e-12)

@@ -177,22 +177,36 @@ def interpolate_midpoint(a: np.ndarray, b: np.ndarray, flow: Flow, ga=None, gb=N
     return _cv2().addWeighted(_warp(a, f_ta), 0.5, _warp(b, f_tb), 0.5, 0.0)  # rounded, saturated uint8
 
 
-class MotionSmoothness:
-    """VBench's protocol with a classical interpolator: interpolate the odd frames from the even
-    ones, score (255 - mean MAE(real odd, interpolated odd)) / 255."""
+class FlowInterpolator:
+    """Midpoints by flow warping (:func:`interpolate_midpoint`); ``prepare`` gives a frame's grey
+    working-resolution copy, reused when the frame is the left end of the next pair."""
 
     def __init__(self, method: str = "dis"):
-        self.flow, self.seen, self.even, self.odd, self.maes = Flow(method), 0, None, None, []
+        self.flow = Flow(method)
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        return flow_frame(frame)
+
+    def __call__(self, a, ra, b, rb) -> np.ndarray:
+        return interpolate_midpoint(a, b, self.flow, ra, rb)
+
+
+class MotionSmoothness:
+    """VBench's protocol: interpolate the odd frames from the even ones, score
+    (255 - mean MAE(real odd, interpolated odd)) / 255. ``interp`` is :class:`FlowInterpolator`
+    or VBench's AMT-S (``amt.py``)."""
+
+    def __init__(self, interp=None):
+        self.interp, self.seen, self.even, self.odd, self.maes = interp or FlowInterpolator(), 0, None, None, []
 
     def update(self, frame):
         if self.seen % 2:
             self.odd = frame
         else:
-            g = flow_frame(frame)
+            rep = self.interp.prepare(frame)
             if self.even is not None:
-                mid = interpolate_midpoint(self.even[0], frame, self.flow, self.even[1], g)
-                self.maes.append(_mae(self.odd, mid))
-            self.even = (frame, g)
+                self.maes.append(_mae(self.odd, self.interp(*self.even, frame, rep)))
+            self.even = (frame, rep)
         self.seen += 1
 
     def result(self):
@@ -200,7 +214,7 @@ class MotionSmoothness:
 
 
 def motion_smoothness_score(video: np.ndarray, method: str = "dis") -> float | None:
-    return feed(MotionSmoothness(method), video)
+    return feed(MotionSmoothness(FlowInterpolator(method)), video)
 
 
 # ----------------------------------------------------------------------------- static filter
@@ -325,9 +339,18 @@ def make_dynamic_degree(ctx: ScorerContext):
 
 @register("motion_smoothness")
 def make_motion_smoothness(ctx: ScorerContext):
+    """VBench's AMT-S when ``--weights`` holds ``amt-s.pth``, else flow-warped interpolation."""
+    from .amt import AMT_FILES
+
+    found = [Path(ctx.weights) / f for f in AMT_FILES if (Path(ctx.weights) / f).is_file()] if ctx.weights else []
+    if found:
+        from .learned import AmtInterpolator
+
+        interp = AmtInterpolator(found[0], ctx.device)
+        return Scorer(lambda p, m: MotionSmoothness(interp), {"backend": f"AMT-S from {found[0].name}", "proxy": False})
     method = ctx.options.get("flow", "dis")
     _cv2()
-    return Scorer(lambda p, m: MotionSmoothness(method),
+    return Scorer(lambda p, m: MotionSmoothness(FlowInterpolator(method)),
                   {"backend": f"opencv-{method} flow-warped interpolation (proxy for AMT-S)", "proxy": True})
 
 

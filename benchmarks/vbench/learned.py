@@ -11,6 +11,7 @@ Expected layout (any ``save_pretrained`` folder works; the Hub names are accepte
     WEIGHTS/sa_0_4_vit_l_14_linear.pth   LAION aesthetic head (nn.Linear(768, 1) state dict)
     WEIGHTS/musiq_spaq_ckpt-358bb6af.pth MUSIQ (SPAQ), pyiqa's state dict       imaging quality
     WEIGHTS/raft-things.pth              RAFT, VBench's state dict              dynamic degree, static filter
+    WEIGHTS/amt-s.pth                    AMT-S, VBench's checkpoint             motion smoothness
 
 The weight file each VBench dimension uses (the ``vbench`` package downloads it into
 ``~/.cache/vbench/`` on first use, see its ``utils.init_submodules``) and what this project does:
@@ -29,7 +30,9 @@ The weight file each VBench dimension uses (the ``vbench`` package downloads it 
     dynamic_degree, static       raft_model/models/raft-things.pth (RAFT's models.zip) the same path or
     filter (static_filter.py)                                                         raft-things.pth (raft.py);
                                                                                       else an optical-flow proxy
-    motion_smoothness            amt_model/amt-s.pth (Hugging Face lalala125/AMT)     optical-flow proxy
+    motion_smoothness            amt_model/amt-s.pth (Hugging Face lalala125/AMT)     the same path or amt-s.pth
+                                                                                      (amt.py); else an
+                                                                                      optical-flow proxy
     temporal_style,              ViCLIP/ViClip-InternVid-10M-FLT.pth (Hugging Face    CLIP ViT-B/32 proxy
     overall_consistency          OpenGVLab/VBench_Used_Models)
     object_class, multiple_objects, grit_model/grit_b_densecap_objectdet.pth (same)   skipped
@@ -375,3 +378,27 @@ def _load_raft(path: Path, device: str):
     from .raft import load_raft
 
     return load_raft(path, device)
+
+
+class AmtInterpolator:
+    """VBench's midpoints with AMT-S (one shared model, loaded on first use)."""
+
+    def __init__(self, path: Path, device: str):
+        self.path, self.device = path, device
+
+    def prepare(self, frame):
+        return None
+
+    def __call__(self, a, ra, b, rb):
+        from .amt import interpolate
+
+        with _LOAD_LOCK:
+            model = _load_amt(self.path, self.device)
+        return interpolate(model, a, b)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_amt(path: Path, device: str):
+    from .amt import load_amt
+
+    return load_amt(path, device)
