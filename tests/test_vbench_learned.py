@@ -195,6 +195,11 @@ def test_raft_from_weights_for_dynamic_degree_and_static_filter(tmp_path):
     assert dd["backend"].startswith("RAFT") and dd["proxy"] is False and dd["raw"] in (0.0, 1.0)
     flicker = summary["dimensions"].get("temporal_flickering") or summary["skipped"]["temporal_flickering"]
     assert "(RAFT from raft-things.pth" in json.dumps(flicker)
+    write_video(tmp_path / "small" / "a cat-0.mp4", np.zeros((3, 64, 64, 3), np.uint8), fps=8)
+    main(["--videos", str(tmp_path / "small"), "--weights", str(weights), "--out", str(tmp_path / "s"),
+          "--no-progress", "--no-report", "--dims", "dynamic_degree"])
+    skipped = json.loads((tmp_path / "s" / "summary.json").read_text())["skipped"]["dynamic_degree"]
+    assert "RAFT needs frames of at least 128 px once padded, these are 64x64" in skipped["reason"]
 
 
 def test_motion_smoothness_runs_amt_from_weights(tmp_path):

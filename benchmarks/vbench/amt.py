@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .raft import bilinear_sampler, coords_grid
+from .raft import MIN_SIDE, bilinear_sampler, coords_grid
+from .scorers import Unavailable
 
 AMT_FILES = ("amt-s.pth", "amt_model/amt-s.pth")
 CHANNELS, SKIP, NUM_FLOWS, RADIUS, LEVELS = (20, 32, 44, 56), 20, 3, 3, 4
@@ -263,6 +264,9 @@ def interpolate(model: AMTS, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     unpad, *255 truncated to uint8."""
     h, w = a.shape[:2]
     ph, pw = (-h) % 16, (-w) % 16
+    if min(h + ph, w + pw) < MIN_SIDE:  # the same correlation pyramid as RAFT's
+        raise Unavailable(f"AMT-S needs frames of at least {MIN_SIDE} px once padded, these are {h}x{w}",
+                          "evaluate larger videos, or leave amt-s.pth out of --weights for the flow proxy")
     pad = [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]
     device = next(model.parameters()).device
     x0, x1 = (F.pad(torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None].float() / 255.0, pad,

@@ -101,12 +101,6 @@ def flow_frame(frame: np.ndarray) -> np.ndarray:
     return _cv2().cvtColor(downscale(frame, FLOW_SIDE), _cv2().COLOR_RGB2GRAY)
 
 
-def optical_flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
-    """Dense flow (h, w, 2) from RGB frame ``a`` to ``b`` at their own resolution."""
-    cv2 = _cv2()
-    return Flow(method)(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY))
-
-
 def top_flow_magnitude(flow: np.ndarray, fraction: float = 0.05) -> float:
     """VBench's per-pair statistic: mean of the largest ``fraction`` of flow magnitudes (5% for
     dynamic degree, 2% for the static filter)."""

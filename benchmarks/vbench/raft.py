@@ -15,8 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .scorers import Unavailable
+
 RAFT_FILES = ("raft-things.pth", "raft_model/models/raft-things.pth")
 ITERS = 20  # VBench: model(image1, image2, iters=20, test_mode=True)
+MIN_SIDE = 128  # padded: 4 correlation levels from 1/8 resolution; smaller frames give NaN or fail, in VBench too
 
 
 def _norm(kind: str, planes: int) -> nn.Module:
@@ -192,6 +195,9 @@ class RaftFlow:
         x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
         h, w = x.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
+        if min(h + ph, w + pw) < MIN_SIDE:
+            raise Unavailable(f"RAFT needs frames of at least {MIN_SIDE} px once padded, these are {h}x{w}",
+                              "evaluate larger videos, or leave raft-things.pth out of --weights for the flow proxy")
         return F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], mode="replicate"), min(h, w)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .inputs import IMAGE_EXTS, video_fps
-from .scorers import Scorer, ScorerContext, build
+from .scorers import Scorer, ScorerContext, Unavailable, build
 from .aggregate import dimension_mean
 from .spec import ALL_DIMS, FRAME_WEIGHTED, VBENCH_DIMS
 
@@ -66,8 +66,12 @@ def score_clip(item: dict, scorers: dict[str, Scorer]) -> dict:
     accs = {d: s.start(item["prompt"], meta) for d, s in scorers.items() if in_scope(item, d, image)}
     try:
         for frame in iter_frames(item["video"]):
-            for acc in accs.values():
-                acc.update(frame)
+            for dim, acc in list(accs.items()):
+                try:
+                    acc.update(frame)
+                except Unavailable as e:  # e.g. frames too small for a model: this video only
+                    del accs[dim]
+                    row.setdefault("unavailable", {})[dim] = f"{e.reason}; {e.fix}"
     except (VideoReadError, FileNotFoundError) as e:
         return {**row, "error": str(e)}
     for dim, acc in accs.items():
@@ -141,6 +145,11 @@ def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = 
             skipped["temporal_flickering"] = {
                 "reason": f"static filter {note}", "fix": "sample more videos per flickering prompt "
                 "(VBench: 25) or pass --static-filter off (then not comparable with VBench)"}
+    for dim in infos:
+        reasons = [r["unavailable"][dim] for r in rows if dim in r.get("unavailable", {})]
+        if reasons and not any(r["scores"].get(dim) is not None for r in rows):
+            skipped[dim] = {"reason": f"{len(reasons)} videos: {reasons[0].split('; ')[0]}",
+                            "fix": reasons[0].split("; ", 1)[-1]}
     infos = {d: i for d, i in infos.items() if any(r["scores"].get(d) is not None for r in rows)}
     return Evaluation(rows=rows, infos=infos, skipped=skipped)
 
