@@ -118,7 +118,7 @@ def _medium_unet(family: str):
     """A wider UNet (block_out_channels (64, 128, 256)) of the family's diffusers class."""
     from diffusers import MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
 
-    def build(cls, in_channels, cross_attention_dim):
+    def build(cls, in_channels, cross_attention_dim, cfg=None):
         common = dict(sample_size=16, in_channels=in_channels, out_channels=in_channels,
                       block_out_channels=MEDIUM_CHANNELS, layers_per_block=1, norm_num_groups=8,
                       cross_attention_dim=cross_attention_dim, attention_head_dim=8)

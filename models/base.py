@@ -38,6 +38,7 @@ class VideoDiffusionModel:
     """
 
     family: ClassVar[str]
+    tiny_options: ClassVar[dict] = {}  # the family's keyword arguments to `models.tiny.tiny_components`
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16):
         self.unet = unet
@@ -175,7 +176,7 @@ class VideoDiffusionModel:
     # -- building ----------------------------------------------------------------------------------
 
     @classmethod
-    def build_tiny_unet(cls, in_channels: int, cross_attention_dim: int):
+    def build_tiny_unet(cls, in_channels: int, cross_attention_dim: int, cfg: ModelConfig):
         raise NotImplementedError
 
     @classmethod
@@ -188,8 +189,8 @@ class VideoDiffusionModel:
         if cfg.pretrained is None:
             from models.tiny import tiny_components
 
-            parts = tiny_components(cfg)
-            parts["unet"] = cls.build_tiny_unet(parts["in_channels"], parts["text_encoder"].config.hidden_size)
+            parts = tiny_components(cfg, **cls.tiny_options)
+            parts["unet"] = cls.build_tiny_unet(parts["in_channels"], parts["text_encoder"].config.hidden_size, cfg)
             del parts["in_channels"]
         else:
             parts = load_components(cfg)

@@ -29,29 +29,55 @@ def _bytes_to_unicode() -> list[str]:
     return [chr(c) for c in chars]
 
 
-def tiny_tokenizer() -> CLIPTokenizer:
+def tiny_tokenizer(words: tuple[str, ...] = (), max_tokens: int = MAX_TOKENS) -> CLIPTokenizer:
+    """Byte-level CLIP tokenizer; each of ``words`` is additionally one token.
+
+    A word becomes one token through a chain of BPE merges (r e -> re, re d</w> -> red</w>); longer
+    words' merges rank first so that a shorter word's merge cannot split them (checked).
+    """
     symbols = _bytes_to_unicode()
-    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
-    tok = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[])
-    tok.model_max_length = MAX_TOKENS
+    tokens = symbols + [s + "</w>" for s in symbols]
+    merges: list[tuple[str, str]] = []
+    for word in sorted(words, key=len, reverse=True):
+        pieces = [*word[:-1], word[-1] + "</w>"]
+        merged = pieces[0]
+        for piece in pieces[1:]:
+            if (merged, piece) not in merges:
+                merges.append((merged, piece))
+            merged += piece
+            if merged not in tokens:
+                tokens.append(merged)
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    tok = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges)
+    tok.model_max_length = max_tokens
+    split = [w for w in words if len(tok(w).input_ids) != 3]  # <start> word <end>
+    assert not split, f"tokenizer merges split the words {split}"
     return tok
 
 
-def tiny_components(cfg: ModelConfig) -> dict:
-    """Text encoder, tokenizer, VAE (factor 2, or none) and DDPM scheduler, seeded for repeatability."""
+def tiny_components(cfg: ModelConfig, words: tuple[str, ...] = (), max_tokens: int = MAX_TOKENS,
+                    text_layers: int = 2, beta_schedule: str = "scaled_linear",
+                    timestep_spacing: str = "leading") -> dict:
+    """Text encoder, tokenizer, VAE (factor 2, or none) and DDPM scheduler, seeded for repeatability.
+
+    The keyword arguments are a family's choices (``VideoDiffusionModel.tiny_options``): whole-word
+    tokens, text-encoder depth (0: each token's embedding plus its position, nothing mixed) and the
+    noise schedule.
+    """
     torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
+    tokenizer = tiny_tokenizer(words, max_tokens)
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=MAX_TOKENS,
+        vocab_size=len(tokenizer), hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=text_layers,
+        num_attention_heads=4, max_position_embeddings=max_tokens,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
     vae = None
     if cfg.vae == "auto":
         vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
                             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                             layers_per_block=1, norm_num_groups=8, sample_size=32)
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                              beta_end=0.012, prediction_type=cfg.prediction_type, clip_sample=False)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule, beta_start=0.00085,
+                              beta_end=0.012, prediction_type=cfg.prediction_type, clip_sample=False,
+                              timestep_spacing=timestep_spacing)
     return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler,
             "in_channels": vae.config.latent_channels if vae is not None else 3}
 

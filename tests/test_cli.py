@@ -12,27 +12,32 @@ from videosspo.cli import main
 from videosspo.video import read_video
 
 
-def test_demo_on_a_minimal_setting_leaves_checkpoint_samples_and_summary(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # the demo writes data/ and runs/ relative to where it is started
-    main(["demo", "--train.max_steps", "2", "--train.checkpoint_every", "0", "--data.synth_if_missing", "4",
-          "--data.frames", "2", "--data.height", "16", "--data.width", "16", "--loser.steps", "2",
-          "--sample.steps", "2", "--replay.interval", "1"])
-    out = capsys.readouterr().out
-    assert "videosspo demo: done" in out
-    summary = json.loads((tmp_path / "runs/demo/summary.json").read_text())
-    assert summary["method"] == "sspo" and summary["steps"] == 2
-    assert (tmp_path / "data/synth/metadata.jsonl").is_file()
-    assert (tmp_path / "runs/demo/SUMMARY.txt").read_text().startswith("videosspo demo: done")
-    for sample in summary["samples"]:
-        assert read_video(sample).shape == (2, 16, 16, 3)
-    checkpoint = summary["checkpoint"]
+def test_demo_aligns_a_base_and_reports_before_and_after(tmp_path, capsys):
+    from models import build_model
+    from videosspo.config import ModelConfig
+    from videosspo.synth import heldout_prompts, make_world
 
-    # ... and the checkpoint samples through `videosspo sample`
+    build_model(ModelConfig(family="stacked", vae="none", stacked_frames=2)).save_pretrained(tmp_path / "base")
+    world = make_world(tmp_path / "world", n_web=4, n_curated=4, frames=2, size=16, progress=False)
+    result = main(["demo", "--model.pretrained", str(tmp_path / "base"), "--data.path", str(world.curated),
+                   "--data.latent_cache", str(tmp_path / "cache"), "--data.frames", "2", "--train.max_steps", "2",
+                   "--optim.batch_size", "2", "--loser.steps", "2", "--sample.steps", "2", "--replay.interval", "1",
+                   "--train.output_dir", str(tmp_path / "demo")])
+    out = capsys.readouterr().out
+    assert "| score | base | aligned | change |" in out
+    assert ("aligned is better" in out) == result["better"] and ("aligned is NOT better" in out) != result["better"]
+    assert set(result["before"]) == set(result["after"]) == {"color", "shape", "direction", "persistence"}
+    gifs = sorted((tmp_path / "demo" / "gifs").glob("*.gif"))
+    assert len(gifs) == len(heldout_prompts())
+    assert read_video(gifs[0]).shape[1:] == (16 * 4, (16 * 2 + 1) * 4, 3)  # base | aligned, 4x
+    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["train"]["steps"] == 2
+    checkpoint = result["train"]["checkpoint"]
+
+    # ... and the aligned checkpoint samples through `videosspo sample`
     main(["sample", "--checkpoint", checkpoint, "--prompt", "a red square moving left", "--prompt",
-          "a blue circle moving up", "--out", str(tmp_path / "s.mp4"), "--frames", "3", "--height", "16",
-          "--width", "16", "--steps", "2"])
-    assert read_video(tmp_path / "s_00.mp4").shape == (3, 16, 16, 3)
-    assert read_video(tmp_path / "s_01.mp4").shape == (3, 16, 16, 3)
+          "a blue circle moving up", "--out", str(tmp_path / "s.mp4"), "--steps", "2"])
+    assert read_video(tmp_path / "s_00.mp4").shape == (2, 16, 16, 3)
+    assert read_video(tmp_path / "s_01.mp4").shape == (2, 16, 16, 3)
 
 
 def test_data_synth_writes_the_dataset_format(tmp_path):

@@ -187,3 +187,15 @@ def test_per_sample_error_is_float32(dtype):
 def test_per_sample_error_shape_mismatch():
     with pytest.raises(ValueError, match="shapes differ"):
         per_sample_error(torch.zeros(2, 4, 8, 8), torch.zeros(2, 4, 1, 8, 8))
+
+
+def test_sft_weight_scales_only_the_switched_sft_branch():
+    """L = w e_w on switched samples (values and gradient w), DPO untouched; other modes ignore w."""
+    e_w, e_l, ref_e_w, ref_e_l = inputs(requires_grad=True)
+    loss, _ = get_loss("sspo")(e_w, e_l, ref_e_w, ref_e_l, beta=BETA, ssr_mode="sft", sft_weight=500.0)
+    assert loss.tolist() == pytest.approx([DPO[0], 1000.0, DPO[2], 1500.0])
+    loss.sum().backward()
+    assert e_w.grad.tolist() == pytest.approx([sigmoid(-1.5), 500.0, sigmoid(-1.0), 500.0], rel=1e-6)
+    for mode in ("sign", "drop", "off"):
+        weighted, _ = get_loss("sspo")(*inputs(), beta=BETA, ssr_mode=mode, sft_weight=500.0)
+        assert weighted.tolist() == pytest.approx(SSR_EXPECTED[mode])

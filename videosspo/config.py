@@ -39,7 +39,7 @@ def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
 class ModelConfig:
     """Which diffusion model to train, and how to build it."""
 
-    family: Literal["animatediff", "modelscope", "sd"] = "animatediff"
+    family: Literal["animatediff", "modelscope", "sd", "stacked"] = "animatediff"
     # A local directory or hub id: a diffusers layout (unet/, vae/, text_encoder/, tokenizer/,
     # scheduler/), e.g. Stable Diffusion 1.5 for `animatediff`/`sd`, or a videosspo checkpoint.
     # None builds the family's tiny random-weight model from configs (offline tests, the demo).
@@ -59,12 +59,15 @@ class ModelConfig:
     # "auto": xformers when importable on CUDA, else torch SDPA; "sdpa" forces torch.
     attention: Literal["auto", "sdpa", "xformers"] = "auto"
     gradient_checkpointing: bool = False
+    # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
+    stacked_frames: int = 8
 
     def __post_init__(self):
         _check(self.motion_adapter is None or self.family == "animatediff", "model.motion_adapter",
                self.motion_adapter, "only the animatediff family takes a motion adapter")
         _check(self.vae_chunk_frames >= 1, "model.vae_chunk_frames", self.vae_chunk_frames, ">= 1")
         _check(self.lora_rank >= 0, "model.lora_rank", self.lora_rank, ">= 0 (0 = full fine-tuning)")
+        _check(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class DataConfig:
     # Clips that exist but do not decode are skipped (each file logged once). Past this fraction of the rows
     # unreadable the run stops, naming the worst files; it also stops when no clip at all can be read.
     max_bad_fraction: float = 0.05
+    # Fraction of training captions replaced by "" (drawn per sample from (seed, step, position)), so
+    # the unconditional prediction that classifier-free guidance uses keeps learning (Diffusion-DPO: 0.2).
+    caption_dropout: float = 0.0
 
     def __post_init__(self):
         _check(self.frames >= 1, "data.frames", self.frames, ">= 1")
@@ -95,6 +101,7 @@ class DataConfig:
         _check(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
         _check(self.synth_if_missing >= 0, "data.synth_if_missing", self.synth_if_missing, ">= 0")
         _check(0 <= self.max_bad_fraction <= 1, "data.max_bad_fraction", self.max_bad_fraction, "in [0, 1]")
+        _check(0 <= self.caption_dropout < 1, "data.caption_dropout", self.caption_dropout, "in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -105,9 +112,13 @@ class MethodConfig:
     beta: float = 2000.0     # beta of -log sigmoid(-(beta/2)(dw - dl)); absorbs T * omega(lambda_t)
     # SSR switched branch when e_ref^w < e_theta^w: sft | sign (v1 flipper) | drop | off (always DPO).
     ssr_mode: Literal["sft", "sign", "drop", "off"] = "sft"
+    # Weight w of the switched SFT branch (ssr_mode sft: L = w e_theta^w). At zero margin the DPO
+    # branch's gradient in e_theta^w is beta/4 (500 at beta 2000) against w: w = beta/4 makes them comparable.
+    sft_weight: float = 1.0
 
     def __post_init__(self):
         _check(self.beta > 0, "method.beta", self.beta, "> 0")
+        _check(self.sft_weight > 0, "method.sft_weight", self.sft_weight, "> 0")
 
 
 @dataclass(frozen=True)
@@ -246,6 +257,9 @@ class Config:
     def __post_init__(self):
         _check(self.train.export == "merged" or self.model.lora_rank > 0, "train.export", self.train.export,
                "'adapter' needs LoRA training (model.lora_rank > 0); use 'merged'")
+        _check(self.model.family != "stacked" or self.model.pretrained is not None
+               or self.data.frames == self.model.stacked_frames, "data.frames", self.data.frames,
+               f"the stacked family's model.stacked_frames ({self.model.stacked_frames})")
         if self.model.vae == "none" or self.model.pretrained is None:
             return  # the VAE factor of a pretrained model is checked when the model loads
         for key in ("height", "width"):

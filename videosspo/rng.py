@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PURPOSES = {"noise": 0, "timestep": 1, "frames": 2, "loser": 3, "data": 4, "sampler": 5}
+PURPOSES = {"noise": 0, "timestep": 1, "frames": 2, "loser": 3, "data": 4, "sampler": 5, "caption": 6}
 
 
 def derive_seed(seed: int, step: int, index: int, purpose: str) -> int:
@@ -37,3 +37,10 @@ def sample_timesteps(num_train_timesteps: int, seed: int, step: int, indices: li
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The dataset order of one epoch: a permutation of range(n) fixed by (seed, epoch)."""
     return np.random.default_rng([seed, epoch, PURPOSES["data"]]).permutation(n)
+
+
+def drop_captions(p: float, seed: int, step: int, indices: list[int]) -> torch.Tensor:
+    """Caption dropout: bool `[len(indices)]`, True where sample i's caption is dropped (u_i < p)."""
+    if p == 0:
+        return torch.zeros(len(indices), dtype=torch.bool)
+    return torch.cat([torch.rand(1, generator=generator(seed, step, i, "caption")) for i in indices]) < p

@@ -165,13 +165,14 @@ def random_spec(rng: np.random.Generator, height: int, width: int, frames: int) 
     return ClipSpec(color, shape, direction, background, size, x0, y0, speed)
 
 
-def mismatched_spec(spec: ClipSpec, rng: np.random.Generator, height: int, width: int, frames: int) -> ClipSpec:
-    """``spec`` with exactly one of colour, shape or direction changed: a clip that contradicts its caption.
+def mismatched_spec(spec: ClipSpec, rng: np.random.Generator, height: int, width: int, frames: int,
+                    attributes: tuple[str, ...] = ("color", "shape", "direction")) -> ClipSpec:
+    """``spec`` with exactly one of ``attributes`` changed: a clip that contradicts its caption.
 
     Everything else (background, size, position, speed) is kept, except that a new direction gets a
     new start and speed so the object still stays inside the frame.
     """
-    attribute = str(rng.choice(["color", "shape", "direction"]))
+    attribute = str(rng.choice(list(attributes)))
     options = {"color": list(COLORS), "shape": list(SHAPES), "direction": list(DIRECTIONS)}[attribute]
     new = str(rng.choice([o for o in options if o != getattr(spec, attribute)]))
     if attribute != "direction":
@@ -181,18 +182,30 @@ def mismatched_spec(spec: ClipSpec, rng: np.random.Generator, height: int, width
 
 
 def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: int = 64, width: int = 64,
-                 fps: float = 8, seed: int = 0, paired: bool = False, progress: bool = True) -> Path:
+                 fps: float = 8, seed: int = 0, paired: bool = False, progress: bool = True,
+                 caption_noise: float = 0.0, exclude: tuple[tuple[str, str], ...] = (),
+                 lossless: bool = False) -> Path:
     """Write ``n`` clips to ``out_dir/videos/`` and ``out_dir/metadata.jsonl``; returns ``out_dir``.
 
     Clip i depends only on (seed, i), so a smaller ``n`` gives a prefix of a larger one. The args are
     saved in ``synth_info.json``; running again with the same args on a complete folder does nothing
     (an interrupted run is redone), with other args it is an error. metadata.jsonl is written last,
     so its presence marks a complete dataset.
+
+    ``caption_noise``: the fraction of clips (drawn per clip) whose video shows another colour or
+    direction than its caption says, like web captions (``attributes`` is what the video shows,
+    ``caption_correct`` says whether it matches). ``exclude``: (colour, direction) pairs no caption
+    uses (held-out combinations). ``lossless``: exact pixels (see ``videosspo.video.write_video``).
     """
     if n < 1 or frames < 1:
         raise ValueError(f"n and frames must be >= 1, got n={n}, frames={frames}")
+    if not 0 <= caption_noise <= 1:
+        raise ValueError(f"caption_noise must be in [0, 1], got {caption_noise}")
+    exclude = tuple(tuple(pair) for pair in exclude)
     out_dir = Path(out_dir)
     info = {"n": n, "frames": frames, "height": height, "width": width, "fps": fps, "seed": seed, "paired": paired}
+    if caption_noise or exclude or lossless:  # recorded only when used, so older folders stay valid
+        info |= {"caption_noise": caption_noise, "exclude": [list(p) for p in exclude], "lossless": lossless}
     info_path, metadata_path = out_dir / "synth_info.json", out_dir / "metadata.jsonl"
     if info_path.exists():
         previous = json.loads(info_path.read_text())
@@ -210,16 +223,74 @@ def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: i
     for i in tqdm(range(n), desc="synthetic clips", disable=not progress):
         rng = np.random.default_rng((seed, i))
         spec = random_spec(rng, height, width, frames)
-        row = {"video": f"videos/{i:05d}.mp4", "caption": spec.caption, "attributes": spec.to_dict(),
+        while (spec.color, spec.direction) in exclude:
+            spec = random_spec(rng, height, width, frames)
+        shown = spec
+        if caption_noise and rng.random() < caption_noise:
+            shown = mismatched_spec(spec, rng, height, width, frames, attributes=("color", "direction"))
+        row = {"video": f"videos/{i:05d}.mp4", "caption": spec.caption, "attributes": shown.to_dict(),
                "frames": frames, "fps": fps}
-        write_video(out_dir / row["video"], render_clip(spec, frames, height, width), fps=fps)
+        if caption_noise:
+            row["caption_correct"] = shown == spec
+        write_video(out_dir / row["video"], render_clip(shown, frames, height, width), fps=fps, lossless=lossless)
         if paired:
             loser = mismatched_spec(spec, rng, height, width, frames)
             row |= {"loser_video": f"videos/{i:05d}_loser.mp4", "loser_attributes": loser.to_dict()}
-            write_video(out_dir / row["loser_video"], render_clip(loser, frames, height, width), fps=fps)
+            write_video(out_dir / row["loser_video"], render_clip(loser, frames, height, width), fps=fps,
+                        lossless=lossless)
         rows.append(row)
 
     tmp = metadata_path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
     os.replace(tmp, metadata_path)
     return out_dir
+
+
+# ----------------------------------------------------------------------------- the alignment world
+
+# Held-out (colour, direction) combinations: one direction per colour, each direction with two
+# colours. The curated (alignment) split never captions them; the web split (pre-training) does.
+HELDOUT: tuple[tuple[str, str], ...] = tuple((c, list(DIRECTIONS)[i % len(DIRECTIONS)]) for i, c in enumerate(COLORS))
+
+
+def heldout_prompts() -> list[str]:
+    """Every caption of a held-out combination (8 colours x 3 shapes = 24 prompts)."""
+    return [f"a {c} {s} moving {d}" for c, d in HELDOUT for s in SHAPES]
+
+
+def seen_prompts() -> list[str]:
+    """As many captions of combinations the curated split does use: each colour with the next direction."""
+    directions = list(DIRECTIONS)
+    return [f"a {c} {s} moving {directions[(i + 1) % len(directions)]}" for i, c in enumerate(COLORS) for s in SHAPES]
+
+
+@dataclass(frozen=True)
+class World:
+    """The folders of one alignment world (see ``make_world``)."""
+
+    root: Path
+
+    @property
+    def web(self) -> Path:
+        return self.root / "web"
+
+    @property
+    def curated(self) -> Path:
+        return self.root / "curated"
+
+
+def make_world(out_dir: str | os.PathLike, n_web: int = 4096, n_curated: int = 256, caption_noise: float = 0.4,
+               frames: int = 8, size: int = 16, seed: int = 0, progress: bool = True) -> World:
+    """The data of the alignment study: a noisy ``web/`` split and a small ``curated/`` one.
+
+    web/      ``n_web`` clips, ``caption_noise`` of them showing another colour or direction than
+              their caption (pre-training data: the base learns to follow prompts only partly);
+    curated/  ``n_curated`` correct clips of the non-held-out combinations (the winners), each with
+              a wrong clip for the same caption as ``loser_video`` (Diffusion-DPO's pairs).
+    Held-out prompts (``heldout_prompts``) use combinations absent from curated/. Clips are lossless.
+    """
+    world = World(Path(out_dir))
+    args = dict(frames=frames, height=size, width=size, progress=progress, lossless=True)
+    make_dataset(world.web, n_web, seed=seed, caption_noise=caption_noise, **args)
+    make_dataset(world.curated, n_curated, seed=seed + 1, paired=True, exclude=HELDOUT, **args)
+    return world

@@ -33,6 +33,7 @@ import statistics
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import torch
 from accelerate import Accelerator
@@ -328,7 +329,7 @@ class Trainer:
         cfg, model, device = self.config, self.model, self.accelerator.device
         positions = batch["positions"]
         x_w = self.latents(batch, "")
-        cond = model.encode_prompt(batch["captions"]).float()
+        cond = model.encode_prompt(batch["captions"]).float()  # losers are sampled for the real captions
         stats: dict = {}
 
         # 1. losers: given (dpo, paired data) or sampled by the drawn reference (sspo)
@@ -347,6 +348,9 @@ class Trainer:
         noise = rng.sample_noise(x_w.shape[1:], seed, self.step, positions).to(device)
         k = 1 if x_l is None else 2  # one pass over winners, or over winners then losers (batch k*b)
         x0 = x_w if x_l is None else torch.cat([x_w, x_l])
+        dropped = rng.drop_captions(cfg.data.caption_dropout, seed, self.step, positions).to(device)
+        if dropped.any():  # caption dropout: the unconditional branch CFG uses keeps learning
+            cond = torch.where(dropped[:, None, None], model.encode_prompt([""]).float(), cond)
         noise, t, cond = noise.repeat(k, 1, 1, 1, 1), t.repeat(k), cond.repeat(k, 1, 1)
         x_t, target = objective.noisy(sched, x0, noise, t), objective.target(sched, x0, noise, t)
 
@@ -366,7 +370,8 @@ class Trainer:
             stats["replay/ref_step"] = float(self.pool.steps[ref_index])
 
         # 5. per-sample loss, reduced here
-        per_sample, loss_stats = self.loss_fn(e_w, e_l, ref_w, ref_l, beta=cfg.method.beta, ssr_mode=cfg.method.ssr_mode)
+        per_sample, loss_stats = self.loss_fn(e_w, e_l, ref_w, ref_l, beta=cfg.method.beta, ssr_mode=cfg.method.ssr_mode,
+                                              sft_weight=cfg.method.sft_weight)
         stats.update({key: float(v) for key, v in loss_stats.items()})
         return per_sample.mean(), stats
 
@@ -423,17 +428,20 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def fit(self) -> dict:
-        """Resume (`train.resume`) and train to `train.max_steps`, holding the output folder's lock throughout."""
+    def fit(self, on_step: Callable[["Trainer"], None] | None = None) -> dict:
+        """Resume (`train.resume`) and train to `train.max_steps`, holding the output folder's lock throughout.
+
+        `on_step(trainer)` runs after every optimizer step (e.g. an evaluation).
+        """
         acc = self.accelerator
         with RunLock(self.out) if acc.is_main_process else contextlib.nullcontext():
             if acc.is_main_process:
                 tidy(self.out)  # what a killed save or prune left behind
             acc.wait_for_everyone()
             self.resume(self.config.train.resume)
-            return self._train()
+            return self._train(on_step)
 
-    def _train(self) -> dict:
+    def _train(self, on_step) -> dict:
         cfg, acc = self.config, self.accelerator
         if acc.is_main_process:
             save_config(cfg, self.out / "config.yaml")
@@ -472,6 +480,8 @@ class Trainer:
                 self.save_checkpoint()
             if cfg.train.sample_every and self.step % cfg.train.sample_every == 0 and self.step < cfg.train.max_steps:
                 self.write_samples()
+            if on_step is not None:
+                on_step(self)
         bar.close()
         if self.overlap:
             self.overlap.close()

@@ -1,0 +1,205 @@
+"""The alignment world: the stacked-frames family through the adapter protocol, its word tokenizer,
+the web/curated world, caption dropout, `videosspo pretrain-base` and the adherence scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPTokenizer
+
+from models import build_model, load_model
+from videosspo import rng
+from videosspo.config import ConfigError, ModelConfig, load_config
+from videosspo.synth import COLORS, DIRECTIONS, HELDOUT, SHAPES, heldout_prompts, make_world, parse_caption, seen_prompts
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES, SIZE = 4, 16
+PROMPTS = ["a red square moving left", "a blue circle moving up"]
+
+
+@pytest.fixture(scope="module")
+def stacked():
+    return build_model(ModelConfig(family="stacked", vae="none", stacked_frames=FRAMES))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("world"), n_web=24, n_curated=6, frames=FRAMES, size=SIZE,
+                      progress=False)
+
+
+def test_stacked_family_shape_contract_and_frame_mixing(stacked):
+    x = torch.randn(2, *stacked.latent_shape(FRAMES, SIZE, SIZE), generator=torch.Generator().manual_seed(0))
+    assert x.shape[1:] == (3, FRAMES, SIZE, SIZE) and stacked.unet.config.in_channels == 3 * FRAMES
+    t, cond = torch.tensor([10, 900]), stacked.encode_prompt(PROMPTS)
+    assert cond.shape == (2, 8, 32)
+    with torch.no_grad():
+        out = stacked.predict(x, t, cond)
+        x2 = x.clone()
+        x2[:, :, -1] += 1.0  # the last frame changes the first frame's output: frames are mixed
+        out2 = stacked.predict(x2, t, cond)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert not torch.allclose(out[:, :, 0], out2[:, :, 0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"takes 4 frames of 3 channels, got 2 frames: set data.frames to 4"):
+        stacked.predict(x[:, :, :2], t, cond)
+
+
+def test_stacked_word_tokens_and_round_trip(stacked, tmp_path):
+    tok = stacked.tokenizer
+    for word in ("a", "moving", *COLORS, *SHAPES, *DIRECTIONS):
+        assert len(tok(word).input_ids) == 3, word  # <start> word <end>
+    ids = tok(PROMPTS, padding="max_length", max_length=8).input_ids
+    assert [tok.decode(row, skip_special_tokens=True) for row in ids] == PROMPTS
+    stacked.save_pretrained(tmp_path / "model")
+    assert CLIPTokenizer.from_pretrained(tmp_path / "model" / "tokenizer")(PROMPTS, padding="max_length",
+                                                                            max_length=8).input_ids == ids
+    loaded = load_model(tmp_path / "model")
+    x = torch.randn(2, 3, FRAMES, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(stacked.predict(x, torch.tensor([5, 500]), stacked.encode_prompt(PROMPTS)),
+                           loaded.predict(x, torch.tensor([5, 500]), loaded.encode_prompt(PROMPTS)))
+    assert loaded.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+
+
+def test_stacked_frames_must_match_data_frames():
+    with pytest.raises(ConfigError, match=r"data.frames=4 .*model.stacked_frames \(8\)"):
+        load_config(overrides={"model": {"family": "stacked", "vae": "none"}, "data": {"frames": 4}})
+
+
+def test_world_splits(world):
+    web = [json.loads(line) for line in (world.web / "metadata.jsonl").read_text().splitlines()]
+    curated = [json.loads(line) for line in (world.curated / "metadata.jsonl").read_text().splitlines()]
+    wrong = [r for r in web if not r["caption_correct"]]
+    assert 0 < len(wrong) < len(web)
+    for row in web:  # a wrong caption differs from the clip in exactly its colour or its direction
+        said, shown = parse_caption(row["caption"]), row["attributes"]
+        diff = [k for k in ("color", "shape", "direction") if said[k] != shown[k]]
+        assert diff == [] if row["caption_correct"] else diff in (["color"], ["direction"])
+    for row in curated:  # correct clips, never a held-out combination, each with a wrong loser
+        said = parse_caption(row["caption"])
+        assert all(said[k] == row["attributes"][k] for k in said)
+        assert (said["color"], said["direction"]) not in HELDOUT
+        assert any(said[k] != row["loser_attributes"][k] for k in said)
+    held = {(p["color"], p["direction"]) for p in map(parse_caption, heldout_prompts())}
+    seen = {(p["color"], p["direction"]) for p in map(parse_caption, seen_prompts())}
+    assert held == set(HELDOUT) and len(heldout_prompts()) == 24 and not held & seen
+
+
+def test_caption_dropout_draws_are_per_sample_and_seeded():
+    assert not rng.drop_captions(0.0, 0, 3, [0, 1, 2]).any()
+    want = [torch.rand(1, generator=rng.generator(7, 3, i, "caption")).item() < 0.5 for i in range(40)]
+    got = rng.drop_captions(0.5, 7, 3, list(range(40)))
+    assert got.tolist() == want and 5 < sum(want) < 35
+    # a sample's draw does not depend on the batch it lands in
+    assert rng.drop_captions(0.5, 7, 3, [12, 30]).tolist() == [want[12], want[30]]
+
+
+def test_caption_dropout_equals_training_on_empty_captions(world, tmp_path):
+    """The loss with dropout equals the loss without it on the batch whose dropped captions are ''."""
+    from videosspo.trainer import Trainer
+
+    def trainer(p):
+        return Trainer(load_config(overrides={
+            "model": {"family": "stacked", "vae": "none", "stacked_frames": FRAMES},
+            "data": {"path": str(world.web), "frames": FRAMES, "height": SIZE, "width": SIZE, "caption_dropout": p},
+            "method": {"name": "sft"}, "train": {"output_dir": str(tmp_path / f"run{p}")}}))
+
+    positions = list(range(16))
+    dropped = rng.drop_captions(0.5, 0, 0, positions)
+    assert 0 < dropped.sum() < 16
+    with_dropout, without = trainer(0.5), trainer(0.0)
+    batch = {"pixels": torch.stack([with_dropout.data[i]["pixels"] for i in positions]), "positions": positions,
+             "captions": [with_dropout.data[i]["caption"] for i in positions]}
+    emptied = {**batch, "captions": ["" if d else c for c, d in zip(batch["captions"], dropped)]}
+    with torch.no_grad():
+        loss_dropout = with_dropout.loss(batch)[0]
+        assert torch.allclose(loss_dropout, without.loss(emptied)[0])
+        assert not torch.allclose(loss_dropout, without.loss(batch)[0])
+
+
+def test_pretrain_base_builds_a_loadable_base_through_the_trainer(tmp_path, capsys):
+    from videosspo.cli import main
+
+    main(["pretrain-base", "--data.path", str(tmp_path / "world" / "web"),
+          "--data.latent_cache", str(tmp_path / "world" / "web" / "cache"), "--data.frames", "2",
+          "--data.synth_if_missing", "16",
+          "--model.stacked_frames", "2", "--optim.batch_size", "2", "--train.max_steps", "2",
+          "--train.output_dir", str(tmp_path / "base"), "--train.sample_prompts", "[a red square moving left]",
+          "--sample.steps", "2"])
+    assert (tmp_path / "world" / "curated" / "metadata.jsonl").is_file()  # the whole world, both splits
+    assert json.loads((tmp_path / "world" / "web" / "cache" / "cache_info.json").read_text())["complete"]
+    checkpoint = tmp_path / "base" / "checkpoints" / "step_00000002"
+    assert f"base model: {checkpoint}/model" in capsys.readouterr().out
+    model = load_model(checkpoint / "model")
+    assert model.family == "stacked" and model.vae is None and model.unet.config.in_channels == 6
+    assert load_config(checkpoint / "config.yaml").method.name == "sft"
+
+
+def test_adherence_scores_generated_clips(stacked):
+    """Scores come from the sampled clips: two different models give different clips and scores."""
+    from videosspo.alignment import adherence, score_clips
+    from videosspo.synth import random_spec, render_clip
+
+    kwargs = dict(frames=FRAMES, size=SIZE, steps=2, guidance=1.0)
+    scores, clips = adherence(stacked, PROMPTS, seeds=[0, 1], **kwargs)
+    assert clips.shape == (2, 2, FRAMES, SIZE, SIZE, 3) and clips.dtype == np.uint8
+    assert set(scores) == {"color", "shape", "direction", "persistence"}
+    other = build_model(ModelConfig(family="stacked", vae="none", stacked_frames=FRAMES))
+    torch.nn.init.normal_(other.unet.conv_out.weight, std=0.5)
+    _, other_clips = adherence(other, PROMPTS, seeds=[0, 1], **kwargs)
+    assert not np.array_equal(clips, other_clips)
+    # the exact scorers: a rendered clip of the prompt scores 1 on colour and direction
+    spec = random_spec(np.random.default_rng(0), 32, 32, 8)
+    exact = score_clips(render_clip(spec, 8, 32, 32)[None], [spec.caption])
+    assert exact["color"][0] == 1.0 and exact["direction"][0] == 1.0
+
+
+def test_forwards_per_step_hand_counted():
+    """b x (policy fwd+bwd = 3 per clip, reference fwd = 1 per clip, losers: steps x 2 with CFG / reuse)."""
+    from videosspo.alignment import ALIGN_CONFIG, forwards_per_step
+
+    def count(**keys):
+        overrides = {"optim": {"batch_size": 16}, "loser": {"steps": 10, "guidance": 4.0}}
+        for key, value in keys.items():
+            section, name = key.split("__")
+            overrides.setdefault(section, {})[name] = value
+        return forwards_per_step(load_config(ALIGN_CONFIG, overrides))
+
+    assert count(method__name="sft") == 16 * 3
+    assert count(method__name="dpo") == 16 * (6 + 2)
+    assert count(method__name="sspo") == 16 * (6 + 2 + 20)
+    assert count(method__name="sspo", loser__guidance=1.0) == 16 * (6 + 2 + 10)
+    assert count(method__name="sspo", loser__reuse=2) == 16 * (6 + 2 + 10)
+
+
+def test_alignment_study_tiny(stacked, world, tmp_path):
+    """The study end to end in tiny form: every output, metrics from generated clips, equal compute."""
+    from benchmarks.alignment_study import main
+
+    stacked.save_pretrained(tmp_path / "base")
+    result = main(["--quick", "--variants", "base", "sft", "sspo", "--seeds", "0", "--steps", "2", "--eval-every", "1",
+                   "--sample-seeds", "2", "--batch-size", "2", "--loser-steps", "1", "--sample-steps", "2",
+                   "--prompts", "2", "--out", str(tmp_path / "study"), "--model.pretrained", str(tmp_path / "base"),
+                   "--data.path", str(world.curated), "--data.latent_cache", str(tmp_path / "cache"),
+                   "--data.frames", str(FRAMES), "--optim.lr", "0.01", "--replay.interval", "1"])
+    for name in ("study.json", "study.md", "adherence.png"):
+        assert (tmp_path / "study" / name).stat().st_size > 0
+    summary = result["summary"]
+    assert set(summary) == {"base", "sft", "sspo"}
+    sft, sspo, base = summary["sft"], summary["sspo"], summary["base"]
+    assert sspo["equal_steps"]["step"] == sspo["equal_compute"]["step"] == 2
+    # SFT runs on to the forwards SSPO spends in 2 steps: 2 x 2 x (8 + 2) / (2 x 3) = 6.67 -> 7 steps
+    assert sft["equal_steps"]["step"] == 2 and sft["equal_compute"]["step"] == 7
+    for split in ("heldout", "seen"):
+        for metric, (mean, _) in base["equal_steps"][split].items():
+            assert 0 <= mean <= 1, (split, metric)
+    runs = {r["variant"]: r for r in result["runs"]}
+    assert sorted(map(int, runs["sft"]["evals"])) == [1, 2, 4, 7]
+    # computed from the clips each model generates: training changes them
+    before, after = runs["base"]["evals"]["0"]["heldout"], runs["sft"]["evals"]["7"]["heldout"]
+    assert before["flicker"] != after["flicker"] and before["diversity"] != after["diversity"]
+    assert "heldout prompts, equal optimizer steps" in (tmp_path / "study" / "study.md").read_text()

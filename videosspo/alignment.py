@@ -1,0 +1,107 @@
+"""The alignment world end to end: data, base model, prompt-adherence scores of generated clips.
+
+Shared by `videosspo pretrain-base`, `videosspo demo` and `benchmarks/alignment_study.py`:
+
+    prepare(config)   the world's data (web/ + curated/, `synth.make_world`) and the identity
+                      latent cache of data.path, written when missing
+    adherence(...)    sample prompts x seeds from a model and score each clip with the exact
+                      synthetic-world scorers of `benchmarks/vbench/synthetic.py`
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from videosspo.config import Config
+from videosspo.sampling import generate
+from videosspo.synth import COLORS, DIRECTIONS, make_world, parse_caption
+from videosspo.video import to_uint8
+
+log = logging.getLogger("videosspo.alignment")
+
+ROOT = Path(__file__).resolve().parent.parent
+# The committed base model (`videosspo pretrain-base`, see README "The base model"), in diffusers layout.
+BASE_MODEL = ROOT / "assets" / "stacked_base"
+BASE_CONFIG = ROOT / "configs" / "stacked_base.yaml"
+ALIGN_CONFIG = ROOT / "configs" / "stacked_sspo.yaml"
+SCORES = ("color", "shape", "direction", "persistence")
+
+
+def world_root(config: Config) -> Path:
+    """The world folder holding data.path (`<root>/web` or `<root>/curated`, or a metadata file in one)."""
+    path = Path(config.data.path)
+    split = path.parent if path.suffix in (".jsonl", ".csv") else path
+    return split.parent
+
+
+def prepare(config: Config, progress: bool = True) -> None:
+    """Write the world (when data.path is missing) and the latent cache (when data.latent_cache is missing)."""
+    from models import build_model
+    from videosspo.data import VideoDataset
+    from videosspo.latents import cache_latents
+
+    data = config.data
+    if not Path(data.path).exists():  # web/: data.synth_if_missing clips (default 4096); curated/: 1/16 of that
+        n_web = data.synth_if_missing or 4096
+        make_world(world_root(config), n_web=n_web, n_curated=max(8, n_web // 16), frames=data.frames,
+                   size=data.height, progress=progress)
+    if data.latent_cache and not (Path(data.latent_cache) / "cache_info.json").is_file():
+        model = build_model(config.model)
+        dataset = VideoDataset(data.path, frames=data.frames, height=data.height, width=data.width)
+        cache_latents(model, dataset, data.latent_cache, metadata=data.path, progress=progress)
+
+
+def score_clips(videos: np.ndarray, prompts: list[str]) -> dict[str, np.ndarray]:
+    """Per-clip exact scores `{color, shape, direction, persistence}` of uint8 clips `(n, f, h, w, 3)`."""
+    from benchmarks.vbench.synthetic import score_clip
+
+    rows = [score_clip(v, parse_caption(p), COLORS, DIRECTIONS) for v, p in zip(videos, prompts)]
+    return {k: np.array([r[f"synthetic_{k}"] for r in rows]) for k in SCORES}
+
+
+@torch.no_grad()
+def generate_clips(model, prompts: list[str], seeds: list[int], *, frames: int, size: int, steps: int = 20,
+                   guidance: float = 4.0, batch: int = 32) -> np.ndarray:
+    """uint8 clips `(n, f, h, w, 3)` of `prompts[i]` from seed `seeds[i]`, in batches of `batch`."""
+    model.unet.eval()
+    out = []
+    for k in range(0, len(prompts), batch):
+        pixels = generate(model, prompts[k:k + batch], seeds=seeds[k:k + batch], frames=frames, height=size,
+                          width=size, steps=steps, guidance=guidance)
+        out += [to_uint8(v) for v in pixels.cpu()]
+    return np.stack(out)
+
+
+def adherence(model, prompts: list[str], seeds: list[int], **kwargs) -> tuple[dict[str, float], np.ndarray]:
+    """Mean scores over every (prompt, seed) clip, plus the clips `(prompts, seeds, f, h, w, 3)`."""
+    all_prompts = [p for p in prompts for _ in seeds]
+    all_seeds = [s for _ in prompts for s in seeds]
+    clips = generate_clips(model, all_prompts, all_seeds, **kwargs)
+    scores = score_clips(clips, all_prompts)
+    return {k: float(v.mean()) for k, v in scores.items()}, clips.reshape(len(prompts), len(seeds), *clips.shape[1:])
+
+
+def side_by_side(*clips: np.ndarray, scale: int = 4, gap: int = 1) -> np.ndarray:
+    """uint8 clips `(f, h, w, 3)` next to each other, `scale`x nearest-neighbour, `gap` white columns between."""
+    f, h = clips[0].shape[:2]
+    line = np.full((f, h, gap, 3), 255, np.uint8)
+    joined = np.concatenate([part for clip in clips for part in (clip, line)][:-1], axis=2)
+    return joined.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def forwards_per_step(config: Config) -> int:
+    """UNet sample-forwards of one optimizer step, a backward counted as two forwards.
+
+    Per sample: policy forward + backward on the winner (and on the loser for dpo/sspo), the
+    reference's forward on the same inputs (dpo/sspo), and for sspo the loser's sampling by the
+    reference (`loser.steps`, twice with CFG), paid once per `loser.reuse` steps.
+    """
+    b, method = config.optim.batch_size * config.optim.grad_accum, config.method.name
+    k = 1 if method == "sft" else 2
+    train = 3 * k + (k if method != "sft" else 0)
+    losers = config.loser.steps * (2 if config.loser.guidance > 1 else 1) / config.loser.reuse if method == "sspo" else 0
+    return round(b * (train + losers))
