@@ -59,6 +59,11 @@ VARIANTS: dict[str, dict] = {
     "sspo/ssr=drop": {"method": {"name": "sspo", "ssr_mode": "drop"}},
     "sspo/ssr=off": {"method": {"name": "sspo", "ssr_mode": "off"}},
     "sspo/sft_weight=beta/4": {"method": {"name": "sspo", "sft_weight": 500.0}},  # beta 2000
+    # loser cost against quality (LoserConfig): fewer steps with a multistep solver, reuse windows, SDEdit losers
+    "sspo/loser=unipc4": {"method": {"name": "sspo"}, "loser": {"steps": 4, "scheduler": "unipc"}},
+    "sspo/loser_steps=20": {"method": {"name": "sspo"}, "loser": {"steps": 20}},
+    "sspo/loser_reuse=4": {"method": {"name": "sspo"}, "loser": {"reuse": 4}},
+    "sspo/loser=winner0.5": {"method": {"name": "sspo"}, "loser": {"init": "winner", "strength": 0.5}},
     "sft/caption_dropout=0.1": {"method": {"name": "sft"}, "data": {"caption_dropout": 0.1}},
     "dpo/caption_dropout=0.1": {"method": {"name": "dpo"}, "data": {"caption_dropout": 0.1}},
     "sspo/caption_dropout=0.1": {"method": {"name": "sspo"}, "data": {"caption_dropout": 0.1}},
@@ -79,7 +84,7 @@ class Settings:
 
 
 QUICK = Settings(steps=40, eval_every=10, seeds=(0, 1), sample_seeds=2, batch_size=16, loser_steps=10, sample_steps=20)
-FULL = Settings(steps=300, eval_every=50, seeds=(0, 1, 2), sample_seeds=4, batch_size=32, loser_steps=20,
+FULL = Settings(steps=300, eval_every=50, seeds=(0, 1, 2), sample_seeds=4, batch_size=32, loser_steps=10,
                 sample_steps=25)
 
 

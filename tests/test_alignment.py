@@ -174,6 +174,7 @@ def test_forwards_per_step_hand_counted():
     assert count(method__name="sspo") == 16 * (6 + 2 + 20)
     assert count(method__name="sspo", loser__guidance=1.0) == 16 * (6 + 2 + 10)
     assert count(method__name="sspo", loser__reuse=2) == 16 * (6 + 2 + 10)
+    assert count(method__name="sspo", loser__init="winner", loser__strength=0.5) == 16 * (6 + 2 + 10)
 
 
 def test_alignment_study_tiny(stacked, world, tmp_path):

@@ -98,10 +98,11 @@ def forwards_per_step(config: Config) -> int:
 
     Per sample: policy forward + backward on the winner (and on the loser for dpo/sspo), the
     reference's forward on the same inputs (dpo/sspo), and for sspo the loser's sampling by the
-    reference (`loser.steps`, twice with CFG), paid once per `loser.reuse` steps.
+    reference (`LoserConfig`: steps x (2 with CFG) x strength, paid once per `loser.reuse` steps).
     """
-    b, method = config.optim.batch_size * config.optim.grad_accum, config.method.name
+    b, method, loser = config.optim.batch_size * config.optim.grad_accum, config.method.name, config.loser
     k = 1 if method == "sft" else 2
     train = 3 * k + (k if method != "sft" else 0)
-    losers = config.loser.steps * (2 if config.loser.guidance > 1 else 1) / config.loser.reuse if method == "sspo" else 0
+    losers = (round(loser.strength * loser.steps) * (2 if loser.guidance > 1 else 1) / loser.reuse
+              if method == "sspo" else 0)
     return round(b * (train + losers))
