@@ -176,7 +176,7 @@ class VideoDiffusionModel:
     # -- building ----------------------------------------------------------------------------------
 
     @classmethod
-    def build_tiny_unet(cls, in_channels: int, cross_attention_dim: int, cfg: ModelConfig):
+    def build_tiny_unet(cls, in_channels: int, cross_attention_dim: int, cfg: ModelConfig | None = None):
         raise NotImplementedError
 
     @classmethod

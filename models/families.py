@@ -25,7 +25,7 @@ class AnimateDiff(VideoDiffusionModel):
         return self.unet(x_t, t, encoder_hidden_states=cond).sample
 
     @classmethod
-    def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg):
+    def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
         unet2d = UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
         return UNetMotionModel.from_unet2d(unet2d, tiny_motion_adapter())
 
@@ -53,7 +53,7 @@ class ModelScope(VideoDiffusionModel):
         checkpoint_blocks(self.unet)  # diffusers' UNet3DConditionModel has none (0.42)
 
     @classmethod
-    def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg):
+    def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
         return UNet3DConditionModel(sample_size=16, in_channels=in_channels, out_channels=in_channels,
                                     block_out_channels=CHANNELS, layers_per_block=1, norm_num_groups=8,
                                     cross_attention_dim=cross_attention_dim, attention_head_dim=8,
@@ -98,7 +98,7 @@ class StableDiffusion(VideoDiffusionModel):
         return rearrange(out, "(b f) c h w -> b c f h w", f=f)
 
     @classmethod
-    def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg):
+    def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
         return UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
 
     @classmethod
@@ -129,8 +129,8 @@ class Stacked(VideoDiffusionModel):
         return rearrange(out, "b (f c) h w -> b c f h w", f=f)
 
     @classmethod
-    def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg):
-        channels = in_channels * cfg.stacked_frames
+    def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
+        channels = in_channels * (cfg or ModelConfig()).stacked_frames
         return UNet2DConditionModel(sample_size=16, in_channels=channels, out_channels=channels,
                                     block_out_channels=CHANNELS, layers_per_block=1, norm_num_groups=8,
                                     cross_attention_dim=cross_attention_dim, attention_head_dim=8,

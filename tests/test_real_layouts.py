@@ -25,10 +25,12 @@ SHIPPED = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.star
 def shipped_config(path, hub_layout, synth_data, out, **overrides):
     """The shipped config at `path`, its hub ids pointed at real-layout folders, shrunk to a 1-step run."""
     model = load_config(path).model
-    local = {key: str(hub_layout(getattr(model, key)))
-             for key in ("pretrained", "motion_adapter") if getattr(model, key) is not None}
+    local = {key: str(ROOT / value if (ROOT / value).is_dir() else hub_layout(value))  # committed folders (assets/) as is
+             for key in ("pretrained", "motion_adapter") if (value := getattr(model, key)) is not None}
+    frames = 8 if model.family == "stacked" else 2  # the stacked family's frames are its UNet's channels
     small = {"model": local,
-             "data": {"path": str(synth_data), "frames": 2, "height": 16, "width": 16, "num_workers": 0},
+             "data": {"path": str(synth_data), "frames": frames, "height": 16, "width": 16, "num_workers": 0,
+                      "latent_cache": None},
              "loser": {"steps": 1}, "sample": {"steps": 1},
              "optim": {"batch_size": 1, "grad_accum": 1},
              "train": {"output_dir": str(out), "max_steps": 1, "checkpoint_every": 0, "log_every": 1,
