@@ -83,7 +83,7 @@ class Settings:
     sample_steps: int
 
 
-QUICK = Settings(steps=40, eval_every=10, seeds=(0, 1), sample_seeds=2, batch_size=16, loser_steps=10, sample_steps=20)
+QUICK = Settings(steps=20, eval_every=10, seeds=(0, 1), sample_seeds=2, batch_size=8, loser_steps=10, sample_steps=20)
 FULL = Settings(steps=300, eval_every=50, seeds=(0, 1, 2), sample_seeds=4, batch_size=32, loser_steps=10,
                 sample_steps=25)
 
@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sample-steps", dest="sample_steps", type=int)
     p.add_argument("--prompts", type=int, help="use the first N held-out and seen prompts (default: all 24 each)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--work", default=str(ROOT / "runs" / "alignment_study"), help="training runs' folders")
     p.add_argument("--force", action="store_true", help="rerun (variant, seed) runs already in <out>/runs")
     args, rest = p.parse_known_args(argv)
 
@@ -281,7 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
             if path.is_file() and not args.force:
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}", flush=True)
-            record = run_one(variant, seed, s, out / "work" / f"{variant.replace('/', '__')}_{seed}", extra, prompts)
+            record = run_one(variant, seed, s, Path(args.work) / f"{variant.replace('/', '__')}_{seed}", extra,
+                             prompts)
             record["settings"] = dataclasses.asdict(s)
             path.write_text(json.dumps(record, indent=1))
     records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]

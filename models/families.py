@@ -112,13 +112,14 @@ class Stacked(VideoDiffusionModel):
     20-60x faster than per-frame video UNets at the synthetic world's size (BASE_MODEL_NOTES), so
     a base model worth aligning trains on CPU. Cross-attention only at the coarser resolution;
     the tiny model has whole-word tokens for the synthetic world's captions, a text encoder without
-    layers (word embedding + position), and a cosine noise schedule sampled with trailing timesteps.
+    layers (word embedding + position), and a cosine noise schedule sampled with trailing timesteps
+    and x0 clipped to the pixel range.
     The frame count is fixed by the UNet's channels (`model.stacked_frames` when built tiny).
     """
 
     family = "stacked"
     tiny_options = {"words": ("a", "moving", *COLORS, *SHAPES, *DIRECTIONS), "max_tokens": 8, "text_layers": 0,
-                    "beta_schedule": "squaredcos_cap_v2", "timestep_spacing": "trailing"}
+                    "beta_schedule": "squaredcos_cap_v2", "timestep_spacing": "trailing", "clip_sample": True}
 
     def _denoise(self, x_t, t, cond):
         c, f = x_t.shape[1], x_t.shape[2]

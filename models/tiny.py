@@ -57,12 +57,13 @@ def tiny_tokenizer(words: tuple[str, ...] = (), max_tokens: int = MAX_TOKENS) ->
 
 def tiny_components(cfg: ModelConfig, words: tuple[str, ...] = (), max_tokens: int = MAX_TOKENS,
                     text_layers: int = 2, beta_schedule: str = "scaled_linear",
-                    timestep_spacing: str = "leading") -> dict:
+                    timestep_spacing: str = "leading", clip_sample: bool = False) -> dict:
     """Text encoder, tokenizer, VAE (factor 2, or none) and DDPM scheduler, seeded for repeatability.
 
     The keyword arguments are a family's choices (``VideoDiffusionModel.tiny_options``): whole-word
     tokens, text-encoder depth (0: each token's embedding plus its position, nothing mixed) and the
-    noise schedule.
+    noise schedule (`clip_sample`: samplers clamp their x0 estimate to [-1, 1], which pixel-space
+    models with a cosine schedule need: at t = T its alpha-bar is ~0 and the estimate explodes).
     """
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer(words, max_tokens)
@@ -76,7 +77,7 @@ def tiny_components(cfg: ModelConfig, words: tuple[str, ...] = (), max_tokens: i
                             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                             layers_per_block=1, norm_num_groups=8, sample_size=32)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule, beta_start=0.00085,
-                              beta_end=0.012, prediction_type=cfg.prediction_type, clip_sample=False,
+                              beta_end=0.012, prediction_type=cfg.prediction_type, clip_sample=clip_sample,
                               timestep_spacing=timestep_spacing)
     return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler,
             "in_channels": vae.config.latent_channels if vae is not None else 3}

@@ -62,7 +62,7 @@ def test_stacked_word_tokens_and_round_trip(stacked, tmp_path):
     with torch.no_grad():
         assert torch.equal(stacked.predict(x, torch.tensor([5, 500]), stacked.encode_prompt(PROMPTS)),
                            loaded.predict(x, torch.tensor([5, 500]), loaded.encode_prompt(PROMPTS)))
-    assert loaded.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    assert loaded.scheduler.config.beta_schedule == "squaredcos_cap_v2" and loaded.scheduler.config.clip_sample
 
 
 def test_stacked_frames_must_match_data_frames():
@@ -184,7 +184,7 @@ def test_alignment_study_tiny(stacked, world, tmp_path):
     stacked.save_pretrained(tmp_path / "base")
     result = main(["--quick", "--variants", "base", "sft", "sspo", "--seeds", "0", "--steps", "2", "--eval-every", "1",
                    "--sample-seeds", "2", "--batch-size", "2", "--loser-steps", "1", "--sample-steps", "2",
-                   "--prompts", "2", "--out", str(tmp_path / "study"), "--model.pretrained", str(tmp_path / "base"),
+                   "--prompts", "2", "--out", str(tmp_path / "study"), "--work", str(tmp_path / "work"), "--model.pretrained", str(tmp_path / "base"),
                    "--data.path", str(world.curated), "--data.latent_cache", str(tmp_path / "cache"),
                    "--data.frames", str(FRAMES), "--optim.lr", "0.01", "--replay.interval", "1"])
     for name in ("study.json", "study.md", "adherence.png"):
