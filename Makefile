@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test bench eval clean
+.PHONY: install demo test mutate bench eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: install   ## synthetic data + a short SSPO run of the tiny AnimateDiff mod
 
 test: install   ## the whole test suite (CPU)
 	$(BIN)/python -m pytest -q
+
+mutate: install  ## each plausible bug in tests/mutations.py must make its tests fail (a few minutes)
+	$(BIN)/python tests/mutate.py
 
 bench: install  ## training performance benchmark, quick mode
 	$(BIN)/python benchmarks/bench_train.py --quick

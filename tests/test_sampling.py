@@ -180,6 +180,43 @@ def test_start_from_an_init_latent_with_strength(scheduler, monkeypatch):
         sample(model, PROMPTS[:1], [0], init=init[:1], strength=0)
 
 
+def predictions(model, x, t, prompts, negative=""):
+    """(unconditional, conditional) outputs of the model at `x`, timestep `t`, called one by one."""
+    t = torch.full((len(prompts),), int(t))
+    with torch.no_grad():
+        return (model.predict(x, t, model.encode_prompt([negative] * len(prompts))),
+                model.predict(x, t, model.encode_prompt(prompts)))
+
+
+def test_one_cfg_step_is_the_guided_combination_then_the_scheduler_step():
+    """x_{t-1} = DDIM.step(u + g (c - u), t, x_T): guidance pushes away from the unconditional output."""
+    model, g = tiny(), 4.0
+    x_T = per_sample_noise(model.latent_shape(**SIZE), [0, 1])
+    sched = make_scheduler(model, "ddim")
+    sched.set_timesteps(1)
+    (t,) = sched.timesteps
+    u, c = predictions(model, x_T, t, PROMPTS[:2], negative="blurry")
+    want = sched.step(u + g * (c - u), t, x_T).prev_sample
+    got = sample(model, PROMPTS[:2], [0, 1], steps=1, guidance=g, negative_prompt="blurry")
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_ddim_steps_by_hand():
+    """Deterministic DDIM (η = 0) with ε-prediction, two steps over T = 1000 ("leading" spacing: t = 500, 0):
+
+        x0_hat = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t,   x_prev = √ᾱ_prev x0_hat + √(1−ᾱ_prev) ε,   ᾱ_prev(t = 0) = 1
+    """
+    model = tiny()
+    abar = model.scheduler.alphas_cumprod.double()
+    x = per_sample_noise(model.latent_shape(**SIZE), [3]).double()
+    for t, abar_prev in ((500, abar[0]), (0, torch.tensor(1.0, dtype=torch.float64))):
+        _, eps = predictions(model, x.float(), t, PROMPTS[:1])
+        x0_hat = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+        x = abar_prev.sqrt() * x0_hat + (1 - abar_prev).sqrt() * eps
+    got = sample(model, PROMPTS[:1], [3], steps=2, guidance=1.0, scheduler="ddim")
+    torch.testing.assert_close(got, x.float(), atol=1e-5, rtol=1e-5)
+
+
 def test_seed_and_prompt_counts_must_match():
     with pytest.raises(ValueError, match=r"2 prompts but 1 seeds"):
         sample(tiny(), PROMPTS[:2], [0])

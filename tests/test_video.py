@@ -15,7 +15,7 @@ from videosspo import video as V
 from videosspo.video import (VideoReadError, count_frames, probe, read_video, to_tensor, to_uint8, video_fps,
                              write_video)
 
-needs_decord = pytest.mark.skipif(V._decord() is None, reason="decord not installed")
+needs_decord = pytest.mark.requires("decord", V._decord() is not None)  # CI requires it (.ci/run)
 
 
 def smooth_clip(frames=6, height=32, width=32) -> np.ndarray:
@@ -91,6 +91,7 @@ def test_auto_falls_back_to_pyav_where_decord_fails(tmp_path, caplog, monkeypatc
     assert sum("PyAV" in r.message for r in caplog.records) == 1  # warned once for this file
 
 
+@needs_decord
 def test_decord_fallback_warnings_stop_after_a_few_files(tmp_path, caplog, monkeypatch):
     import videosspo.video as video_module
 

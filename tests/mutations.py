@@ -1,0 +1,119 @@
+"""Plausible bugs the suite must catch, applied one at a time by `make mutate` (tests/mutate.py).
+
+Each mutation replaces `original` (which must occur exactly once in `file`; tests/test_mutations.py
+checks it on every run) by `replacement`, then runs only `tests`: pytest node ids or files chosen so
+that each mutation takes seconds. A mutation that leaves its tests green "survived": the behaviour
+it breaks is unguarded. When you fix a bug in core code, add the bug here with the test that now
+catches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str  # relative to the repository root
+    original: str  # exact text, occurring once in `file`
+    replacement: str
+    breaks: str  # the behaviour a user would lose
+    tests: tuple[str, ...]  # pytest node ids or test files that must fail
+    also: tuple[tuple[str, str], ...] = ()  # further (original, replacement) edits in the same file
+
+    @property
+    def edits(self) -> tuple[tuple[str, str], ...]:
+        return ((self.original, self.replacement), *self.also)
+
+    def apply(self, text: str) -> str:
+        """`text` with every edit made; each original must occur exactly once."""
+        for original, replacement in self.edits:
+            if text.count(original) != 1:
+                raise ValueError(f"mutation {self.name!r}: {original!r} occurs {text.count(original)} times "
+                                 f"in {self.file}, not once: update tests/mutations.py to the current code")
+            text = text.replace(original, replacement)
+        return text
+
+
+RENAME = ("                if final.exists():\n"
+          "                    shutil.rmtree(final)\n"
+          "                os.replace(tmp, final)\n")
+
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation(
+        "checkpoint written in place", "videosspo/trainer.py",
+        'tmp = root / f".tmp-step_{self.step:08d}"',
+        "tmp = final",
+        "a writer killed mid-checkpoint leaves a partial folder under a final step_* name that resume picks",
+        ("tests/test_training.py::test_a_writer_killed_between_files_leaves_the_previous_checkpoint_to_resume",),
+        also=((RENAME, ""),)),
+    Mutation(
+        "checkpoint rename order", "videosspo/trainer.py",
+        RENAME,
+        "                os.replace(tmp, final)\n"
+        "                if final.exists():\n"
+        "                    shutil.rmtree(final)\n",
+        "the checkpoint just written is deleted; resume finds nothing or an older state",
+        ("tests/test_trainer.py::test_resume_equals_uninterrupted",)),
+    Mutation(
+        "fit steps against the gradient", "videosspo/trainer.py",
+        "acc.backward(loss)",
+        "acc.backward(-loss)",
+        "training ascends the loss",
+        ("tests/test_training.py::test_fit_lowers_the_loss_on_a_learnable_problem",)),
+    Mutation(
+        "v-prediction trained on the epsilon target (trainer)", "videosspo/trainer.py",
+        "get_objective(model.objective)",
+        'get_objective("epsilon")',
+        "v-prediction models (SD 2.x-style, some video bases) regress onto ε and unlearn their parameterisation",
+        ("tests/test_training.py::test_v_prediction_trains_on_the_velocity",)),
+    Mutation(
+        "v-prediction target is epsilon (objective registry)", "videosspo/objectives.py",
+        "lambda scheduler, x0, noise, t: scheduler.get_velocity(x0, noise, t)",
+        "lambda scheduler, x0, noise, t: noise",
+        "the v_prediction objective trains on ε",
+        ("tests/test_objectives.py", "tests/test_training.py::test_v_prediction_trains_on_the_velocity")),
+    Mutation(
+        "CFG around the conditional output", "videosspo/sampling.py",
+        "out = out_u + guidance * (out_c - out_u)",
+        "out = out_c + guidance * (out_c - out_u)",
+        "guided samples (and SSPO's losers) over-steered by one extra conditional prediction",
+        ("tests/test_sampling.py::test_one_cfg_step_is_the_guided_combination_then_the_scheduler_step",)),
+    Mutation(
+        "gradient checkpointing switch ignored", "videosspo/trainer.py",
+        "if cfg.model.gradient_checkpointing:",
+        "if False:",
+        "model.gradient_checkpointing: true saves no activation memory",
+        ("tests/test_training.py::test_gradient_checkpointing_gives_the_same_gradients",)),
+    Mutation(
+        "SSR switch condition inverted", "videosspo/losses.py",
+        "switched = (ref_e_w < e_w).detach()",
+        "switched = (ref_e_w > e_w).detach()",
+        "SSPO falls back to SFT exactly when it should apply DPO",
+        ("tests/test_losses.py",)),
+    Mutation(
+        "winner and loser get different noise", "videosspo/trainer.py",
+        "noise.repeat(k, 1, 1, 1, 1)",
+        "torch.cat([noise] + [torch.randn_like(noise)] * (k - 1))",
+        "Δ_w − Δ_l compares errors at different noise: DPO/SSPO's preference signal becomes noise",
+        ("tests/test_trainer.py::test_winner_and_loser_share_timestep_and_noise_in_one_forward",)),
+    Mutation(
+        "winner and loser get different timesteps", "videosspo/trainer.py",
+        "t.repeat(k)",
+        "torch.cat([t] + [t.flip(0)] * (k - 1))",
+        "Δ_w − Δ_l compares errors at different noise levels",
+        ("tests/test_trainer.py::test_winner_and_loser_share_timestep_and_noise_in_one_forward",)),
+    Mutation(
+        "theta0 evicted from the replay pool", "videosspo/replay.py",
+        'if self.evict == "oldest":\n            return 1',
+        'if self.evict == "oldest":\n            return 0',
+        "Random Checkpoint Replay loses the initial model once the pool is full",
+        ("tests/test_replay.py",)),
+    Mutation(
+        "temporal flickering on uint8 differences", "benchmarks/vbench/classical.py",
+        "np.abs(a.astype(np.int16) - b.astype(np.int16))",
+        "np.abs(a - b)",
+        "frame differences wrap around 255: flickering scores are wrong for any darkening pixel",
+        ("tests/test_vbench.py::test_flickering_alternating_clips_hand_computed",)),
+)
