@@ -54,6 +54,17 @@ def _quiet_hf():
     logging.getLogger("accelerate").setLevel(logging.WARNING)
 
 
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one state per process whose precision cannot change: start and leave it fresh
+    (for runs in bf16 among tests in fp32)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory):
     """Six 4-frame 32x32 clips of the synthetic world, paired with losers (for DPO)."""

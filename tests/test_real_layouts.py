@@ -4,20 +4,13 @@ it starts, trains, checkpoints and samples; the families' schedules; exports tha
 from __future__ import annotations
 
 import pytest
-from accelerate.state import AcceleratorState
 
 from conftest import ROOT
 from videosspo.cli import main
 from videosspo.config import load_config
 from videosspo.trainer import Trainer
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """accelerate keeps one state per process; the shipped configs train in bf16, other tests in fp32."""
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # the shipped configs train in bf16
 
 SHIPPED = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("tiny_"))
 

@@ -96,11 +96,7 @@ def test_a_writer_killed_between_files_leaves_the_previous_checkpoint_to_resume(
 # -- switches: how it runs, not what it computes ---------------------------------------------------
 
 
-@pytest.mark.parametrize("family,frames", [
-    ("animatediff", 2), ("sd", 1),
-    pytest.param("modelscope", 2, marks=pytest.mark.xfail(
-        reason="issue 7: ModelScope's UNet3D gradient checkpointing is being implemented", strict=False)),
-])
+@pytest.mark.parametrize("family,frames", [("animatediff", 2), ("sd", 1), ("modelscope", 2)])
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_config, monkeypatch, family, frames):
     calls = []
     real = torch.utils.checkpoint.checkpoint
@@ -115,17 +111,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config, monkeypatc
         torch.testing.assert_close(checkpointed[k], plain[k], atol=1e-6, rtol=1e-5)
 
 
-@pytest.fixture
-def fresh_accelerator_state():
-    """accelerate keeps one process-wide state whose precision cannot change: start and leave it fresh."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def test_bf16_mixed_precision_trains_on_cpu(tiny_config, fresh_accelerator_state):
+def test_bf16_mixed_precision_trains_on_cpu(tiny_config, fresh_accelerate_state):
     trainer = Trainer(tiny_config(**SFT, **{"train.mixed_precision": "bf16"}))
     before = unet_state(trainer)
     summary = trainer.fit()
