@@ -245,3 +245,23 @@ def test_size_shrinks_each_frame_as_it_decodes(tmp_path, backend):
     image = tmp_path / "i.png"
     iio3.imwrite(image, full[0])
     assert read_video(image, size=(32, 48)).shape == (1, 32, 48, 3)
+
+
+def test_decoding_stops_at_the_first_error_after_a_frame(tmp_path, caplog, monkeypatch):
+    """A damaged stream: the frames before the damage are used (warned once per file); none at all is an error."""
+
+    class Damaged:  # a PyAV container whose decoder fails after `good` frames
+        def __init__(self, good):
+            self.good, self.streams = good, type("Streams", (), {"video": [type("Stream", (), {})()]})()
+
+        def decode(self, stream):
+            yield from range(self.good)
+            raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(V, "_damaged_warned", set())
+    with caplog.at_level(logging.WARNING, logger="videosspo.video"):
+        assert list(V._decode(Damaged(3), tmp_path / "d.mp4")) == [0, 1, 2]
+        assert list(V._decode(Damaged(3), tmp_path / "d.mp4")) == [0, 1, 2]
+    assert sum("d.mp4 is damaged after frame 3" in r.message for r in caplog.records) == 1
+    with pytest.raises(av.InvalidDataError):
+        list(V._decode(Damaged(0), tmp_path / "d.mp4"))
