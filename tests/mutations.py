@@ -105,6 +105,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "Random Checkpoint Replay loses the initial model once the pool is full",
         ("tests/test_replay.py",)),
     Mutation(
+        "consistency counts negative cosines", "benchmarks/vbench/learned.py",
+        "first = (feats[1:] * feats[:1]).sum(-1).clamp(min=0)",
+        "first = (feats[1:] * feats[:1]).sum(-1)",
+        "subject / background consistency below VBench's for clips that turn away from their first frame",
+        ("tests/test_vbench_learned.py::test_learned_dimensions_by_hand_on_known_embeddings",)),
+    Mutation(
         "temporal flickering on uint8 differences", "benchmarks/vbench/classical.py",
         "return _cv2().norm(a, b, _cv2().NORM_L1) / a.size",
         "return float(np.abs(a - b).mean())",

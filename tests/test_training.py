@@ -4,16 +4,20 @@ data workers, SDPA attention) change how it runs, never what it computes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from videosspo import rng
+from videosspo.sampling import sample_latents
 from videosspo.trainer import Trainer, latest_checkpoint
+from videosspo.video import read_video, to_uint8
 
 from test_trainer import fixed_batch, grads_after_one_step, unet_state
 
@@ -141,3 +145,36 @@ def test_sdpa_attention_runs_through_torch_sdpa(tiny_config, monkeypatch):
     trainer = Trainer(tiny_config(**SFT, **{"model.attention": "sdpa", "train.max_steps": 1}))
     summary = trainer.fit()
     assert calls and summary["steps"] == 1 and torch.isfinite(torch.tensor(summary["last_loss"]))
+
+
+# -- a run's outputs, by value ---------------------------------------------------------------------
+
+
+def test_a_runs_metrics_and_samples_hold_what_the_trainer_computed(tiny_config):
+    """metrics.jsonl's step 1 is the loss and statistics a fresh trainer computes on the loader's first
+    batch; the sample GIF holds the decoded sample of the final policy (prompt 0, seed 0)."""
+    cfg = tiny_config(**{"optim.lr": 1e-3})  # sspo, 2 steps, pool [0, 1, 2]
+    fresh = Trainer(cfg)
+    with torch.no_grad():
+        loss, stats = fresh.loss(next(iter(fresh._loader())))
+    trainer = Trainer(cfg)
+    summary = trainer.fit()
+    metrics = [json.loads(line) for line in open(trainer.out / "metrics.jsonl")]
+    assert [m["step"] for m in metrics] == [1, 2] and [m["lr"] for m in metrics] == [1e-3, 1e-3]
+    assert metrics[0]["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    for key in ("loss/e_w", "rewards/delta_w", "rewards/delta_l", "rewards/accuracy", "sspo/switch_frac"):
+        assert metrics[0][key] == pytest.approx(stats[key], rel=1e-5, abs=1e-9), key
+    assert metrics[0]["replay/ref_index"] == 0  # only theta_0 in the pool at step 0
+    assert metrics[1]["replay/ref_index"] == trainer.pool.draw(cfg.train.seed, 1) and metrics[1]["replay/ref_index"] < 2
+    assert all(m["sspo/switch_frac"] in (0, 0.5, 1) and m["rewards/accuracy"] in (0, 0.5, 1) for m in metrics)
+
+    s = cfg.sample
+    with torch.no_grad():
+        pixels = trainer.model.decode(sample_latents(
+            trainer.model, list(cfg.train.sample_prompts), frames=cfg.data.frames, height=cfg.data.height,
+            width=cfg.data.width, steps=s.steps, guidance=s.guidance, negative_prompt=s.negative_prompt,
+            scheduler=s.scheduler, seeds=[0]))
+    want = to_uint8(pixels[0]).astype(float)
+    got = read_video(summary["samples"][0], backend="pyav").astype(float)
+    assert got.shape == want.shape == (cfg.data.frames, cfg.data.height, cfg.data.width, 3)
+    assert np.abs(got - want).mean() < 1  # within a grey level on average (another seed: ~40)

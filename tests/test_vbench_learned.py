@@ -217,3 +217,40 @@ def test_motion_smoothness_runs_amt_from_weights(tmp_path):
     mid = interpolate(load_amt(tmp_path / "amt-s.pth"), clip[0], clip[2])
     assert mid.shape == (120, 136, 3) and mid.dtype == np.uint8
     assert score == pytest.approx((255 - np.abs(clip[1].astype(float) - mid).mean()) / 255, abs=1e-12)
+
+
+class AngleEncoder:
+    """Stands in for DINO / CLIP: a frame of constant grey level g is the unit vector at angle g degrees
+    (so cosines are known by hand); every prompt is the unit vector (1, 0)."""
+
+    def images(self, frames, batch=32):
+        angle = torch.from_numpy(frames[:, 0, 0, 0].astype(np.float64)).deg2rad()
+        return torch.stack([angle.cos(), angle.sin()], -1).float()
+
+    def texts(self, prompts):
+        return torch.tensor([[1.0, 0.0]] * len(prompts))
+
+
+def test_learned_dimensions_by_hand_on_known_embeddings(weights, tmp_path, monkeypatch):
+    """Frames at 0, 60 and 150 degrees (cos(f1, f0) = 1/2, cos(f2, f1) = 0, cos(f2, f0) = -√3/2):
+
+        consistency = mean_i>0 (max(0, cos(f_i, f_i-1)) + max(0, cos(f_i, f_0))) / 2 = ((1/2 + 1/2)/2 + (0 + 0)/2) / 2 = 1/4
+        text score  = mean_i cos(f_i, text) = (1 + 1/2 − √3/2) / 3
+        aesthetic   = mean_i (w·f_i + b) / 10 with w = (2, 4), b = 1: (3 + (2 + 2√3) + (1 − √3 + 2)) / 30
+    """
+    import benchmarks.vbench.learned as learned
+
+    monkeypatch.setattr(learned, "load_encoder", lambda path, kind, device: AngleEncoder())
+    head = tmp_path / "sa_0_4_vit_l_14_linear.pth"
+    torch.save({"weight": torch.tensor([[2.0, 4.0]]), "bias": torch.tensor([1.0])}, head)
+    for name in ("dino_vitb16", "clip_vit_b32", "clip_vit_l14"):
+        (tmp_path / name).symlink_to(weights / name)
+    scorers, skipped = build(LEARNED, ScorerContext(weights=tmp_path))
+    assert not skipped, skipped
+    video = np.stack([np.full((8, 8, 3), g, np.uint8) for g in (0, 60, 150)])
+    scores = {d: s([video], ["a cat"], [{}])[0][0] for d, s in scorers.items()}
+    r3 = 3 ** 0.5
+    expected = {"subject_consistency": 0.25, "background_consistency": 0.25, "aesthetic_quality": (8 + r3) / 30}
+    expected.update(dict.fromkeys(["appearance_style", "overall_consistency", "temporal_style", "clip_score"],
+                                  (1.5 - r3 / 2) / 3))
+    assert scores == pytest.approx(expected, abs=1e-6)
