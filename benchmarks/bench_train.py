@@ -21,6 +21,9 @@ Sections (each a key of the JSON and a table on stdout):
   reference_memory  bytes the reference costs: LoRA adapter swap vs full fine-tuning's reference copy
   loser_cost        `Trainer.sample_losers` seconds per loser.steps vs the training forward/backward
   sampling          `sample_latents` throughput (frames/s) per scheduler
+  memory            peak memory of an SSPO step at 16 frames: naive attention / + efficient attention /
+                    + gradient checkpointing / + both / + LoRA, each in a fresh subprocess (CPU: RSS;
+                    CUDA: max allocated), beside the policy pass alone and the loser sampling
 
 Counted work (exact, machine-independent; for tests that assert relations without timing), per
 optimizer step averaged over a loser.reuse window, in UNet *rows* (one sample through the denoiser
@@ -46,6 +49,7 @@ import logging
 import math
 import os
 import sys
+import subprocess
 import tempfile
 import threading
 import time
@@ -539,11 +543,78 @@ def bench_sampling(family, data, tmp, s: Settings, device) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- 6. memory
+
+MEMORY_FRAMES = 16
+# name -> (attention, gradient checkpointing, LoRA): each measured in a fresh process
+MEMORY_CASES = {"naive": ("naive", False, False), "efficient_attention": ("sdpa", False, False),
+                "checkpointing": ("naive", True, False), "both": ("sdpa", True, False), "both_lora": ("sdpa", True, True)}
+
+
+def bench_memory(family, data, tmp, s: Settings, device) -> list[dict]:
+    """Peak memory of an SSPO step at 16 frames per MEMORY_CASES entry, each in a fresh subprocess (CPU: RSS)."""
+    from videosspo.synth import make_dataset
+
+    clips = make_dataset(tmp / "data16", n=max(2, s.batch), frames=MEMORY_FRAMES, height=s.height, width=s.width,
+                         progress=False)
+    rows = []
+    for name in MEMORY_CASES:
+        spec = {"name": name, "family": family, "data": str(clips), "out": str(tmp / f"mem_{name}"), "device": device,
+                "settings": dataclasses.asdict(s)}
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(spec)],
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if proc.returncode:
+            raise RuntimeError(f"memory case {name} failed:\n{proc.stderr[-3000:]}")
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    naive = rows[0]["sspo_step_peak_mb"]
+    for row in rows:
+        row["sspo_step_over_naive"] = row["sspo_step_peak_mb"] / naive
+    return rows
+
+
+def memory_child(spec: dict) -> dict:
+    """One MEMORY_CASES entry: peaks above the settled process of the policy pass alone (forward + backward on
+    winners and losers), the loser sampling, and the whole SSPO step."""
+    from diffusers.models.attention_processor import AttnProcessor
+
+    from videosspo.losses import per_sample_error
+
+    s = Settings(**{**spec["settings"], "frames": MEMORY_FRAMES, "loser_steps": (), "loser_options": ()})
+    attention, checkpointing, lora = MEMORY_CASES[spec["name"]]
+    device, family = spec["device"], spec["family"]
+    cfg = make_config(family, "sspo", s.lora_rank if lora else 0, Path(spec["data"]), Path(spec["out"]), s, device,
+                      **{"model.gradient_checkpointing": checkpointing})
+    tr = make_trainer(cfg, s, device)
+    if attention == "naive":  # diffusers' classic processor: materialises the attention matrix
+        tr.model.unet.set_attn_processor(AttnProcessor())
+    batch = fixed_batch(tr, s.batch)
+    batches = repeated(batch)
+    train_window(tr, batches, 0)  # settles optimizer state, gradients' first allocation, the reference copy
+    x_w = tr.latents(batch, "")
+    x0 = torch.cat([x_w, x_w])
+    t = torch.full((len(x0),), 500, device=x0.device)
+    cond = tr.model.encode_prompt(batch["captions"] * 2).float()
+    with PeakMemory(device) as policy:
+        per_sample_error(tr.policy_model.predict(x0, t, cond), x0).mean().backward()
+    tr.optimizer.zero_grad(set_to_none=True)
+    with PeakMemory(device) as losers:
+        tr.sample_losers(batch, 0)
+    tr.step = cfg.loser.reuse
+    with PeakMemory(device) as step:
+        train_window(tr, batches, cfg.loser.reuse)
+    return {"family": family, "case": spec["name"], "attention": attention, "gradient_checkpointing": checkpointing,
+            "mode": f"lora{cfg.model.lora_rank}" if lora else "full", "frames": MEMORY_FRAMES,
+            "latent_shape": list(x_w.shape[1:]), "policy_pass_peak_mb": mib(policy.peak_delta_bytes),
+            "losers_peak_mb": mib(losers.peak_delta_bytes), "sspo_step_peak_mb": mib(step.peak_delta_bytes),
+            "step_beyond_policy_pass_mb": mib(step.peak_delta_bytes - policy.peak_delta_bytes),
+            "mem_method": step.method}
+
+
 # ----------------------------------------------------------------------------- driver
 
 
 SECTIONS = {"train_step": bench_train_step, "loser_options": bench_loser_options, "concat_forward": bench_concat, "reference_memory": bench_reference_memory,
-            "loser_cost": bench_losers, "sampling": bench_sampling}
+            "loser_cost": bench_losers, "sampling": bench_sampling, "memory": bench_memory}
 
 
 def report(result: dict) -> str:
@@ -584,6 +655,11 @@ def report(result: dict) -> str:
         by_steps = [r for fam in result["loser_cost"] for r in fam["by_steps"]]
         parts.append(table(by_steps, ["family", "loser_steps", "losers_s", "train_fwd_bwd_s", "ratio_losers_over_train",
                                       "s_per_sampler_step"], "4. loser generation vs training forward/backward"))
+    if "memory" in result:
+        parts.append(table(result["memory"], ["family", "case", "mode", "frames", "latent_shape", "policy_pass_peak_mb",
+                                              "losers_peak_mb", "sspo_step_peak_mb", "step_beyond_policy_pass_mb",
+                                              "sspo_step_over_naive"],
+                           f"6. memory: peak above the settled process, SSPO step at {MEMORY_FRAMES} frames (fresh process each)"))
     if "sampling" in result:
         parts.append(table(result["sampling"], ["family", "scheduler", "guidance", "steps", "videos", "frames",
                                                 "s_per_batch", "frames_per_s"], "5. sampling throughput"))
@@ -614,6 +690,7 @@ def parse_args(argv=None):
     p.add_argument("--lora-rank", dest="lora_rank", type=int)
     p.add_argument("--sample-steps", dest="sample_steps", type=int)
     p.add_argument("--loser-steps", dest="loser_steps", type=int, nargs="+")
+    p.add_argument("--memory-child", dest="memory_child", help=argparse.SUPPRESS)
     p.add_argument("--loser-options", dest="loser_options", nargs="+", help=f"subset of: {', '.join(LOSER_OPTIONS)}")
     return p.parse_args(argv)
 
@@ -631,6 +708,11 @@ def _quiet():
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.memory_child:
+        torch.set_num_threads(1)
+        _quiet()
+        print(json.dumps(memory_child(json.loads(args.memory_child))))
+        return {}
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device visible")
     threads = args.threads or (1 if args.quick else None)

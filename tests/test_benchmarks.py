@@ -33,7 +33,8 @@ def quick_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     result = main(["--quick", "--device", "cpu", "--out", str(out), "--frames", "2", "--batch", "1", "--repeat", "1",
                    "--warmup", "1", "--loser-steps", "2", "4", "--sample-steps", "2", "--lora-rank", "4",
-                   "--loser-options", "unipc_4", "reuse_4", "winner_0.5", "overlap"])
+                   "--loser-options", "unipc_4", "reuse_4", "winner_0.5", "overlap",
+                   "--sections", *(s for s in SECTIONS if s != "summary")])  # not memory: 5 fresh processes
     return result, json.loads(out.read_text())
 
 
