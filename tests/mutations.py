@@ -116,4 +116,40 @@ MUTATIONS: tuple[Mutation, ...] = (
         "return float(np.abs(a - b).mean())",
         "frame differences wrap around 255: flickering scores are wrong for any darkening pixel",
         ("tests/test_vbench.py::test_flickering_alternating_clips_hand_computed",)),
+    Mutation(
+        "decord trusted in every container", "videosspo/video.py",
+        "    if not info.decord_exact:\n",
+        "    if False:\n",
+        "MPEG-4 Part 2 clips (.avi, .mp4) train on frames 90-97 when 100-107 were drawn",
+        ("tests/test_video.py::test_exact_frames_deep_in_every_container",)),
+    Mutation(
+        "frame count from the header", "videosspo/video.py",
+        "return VideoInfo(frames, height, width,",
+        "return VideoInfo(stream.frames or frames, height, width,",
+        "a clip whose header claims frames that do not decode is sampled past its end",
+        ("tests/test_video.py::test_count_is_what_decodes_not_what_the_header_claims",)),
+    Mutation(
+        "decord's count not cross-checked", "videosspo/video.py",
+        "if expected is not None and len(reader) != expected:",
+        "if False:",
+        "decord pads a clip whose index lists more frames than decode with a repeated frame",
+        ("tests/test_video.py::test_decord_is_not_trusted_where_its_count_differs",)),
+    Mutation(
+        "a pass of unreadable clips never stops", "videosspo/data.py",
+        "if len(self.rows) == self.num_rows or too_many:",
+        "if too_many:",
+        "with data.max_bad_fraction 1 a dataset whose every clip is unreadable loops forever",
+        ("tests/test_data.py::test_unreadable_rows_are_logged_once_and_stop_the_run_past_the_fraction",)),
+    Mutation(
+        "metadata decoded strictly", "videosspo/data.py",
+        'decode("utf-8-sig", errors="surrogateescape")',
+        'decode("utf-8-sig")',
+        "one Latin-1 caption crashes the run with a bare UnicodeDecodeError naming neither file nor line",
+        ("tests/test_data.py::test_rows_that_are_not_utf8_are_skipped_with_their_line",)),
+    Mutation(
+        "large clips decoded whole at full size", "videosspo/data.py",
+        "size=size if shrink else None",
+        "size=None",
+        "a 4096x4096 clip is held whole at full size (8 GB peak for 16 frames)",
+        ("tests/test_data.py::test_a_large_clip_is_decoded_at_the_training_size",)),
 )
