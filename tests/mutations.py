@@ -152,4 +152,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         "size=None",
         "a 4096x4096 clip is held whole at full size (8 GB peak for 16 frames)",
         ("tests/test_data.py::test_a_large_clip_is_decoded_at_the_training_size",)),
+    Mutation(
+        "imaging quality at full size", "benchmarks/vbench/classical.py",
+        "q = blur_noise_quality(downscale(frame, IQ_LONGER_SIDE, longer=True))",
+        "q = blur_noise_quality(frame)",
+        "imaging quality skips VBench's resize to longer side <= 512: the score depends on the video's size",
+        ("tests/test_vbench.py::test_imaging_quality_resizes_longer_side_to_512",)),
+    Mutation(
+        "imaging quality blind to noise", "benchmarks/vbench/classical.py",
+        "np.clip(1.0 - sigma / NOISE_SIGMA_MAX, 0.0, 1.0)",
+        "1.0",
+        "noisy frames and pure noise score as high as sharp ones (the BRISQUE proxy's failure)",
+        ("tests/test_vbench.py::test_imaging_quality_ranks_sharp_over_blurred_noised_and_noise",)),
+    Mutation(
+        "static filter keeps every static video", "benchmarks/vbench/runner.py",
+        'if row.get("static") and kept[row["prompt"]] < VBENCH_SAMPLES:',
+        'if row.get("static"):',
+        "flickering averages more than VBench's 5 static videos per prompt",
+        ("tests/test_vbench.py::test_static_filter_scores_first_five_static_videos_per_prompt",)),
+    Mutation(
+        "VBench's script total counts a missing dimension at its minimum", "benchmarks/vbench/aggregate.py",
+        "full = {d: raw.get(d, 0.0) for d in VBENCH_DIMS}",
+        "full = {d: raw.get(d, VBENCH_DIMS[d].lo) for d in VBENCH_DIMS}",
+        "the total labelled as cal_final_score's is higher than what VBench's script prints",
+        ("tests/test_vbench.py::test_vbench_script_total_counts_missing_as_zero",)),
 )
