@@ -143,7 +143,7 @@ def test_two_processes_equal_one(synth_data, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "videosspo.train", *args, "--train.output_dir", str(one),
                     "--optim.batch_size", "2"], check=True, env=env, capture_output=True)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                     "-m", "videosspo.train", *args, "--train.output_dir", str(two), "--optim.batch_size", "1"],
                    check=True, env=env, capture_output=True)
     s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
