@@ -6,14 +6,15 @@ import dataclasses
 import json
 from pathlib import Path
 
+import diffusers
 from peft.utils import set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from models.base import MODEL_FILE, VideoDiffusionModel
 from models.families import FAMILIES
 from videosspo.config import ModelConfig
 
-ADAPTER_WEIGHTS = "unet_lora.safetensors"
+ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name: `load_lora_weights` finds it
 
 
 def build_model(cfg: ModelConfig) -> VideoDiffusionModel:
@@ -43,12 +44,22 @@ def load_model(path: str | Path, **overrides) -> VideoDiffusionModel:
 def save_adapter(path: str | Path, adapter: dict, cfg: ModelConfig) -> None:
     """Write a LoRA policy as its adapter weights plus the base it applies to (MBs, not GBs).
 
-    `load_model` rebuilds the base from `cfg` (a local folder, a hub id, or the seeded tiny model)
-    and loads the adapter into it.
+    The weights are in diffusers' LoRA format (the family pipeline's `save_lora_weights`: keys
+    `unet.` / `transformer.` + peft names, rank and alpha in the metadata), so
+    `WanPipeline.from_pretrained(base).load_lora_weights(path)` (or the family's pipeline) applies
+    them too; `load_model` rebuilds the base from `cfg` (a local folder, a hub id, or the seeded
+    tiny model) and loads the adapter into it.
     """
+    from videosspo.reference import lora_config
+
+    family = FAMILIES[cfg.family]
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in adapter.items()}, str(path / ADAPTER_WEIGHTS))
+    metadata = lora_config(cfg.lora_rank, cfg.lora_alpha, family.lora_targets).to_dict()
+    pipeline = getattr(diffusers, family.pipeline)  # imported on use: pipelines pull in image processors
+    pipeline.save_lora_weights(path, **{f"{family.denoiser}_lora_layers": adapter,
+                                        f"{family.denoiser}_lora_adapter_metadata": metadata},
+                               weight_name=ADAPTER_WEIGHTS)
     info = {"family": cfg.family, "vae": cfg.vae != "none", "base": dataclasses.asdict(cfg)}
     (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
 
@@ -59,8 +70,10 @@ def _load_adapter(path: Path, info: dict, overrides: dict) -> VideoDiffusionMode
     cfg = ModelConfig(**{**info["base"], **overrides})
     model = build_model(cfg)
     model.unet.requires_grad_(False)
-    add_lora(model.unet, cfg.lora_rank, cfg.lora_alpha)
-    set_peft_model_state_dict(model.unet, load_file(str(path / ADAPTER_WEIGHTS)), adapter_name=POLICY)
+    add_lora(model.unet, cfg.lora_rank, cfg.lora_alpha, model.lora_targets)
+    prefix = f"{model.denoiser}."
+    adapter = {k.removeprefix(prefix): v for k, v in load_file(str(path / ADAPTER_WEIGHTS)).items()}
+    set_peft_model_state_dict(model.unet, adapter, adapter_name=POLICY)
     return model
 
 

@@ -1,11 +1,13 @@
 """The model-adapter protocol every family implements, on latents laid out `b c f h w`.
 
-A `VideoDiffusionModel` bundles a denoiser (`unet`), an optional VAE, a CLIP text encoder with its
-tokenizer and the training noise scheduler. Families differ only in how the denoiser is built and
-called (`_denoise`); everything else (prompt encoding, chunked VAE, save/load) is shared here, so
-the trainer and the sampler never look at the family.
+A `VideoDiffusionModel` bundles a denoiser (`unet`: a UNet or a diffusion transformer), an optional
+VAE, a text encoder with its tokenizer and the training noise scheduler. A family declares the
+classes of its diffusers layout (`denoiser`, `denoiser_class`, `components`) and how its denoiser is
+called (`_denoise`); prompt encoding, the VAE, save/load are shared here and overridden only where a
+family's pipeline does it differently, so the trainer and the sampler never look at the family.
 
-An image model is the case f = 1 of the same code.
+An image model is the case f = 1 of the same code; a VAE that also compresses time (Wan, CogVideoX,
+LTX: `temporal_factor` k) maps F = k n + 1 pixel frames to n + 1 latent frames.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from videosspo.config import ModelConfig
 log = logging.getLogger("videosspo.models")
 
 MODEL_FILE = "videosspo_model.json"  # marks a directory saved by `save_pretrained`
-COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 class VideoDiffusionModel:
@@ -39,19 +41,26 @@ class VideoDiffusionModel:
 
     family: ClassVar[str]
     tiny_options: ClassVar[dict] = {}  # the family's keyword arguments to `models.tiny.tiny_components`
+    # The diffusers layout: the denoiser's subfolder and class, the other components' classes.
+    denoiser: ClassVar[str] = "unet"
+    denoiser_class: ClassVar[type]
+    components: ClassVar[dict[str, type]] = {"vae": AutoencoderKL, "text_encoder": CLIPTextModel,
+                                             "tokenizer": CLIPTokenizer, "scheduler": DDPMScheduler}
+    pipeline: ClassVar[str]  # name of the family's diffusers pipeline (its LoRA format, its hub layout)
+    lora_targets: ClassVar[tuple[str, ...]] = ATTENTION_PROJECTIONS  # module-name suffixes LoRA adapts
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16):
         self.unet = unet
         self.vae = vae
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
-        self.scheduler = scheduler  # the training noise schedule (DDPM); samplers derive from its config
+        self.scheduler = scheduler  # the training noise schedule; samplers derive from its config
         self.vae_chunk_frames = vae_chunk_frames
         # The frozen parts' dtypes as loaded: `to(dtype=...)` may cast them for training, exports do not.
         self.saved_dtypes = {name: module.dtype for name, module in self._frozen().items()}
-        self.text_encoder.requires_grad_(False)
+        self.text_encoder.requires_grad_(False).eval()  # frozen and deterministic (T5's dropout off)
         if self.vae is not None:
-            self.vae.requires_grad_(False)
+            self.vae.requires_grad_(False).eval()
 
     # -- the protocol ----------------------------------------------------------------------------
 
@@ -81,14 +90,29 @@ class VideoDiffusionModel:
 
     @property
     def vae_factor(self) -> int:
+        """Spatial compression of the VAE (1 in pixel space)."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
 
+    @property
+    def temporal_factor(self) -> int:
+        """Temporal compression of the VAE: 1 for per-frame VAEs, k for F = k n + 1 -> n + 1 latent frames."""
+        return 1
+
+    @property
+    def size_multiple(self) -> int:
+        """Pixel height and width must be multiples of this (the VAE factor, times a DiT's patch size)."""
+        return self.vae_factor
+
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """`(c, f, h, w)` of the latents for clips of this size."""
-        k = self.vae_factor
-        if height % k or width % k:
-            raise ValueError(f"height/width {height}x{width} must be multiples of the VAE factor {k}")
-        return (self.latent_channels, frames, height // k, width // k)
+        """`(c, f, h, w)` of the latents for clips of this size; f = 1 + (frames − 1) / temporal_factor."""
+        k, m, tf = self.vae_factor, self.size_multiple, self.temporal_factor
+        if height % m or width % m:
+            raise ValueError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
+                             f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
+        if (frames - 1) % tf:
+            raise ValueError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
+                             f"time {tf}x, so frames must be {tf}k+1 (e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
+        return (self.latent_channels, 1 + (frames - 1) // tf, height // k, width // k)
 
     @torch.no_grad()
     def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -140,6 +164,11 @@ class VideoDiffusionModel:
         """Recompute the denoiser's activations in the backward pass instead of storing them."""
         self.unet.enable_gradient_checkpointing()
 
+    def enable_vae_tiling(self) -> None:
+        """Encode/decode in overlapping spatial tiles (diffusers' `enable_tiling`): bounded memory at high resolution."""
+        if self.vae is not None:
+            self.vae.enable_tiling()
+
     def enable_attention(self, backend: str = "auto") -> str:
         """xformers when asked (or `auto` on CUDA with xformers importable), else torch SDPA."""
         want_xformers = backend == "xformers" or (backend == "auto" and self.unet.device.type == "cuda")
@@ -155,7 +184,7 @@ class VideoDiffusionModel:
         return "sdpa"
 
     def save_pretrained(self, path: str | Path, unet=None) -> None:
-        """Write the diffusers layout (`unet/`, `vae/`, ... as safetensors) plus `videosspo_model.json`.
+        """Write the diffusers layout (`unet/` or `transformer/`, `vae/`, ...) plus `videosspo_model.json`.
 
         Each component is loadable by diffusers/transformers directly, e.g.
         `UNetMotionModel.from_pretrained(path, subfolder="unet")`. `unet` overrides the denoiser
@@ -163,7 +192,7 @@ class VideoDiffusionModel:
         """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (unet or self.unet).save_pretrained(path / "unet", safe_serialization=True)
+        (unet or self.unet).save_pretrained(path / self.denoiser, safe_serialization=True)
         for name, module in self._frozen().items():  # in the dtype they were loaded in, not the training one
             dtype = module.dtype
             module.to(dtype=self.saved_dtypes[name]).save_pretrained(path / name, safe_serialization=True)
@@ -176,43 +205,54 @@ class VideoDiffusionModel:
     # -- building ----------------------------------------------------------------------------------
 
     @classmethod
+    def build_tiny(cls, cfg: ModelConfig) -> dict:
+        """The tiny random-weight components (`unet`, `vae`, `text_encoder`, `tokenizer`, `scheduler`)."""
+        from models.tiny import tiny_components
+
+        parts = tiny_components(cfg, **cls.tiny_options)
+        parts["unet"] = cls.build_tiny_unet(parts.pop("in_channels"), parts["text_encoder"].config.hidden_size, cfg)
+        return parts
+
+    @classmethod
     def build_tiny_unet(cls, in_channels: int, cross_attention_dim: int, cfg: ModelConfig | None = None):
         raise NotImplementedError
 
     @classmethod
     def load_unet(cls, cfg: ModelConfig):
-        raise NotImplementedError
+        return cls.denoiser_class.from_pretrained(cfg.pretrained, subfolder=cls.denoiser)
+
+    @classmethod
+    def training_scheduler(cls, config: dict):
+        """The training scheduler from the layout's `scheduler/` config."""
+        return cls.components["scheduler"].from_config(config)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "VideoDiffusionModel":
         """Build from `cfg.pretrained` (local dir or hub id), or the tiny random model when None."""
         if cfg.pretrained is None:
-            from models.tiny import tiny_components
-
-            parts = tiny_components(cfg, **cls.tiny_options)
-            parts["unet"] = cls.build_tiny_unet(parts["in_channels"], parts["text_encoder"].config.hidden_size, cfg)
-            del parts["in_channels"]
+            parts = cls.build_tiny(cfg)
         else:
-            parts = load_components(cfg)
+            parts = load_components(cfg, cls.components, cls.training_scheduler)
             parts["unet"] = cls.load_unet(cfg)
-        return cls(**parts, vae_chunk_frames=cfg.vae_chunk_frames)
+        model = cls(**parts, vae_chunk_frames=cfg.vae_chunk_frames)
+        if cfg.vae_tiling:
+            model.enable_vae_tiling()
+        return model
 
 
-def load_components(cfg: ModelConfig) -> dict:
-    """VAE, text encoder, tokenizer and training scheduler of a pretrained diffusers layout."""
+def load_components(cfg: ModelConfig, classes: dict[str, type], training_scheduler) -> dict:
+    """VAE, text encoder, tokenizer (of the family's `classes`) and training scheduler of a diffusers layout."""
     src = cfg.pretrained
     vae = None
     if cfg.vae == "auto":
         try:  # works the same for a local folder and a hub id (cached or online)
-            vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
+            vae = classes["vae"].from_pretrained(src, subfolder="vae")
         except OSError as e:
             raise FileNotFoundError(f"model.pretrained={src!r} has no loadable vae/ ({str(e).splitlines()[0]}); "
                                     "set model.vae: none for a pixel-space model") from e
-    scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(src, subfolder="scheduler"))
     return {
         "vae": vae,
-        "text_encoder": CLIPTextModel.from_pretrained(src, subfolder="text_encoder"),
-        "tokenizer": CLIPTokenizer.from_pretrained(src, subfolder="tokenizer"),
-        "scheduler": scheduler,
+        "text_encoder": classes["text_encoder"].from_pretrained(src, subfolder="text_encoder"),
+        "tokenizer": classes["tokenizer"].from_pretrained(src, subfolder="tokenizer"),
+        "scheduler": training_scheduler(classes["scheduler"].load_config(src, subfolder="scheduler")),
     }
-

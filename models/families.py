@@ -5,11 +5,13 @@ from __future__ import annotations
 import types
 
 import torch
-from diffusers import MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
+from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, MotionAdapter, UNet2DConditionModel,
+                       UNet3DConditionModel, UNetMotionModel, WanTransformer3DModel)
 from einops import rearrange, repeat
+from transformers import AutoTokenizer, UMT5EncoderModel
 
-from models.base import VideoDiffusionModel
-from models.tiny import CHANNELS, tiny_motion_adapter, tiny_unet2d_kwargs
+from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel
+from models.tiny import CHANNELS, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
 from videosspo.config import ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
@@ -18,6 +20,8 @@ class AnimateDiff(VideoDiffusionModel):
     """SD-1.5 2-D UNet + MotionAdapter = diffusers' `UNetMotionModel`."""
 
     family = "animatediff"
+    denoiser_class = UNetMotionModel
+    pipeline = "AnimateDiffPipeline"
 
     def _denoise(self, x_t, t, cond):
         # UNetMotionModel folds frames into the batch itself but wants the text per frame.
@@ -45,6 +49,8 @@ class ModelScope(VideoDiffusionModel):
     """ModelScope text-to-video: diffusers' `UNet3DConditionModel` (repeats the text per frame itself)."""
 
     family = "modelscope"
+    denoiser_class = UNet3DConditionModel
+    pipeline = "TextToVideoSDPipeline"
 
     def _denoise(self, x_t, t, cond):
         return self.unet(x_t, t, encoder_hidden_states=cond).sample
@@ -59,10 +65,6 @@ class ModelScope(VideoDiffusionModel):
                                     cross_attention_dim=cross_attention_dim, attention_head_dim=8,
                                     down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
                                     up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))
-
-    @classmethod
-    def load_unet(cls, cfg: ModelConfig):
-        return UNet3DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
 
 
 def checkpoint_blocks(unet: UNet3DConditionModel) -> None:
@@ -88,6 +90,8 @@ class StableDiffusion(VideoDiffusionModel):
     """An image UNet; frames are independent images, so f = 1 is plain text-to-image."""
 
     family = "sd"
+    denoiser_class = UNet2DConditionModel
+    pipeline = "StableDiffusionPipeline"
 
     def _denoise(self, x_t, t, cond):
         b, f = x_t.shape[0], x_t.shape[2]
@@ -101,9 +105,86 @@ class StableDiffusion(VideoDiffusionModel):
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
         return UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
 
+
+class Wan(VideoDiffusionModel):
+    """Wan 2.1 (and Wan 2.2 TI2V-5B) text-to-video: `WanTransformer3DModel` on `AutoencoderKLWan`
+    latents (4x time, 8x space, normalised per channel by `latents_mean` / `latents_std` as
+    `WanPipeline` does), UMT5 text embeddings, flow matching with the scheduler's shift.
+
+    The hub layout's `scheduler/` is the UniPC sampler (`flow_shift`); training uses
+    `FlowMatchEulerDiscreteScheduler` with the same shift, so the training σ density and the
+    sampler's σ grid agree.
+    """
+
+    family = "wan"
+    denoiser = "transformer"
+    denoiser_class = WanTransformer3DModel
+    components = {"vae": AutoencoderKLWan, "text_encoder": UMT5EncoderModel, "tokenizer": AutoTokenizer,
+                  "scheduler": FlowMatchEulerDiscreteScheduler}
+    pipeline = "WanPipeline"
+    lora_targets = (*ATTENTION_PROJECTIONS, "ffn.net.0.proj", "ffn.net.2")
+    objective = "flow_shifted"
+    max_text_tokens = 512  # WanPipeline's max_sequence_length
+
+    def _denoise(self, x_t, t, cond):
+        return self.unet(x_t, t, encoder_hidden_states=cond).sample
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """UMT5 last hidden state `b l d`, zero past each prompt's tokens (as `WanPipeline` pads), in the denoiser's dtype."""
+        length = min(self.tokenizer.model_max_length, self.max_text_tokens)
+        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
+                                return_attention_mask=True, return_tensors="pt").to(self.device)
+        hidden = self.text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
+        hidden = hidden * rearrange(tokens.attention_mask, "b l -> b l 1").to(hidden.dtype)
+        return hidden.to(self.unet.dtype)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.config.z_dim
+
+    @property
+    def vae_factor(self) -> int:
+        return self.vae.config.scale_factor_spatial
+
+    @property
+    def temporal_factor(self) -> int:
+        return self.vae.config.scale_factor_temporal
+
+    @property
+    def size_multiple(self) -> int:
+        return self.vae_factor * self.unet.config.patch_size[1]
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = (torch.tensor(self.vae.config[k], device=like.device, dtype=like.dtype)
+                     for k in ("latents_mean", "latents_std"))
+        return rearrange(mean, "c -> 1 c 1 1 1"), rearrange(std, "c -> 1 c 1 1 1")
+
+    @torch.no_grad()
+    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels `b c F h w` -> normalised latents `b c f h w`, (z − mean) / std, one clip per VAE call.
+
+        The VAE is causal in time and caches features chunk by chunk, so its memory is bounded in F.
+        """
+        z = torch.cat([self.vae.encode(clip.to(self.vae.dtype)).latent_dist.mode() for clip in pixels.split(1)])
+        mean, std = self._latent_stats(z)
+        return (z - mean) / std
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        mean, std = self._latent_stats(latents)
+        z = (latents * std + mean).to(self.vae.dtype)
+        return torch.cat([self.vae.decode(clip).sample for clip in z.split(1)]).float().clamp(-1, 1)
+
     @classmethod
-    def load_unet(cls, cfg: ModelConfig):
-        return UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
+    def build_tiny(cls, cfg: ModelConfig) -> dict:
+        return tiny_wan(cfg)
+
+    @classmethod
+    def training_scheduler(cls, config: dict):
+        """Flow-matching Euler with the layout's shift (UniPC's `flow_shift`, or our own saved `shift`)."""
+        shift = config.get("flow_shift", config.get("shift", 1.0))
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=config.get("num_train_timesteps", 1000), shift=shift)
 
 
 class Stacked(VideoDiffusionModel):
@@ -118,6 +199,8 @@ class Stacked(VideoDiffusionModel):
     """
 
     family = "stacked"
+    denoiser_class = UNet2DConditionModel
+    pipeline = "StableDiffusionPipeline"  # its LoRA format: a 2-D UNet's
     tiny_options = {"words": ("a", "moving", *COLORS, *SHAPES, *DIRECTIONS), "max_tokens": 8, "text_layers": 0,
                     "beta_schedule": "squaredcos_cap_v2", "timestep_spacing": "trailing", "clip_sample": True}
 
@@ -138,9 +221,5 @@ class Stacked(VideoDiffusionModel):
                                     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                                     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
 
-    @classmethod
-    def load_unet(cls, cfg: ModelConfig):
-        return UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
 
-
-FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked)}
+FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan)}

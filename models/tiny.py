@@ -1,17 +1,23 @@
 """Tiny random-weight components built from configs, offline, in well under a second.
 
-They make tests and the demo run on CPU with no download. The tokenizer is CLIP's byte-level
-scheme with no merges (514 tokens: 256 bytes, 256 end-of-word bytes, start and end), built from
-Python objects and saved/loaded with the model like any CLIP tokenizer.
+They make tests and the demo run on CPU with no download. The CLIP tokenizer is CLIP's byte-level
+scheme with no merges (514 tokens: 256 bytes, 256 end-of-word bytes, start and end); the T5
+tokenizer (DiT families) is a SentencePiece-style unigram over the synthetic world's words plus
+single characters (any text tokenizes). Both are built from Python objects and saved/loaded with
+the model like the real ones.
 """
 
 from __future__ import annotations
 
+import string
+
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, MotionAdapter
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import (AutoencoderKL, AutoencoderKLWan, DDPMScheduler, FlowMatchEulerDiscreteScheduler, MotionAdapter,
+                       WanTransformer3DModel)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Tokenizer, UMT5Config, UMT5EncoderModel
 
 from videosspo.config import ModelConfig
+from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
 CHANNELS = (32, 64)       # UNet block widths
 TEXT_DIM = 32             # CLIP hidden size = UNet cross-attention dim
@@ -95,3 +101,34 @@ def tiny_motion_adapter() -> MotionAdapter:
     """AnimateDiff motion modules for the tiny 2-D UNet (one motion layer per block, 4 heads)."""
     return MotionAdapter(block_out_channels=CHANNELS, motion_layers_per_block=1, motion_norm_num_groups=8,
                          motion_num_attention_heads=4, motion_max_seq_length=32)
+
+
+T5_MAX_TOKENS = 16
+
+
+def tiny_t5_tokenizer() -> T5Tokenizer:
+    """Unigram pieces: pad, eos, unk, the synthetic captions' words (one token each), then single characters."""
+    words = ["a", "moving", *COLORS, *SHAPES, *DIRECTIONS]
+    chars = ["▁", *string.ascii_lowercase, *string.digits, *string.punctuation]
+    vocab = ([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(f"▁{w}", -1.0) for w in words]
+             + [(c, -5.0) for c in chars])
+    tok = T5Tokenizer(vocab=vocab, extra_ids=0)
+    tok.model_max_length = T5_MAX_TOKENS
+    return tok
+
+
+def tiny_wan(cfg: ModelConfig) -> dict:
+    """Wan's stack, shrunk: UMT5 (32-d), AutoencoderKLWan (4x time, 8x space, 4 channels), a 2-block transformer."""
+    torch.manual_seed(0)
+    tokenizer = tiny_t5_tokenizer()
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=8, d_ff=64,
+                                               num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+                                               pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
+    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True],
+                           latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 2.0, 0.5, 1.0])
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
+                                        in_channels=4, out_channels=4, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=32,
+                                        num_layers=2, rope_max_seq_len=32)
+    return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "scheduler": FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)}

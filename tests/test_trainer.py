@@ -75,7 +75,7 @@ def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family
     assert summary["steps"] == 2 and summary["replay_steps"] == [0, 1, 2]
     # The saved model is the policy (LoRA merged, or base + adapter) and predicts what the trainer's policy does.
     saved = {p.name for p in (Path(summary["checkpoint"]) / "model").iterdir()}
-    assert ("unet" in saved) == (export == "merged") and ("unet_lora.safetensors" in saved) == (export == "adapter")
+    assert ("unet" in saved) == (export == "merged") and ("pytorch_lora_weights.safetensors" in saved) == (export == "adapter")
     loaded = load_model(summary["checkpoint"])
     c, f, h, w = loaded.latent_shape(frames, 16, 16)
     x, t = torch.randn(1, c, f, h, w), torch.tensor([500])
@@ -211,7 +211,7 @@ def test_lora_reference_equals_a_separately_built_model(tiny_config):
             out_ref = ref.predict(x, t, cond)
         separate = build_model(cfg.model)  # a fresh network carrying the snapshot's adapter weights
         separate.unet.requires_grad_(False)
-        add_lora(separate.unet, 4, None)
+        add_lora(separate.unet, 4, None, separate.lora_targets)
         set_peft_model_state_dict(separate.unet, trainer.pool.get(index), adapter_name="default")
         with torch.no_grad():
             assert torch.allclose(out_ref, separate.predict(x, t, cond), atol=1e-6), index

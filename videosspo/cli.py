@@ -86,7 +86,7 @@ def cmd_sample(args, overrides: list[str]) -> None:
         raise SystemExit(f"videosspo sample: unknown arguments {overrides}")
     model = load_model(args.checkpoint)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    _fill_clip_size(args)
+    _fill_from_checkpoint(args)
     prompts = args.prompt
     seeds = [args.seed + i for i in range(len(prompts))]
     pixels = generate(model, prompts, frames=args.frames, height=args.height, width=args.width, seeds=seeds,
@@ -99,16 +99,17 @@ def cmd_sample(args, overrides: list[str]) -> None:
         print(f"wrote {path}  ({prompts[i]!r}, seed {seeds[i]})")
 
 
-def _fill_clip_size(args) -> None:
-    """Unset --frames/--height/--width default to the clip size the checkpoint was trained on."""
+def _fill_from_checkpoint(args) -> None:
+    """Unset --frames/--height/--width/--scheduler default to the checkpoint's training clips and sampler."""
     from videosspo.config import load_config
 
     folder = Path(args.checkpoint)
     saved = next((p for p in (folder / "config.yaml", folder.parent / "config.yaml") if p.is_file()), None)
-    data = load_config(saved).data if saved else None
-    for key, fallback in (("frames", 16), ("height", 256), ("width", 256)):
+    config = load_config(saved) if saved else None
+    for key, section, fallback in (("frames", "data", 16), ("height", "data", 256), ("width", "data", 256),
+                                   ("scheduler", "sample", "ddim")):
         if getattr(args, key) is None:
-            setattr(args, key, getattr(data, key) if data else fallback)
+            setattr(args, key, getattr(getattr(config, section), key) if config else fallback)
 
 
 def cmd_synth(args, overrides: list[str]) -> None:
@@ -244,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, help="default: the checkpoint's training clips (else 256)")
     p.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale; <= 1 disables")
-    p.add_argument("--scheduler", default="ddim", choices=["ddim", "ddpm", "euler", "dpm++"])
+    p.add_argument("--scheduler", choices=["ddim", "ddpm", "euler", "dpm++", "unipc"],
+                   help="default: the checkpoint's sample.scheduler (else ddim; flow-matching models: euler, unipc)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; prompt i uses seed + i")
     p.add_argument("--fps", type=int, default=8)

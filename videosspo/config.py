@@ -22,7 +22,7 @@ import yaml
 from videosspo.errors import UserError
 
 
-# The latent samplers of `videosspo.sampling.SCHEDULERS`.
+# The latent samplers of `videosspo.sampling.SCHEDULERS` (which apply depends on the training scheduler).
 Sampler = Literal["ddim", "ddpm", "euler", "dpm++", "unipc"]
 
 
@@ -35,13 +35,19 @@ def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
+PIXEL_SPACE_FAMILIES = ("animatediff", "modelscope", "sd", "stacked")  # UNets that run without a VAE too (vae: none)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which diffusion model to train, and how to build it."""
 
-    family: Literal["animatediff", "modelscope", "sd", "stacked"] = "animatediff"
-    # A local directory or hub id: a diffusers layout (unet/, vae/, text_encoder/, tokenizer/,
-    # scheduler/), e.g. Stable Diffusion 1.5 for `animatediff`/`sd`, or a videosspo checkpoint.
+    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan"] = "animatediff"
+    # `wan`: a flow-matching DiT (WanTransformer3DModel) on a VAE that compresses time 4x, so
+    # data.frames must be 4k+1; its velocity error replaces the UNets' epsilon error in every loss.
+    # A local directory or hub id: a diffusers layout (unet/ or transformer/, vae/, text_encoder/,
+    # tokenizer/, scheduler/), e.g. Stable Diffusion 1.5 for `animatediff`/`sd`,
+    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers for `wan`, or a videosspo checkpoint.
     # None builds the family's tiny random-weight model from configs (offline tests, the demo).
     pretrained: str | None = None
     # AnimateDiff only: a MotionAdapter directory or hub id, combined with `pretrained`'s 2-D UNet.
@@ -50,10 +56,14 @@ class ModelConfig:
     # `pretrained` (or a tiny AutoencoderKL for a tiny model).
     vae: Literal["auto", "none"] = "auto"
     # Frames per VAE call: encode/decode run per frame in chunks to bound memory for long clips.
+    # Video VAEs that compress time (wan) run one clip per call (their causal cache bounds memory).
     vae_chunk_frames: int = 16
-    # Prediction target of a tiny model's scheduler (pretrained models keep their own).
+    # Encode/decode in overlapping spatial tiles (diffusers' enable_tiling): less memory at high resolution.
+    vae_tiling: bool = False
+    # Prediction target of a tiny UNet's scheduler (pretrained models and DiTs keep their own objective).
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
-    # LoRA rank on the UNet's attention projections; 0 trains all UNet weights.
+    # LoRA rank on the denoiser's attention projections (DiTs: and feed-forward layers,
+    # `lora_targets` of the family); 0 trains all denoiser weights.
     lora_rank: int = 0
     lora_alpha: float | None = None  # None: alpha = rank
     # "auto": xformers when importable on CUDA, else torch SDPA; "sdpa" forces torch.
@@ -66,6 +76,8 @@ class ModelConfig:
         _check(self.motion_adapter is None or self.family == "animatediff", "model.motion_adapter",
                self.motion_adapter, "only the animatediff family takes a motion adapter")
         _check(self.vae_chunk_frames >= 1, "model.vae_chunk_frames", self.vae_chunk_frames, ">= 1")
+        _check(self.vae == "auto" or self.family in PIXEL_SPACE_FAMILIES, "model.vae", self.vae,
+               f"'auto' for model.family={self.family} (pixel space only for {', '.join(PIXEL_SPACE_FAMILIES)})")
         _check(self.lora_rank >= 0, "model.lora_rank", self.lora_rank, ">= 0 (0 = full fine-tuning)")
         _check(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
 
@@ -142,6 +154,7 @@ class ReplayConfig:
 class SampleConfig:
     """The latent sampler, for losers, periodic samples and `videosspo sample`."""
 
+    # DDPM-trained families: ddim, ddpm, euler, dpm++, unipc; flow matching (wan): euler, unipc.
     scheduler: Sampler = "ddim"
     steps: int = 20
     guidance: float = 7.5
@@ -162,6 +175,7 @@ class LoserConfig:
     steps: int = 20
     guidance: float = 7.5
     # ddim | ddpm | euler | dpm++ (DPM-Solver++ 2M) | unipc; the last two are made for 4-10 steps.
+    # Flow-matching families (wan): euler | unipc.
     scheduler: Sampler = "ddim"
     # A window of `reuse` optimizer steps trains on one global batch and its losers: they are sampled
     # at the window's first step (by that step's reference) and reused for the next reuse - 1 steps,

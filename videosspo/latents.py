@@ -89,6 +89,9 @@ def encoder_identity(model) -> dict:
 
     Call it before casting the frozen parts to fp16/bf16: the weight hash is of the values as they are.
     """
+    if model.temporal_factor > 1:
+        raise ValueError(f"data.latent_cache does not support model.family={model.family}: its VAE compresses time, "
+                         "so a clip's latents cannot be sliced per frame; unset data.latent_cache")
     if model.vae is None:
         return {"family": model.family, "vae": "none", "vae_class": None, "scaling_factor": None, "vae_sha256": None}
     config = {k: v for k, v in dict(model.vae.config).items() if not k.startswith("_")}

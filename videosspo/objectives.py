@@ -4,9 +4,27 @@ and its regression target. Each model family declares the objective it was train
 
     epsilon        x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε        target ε                      t ~ U{0, …, T−1}
     v_prediction   x_t as above                       target v = √ᾱ_t ε − √(1−ᾱ_t) x0
+    flow*          x_t = (1 − σ) x0 + σ ε             target v = ε − x0             t = σ T, σ ~ density
 
-A new objective (e.g. flow matching's x_t = (1−σ) x0 + σ ε, target ε − x0) is one more entry in
-`OBJECTIVES`, never a branch in the trainer.
+Flow matching follows diffusers' `FlowMatchEulerDiscreteScheduler`: σ ∈ [0, 1] is the noise level,
+the model sees t = σ·T (T = `num_train_timesteps`, 1000) and predicts the velocity v = ε − x0 that
+its Euler sampler integrates from σ = 1 to 0. The σ density is the family's training density:
+
+    flow               σ ~ U(0, 1)
+    flow_logit_normal  σ = sigmoid(n), n ~ N(0, 1)          (SD3 / LTX-Video trainers)
+    flow_shifted       σ = s u / (1 + (s − 1) u), u ~ U(0, 1), s = the scheduler's `shift`
+                       (the map the sampler applies to its own σ grid; Wan trains with it)
+
+All three draw one u ~ U(0, 1) per sample from (seed, step, position) (`videosspo.rng`);
+logit-normal maps it through the normal quantile, so resume and N processes stay exact.
+
+β under flow matching. The per-sample error is e = mean‖v − v_θ‖². Since x0 = x_t − σ v and
+ε = x_t + (1 − σ) v, the ε-error of the same prediction is (1 − σ)² e and its x0-error σ² e: the
+velocity error weighs each sample like the ε-error divided by (1 − σ)², about 4x at mid noise
+(σ ≈ 1/2). Diffusion-DPO's β (2000 for SSPO on ε-prediction UNets) absorbs T·ω(λ_t); to put the
+same pressure on the implicit reward −(β/2)(Δ_w − Δ_l) with velocity errors, the flow configs use
+β = 500 (2000 / 4). Per family (`configs/*`): animatediff / modelscope / sd (ε) 2000,
+cogvideox (v-prediction, e_v = e_ε / ᾱ_t ≈ 2x at mid noise) 1000, wan / ltx (flow) 500.
 """
 
 from __future__ import annotations
@@ -14,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+from einops import rearrange
 from torch import Tensor
 
 from videosspo import rng
@@ -38,10 +58,43 @@ def _ddpm_noisy(scheduler, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
     return scheduler.add_noise(x0, noise, t)
 
 
+# σ = density(u, scheduler config) for u ~ U(0, 1): the flow-matching training densities.
+SIGMA_DENSITIES: dict[str, Callable[[Tensor, dict], Tensor]] = {
+    "uniform": lambda u, config: u,
+    "logit_normal": lambda u, config: torch.sigmoid(torch.special.ndtri(u)),
+    "shifted": lambda u, config: config["shift"] * u / (1 + (config["shift"] - 1) * u),
+}
+
+
+def _flow_timesteps(density: str) -> Callable[..., Tensor]:
+    def timesteps(scheduler, seed: int, step: int, positions: list[int]) -> Tensor:
+        """t = σ T per sample (float32), σ from the density applied to u ~ U(0, 1) of (seed, step, position)."""
+        u = rng.sample_uniform(seed, step, positions)
+        return SIGMA_DENSITIES[density](u, scheduler.config) * scheduler.config.num_train_timesteps
+
+    return timesteps
+
+
+def _sigma(scheduler, t: Tensor) -> Tensor:
+    """σ = t / T, shaped to broadcast over `b ...` latents."""
+    return rearrange(t.float() / scheduler.config.num_train_timesteps, "b -> b 1 1 1 1")
+
+
+def _flow_noisy(scheduler, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    sigma = _sigma(scheduler, t)
+    return (1 - sigma) * x0 + sigma * noise
+
+
+def _flow_target(scheduler, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    return noise - x0
+
+
 OBJECTIVES: dict[str, Objective] = {
     "epsilon": Objective("epsilon", _uniform_discrete, _ddpm_noisy, lambda scheduler, x0, noise, t: noise),
     "v_prediction": Objective("v_prediction", _uniform_discrete, _ddpm_noisy,
                               lambda scheduler, x0, noise, t: scheduler.get_velocity(x0, noise, t)),
+    **{name: Objective(name, _flow_timesteps(density), _flow_noisy, _flow_target)
+       for name, density in (("flow", "uniform"), ("flow_logit_normal", "logit_normal"), ("flow_shifted", "shifted"))},
 }
 
 

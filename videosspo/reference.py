@@ -22,17 +22,21 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from videosspo.replay import ReplayPool
 
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 POLICY, REFERENCE = "default", "ref"
 
 
-def add_lora(unet, rank: int, alpha: float | None) -> None:
-    """Trainable LoRA on every attention projection (spatial, cross and motion attention).
+def lora_config(rank: int, alpha: float | None, targets) -> LoraConfig:
+    return LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), init_lora_weights=True)
+
+
+def add_lora(unet, rank: int, alpha: float | None, targets) -> None:
+    """Trainable LoRA on the modules whose names end in `targets` (the family's `lora_targets`:
+    every attention projection, spatial, cross and motion; DiTs also their feed-forward layers).
 
     Uses peft directly (diffusers' adapter mixin is missing on some UNets, e.g. UNet3DConditionModel).
     lora_B starts at zero, so the adapted network equals the base: theta_0 is the base model.
     """
-    config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS, init_lora_weights=True)
+    config = lora_config(rank, alpha, targets)
     with warnings.catch_warnings():  # peft warns that a second adapter is being added: that is the point
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         for name in (POLICY, REFERENCE):

@@ -34,6 +34,11 @@ def sample_timesteps(num_train_timesteps: int, seed: int, step: int, indices: li
                       for i in indices])
 
 
+def sample_uniform(seed: int, step: int, indices: list[int]) -> torch.Tensor:
+    """u ~ U(0, 1) per sample, as float32 `[len(indices)]` (flow matching's σ draws)."""
+    return torch.cat([torch.rand(1, generator=generator(seed, step, i, "timestep")) for i in indices])
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The dataset order of one epoch: a permutation of range(n) fixed by (seed, epoch)."""
     return np.random.default_rng([seed, epoch, PURPOSES["data"]]).permutation(n)

@@ -1,12 +1,13 @@
 """One sampling loop in latent space for every model family; decoding is a separate step.
 
 The loop is the textbook one over a diffusers scheduler built from the model's own training
-schedule (so betas and prediction type always match):
+schedule (so betas / flow shift and prediction type always match):
 
     x_T ~ N(0, I) * init_sigma;  for t in timesteps:  x <- scheduler.step(f(x, t, c), t, x)
 
 with classifier-free guidance f = f_u + g (f_c - f_u) when g > 1, both branches in one batched
-forward (2b). Noise is drawn per sample from its own seed, so sample i is the same whatever batch
+forward (2b). The same loop integrates a flow-matching model's velocity (f = v, σ from 1 to 0:
+Euler, or UniPC as `WanPipeline` samples). Noise is drawn per sample from its own seed, so sample i is the same whatever batch
 it is drawn in.
 
 Started from an image (`init`, strength s, as img2img / SDEdit): x_τ = objective.noisy(init, ε, τ)
@@ -16,28 +17,53 @@ steps; s = 1 is the plain loop from noise.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-                       UniPCMultistepScheduler)
+                       FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)
 from tqdm.auto import tqdm
 
 from videosspo import rng
 from videosspo.objectives import get_objective
 
-SCHEDULERS = {
-    "ddim": DDIMScheduler,
-    "ddpm": DDPMScheduler,
-    "euler": EulerDiscreteScheduler,
-    "dpm++": DPMSolverMultistepScheduler,   # DPM-Solver++ 2M (diffusers' default: dpmsolver++, order 2)
-    "unipc": UniPCMultistepScheduler,       # UniPC (bh2): few-step, 5-10 steps
+
+def _flow_unipc(config):
+    """UniPC on flow-matching σ (Wan's sampler): velocity prediction, the training scheduler's shift."""
+    return UniPCMultistepScheduler(num_train_timesteps=config.num_train_timesteps, prediction_type="flow_prediction",
+                                   use_flow_sigmas=True, flow_shift=config.shift)
+
+
+# Samplers by name, per training-scheduler class: each builds from the training scheduler's config.
+SCHEDULERS: dict[str, dict[str, Callable]] = {
+    "DDPMScheduler": {
+        "ddim": DDIMScheduler.from_config,
+        "ddpm": DDPMScheduler.from_config,
+        "euler": EulerDiscreteScheduler.from_config,
+        "dpm++": DPMSolverMultistepScheduler.from_config,  # DPM-Solver++ 2M (dpmsolver++, order 2)
+        "unipc": UniPCMultistepScheduler.from_config,  # UniPC (bh2): few-step, 5-10 steps
+    },
+    "FlowMatchEulerDiscreteScheduler": {
+        "euler": FlowMatchEulerDiscreteScheduler.from_config,
+        "unipc": _flow_unipc,
+    },
 }
 
 
 def make_scheduler(model, name: str = "ddim"):
     """A sampling scheduler sharing the model's training noise schedule."""
-    if name not in SCHEDULERS:
-        raise ValueError(f"sampler {name!r} is unknown; choose one of {', '.join(SCHEDULERS)}")
-    return SCHEDULERS[name].from_config(model.scheduler.config)
+    table = SCHEDULERS[type(model.scheduler).__name__]
+    if name not in table:
+        raise ValueError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
+                         f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
+                         f"{', '.join(table)}")
+    return table[name](model.scheduler.config)
+
+
+def scale_model_input(sched, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The scheduler's input scaling (Euler / DPM divide by √(σ² + 1)); flow matching feeds x_t as is."""
+    scale = getattr(sched, "scale_model_input", None)
+    return x if scale is None else scale(x, t)
 
 
 def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtype=torch.float32) -> torch.Tensor:
@@ -73,23 +99,23 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
     noise = per_sample_noise(shape, seeds, device)
     timesteps = sched.timesteps
     if init is None:
-        x = noise * sched.init_noise_sigma
+        x = noise * getattr(sched, "init_noise_sigma", 1.0)  # flow matching: x_1 = ε
     else:
-        if float(sched.init_noise_sigma) != 1.0:
+        if float(getattr(sched, "init_noise_sigma", 1.0)) != 1.0:
             raise ValueError(f"sampler {scheduler!r} keeps a sigma-scaled state; start from `init` with ddim, "
                              "ddpm, dpm++ or unipc")
         first = steps - max(1, round(strength * steps))
         timesteps = timesteps[first:]
         if hasattr(sched, "set_begin_index"):  # multistep solvers look their step index up from here
             sched.set_begin_index(first)
-        t0 = timesteps[:1].long().expand(len(seeds))
+        t0 = timesteps[:1].expand(len(seeds))  # int for DDPM schedules, σ·T (float) for flow
         x = get_objective(model.objective).noisy(model.scheduler, init.to(device, torch.float32), noise, t0)
     # Stochastic samplers (DDPM) draw their step noise from per-sample generators too, on a stream
     # of their own (seed + 1 would replay sample i+1's initial noise).
     step_kwargs = {"generator": [rng.generator(int(s), 0, 0, "sampler") for s in seeds]} if scheduler == "ddpm" else {}
     for t in tqdm(timesteps, desc="sampling", disable=not progress, leave=False):
         x_in = torch.cat([x, x]) if use_cfg else x
-        x_in = sched.scale_model_input(x_in, t)
+        x_in = scale_model_input(sched, x_in, t)
         out = model.predict(x_in, t.reshape(1).expand(x_in.shape[0]).to(device), cond).float()
         if use_cfg:
             out_u, out_c = out.chunk(2)

@@ -57,7 +57,7 @@ from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import get_objective
 from videosspo.reference import POLICY, Policy, add_lora
 from videosspo.replay import ReplayPool
-from videosspo.sampling import sample_latents
+from videosspo.sampling import make_scheduler, sample_latents
 from videosspo.video import write_video
 
 log = logging.getLogger("videosspo.trainer")
@@ -264,10 +264,12 @@ class Trainer:
         self.watchdog, self.divergence = Watchdog(cfg.train.anomaly_factor), None
 
         self.model = build_model(cfg.model)
+        for sampler in {cfg.sample.scheduler, cfg.loser.scheduler}:
+            make_scheduler(self.model, sampler)  # a sampler that does not fit the model fails now, not at step 1
         encoder = encoder_identity(self.model) if cfg.data.latent_cache else None  # before any dtype cast
         if cfg.model.lora_rank:
             self.model.unet.requires_grad_(False)
-            add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha)
+            add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha, self.model.lora_targets)
         if cfg.model.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)

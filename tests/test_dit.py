@@ -1,0 +1,216 @@
+"""Flow-matching DiT families (Wan): the flow objective by hand, the losses on velocity errors,
+temporal-VAE latent frames, agreement with diffusers' `WanPipeline` (prompts, latents, sampling,
+LoRA files), gradient checkpointing, and training: SSPO steps, resume, the real hub layout."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanPipeline
+
+from models import build_model, load_model
+from videosspo.config import ConfigError, ModelConfig, load_config
+from videosspo.latents import encoder_identity
+from videosspo.losses import LOSSES, per_sample_error
+from videosspo.objectives import OBJECTIVES
+from videosspo.sampling import per_sample_noise, sample_latents
+from videosspo.trainer import Trainer
+
+from test_trainer import straight_and_resumed, unet_state
+
+PROMPTS = ["a red square moving left", "a blue circle moving up"]
+WAN = {"model.family": "wan", "data.frames": 5, "data.height": 32, "data.width": 32, "loser.scheduler": "euler",
+       "sample.scheduler": "unipc", "model.lora_rank": 4, "train.export": "adapter"}
+_CACHE: dict = {}
+
+
+def wan():
+    if "wan" not in _CACHE:
+        _CACHE["wan"] = build_model(ModelConfig(family="wan"))
+    return _CACHE["wan"]
+
+
+def pipeline(model) -> WanPipeline:
+    """The diffusers pipeline over the very same modules, sampling with Wan's UniPC (flow) scheduler."""
+    sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                    flow_shift=model.scheduler.config.shift)
+    return WanPipeline(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
+                       transformer=model.unet, scheduler=sched)
+
+
+# -- the flow-matching objective -------------------------------------------------------------------
+
+
+def test_flow_noising_and_target_by_hand():
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    x0, noise = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
+    t = torch.tensor([250.0, 900.0])
+    for name in ("flow", "flow_shifted", "flow_logit_normal"):
+        obj = OBJECTIVES[name]
+        torch.testing.assert_close(obj.noisy(sched, x0, noise, t)[0], 0.75 * x0[0] + 0.25 * noise[0])
+        torch.testing.assert_close(obj.noisy(sched, x0, noise, t)[1], 0.1 * x0[1] + 0.9 * noise[1])
+        torch.testing.assert_close(obj.target(sched, x0, noise, t), noise - x0)
+
+
+def test_flow_noising_matches_the_euler_sampler():
+    """x_t at the sampler's own σ grid is what `FlowMatchEulerDiscreteScheduler.scale_noise` gives."""
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    sched.set_timesteps(10)
+    x0, noise = torch.randn(1, 4, 2, 2, 2), torch.randn(1, 4, 2, 2, 2)
+    t = sched.timesteps[3:4]
+    torch.testing.assert_close(OBJECTIVES["flow_shifted"].noisy(sched, x0, noise, t),
+                               sched.scale_noise(x0, t, noise))
+
+
+def test_flow_timestep_densities_by_hand():
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    positions = list(range(512))
+    u = OBJECTIVES["flow"].timesteps(sched, 0, 7, positions) / 1000  # uniform: σ = u
+    assert u.dtype == torch.float32 and 0 <= float(u.min()) and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.05
+    shifted = OBJECTIVES["flow_shifted"].timesteps(sched, 0, 7, positions) / 1000
+    torch.testing.assert_close(shifted, 3 * u / (1 + 2 * u))
+    logit_normal = OBJECTIVES["flow_logit_normal"].timesteps(sched, 0, 7, positions) / 1000
+    normal = torch.distributions.Normal(0.0, 1.0)
+    torch.testing.assert_close(logit_normal, torch.sigmoid(normal.icdf(u)), atol=1e-5, rtol=1e-5)
+    # per sample: position 5 draws the same whatever its batch
+    assert torch.equal(OBJECTIVES["flow"].timesteps(sched, 0, 7, [5]), u[5:6] * 1000)
+
+
+def test_dpo_and_sspo_on_velocity_errors_follow_the_same_formulas():
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    obj = OBJECTIVES["flow_shifted"]
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4, 4, 3, 2, 2, generator=gen)
+    noise = torch.randn(4, 4, 3, 2, 2, generator=gen)
+    t = obj.timesteps(sched, 0, 0, [0, 1, 2, 3])
+    target = obj.target(sched, x0, noise, t)
+    preds = [target + 0.3 * torch.randn(target.shape, generator=gen) for _ in range(4)]
+    e_w, e_l, ref_w, ref_l = (per_sample_error(p, target) for p in preds)
+    by_hand = [((target - p) ** 2).mean(dim=(1, 2, 3, 4)) for p in preds]
+    torch.testing.assert_close(e_w, by_hand[0])
+    beta = 500.0
+    dpo = -torch.nn.functional.logsigmoid(-beta / 2 * ((e_w - ref_w) - (e_l - ref_l)))
+    got, _ = LOSSES["dpo"](e_w, e_l, ref_w, ref_l, beta=beta, ssr_mode="sft")
+    torch.testing.assert_close(got, dpo)
+    got, stats = LOSSES["sspo"](e_w, e_l, ref_w, ref_l, beta=beta, ssr_mode="sft")
+    torch.testing.assert_close(got, torch.where(ref_w < e_w, e_w, dpo))
+    assert float(stats["sspo/switch_frac"]) == float((ref_w < e_w).float().mean())
+
+
+# -- the Wan family against WanPipeline --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frames, latent_frames", [(1, 1), (5, 2), (9, 3)])
+def test_temporal_vae_latent_frames(frames, latent_frames):
+    model = wan()
+    assert model.latent_shape(frames, 32, 32) == (4, latent_frames, 4, 4)
+    pixels = torch.rand(1, 3, frames, 32, 32) * 2 - 1
+    latents = model.encode_video(pixels)
+    assert latents.shape == (1, 4, latent_frames, 4, 4)
+    assert model.decode(latents).shape == pixels.shape
+
+
+def test_invalid_frame_count_and_size_are_clear_errors():
+    model = wan()
+    with pytest.raises(ValueError, match=r"data\.frames=8 is invalid for model\.family=wan.*4k\+1 \(e\.g\. 5, 17"):
+        model.latent_shape(8, 32, 32)
+    with pytest.raises(ValueError, match=r"24x32 must be multiples of 16"):
+        model.latent_shape(9, 24, 32)
+    with pytest.raises(ConfigError, match=r"model\.vae='none'.*'auto' for model\.family=wan"):
+        load_config(overrides=["--model.family=wan", "--model.vae=none"])
+    with pytest.raises(ValueError, match=r"data\.latent_cache does not support model\.family=wan"):
+        encoder_identity(model)
+
+
+def test_prompts_and_latents_follow_wan_pipeline():
+    model = wan()
+    pipe = pipeline(model)
+    cond = model.encode_prompt(PROMPTS)
+    want = pipe._get_t5_prompt_embeds(PROMPTS, max_sequence_length=16)
+    torch.testing.assert_close(cond, want)
+    assert cond[1, -1].abs().sum() == 0  # padding positions are zero, as the pipeline pads
+    # decode = the pipeline's de-normalisation z * std + mean, then the VAE
+    latents = torch.randn(1, *model.latent_shape(5, 32, 32))
+    std = torch.tensor(model.vae.config.latents_std).view(1, -1, 1, 1, 1)
+    mean = torch.tensor(model.vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    torch.testing.assert_close(model.decode(latents), model.vae.decode(latents * std + mean).sample.clamp(-1, 1))
+
+
+def test_sampler_equals_wan_pipeline_with_cfg():
+    """Our one sampling loop (UniPC on flow σ, CFG 5) reproduces `WanPipeline(...)` from the same x_1."""
+    model = wan()
+    shape = model.latent_shape(5, 32, 32)
+    ours = sample_latents(model, PROMPTS[:1], frames=5, height=32, width=32, seeds=[3], steps=4, guidance=5.0,
+                          negative_prompt="", scheduler="unipc")
+    theirs = pipeline(model)(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=4,
+                             guidance_scale=5.0, latents=per_sample_noise(shape, [3]), max_sequence_length=16,
+                             output_type="latent").frames
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_gradient_checkpointing_recomputes_each_block():
+    model = build_model(ModelConfig(family="wan"))
+    calls = []
+    model.unet.blocks[0].register_forward_pre_hook(lambda *args: calls.append(1))  # recomputation stops early: pre-hook
+    x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([500.0]), model.encode_prompt(PROMPTS[:1])
+    for enabled in (False, True):
+        if enabled:
+            model.unet.enable_gradient_checkpointing()
+        calls.clear()
+        model.unet.train()
+        model.predict(x, t, cond).square().mean().backward()
+        assert len(calls) == (2 if enabled else 1)  # checkpointed: forward again inside backward
+
+
+# -- training -----------------------------------------------------------------------------------------
+
+
+def test_sspo_steps_lora_export_and_wan_pipeline_load(tiny_config):
+    cfg = tiny_config(**WAN)
+    trainer = Trainer(cfg)
+    before = unet_state(trainer)
+    summary = trainer.fit()
+    after = unet_state(trainer)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all("lora" in k for k in changed)
+    assert any(".ffn." in k for k in changed) and any(".attn2." in k for k in changed)  # FFN + cross-attention
+    metrics = [json.loads(line) for line in open(cfg.train.output_dir + "/metrics.jsonl")]
+    assert all(math.isfinite(m["loss"]) and "sspo/switch_frac" in m for m in metrics)
+    # The exported adapter: our loader and WanPipeline.load_lora_weights give the trained policy.
+    exported = f"{summary['checkpoint']}/model"
+    ours = load_model(exported)
+    pipe = pipeline(build_model(ModelConfig(family="wan")))
+    x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([700.0]), ours.encode_prompt(PROMPTS[:1])
+    with torch.no_grad():
+        base = pipe.transformer(x, t, cond).sample
+        pipe.load_lora_weights(exported)
+        loaded = pipe.transformer(x, t, cond).sample
+        trained = trainer.model.predict(x, t, cond)
+        torch.testing.assert_close(ours.predict(x, t, cond), trained, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loaded, trained, atol=1e-5, rtol=1e-5)
+    assert (loaded - base).abs().max() > 1e-4
+
+
+def test_resume_equals_uninterrupted_for_wan(tiny_config, tmp_path):
+    straight, resumed = straight_and_resumed(tiny_config, tmp_path, 3, **WAN, **{"train.checkpoint_every": 2})
+    a, b = unet_state(straight), unet_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_trains_from_the_real_hub_layout(tiny_config, tmp_path):
+    """`WanPipeline.save_pretrained` writes what Wan-AI/Wan2.1-T2V-1.3B-Diffusers holds (UniPC scheduler)."""
+    model = wan()
+    pipeline(model).save_pretrained(tmp_path / "hub")
+    index = json.loads((tmp_path / "hub" / "model_index.json").read_text())
+    assert index["transformer"] == ["diffusers", "WanTransformer3DModel"] and index["scheduler"][1] == "UniPCMultistepScheduler"
+    trainer = Trainer(tiny_config(**WAN, **{"model.pretrained": str(tmp_path / "hub"), "train.max_steps": 1}))
+    assert isinstance(trainer.model.scheduler, FlowMatchEulerDiscreteScheduler)
+    assert trainer.model.scheduler.config.shift == 3.0  # from UniPC's flow_shift
+    x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([700.0]), model.encode_prompt(PROMPTS[:1])
+    with torch.no_grad():  # before training (LoRA B = 0) the loaded model is the saved one
+        torch.testing.assert_close(trainer.model.predict(x, t, cond), model.predict(x, t, cond))
+    assert trainer.fit()["steps"] == 1
