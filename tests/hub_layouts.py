@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from diffusers import DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel
+from diffusers import (DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel,
+                       UniPCMultistepScheduler, WanPipeline)
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from transformers import CLIPConfig, CLIPImageProcessor
 
 from models.families import ModelScope
-from models.tiny import TEXT_DIM, tiny_components, tiny_motion_adapter, tiny_unet2d_kwargs
+from models.tiny import TEXT_DIM, tiny_components, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
 from videosspo.config import ModelConfig
 
 # scheduler/scheduler_config.json of the two pipeline repositories, as shipped (SD 1.5's also holds
@@ -29,6 +30,10 @@ SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_
 MODELSCOPE_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                             num_train_timesteps=1000, prediction_type="epsilon", set_alpha_to_one=False,
                             steps_offset=1)
+
+# Wan-AI/Wan2.1-T2V-1.3B-Diffusers: the sampler WanPipeline uses, UniPC on flow-matching sigmas, shift 3.
+WAN_SCHEDULER = dict(num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True,
+                     flow_shift=3.0, solver_order=2)
 
 
 def _frozen_parts(seed: int) -> dict:
@@ -68,12 +73,20 @@ def motion_adapter(path: Path) -> None:
     tiny_motion_adapter().save_pretrained(path)
 
 
+def wan_pipeline(path: Path) -> None:
+    """`Wan-AI/Wan2.1-T2V-1.3B-Diffusers`: a WanPipeline (transformer/, UMT5, AutoencoderKLWan) with UniPC."""
+    parts = tiny_wan(ModelConfig(family="wan"))
+    WanPipeline(transformer=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"],
+                tokenizer=parts["tokenizer"], scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER)).save_pretrained(path)
+
+
 HUB_LAYOUTS: dict[str, Callable[[Path], None]] = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": sd15_pipeline,
     "runwayml/stable-diffusion-v1-5": sd15_pipeline,
     "ali-vilab/text-to-video-ms-1.7b": modelscope_pipeline,
     "damo-vilab/text-to-video-ms-1.7b": modelscope_pipeline,
     "guoyww/animatediff-motion-adapter-v1-5-2": motion_adapter,
+    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": wan_pipeline,
 }
 
 

@@ -201,15 +201,15 @@ def test_resume_equals_uninterrupted_for_wan(tiny_config, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_trains_from_the_real_hub_layout(tiny_config, tmp_path):
-    """`WanPipeline.save_pretrained` writes what Wan-AI/Wan2.1-T2V-1.3B-Diffusers holds (UniPC scheduler)."""
-    model = wan()
-    pipeline(model).save_pretrained(tmp_path / "hub")
-    index = json.loads((tmp_path / "hub" / "model_index.json").read_text())
+def test_trains_from_the_real_hub_layout(tiny_config, hub_layout):
+    """The folder `WanPipeline.save_pretrained` writes, as Wan-AI/Wan2.1-T2V-1.3B-Diffusers holds it (UniPC scheduler)."""
+    folder = hub_layout("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
+    index = json.loads((folder / "model_index.json").read_text())
     assert index["transformer"] == ["diffusers", "WanTransformer3DModel"] and index["scheduler"][1] == "UniPCMultistepScheduler"
-    trainer = Trainer(tiny_config(**WAN, **{"model.pretrained": str(tmp_path / "hub"), "train.max_steps": 1}))
+    trainer = Trainer(tiny_config(**WAN, **{"model.pretrained": str(folder), "train.max_steps": 1}))
     assert isinstance(trainer.model.scheduler, FlowMatchEulerDiscreteScheduler)
     assert trainer.model.scheduler.config.shift == 3.0  # from UniPC's flow_shift
+    model = wan()  # the same seeded tiny weights the folder was written from
     x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([700.0]), model.encode_prompt(PROMPTS[:1])
     with torch.no_grad():  # before training (LoRA B = 0) the loaded model is the saved one
         torch.testing.assert_close(trainer.model.predict(x, t, cond), model.predict(x, t, cond))
