@@ -529,9 +529,9 @@ def bench_sampling(family, data, tmp, s: Settings, device) -> list[dict]:
     prompts = fixed_batch(tr, s.batch)["captions"]
     f = frames_for(family, s)
     rows = []
-    from videosspo.sampling import SCHEDULERS
+    from videosspo.sampling import samplers_for
 
-    for scheduler, guidance in [(name, 1.0) for name in SCHEDULERS] + [("ddim", 7.5)]:
+    for scheduler, guidance in [(name, 1.0) for name in samplers_for(model)] + [("ddim", 7.5)]:
         def run():
             sample_latents(model, prompts, frames=f, height=s.height, width=s.width, seeds=list(range(len(prompts))),
                            steps=s.sample_steps, guidance=guidance, scheduler=scheduler)

@@ -50,9 +50,14 @@ SCHEDULERS: dict[str, dict[str, Callable]] = {
 }
 
 
+def samplers_for(model) -> dict[str, Callable]:
+    """The samplers that apply to `model`: those of its training scheduler's class."""
+    return SCHEDULERS[type(model.scheduler).__name__]
+
+
 def make_scheduler(model, name: str = "ddim"):
     """A sampling scheduler sharing the model's training noise schedule."""
-    table = SCHEDULERS[type(model.scheduler).__name__]
+    table = samplers_for(model)
     if name not in table:
         raise ValueError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
                          f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
