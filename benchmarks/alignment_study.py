@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--prompts", type=int, help="use the first N held-out and seen prompts (default: all 24 each)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--work", default=str(ROOT / "runs" / "alignment_study"), help="training runs' folders")
+    p.add_argument("--report-only", dest="report_only", action="store_true",
+                   help="train nothing: rebuild the report from the runs already in <out>/runs")
     p.add_argument("--force", action="store_true", help="rerun (variant, seed) runs already in <out>/runs")
     args, rest = p.parse_known_args(argv)
 
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
     extra = parse_overrides(rest)  # e.g. --model.pretrained DIR (default: the committed base)
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    for variant in args.variants:
+    for variant in [] if args.report_only else args.variants:
         for seed in s.seeds:
             path = _run_path(out, variant, seed)
             if path.is_file() and not args.force:
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
     records = [{**r, "evals": {str(k): v for k, v in r["evals"].items()}} for r in records]
     summary = summarize(records)
     settings = {"mode": "quick" if args.quick else "full", **dataclasses.asdict(s), "prompts": len(prompts["heldout"]),
-                "overrides": extra}
+                "overrides": extra, "seeds_run": {v: e["seeds"] for v, e in summary.items()}}
     env = environment("cuda" if torch.cuda.is_available() else "cpu")
     result = {"settings": settings, "environment": env, "summary": summary, "runs": records}
     (out / "study.json").write_text(json.dumps(result, indent=1))

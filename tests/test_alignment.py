@@ -204,3 +204,7 @@ def test_alignment_study_tiny(stacked, world, tmp_path):
     before, after = runs["base"]["evals"]["0"]["heldout"], runs["sft"]["evals"]["7"]["heldout"]
     assert before["flicker"] != after["flicker"] and before["diversity"] != after["diversity"]
     assert "heldout prompts, equal optimizer steps" in (tmp_path / "study" / "study.md").read_text()
+    # the report is rebuilt from the saved runs alone
+    again = main(["--quick", "--report-only", "--out", str(tmp_path / "study"), "--prompts", "2"])
+    assert json.dumps(again["summary"]) == json.dumps(summary)  # (nan intervals: one seed)
+    assert again["settings"]["seeds_run"]["sft"] == [0]
