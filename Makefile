@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install   ## synthetic data + a short SSPO run of the tiny AnimateDiff model (CPU, a few minutes)
+demo: install   ## align the committed synthetic-world base with SSPO: before/after adherence + GIFs (CPU, minutes)
 	$(BIN)/videosspo demo
 
 test: install   ## the whole test suite (CPU)
