@@ -246,3 +246,60 @@ def test_load_rejects_config_mismatch(tmp_path):
     filled(ReplayPool(size=4), [0, 10]).save(tmp_path)
     with pytest.raises(ValueError, match="interval: saved 30, configured 10"):
         ReplayPool(size=4, interval=10).load(tmp_path)
+
+
+# Two processes of one node (torchrun, gloo): the first writes each snapshot, both map the same files.
+NODE_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+import torch, torch.distributed as dist
+from videosspo.replay import NodeShare, ReplayPool
+
+dist.init_process_group("gloo")
+rank, folder = dist.get_rank(), Path(sys.argv[1])
+pool = ReplayPool(size=3, interval=1, share=NodeShare(folder, writer=rank == 0, barrier=dist.barrier))
+for step in range(4):
+    pool.add(step, {"w": torch.full((64,), float(step + rank))})  # rank 1's own values are never used
+mapped = sorted({line.split()[5] for line in open("/proc/self/maps")
+                 if str(folder) in line and not line.rstrip().endswith("(deleted)")})
+report = {"mapped": mapped, "inodes": [os.stat(p).st_ino for p in mapped],
+          "values": [pool.get(i)["w"][0].item() for i in range(len(pool))]}
+Path(sys.argv[2], f"rank{rank}.json").write_text(json.dumps(report))
+dist.barrier()
+"""
+
+
+def test_two_local_processes_map_the_one_node_copy(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    node, script = tmp_path / "node", tmp_path / "node_pool.py"
+    script.write_text(NODE_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                    str(node), str(tmp_path)], check=True, env=env, capture_output=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    files = [str(node / f"snap_{s:08d}.safetensors") for s in (0, 2, 3)]  # size 3: θ0 kept, step 1 evicted
+    assert r0["mapped"] == r1["mapped"] == files and r0["inodes"] == r1["inodes"]
+    assert sorted(str(p) for p in node.iterdir()) == files  # one copy of each on the node
+    assert r0["values"] == r1["values"] == [0.0, 2.0, 3.0]  # rank 0's snapshots, seen by both
+
+
+def test_a_run_with_node_shared_snapshots_equals_one_with_its_own_copies(tiny_config, tmp_path):
+    from videosspo.trainer import Trainer
+
+    own = Trainer(tiny_config(**{"train.output_dir": str(tmp_path / "own")}))
+    shared = Trainer(tiny_config(**{"train.output_dir": str(tmp_path / "shared"), "replay.node_dir": str(tmp_path / "node")}))
+    own.fit()
+    shared.fit()
+    assert own.pool.steps == shared.pool.steps == [0, 1, 2]
+    for i in range(len(own.pool)):
+        assert_snap_equal(own.pool.get(i), shared.pool.get(i))
+    a, b = own.model.unet.state_dict(), shared.model.unet.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    maps = open("/proc/self/maps").read()
+    assert str(tmp_path / "node") in maps  # the pool's tensors are maps of the node's files ...
+    assert not any((tmp_path / "node").iterdir())  # ... whose run folder is removed at the end

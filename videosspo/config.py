@@ -143,6 +143,11 @@ class ReplayConfig:
     evict: Literal["oldest", "random"] = "oldest"                 # theta_0 is never evicted
     cpu_budget_gb: float = 8.0   # per process: full fine-tuning snapshots past this spill to disk
     spill_dir: str | None = None  # default: <train.output_dir>/replay_spill (a rank<i>/ folder per process)
+    # A node-local folder (e.g. /dev/shm/videosspo or a local SSD): the node's first process writes each
+    # snapshot there once and every process of the node memory-maps it, so a node holds one copy of the
+    # pool (in the page cache) instead of one per process; cpu_budget_gb and spill_dir then do not apply.
+    # A folder per run is made inside it and removed when the run ends.
+    node_dir: str | None = None
 
     def __post_init__(self):
         _check(self.interval >= 1, "replay.interval", self.interval, ">= 1")

@@ -4,13 +4,20 @@ A snapshot is a ``dict[str, Tensor]``: LoRA adapter weights or a full state dict
 care which. Snapshots are held on CPU (cloned, detached); past ``cpu_budget_gb`` the oldest ones
 other than θ₀ are spilled to ``spill_dir`` as safetensors and read back on demand. θ₀, the first
 snapshot added, is never evicted and never spilled (every strategy draws it). GB means 1e9 bytes.
+
+With a ``NodeShare`` the processes of a node hold one copy instead of one each: the node's first
+process writes every snapshot to a node-local folder once and every process memory-maps that file
+(safetensors maps it), so the page cache holds it once.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -29,6 +36,16 @@ class _Snapshot:
     tensors: dict[str, Tensor] | None  # None once spilled
     path: Path | None  # the safetensors file once spilled
     digest: str | None = None  # its name in a SnapshotStore, once saved there
+
+
+@dataclass(frozen=True)
+class NodeShare:
+    """Where a node keeps its one copy of the pool: ``folder`` (node-local, e.g. /dev/shm/...), written by
+    the process with ``writer`` set (local rank 0); ``barrier`` waits for every process of the run."""
+
+    folder: Path
+    writer: bool
+    barrier: Callable[[], None]
 
 
 def _nbytes(tensors: dict[str, Tensor]) -> int:
@@ -62,6 +79,7 @@ class ReplayPool:
         evict: str = "oldest",
         cpu_budget_gb: float = 8.0,
         spill_dir: str | Path | None = None,
+        share: NodeShare | None = None,
     ):
         if size < 1:
             raise ValueError(f"replay.size must be >= 1 (1 holds only θ0); got {size}")
@@ -74,6 +92,7 @@ class ReplayPool:
         self.size, self.interval, self.strategy, self.evict = size, interval, strategy, evict
         self.cpu_budget_bytes = int(cpu_budget_gb * 1e9)
         self.spill_dir = Path(spill_dir) if spill_dir is not None else None
+        self.share = share  # when set, snapshots are memory-mapped node files: no CPU budget, no spilling
         self._snaps: list[_Snapshot] = []
 
     # ---- queries -------------------------------------------------------------------------------
@@ -142,9 +161,33 @@ class ReplayPool:
         snap = self._snaps.pop(index)
         if snap.path is not None:
             snap.path.unlink(missing_ok=True)
+        if self.share is not None and self.share.writer:  # processes still mapping it keep their pages
+            self._node_file(snap.step).unlink(missing_ok=True)
+
+    def _node_file(self, step: int) -> Path:
+        return self.share.folder / f"snap_{step:08d}.safetensors"
+
+    def _map(self, step: int, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The node's copy of a snapshot: written once by the node's writer, then memory-mapped by every process."""
+        path = self._node_file(step)
+        if self.share.writer:
+            self.share.folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            save_file(tensors, str(tmp))
+            os.replace(tmp, path)
+        self.share.barrier()
+        return load_file(path)  # safetensors maps the file: its pages are shared by the node's processes
+
+    def close(self) -> None:
+        """Remove the node's snapshot files (the writer's job); the mapped tensors stay readable."""
+        if self.share is not None and self.share.writer:
+            shutil.rmtree(self.share.folder, ignore_errors=True)
 
     def _insert(self, step: int, tensors: dict[str, Tensor]) -> None:
         """Append a snapshot, spilling the oldest in-memory ones after θ₀ (then the new one) past the budget."""
+        if self.share is not None:
+            self._snaps.append(_Snapshot(step, self._map(step, tensors), None))
+            return
         self._snaps.append(_Snapshot(step, tensors, None))
         # Spill order: oldest after θ0 first, the newest (the one `latest` draws) last.
         for snap in self._snaps[1:]:

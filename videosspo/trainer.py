@@ -24,6 +24,7 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -56,7 +57,7 @@ from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import get_objective
 from videosspo.reference import POLICY, Policy, add_lora
-from videosspo.replay import ReplayPool
+from videosspo.replay import NodeShare, ReplayPool
 from videosspo.sampling import make_scheduler, sample_latents
 from videosspo.video import write_video
 
@@ -304,10 +305,13 @@ class Trainer:
         replay = cfg.replay
         if cfg.method.name == "dpo":  # Diffusion-DPO: the frozen initial model is the reference
             replay = dataclasses.replace(replay, size=1, strategy="initial")
-        # Every process holds the pool (each needs its reference); spilled files go to a folder per process.
+        # Every process holds the pool (each needs its reference): its own copy, spilling to a folder per
+        # process; or, with replay.node_dir, a memory map of the node's one copy (a folder per run).
         spill_dir = Path(replay.spill_dir or self.out / "replay_spill") / f"rank{acc.process_index}"
+        share = (NodeShare(Path(replay.node_dir) / _run_key(self.out), acc.is_local_main_process, acc.wait_for_everyone)
+                 if replay.node_dir else None)
         self.pool = ReplayPool(size=replay.size, interval=replay.interval, strategy=replay.strategy, evict=replay.evict,
-                               cpu_budget_gb=replay.cpu_budget_gb, spill_dir=spill_dir)
+                               cpu_budget_gb=replay.cpu_budget_gb, spill_dir=spill_dir, share=share)
         if cfg.method.name != "sft":
             self.pool.add(0, self.policy.snapshot())
         self.losers = LoserCache(cfg.loser.reuse)
@@ -441,7 +445,10 @@ class Trainer:
                 tidy(self.out)  # what a killed save or prune left behind
             acc.wait_for_everyone()
             self.resume(self.config.train.resume)
-            return self._train(on_step)
+            try:
+                return self._train(on_step)
+            finally:
+                self.pool.close()  # replay.node_dir: the node's snapshot files
 
     def _train(self, on_step) -> dict:
         cfg, acc = self.config, self.accelerator
@@ -726,6 +733,11 @@ def check_compatible(saved: Config, current: Config) -> None:
         section, name = key.split(".")
         if a[section][name] != b[section][name]:
             raise ConfigError(f"cannot resume: {key} is {b[section][name]!r} but the checkpoint has {a[section][name]!r}")
+
+
+def _run_key(output_dir: Path) -> str:
+    """A name for a run's files in shared node-local folders: its output folder, hashed."""
+    return "run-" + hashlib.sha1(str(output_dir.resolve()).encode()).hexdigest()[:12]
 
 
 def _slug(text: str, n: int = 60) -> str:
