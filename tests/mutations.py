@@ -51,6 +51,36 @@ MUTATIONS: tuple[Mutation, ...] = (
         "rewriting step_N deletes the old one before the new one is in place: a kill between leaves no step_N",
         ("tests/test_faults.py::test_kill_while_rewriting_the_final_checkpoint",)),
     Mutation(
+        "checkpoint deleted in place", "videosspo/checkpoint.py",
+        "    os.replace(folder, trash)\n    shutil.rmtree(trash, ignore_errors=True)",
+        "    shutil.rmtree(folder, ignore_errors=True)",
+        "a kill while pruning leaves a half-deleted folder under its step_* name",
+        ("tests/test_faults.py::test_kill_while_pruning_then_resume_equals_uninterrupted",)),
+    Mutation(
+        "no fallback from a damaged newest checkpoint", "videosspo/trainer.py",
+        '                if where != "latest":\n                    raise',
+        "                raise",
+        "resume latest stops at a truncated file although an earlier complete checkpoint exists",
+        ("tests/test_faults.py::test_truncated_file_in_the_newest_checkpoint_falls_back_to_the_previous",)),
+    Mutation(
+        "divergence checkpoint pruned", "videosspo/checkpoint.py",
+        "        if old.name != protect:",
+        "        if True:",
+        "after a blow-up keep_checkpoints deletes the last good checkpoint",
+        ("tests/test_faults.py::test_divergence_keeps_the_last_checkpoint_before_it",)),
+    Mutation(
+        "metrics.jsonl not cut back at resume", "videosspo/trainer.py",
+        "    if len(kept) < len(lines):",
+        "    if False:",
+        "steps between the last checkpoint and a kill are logged twice",
+        ("tests/test_faults.py::test_truncated_file_in_the_newest_checkpoint_falls_back_to_the_previous",)),
+    Mutation(
+        "snapshot store collects referenced snapshots", "videosspo/checkpoint.py",
+        "            if path.stem not in keep:",
+        "            if True:",
+        "pruning deletes replay snapshots that remaining checkpoints still refer to",
+        ("tests/test_faults.py::test_kill_while_pruning_then_resume_equals_uninterrupted",)),
+    Mutation(
         "fit steps against the gradient", "videosspo/trainer.py",
         "acc.backward(loss)",
         "acc.backward(-loss)",
