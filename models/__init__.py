@@ -42,24 +42,16 @@ def load_model(path: str | Path, **overrides) -> VideoDiffusionModel:
 
 
 def save_adapter(path: str | Path, adapter: dict, cfg: ModelConfig) -> None:
-    """Write a LoRA policy as its adapter weights plus the base it applies to (MBs, not GBs).
+    """Write a LoRA policy as its adapter, in the format of the family's loader, plus the base it applies to.
 
-    The weights are in diffusers' LoRA format (the family pipeline's `save_lora_weights`: keys
-    `unet.` / `transformer.` + peft names, rank and alpha in the metadata), so
-    `WanPipeline.from_pretrained(base).load_lora_weights(path)` (or the family's pipeline) applies
-    them too; `load_model` rebuilds the base from `cfg` (a local folder, a hub id, or the seeded
-    tiny model) and loads the adapter into it.
+    MBs, not GBs. `load_model` rebuilds the base from `cfg` (a local folder, a hub id, or the seeded
+    tiny model) and loads the adapter into it; diffusers users load it as README's "Use the result" shows.
     """
     from videosspo.reference import lora_config
 
-    family = FAMILIES[cfg.family]
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    metadata = lora_config(cfg.lora_rank, cfg.lora_alpha, family.lora_targets).to_dict()
-    pipeline = getattr(diffusers, family.pipeline)  # imported on use: pipelines pull in image processors
-    pipeline.save_lora_weights(path, **{f"{family.denoiser}_lora_layers": adapter,
-                                        f"{family.denoiser}_lora_adapter_metadata": metadata},
-                               weight_name=ADAPTER_WEIGHTS)
+    FAMILIES[cfg.family].save_adapter(path, adapter, lora_config(cfg.lora_rank, cfg.lora_alpha, FAMILIES[cfg.family].lora_targets))
     info = {"family": cfg.family, "vae": cfg.vae != "none", "base": dataclasses.asdict(cfg)}
     (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
 
@@ -71,9 +63,7 @@ def _load_adapter(path: Path, info: dict, overrides: dict) -> VideoDiffusionMode
     model = build_model(cfg)
     model.unet.requires_grad_(False)
     add_lora(model.unet, cfg.lora_rank, cfg.lora_alpha, model.lora_targets)
-    prefix = f"{model.denoiser}."
-    adapter = {k.removeprefix(prefix): v for k, v in load_file(str(path / ADAPTER_WEIGHTS)).items()}
-    set_peft_model_state_dict(model.unet, adapter, adapter_name=POLICY)
+    set_peft_model_state_dict(model.unet, type(model).load_adapter(path), adapter_name=POLICY)
     return model
 
 

@@ -17,8 +17,10 @@ import logging
 from pathlib import Path
 from typing import ClassVar
 
+import diffusers
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler
+from peft import LoraConfig
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -48,9 +50,19 @@ class VideoDiffusionModel:
                                              "tokenizer": CLIPTokenizer, "scheduler": DDPMScheduler}
     pipeline: ClassVar[str]  # name of the family's diffusers pipeline (its LoRA format, its hub layout)
     lora_targets: ClassVar[tuple[str, ...]] = ATTENTION_PROJECTIONS  # module-name suffixes LoRA adapts
+    # The noise schedule the family was trained and is sampled with: scheduler config values over
+    # the folder's `scheduler/` ({}: the folder's as shipped). `model.schedule` overrides them.
+    schedule: ClassVar[dict] = {}
+    # The diffusers scheduler class it samples with (None: the class of the folder's `scheduler/`).
+    sampler_class: ClassVar[str | None] = None
+    # Exports: the pipeline's other (empty) components; the LoRA file format (`models.export.LORA_FORMATS`).
+    pipeline_extras: ClassVar[dict] = {}
+    lora_format: ClassVar[str] = "diffusers"
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16):
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
+                 inference_scheduler: str = "DDIMScheduler"):
         self.unet = unet
+        self.inference_scheduler = inference_scheduler  # a diffusers class name: what exports sample with
         self.vae = vae
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
@@ -184,23 +196,51 @@ class VideoDiffusionModel:
         return "sdpa"
 
     def save_pretrained(self, path: str | Path, unet=None) -> None:
-        """Write the diffusers layout (`unet/` or `transformer/`, `vae/`, ...) plus `videosspo_model.json`.
+        """Write the family's diffusers pipeline folder plus `videosspo_model.json` (a merged export).
 
-        Each component is loadable by diffusers/transformers directly, e.g.
-        `UNetMotionModel.from_pretrained(path, subfolder="unet")`. `unet` overrides the denoiser
-        written (the trainer passes the unwrapped, LoRA-merged one).
+        `<family pipeline>.from_pretrained(path)` generates directly (`models.export`); the frozen
+        parts keep the dtype they were loaded in, the scheduler is the family's inference scheduler
+        with the training schedule. A pixel-space model (no VAE) has no pipeline: its components
+        alone. `unet` overrides the denoiser written (the trainer passes the LoRA-merged one).
         """
+        from models.export import save_pipeline
+
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (unet or self.unet).save_pretrained(path / self.denoiser, safe_serialization=True)
-        for name, module in self._frozen().items():  # in the dtype they were loaded in, not the training one
-            dtype = module.dtype
-            module.to(dtype=self.saved_dtypes[name]).save_pretrained(path / name, safe_serialization=True)
-            module.to(dtype=dtype)
-        self.tokenizer.save_pretrained(path / "tokenizer")
-        self.scheduler.save_pretrained(path / "scheduler")
+        unet = unet or self.unet
+        training = {name: module.dtype for name, module in self._frozen().items()}
+        for name, module in self._frozen().items():
+            module.to(dtype=self.saved_dtypes[name])
+        try:
+            if self.vae is not None:
+                save_pipeline(self, unet, path)
+            else:
+                unet.save_pretrained(path / self.denoiser, safe_serialization=True)
+                self.text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
+                self.tokenizer.save_pretrained(path / "tokenizer")
+                self.inference_scheduler_of().save_pretrained(path / "scheduler")
+        finally:  # back to the training dtype (exact: the cast to the loaded dtype widened or kept it)
+            for name, module in self._frozen().items():
+                module.to(dtype=training[name])
         info = {"family": self.family, "vae": self.vae is not None, "vae_chunk_frames": self.vae_chunk_frames}
         (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
+
+    def inference_scheduler_of(self):
+        """The scheduler a pipeline samples with: `inference_scheduler`'s class on the training schedule."""
+        return getattr(diffusers, self.inference_scheduler).from_config(self.scheduler.config)
+
+    @classmethod
+    def save_adapter(cls, path: Path, adapter: dict, lora: LoraConfig) -> None:
+        """The LoRA `adapter` (peft state dict of the denoiser) in the format of the family's loader."""
+        from models.export import LORA_FORMATS
+
+        LORA_FORMATS[cls.lora_format].save(path, adapter, lora, cls)
+
+    @classmethod
+    def load_adapter(cls, path: Path) -> dict:
+        from models.export import LORA_FORMATS
+
+        return LORA_FORMATS[cls.lora_format].load(path, cls)
 
     # -- building ----------------------------------------------------------------------------------
 
@@ -234,14 +274,31 @@ class VideoDiffusionModel:
         else:
             parts = load_components(cfg, cls.components, cls.training_scheduler)
             parts["unet"] = cls.load_unet(cfg)
+        # A videosspo export already holds the schedule it was trained with; a base folder gets the family's.
+        exported = cfg.pretrained is not None and (Path(cfg.pretrained) / MODEL_FILE).is_file()
+        parts["scheduler"] = cls.training_scheduler(
+            with_schedule(parts["scheduler"].config, {} if exported else cls.schedule, cfg.schedule))
+        parts["inference_scheduler"] = cls.sampler_class or parts.get("inference_scheduler", "DDIMScheduler")
         model = cls(**parts, vae_chunk_frames=cfg.vae_chunk_frames)
         if cfg.vae_tiling:
             model.enable_vae_tiling()
         return model
 
 
+def with_schedule(config, *overrides: dict) -> dict:
+    """The scheduler `config` with `overrides` applied in order (later wins).
+
+    diffusers drops the keys a config lists in `_use_default_values` when it loads one, so that
+    list goes first: an override of a defaulted value must survive.
+    """
+    merged = {k: v for k, v in config.items() if k != "_use_default_values"}
+    for values in overrides:
+        merged.update(values)
+    return merged
+
+
 def load_components(cfg: ModelConfig, classes: dict[str, type], training_scheduler) -> dict:
-    """VAE, text encoder, tokenizer (of the family's `classes`) and training scheduler of a diffusers layout."""
+    """VAE, text encoder, tokenizer (of the family's `classes`), training scheduler (and its shipped class)."""
     src = cfg.pretrained
     vae = None
     if cfg.vae == "auto":
@@ -250,9 +307,11 @@ def load_components(cfg: ModelConfig, classes: dict[str, type], training_schedul
         except OSError as e:
             raise FileNotFoundError(f"model.pretrained={src!r} has no loadable vae/ ({str(e).splitlines()[0]}); "
                                     "set model.vae: none for a pixel-space model") from e
+    scheduler_config = classes["scheduler"].load_config(src, subfolder="scheduler")
     return {
         "vae": vae,
         "text_encoder": classes["text_encoder"].from_pretrained(src, subfolder="text_encoder"),
         "tokenizer": classes["tokenizer"].from_pretrained(src, subfolder="tokenizer"),
-        "scheduler": training_scheduler(classes["scheduler"].load_config(src, subfolder="scheduler")),
+        "scheduler": training_scheduler(scheduler_config),
+        "inference_scheduler": scheduler_config["_class_name"],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import torch
 from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, MotionAdapter, UNet2DConditionModel,
@@ -11,6 +12,7 @@ from einops import rearrange, repeat
 from transformers import AutoTokenizer, UMT5EncoderModel
 
 from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel
+from models.export import motion_adapter, motion_only
 from models.tiny import CHANNELS, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
 from videosspo.config import ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
@@ -21,7 +23,23 @@ class AnimateDiff(VideoDiffusionModel):
 
     family = "animatediff"
     denoiser_class = UNetMotionModel
+    # The motion modules were trained on linear betas, and diffusers' AnimateDiff docs sample them so.
+    schedule = {"beta_schedule": "linear", "beta_start": 0.00085, "beta_end": 0.012, "clip_sample": False,
+                "timestep_spacing": "linspace", "steps_offset": 1}
+    sampler_class = "DDIMScheduler"
     pipeline = "AnimateDiffPipeline"
+    pipeline_extras = {"motion_adapter": None}  # the unet is already a UNetMotionModel
+
+    def save_pretrained(self, path, unet=None) -> None:
+        """The pipeline folder, plus its motion modules alone in `motion_adapter/` (a MotionAdapter)."""
+        super().save_pretrained(path, unet)
+        motion_adapter(unet or self.unet).save_pretrained(Path(path) / "motion_adapter")
+
+    @classmethod
+    def save_adapter(cls, path, adapter, lora) -> None:
+        """The LoRA, plus the LoRA of the motion modules alone in `motion_lora/` (a "motion LoRA")."""
+        super().save_adapter(path, adapter, lora)
+        super().save_adapter(Path(path) / "motion_lora", motion_only(adapter), lora)
 
     def _denoise(self, x_t, t, cond):
         # UNetMotionModel folds frames into the batch itself but wants the text per frame.
@@ -51,6 +69,7 @@ class ModelScope(VideoDiffusionModel):
     family = "modelscope"
     denoiser_class = UNet3DConditionModel
     pipeline = "TextToVideoSDPipeline"
+    lora_format = "peft"  # diffusers' UNet3DConditionModel has no LoRA loader (0.42): peft's PeftModel loads it
 
     def _denoise(self, x_t, t, cond):
         return self.unet(x_t, t, encoder_hidden_states=cond).sample
@@ -92,6 +111,7 @@ class StableDiffusion(VideoDiffusionModel):
     family = "sd"
     denoiser_class = UNet2DConditionModel
     pipeline = "StableDiffusionPipeline"
+    pipeline_extras = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
 
     def _denoise(self, x_t, t, cond):
         b, f = x_t.shape[0], x_t.shape[2]

@@ -36,6 +36,9 @@ def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
 
 
 PIXEL_SPACE_FAMILIES = ("animatediff", "modelscope", "sd", "stacked")  # UNets that run without a VAE too (vae: none)
+# Scheduler config keys a run may set (`model.schedule`); diffusers' names and meanings.
+SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "clip_sample", "timestep_spacing", "steps_offset",
+                 "set_alpha_to_one", "rescale_betas_zero_snr")
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,17 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
     stacked_frames: int = 8
+    # Noise-schedule values over the family's own (AnimateDiff declares linear betas 0.00085-0.012,
+    # linspace spacing; SD 1.5 and ModelScope keep their folder's scheduler/), e.g.
+    # {beta_schedule: scaled_linear}. They set the training noise, the loser and sample samplers
+    # and the exported scheduler; the resolved schedule is logged at start. Keys: SCHEDULE_KEYS.
+    schedule: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         _check(self.motion_adapter is None or self.family == "animatediff", "model.motion_adapter",
                self.motion_adapter, "only the animatediff family takes a motion adapter")
+        for key in self.schedule:
+            _check(key in SCHEDULE_KEYS, "model.schedule", key, f"keys among {', '.join(SCHEDULE_KEYS)}")
         _check(self.vae_chunk_frames >= 1, "model.vae_chunk_frames", self.vae_chunk_frames, ">= 1")
         _check(self.vae == "auto" or self.family in PIXEL_SPACE_FAMILIES, "model.vae", self.vae,
                f"'auto' for model.family={self.family} (pixel space only for {', '.join(PIXEL_SPACE_FAMILIES)})")
@@ -314,6 +324,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, bool):  # YAML 1.1 reads the words `no`, `off`, `yes`, `on` as booleans
             value = next((word for word in YAML_BOOL_WORDS[value] if word in args), value)
         _check(value in args, key, value, f"one of {', '.join(map(repr, args))}")
+        return value
+    if origin is dict:
+        _check(isinstance(value, dict), key, value, "a mapping of keys to values")
+        return {k: _coerce(f"{key}.{k}", v, args[1]) for k, v in value.items()}
+    if tp is Any:
         return value
     if origin is tuple:
         _check(isinstance(value, (list, tuple)), key, value, "a list")

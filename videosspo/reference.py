@@ -29,18 +29,20 @@ def lora_config(rank: int, alpha: float | None, targets) -> LoraConfig:
     return LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), init_lora_weights=True)
 
 
-def add_lora(unet, rank: int, alpha: float | None, targets) -> None:
+def add_lora(unet, rank: int, alpha: float | None, targets, seed: int = 0) -> None:
     """Trainable LoRA on the modules whose names end in `targets` (the family's `lora_targets`:
     every attention projection, spatial, cross and motion; DiTs also their feed-forward layers).
 
     Uses peft directly (diffusers' adapter mixin is missing on some UNets, e.g. UNet3DConditionModel).
     lora_B starts at zero, so the adapted network equals the base: theta_0 is the base model.
+    lora_A is drawn from `seed` (peft draws it from the global RNG), so identical runs are identical.
     """
     config = lora_config(rank, alpha, targets)
-    with warnings.catch_warnings():  # peft warns that a second adapter is being added: that is the point
-        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # the second adapter: intended
+        torch.manual_seed(seed)
         for name in (POLICY, REFERENCE):
-            inject_adapter_in_model(config, unet, adapter_name=name)
+            inject_adapter_in_model(lora_config(rank, alpha), unet, adapter_name=name)
     set_adapter(unet, POLICY)
 
 

@@ -51,7 +51,7 @@ from videosspo import rng
 from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, RunLock, SnapshotStore, check_space,
                                   checkpoint_bytes, commit, first_line, latest_checkpoint, new_lineage, prune,
                                   resume_candidates, save_failed, store_of, tidy, verify, write_marker)
-from videosspo.config import Config, ConfigError, load_config, save_config
+from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, load_config, save_config
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
@@ -65,7 +65,7 @@ log = logging.getLogger("videosspo.trainer")
 
 # Fields that must match between a checkpoint and the config that resumes it.
 ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank",
-                "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
+                "model.schedule", "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
 ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter inside `accelerate/`
 MAX_BAD_STEPS = 10  # consecutive non-finite gradients before the run stops (its checkpoints intact)
 
@@ -270,7 +270,8 @@ class Trainer:
         encoder = encoder_identity(self.model) if cfg.data.latent_cache else None  # before any dtype cast
         if cfg.model.lora_rank:
             self.model.unet.requires_grad_(False)
-            add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha, self.model.lora_targets)
+            add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha, self.model.lora_targets,
+                     seed=cfg.train.seed)
         if cfg.model.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)
@@ -462,6 +463,9 @@ class Trainer:
                  acc.num_processes, cfg.optim.grad_accum, trainable / 1e6,
                  f" (LoRA rank {cfg.model.lora_rank})" if cfg.model.lora_rank else "", self.step, cfg.train.max_steps,
                  self.out)
+        schedule = self.model.scheduler.config
+        log.info("noise schedule: %s", ", ".join(f"{k}={schedule[k]}" for k in ("prediction_type", *SCHEDULE_KEYS)
+                                                  if k in schedule))
         loader = self._loader()
         bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
                    dynamic_ncols=True)
