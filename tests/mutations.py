@@ -206,4 +206,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         "full = {d: raw.get(d, VBENCH_DIMS[d].lo) for d in VBENCH_DIMS}",
         "the total labelled as cal_final_score's is higher than what VBench's script prints",
         ("tests/test_vbench.py::test_vbench_script_total_counts_missing_as_zero",)),
+    Mutation(
+        "AnimateDiff on SD 1.5's noise schedule", "models/families.py",
+        '    schedule = {"beta_schedule": "linear", ',
+        '    _unused = {"beta_schedule": "linear", ',
+        "AnimateDiff's motion modules are trained and sampled on scaled_linear betas, not the linear ones they learnt",
+        ("tests/test_real_layouts.py::test_each_family_trains_and_samples_on_its_own_schedule",)),
+    Mutation(
+        "LoRA initialised from the global RNG", "videosspo/reference.py",
+        "        torch.manual_seed(seed)\n",
+        "",
+        "two identical runs from a pretrained model differ (peft draws lora_A from whatever the RNG holds)",
+        ("tests/test_real_layouts.py::test_identical_runs_from_a_pretrained_folder_are_bit_identical",)),
+    Mutation(
+        "frozen parts exported in the training dtype", "models/base.py",
+        "            module.to(dtype=self.saved_dtypes[name])\n",
+        "            pass\n",
+        "a bf16 run's merged export holds a bf16 text encoder and VAE; the diffusers pipeline breaks on it",
+        ("tests/test_real_layouts.py::test_merged_export_is_a_pipeline_folder_that_generates",)),
+    Mutation(
+        "YAML's no read as False", "videosspo/config.py",
+        "            value = next((word for word in YAML_BOOL_WORDS[value] if word in args), value)\n",
+        "            pass\n",
+        "`mixed_precision: no` and `ssr_mode: off` are rejected",
+        ("tests/test_config.py::test_yaml11_boolean_words_are_the_choices_they_spell",)),
 )
