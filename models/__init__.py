@@ -51,7 +51,8 @@ def save_adapter(path: str | Path, adapter: dict, cfg: ModelConfig) -> None:
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    FAMILIES[cfg.family].save_adapter(path, adapter, lora_config(cfg.lora_rank, cfg.lora_alpha, FAMILIES[cfg.family].lora_targets))
+    family = FAMILIES[cfg.family]
+    family.save_adapter(path, adapter, lora_config(cfg.lora_rank, cfg.lora_alpha, family.lora_targets))
     info = {"family": cfg.family, "vae": cfg.vae != "none", "base": dataclasses.asdict(cfg)}
     (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
 

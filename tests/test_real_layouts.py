@@ -135,7 +135,7 @@ def trained_lora_model(family: str, hub_layout, rank: int = 4, alpha: float = 8.
     cfg = ModelConfig(family=family, lora_rank=rank, lora_alpha=alpha, **{k: str(v) for k, v in hub.items()})
     model = build_model(cfg)
     model.unet.requires_grad_(False)
-    add_lora(model.unet, rank, alpha)
+    add_lora(model.unet, rank, alpha, model.lora_targets)
     gen = torch.Generator().manual_seed(0)
     for name, p in model.unet.named_parameters():
         if "lora_B" in name:

@@ -42,7 +42,7 @@ def add_lora(unet, rank: int, alpha: float | None, targets, seed: int = 0) -> No
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # the second adapter: intended
         torch.manual_seed(seed)
         for name in (POLICY, REFERENCE):
-            inject_adapter_in_model(lora_config(rank, alpha), unet, adapter_name=name)
+            inject_adapter_in_model(config, unet, adapter_name=name)
     set_adapter(unet, POLICY)
 
 
