@@ -19,10 +19,11 @@ def test_demo_aligns_a_base_and_reports_before_and_after(tmp_path, capsys):
 
     build_model(ModelConfig(family="stacked", vae="none", stacked_frames=2)).save_pretrained(tmp_path / "base")
     world = make_world(tmp_path / "world", n_web=4, n_curated=4, frames=2, size=16, progress=False)
-    result = main(["demo", "--model.pretrained", str(tmp_path / "base"), "--data.path", str(world.curated),
-                   "--data.latent_cache", str(tmp_path / "cache"), "--data.frames", "2", "--train.max_steps", "2",
-                   "--optim.batch_size", "2", "--loser.steps", "2", "--sample.steps", "2", "--replay.interval", "1",
-                   "--train.output_dir", str(tmp_path / "demo")])
+    demo = ["demo", "--model.pretrained", str(tmp_path / "base"), "--data.path", str(world.curated),
+            "--data.latent_cache", str(tmp_path / "cache"), "--data.frames", "2", "--train.max_steps", "2",
+            "--optim.batch_size", "2", "--loser.steps", "2", "--sample.steps", "2", "--replay.interval", "1",
+            "--train.output_dir", str(tmp_path / "demo")]
+    result = main(demo)
     out = capsys.readouterr().out
     assert "| score | base | aligned | change |" in out
     assert ("aligned is better" in out) == result["better"] and ("aligned is NOT better" in out) != result["better"]
@@ -38,6 +39,10 @@ def test_demo_aligns_a_base_and_reports_before_and_after(tmp_path, capsys):
           "a blue circle moving up", "--out", str(tmp_path / "s.mp4"), "--steps", "2"])
     assert read_video(tmp_path / "s_00.mp4").shape == (2, 16, 16, 3)
     assert read_video(tmp_path / "s_01.mp4").shape == (2, 16, 16, 3)
+
+    # a second `make demo` replaces the first run instead of refusing its folder
+    assert main(demo)["train"]["steps"] == 2
+    assert "replacing the previous demo run" in capsys.readouterr().out
 
 
 def test_data_synth_writes_the_dataset_format(tmp_path):

@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -171,6 +172,10 @@ def cmd_demo(args, overrides: list[str]) -> dict:
     config = load_config(args.config or ALIGN_CONFIG, overrides)
     base = _demo_base(config.model.pretrained)
     config = load_config(args.config or ALIGN_CONFIG, [*overrides, "--model.pretrained", str(base)])
+    out = Path(config.train.output_dir)
+    if (out / "checkpoints").is_dir():  # the demo's own folder: a rerun replaces the previous demo run
+        print(f"videosspo demo: replacing the previous demo run in {out}")
+        shutil.rmtree(out)
     prepare(config)
     data, seeds, prompts = config.data, [0, 1], heldout_prompts()
     kwargs = dict(frames=data.frames, size=data.height, steps=config.sample.steps, guidance=config.sample.guidance)
@@ -178,7 +183,6 @@ def cmd_demo(args, overrides: list[str]) -> dict:
     summary = Trainer(config).fit()
     after, aligned_clips = adherence(load_model(summary["checkpoint"]), prompts, seeds, **kwargs)
 
-    out = Path(config.train.output_dir)
     for i, prompt in enumerate(prompts):  # base | aligned, same seed
         write_video(out / "gifs" / f"{i:02d}_{prompt.replace(' ', '_')}.gif",
                     side_by_side(base_clips[i, 0], aligned_clips[i, 0]), fps=4)
