@@ -101,6 +101,11 @@ class VideoDiffusionModel:
         return self.vae.config.latent_channels if self.vae is not None else 3
 
     @property
+    def denoiser_config(self):
+        """The denoiser's diffusers config, through a DDP wrapper too."""
+        return getattr(self.unet, "module", self.unet).config
+
+    @property
     def vae_factor(self) -> int:
         """Spatial compression of the VAE (1 in pixel space)."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
@@ -111,20 +116,25 @@ class VideoDiffusionModel:
         return 1
 
     @property
+    def frame_step(self) -> int:
+        """Clips have frame_step k + 1 frames (the temporal factor, or a multiple where the VAE needs it)."""
+        return self.temporal_factor
+
+    @property
     def size_multiple(self) -> int:
         """Pixel height and width must be multiples of this (the VAE factor, times a DiT's patch size)."""
         return self.vae_factor
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """`(c, f, h, w)` of the latents for clips of this size; f = 1 + (frames − 1) / temporal_factor."""
-        k, m, tf = self.vae_factor, self.size_multiple, self.temporal_factor
+        k, m, tf = self.vae_factor, self.size_multiple, self.frame_step
         if height % m or width % m:
             raise ValueError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
                              f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
         if (frames - 1) % tf:
             raise ValueError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
-                             f"time {tf}x, so frames must be {tf}k+1 (e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
-        return (self.latent_channels, 1 + (frames - 1) // tf, height // k, width // k)
+                             f"time {self.temporal_factor}x, so frames must be {tf}k+1 (e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
+        return (self.latent_channels, 1 + (frames - 1) // self.temporal_factor, height // k, width // k)
 
     @torch.no_grad()
     def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -295,6 +305,12 @@ def with_schedule(config, *overrides: dict) -> dict:
     for values in overrides:
         merged.update(values)
     return merged
+
+
+def per_clip(fn, x: torch.Tensor) -> torch.Tensor:
+    """`fn` on one clip (batch entry) at a time, concatenated: how video VAEs that compress time
+    bound their memory (they are causal in time and cache features chunk by chunk inside a clip)."""
+    return torch.cat([fn(clip) for clip in x.split(1)])
 
 
 def load_components(cfg: ModelConfig, classes: dict[str, type], training_scheduler) -> dict:

@@ -6,14 +6,15 @@ import types
 from pathlib import Path
 
 import torch
-from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, MotionAdapter, UNet2DConditionModel,
-                       UNet3DConditionModel, UNetMotionModel, WanTransformer3DModel)
+from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLWan, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel,
+                       FlowMatchEulerDiscreteScheduler, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel,
+                       UNetMotionModel, WanTransformer3DModel)
 from einops import rearrange, repeat
-from transformers import AutoTokenizer, UMT5EncoderModel
+from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
-from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel
+from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, per_clip
 from models.export import motion_adapter, motion_only
-from models.tiny import CHANNELS, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
+from models.tiny import CHANNELS, tiny_cogvideox, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
 from videosspo.config import ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
@@ -173,7 +174,7 @@ class Wan(VideoDiffusionModel):
 
     @property
     def size_multiple(self) -> int:
-        return self.vae_factor * self.unet.config.patch_size[1]
+        return self.vae_factor * self.denoiser_config.patch_size[1]
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = (torch.tensor(self.vae.config[k], device=like.device, dtype=like.dtype)
@@ -186,7 +187,7 @@ class Wan(VideoDiffusionModel):
 
         The VAE is causal in time and caches features chunk by chunk, so its memory is bounded in F.
         """
-        z = torch.cat([self.vae.encode(clip.to(self.vae.dtype)).latent_dist.mode() for clip in pixels.split(1)])
+        z = per_clip(lambda clip: self.vae.encode(clip.to(self.vae.dtype)).latent_dist.mode(), pixels)
         mean, std = self._latent_stats(z)
         return (z - mean) / std
 
@@ -194,7 +195,7 @@ class Wan(VideoDiffusionModel):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         mean, std = self._latent_stats(latents)
         z = (latents * std + mean).to(self.vae.dtype)
-        return torch.cat([self.vae.decode(clip).sample for clip in z.split(1)]).float().clamp(-1, 1)
+        return per_clip(lambda clip: self.vae.decode(clip).sample, z).float().clamp(-1, 1)
 
     @classmethod
     def build_tiny(cls, cfg: ModelConfig) -> dict:
@@ -205,6 +206,76 @@ class Wan(VideoDiffusionModel):
         """Flow-matching Euler with the layout's shift (UniPC's `flow_shift`, or our own saved `shift`)."""
         shift = config.get("flow_shift", config.get("shift", 1.0))
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=config.get("num_train_timesteps", 1000), shift=shift)
+
+
+class CogVideoX(VideoDiffusionModel):
+    """CogVideoX 1.0 (2b, 5b): `CogVideoXTransformer3DModel` (frames first, `b f c h w`) on
+    `AutoencoderKLCogVideoX` latents (4x time, 8x space, times `scaling_factor`), T5 embeddings of
+    exactly the transformer's `max_text_seq_length` tokens, unmasked, as `CogVideoXPipeline` builds them.
+
+    Not flow matching: CogVideoX is a v-prediction diffusion model on its SNR-shifted,
+    zero-terminal-SNR schedule (`CogVideoXDDIMScheduler`), so its objective is `v_prediction`
+    and its sampler DDIM. The 5b model's rotary position embeddings are the pipeline's own.
+    """
+
+    family = "cogvideox"
+    denoiser = "transformer"
+    denoiser_class = CogVideoXTransformer3DModel
+    components = {"vae": AutoencoderKLCogVideoX, "text_encoder": T5EncoderModel, "tokenizer": AutoTokenizer,
+                  "scheduler": CogVideoXDDIMScheduler}
+    pipeline = "CogVideoXPipeline"
+    lora_targets = (*ATTENTION_PROJECTIONS, "ff.net.0.proj", "ff.net.2")
+
+    def _denoise(self, x_t, t, cond):
+        x = rearrange(x_t, "b c f h w -> b f c h w")
+        rotary = self._rotary_embeddings(x.shape[1], x.shape[3], x.shape[4], x.device)
+        out = self.unet(hidden_states=x, encoder_hidden_states=cond, timestep=t, image_rotary_emb=rotary).sample
+        return rearrange(out, "b f c h w -> b c f h w")
+
+    def _rotary_embeddings(self, frames: int, height: int, width: int, device):
+        """`CogVideoXPipeline._prepare_rotary_positional_embeddings` for latents f x h x w (None without rotary)."""
+        if not self.denoiser_config.use_rotary_positional_embeddings:
+            return None
+        from diffusers import CogVideoXPipeline  # imported on use: pipelines pull in image processors
+
+        view = types.SimpleNamespace(vae_scale_factor_spatial=self.vae_factor, transformer=getattr(self.unet, "module", self.unet))
+        return CogVideoXPipeline._prepare_rotary_positional_embeddings(
+            view, height * self.vae_factor, width * self.vae_factor, frames, device)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """T5 last hidden state `b l d`, l = the transformer's `max_text_seq_length`, in the denoiser's dtype."""
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.denoiser_config.max_text_seq_length,
+                             truncation=True, add_special_tokens=True, return_tensors="pt").input_ids
+        return self.text_encoder(ids.to(self.device))[0].to(self.unet.dtype)
+
+    @property
+    def temporal_factor(self) -> int:
+        return self.vae.config.temporal_compression_ratio
+
+    @property
+    def frame_step(self) -> int:
+        """8: the CogVideoX VAE decodes an even number of latent frames n to 4n frames, not 4n − 3."""
+        return 2 * self.temporal_factor
+
+    @property
+    def size_multiple(self) -> int:
+        return self.vae_factor * self.denoiser_config.patch_size
+
+    @torch.no_grad()
+    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels `b c F h w` -> latents `b c f h w` times `scaling_factor`, one clip per VAE call."""
+        z = per_clip(lambda clip: self.vae.encode(clip.to(self.vae.dtype)).latent_dist.mode(), pixels)
+        return z * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        z = (latents / self.vae.config.scaling_factor).to(self.vae.dtype)
+        return per_clip(lambda clip: self.vae.decode(clip).sample, z).float().clamp(-1, 1)
+
+    @classmethod
+    def build_tiny(cls, cfg: ModelConfig) -> dict:
+        return tiny_cogvideox(cfg)
 
 
 class Stacked(VideoDiffusionModel):
@@ -242,4 +313,4 @@ class Stacked(VideoDiffusionModel):
                                     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
 
 
-FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan)}
+FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan, CogVideoX)}

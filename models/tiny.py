@@ -12,9 +12,11 @@ from __future__ import annotations
 import string
 
 import torch
-from diffusers import (AutoencoderKL, AutoencoderKLWan, DDPMScheduler, FlowMatchEulerDiscreteScheduler, MotionAdapter,
+from diffusers import (AutoencoderKL, AutoencoderKLCogVideoX, AutoencoderKLWan, CogVideoXDDIMScheduler,
+                       CogVideoXTransformer3DModel, DDPMScheduler, FlowMatchEulerDiscreteScheduler, MotionAdapter,
                        WanTransformer3DModel)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Tokenizer, UMT5Config, UMT5EncoderModel
+from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer, UMT5Config,
+                          UMT5EncoderModel)
 
 from videosspo.config import ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
@@ -132,3 +134,26 @@ def tiny_wan(cfg: ModelConfig) -> dict:
                                         num_layers=2, rope_max_seq_len=32)
     return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)}
+
+# THUDM/CogVideoX-2b/scheduler/scheduler_config.json: v-prediction, SNR shift 3, zero terminal SNR, trailing.
+COGVIDEOX_SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                           prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=3.0,
+                           timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False, steps_offset=0)
+
+
+def tiny_cogvideox(cfg: ModelConfig) -> dict:
+    """CogVideoX-2b's stack, shrunk: T5 (32-d), AutoencoderKLCogVideoX (4x time, 8x space), a 1-block transformer."""
+    torch.manual_seed(0)
+    tokenizer = tiny_t5_tokenizer()
+    text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2,
+                                           num_heads=4, relative_attention_num_buckets=8,
+                                           pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
+    vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2,
+                                 down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
+                                 temporal_compression_ratio=4)
+    transformer = CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4,
+                                              time_embed_dim=2, text_embed_dim=TEXT_DIM, num_layers=1, sample_width=4,
+                                              sample_height=4, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
+                                              max_text_seq_length=T5_MAX_TOKENS)
+    return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "scheduler": CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)}

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from diffusers import (DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel,
+from diffusers import (CogVideoXDDIMScheduler, CogVideoXPipeline, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel,
                        UniPCMultistepScheduler, WanPipeline)
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from transformers import CLIPConfig, CLIPImageProcessor
 
 from models.families import ModelScope
-from models.tiny import TEXT_DIM, tiny_components, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
+from models.tiny import COGVIDEOX_SCHEDULER, TEXT_DIM, tiny_components, tiny_motion_adapter, tiny_cogvideox, tiny_unet2d_kwargs, tiny_wan
 from videosspo.config import ModelConfig
 
 # scheduler/scheduler_config.json of the two pipeline repositories, as shipped (SD 1.5's also holds
@@ -80,6 +80,13 @@ def wan_pipeline(path: Path) -> None:
                 tokenizer=parts["tokenizer"], scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER)).save_pretrained(path)
 
 
+def cogvideox_pipeline(path: Path) -> None:
+    """`THUDM/CogVideoX-2b`: a CogVideoXPipeline (transformer/, T5, AutoencoderKLCogVideoX) with CogVideoX's DDIM."""
+    parts = tiny_cogvideox(ModelConfig(family="cogvideox"))
+    CogVideoXPipeline(transformer=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"],
+                      tokenizer=parts["tokenizer"], scheduler=CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)).save_pretrained(path)
+
+
 HUB_LAYOUTS: dict[str, Callable[[Path], None]] = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": sd15_pipeline,
     "runwayml/stable-diffusion-v1-5": sd15_pipeline,
@@ -87,6 +94,7 @@ HUB_LAYOUTS: dict[str, Callable[[Path], None]] = {
     "damo-vilab/text-to-video-ms-1.7b": modelscope_pipeline,
     "guoyww/animatediff-motion-adapter-v1-5-2": motion_adapter,
     "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": wan_pipeline,
+    "THUDM/CogVideoX-2b": cogvideox_pipeline,
 }
 
 

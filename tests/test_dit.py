@@ -1,15 +1,19 @@
-"""Flow-matching DiT families (Wan): the flow objective by hand, the losses on velocity errors,
-temporal-VAE latent frames, agreement with diffusers' `WanPipeline` (prompts, latents, sampling,
-LoRA files), gradient checkpointing, and training: SSPO steps, resume, the real hub layout."""
+"""DiT families (Wan: flow matching; CogVideoX: v-prediction): the flow objective by hand, the
+losses on velocity errors, temporal-VAE latent frames, agreement with diffusers' `WanPipeline` /
+`CogVideoXPipeline` (prompts, latents, sampling, LoRA files), gradient checkpointing, and training:
+SSPO steps, resume, the real hub layout."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
 import pytest
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanPipeline
+from diffusers import (CogVideoXPipeline, CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler,
+                       UniPCMultistepScheduler, WanPipeline)
+from einops import rearrange
 
 from models import build_model, load_model
 from videosspo.config import ConfigError, ModelConfig, load_config
@@ -24,21 +28,29 @@ from test_trainer import straight_and_resumed, unet_state
 PROMPTS = ["a red square moving left", "a blue circle moving up"]
 WAN = {"model.family": "wan", "data.frames": 5, "data.height": 32, "data.width": 32, "loser.scheduler": "euler",
        "sample.scheduler": "unipc", "model.lora_rank": 4, "train.export": "adapter"}
+COGVIDEOX = {**WAN, "model.family": "cogvideox", "data.frames": 9, "loser.scheduler": "ddim", "sample.scheduler": "ddim"}
+TRAIN = {"wan": WAN, "cogvideox": COGVIDEOX}
 _CACHE: dict = {}
 
 
+def tiny(family: str):
+    if family not in _CACHE:
+        _CACHE[family] = build_model(ModelConfig(family=family))
+    return _CACHE[family]
+
+
 def wan():
-    if "wan" not in _CACHE:
-        _CACHE["wan"] = build_model(ModelConfig(family="wan"))
-    return _CACHE["wan"]
+    return tiny("wan")
 
 
-def pipeline(model) -> WanPipeline:
-    """The diffusers pipeline over the very same modules, sampling with Wan's UniPC (flow) scheduler."""
+def pipeline(model):
+    """The family's diffusers pipeline over the very same modules (Wan: its UniPC flow sampler)."""
+    parts = dict(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae, transformer=model.unet)
+    if model.family == "cogvideox":
+        return CogVideoXPipeline(**parts, scheduler=model.scheduler)
     sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                     flow_shift=model.scheduler.config.shift)
-    return WanPipeline(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
-                       transformer=model.unet, scheduler=sched)
+    return WanPipeline(**parts, scheduler=sched)
 
 
 # -- the flow-matching objective -------------------------------------------------------------------
@@ -104,9 +116,10 @@ def test_dpo_and_sspo_on_velocity_errors_follow_the_same_formulas():
 # -- the Wan family against WanPipeline --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("frames, latent_frames", [(1, 1), (5, 2), (9, 3)])
-def test_temporal_vae_latent_frames(frames, latent_frames):
-    model = wan()
+@pytest.mark.parametrize("family, frames, latent_frames", [("wan", 1, 1), ("wan", 5, 2), ("wan", 9, 3),
+                                                            ("cogvideox", 1, 1), ("cogvideox", 9, 3)])
+def test_temporal_vae_latent_frames(family, frames, latent_frames):
+    model = tiny(family)
     assert model.latent_shape(frames, 32, 32) == (4, latent_frames, 4, 4)
     pixels = torch.rand(1, 3, frames, 32, 32) * 2 - 1
     latents = model.encode_video(pixels)
@@ -120,10 +133,36 @@ def test_invalid_frame_count_and_size_are_clear_errors():
         model.latent_shape(8, 32, 32)
     with pytest.raises(ValueError, match=r"24x32 must be multiples of 16"):
         model.latent_shape(9, 24, 32)
+    with pytest.raises(ValueError, match=r"data\.frames=5 is invalid for model\.family=cogvideox.*8k\+1 \(e\.g\. 9"):
+        tiny("cogvideox").latent_shape(5, 32, 32)  # its VAE decodes 2 latent frames to 8, not 5
     with pytest.raises(ConfigError, match=r"model\.vae='none'.*'auto' for model\.family=wan"):
         load_config(overrides=["--model.family=wan", "--model.vae=none"])
     with pytest.raises(ValueError, match=r"data\.latent_cache does not support model\.family=wan"):
         encoder_identity(model)
+
+
+def test_cogvideox_prompts_latents_and_sampler_follow_its_pipeline():
+    model = tiny("cogvideox")
+    pipe = pipeline(model)
+    torch.testing.assert_close(model.encode_prompt(PROMPTS), pipe._get_t5_prompt_embeds(PROMPTS, max_sequence_length=16))
+    latents = torch.randn(1, *model.latent_shape(9, 32, 32))
+    sf = model.vae.config.scaling_factor
+    torch.testing.assert_close(model.decode(latents), model.vae.decode(latents / sf).sample.clamp(-1, 1))
+    # CogVideoX-5b's rotary position embeddings: our call equals the pipeline's (CFG 6, DDIM, same x_T)
+    rotary = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+                                         time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4,
+                                         sample_height=4, sample_frames=9, patch_size=2, max_text_seq_length=16,
+                                         use_rotary_positional_embeddings=True)
+    for transformer in (model.unet, rotary):
+        view = copy.copy(model)
+        view.unet = transformer
+        shape = view.latent_shape(9, 32, 32)
+        ours = sample_latents(view, PROMPTS[:1], frames=9, height=32, width=32, seeds=[3], steps=3, guidance=6.0,
+                              scheduler="ddim")
+        theirs = pipeline(view)(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=9, num_inference_steps=3,
+                                guidance_scale=6.0, latents=rearrange(per_sample_noise(shape, [3]), "b c f h w -> b f c h w"),
+                                max_sequence_length=16, output_type="latent").frames
+        torch.testing.assert_close(ours, rearrange(theirs, "b f c h w -> b c f h w"))
 
 
 def test_prompts_and_latents_follow_wan_pipeline():
@@ -169,30 +208,33 @@ def test_gradient_checkpointing_recomputes_each_block():
 # -- training -----------------------------------------------------------------------------------------
 
 
-def test_sspo_steps_lora_export_and_wan_pipeline_load(tiny_config):
-    cfg = tiny_config(**WAN)
+@pytest.mark.parametrize("family", ["wan", "cogvideox"])
+def test_sspo_steps_lora_export_and_pipeline_load(tiny_config, family):
+    cfg = tiny_config(**TRAIN[family])
     trainer = Trainer(cfg)
     before = unet_state(trainer)
     summary = trainer.fit()
     after = unet_state(trainer)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed and all("lora" in k for k in changed)
-    assert any(".ffn." in k for k in changed) and any(".attn2." in k for k in changed)  # FFN + cross-attention
+    assert any(".ff" in k for k in changed) and any(".attn" in k for k in changed)  # FFN + attention
     metrics = [json.loads(line) for line in open(cfg.train.output_dir + "/metrics.jsonl")]
     assert all(math.isfinite(m["loss"]) and "sspo/switch_frac" in m for m in metrics)
-    # The exported adapter: our loader and WanPipeline.load_lora_weights give the trained policy.
+    # The exported adapter: our loader and the pipeline's load_lora_weights give the trained policy.
     exported = f"{summary['checkpoint']}/model"
     ours = load_model(exported)
-    pipe = pipeline(build_model(ModelConfig(family="wan")))
-    x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([700.0]), ours.encode_prompt(PROMPTS[:1])
+    pipe = pipeline(build_model(ModelConfig(family=family)))
+    x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([700]), ours.encode_prompt(PROMPTS[:1])
     with torch.no_grad():
-        base = pipe.transformer(x, t, cond).sample
+        base = copy.copy(ours)
+        base.unet = pipe.transformer  # the pipeline's transformer, called through the family's protocol
+        before = base.predict(x, t, cond)
         pipe.load_lora_weights(exported)
-        loaded = pipe.transformer(x, t, cond).sample
+        loaded = base.predict(x, t, cond)
         trained = trainer.model.predict(x, t, cond)
         torch.testing.assert_close(ours.predict(x, t, cond), trained, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(loaded, trained, atol=1e-5, rtol=1e-5)
-    assert (loaded - base).abs().max() > 1e-4
+    assert (loaded - before).abs().max() > 1e-4
 
 
 def test_resume_equals_uninterrupted_for_wan(tiny_config, tmp_path):

@@ -45,12 +45,13 @@ SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "clip_sample", "time
 class ModelConfig:
     """Which diffusion model to train, and how to build it."""
 
-    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan"] = "animatediff"
+    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan", "cogvideox"] = "animatediff"
     # `wan`: a flow-matching DiT (WanTransformer3DModel) on a VAE that compresses time 4x, so
     # data.frames must be 4k+1; its velocity error replaces the UNets' epsilon error in every loss.
+    # `cogvideox`: a v-prediction DiT (CogVideoXTransformer3DModel), also 4k+1 frames, sampled with ddim.
     # A local directory or hub id: a diffusers layout (unet/ or transformer/, vae/, text_encoder/,
     # tokenizer/, scheduler/), e.g. Stable Diffusion 1.5 for `animatediff`/`sd`,
-    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers for `wan`, or a videosspo checkpoint.
+    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers for `wan`, THUDM/CogVideoX-2b for `cogvideox`, or a videosspo checkpoint.
     # None builds the family's tiny random-weight model from configs (offline tests, the demo).
     pretrained: str | None = None
     # AnimateDiff only: a MotionAdapter directory or hub id, combined with `pretrained`'s 2-D UNet.
@@ -169,7 +170,8 @@ class ReplayConfig:
 class SampleConfig:
     """The latent sampler, for losers, periodic samples and `videosspo sample`."""
 
-    # DDPM-trained families: ddim, ddpm, euler, dpm++, unipc; flow matching (wan): euler, unipc.
+    # DDPM-trained families: ddim, ddpm, euler, dpm++, unipc; flow matching (wan): euler, unipc;
+    # cogvideox: ddim.
     scheduler: Sampler = "ddim"
     steps: int = 20
     guidance: float = 7.5
@@ -190,7 +192,7 @@ class LoserConfig:
     steps: int = 20
     guidance: float = 7.5
     # ddim | ddpm | euler | dpm++ (DPM-Solver++ 2M) | unipc; the last two are made for 4-10 steps.
-    # Flow-matching families (wan): euler | unipc.
+    # Flow-matching families (wan): euler | unipc; cogvideox: ddim.
     scheduler: Sampler = "ddim"
     # A window of `reuse` optimizer steps trains on one global batch and its losers: they are sampled
     # at the window's first step (by that step's reference) and reused for the next reuse - 1 steps,

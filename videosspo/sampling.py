@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+from diffusers import (CogVideoXDDIMScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
                        FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)
 from tqdm.auto import tqdm
 
@@ -43,6 +43,7 @@ SCHEDULERS: dict[str, dict[str, Callable]] = {
         "dpm++": DPMSolverMultistepScheduler.from_config,  # DPM-Solver++ 2M (dpmsolver++, order 2)
         "unipc": UniPCMultistepScheduler.from_config,  # UniPC (bh2): few-step, 5-10 steps
     },
+    "CogVideoXDDIMScheduler": {"ddim": CogVideoXDDIMScheduler.from_config},  # as CogVideoXPipeline samples
     "FlowMatchEulerDiscreteScheduler": {
         "euler": FlowMatchEulerDiscreteScheduler.from_config,
         "unipc": _flow_unipc,
