@@ -157,7 +157,7 @@ def test_imaging_quality_runs_musiq_from_weights(musiq_weights):
     side <= 512, bilinear without antialiasing), mean / 100."""
     import torch.nn.functional as F
 
-    from benchmarks.vbench.learned import load_musiq_once
+    from benchmarks.vbench.learned import load_network
     from benchmarks.vbench.musiq import MUSIQ_FILE
 
     scorer = build(["imaging_quality"], ScorerContext(weights=musiq_weights))[0]["imaging_quality"]
@@ -167,7 +167,7 @@ def test_imaging_quality_runs_musiq_from_weights(musiq_weights):
     x = torch.from_numpy(frame[0]).permute(2, 0, 1)[None].float()
     x = F.interpolate(x, size=(76, 512), mode="bilinear", align_corners=False) / 255.0
     with torch.no_grad():
-        expected = float(load_musiq_once(musiq_weights / MUSIQ_FILE, "cpu")(x)) / 100.0
+        expected = float(load_network("musiq", musiq_weights / MUSIQ_FILE, "cpu")(x)) / 100.0
     assert np.isfinite(score) and score == pytest.approx(expected, rel=1e-6)
 
 

@@ -51,6 +51,7 @@ as they stream in; models load on first use, once per folder and device.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import threading
 from pathlib import Path
@@ -333,7 +334,7 @@ class MusiqFrames:
             scale = IQ_LONGER_SIDE / max(h, w)
             x = F.interpolate(x, size=(int(scale * h), int(scale * w)), mode="bilinear", align_corners=False)
         with torch.no_grad():
-            self.scores.append(float(load_musiq_once(self.path, self.device)(x.to(self.device) / 255.0)))
+            self.scores.append(float(load_network("musiq", self.path, self.device)(x.to(self.device) / 255.0)))
 
     def result(self):
         return float(np.mean(self.scores)) / 100.0 if self.scores else None
@@ -348,36 +349,24 @@ def make_musiq_quality(ctx: ScorerContext) -> Scorer:
                   {"backend": f"MUSIQ (SPAQ) from {MUSIQ_FILE}, longer side <= {IQ_LONGER_SIDE}", "proxy": False})
 
 
-def load_musiq_once(path: Path, device: str):
-    """One shared MUSIQ per file and device."""
+def load_network(name: str, path: Path, device: str):
+    """One shared network per (architecture, weight file, device): `vbench.<name>.load_<name>`, loaded once
+    under the lock (clips are scored in threads). `name`: musiq | raft | amt."""
     with _LOAD_LOCK:
-        return _load_musiq(path, device)
+        return _load_network(name, path, device)
 
 
-@functools.lru_cache(maxsize=2)
-def _load_musiq(path: Path, device: str):
-    from .musiq import load_musiq
-
-    return load_musiq(path, device)
+@functools.lru_cache(maxsize=6)
+def _load_network(name: str, path: Path, device: str):
+    module = importlib.import_module(f"{__package__}.{name}")
+    return getattr(module, f"load_{name}")(path, device)
 
 
 def raft_flow(path: Path, device: str):
     """RAFT flow backend over one shared model, loaded on first use."""
     from .raft import RaftFlow
 
-    return RaftFlow(lambda: load_raft_once(path, device))
-
-
-def load_raft_once(path: Path, device: str):
-    with _LOAD_LOCK:
-        return _load_raft(path, device)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_raft(path: Path, device: str):
-    from .raft import load_raft
-
-    return load_raft(path, device)
+    return RaftFlow(lambda: load_network("raft", path, device))
 
 
 class AmtInterpolator:
@@ -392,13 +381,4 @@ class AmtInterpolator:
     def __call__(self, a, ra, b, rb):
         from .amt import interpolate
 
-        with _LOAD_LOCK:
-            model = _load_amt(self.path, self.device)
-        return interpolate(model, a, b)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_amt(path: Path, device: str):
-    from .amt import load_amt
-
-    return load_amt(path, device)
+        return interpolate(load_network("amt", self.path, self.device), a, b)
