@@ -86,10 +86,16 @@ class VideoDiffusionModel:
 
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
-        """CLIP text embeddings `b l d` (the last hidden state, as Stable Diffusion uses), in the denoiser's dtype."""
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+        """The text encoder's last hidden state `b l d` (as Stable Diffusion uses), l = `text_length`, in the
+        denoiser's dtype."""
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.text_length,
                              truncation=True, return_tensors="pt").input_ids
         return self.text_encoder(ids.to(self.device))[0].to(self.unet.dtype)
+
+    @property
+    def text_length(self) -> int:
+        """Tokens per prompt, padded or truncated to it: the tokenizer's own maximum (CLIP: 77)."""
+        return self.tokenizer.model_max_length
 
     @property
     def objective(self) -> str:

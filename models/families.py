@@ -242,12 +242,10 @@ class CogVideoX(VideoDiffusionModel):
         return CogVideoXPipeline._prepare_rotary_positional_embeddings(
             view, height * self.vae_factor, width * self.vae_factor, frames, device)
 
-    @torch.no_grad()
-    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
-        """T5 last hidden state `b l d`, l = the transformer's `max_text_seq_length`, in the denoiser's dtype."""
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.denoiser_config.max_text_seq_length,
-                             truncation=True, add_special_tokens=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.device))[0].to(self.unet.dtype)
+    @property
+    def text_length(self) -> int:
+        """T5 prompts are exactly the transformer's `max_text_seq_length` tokens, unmasked."""
+        return self.denoiser_config.max_text_seq_length
 
     @property
     def temporal_factor(self) -> int:
