@@ -230,4 +230,29 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            pass\n",
         "`mixed_precision: no` and `ssr_mode: off` are rejected",
         ("tests/test_config.py::test_yaml11_boolean_words_are_the_choices_they_spell",)),
+    Mutation(
+        "centre crop started at floor((L - size) / 2)", "benchmarks/vbench/learned.py",
+        "    return int(round((length - size) / 2.0))\n",
+        "    return (length - size) // 2\n",
+        "CLIP and ViCLIP frames cropped one pixel off torchvision's CenterCrop (VBench's) when L - size is 3 mod 4",
+        ("tests/test_vbench_video_models.py::test_clip_transform_matches_torchvision_rules",)),
+    Mutation(
+        "ViCLIP without its temporal embedding", "benchmarks/vbench/viclip.py",
+        "        x = x + rearrange(temporal.mean(1, keepdim=True) if x.shape[1] == 1 else temporal, \"1 t d -> 1 t 1 d\")\n",
+        "",
+        "ViCLIP's video feature ignores frame order: temporal style cannot tell a clip from its reverse",
+        ("tests/test_vbench_video_models.py::test_viclip_scores_videos_from_weights",)),
+    Mutation(
+        "UMT threshold on unrounded probabilities", "benchmarks/vbench/umt.py",
+        "if round(p, 4) >= THRESHOLD]",
+        "if p >= THRESHOLD]",
+        "a class at sigmoid 0.849996 is dropped where VBench (rounding to 4 decimals) counts it",
+        ("tests/test_vbench_video_models.py::test_top5_threshold_and_label_by_hand",)),
+    Mutation(
+        "video models sample the first frames", "benchmarks/vbench/learned.py",
+        "    picked = [int(a + b - 1) // 2 for a, b in zip(bounds[:-1], bounds[1:])]\n",
+        "    picked = [int(a) for a in bounds[:-1]]\n",
+        "ViCLIP and UMT see the starts of VBench's intervals instead of their middle frames",
+        ("tests/test_vbench_video_models.py::test_middle_frame_sampling_by_hand",
+         "tests/test_vbench_video_models.py::test_viclip_scores_videos_from_weights")),
 )

@@ -16,11 +16,10 @@ Working resolution (VBench's preprocessing, per dimension)
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 
-from .scorers import Scorer, ScorerContext, Unavailable, feed, register
+from .scorers import Scorer, ScorerContext, Unavailable, feed, register, weight_file
 
 FLOW_SIDE = 256  # shorter side (px) of the frames the optical-flow proxies run on
 IQ_LONGER_SIDE = 512  # VBench: imaging quality on frames with longer side <= 512
@@ -314,12 +313,12 @@ def flow_backend(ctx: ScorerContext):
     ``--weights`` holds ``raft-things.pth``, else OpenCV's flow at shorter side FLOW_SIDE."""
     from .raft import RAFT_FILES
 
-    found = [Path(ctx.weights) / f for f in RAFT_FILES if (Path(ctx.weights) / f).is_file()] if ctx.weights else []
+    found = weight_file(ctx, RAFT_FILES)
     if found:
         from .learned import raft_flow
 
-        flow = raft_flow(found[0], ctx.device)
-        return (lambda: flow), f"RAFT from {found[0].name} at full resolution", False
+        flow = raft_flow(found, ctx.device)
+        return (lambda: flow), f"RAFT from {found.name} at full resolution", False
     _cv2()
     method = ctx.options.get("flow", "dis")
     return (lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE} (proxy for RAFT)", True
@@ -336,12 +335,12 @@ def make_motion_smoothness(ctx: ScorerContext):
     """VBench's AMT-S when ``--weights`` holds ``amt-s.pth``, else flow-warped interpolation."""
     from .amt import AMT_FILES
 
-    found = [Path(ctx.weights) / f for f in AMT_FILES if (Path(ctx.weights) / f).is_file()] if ctx.weights else []
+    found = weight_file(ctx, AMT_FILES)
     if found:
         from .learned import AmtInterpolator
 
-        interp = AmtInterpolator(found[0], ctx.device)
-        return Scorer(lambda p, m: MotionSmoothness(interp), {"backend": f"AMT-S from {found[0].name}", "proxy": False})
+        interp = AmtInterpolator(found, ctx.device)
+        return Scorer(lambda p, m: MotionSmoothness(interp), {"backend": f"AMT-S from {found.name}", "proxy": False})
     method = ctx.options.get("flow", "dis")
     _cv2()
     return Scorer(lambda p, m: MotionSmoothness(FlowInterpolator(method)),
@@ -353,7 +352,7 @@ def make_imaging_quality(ctx: ScorerContext):
     """MUSIQ when ``--weights`` holds VBench's checkpoint, else the blur/noise proxy."""
     from .musiq import MUSIQ_FILE
 
-    if ctx.weights is not None and (Path(ctx.weights) / MUSIQ_FILE).is_file():
+    if weight_file(ctx, [MUSIQ_FILE]):
         from .learned import make_musiq_quality
 
         return make_musiq_quality(ctx)

@@ -1,52 +1,51 @@
-"""Dimensions that need model weights, loaded with transformers from a local ``--weights DIR``.
+"""Dimensions that need model weights, from a local ``--weights DIR``.
 
-Expected layout (any ``save_pretrained`` folder works; the Hub names are accepted too)::
+What each VBench dimension needs in ``--weights DIR`` (VBench's own path under ``~/.cache/vbench/``,
+where its ``utils.init_submodules`` downloads the file on first use, is accepted too where noted)
+and the URL VBench downloads it from:
 
-    WEIGHTS/dino_vitb16/     ViTModel,  e.g. facebook/dino-vitb16           subject consistency
-    WEIGHTS/clip_vit_b32/    CLIPModel, e.g. openai/clip-vit-base-patch32    background consistency,
-                                                                             appearance style, overall
-                                                                             consistency / temporal
-                                                                             style (proxy), clip_score
-    WEIGHTS/clip_vit_l14/    CLIPModel, e.g. openai/clip-vit-large-patch14   aesthetic quality
-    WEIGHTS/sa_0_4_vit_l_14_linear.pth   LAION aesthetic head (nn.Linear(768, 1) state dict)
-    WEIGHTS/musiq_spaq_ckpt-358bb6af.pth MUSIQ (SPAQ), pyiqa's state dict       imaging quality
-    WEIGHTS/raft-things.pth              RAFT, VBench's state dict              dynamic degree, static filter
-    WEIGHTS/amt-s.pth                    AMT-S, VBench's checkpoint             motion smoothness
+    dimension               --weights DIR/...                         VBench downloads
+    subject_consistency     dino_vitb16/: a transformers ViTModel     dino_vitbase16_pretrain.pth (torch.hub
+                            folder (facebook/dino-vitb16: the same    facebookresearch/dino; local mode:
+                            weights converted)                        dl.fbaipublicfiles.com/dino/
+                                                                      dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth)
+    background_consistency, clip_vit_b32/: a transformers CLIPModel   ViT-B-32.pt (openaipublic.azureedge.net/clip/
+    appearance_style        + tokenizer (openai/clip-vit-base-patch32) models/40d36571.../ViT-B-32.pt)
+    aesthetic_quality       clip_vit_l14/ (openai/clip-vit-large-     ViT-L-14.pt (openaipublic.azureedge.net/clip/
+                            patch14) + sa_0_4_vit_l_14_linear.pth     models/b8cca3fd.../ViT-L-14.pt) + raw.githubusercontent
+                                                                      .com/LAION-AI/aesthetic-predictor/main/
+                                                                      sa_0_4_vit_l_14_linear.pth
+    imaging_quality         musiq_spaq_ckpt-358bb6af.pth (musiq.py)   github.com/chaofengc/IQA-PyTorch/releases/download/
+                                                                      v0.1-weights/musiq_spaq_ckpt-358bb6af.pth
+    dynamic_degree, the     raft-things.pth or                        dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/
+    static filter           raft_model/models/raft-things.pth (raft.py) models.zip (unzipped)
+    motion_smoothness       amt-s.pth or amt_model/amt-s.pth (amt.py) huggingface.co/lalala125/AMT/resolve/main/amt-s.pth
+    temporal_style,         ViClip-InternVid-10M-FLT.pth or           huggingface.co/OpenGVLab/VBench_Used_Models/
+    overall_consistency     ViCLIP/ViClip-InternVid-10M-FLT.pth       resolve/main/ViClip-InternVid-10M-FLT.pth +
+                            + bpe_simple_vocab_16e6.txt.gz beside it  raw.githubusercontent.com/openai/CLIP/main/clip/
+                            (viclip.py)                               bpe_simple_vocab_16e6.txt.gz
+    human_action            l16_ptk710_ftk710_ftk400_f16_res224.pth   huggingface.co/OpenGVLab/VBench_Used_Models/
+                            or umt_model/... (umt.py)                 resolve/main/l16_ptk710_ftk710_ftk400_f16_res224.pth
+    object_class, multiple_ not ported (scorers.NOT_PORTED): skipped  huggingface.co/OpenGVLab/VBench_Used_Models/
+    objects, color, spatial_                                          resolve/main/grit_b_densecap_objectdet.pth
+    relationship (GRiT)
+    scene (Tag2Text)        not ported (scorers.NOT_PORTED): skipped  huggingface.co/spaces/xinyu1205/recognize-anything/
+                                                                      resolve/main/tag2text_swin_14m.pth
 
-The weight file each VBench dimension uses (the ``vbench`` package downloads it into
-``~/.cache/vbench/`` on first use, see its ``utils.init_submodules``) and what this project does:
-
-    dimension                    VBench's file (source)                               here
-    subject_consistency          dino_model/dino_vitbase16_pretrain.pth (facebookresearch/dino,
-                                 loaded with torch.hub)                                dino_vitb16/ (same weights)
-    background_consistency,      clip_model/ViT-B-32.pt (OpenAI CLIP)                 clip_vit_b32/ (same weights)
-    appearance_style
-    aesthetic_quality            clip_model/ViT-L-14.pt (OpenAI CLIP) +               clip_vit_l14/ +
-                                 aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth  sa_0_4_vit_l_14_linear.pth
-                                 (LAION-AI/aesthetic-predictor)
-    imaging_quality              pyiqa_model/musiq_spaq_ckpt-358bb6af.pth (pyiqa's     musiq_spaq_ckpt-358bb6af.pth
-                                 v0.1-weights release)                                (musiq.py); else a blur/noise
-                                                                                      proxy, no weights
-    dynamic_degree, static       raft_model/models/raft-things.pth (RAFT's models.zip) the same path or
-    filter (static_filter.py)                                                         raft-things.pth (raft.py);
-                                                                                      else an optical-flow proxy
-    motion_smoothness            amt_model/amt-s.pth (Hugging Face lalala125/AMT)     the same path or amt-s.pth
-                                                                                      (amt.py); else an
-                                                                                      optical-flow proxy
-    temporal_style,              ViCLIP/ViClip-InternVid-10M-FLT.pth (Hugging Face    CLIP ViT-B/32 proxy
-    overall_consistency          OpenGVLab/VBench_Used_Models)
-    object_class, multiple_objects, grit_model/grit_b_densecap_objectdet.pth (same)   skipped
-    color, spatial_relationship
-    human_action                 umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth    skipped
-                                 (same)
-    scene                        caption_model/tag2text_swin_14m.pth (Hugging Face     skipped
-                                 xinyu1205/recognize-anything)
+Without its file a dimension falls back to a labelled proxy where one exists (imaging quality:
+blur x noise; dynamic degree, motion smoothness, the static filter: OpenCV flow; temporal style and
+overall consistency: CLIP ViT-B/32 frame-text cosine from clip_vit_b32/) and is skipped otherwise.
+MUSIQ, RAFT, AMT-S, ViCLIP and UMT are this project's ports of VBench's modules, with its names,
+so VBench's files load as they are; DINO and CLIP run through transformers.
 
 Preprocessing follows VBench's: DINO frames have their shorter side resized to the model's
 ``image_size`` (bilinear, no crop; the ViT interpolates its position embeddings), CLIP frames are
 resized (bicubic) and centre-cropped to ``image_size``; both without antialiasing, normalised with
-``preprocessor_config.json``'s mean/std when present. Frames are encoded ``batch_frames`` at a time
-as they stream in; models load on first use, once per folder and device.
+``preprocessor_config.json``'s mean/std when present. ViCLIP sees the model's 8 frames at the
+middles of 8 equal intervals (VBench's ``read_frames_decord_by_fps(sample="middle")``) through the
+same CLIP transform on uint8 frames; UMT its 16 such frames, shorter side 256 (OpenCV bilinear),
+centre crop 224, ImageNet mean/std. Frames are encoded ``batch_frames`` at a time as they stream in
+(the video models keep only their sampled frames); models load on first use, once per file and device.
 """
 from __future__ import annotations
 
@@ -59,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from .classical import IQ_LONGER_SIDE
-from .scorers import Scorer, ScorerContext, Unavailable, register
+from .scorers import Scorer, ScorerContext, Unavailable, register, weight_file
 
 MODEL_DIRS = {
     "dino": ("dino_vitb16", "dino-vitb16", "facebook--dino-vitb16"),
@@ -92,20 +91,33 @@ def _mean_std(path: Path, default):
     return default
 
 
-def preprocess(frames: np.ndarray, size: int, mean, std, crop: bool = True, mode: str = "bicubic"):
-    """uint8 (f, h, w, 3) -> float tensor (f, 3, h', w'): shorter side resized to ``size``
-    (no antialiasing, no clamping, as torchvision's ``Resize(antialias=False)`` on VBench's float
-    frames), centre-cropped to ``size`` x ``size`` when ``crop``, then normalised."""
+def resized_size(h: int, w: int, size: int) -> tuple[int, int]:
+    """torchvision's ``Resize(size)``: the shorter side becomes ``size``, the longer ``int(size * long / short)``."""
+    return (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+
+
+def crop_offset(length: int, size: int) -> int:
+    """torchvision's ``CenterCrop`` start: ``int(round((length - size) / 2))`` (halves round to even)."""
+    return int(round((length - size) / 2.0))
+
+
+def preprocess(frames: np.ndarray, size: int, mean, std, crop: bool = True, mode: str = "bicubic",
+               uint8: bool = False):
+    """uint8 (f, h, w, 3) -> float tensor (f, 3, h', w'): shorter side resized to ``size`` (no
+    antialiasing, as torchvision's ``Resize(antialias=False)``), centre-cropped to ``size`` x ``size``
+    when ``crop``, then /255 and normalised. VBench resizes float frames (no clamping) except where
+    it reads uint8 tensors (ViCLIP's ``read_frames_decord_by_fps``): then ``uint8`` clamps and
+    rounds the resized pixels as torchvision does for uint8 input."""
     import torch
     import torch.nn.functional as F
 
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    x = F.interpolate(x, size=(max(size, int(h * scale)), max(size, int(w * scale))), mode=mode,
-                      align_corners=False) / 255.0
+    x = F.interpolate(x, size=resized_size(*x.shape[-2:], size), mode=mode, align_corners=False)
+    if uint8:
+        x = x.clamp(0, 255).round()
+    x = x / 255.0
     if crop:
-        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+        top, left = crop_offset(x.shape[-2], size), crop_offset(x.shape[-1], size)
         x = x[..., top:top + size, left:left + size]
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
@@ -273,9 +285,133 @@ def make_appearance_style(ctx: ScorerContext):
     return _text_scorer(ctx, None)
 
 
+def middle_indices(num: int, count: int) -> list[int]:
+    """VBench's ``get_frame_indices(num, count, sample="middle")``: split the clip into ``min(num,
+    count)`` equal intervals and take each one's middle frame; a short clip is padded with its last."""
+    bounds = np.linspace(0, count, min(num, count) + 1).astype(int)
+    picked = [int(a + b - 1) // 2 for a, b in zip(bounds[:-1], bounds[1:])]
+    return picked + picked[-1:] * (num - len(picked))
+
+
+def frame_count(meta: dict) -> int:
+    """The clip's frame count: given in ``meta`` for in-memory clips, else probed (decoded once, cached)."""
+    from videosspo.video import count_frames
+
+    return meta.get("frames") or count_frames(meta["video"])
+
+
+class SampledFrames:
+    """VBench's ``num`` middle frames of a streamed clip (``middle_indices``); ``result`` is
+    ``finish(frames)`` on those uint8 frames, in order (repeats included)."""
+
+    def __init__(self, count: int, num: int, finish):
+        self.wanted, self.finish, self.kept, self.index = middle_indices(num, count), finish, {}, 0
+
+    def update(self, frame):
+        if self.index in self.wanted:
+            self.kept[self.index] = frame
+        self.index += 1
+
+    def result(self):
+        return self.finish([self.kept[i] for i in self.wanted]) if self.kept else None
+
+
+def viclip_similarity(model, tokenizer, frames: list[np.ndarray], prompt: str) -> float:
+    """VBench's temporal style / overall consistency of one video: cos(ViCLIP video feature, ViCLIP
+    text feature), the frames through ``clip_transform`` (bicubic shorter side, centre crop, CLIP
+    mean/std) at the model's resolution."""
+    import torch
+    from einops import rearrange
+
+    device = next(model.parameters()).device
+    video = preprocess(np.stack(frames), model.image_size, CLIP_MEAN, CLIP_STD, uint8=True)
+    with torch.no_grad():
+        v = model.vision_encoder(rearrange(video, "t c h w -> 1 c t h w").to(device))
+        t = model.text_encoder(tokenizer([prompt], model.context).to(device))
+    return float(torch.nn.functional.cosine_similarity(v.float(), t.float())[0])
+
+
+@functools.lru_cache(maxsize=2)
+def _bpe_tokenizer(path: Path):
+    from .viclip import Tokenizer
+
+    return Tokenizer(path)
+
+
+def _viclip_scorer(ctx: ScorerContext, path: Path) -> Scorer:
+    from .viclip import BPE_FILE
+
+    bpe = next((p for p in (path.parent / BPE_FILE, Path(ctx.weights) / BPE_FILE) if p.is_file()), None)
+    if bpe is None:
+        raise Unavailable(f"ViCLIP's tokenizer {BPE_FILE} is not beside {path}",
+                          f"put {BPE_FILE} (github.com/openai/CLIP, clip/{BPE_FILE}) next to {path.name}")
+
+    def start(prompt, meta):
+        model = load_network("viclip", path, ctx.device)
+        return SampledFrames(frame_count(meta), model.frames,
+                             lambda frames: viclip_similarity(model, _bpe_tokenizer(bpe), frames, prompt))
+
+    return Scorer(start, {"backend": f"ViCLIP from {path.name}", "proxy": False})
+
+
 @register("overall_consistency", "temporal_style")
 def make_overall_consistency(ctx: ScorerContext):
-    return _text_scorer(ctx, "ViCLIP")
+    """VBench's ViCLIP when ``--weights`` holds its checkpoint, else CLIP frame-text cosine (a proxy)."""
+    from .viclip import BPE_FILE, VICLIP_FILES
+
+    path = weight_file(ctx, VICLIP_FILES)
+    if path is not None:
+        return _viclip_scorer(ctx, path)
+    try:
+        return _text_scorer(ctx, "ViCLIP")
+    except Unavailable as e:
+        raise Unavailable(e.reason, f"put VBench's {VICLIP_FILES[0]} and {BPE_FILE} at --weights DIR/ "
+                                    f"(or, for a CLIP proxy: {e.fix})") from None
+
+
+def umt_clip(frames: list[np.ndarray]):
+    """VBench's human-action transform: shorter side to 256 (OpenCV bilinear on uint8, skipped when
+    it is 256 already), centre crop 224 (offsets rounded), /255, ImageNet mean/std -> (1, 3, t, 224, 224)."""
+    import cv2
+    import torch
+    from einops import rearrange
+
+    from .umt import IMAGE_SIZE, RESIZE
+
+    h, w = frames[0].shape[:2]
+    if min(h, w) != RESIZE:
+        h, w = (int(RESIZE * h / w), RESIZE) if w < h else (RESIZE, int(RESIZE * w / h))
+        frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames]
+    top, left = crop_offset(h, IMAGE_SIZE), crop_offset(w, IMAGE_SIZE)
+    x = torch.from_numpy(np.stack([f[top:top + IMAGE_SIZE, left:left + IMAGE_SIZE] for f in frames])).float() / 255
+    x = (x - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    return rearrange(x, "t h w c -> 1 c t h w")
+
+
+@register("human_action")
+def make_human_action(ctx: ScorerContext):
+    """VBench's human action: 1 when the action named in the prompt ("A person is {action}") is among
+    UMT's top-5 Kinetics-400 classes with probability >= 0.85, on the model's 16 middle frames."""
+    import torch
+
+    from .umt import UMT_FILES, action_label, predicted_actions
+
+    path = weight_file(ctx, UMT_FILES)
+    if path is None:
+        raise Unavailable("needs VBench's UMT-L/16 Kinetics-400 classifier and --weights has none",
+                          f"put {UMT_FILES[0]} (huggingface.co/OpenGVLab/VBench_Used_Models) at --weights DIR/")
+
+    def classify(prompt, frames):
+        model = load_network("umt", path, ctx.device)
+        with torch.no_grad():
+            logits = model(umt_clip(frames).to(next(model.parameters()).device))[0].cpu()
+        return float(action_label(prompt) in predicted_actions(logits))
+
+    def start(prompt, meta):
+        return SampledFrames(frame_count(meta), load_network("umt", path, ctx.device).frames,
+                             lambda frames: classify(prompt, frames))
+
+    return Scorer(start, {"backend": f"UMT-L/16 (Kinetics-400) from {path.name}, top-5 >= 0.85", "proxy": False})
 
 
 def load_aesthetic_head(path: Path):

@@ -36,7 +36,8 @@ class Scorer:
 
     def __call__(self, videos: Iterable[np.ndarray], prompts, meta) -> tuple[list, dict]:
         """Score whole clips (uint8 ``(f, h, w, 3)``): one score per video and ``info``."""
-        return [feed(self.start(p, m), v) for v, p, m in zip(videos, prompts, meta)], dict(self.info)
+        return ([feed(self.start(p, {"frames": len(v), **m}), v) for v, p, m in zip(videos, prompts, meta)],
+                dict(self.info))
 
 
 def feed(acc: Accumulator, frames: Iterable[np.ndarray]) -> float | None:
@@ -64,6 +65,13 @@ class ScorerContext:
     options: dict = field(default_factory=dict)
 
 
+def weight_file(ctx: ScorerContext, names) -> Path | None:
+    """The first of ``names`` (paths relative to ``--weights``) that is a file there, else None."""
+    if ctx.weights is None:
+        return None
+    return next((Path(ctx.weights) / n for n in names if (Path(ctx.weights) / n).is_file()), None)
+
+
 FACTORIES: dict[str, Callable[[ScorerContext], Scorer]] = {}
 
 
@@ -78,10 +86,14 @@ def register(*names: str):
     return deco
 
 
-# GRiT / UMT / Tag2Text dimensions: detectors and captioners transformers cannot stand in for.
-_DETECTOR_DIMS = {
-    "object_class": "GRiT", "multiple_objects": "GRiT", "color": "GRiT",
-    "spatial_relationship": "GRiT", "human_action": "UMT", "scene": "Tag2Text",
+# Dimensions whose VBench model is not ported (the reason; ``--backend official`` runs them).
+NOT_PORTED = {
+    **dict.fromkeys(("object_class", "multiple_objects", "color", "spatial_relationship"),
+                    "needs VBench's GRiT dense-caption detector (grit_b_densecap_objectdet.pth), a detectron2 / "
+                    "CenterNet2 model (ViTDet backbone, cascade ROI heads with ROIAlign, a text decoder with beam "
+                    "search) that is not ported here: detectron2 is not on PyPI and its ops need torchvision"),
+    "scene": "needs VBench's Tag2Text captioner (tag2text_swin_14m.pth: Swin-B at 384 px, a BERT tag head over "
+             "3429 tags and a BERT caption decoder with beam search, bert-base-uncased's tokenizer), not ported here",
 }
 
 
@@ -92,12 +104,9 @@ def build(names, ctx: ScorerContext) -> tuple[dict[str, Scorer], dict[str, dict]
     scorers, skipped = {}, {}
     for name in names:
         try:
-            if name in _DETECTOR_DIMS:
-                raise Unavailable(
-                    f"needs VBench's {_DETECTOR_DIMS[name]} model, which has no weight-free or "
-                    "transformers stand-in here",
-                    "run with --backend official (pip install vbench; its weights download to "
-                    "~/.cache/vbench on first use)")
+            if name in NOT_PORTED:
+                raise Unavailable(NOT_PORTED[name], "run with --backend official (pip install vbench; its "
+                                                    "weights download to ~/.cache/vbench on first use)")
             if name not in FACTORIES:
                 raise Unavailable(f"unknown dimension {name!r}", "see --list-dims")
             scorers[name] = FACTORIES[name](ctx)
