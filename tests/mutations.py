@@ -255,4 +255,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ViCLIP and UMT see the starts of VBench's intervals instead of their middle frames",
         ("tests/test_vbench_video_models.py::test_middle_frame_sampling_by_hand",
          "tests/test_vbench_video_models.py::test_viclip_scores_videos_from_weights")),
+    Mutation(
+        "EMA weights the new value by d", "videosspo/ema.py",
+        "lerp_(p.detach().float(), 1 - d)",
+        "lerp_(p.detach().float(), d)",
+        "the moving average follows the latest weights instead of averaging them (its decay inverted)",
+        ("tests/test_ema.py::test_update_against_hand_computed_values_and_only_trainable_parameters",)),
+    Mutation(
+        "export of the trained weights with EMA on", "videosspo/trainer.py",
+        "                with self.inference_weights():\n                    if self.config.train.export",
+        "                with contextlib.nullcontext():\n                    if self.config.train.export",
+        "optim.ema_decay trains an average that model/ never holds",
+        ("tests/test_ema.py::test_export_holds_the_average_not_the_trained_weights",)),
+    Mutation(
+        "EMA not restored on resume", "videosspo/trainer.py",
+        "            if self.ema and (path / EMA_FILE).is_file():",
+        "            if False:",
+        "a resumed run restarts the moving average from the resumed weights: not the uninterrupted run's",
+        ("tests/test_trainer.py::test_resume_equals_uninterrupted",)),
 )

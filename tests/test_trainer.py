@@ -91,13 +91,21 @@ def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family
 
 
 @pytest.mark.parametrize("lora, losers", [(0, {}), (4, {"loser.init": "winner", "loser.strength": 0.5,
-                                                      "loser.scheduler": "unipc", "loser.guidance": 3.0})])
+                                                      "loser.scheduler": "unipc", "loser.guidance": 3.0,
+                                                      "optim.ema_decay": 0.9})])
 def test_resume_equals_uninterrupted(tiny_config, tmp_path, lora, losers):
-    """Stopped at step 2, inside the loser window [0, 3): the resumed run serves the saved losers."""
+    """Stopped at step 2, inside the loser window [0, 3): the resumed run serves the saved losers
+    (and, with LoRA, continues the adapter's moving average exactly)."""
     straight, resumed = straight_and_resumed(tiny_config, tmp_path, 4, **{
         "model.lora_rank": lora, "train.checkpoint_every": 2, "loser.reuse": 3, **losers})
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (straight.ema is None) == (resumed.ema is None) == (not lora)
+    if straight.ema:
+        a, b = straight.ema.state_dict(), resumed.ema.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        trained = dict(straight.model.unet.named_parameters())
+        assert all("lora" in k and not torch.equal(a[k], trained[k]) for k in a)  # the adapter's average
     saved = {p.name for p in (latest_checkpoint(tmp_path / "b") / "accelerate").iterdir()}
     assert ("lora_adapter.safetensors" in saved) == bool(lora)  # LoRA: the adapter, never the frozen base
     assert ("model.safetensors" in saved) == (not lora)

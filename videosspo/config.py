@@ -232,6 +232,11 @@ class OptimConfig:
     batch_size: int = 1      # per process; global batch = batch_size x processes x grad_accum
     grad_accum: int = 1
     max_grad_norm: float = 1.0   # 0 disables clipping
+    # Exponential moving average of the trainable weights (videosspo/ema.py; with LoRA, the adapter):
+    # ema = d ema + (1 - d) theta after each update, d = min(ema_decay, n / (n + 9)) at update n.
+    # Samples during training and each checkpoint's model/ use the average; the replay references and
+    # the optimizer train the weights themselves. 0: off.
+    ema_decay: float = 0.0
 
     def __post_init__(self):
         _check(self.lr > 0, "optim.lr", self.lr, "> 0")
@@ -239,6 +244,7 @@ class OptimConfig:
         _check(self.grad_accum >= 1, "optim.grad_accum", self.grad_accum, ">= 1")
         _check(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, ">= 0")
         _check(self.max_grad_norm >= 0, "optim.max_grad_norm", self.max_grad_norm, ">= 0")
+        _check(0 <= self.ema_decay < 1, "optim.ema_decay", self.ema_decay, "in [0, 1) (0 = no EMA; e.g. 0.999)")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ name, marked complete, fsynced, renamed into place; verified before resuming):
     accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
     replay/      the replay pool: snapshot steps and their digests in the run's `snapshots/` store
     losers/      the current reuse window's losers, per process (loser.reuse > 1)
-    model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`
+    model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`;
+                 with optim.ema_decay, the moving average of its weights
+    ema.safetensors  that average by parameter name (optim.ema_decay > 0)
     trainer.json step, counters, divergence;  config.yaml  the resolved config;  COMPLETE.json  files and sizes
 """
 
@@ -53,6 +55,7 @@ from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, RunLock, 
                                   resume_candidates, save_failed, store_of, tidy, verify, write_marker)
 from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, load_config, save_config
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
+from videosspo.ema import EMA
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import get_objective
@@ -67,6 +70,7 @@ log = logging.getLogger("videosspo.trainer")
 ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank",
                 "model.schedule", "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
 ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter inside `accelerate/`
+EMA_FILE = "ema.safetensors"  # optim.ema_decay > 0: the moving average of the trainable weights
 MAX_BAD_STEPS = 10  # consecutive non-finite gradients before the run stops (its checkpoints intact)
 
 
@@ -299,6 +303,7 @@ class Trainer:
         self.policy_model = copy.copy(self.model)
         self.policy_model.unet = self.unet  # the (possibly DDP-wrapped) trainable forward
         self.policy = Policy(self.model, full_state_dict=lambda: acc.get_state_dict(self.unet))
+        self.ema = EMA(self.model.unet, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
         if self.policy.lora:
             acc.register_save_state_pre_hook(self._save_adapter_only)
             acc.register_load_state_pre_hook(self._load_adapter_only)
@@ -481,6 +486,8 @@ class Trainer:
                                          f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
                                          f"{self._divergence_note()}")
             self.step += 1
+            if self.ema:
+                self.ema.update(self.step)
             if cfg.method.name != "sft" and self.pool.due(self.step):  # replay: snapshot after this update
                 self.pool.add(self.step, self.policy.snapshot())
             stats.update({"lr": self.lr_schedule.get_last_lr()[0], "time/step_s": time.perf_counter() - t_step})
@@ -600,8 +607,13 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------------
 
+    def inference_weights(self):
+        """A context in which `self.model` holds the weights samples and exports use: the moving
+        average with optim.ema_decay (the trained weights are back after it), else the trained ones."""
+        return self.ema.applied() if self.ema else contextlib.nullcontext()
+
     def write_samples(self) -> list[Path]:
-        """Videos of `train.sample_prompts` from the current policy, with their prompts."""
+        """Videos of `train.sample_prompts` from the current policy (its EMA when on), with their prompts."""
         cfg, acc = self.config, self.accelerator
         if not acc.is_main_process:
             return []
@@ -609,10 +621,11 @@ class Trainer:
         view = copy.copy(self.model)  # the unwrapped unet: sampling needs no gradient sync
         view.unet.eval()
         prompts = list(cfg.train.sample_prompts)
-        pixels = view.decode(sample_latents(view, prompts, frames=cfg.data.frames, height=cfg.data.height,
-                                            width=cfg.data.width, steps=cfg.sample.steps, guidance=cfg.sample.guidance,
-                                            negative_prompt=cfg.sample.negative_prompt, scheduler=cfg.sample.scheduler,
-                                            seeds=list(range(len(prompts)))))
+        with self.inference_weights():
+            pixels = view.decode(sample_latents(view, prompts, frames=cfg.data.frames, height=cfg.data.height,
+                                                width=cfg.data.width, steps=cfg.sample.steps,
+                                                guidance=cfg.sample.guidance, negative_prompt=cfg.sample.negative_prompt,
+                                                scheduler=cfg.sample.scheduler, seeds=list(range(len(prompts)))))
         view.unet.train()
         paths = [write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
                  for i, (p, video) in enumerate(zip(prompts, pixels.cpu()))]
@@ -646,10 +659,13 @@ class Trainer:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 self.pool.save(tmp, store)
-                if self.config.train.export == "adapter":
-                    save_adapter(tmp / "model", self.policy.snapshot(), self.config.model)
-                else:
-                    self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
+                if self.ema:
+                    save_file(self.ema.state_dict(), str(tmp / EMA_FILE))
+                with self.inference_weights():
+                    if self.config.train.export == "adapter":
+                        save_adapter(tmp / "model", self.policy.snapshot(), self.config.model)
+                    else:
+                        self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
                 save_config(self.config, tmp / "config.yaml")
                 state = {"step": self.step, "counters": self.counters, "divergence": self.divergence}
                 (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
@@ -701,6 +717,11 @@ class Trainer:
             state = json.loads((path / "trainer.json").read_text())
             self.step, self.counters, self.divergence = state["step"], state["counters"], state.get("divergence")
             self.pool.load(path, store_of(path))
+            if self.ema and (path / EMA_FILE).is_file():
+                self.ema.load_state_dict(load_file(str(path / EMA_FILE), device=str(self.accelerator.device)))
+            elif self.ema:  # a checkpoint trained without EMA: the average starts at its weights
+                log.warning("%s has no %s: the moving average starts at its weights", path.name, EMA_FILE)
+                self.ema = EMA(self.model.unet, self.config.optim.ema_decay)
             self.losers = LoserCache(self.config.loser.reuse)
             losers = path / "losers" / f"rank{self.accelerator.process_index}.safetensors"
             if losers.is_file():  # absent when loser.reuse is 1, or for a process the saving run did not have
