@@ -58,6 +58,7 @@ class VideoDiffusionModel:
     # Exports: the pipeline's other (empty) components; the LoRA file format (`models.export.LORA_FORMATS`).
     pipeline_extras: ClassVar[dict] = {}
     lora_format: ClassVar[str] = "diffusers"
+    max_text_tokens: ClassVar[int | None] = None  # the pipeline's `max_sequence_length` (None: the tokenizer's maximum)
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
                  inference_scheduler: str = "DDIMScheduler"):
@@ -88,14 +89,18 @@ class VideoDiffusionModel:
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """The text encoder's last hidden state `b l d` (as Stable Diffusion uses), l = `text_length`, in the
         denoiser's dtype."""
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.text_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.device))[0].to(self.unet.dtype)
+        return self.text_encoder(self.tokenize(prompts).input_ids)[0].to(self.unet.dtype)
+
+    def tokenize(self, prompts: list[str]):
+        """Token ids and attention mask `b l` (1 on the prompt's tokens), padded or truncated to `text_length`."""
+        return self.tokenizer(list(prompts), padding="max_length", max_length=self.text_length, truncation=True,
+                              return_attention_mask=True, return_tensors="pt").to(self.device)
 
     @property
     def text_length(self) -> int:
-        """Tokens per prompt, padded or truncated to it: the tokenizer's own maximum (CLIP: 77)."""
-        return self.tokenizer.model_max_length
+        """Tokens per prompt, padded or truncated to it: the tokenizer's own maximum (CLIP: 77), capped at
+        the pipeline's `max_sequence_length` where the family sets `max_text_tokens`."""
+        return min(self.tokenizer.model_max_length, self.max_text_tokens or self.tokenizer.model_max_length)
 
     @property
     def objective(self) -> str:
@@ -313,10 +318,20 @@ def with_schedule(config, *overrides: dict) -> dict:
     return merged
 
 
+def zero_padding(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Text embeddings `b l d` with the positions past each prompt's tokens (mask `b l` = 0) set to zero."""
+    return hidden * rearrange(mask, "b l -> b l 1").to(hidden.dtype)
+
+
 def per_clip(fn, x: torch.Tensor) -> torch.Tensor:
     """`fn` on one clip (batch entry) at a time, concatenated: how video VAEs that compress time
     bound their memory (they are causal in time and cache features chunk by chunk inside a clip)."""
     return torch.cat([fn(clip) for clip in x.split(1)])
+
+
+def clip_posterior_mode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """A video VAE's posterior mean (deterministic) for pixels `b c F h w`, one clip per VAE call."""
+    return per_clip(lambda clip: vae.encode(clip.to(vae.dtype)).latent_dist.mode(), pixels)
 
 
 def load_components(cfg: ModelConfig, classes: dict[str, type], training_scheduler) -> dict:

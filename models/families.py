@@ -6,17 +6,20 @@ import types
 from pathlib import Path
 
 import torch
-from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLWan, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel,
-                       FlowMatchEulerDiscreteScheduler, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel,
-                       UNetMotionModel, WanTransformer3DModel)
+from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLLTXVideo, AutoencoderKLWan, CogVideoXDDIMScheduler,
+                       CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel,
+                       MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel, WanTransformer3DModel)
 from einops import rearrange, repeat
 from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
-from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, per_clip
+from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, clip_posterior_mode, per_clip, zero_padding
 from models.export import motion_adapter, motion_only
-from models.tiny import CHANNELS, tiny_cogvideox, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
+from models.tiny import CHANNELS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
 from videosspo.config import ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
+
+
+FEED_FORWARD = ("ff.net.0.proj", "ff.net.2")  # diffusers' FeedForward in the DiT blocks: in (GELU) and out projections
 
 
 class AnimateDiff(VideoDiffusionModel):
@@ -153,12 +156,9 @@ class Wan(VideoDiffusionModel):
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """UMT5 last hidden state `b l d`, zero past each prompt's tokens (as `WanPipeline` pads), in the denoiser's dtype."""
-        length = min(self.tokenizer.model_max_length, self.max_text_tokens)
-        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
-                                return_attention_mask=True, return_tensors="pt").to(self.device)
+        tokens = self.tokenize(prompts)
         hidden = self.text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
-        hidden = hidden * rearrange(tokens.attention_mask, "b l -> b l 1").to(hidden.dtype)
-        return hidden.to(self.unet.dtype)
+        return zero_padding(hidden, tokens.attention_mask).to(self.unet.dtype)
 
     @property
     def latent_channels(self) -> int:
@@ -187,7 +187,7 @@ class Wan(VideoDiffusionModel):
 
         The VAE is causal in time and caches features chunk by chunk, so its memory is bounded in F.
         """
-        z = per_clip(lambda clip: self.vae.encode(clip.to(self.vae.dtype)).latent_dist.mode(), pixels)
+        z = clip_posterior_mode(self.vae, pixels)
         mean, std = self._latent_stats(z)
         return (z - mean) / std
 
@@ -224,7 +224,7 @@ class CogVideoX(VideoDiffusionModel):
     components = {"vae": AutoencoderKLCogVideoX, "text_encoder": T5EncoderModel, "tokenizer": AutoTokenizer,
                   "scheduler": CogVideoXDDIMScheduler}
     pipeline = "CogVideoXPipeline"
-    lora_targets = (*ATTENTION_PROJECTIONS, "ff.net.0.proj", "ff.net.2")
+    lora_targets = (*ATTENTION_PROJECTIONS, *FEED_FORWARD)
 
     def _denoise(self, x_t, t, cond):
         x = rearrange(x_t, "b c f h w -> b f c h w")
@@ -263,7 +263,7 @@ class CogVideoX(VideoDiffusionModel):
     @torch.no_grad()
     def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pixels `b c F h w` -> latents `b c f h w` times `scaling_factor`, one clip per VAE call."""
-        z = per_clip(lambda clip: self.vae.encode(clip.to(self.vae.dtype)).latent_dist.mode(), pixels)
+        z = clip_posterior_mode(self.vae, pixels)
         return z * self.vae.config.scaling_factor
 
     @torch.no_grad()
@@ -274,6 +274,86 @@ class CogVideoX(VideoDiffusionModel):
     @classmethod
     def build_tiny(cls, cfg: ModelConfig) -> dict:
         return tiny_cogvideox(cfg)
+
+
+class LTXVideo(VideoDiffusionModel):
+    """LTX-Video 2B (0.9.x): `LTXVideoTransformer3DModel` on `AutoencoderKLLTXVideo` latents (8x time,
+    32x space, normalised per channel by the VAE's `latents_mean` / `latents_std`), T5 embeddings of
+    at most 128 tokens, flow matching with σ shifted by the latent sequence length.
+
+    Everything around the transformer is `LTXPipeline`'s own code: latents packed into tokens
+    `b (f h w) c` (`_pack_latents` / `_unpack_latents`), rotary positions scaled by
+    (8 / frame_rate, 32, 32), the latent normalisation, the prompt's T5 attention mask. The mask
+    travels inside the protocol's `cond`: `encode_prompt` zeroes the padding positions (the T5
+    encoder itself sees them, as in the pipeline) and `_denoise` masks the all-zero rows.
+    """
+
+    family = "ltx"
+    denoiser = "transformer"
+    denoiser_class = LTXVideoTransformer3DModel
+    components = {"vae": AutoencoderKLLTXVideo, "text_encoder": T5EncoderModel, "tokenizer": AutoTokenizer,
+                  "scheduler": FlowMatchEulerDiscreteScheduler}
+    pipeline = "LTXPipeline"
+    sampler_class = "FlowMatchEulerDiscreteScheduler"
+    lora_targets = (*ATTENTION_PROJECTIONS, *FEED_FORWARD)
+    objective = "flow_shifted_logit_normal"
+    max_text_tokens = 128  # LTXPipeline's max_sequence_length
+    frame_rate = 25  # LTXPipeline's default frame_rate: the time scale of the rotary positions
+
+    def _denoise(self, x_t, t, cond):
+        from diffusers import LTXPipeline  # imported on use: pipelines pull in image processors
+
+        f, h, w = x_t.shape[2:]
+        p, pt = self.denoiser_config.patch_size, self.denoiser_config.patch_size_t
+        rope_scale = (self.temporal_factor / self.frame_rate, self.vae_factor, self.vae_factor)
+        out = self.unet(hidden_states=LTXPipeline._pack_latents(x_t, p, pt), encoder_hidden_states=cond, timestep=t,
+                        encoder_attention_mask=cond.ne(0).any(dim=-1),  # b l: the prompt's tokens
+                        num_frames=f // pt, height=h // p, width=w // p, rope_interpolation_scale=rope_scale).sample
+        return LTXPipeline._unpack_latents(out, f // pt, h // p, w // p, p, pt)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """T5 last hidden state `b l d` as `LTXPipeline` encodes it (no mask in the encoder), zero past each
+        prompt's tokens (the transformer's attention mask), in the denoiser's dtype."""
+        tokens = self.tokenize(prompts)
+        hidden = self.text_encoder(tokens.input_ids).last_hidden_state
+        return zero_padding(hidden, tokens.attention_mask).to(self.unet.dtype)
+
+    @property
+    def vae_factor(self) -> int:
+        return self.vae.spatial_compression_ratio
+
+    @property
+    def temporal_factor(self) -> int:
+        return self.vae.temporal_compression_ratio
+
+    @property
+    def size_multiple(self) -> int:
+        return self.vae_factor * self.denoiser_config.patch_size
+
+    @torch.no_grad()
+    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels `b c F h w` -> latents `b c f h w` normalised as `LTXPipeline._normalize_latents`: (z − mean) s / std."""
+        from diffusers import LTXPipeline
+
+        vae = self.vae
+        return LTXPipeline._normalize_latents(clip_posterior_mode(vae, pixels), vae.latents_mean, vae.latents_std,
+                                              vae.config.scaling_factor)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """De-normalised latents through the VAE, as `LTXPipeline` decodes at its default decode_timestep 0
+        (a timestep-conditioned VAE, LTX-Video 0.9.1+, gets t = 0 and no decode noise)."""
+        from diffusers import LTXPipeline
+
+        vae = self.vae
+        z = LTXPipeline._denormalize_latents(latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+        t = torch.zeros(1, device=z.device, dtype=vae.dtype) if vae.config.timestep_conditioning else None
+        return per_clip(lambda clip: vae.decode(clip.to(vae.dtype), t).sample, z).float().clamp(-1, 1)
+
+    @classmethod
+    def build_tiny(cls, cfg: ModelConfig) -> dict:
+        return tiny_ltx(cfg)
 
 
 class Stacked(VideoDiffusionModel):
@@ -311,4 +391,4 @@ class Stacked(VideoDiffusionModel):
                                     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
 
 
-FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan, CogVideoX)}
+FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan, CogVideoX, LTXVideo)}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import string
 
 import torch
-from diffusers import (AutoencoderKL, AutoencoderKLCogVideoX, AutoencoderKLWan, CogVideoXDDIMScheduler,
-                       CogVideoXTransformer3DModel, DDPMScheduler, FlowMatchEulerDiscreteScheduler, MotionAdapter,
-                       WanTransformer3DModel)
+from diffusers import (AutoencoderKL, AutoencoderKLCogVideoX, AutoencoderKLLTXVideo, AutoencoderKLWan,
+                       CogVideoXDDIMScheduler, CogVideoXTransformer3DModel, DDPMScheduler, FlowMatchEulerDiscreteScheduler,
+                       LTXVideoTransformer3DModel, MotionAdapter, WanTransformer3DModel)
 from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer, UMT5Config,
                           UMT5EncoderModel)
 
@@ -141,13 +141,18 @@ COGVIDEOX_SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="scaled_linea
                            timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False, steps_offset=0)
 
 
+def tiny_t5(tokenizer: T5Tokenizer) -> T5EncoderModel:
+    """A 2-layer 32-d T5 encoder over `tokenizer`'s vocabulary (CogVideoX's and LTX-Video's text encoder, shrunk)."""
+    return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2,
+                                   num_heads=4, relative_attention_num_buckets=8,
+                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
+
+
 def tiny_cogvideox(cfg: ModelConfig) -> dict:
     """CogVideoX-2b's stack, shrunk: T5 (32-d), AutoencoderKLCogVideoX (4x time, 8x space), a 1-block transformer."""
     torch.manual_seed(0)
     tokenizer = tiny_t5_tokenizer()
-    text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2,
-                                           num_heads=4, relative_attention_num_buckets=8,
-                                           pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
+    text_encoder = tiny_t5(tokenizer)
     vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2,
                                  down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
                                  temporal_compression_ratio=4)
@@ -157,3 +162,26 @@ def tiny_cogvideox(cfg: ModelConfig) -> dict:
                                               max_text_seq_length=T5_MAX_TOKENS)
     return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)}
+
+
+# Lightricks/LTX-Video/scheduler/scheduler_config.json (LTX-Video 0.9.0, as diffusers' convert_ltx_to_diffusers.py
+# writes it): σ shifted by the latent sequence length, μ from 0.95 at 1024 to 2.05 at 4096 tokens, and the
+# sampler's grid stretched to end at σ = 0.1 before the last step.
+LTX_SCHEDULER = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+                     base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
+
+
+def tiny_ltx(cfg: ModelConfig) -> dict:
+    """LTX-Video's stack, shrunk: T5 (32-d), AutoencoderKLLTXVideo (8x time as the real one, 8x space where the real
+    one has 32x: no 4x4 patching, so 32x32 clips keep 4x4 latents; per-channel latent statistics), a 2-block transformer."""
+    torch.manual_seed(0)
+    tokenizer = tiny_t5_tokenizer()
+    text_encoder = tiny_t5(tokenizer)
+    vae = AutoencoderKLLTXVideo(latent_channels=4, block_out_channels=(8,) * 4, decoder_block_out_channels=(8,) * 4,
+                                layers_per_block=(1,) * 5, decoder_layers_per_block=(1,) * 5, patch_size=1)
+    vae.latents_mean.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+    vae.latents_std.copy_(torch.tensor([1.5, 2.0, 0.5, 1.0]))
+    transformer = LTXVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8,
+                                             cross_attention_dim=16, num_layers=2, caption_channels=TEXT_DIM)
+    return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "scheduler": FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER)}

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from diffusers import (CogVideoXDDIMScheduler, CogVideoXPipeline, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel,
+from diffusers import (CogVideoXDDIMScheduler, CogVideoXPipeline, DDIMScheduler, FlowMatchEulerDiscreteScheduler, LTXPipeline,
+                       PNDMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel,
                        UniPCMultistepScheduler, WanPipeline)
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from transformers import CLIPConfig, CLIPImageProcessor
 
 from models.families import ModelScope
-from models.tiny import COGVIDEOX_SCHEDULER, TEXT_DIM, tiny_components, tiny_motion_adapter, tiny_cogvideox, tiny_unet2d_kwargs, tiny_wan
+from models.tiny import (COGVIDEOX_SCHEDULER, LTX_SCHEDULER, TEXT_DIM, tiny_cogvideox, tiny_components, tiny_ltx,
+                         tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan)
 from videosspo.config import ModelConfig
 
 # scheduler/scheduler_config.json of the two pipeline repositories, as shipped (SD 1.5's also holds
@@ -87,6 +89,14 @@ def cogvideox_pipeline(path: Path) -> None:
                       tokenizer=parts["tokenizer"], scheduler=CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)).save_pretrained(path)
 
 
+def ltx_pipeline(path: Path) -> None:
+    """`Lightricks/LTX-Video` (LTX-Video 0.9.0, its diffusers folders): an LTXPipeline (transformer/, T5,
+    AutoencoderKLLTXVideo) with FlowMatchEulerDiscreteScheduler shifted by sequence length."""
+    parts = tiny_ltx(ModelConfig(family="ltx"))
+    LTXPipeline(transformer=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+                scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER)).save_pretrained(path)
+
+
 HUB_LAYOUTS: dict[str, Callable[[Path], None]] = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": sd15_pipeline,
     "runwayml/stable-diffusion-v1-5": sd15_pipeline,
@@ -95,6 +105,7 @@ HUB_LAYOUTS: dict[str, Callable[[Path], None]] = {
     "guoyww/animatediff-motion-adapter-v1-5-2": motion_adapter,
     "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": wan_pipeline,
     "THUDM/CogVideoX-2b": cogvideox_pipeline,
+    "Lightricks/LTX-Video": ltx_pipeline,
 }
 
 

@@ -273,4 +273,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            if False:",
         "a resumed run restarts the moving average from the resumed weights: not the uninterrupted run's",
         ("tests/test_trainer.py::test_resume_equals_uninterrupted",)),
+    Mutation(
+        "LTX prompts unmasked", "models/families.py",
+        "encoder_attention_mask=cond.ne(0).any(dim=-1),",
+        "encoder_attention_mask=None,",
+        "the LTX transformer attends to T5's padding tokens, which LTXPipeline masks: trained and sampled models differ",
+        ("tests/test_dit.py::test_ltx_prompts_latents_and_sampler_follow_ltx_pipeline",)),
+    Mutation(
+        "LTX sampled on the unshifted σ grid", "videosspo/sampling.py",
+        '    if sched.config.get("use_dynamic_shifting"):\n',
+        "    if False:\n",
+        "losers and samples of LTX-Video come from another schedule than LTXPipeline's (no sequence-length shift)",
+        ("tests/test_dit.py::test_ltx_prompts_latents_and_sampler_follow_ltx_pipeline",)),
+    Mutation(
+        "LTX timesteps without the sequence-length shift", "videosspo/objectives.py",
+        "+ dynamic_shift_mu(config, seq_len)),",
+        "+ 0),",
+        "LTX-Video trains on another σ density than its trainer's shifted logit-normal",
+        ("tests/test_dit.py::test_ltx_timestep_density_is_the_shifted_logit_normal",)),
 )

@@ -1,7 +1,7 @@
-"""DiT families (Wan: flow matching; CogVideoX: v-prediction): the flow objective by hand, the
-losses on velocity errors, temporal-VAE latent frames, agreement with diffusers' `WanPipeline` /
-`CogVideoXPipeline` (prompts, latents, sampling, LoRA files), gradient checkpointing, and training:
-SSPO steps, resume, the real hub layout."""
+"""DiT families (Wan, LTX-Video: flow matching; CogVideoX: v-prediction): the flow objective by hand,
+the losses on velocity errors, temporal-VAE latent frames, agreement with diffusers' `WanPipeline` /
+`CogVideoXPipeline` / `LTXPipeline` (prompts, latents, sampling, LoRA files), gradient checkpointing,
+and training: SSPO steps, resume, the real hub layout."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import math
 
 import pytest
 import torch
-from diffusers import (CogVideoXPipeline, CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler,
-                       UniPCMultistepScheduler, WanPipeline)
+from diffusers import (AutoencoderKLLTXVideo, CogVideoXPipeline, CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler,
+                       LTXPipeline, UniPCMultistepScheduler, WanPipeline)
 from einops import rearrange
 
 from models import build_model, load_model
@@ -20,7 +20,7 @@ from videosspo.config import ConfigError, ModelConfig, load_config
 from videosspo.latents import encoder_identity
 from videosspo.losses import LOSSES, per_sample_error
 from videosspo.objectives import OBJECTIVES
-from videosspo.sampling import per_sample_noise, sample_latents
+from videosspo.sampling import make_scheduler, per_sample_noise, sample_latents
 from videosspo.trainer import Trainer
 
 from test_trainer import straight_and_resumed, unet_state
@@ -29,7 +29,8 @@ PROMPTS = ["a red square moving left", "a blue circle moving up"]
 WAN = {"model.family": "wan", "data.frames": 5, "data.height": 32, "data.width": 32, "loser.scheduler": "euler",
        "sample.scheduler": "unipc", "model.lora_rank": 4, "train.export": "adapter"}
 COGVIDEOX = {**WAN, "model.family": "cogvideox", "data.frames": 9, "loser.scheduler": "ddim", "sample.scheduler": "ddim"}
-TRAIN = {"wan": WAN, "cogvideox": COGVIDEOX}
+LTX = {**WAN, "model.family": "ltx", "data.frames": 9, "loser.scheduler": "euler", "sample.scheduler": "euler"}
+TRAIN = {"wan": WAN, "cogvideox": COGVIDEOX, "ltx": LTX}
 _CACHE: dict = {}
 
 
@@ -48,6 +49,8 @@ def pipeline(model):
     parts = dict(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae, transformer=model.unet)
     if model.family == "cogvideox":
         return CogVideoXPipeline(**parts, scheduler=model.scheduler)
+    if model.family == "ltx":
+        return LTXPipeline(**parts, scheduler=model.scheduler)
     sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                     flow_shift=model.scheduler.config.shift)
     return WanPipeline(**parts, scheduler=sched)
@@ -117,7 +120,8 @@ def test_dpo_and_sspo_on_velocity_errors_follow_the_same_formulas():
 
 
 @pytest.mark.parametrize("family, frames, latent_frames", [("wan", 1, 1), ("wan", 5, 2), ("wan", 9, 3),
-                                                            ("cogvideox", 1, 1), ("cogvideox", 9, 3)])
+                                                            ("cogvideox", 1, 1), ("cogvideox", 9, 3),
+                                                            ("ltx", 1, 1), ("ltx", 9, 2), ("ltx", 17, 3)])
 def test_temporal_vae_latent_frames(family, frames, latent_frames):
     model = tiny(family)
     assert model.latent_shape(frames, 32, 32) == (4, latent_frames, 4, 4)
@@ -191,10 +195,80 @@ def test_sampler_equals_wan_pipeline_with_cfg():
     torch.testing.assert_close(ours, theirs)
 
 
-def test_gradient_checkpointing_recomputes_each_block():
-    model = build_model(ModelConfig(family="wan"))
+# -- the LTX-Video family against LTXPipeline ---------------------------------------------------------
+
+
+def test_ltx_frames_and_sizes_follow_its_vae():
+    """8x time and, with LTX-Video's 4x4 VAE patching, 32x space: clear errors otherwise."""
+    model = copy.copy(tiny("ltx"))
+    with pytest.raises(ValueError, match=r"data\.frames=5 is invalid for model\.family=ltx.*8k\+1 \(e\.g\. 9, 33, 65"):
+        model.latent_shape(5, 32, 32)
+    model.vae = AutoencoderKLLTXVideo(latent_channels=4, block_out_channels=(8,) * 4, decoder_block_out_channels=(8,) * 4,
+                                      layers_per_block=(1,) * 5, decoder_layers_per_block=(1,) * 5, patch_size=4)
+    assert model.latent_shape(65, 480, 704) == (4, 9, 15, 22)  # configs/ltx_*.yaml
+    with pytest.raises(ValueError, match=r"480x720 must be multiples of 32 for model\.family=ltx"):
+        model.latent_shape(65, 480, 720)
+
+
+def test_ltx_timestep_density_is_the_shifted_logit_normal():
+    """σ = sigmoid(n + μ), μ linear in f·h·w: 0.95 at 1024 latent tokens, 2.05 at 4096 (LTX-Video's trainer)."""
+    sched = tiny("ltx").scheduler
+    positions = list(range(256))
+    u = OBJECTIVES["flow"].timesteps(sched, 0, 7, positions) / 1000
+    n = torch.distributions.Normal(0.0, 1.0).icdf(u)
+    for seq_len, mu in ((1024, 0.95), (4096, 2.05), (2560, 1.5)):
+        sigma = OBJECTIVES["flow_shifted_logit_normal"].timesteps(sched, 0, 7, positions, seq_len=seq_len) / 1000
+        torch.testing.assert_close(sigma, torch.sigmoid(n + mu), atol=1e-5, rtol=1e-5)
+
+
+def test_ltx_prompts_latents_and_sampler_follow_ltx_pipeline():
+    model = tiny("ltx")
+    pipe = pipeline(model)
+    cond = model.encode_prompt(PROMPTS + ["a red"])
+    embeds, mask = pipe._get_t5_prompt_embeds(PROMPTS + ["a red"], max_sequence_length=16)
+    assert mask.sum(dim=1).tolist() == [6, 6, 3]  # 5 words + </s>; "a red" + </s>
+    torch.testing.assert_close(cond, embeds * mask[..., None])  # the pipeline's embeddings where its mask is on
+    # latents = (z − mean) / std with the VAE's per-channel statistics, and back (scaling factor 1)
+    pixels = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    mean, std = torch.tensor([0.1, -0.2, 0.3, 0.0]).view(1, -1, 1, 1, 1), torch.tensor([1.5, 2.0, 0.5, 1.0]).view(1, -1, 1, 1, 1)
+    z = model.vae.encode(pixels).latent_dist.mode()
+    torch.testing.assert_close(model.encode_video(pixels), (z - mean) / std)
+    latents = torch.randn(1, *model.latent_shape(9, 32, 32))
+    torch.testing.assert_close(model.decode(latents), model.vae.decode(latents * std + mean).sample.clamp(-1, 1))
+    # our one loop (Euler on the σ grid shifted by f·h·w, CFG 3) reproduces LTXPipeline from the same x_1
+    shape = model.latent_shape(9, 32, 32)
+    ours = sample_latents(model, PROMPTS[:1], frames=9, height=32, width=32, seeds=[3], steps=4, guidance=3.0,
+                          scheduler="euler")
+    packed = LTXPipeline._pack_latents(per_sample_noise(shape, [3]))
+    theirs = pipe(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=9, num_inference_steps=4,
+                  guidance_scale=3.0, latents=packed, max_sequence_length=16, output_type="latent").frames
+    torch.testing.assert_close(ours, LTXPipeline._unpack_latents(theirs, *shape[1:]))
+    with pytest.raises(ValueError, match=r"sampler 'unipc' does not apply to model\.family=ltx.*one of euler"):
+        make_scheduler(model, "unipc")
+    with pytest.raises(ValueError, match=r"1 sampling step is too few for model\.family=ltx.*shift_terminal=0\.1"):
+        make_scheduler(model, "euler", steps=1)  # LTXPipeline's 1-step grid σ = [1] stretches to NaN
+
+
+def test_ltx_trains_from_the_real_hub_layout(tiny_config, hub_layout):
+    """The folder `LTXPipeline.save_pretrained` writes, as Lightricks/LTX-Video holds it (σ shifted by sequence length)."""
+    folder = hub_layout("Lightricks/LTX-Video")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "LTXPipeline" and index["vae"] == ["diffusers", "AutoencoderKLLTXVideo"]
+    trainer = Trainer(tiny_config(**LTX, **{"model.pretrained": str(folder), "train.max_steps": 1}))
+    assert trainer.model.scheduler.config.use_dynamic_shifting and trainer.model.scheduler.config.shift_terminal == 0.1
+    model = tiny("ltx")
+    x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([700.0]), model.encode_prompt(PROMPTS[:1])
+    with torch.no_grad():  # the VAE's statistics and the weights come back from the folder
+        torch.testing.assert_close(trainer.model.predict(x, t, cond), model.predict(x, t, cond))
+        torch.testing.assert_close(trainer.model.vae.latents_std, model.vae.latents_std)
+    assert trainer.fit()["steps"] == 1
+
+
+@pytest.mark.parametrize("family, blocks", [("wan", "blocks"), ("ltx", "transformer_blocks")])
+def test_gradient_checkpointing_recomputes_each_block(family, blocks):
+    model = build_model(ModelConfig(family=family))
     calls = []
-    model.unet.blocks[0].register_forward_pre_hook(lambda *args: calls.append(1))  # recomputation stops early: pre-hook
+    getattr(model.unet, blocks)[0].register_forward_pre_hook(lambda *args: calls.append(1))  # recomputation stops early: pre-hook
     x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([500.0]), model.encode_prompt(PROMPTS[:1])
     for enabled in (False, True):
         if enabled:
@@ -208,7 +282,7 @@ def test_gradient_checkpointing_recomputes_each_block():
 # -- training -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", ["wan", "cogvideox"])
+@pytest.mark.parametrize("family", ["wan", "cogvideox", "ltx"])
 def test_sspo_steps_lora_export_and_pipeline_load(tiny_config, family):
     cfg = tiny_config(**TRAIN[family])
     trainer = Trainer(cfg)

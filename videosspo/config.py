@@ -45,13 +45,16 @@ SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "clip_sample", "time
 class ModelConfig:
     """Which diffusion model to train, and how to build it."""
 
-    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan", "cogvideox"] = "animatediff"
+    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan", "cogvideox", "ltx"] = "animatediff"
     # `wan`: a flow-matching DiT (WanTransformer3DModel) on a VAE that compresses time 4x, so
     # data.frames must be 4k+1; its velocity error replaces the UNets' epsilon error in every loss.
     # `cogvideox`: a v-prediction DiT (CogVideoXTransformer3DModel), also 4k+1 frames, sampled with ddim.
+    # `ltx`: LTX-Video, a flow-matching DiT (LTXVideoTransformer3DModel) whose VAE compresses time 8x and
+    # space 32x: data.frames 8k+1, height and width multiples of 32; sampled with euler.
     # A local directory or hub id: a diffusers layout (unet/ or transformer/, vae/, text_encoder/,
     # tokenizer/, scheduler/), e.g. Stable Diffusion 1.5 for `animatediff`/`sd`,
-    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers for `wan`, THUDM/CogVideoX-2b for `cogvideox`, or a videosspo checkpoint.
+    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers for `wan`, THUDM/CogVideoX-2b for `cogvideox`, Lightricks/LTX-Video
+    # for `ltx`, or a videosspo checkpoint.
     # None builds the family's tiny random-weight model from configs (offline tests, the demo).
     pretrained: str | None = None
     # AnimateDiff only: a MotionAdapter directory or hub id, combined with `pretrained`'s 2-D UNet.
@@ -171,7 +174,7 @@ class SampleConfig:
     """The latent sampler, for losers, periodic samples and `videosspo sample`."""
 
     # DDPM-trained families: ddim, ddpm, euler, dpm++, unipc; flow matching (wan): euler, unipc;
-    # cogvideox: ddim.
+    # cogvideox: ddim; ltx: euler.
     scheduler: Sampler = "ddim"
     steps: int = 20
     guidance: float = 7.5
@@ -192,7 +195,7 @@ class LoserConfig:
     steps: int = 20
     guidance: float = 7.5
     # ddim | ddpm | euler | dpm++ (DPM-Solver++ 2M) | unipc; the last two are made for 4-10 steps.
-    # Flow-matching families (wan): euler | unipc; cogvideox: ddim.
+    # Flow-matching families (wan): euler | unipc; cogvideox: ddim; ltx: euler.
     scheduler: Sampler = "ddim"
     # A window of `reuse` optimizer steps trains on one global batch and its losers: they are sampled
     # at the window's first step (by that step's reference) and reused for the next reuse - 1 steps,

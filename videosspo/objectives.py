@@ -11,11 +11,17 @@ the model sees t = σ·T (T = `num_train_timesteps`, 1000) and predicts the velo
 its Euler sampler integrates from σ = 1 to 0. The σ density is the family's training density:
 
     flow               σ ~ U(0, 1)
-    flow_logit_normal  σ = sigmoid(n), n ~ N(0, 1)          (SD3 / LTX-Video trainers)
+    flow_logit_normal  σ = sigmoid(n), n ~ N(0, 1)          (SD3's trainer)
     flow_shifted       σ = s u / (1 + (s − 1) u), u ~ U(0, 1), s = the scheduler's `shift`
                        (the map the sampler applies to its own σ grid; Wan trains with it)
+    flow_shifted_logit_normal
+                       σ = sigmoid(n + μ), n ~ N(0, 1), μ linear in the latent sequence length
+                       L = f·h·w: base_shift at base_image_seq_len, max_shift at max_image_seq_len
+                       (scheduler config; LTX-Video: 0.95 at 1024, 2.05 at 4096). The LTX-Video trainer's
+                       density; σ ↦ sigmoid(logit σ + μ) is the exponential time shift
+                       e^μ / (e^μ + 1/σ − 1) its dynamically shifted sampler applies to its σ grid.
 
-All three draw one u ~ U(0, 1) per sample from (seed, step, position) (`videosspo.rng`);
+Each draws one u ~ U(0, 1) per sample from (seed, step, position) (`videosspo.rng`);
 logit-normal maps it through the normal quantile, so resume and N processes stay exact.
 
 β under flow matching. The per-sample error is e = mean‖v − v_θ‖². Since x0 = x_t − σ v and
@@ -23,8 +29,10 @@ logit-normal maps it through the normal quantile, so resume and N processes stay
 velocity error weighs each sample like the ε-error divided by (1 − σ)², about 4x at mid noise
 (σ ≈ 1/2). Diffusion-DPO's β (2000 for SSPO on ε-prediction UNets) absorbs T·ω(λ_t); to put the
 same pressure on the implicit reward −(β/2)(Δ_w − Δ_l) with velocity errors, the flow configs use
-β = 500 (2000 / 4). Per family (`configs/*`): animatediff / modelscope / sd (ε) 2000,
-cogvideox (v-prediction, e_v = e_ε / ᾱ_t ≈ 2x at mid noise) 1000, wan / ltx (flow) 500.
+β = 500 (2000 / 4). LTX-Video's density sits at high noise (median σ = sigmoid(μ), 0.84 for
+65 frames at 480x704, μ = 1.65), where E[(1 − σ)²] = 0.061: β = 2000 × 0.061 ≈ 120 there.
+Per family (`configs/*`): animatediff / modelscope / sd (ε) 2000, cogvideox (v-prediction,
+e_v = e_ε / ᾱ_t ≈ 2x at mid noise) 1000, wan (flow) 500, ltx (flow, high noise) 120.
 """
 
 from __future__ import annotations
@@ -41,7 +49,10 @@ from videosspo import rng
 
 @dataclass(frozen=True)
 class Objective:
-    """`timesteps(scheduler, seed, step, positions)` -> t [b]; `noisy` / `target(scheduler, x0, noise, t)`."""
+    """`timesteps(scheduler, seed, step, positions, seq_len)` -> t [b]; `noisy` / `target(scheduler, x0, noise, t)`.
+
+    `seq_len`: latent positions f·h·w per sample, which a sequence-length-shifted density needs.
+    """
 
     name: str
     timesteps: Callable[..., Tensor]
@@ -49,7 +60,7 @@ class Objective:
     target: Callable[..., Tensor]
 
 
-def _uniform_discrete(scheduler, seed: int, step: int, positions: list[int]) -> Tensor:
+def _uniform_discrete(scheduler, seed: int, step: int, positions: list[int], seq_len: int | None = None) -> Tensor:
     """t ~ U{0, …, T−1} per sample, from (seed, step, position)."""
     return rng.sample_timesteps(scheduler.config.num_train_timesteps, seed, step, positions)
 
@@ -58,19 +69,32 @@ def _ddpm_noisy(scheduler, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
     return scheduler.add_noise(x0, noise, t)
 
 
-# σ = density(u, scheduler config) for u ~ U(0, 1): the flow-matching training densities.
-SIGMA_DENSITIES: dict[str, Callable[[Tensor, dict], Tensor]] = {
-    "uniform": lambda u, config: u,
-    "logit_normal": lambda u, config: torch.sigmoid(torch.special.ndtri(u)),
-    "shifted": lambda u, config: config["shift"] * u / (1 + (config["shift"] - 1) * u),
+def dynamic_shift_mu(config, seq_len: int | None) -> float:
+    """μ of a flow schedule shifted by sequence length (LTX-Video, Flux): diffusers' `calculate_shift`,
+    linear from (base_image_seq_len, base_shift) to (max_image_seq_len, max_shift) of the scheduler config."""
+    from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift  # on use: pipeline modules are heavy
+
+    if seq_len is None:
+        raise ValueError("a sequence-length-shifted σ density needs seq_len (latent f·h·w)")
+    return calculate_shift(seq_len, config["base_image_seq_len"], config["max_image_seq_len"], config["base_shift"],
+                           config["max_shift"])
+
+
+# σ = density(u, scheduler config, seq_len) for u ~ U(0, 1): the flow-matching training densities.
+SIGMA_DENSITIES: dict[str, Callable[[Tensor, dict, int | None], Tensor]] = {
+    "uniform": lambda u, config, seq_len: u,
+    "logit_normal": lambda u, config, seq_len: torch.sigmoid(torch.special.ndtri(u)),
+    "shifted": lambda u, config, seq_len: config["shift"] * u / (1 + (config["shift"] - 1) * u),
+    "shifted_logit_normal": lambda u, config, seq_len: torch.sigmoid(torch.special.ndtri(u)
+                                                                     + dynamic_shift_mu(config, seq_len)),
 }
 
 
 def _flow_timesteps(density: str) -> Callable[..., Tensor]:
-    def timesteps(scheduler, seed: int, step: int, positions: list[int]) -> Tensor:
+    def timesteps(scheduler, seed: int, step: int, positions: list[int], seq_len: int | None = None) -> Tensor:
         """t = σ T per sample (float32), σ from the density applied to u ~ U(0, 1) of (seed, step, position)."""
         u = rng.sample_uniform(seed, step, positions)
-        return SIGMA_DENSITIES[density](u, scheduler.config) * scheduler.config.num_train_timesteps
+        return SIGMA_DENSITIES[density](u, scheduler.config, seq_len) * scheduler.config.num_train_timesteps
 
     return timesteps
 
@@ -94,7 +118,8 @@ OBJECTIVES: dict[str, Objective] = {
     "v_prediction": Objective("v_prediction", _uniform_discrete, _ddpm_noisy,
                               lambda scheduler, x0, noise, t: scheduler.get_velocity(x0, noise, t)),
     **{name: Objective(name, _flow_timesteps(density), _flow_noisy, _flow_target)
-       for name, density in (("flow", "uniform"), ("flow_logit_normal", "logit_normal"), ("flow_shifted", "shifted"))},
+       for name, density in (("flow", "uniform"), ("flow_logit_normal", "logit_normal"), ("flow_shifted", "shifted"),
+                             ("flow_shifted_logit_normal", "shifted_logit_normal"))},
 }
 
 

@@ -7,7 +7,8 @@ schedule (so betas / flow shift and prediction type always match):
 
 with classifier-free guidance f = f_u + g (f_c - f_u) when g > 1, both branches in one batched
 forward (2b). The same loop integrates a flow-matching model's velocity (f = v, σ from 1 to 0:
-Euler, or UniPC as `WanPipeline` samples). Noise is drawn per sample from its own seed, so sample i is the same whatever batch
+Euler, or UniPC as `WanPipeline` samples; a schedule shifted by sequence length, LTX-Video's, on
+`LTXPipeline`'s σ grid, Euler only). Noise is drawn per sample from its own seed, so sample i is the same whatever batch
 it is drawn in.
 
 Started from an image (`init`, strength s, as img2img / SDEdit): x_τ = objective.noisy(init, ε, τ)
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from diffusers import (CogVideoXDDIMScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
                        FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)
 from tqdm.auto import tqdm
 
 from videosspo import rng
-from videosspo.objectives import get_objective
+from videosspo.objectives import dynamic_shift_mu, get_objective
 
 
 def _flow_unipc(config):
@@ -48,22 +50,42 @@ SCHEDULERS: dict[str, dict[str, Callable]] = {
         "euler": FlowMatchEulerDiscreteScheduler.from_config,
         "unipc": _flow_unipc,
     },
+    # σ shifted by the latent sequence length (LTX-Video): Euler, as LTXPipeline samples.
+    "FlowMatchEulerDiscreteScheduler+dynamic_shifting": {"euler": FlowMatchEulerDiscreteScheduler.from_config},
 }
 
 
 def samplers_for(model) -> dict[str, Callable]:
-    """The samplers that apply to `model`: those of its training scheduler's class."""
-    return SCHEDULERS[type(model.scheduler).__name__]
+    """The samplers that apply to `model`: those of its training scheduler's class (and shift)."""
+    name = type(model.scheduler).__name__
+    return SCHEDULERS[name + "+dynamic_shifting" if model.scheduler.config.get("use_dynamic_shifting") else name]
 
 
-def make_scheduler(model, name: str = "ddim"):
-    """A sampling scheduler sharing the model's training noise schedule."""
+def make_scheduler(model, name: str = "ddim", steps: int | None = None):
+    """A sampling scheduler sharing the model's training noise schedule (checked to take `steps` steps)."""
     table = samplers_for(model)
     if name not in table:
         raise ValueError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
                          f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
                          f"{', '.join(table)}")
-    return table[name](model.scheduler.config)
+    sched = table[name](model.scheduler.config)
+    terminal = sched.config.get("shift_terminal")
+    if steps is not None and steps < 2 and terminal:
+        raise ValueError(f"{steps} sampling step is too few for model.family={model.family}: its σ grid is stretched to "
+                         f"end at shift_terminal={terminal}, which takes 2 steps or more (diffusers divides by zero); "
+                         "set sample.steps / loser.steps >= 2")
+    return sched
+
+
+def set_timesteps(sched, steps: int, shape: tuple[int, ...], device=None) -> None:
+    """`steps` sampling steps for latents of `shape` (c f h w). A schedule shifted by sequence length
+    (`use_dynamic_shifting`) gets `LTXPipeline`'s grid: σ = linspace(1, 1/steps, steps), shifted by
+    μ(f·h·w) (then stretched to its `shift_terminal`, by the scheduler)."""
+    if sched.config.get("use_dynamic_shifting"):
+        mu = dynamic_shift_mu(sched.config, int(np.prod(shape[1:])))
+        sched.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu, device=device)
+    else:
+        sched.set_timesteps(steps, device=device)
 
 
 def scale_model_input(sched, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -94,14 +116,14 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
     if not 0 < strength <= 1:
         raise ValueError(f"strength={strength} must be in (0, 1]: the fraction of the schedule to denoise")
     device = model.device
-    sched = make_scheduler(model, scheduler)
-    sched.set_timesteps(steps, device=device)
+    shape = model.latent_shape(frames, height, width)
+    sched = make_scheduler(model, scheduler, steps)
+    set_timesteps(sched, steps, shape, device)
     cond = model.encode_prompt(prompts) if cond is None else cond
     use_cfg = guidance > 1.0
     if use_cfg:
         uncond = model.encode_prompt([negative_prompt]) if uncond is None else uncond
         cond = torch.cat([uncond.to(cond).expand(len(prompts), -1, -1), cond])
-    shape = model.latent_shape(frames, height, width)
     noise = per_sample_noise(shape, seeds, device)
     timesteps = sched.timesteps
     if init is None:

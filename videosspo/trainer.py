@@ -269,8 +269,8 @@ class Trainer:
         self.watchdog, self.divergence = Watchdog(cfg.train.anomaly_factor), None
 
         self.model = build_model(cfg.model)
-        for sampler in {cfg.sample.scheduler, cfg.loser.scheduler}:
-            make_scheduler(self.model, sampler)  # a sampler that does not fit the model fails now, not at step 1
+        for sampler, steps in {(cfg.sample.scheduler, cfg.sample.steps), (cfg.loser.scheduler, cfg.loser.steps)}:
+            make_scheduler(self.model, sampler, steps)  # a sampler that does not fit the model fails now, not at step 1
         encoder = encoder_identity(self.model) if cfg.data.latent_cache else None  # before any dtype cast
         if cfg.model.lora_rank:
             self.model.unet.requires_grad_(False)
@@ -356,7 +356,7 @@ class Trainer:
 
         # 2. one timestep and one noise per sample, shared by winner and loser
         seed, objective, sched = cfg.train.seed, get_objective(model.objective), model.scheduler
-        t = objective.timesteps(sched, seed, self.step, positions).to(device)
+        t = objective.timesteps(sched, seed, self.step, positions, seq_len=x_w[0, 0].numel()).to(device)  # f·h·w
         noise = rng.sample_noise(x_w.shape[1:], seed, self.step, positions).to(device)
         k = 1 if x_l is None else 2  # one pass over winners, or over winners then losers (batch k*b)
         x0 = x_w if x_l is None else torch.cat([x_w, x_l])
