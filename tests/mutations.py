@@ -291,4 +291,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "+ 0),",
         "LTX-Video trains on another σ density than its trainer's shifted logit-normal",
         ("tests/test_dit.py::test_ltx_timestep_density_is_the_shifted_logit_normal",)),
+    Mutation(
+        "LTX exported with the default DDIM scheduler", "models/families.py",
+        '    sampler_class = "FlowMatchEulerDiscreteScheduler"\n',
+        "",
+        "a merged LTX export's LTXPipeline samples with DDIM on a flow-matching model",
+        ("tests/test_dit.py::test_ltx_merged_export_is_a_pipeline_folder_that_samples_as_we_do",)),
 )

@@ -249,6 +249,22 @@ def test_ltx_prompts_latents_and_sampler_follow_ltx_pipeline():
         make_scheduler(model, "euler", steps=1)  # LTXPipeline's 1-step grid σ = [1] stretches to NaN
 
 
+def test_ltx_merged_export_is_a_pipeline_folder_that_samples_as_we_do(tmp_path):
+    """`LTXPipeline.from_pretrained(model/)`: its scheduler keeps the shifted σ schedule, and generates our latents."""
+    tiny("ltx").save_pretrained(tmp_path / "model")
+    pipe = LTXPipeline.from_pretrained(tmp_path / "model")
+    assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+    assert pipe.scheduler.config.use_dynamic_shifting and pipe.scheduler.config.base_shift == 0.95
+    model = load_model(tmp_path / "model")
+    shape = model.latent_shape(9, 32, 32)
+    ours = sample_latents(model, PROMPTS[1:], frames=9, height=32, width=32, seeds=[5], steps=3, guidance=3.0,
+                          scheduler="euler")
+    theirs = pipe(PROMPTS[1], negative_prompt="", height=32, width=32, num_frames=9, num_inference_steps=3,
+                  guidance_scale=3.0, latents=LTXPipeline._pack_latents(per_sample_noise(shape, [5])),
+                  max_sequence_length=16, output_type="latent").frames
+    torch.testing.assert_close(ours, LTXPipeline._unpack_latents(theirs, *shape[1:]))
+
+
 def test_ltx_trains_from_the_real_hub_layout(tiny_config, hub_layout):
     """The folder `LTXPipeline.save_pretrained` writes, as Lightricks/LTX-Video holds it (σ shifted by sequence length)."""
     folder = hub_layout("Lightricks/LTX-Video")
