@@ -148,6 +148,7 @@ def test_adherence_scores_generated_clips(stacked):
     scores, clips = adherence(stacked, PROMPTS, seeds=[0, 1], **kwargs)
     assert clips.shape == (2, 2, FRAMES, SIZE, SIZE, 3) and clips.dtype == np.uint8
     assert set(scores) == {"color", "shape", "direction", "persistence"}
+    assert all(v.shape == (2, 2) and ((0 <= v) & (v <= 1)).all() for v in scores.values())
     other = build_model(ModelConfig(family="stacked", vae="none", stacked_frames=FRAMES))
     torch.nn.init.normal_(other.unet.conv_out.weight, std=0.5)
     _, other_clips = adherence(other, PROMPTS, seeds=[0, 1], **kwargs)
@@ -178,15 +179,17 @@ def test_forwards_per_step_hand_counted():
 
 
 def test_alignment_study_tiny(stacked, world, tmp_path):
-    """The study end to end in tiny form: every output, metrics from generated clips, equal compute."""
+    """The study end to end in tiny form: every output, metrics from generated clips, equal compute, pairing."""
     from benchmarks.alignment_study import main
+    from videosspo.alignment import adherence, score_clips
 
     stacked.save_pretrained(tmp_path / "base")
-    result = main(["--quick", "--variants", "base", "sft", "sspo", "--seeds", "0", "--steps", "2", "--eval-every", "1",
-                   "--sample-seeds", "2", "--batch-size", "2", "--loser-steps", "1", "--sample-steps", "2",
-                   "--prompts", "2", "--out", str(tmp_path / "study"), "--work", str(tmp_path / "work"), "--model.pretrained", str(tmp_path / "base"),
+    result = main(["--quick", "--variants", "base", "sft", "sspo", "--seeds", "1", "--steps", "2", "--eval-every", "1",
+                   "--sample-seeds", "2", "--sample-steps", "2", "--prompts", "2", "--out", str(tmp_path / "study"),
+                   "--work", str(tmp_path / "work"), "--model.pretrained", str(tmp_path / "base"),
                    "--data.path", str(world.curated), "--data.latent_cache", str(tmp_path / "cache"),
-                   "--data.frames", str(FRAMES), "--optim.lr", "0.01", "--replay.interval", "1"])
+                   "--data.frames", str(FRAMES), "--optim.lr", "0.01", "--optim.batch_size", "2", "--loser.steps", "1",
+                   "--replay.interval", "1"])
     for name in ("study.json", "study.md", "adherence.png"):
         assert (tmp_path / "study" / name).stat().st_size > 0
     summary = result["summary"]
@@ -199,12 +202,64 @@ def test_alignment_study_tiny(stacked, world, tmp_path):
         for metric, (mean, _) in base["equal_steps"][split].items():
             assert 0 <= mean <= 1, (split, metric)
     runs = {r["variant"]: r for r in result["runs"]}
-    assert sorted(map(int, runs["sft"]["evals"])) == [1, 2, 4, 7]
+    assert sorted(map(int, runs["sft"]["evals"])) == [1, 2, 7]
     # computed from the clips each model generates: training changes them
     before, after = runs["base"]["evals"]["0"]["heldout"], runs["sft"]["evals"]["7"]["heldout"]
     assert before["flicker"] != after["flicker"] and before["diversity"] != after["diversity"]
+    # paired: every model samples the same (prompt, sample seed 0..n-1) clips, whatever its training seed,
+    # so the saved per-clip scores are those of the checkpoint sampled again with seeds 0 and 1
+    saved = json.loads((tmp_path / "study" / "runs" / "sft__seed1.json").read_text())["evals"]["7"]["heldout"]
+    model = load_model(tmp_path / "work" / "sft_1" / "train" / "checkpoints" / "step_00000007" / "model")
+    prompts = heldout_prompts()[:2]
+    _, clips = adherence(model, prompts, [0, 1], frames=FRAMES, size=SIZE, steps=2, guidance=4.0)
+    again = score_clips(clips.reshape(-1, *clips.shape[2:]), [p for p in prompts for _ in range(2)])
+    assert all(saved["scores"][k] == again[k].tolist() for k in again)
+    # the paired difference to the base is the mean of per-clip differences (one seed: interval over prompts)
+    delta = sft["equal_compute"]["heldout"]["delta_base"]
+    assert delta["over"] == "prompts" and delta["mean"] == pytest.approx(after["adherence"] - before["adherence"])
     assert "heldout prompts, equal optimizer steps" in (tmp_path / "study" / "study.md").read_text()
-    # the report is rebuilt from the saved runs alone
-    again = main(["--quick", "--report-only", "--out", str(tmp_path / "study"), "--prompts", "2"])
+    # the report is rebuilt from the saved runs alone, with their settings
+    again = main(["--quick", "--report-only", "--out", str(tmp_path / "study")])
     assert json.dumps(again["summary"]) == json.dumps(summary)  # (nan intervals: one seed)
-    assert again["settings"]["seeds_run"]["sft"] == [0]
+    assert again["settings"]["seeds_run"]["sft"] == [1]
+
+
+def test_study_paired_differences_and_intervals_hand_computed():
+    """Δ is per clip against the same clip of the other model; 2+ seeds: t over seeds, 1 seed: t over prompts."""
+    from scipy import stats
+
+    from benchmarks.alignment_study import paired_delta
+
+    def run(seed, color):  # 2 prompts x 2 sample seeds; shape, direction, persistence 0: adherence = colour / 4
+        zeros = [0.0] * 4
+        return {"variant": "x", "seed": seed, "steps": 5, "equal_compute_steps": 5,
+                "evals": {"5": {"heldout": {"scores": {"color": color, "shape": zeros, "direction": zeros,
+                                                       "persistence": zeros}}}}}
+
+    base = {**run(0, [0.0, 0.0, 0.0, 0.0]), "variant": "base", "evals": {}}
+    base["evals"]["0"] = run(0, [0.0, 0.0, 0.0, 0.0])["evals"]["5"]
+    runs = [run(0, [0.4, 0.4, 0.0, 0.0]), run(1, [0.8, 0.8, 0.8, 0.8])]  # per-seed Δ: 0.05, 0.2
+    both = paired_delta(runs, {0: base, 1: base}, "equal_steps", "heldout", "equal_steps", sample_seeds=2)
+    assert both["over"] == "seeds" and both["mean"] == pytest.approx(0.125)
+    assert both["half"] == pytest.approx(stats.t.ppf(0.975, 1) * np.std([0.05, 0.2], ddof=1) / np.sqrt(2))
+    one = paired_delta(runs[:1], {0: base}, "equal_steps", "heldout", "equal_steps", sample_seeds=2)  # prompts: 0.1, 0
+    assert one["over"] == "prompts" and one["mean"] == pytest.approx(0.05)
+    assert one["half"] == pytest.approx(stats.t.ppf(0.975, 1) * np.std([0.1, 0.0], ddof=1) / np.sqrt(2))
+    # against a run of the same seed only (Δ SFT): seed 1 has no partner here
+    assert paired_delta(runs, {0: runs[0]}, "equal_steps", "heldout", "equal_steps", 2)["mean"] == 0.0
+
+
+def test_demo_verdict_is_the_paired_interval_over_prompts():
+    """`paired`: per prompt the mean clip difference in adherence; better/worse only when the t-interval excludes 0."""
+    from scipy import stats
+
+    from videosspo.alignment import SCORES, paired
+
+    zero = {k: np.zeros((3, 2)) for k in SCORES}
+    up = {**zero, "color": np.array([[0.4, 0.4], [0.8, 0.8], [0.4, 0.8]])}  # per prompt Δ = colour / 4: .1 .2 .15
+    result = paired(zero, up)
+    assert result["mean"] == pytest.approx(0.15)
+    assert result["half"] == pytest.approx(stats.t.ppf(0.975, 2) * np.std([0.1, 0.2, 0.15], ddof=1) / np.sqrt(3))
+    assert result["verdict"] == "better" and paired(up, zero)["verdict"] == "worse"
+    mixed = {**zero, "color": np.array([[0.8, 0.8], [-0.8, -0.8], [0.4, 0.0]])}  # Δ .2 -.2 .05: 0 inside
+    assert paired(zero, mixed)["verdict"] == "tied"

@@ -28,6 +28,10 @@ def test_demo_aligns_a_base_and_reports_before_and_after(tmp_path, capsys):
     assert "| score | base | aligned | change |" in out
     assert ("aligned is better" in out) == result["better"] and ("aligned is NOT better" in out) != result["better"]
     assert set(result["before"]) == set(result["after"]) == {"color", "shape", "direction", "persistence"}
+    # the verdict's paired difference is the change of the mean over the same clips
+    mean = {k: sum(result[k].values()) / 4 for k in ("before", "after")}
+    assert result["paired_difference"]["mean"] == pytest.approx(mean["after"] - mean["before"])
+    assert "paired difference" in out and "95% t-interval over the 24 prompts" in out
     gifs = sorted((tmp_path / "demo" / "gifs").glob("*.gif"))
     assert len(gifs) == len(heldout_prompts())
     assert read_video(gifs[0]).shape[1:] == (16 * 4, (16 * 2 + 1) * 4, 3)  # base | aligned, 4x

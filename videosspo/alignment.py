@@ -6,6 +6,8 @@ Shared by `videosspo pretrain-base`, `videosspo demo` and `benchmarks/alignment_
                       latent cache of data.path, written when missing
     adherence(...)    sample prompts x seeds from a model and score each clip with the exact
                       synthetic-world scorers of `benchmarks/vbench/synthetic.py`
+    paired(...)       two models' scores on the same clips (prompt, seed, initial noise): the mean
+                      difference in adherence and its 95% t-interval over prompts
 """
 
 from __future__ import annotations
@@ -76,13 +78,39 @@ def generate_clips(model, prompts: list[str], seeds: list[int], *, frames: int, 
     return np.stack(out)
 
 
-def adherence(model, prompts: list[str], seeds: list[int], **kwargs) -> tuple[dict[str, float], np.ndarray]:
-    """Mean scores over every (prompt, seed) clip, plus the clips `(prompts, seeds, f, h, w, 3)`."""
+def adherence(model, prompts: list[str], seeds: list[int], **kwargs) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-clip scores `{score: (prompts, seeds)}` of every (prompt, seed) clip, and the clips `(prompts, seeds, f, h, w, 3)`.
+
+    Seed s starts from the same initial noise in every model, so two models' clips are paired.
+    """
     all_prompts = [p for p in prompts for _ in seeds]
-    all_seeds = [s for _ in prompts for s in seeds]
-    clips = generate_clips(model, all_prompts, all_seeds, **kwargs)
+    clips = generate_clips(model, all_prompts, [s for _ in prompts for s in seeds], **kwargs)
     scores = score_clips(clips, all_prompts)
-    return {k: float(v.mean()) for k, v in scores.items()}, clips.reshape(len(prompts), len(seeds), *clips.shape[1:])
+    shape = (len(prompts), len(seeds))
+    return {k: v.reshape(shape) for k, v in scores.items()}, clips.reshape(*shape, *clips.shape[1:])
+
+
+def t_interval(values) -> tuple[float, float]:
+    """Mean and half-width of the 95% Student-t interval of `values` (half-width nan for one value)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    n, mean = len(values), float(values.mean())
+    if n < 2:
+        return mean, float("nan")
+    return mean, float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
+
+
+def paired(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict:
+    """`after - before` in adherence (the mean of the four scores) on the same clips `(prompts, seeds)`.
+
+    Returns the mean difference and the half-width of its 95% t-interval over prompts (a prompt's
+    clips averaged first), and `verdict`: `better` / `worse` when the interval excludes 0, else `tied`.
+    """
+    diff = np.mean([after[k] - before[k] for k in SCORES], axis=0)  # (prompts, seeds)
+    mean, half = t_interval(diff.mean(axis=1))
+    verdict = "better" if mean - half > 0 else "worse" if mean + half < 0 else "tied"
+    return {"mean": mean, "half": half, "verdict": verdict}
 
 
 def side_by_side(*clips: np.ndarray, scale: int = 4, gap: int = 1) -> np.ndarray:
