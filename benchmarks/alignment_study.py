@@ -102,7 +102,7 @@ class Settings:
     prompts: int          # the first N held-out and N seen prompts (each of 24)
 
 
-QUICK = Settings(steps=60, eval_every=30, seeds=(0, 1, 2), sample_seeds=4, sample_steps=20, prompts=24)
+QUICK = Settings(steps=60, eval_every=60, seeds=(0, 1, 2), sample_seeds=2, sample_steps=20, prompts=24)
 FULL = Settings(steps=600, eval_every=100, seeds=(0, 1, 2), sample_seeds=8, sample_steps=25, prompts=24)
 
 
@@ -157,9 +157,11 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
     sample_seeds = list(range(s.sample_seeds))  # the same clips' noise for every model: paired comparisons
     probe = make_config(variant if variant != "base" else "sspo", seed, s, out_dir, extra, s.steps)
     prepare(probe, progress=False)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if variant == "base":
         evals = {0: evaluate(load_model(probe.model.pretrained), probe, prompts, sample_seeds)}
-        return {"variant": variant, "seed": seed, "forwards_per_step": 0, "evals": evals, "seconds": 0.0}
+        return {"variant": variant, "seed": seed, "forwards_per_step": 0, "evals": evals,
+                "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
     sspo = forwards_per_step(make_config("sspo", seed, s, out_dir, extra, s.steps))
     per_step = forwards_per_step(probe)
     equal_compute = max(s.steps, round(s.steps * sspo / per_step)) if variant in EQUAL_COMPUTE else s.steps
@@ -173,11 +175,10 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
             with torch.no_grad():
                 evals[trainer.step] = evaluate(trainer.model, config, prompts, sample_seeds)
 
-    t0 = time.perf_counter()
     Trainer(config).fit(on_step=on_step)
     return {"variant": variant, "seed": seed, "forwards_per_step": per_step, "sspo_forwards_per_step": sspo,
             "steps": s.steps, "equal_compute_steps": equal_compute, "evals": evals,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
 
 
 def _run_path(out: Path, variant: str, seed: int) -> Path:
@@ -255,7 +256,9 @@ def report(summary: dict, settings: dict, env: dict) -> str:
     sft_fwd = summary.get("sft", {}).get("forwards_per_step")
     parts = [f"# Alignment study ({settings['mode']})", "",
              f"{env.get('platform')}, {env.get('cpu_count')} CPUs, torch {env.get('torch')}, "
-             f"{env.get('device')}; settings {json.dumps({k: v for k, v in settings.items() if k != 'mode'})}", "",
+             f"{env.get('device')}; settings {json.dumps({k: v for k, v in settings.items() if k != 'mode'})}; "
+             f"{settings['runs']} runs, {settings['seconds'] / 60:.1f} min wall and {settings['cpu_seconds'] / 60:.1f} "
+             "min CPU in all (training and evaluation)", "",
              "Δ base / Δ SFT: paired adherence difference on the same clips (same prompt, sample seed and initial "
              "noise), mean ± 95% t-interval over training seeds; † one seed: the interval is over prompts "
              "(sampling noise only). Other columns: mean ± 95% t-interval over training seeds.", ""]
@@ -333,14 +336,15 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"--report-only: the runs in {out / 'runs'} have {len(keys)} different settings; "
                              "rerun the study (or --force) so they agree")
         run_settings = saved[0]["settings"]
-        s, extra = Settings(**{**run_settings["study"], "seeds": tuple(run_settings["study"]["seeds"])}), \
-            run_settings["overrides"]
+        seeds = tuple(sorted({r["seed"] for r in saved}))
+        s, extra = Settings(**run_settings["study"], seeds=seeds), run_settings["overrides"]
     else:
         given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)} and v}
         s = dataclasses.replace(QUICK if args.quick else FULL,
                                 **{k: tuple(v) if k == "seeds" else v for k, v in given.items()})
         extra = parse_overrides(rest)  # e.g. --model.pretrained DIR (default: the committed base)
-    run_settings = {"study": dataclasses.asdict(s), "overrides": extra}
+    # what makes two runs comparable (the seeds run are not part of it: a study extends over seeds)
+    run_settings = {"study": {k: v for k, v in dataclasses.asdict(s).items() if k != "seeds"}, "overrides": extra}
     prompts = {"heldout": heldout_prompts()[:s.prompts], "seen": seen_prompts()[:s.prompts]}
     current = [r for r in saved if json.dumps(r["settings"], sort_keys=True) == json.dumps(run_settings, sort_keys=True)]
     done = {(r["variant"], r["seed"]) for r in current}
@@ -356,7 +360,8 @@ def main(argv: list[str] | None = None) -> dict:
             current = [r for r in current if (r["variant"], r["seed"]) != (variant, seed)] + [record]
     summary = summarize(current, s.sample_seeds)
     settings = {"mode": "quick" if args.quick else "full", **dataclasses.asdict(s), "overrides": extra,
-                "seeds_run": {v: e["seeds"] for v, e in summary.items()}}
+                "seeds_run": {v: e["seeds"] for v, e in summary.items()}, "runs": len(current),
+                **{k: round(sum(r.get(k, 0.0) for r in current), 1) for k in ("seconds", "cpu_seconds")}}
     env = environment("cuda" if torch.cuda.is_available() else "cpu")
     result = {"settings": settings, "environment": env, "summary": summary,
               "runs": [{**r, "evals": {k: {split: {m: v for m, v in e.items() if m != "scores"}
