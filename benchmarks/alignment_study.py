@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_common import environment, table  # noqa: E402
-from videosspo.alignment import t_interval  # noqa: E402
+from videosspo.alignment import ALIGN_CONFIG, t_interval  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "alignment_study"
 
@@ -115,7 +115,6 @@ def _merge(a: dict, b: dict) -> dict:
 
 def make_config(variant: str, seed: int, s: Settings, out: Path, extra: dict, max_steps: int):
     """configs/stacked_sspo.yaml + the study's run keys + `extra` (command-line keys) + the variant's keys."""
-    from videosspo.alignment import ALIGN_CONFIG
     from videosspo.config import load_config
 
     overrides = {"train": {"seed": seed, "output_dir": str(out), "max_steps": max_steps, "checkpoint_every": 0,
@@ -179,6 +178,17 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
     return {"variant": variant, "seed": seed, "forwards_per_step": per_step, "sspo_forwards_per_step": sspo,
             "steps": s.steps, "equal_compute_steps": equal_compute, "evals": evals,
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
+
+
+def base_digest(folder: str | Path) -> str:
+    """sha256 of every file of the base model folder: runs from another base under the same path are not reused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _run_path(out: Path, variant: str, seed: int) -> Path:
@@ -335,16 +345,18 @@ def main(argv: list[str] | None = None) -> dict:
         if len(keys) != 1:
             raise SystemExit(f"--report-only: the runs in {out / 'runs'} have {len(keys)} different settings; "
                              "rerun the study (or --force) so they agree")
-        run_settings = saved[0]["settings"]
         seeds = tuple(sorted({r["seed"] for r in saved}))
-        s, extra = Settings(**run_settings["study"], seeds=seeds), run_settings["overrides"]
+        s, extra = Settings(**saved[0]["settings"]["study"], seeds=seeds), saved[0]["settings"]["overrides"]
     else:
         given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)} and v}
         s = dataclasses.replace(QUICK if args.quick else FULL,
                                 **{k: tuple(v) if k == "seeds" else v for k, v in given.items()})
         extra = parse_overrides(rest)  # e.g. --model.pretrained DIR (default: the committed base)
     # what makes two runs comparable (the seeds run are not part of it: a study extends over seeds)
-    run_settings = {"study": {k: v for k, v in dataclasses.asdict(s).items() if k != "seeds"}, "overrides": extra}
+    run_settings = saved[0]["settings"] if args.report_only else {
+        "study": {k: v for k, v in dataclasses.asdict(s).items() if k != "seeds"}, "overrides": extra,
+        "base_sha256": base_digest(make_config("base", 0, s, Path(args.work), extra, s.steps).model.pretrained),
+        "config": ALIGN_CONFIG.read_text()}  # the methods' settings (configs/stacked_sspo.yaml)
     prompts = {"heldout": heldout_prompts()[:s.prompts], "seen": seen_prompts()[:s.prompts]}
     current = [r for r in saved if json.dumps(r["settings"], sort_keys=True) == json.dumps(run_settings, sort_keys=True)]
     done = {(r["variant"], r["seed"]) for r in current}
