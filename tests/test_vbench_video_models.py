@@ -237,3 +237,24 @@ def test_unported_dimensions_say_why():
     assert "GRiT" in skipped["object_class"]["reason"] and "detectron2" in skipped["object_class"]["reason"]
     assert "Tag2Text" in skipped["scene"]["reason"]
     assert "l16_ptk710_ftk710_ftk400_f16_res224.pth" in skipped["human_action"]["fix"]
+
+
+def test_vbench_cache_folder_works_as_weights(tmp_path):
+    """--weights ~/.cache/vbench: every file VBench's own modules read is found at VBench's cache path
+    (networks load on first use, so empty files are enough to choose the backends)."""
+    from benchmarks.vbench.learned import AESTHETIC_HEADS
+    from benchmarks.vbench.scorers import weight_file
+
+    expected = {"imaging_quality": "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth",
+                "dynamic_degree": "raft_model/models/raft-things.pth", "motion_smoothness": "amt_model/amt-s.pth",
+                "overall_consistency": "ViCLIP/ViClip-InternVid-10M-FLT.pth",
+                "human_action": "umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth"}
+    for path in [*expected.values(), f"ViCLIP/{BPE_FILE}", "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    ctx = ScorerContext(weights=tmp_path)
+    scorers, skipped = build(list(expected), ctx)
+    assert not skipped, skipped
+    for dim, path in expected.items():
+        assert path.split("/")[-1] in scorers[dim].info["backend"] and scorers[dim].info["proxy"] is False, dim
+    assert weight_file(ctx, AESTHETIC_HEADS) == tmp_path / "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth"

@@ -350,12 +350,13 @@ def make_motion_smoothness(ctx: ScorerContext):
 @register("imaging_quality")
 def make_imaging_quality(ctx: ScorerContext):
     """MUSIQ when ``--weights`` holds VBench's checkpoint, else the blur/noise proxy."""
-    from .musiq import MUSIQ_FILE
+    from .musiq import MUSIQ_FILES
 
-    if weight_file(ctx, [MUSIQ_FILE]):
+    path = weight_file(ctx, MUSIQ_FILES)
+    if path:
         from .learned import make_musiq_quality
 
-        return make_musiq_quality(ctx)
+        return make_musiq_quality(ctx, path)
     _cv2()
     return Scorer(lambda p, m: ImagingQuality(),
                   {"backend": "(1 - blur effect) x (1 - Haar noise sigma / 30), longer side <= 512 "

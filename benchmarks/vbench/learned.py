@@ -1,41 +1,50 @@
 """Dimensions that need model weights, from a local ``--weights DIR``.
 
-What each VBench dimension needs in ``--weights DIR`` (VBench's own path under ``~/.cache/vbench/``,
-where its ``utils.init_submodules`` downloads the file on first use, is accepted too where noted)
-and the URL VBench downloads it from:
+Per dimension: what ``--weights DIR`` must hold ("here"), and the file VBench uses with the
+address its ``utils.init_submodules`` downloads it from into ``~/.cache/vbench/`` on first use
+("VBench"). Every file VBench's own modules read is also found at its path in that cache, so
+``--weights ~/.cache/vbench`` works for them once VBench has run (DINO and CLIP excepted: VBench
+keeps them as torch.hub / OpenAI ``.pt`` files, here they are transformers folders):
 
-    dimension               --weights DIR/...                         VBench downloads
-    subject_consistency     dino_vitb16/: a transformers ViTModel     dino_vitbase16_pretrain.pth (torch.hub
-                            folder (facebook/dino-vitb16: the same    facebookresearch/dino; local mode:
-                            weights converted)                        dl.fbaipublicfiles.com/dino/
-                                                                      dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth)
-    background_consistency, clip_vit_b32/: a transformers CLIPModel   ViT-B-32.pt (openaipublic.azureedge.net/clip/
-    appearance_style        + tokenizer (openai/clip-vit-base-patch32) models/40d36571.../ViT-B-32.pt)
-    aesthetic_quality       clip_vit_l14/ (openai/clip-vit-large-     ViT-L-14.pt (openaipublic.azureedge.net/clip/
-                            patch14) + sa_0_4_vit_l_14_linear.pth     models/b8cca3fd.../ViT-L-14.pt) + raw.githubusercontent
-                                                                      .com/LAION-AI/aesthetic-predictor/main/
-                                                                      sa_0_4_vit_l_14_linear.pth
-    imaging_quality         musiq_spaq_ckpt-358bb6af.pth (musiq.py)   github.com/chaofengc/IQA-PyTorch/releases/download/
-                                                                      v0.1-weights/musiq_spaq_ckpt-358bb6af.pth
-    dynamic_degree, the     raft-things.pth or                        dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/
-    static filter           raft_model/models/raft-things.pth (raft.py) models.zip (unzipped)
-    motion_smoothness       amt-s.pth or amt_model/amt-s.pth (amt.py) huggingface.co/lalala125/AMT/resolve/main/amt-s.pth
-    temporal_style,         ViClip-InternVid-10M-FLT.pth or           huggingface.co/OpenGVLab/VBench_Used_Models/
-    overall_consistency     ViCLIP/ViClip-InternVid-10M-FLT.pth       resolve/main/ViClip-InternVid-10M-FLT.pth +
-                            + bpe_simple_vocab_16e6.txt.gz beside it  raw.githubusercontent.com/openai/CLIP/main/clip/
-                            (viclip.py)                               bpe_simple_vocab_16e6.txt.gz
-    human_action            l16_ptk710_ftk710_ftk400_f16_res224.pth   huggingface.co/OpenGVLab/VBench_Used_Models/
-                            or umt_model/... (umt.py)                 resolve/main/l16_ptk710_ftk710_ftk400_f16_res224.pth
-    object_class, multiple_ not ported (scorers.NOT_PORTED): skipped  huggingface.co/OpenGVLab/VBench_Used_Models/
-    objects, color, spatial_                                          resolve/main/grit_b_densecap_objectdet.pth
-    relationship (GRiT)
-    scene (Tag2Text)        not ported (scorers.NOT_PORTED): skipped  huggingface.co/spaces/xinyu1205/recognize-anything/
-                                                                      resolve/main/tag2text_swin_14m.pth
+    subject_consistency
+        here    dino_vitb16/: a transformers ViTModel folder of the same weights (facebook/dino-vitb16)
+        VBench  torch.hub facebookresearch/dino:main dino_vitb16; local mode: https://dl.fbaipublicfiles.com/
+                dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth
+    background_consistency, appearance_style
+        here    clip_vit_b32/: a transformers CLIPModel + tokenizer folder (openai/clip-vit-base-patch32)
+        VBench  https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt
+    aesthetic_quality
+        here    clip_vit_l14/ (openai/clip-vit-large-patch14) + sa_0_4_vit_l_14_linear.pth
+                (or aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth)
+        VBench  https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt
+                + https://raw.githubusercontent.com/LAION-AI/aesthetic-predictor/main/sa_0_4_vit_l_14_linear.pth
+    imaging_quality (musiq.py; else the blur x noise proxy)
+        here    musiq_spaq_ckpt-358bb6af.pth or pyiqa_model/musiq_spaq_ckpt-358bb6af.pth
+        VBench  https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth
+    dynamic_degree, the static filter (raft.py; else the OpenCV flow proxy)
+        here    raft-things.pth or raft_model/models/raft-things.pth
+        VBench  https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip, unzipped
+    motion_smoothness (amt.py; else the OpenCV flow proxy)
+        here    amt-s.pth or amt_model/amt-s.pth
+        VBench  https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth
+    temporal_style, overall_consistency (viclip.py; else the CLIP ViT-B/32 frame-text proxy)
+        here    ViClip-InternVid-10M-FLT.pth or ViCLIP/ViClip-InternVid-10M-FLT.pth, with
+                bpe_simple_vocab_16e6.txt.gz beside it (or in DIR)
+        VBench  https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth
+                + https://raw.githubusercontent.com/openai/CLIP/main/clip/bpe_simple_vocab_16e6.txt.gz
+    human_action (umt.py)
+        here    l16_ptk710_ftk710_ftk400_f16_res224.pth or umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth
+        VBench  https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/l16_ptk710_ftk710_ftk400_f16_res224.pth
+    object_class, multiple_objects, color, spatial_relationship (GRiT)
+        here    not ported: always skipped (``scorers.NOT_PORTED`` says why)
+        VBench  https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/grit_b_densecap_objectdet.pth
+    scene (Tag2Text)
+        here    not ported: always skipped
+        VBench  https://huggingface.co/spaces/xinyu1205/recognize-anything/resolve/main/tag2text_swin_14m.pth
+                (+ bert-base-uncased's tokenizer from the Hugging Face Hub)
 
-Without its file a dimension falls back to a labelled proxy where one exists (imaging quality:
-blur x noise; dynamic degree, motion smoothness, the static filter: OpenCV flow; temporal style and
-overall consistency: CLIP ViT-B/32 frame-text cosine from clip_vit_b32/) and is skipped otherwise.
-MUSIQ, RAFT, AMT-S, ViCLIP and UMT are this project's ports of VBench's modules, with its names,
+Without its file a dimension falls back to its labelled proxy where one is named above, and is
+skipped otherwise. MUSIQ, RAFT, AMT-S, ViCLIP and UMT are this project's ports of VBench's modules, with its names,
 so VBench's files load as they are; DINO and CLIP run through transformers.
 
 Preprocessing follows VBench's: DINO frames have their shorter side resized to the model's
@@ -65,7 +74,8 @@ MODEL_DIRS = {
     "clip_b32": ("clip_vit_b32", "clip-vit-base-patch32", "openai--clip-vit-base-patch32"),
     "clip_l14": ("clip_vit_l14", "clip-vit-large-patch14", "openai--clip-vit-large-patch14"),
 }
-AESTHETIC_HEADS = ("sa_0_4_vit_l_14_linear.pth", "aesthetic_head.pth", "aesthetic_head.safetensors")
+AESTHETIC_HEADS = ("sa_0_4_vit_l_14_linear.pth", "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
+                   "aesthetic_head.pth", "aesthetic_head.safetensors")
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -432,8 +442,8 @@ def load_aesthetic_head(path: Path):
 @register("aesthetic_quality")
 def make_aesthetic_quality(ctx: ScorerContext):
     path = find_weights(ctx, "clip_l14", "CLIP ViT-L/14")
-    heads = [Path(ctx.weights) / n for n in AESTHETIC_HEADS if (Path(ctx.weights) / n).is_file()]
-    if not heads:
+    head = weight_file(ctx, AESTHETIC_HEADS)
+    if head is None:
         raise Unavailable(f"no LAION aesthetic head in {ctx.weights}",
                           "put sa_0_4_vit_l_14_linear.pth (LAION aesthetic-predictor) at --weights DIR/")
     encode = _images(ctx, path, "clip_l14")
@@ -442,7 +452,7 @@ def make_aesthetic_quality(ctx: ScorerContext):
         import torch
 
         with torch.no_grad():
-            return float(_aesthetic_head(heads[0])(feats).mean() / 10.0)
+            return float(_aesthetic_head(head)(feats).mean() / 10.0)
 
     return Scorer(lambda p, m: Encoded(encode, ctx.batch_frames, reduce),
                   {"backend": "transformers CLIPModel (ViT-L/14) + LAION linear head, score/10", "proxy": False})
@@ -476,13 +486,10 @@ class MusiqFrames:
         return float(np.mean(self.scores)) / 100.0 if self.scores else None
 
 
-def make_musiq_quality(ctx: ScorerContext) -> Scorer:
-    """Imaging quality with MUSIQ (SPAQ) from ``--weights DIR/musiq_spaq_ckpt-358bb6af.pth``."""
-    from .musiq import MUSIQ_FILE
-
-    path = Path(ctx.weights) / MUSIQ_FILE
+def make_musiq_quality(ctx: ScorerContext, path: Path) -> Scorer:
+    """Imaging quality with MUSIQ (SPAQ) from ``path`` (VBench's ``musiq_spaq_ckpt-358bb6af.pth``)."""
     return Scorer(lambda p, m: MusiqFrames(path, ctx.device),
-                  {"backend": f"MUSIQ (SPAQ) from {MUSIQ_FILE}, longer side <= {IQ_LONGER_SIDE}", "proxy": False})
+                  {"backend": f"MUSIQ (SPAQ) from {path.name}, longer side <= {IQ_LONGER_SIDE}", "proxy": False})
 
 
 def load_network(name: str, path: Path, device: str):

@@ -21,6 +21,7 @@ from einops import rearrange
 from torch import nn
 
 MUSIQ_FILE = "musiq_spaq_ckpt-358bb6af.pth"
+MUSIQ_FILES = (MUSIQ_FILE, f"pyiqa_model/{MUSIQ_FILE}")  # DIR/ or VBench's cache layout
 RESNET_TOKEN_DIM = 64
 
 
