@@ -2,14 +2,18 @@
 
     python benchmarks/bench_train.py --quick                       # < 2 min on 2 CPU cores
     python benchmarks/bench_train.py --config configs/animatediff_sspo.yaml --frames 16 --height 64 --width 64
+    python benchmarks/bench_train.py --config configs/wan_sspo.yaml --quick     # a DiT family: the config's own
     python benchmarks/bench_train.py --family all --device cuda
 
 Every trainer is built from `--config` (default configs/animatediff_sspo.yaml) with the method
 switched (sft / dpo / sspo) and only shapes overridden: the model is the family's tiny random-weight
-UNet (`--size medium`: block_out_channels (64, 128, 256)) instead of the pretrained one, frames /
-height / width / batch / LoRA rank from the flags, fp32 on CPU. Everything else, loser.* (steps,
-CFG, scheduler, reuse, init), method.beta, gradient checkpointing, attention, comes from the config,
-defaults included. `--quick` shrinks shapes and repeats, never the method's settings.
+denoiser (`--size medium`: UNets with block_out_channels (64, 128, 256), DiTs of width 128 and 4 blocks)
+instead of the pretrained one, frames / height / width / batch / LoRA rank from the flags, fp32 on CPU. Everything else,
+loser.* (steps, CFG, scheduler, reuse, init), method.beta, gradient checkpointing, attention, comes
+from the config, defaults included. `--quick` shrinks shapes and repeats, never the method's settings.
+The family is the config's unless `--family` names others (`all`: every family the config's
+samplers apply to). Frames are rounded up to what the family's VAE takes (4k+1 for Wan, 8k+1 for
+CogVideoX; 1 for sd); height and width must be multiples of 16 for the DiTs (VAE 8 x patch 2).
 
 Sections (each a key of the JSON and a table on stdout):
   train_step        s/step, loser seconds, peak memory and counted UNet work for sft / dpo / sspo, in the
@@ -21,9 +25,11 @@ Sections (each a key of the JSON and a table on stdout):
   reference_memory  bytes the reference costs: LoRA adapter swap vs full fine-tuning's reference copy
   loser_cost        `Trainer.sample_losers` seconds per loser.steps vs the training forward/backward
   sampling          `sample_latents` throughput (frames/s) per scheduler
-  memory            peak memory of an SSPO step at 16 frames: naive attention / + efficient attention /
-                    + gradient checkpointing / + both / + LoRA, each in a fresh subprocess (CPU: RSS;
-                    CUDA: max allocated), beside the policy pass alone and the loser sampling
+  memory            peak memory of an SSPO step at 16 frames (17 for the DiTs): naive attention / + efficient
+                    attention / + gradient checkpointing / + both / + LoRA, each in a fresh subprocess (CPU:
+                    RSS; CUDA: max allocated), beside the policy pass alone and the loser sampling. Naive
+                    attention: diffusers' classic `AttnProcessor` for the UNets; torch SDPA held to its math
+                    kernel (the attention matrix materialised) for the DiTs, whose processors call SDPA
 
 Counted work (exact, machine-independent; for tests that assert relations without timing), per
 optimizer step averaged over a loser.reuse window, in UNet *rows* (one sample through the denoiser
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -67,8 +74,12 @@ import torch  # noqa: E402
 from benchmarks.bench_common import (PeakMemory, sync, environment, mib, module_bytes, summarize,  # noqa: E402
                                      table, time_fn, time_pair)
 
+from models import FAMILIES as MODEL_FAMILIES  # noqa: E402
+
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "bench_train.json"
-FAMILIES = ("animatediff", "modelscope", "sd")
+# Every family but `stacked` (pixel space, its frame count fixed by the UNet's channels).
+FAMILIES = tuple(name for name in MODEL_FAMILIES if name != "stacked")
+UNET_FAMILIES = ("animatediff", "modelscope", "sd")
 METHODS = ("sft", "dpo", "sspo")
 MEDIUM_CHANNELS = (64, 128, 256)
 
@@ -142,28 +153,74 @@ def _medium_unet(family: str):
     return build
 
 
+def _medium_dit(family: str):
+    """A wider diffusion transformer (4 heads x 32 = width 128, 4 blocks, the tiny model's text and latent sizes)."""
+    from diffusers import CogVideoXTransformer3DModel, WanTransformer3DModel
+
+    from models.tiny import T5_MAX_TOKENS, TEXT_DIM
+
+    builders = {
+        "wan": lambda: WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32,
+                                             in_channels=4, out_channels=4, text_dim=TEXT_DIM, freq_dim=64, ffn_dim=512,
+                                             num_layers=4, rope_max_seq_len=64),
+        "cogvideox": lambda: CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=32, in_channels=4,
+                                                         out_channels=4, time_embed_dim=128, text_embed_dim=TEXT_DIM,
+                                                         num_layers=4, sample_width=4, sample_height=4, sample_frames=9,
+                                                         patch_size=2, temporal_compression_ratio=4,
+                                                         max_text_seq_length=T5_MAX_TOKENS),
+    }
+    if family not in builders:
+        raise SystemExit(f"--size medium: no medium model for family {family}; families: "
+                         f"{', '.join((*UNET_FAMILIES, *builders))}")
+    tiny = MODEL_FAMILIES[family].build_tiny
+    return lambda cls, cfg: {**tiny(cfg), "unet": builders[family]()}
+
+
 @contextlib.contextmanager
 def model_size(family: str, size: str):
-    """While active, `build_model` of a tiny `family` model builds the `size` UNet (tiny: unchanged)."""
+    """While active, `build_model` of a tiny `family` model builds the `size` denoiser (tiny: unchanged)."""
     if size == "tiny":
         yield
         return
-    from models import FAMILIES as MODEL_FAMILIES
-
     cls = MODEL_FAMILIES[family]
-    saved = cls.__dict__.get("build_tiny_unet")
-    cls.build_tiny_unet = classmethod(_medium_unet(family))
+    name, build = (("build_tiny_unet", _medium_unet(family)) if family in UNET_FAMILIES
+                   else ("build_tiny", _medium_dit(family)))
+    saved = cls.__dict__.get(name)
+    setattr(cls, name, classmethod(build))
     try:
         yield
     finally:
         if saved is None:
-            del cls.build_tiny_unet
+            delattr(cls, name)
         else:
-            cls.build_tiny_unet = saved
+            setattr(cls, name, saved)
+
+
+@functools.cache
+def tiny_model(family: str):
+    """The family's tiny model, built once: what its VAE takes and which samplers apply."""
+    from models import build_model
+    from videosspo.config import ModelConfig
+
+    return build_model(ModelConfig(family=family))
 
 
 def frames_for(family: str, s: Settings) -> int:
-    return 1 if family == "sd" else s.frames
+    """`s.frames`, rounded up to a count the family's VAE takes (k n + 1 frames when it compresses time k x)."""
+    if family == "sd":
+        return 1
+    step = tiny_model(family).frame_step
+    return s.frames if step == 1 else 1 + step * math.ceil((s.frames - 1) / step)
+
+
+def families_for(names: list[str], s: Settings) -> list[str]:
+    """`names` (`all`: every family whose samplers include the config's sample and loser schedulers)."""
+    from videosspo.sampling import samplers_for
+
+    if names != ["all"]:
+        return names
+    cfg = base_config(s)
+    return [f for f in FAMILIES if {cfg.sample.scheduler, cfg.loser.scheduler} <= set(samplers_for(tiny_model(f)))]
 
 
 def make_config(family: str, method: str, lora_rank: int, data: Path, out: Path, s: Settings, device: str, **extra):
@@ -364,11 +421,17 @@ LOSER_OPTIONS = {
 
 
 def bench_loser_options(family, data, tmp, s: Settings, device) -> list[dict]:
-    """An sspo trainer per loser option and one sft trainer (the ratio's denominator), timed round-robin."""
+    """An sspo trainer per loser option and one sft trainer (the ratio's denominator), timed round-robin.
+
+    Options whose sampler does not apply to the family (`dpm++` for the DiTs, `unipc` for CogVideoX) are left out."""
+    from videosspo.sampling import samplers_for
+
     names = s.loser_options or tuple(LOSER_OPTIONS)
     unknown = [n for n in names if n not in LOSER_OPTIONS]
     if unknown:
         raise SystemExit(f"--loser-options {' '.join(unknown)}: unknown; choose from {', '.join(LOSER_OPTIONS)}")
+    samplers = samplers_for(tiny_model(family))
+    names = [n for n in names if LOSER_OPTIONS[n].get("loser.scheduler", base_config(s).loser.scheduler) in samplers]
     cases = []
     for name in ("sft", *names):
         method, extra = ("sft", {}) if name == "sft" else ("sspo", LOSER_OPTIONS[name])
@@ -397,6 +460,7 @@ def bench_loser_options(family, data, tmp, s: Settings, device) -> list[dict]:
 def bench_concat(family, data, tmp, s: Settings, device) -> dict:
     """One `predict` at 2b vs two at b, on the policy network the trainer uses (full fine-tuning)."""
     from videosspo.losses import per_sample_error
+    from videosspo.objectives import get_objective
 
     tr = make_trainer(make_config(family, "sspo", 0, data, tmp / "concat", s, device), s, device)
     model, b = tr.model, s.batch
@@ -404,10 +468,11 @@ def bench_concat(family, data, tmp, s: Settings, device) -> dict:
     shape = model.latent_shape(frames_for(family, s), s.height, s.width)
     x0 = torch.randn((2 * b, *shape), generator=g).to(device)
     noise = torch.randn((b, *shape), generator=g).to(device).repeat(2, 1, 1, 1, 1)
-    t = torch.randint(0, model.scheduler.config.num_train_timesteps, (b,), generator=g).to(device).repeat(2)
+    objective = get_objective(model.objective)  # the family's noising, target and timestep density
+    t = objective.timesteps(model.scheduler, 0, 0, list(range(b))).to(device).repeat(2)
     cond = model.encode_prompt(fixed_batch(tr, b)["captions"]).float().repeat(2, 1, 1)
-    x_t = model.scheduler.add_noise(x0, noise, t)
-    target = noise
+    x_t = objective.noisy(model.scheduler, x0, noise, t)
+    target = objective.target(model.scheduler, x0, noise, t)
 
     # numerical equality, eval mode, no grad
     model.unet.eval()
@@ -531,7 +596,8 @@ def bench_sampling(family, data, tmp, s: Settings, device) -> list[dict]:
     rows = []
     from videosspo.sampling import samplers_for
 
-    for scheduler, guidance in [(name, 1.0) for name in samplers_for(model)] + [("ddim", 7.5)]:
+    sample = tr.config.sample  # every sampler without CFG, then the config's sampler with its CFG
+    for scheduler, guidance in [(name, 1.0) for name in samplers_for(model)] + [(sample.scheduler, sample.guidance)]:
         def run():
             sample_latents(model, prompts, frames=f, height=s.height, width=s.width, seeds=list(range(len(prompts))),
                            steps=s.sample_steps, guidance=guidance, scheduler=scheduler)
@@ -555,7 +621,8 @@ def bench_memory(family, data, tmp, s: Settings, device) -> list[dict]:
     """Peak memory of an SSPO step at 16 frames per MEMORY_CASES entry, each in a fresh subprocess (CPU: RSS)."""
     from videosspo.synth import make_dataset
 
-    clips = make_dataset(tmp / "data16", n=max(2, s.batch), frames=MEMORY_FRAMES, height=s.height, width=s.width,
+    frames = frames_for(family, dataclasses.replace(s, frames=MEMORY_FRAMES))
+    clips = make_dataset(tmp / f"data{frames}", n=max(2, s.batch), frames=frames, height=s.height, width=s.width,
                          progress=False)
     rows = []
     for name in MEMORY_CASES:
@@ -575,18 +642,35 @@ def bench_memory(family, data, tmp, s: Settings, device) -> list[dict]:
 def memory_child(spec: dict) -> dict:
     """One MEMORY_CASES entry: peaks above the settled process of the policy pass alone (forward + backward on
     winners and losers), the loser sampling, and the whole SSPO step."""
-    from diffusers.models.attention_processor import AttnProcessor
-
-    from videosspo.losses import per_sample_error
-
     s = Settings(**{**spec["settings"], "frames": MEMORY_FRAMES, "loser_steps": (), "loser_options": ()})
     attention, checkpointing, lora = MEMORY_CASES[spec["name"]]
     device, family = spec["device"], spec["family"]
     cfg = make_config(family, "sspo", s.lora_rank if lora else 0, Path(spec["data"]), Path(spec["out"]), s, device,
                       **{"model.gradient_checkpointing": checkpointing})
     tr = make_trainer(cfg, s, device)
-    if attention == "naive":  # diffusers' classic processor: materialises the attention matrix
-        tr.model.unet.set_attn_processor(AttnProcessor())
+    with naive_attention(tr.model.unet) if attention == "naive" else contextlib.nullcontext():
+        return {"family": family, "case": spec["name"], "attention": attention, "gradient_checkpointing": checkpointing,
+                "mode": f"lora{cfg.model.lora_rank}" if lora else "full", "frames": cfg.data.frames,
+                **memory_peaks(tr, s, device)}
+
+
+def naive_attention(denoiser) -> contextlib.AbstractContextManager:
+    """Attention that materialises the b h n n matrix: diffusers' classic `AttnProcessor` where the denoiser uses
+    diffusers' SDPA processor (the UNets), else torch SDPA held to its math kernel (the DiTs' own processors)."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if all(isinstance(p, AttnProcessor2_0) for p in denoiser.attn_processors.values()):
+        denoiser.set_attn_processor(AttnProcessor())
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def memory_peaks(tr, s: Settings, device: str) -> dict:
+    """Peak memory above the settled process of the policy pass, the loser sampling and a whole SSPO step."""
+    from videosspo.losses import per_sample_error
+
+    cfg = tr.config
     batch = fixed_batch(tr, s.batch)
     batches = repeated(batch)
     train_window(tr, batches, 0)  # settles optimizer state, gradients' first allocation, the reference copy
@@ -602,9 +686,7 @@ def memory_child(spec: dict) -> dict:
     tr.step = cfg.loser.reuse
     with PeakMemory(device) as step:
         train_window(tr, batches, cfg.loser.reuse)
-    return {"family": family, "case": spec["name"], "attention": attention, "gradient_checkpointing": checkpointing,
-            "mode": f"lora{cfg.model.lora_rank}" if lora else "full", "frames": MEMORY_FRAMES,
-            "latent_shape": list(x_w.shape[1:]), "policy_pass_peak_mb": mib(policy.peak_delta_bytes),
+    return {"latent_shape": list(x_w.shape[1:]), "policy_pass_peak_mb": mib(policy.peak_delta_bytes),
             "losers_peak_mb": mib(losers.peak_delta_bytes), "sspo_step_peak_mb": mib(step.peak_delta_bytes),
             "step_beyond_policy_pass_mb": mib(step.peak_delta_bytes - policy.peak_delta_bytes),
             "mem_method": step.method}
@@ -659,7 +741,8 @@ def report(result: dict) -> str:
         parts.append(table(result["memory"], ["family", "case", "mode", "frames", "latent_shape", "policy_pass_peak_mb",
                                               "losers_peak_mb", "sspo_step_peak_mb", "step_beyond_policy_pass_mb",
                                               "sspo_step_over_naive"],
-                           f"6. memory: peak above the settled process, SSPO step at {MEMORY_FRAMES} frames (fresh process each)"))
+                           f"6. memory: peak above the settled process, SSPO step at {MEMORY_FRAMES} frames, or the next count "
+                           "the VAE takes (fresh process each)"))
     if "sampling" in result:
         parts.append(table(result["sampling"], ["family", "scheduler", "guidance", "steps", "videos", "frames",
                                                 "s_per_batch", "frames_per_s"], "5. sampling throughput"))
@@ -672,7 +755,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small shapes and repeats (never other settings): < 2 min on 2 CPU cores")
     p.add_argument("--config", default=str(ROOT / "configs" / "animatediff_sspo.yaml"),
                    help="the YAML config whose settings are measured (its model is replaced by the tiny one)")
-    p.add_argument("--family", default="animatediff", choices=[*FAMILIES, "all"])
+    p.add_argument("--family", nargs="+", choices=[*FAMILIES, "all"],
+                   help="families to measure at the config's settings (default: the config's model.family)")
     p.add_argument("--size", default="tiny", choices=["tiny", "medium"])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON output file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
@@ -720,7 +804,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(threads)
     _quiet()
     s = settings_from_args(args)
-    families = list(FAMILIES) if args.family == "all" else [args.family]
+    families = families_for(args.family or [base_config(s).model.family], s)
     result: dict = {"env": environment(args.device), "settings": dataclasses.asdict(s), "families": families}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
@@ -728,8 +812,8 @@ def main(argv=None) -> dict:
         from videosspo.synth import make_dataset
 
         # Paired clips (dpo needs losers); at least as many clips as the batch.
-        data = make_dataset(tmp / "data", n=max(2, s.batch), frames=s.frames, height=s.height, width=s.width,
-                            paired=True, progress=False)
+        data = make_dataset(tmp / "data", n=max(2, s.batch), frames=max(frames_for(f, s) for f in families),
+                            height=s.height, width=s.width, paired=True, progress=False)
         for name in args.sections:
             t0 = time.perf_counter()
             out = [SECTIONS[name](family, data, tmp, s, args.device) for family in families]

@@ -91,3 +91,25 @@ def test_lora_reference_holds_fewer_bytes_than_a_full_copy(quick_result):
     assert lora["reference_extra_bytes"] < full["reference_extra_bytes"]
     # full fine-tuning: the reference copy is a whole UNet (parameters and buffers)
     assert full["reference_extra_bytes"] == pytest.approx(full["policy_unet_mb"] * 2**20)
+
+
+def test_dit_rows_at_the_wan_config(tmp_path):
+    """configs/wan_sspo.yaml measured as is: frames rounded up to 4k+1, the config's 20-step UniPC loser with CFG
+    (40 rows), the loser options whose sampler applies to a flow model, and the flow objective in the concatenated
+    forward."""
+    from benchmarks.bench_train import Settings, families_for, frames_for, main
+
+    assert [frames_for(f, Settings(frames=2)) for f in ("sd", "animatediff", "wan", "cogvideox")] == [1, 2, 5, 9]
+    wan_config = Settings(config="configs/wan_sspo.yaml")
+    assert "wan" in families_for(["all"], wan_config) and "cogvideox" not in families_for(["all"], wan_config)
+    saved = main(["--quick", "--config", "configs/wan_sspo.yaml", "--device", "cpu", "--out", str(tmp_path / "b.json"),
+                  "--frames", "2", "--batch", "1", "--repeat", "1", "--warmup", "0", "--lora-rank", "4",
+                  "--loser-options", "dpm++_8", "unipc_4", "--sections", "train_step", "loser_options", "concat_forward"])
+    assert saved["families"] == ["wan"]
+    work = {(r["method"], r["mode"]): (r["policy_rows_per_step"], r["reference_rows_per_step"], r["loser_rows_per_step"])
+            for r in saved["train_step"]}
+    assert work == {(m, mode): rows for mode in ("lora4", "full")
+                    for m, rows in (("sft", (1, 0, 0)), ("dpo", (2, 2, 0)), ("sspo", (2, 2, 40)))}
+    assert [(r["option"], r["loser_rows_per_step"]) for r in saved["loser_options"]] == [("unipc_4", 8)]  # no dpm++
+    assert saved["concat_forward"][0]["latent_shape"] == [4, 2, 2, 2]  # 5 frames -> 2 latent frames, 16 px / 8
+    assert saved["concat_forward"][0]["max_abs_diff_error"] < 1e-5
