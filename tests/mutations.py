@@ -297,4 +297,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         "a merged LTX export's LTXPipeline samples with DDIM on a flow-matching model",
         ("tests/test_dit.py::test_ltx_merged_export_is_a_pipeline_folder_that_samples_as_we_do",)),
+    Mutation(
+        "frozen text encoder left in train mode", "models/base.py",
+        "        self.text_encoder.requires_grad_(False).eval()  # frozen and deterministic (T5's dropout off)",
+        "        self.text_encoder.requires_grad_(False)",
+        "T5 / UMT5 keep their dropout on: a caption's embedding is random, a DiT trains on noise in its condition",
+        ("tests/test_dit.py::test_prompts_and_latents_follow_wan_pipeline",
+         "tests/test_dit.py::test_cogvideox_prompts_latents_and_sampler_follow_its_pipeline")),
+    Mutation(
+        "cached caption embeddings ignored", "videosspo/trainer.py",
+        '        if "prompt_embeds" in batch:\n',
+        "        if False:\n",
+        "a run from the latent cache still runs T5 / UMT5 on every caption of every step",
+        ("tests/test_dit.py::test_latent_cache_holds_windows_and_captions_so_no_encoder_runs_per_step",)),
 )

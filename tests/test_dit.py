@@ -17,13 +17,13 @@ from einops import rearrange
 
 from models import build_model, load_model
 from videosspo.config import ConfigError, ModelConfig, load_config
-from videosspo.latents import encoder_identity
+from videosspo.latents import cache_latents
 from videosspo.losses import LOSSES, per_sample_error
 from videosspo.objectives import OBJECTIVES
 from videosspo.sampling import make_scheduler, per_sample_noise, sample_latents
 from videosspo.trainer import Trainer
 
-from test_trainer import straight_and_resumed, unet_state
+from test_trainer import assert_two_processes_equal_one, straight_and_resumed, unet_state
 
 PROMPTS = ["a red square moving left", "a blue circle moving up"]
 WAN = {"model.family": "wan", "data.frames": 5, "data.height": 32, "data.width": 32, "loser.scheduler": "euler",
@@ -141,8 +141,6 @@ def test_invalid_frame_count_and_size_are_clear_errors():
         tiny("cogvideox").latent_shape(5, 32, 32)  # its VAE decodes 2 latent frames to 8, not 5
     with pytest.raises(ConfigError, match=r"model\.vae='none'.*'auto' for model\.family=wan"):
         load_config(overrides=["--model.family=wan", "--model.vae=none"])
-    with pytest.raises(ValueError, match=r"data\.latent_cache does not support model\.family=wan"):
-        encoder_identity(model)
 
 
 def test_cogvideox_prompts_latents_and_sampler_follow_its_pipeline():
@@ -327,10 +325,56 @@ def test_sspo_steps_lora_export_and_pipeline_load(tiny_config, family):
     assert (loaded - before).abs().max() > 1e-4
 
 
-def test_resume_equals_uninterrupted_for_wan(tiny_config, tmp_path):
-    straight, resumed = straight_and_resumed(tiny_config, tmp_path, 3, **WAN, **{"train.checkpoint_every": 2})
+@pytest.mark.parametrize("family", ["wan", "cogvideox"])
+def test_resume_equals_uninterrupted(tiny_config, tmp_path, family):
+    """Stopped at step 2 and resumed == 3 steps straight, bit for bit (LoRA, losers, replay pool, optimizer)."""
+    straight, resumed = straight_and_resumed(tiny_config, tmp_path, 3, **TRAIN[family], **{"train.checkpoint_every": 2})
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    m_a, m_b = ([json.loads(line) for line in open(t.out / "metrics.jsonl")] for t in (straight, resumed))
+    assert [m["loss"] for m in m_a] == [m["loss"] for m in m_b]
+
+
+def test_two_processes_equal_one(synth_data, tmp_path):
+    """The tiny Wan (LoRA) under torchrun with 2 gloo processes x batch 1 == 1 process x batch 2, step by step."""
+    assert_two_processes_equal_one(tmp_path, "configs/tiny_wan_sspo.yaml", "--data.path", str(synth_data),
+                                   "--data.frames", "5", "--data.height", "16", "--data.width", "16")
+
+
+def test_latent_cache_holds_windows_and_captions_so_no_encoder_runs_per_step(tiny_config, tmp_path, monkeypatch):
+    """Wan's VAE compresses time: the cache holds each window a run can draw (7-frame clips, 5 frames: 3), encoded
+    whole, and each caption's UMT5 embedding. A run from it gives the on-the-fly run's losses, and per step runs
+    neither the VAE encoder nor the text encoder (the dropped caption "", also the negative prompt: once per run)."""
+    from safetensors import safe_open
+
+    from videosspo.synth import make_dataset
+
+    data = make_dataset(tmp_path / "clips", n=2, frames=7, height=16, width=16, paired=True, progress=False)
+    common = {**WAN, "data.path": str(data), "data.frames": 5, "data.height": 16, "data.width": 16,
+              "train.max_steps": 3, "loser.guidance": 3.0, "data.caption_dropout": 0.5}
+    plain = Trainer(tiny_config(**common, **{"train.output_dir": str(tmp_path / "a")}))
+    cache = cache_latents(plain.model, plain.data, tmp_path / "cache", progress=False)
+    with safe_open(str(cache / "000000.safetensors"), framework="pt") as f:
+        assert f.get_slice("latents").get_shape() == [3, 4, 2, 2, 2] == f.get_slice("loser_latents").get_shape()
+    cached = Trainer(tiny_config(**common, **{"train.output_dir": str(tmp_path / "b"), "data.latent_cache": str(cache)}))
+    for seed in range(4):  # the window VideoDataset draws, and the caption, as encoding them now gives
+        fresh, stored = plain.data.get(1, seed), cached.data.get(1, seed)
+        torch.testing.assert_close(stored["latents"], plain.model.encode_video(fresh["pixels"][None])[0])
+        torch.testing.assert_close(stored["loser_latents"], plain.model.encode_video(fresh["loser_pixels"][None])[0])
+        torch.testing.assert_close(stored["prompt_embeds"], plain.model.encode_prompt([fresh["caption"]])[0])
+    calls = {"text": 0, "vae": 0}
+    real_text, real_vae = cached.model.text_encoder.forward, cached.model.vae.encode
+    monkeypatch.setattr(cached.model.text_encoder, "forward", lambda *a, **k: calls.update(text=calls["text"] + 1) or real_text(*a, **k))
+    monkeypatch.setattr(cached.model.vae, "encode", lambda *a, **k: calls.update(vae=calls["vae"] + 1) or real_vae(*a, **k))
+    after_steps = []
+    plain.fit()
+    cached.fit(on_step=lambda trainer: after_steps.append(dict(calls)))
+    assert after_steps == [{"text": 1, "vae": 0}] * 3  # "" at step 1; samples at the end encode their prompts
+    m1, m2 = ([json.loads(line) for line in open(tmp_path / d / "metrics.jsonl")] for d in ("a", "b"))
+    assert any(m["loss/e_w"] for m in m1)
+    for x, y in zip(m1, m2, strict=True):
+        for key in ("loss", "loss/e_w", "rewards/delta_w", "rewards/delta_l", "grad_norm"):
+            assert y[key] == pytest.approx(x[key], rel=1e-3, abs=1e-5), key
 
 
 def test_trains_from_the_real_hub_layout(tiny_config, hub_layout):

@@ -142,11 +142,17 @@ def test_accumulation_1x2_equals_2x1(tiny_config):
 def test_two_processes_equal_one(synth_data, tmp_path):
     """torchrun with 2 CPU processes x batch 1 == 1 process x batch 2, step by step (losers with CFG, reused
     over 2 steps)."""
-    args = ["--config", str(ROOT / "configs/tiny_animatediff_sspo.yaml"), "--data.path", str(synth_data),
-            "--data.frames", "2", "--data.height", "16", "--data.width", "16", "--train.max_steps", "3",
+    assert_two_processes_equal_one(tmp_path, "configs/tiny_animatediff_sspo.yaml", "--data.path", str(synth_data),
+                                   "--data.frames", "2", "--data.height", "16", "--data.width", "16")
+
+
+def assert_two_processes_equal_one(tmp_path, config: str, *overrides: str) -> None:
+    """`config` + `overrides` trained 3 steps (snapshot every step, CFG losers reused over 2 steps) by 1 process x
+    batch 2 and by torchrun's 2 CPU processes x batch 1: the same metrics at every step and the same weights."""
+    args = ["--config", str(ROOT / config), "--train.max_steps", "3",
             "--train.checkpoint_every", "0", "--replay.interval", "1", "--replay.size", "3", "--loser.steps", "2",
             "--sample.steps", "1", "--optim.lr", "1e-4", "--optim.warmup_steps", "0", "--method.beta", "50",
-            "--train.sample_prompts", "[a]", "--loser.reuse", "2", "--loser.guidance", "3"]
+            "--train.sample_prompts", "[a]", "--loser.reuse", "2", "--loser.guidance", "3", *overrides]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "videosspo.train", *args, "--train.output_dir", str(one),
@@ -248,7 +254,7 @@ def test_loser_reuse_serves_one_batch_and_its_losers_for_a_window_of_steps(tiny_
     assert torch.equal(got[0][1], got[1][1]) and torch.equal(got[0][1], got[2][1])
     loser_seeds = [[rng.derive_seed(0, w, p, "loser") for p in ps] for w, ps in ((0, [0, 1]), (3, [2, 3]))]
     assert calls == loser_seeds  # sampled at each window's first step, seeded by it
-    assert trainer._uncond is not None and trainer.losers.start == 3 and set(trainer.losers.latents) == {2, 3}
+    assert "" in trainer._fixed_prompts and trainer.losers.start == 3 and set(trainer.losers.latents) == {2, 3}
 
 
 def test_losers_from_the_winner_are_per_sample(tiny_config):

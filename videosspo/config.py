@@ -109,9 +109,10 @@ class DataConfig:
     height: int = 32
     width: int = 32
     num_workers: int = 0
-    # A folder written by `videosspo data cache-latents` (every clip encoded once by the VAE). When set,
-    # training reads the cached winner (and loser) latents and never runs the VAE encoder; the cache
-    # must match data.path, data.height/width and the model's VAE (checked at start).
+    # A folder written by `videosspo data cache-latents` (every clip encoded once by the VAE, every caption
+    # once by the text encoder). When set, training reads the cached winner (and loser) latents and caption
+    # embeddings and runs neither encoder per step; the cache must match data.path, data.height/width, the
+    # model's VAE and text encoder, and for VAEs that compress time data.frames/stride (checked at start).
     latent_cache: str | None = None
     # Clips that exist but do not decode are skipped (each file logged once). Past this fraction of the rows
     # unreadable the run stops, naming the worst files; it also stops when no clip at all can be read.

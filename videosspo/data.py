@@ -167,17 +167,23 @@ def _lines(lines: list[int], shown: int = 3) -> str:
 
 
 def frame_indices(num_frames: int, frames: int, stride: int, rng: np.random.Generator) -> list[int]:
-    """``frames`` indices spaced by ``stride`` from a random valid start in a clip of ``num_frames``.
+    """``frames`` indices spaced by ``stride`` from a random valid start in a clip of ``num_frames``:
+    one of ``frame_windows``, drawn uniformly."""
+    windows = frame_windows(num_frames, frames, stride)
+    return windows[0] if len(windows) == 1 else windows[int(rng.integers(0, len(windows)))]
+
+
+def frame_windows(num_frames: int, frames: int, stride: int) -> list[list[int]]:
+    """Every index list ``frame_indices`` can return for a clip of ``num_frames``, by start frame.
 
     A clip too short for ``stride`` uses the largest stride that fits; one with fewer than ``frames``
-    frames returns all of them with the last one repeated.
+    frames has one window: all of them with the last one repeated.
     """
     if num_frames < frames:
-        return [min(k, num_frames - 1) for k in range(frames)]
+        return [[min(k, num_frames - 1) for k in range(frames)]]
     if (frames - 1) * stride + 1 > num_frames:
         stride = (num_frames - 1) // (frames - 1)  # >= 1 here, since num_frames >= frames >= 2
-    start = int(rng.integers(0, num_frames - (frames - 1) * stride))
-    return [start + k * stride for k in range(frames)]
+    return [[start + k * stride for k in range(frames)] for start in range(num_frames - (frames - 1) * stride)]
 
 
 def cover_size(h: int, w: int, height: int, width: int) -> tuple[int, int]:
@@ -343,12 +349,12 @@ class VideoDataset(ClipDataset):
         return item
 
 
-STACKED = ("pixels", "loser_pixels", "latents", "loser_latents")
+STACKED = ("pixels", "loser_pixels", "latents", "loser_latents", "prompt_embeds")
 
 
 def collate(batch: Sequence[dict | None]) -> dict | None:
-    """Stack each of ``pixels``, ``loser_pixels``, ``latents``, ``loser_latents`` that every item has
-    (``b c f h w``), list captions and indices, drop ``Unreadable`` (and None) items; None when every item
+    """Stack each of ``pixels``, ``loser_pixels``, ``latents``, ``loser_latents`` (``b c f h w``) and
+    ``prompt_embeds`` (``b l d``) that every item has, list captions and indices, drop ``Unreadable`` (and None) items; None when every item
     was dropped.
     """
     items = [item for item in batch if isinstance(item, dict)]

@@ -1,15 +1,23 @@
-"""Latent caching: encode every clip once with the VAE, store it as safetensors, train without the encoder.
+"""Latent caching: encode every clip and caption once, store them as safetensors, train without the
+VAE encoder and the text encoder.
 
 Writing (``videosspo data cache-latents``, or ``cache_latents``)
     Every frame of every clip (and of its ``loser_video``) is read, resized and centre-cropped to the
     data config's height x width with the same helpers ``VideoDataset`` uses, and encoded by
-    ``model.encode_video``. The VAE runs per frame, so the latents of frames [i, j, k] are exactly
+    ``model.encode_video``; the caption by ``model.encode_prompt`` (``prompt_embeds``, ``l d``).
+    A per-frame VAE encodes frames independently, so the latents of frames [i, j, k] are exactly
     the slice [:, [i, j, k]] of the whole clip's latents: one cache serves any ``frames``/``stride``.
-    Layout of ``out_dir``::
+    A VAE that compresses time (Wan, CogVideoX, LTX: latent frames mix pixel frames) cannot be
+    sliced: the cache holds every window ``frame_windows`` can draw for the data config's ``frames``
+    and ``stride`` (recorded and checked), each encoded whole, n = F − (frames − 1)·stride of them
+    per clip; cut long clips to the training length before caching. Layout of ``out_dir``::
 
         000000.safetensors   latents c F h w (+ loser_latents c F' h w); F = the clip's frame count
+                             (time-compressing VAE: n c f h w, one per window, + frame_count);
+                             prompt_embeds l d
         000001.safetensors   ...
-        cache_info.json      encoder identity, height, width, dtype, metadata, records, unreadable rows
+        cache_info.json      encoder identity, height, width, dtype, frames and stride (time-compressing
+                             VAE), metadata, records, unreadable rows
 
     Latents are stored as float32 by default, so a cached latent equals an on-the-fly encoding
     (``dtype=torch.float16`` halves the size, at fp16 rounding of the latents). Each file is written
@@ -19,11 +27,14 @@ Writing (``videosspo data cache-latents``, or ``cache_latents``)
 
 Reading (``LatentDataset``)
     Same interface as ``VideoDataset`` (``get(index, seed)``, ``try_get``, ``records``),
-    returning ``{"latents", "caption", "index"}`` (+ ``"loser_latents"``). Frames are chosen with the
-    same ``frame_indices`` rule and seed as ``VideoDataset``, so for the same seed
-    ``LatentDataset.get(i, s)["latents"] == model.encode_video(VideoDataset.get(i, s)["pixels"][None])[0]``.
+    returning ``{"latents", "prompt_embeds", "caption", "index"}`` (+ ``"loser_latents"``). Frames
+    (or the window) are chosen with the same ``frame_indices`` rule and seed as ``VideoDataset``, so
+    for the same seed
+    ``LatentDataset.get(i, s)["latents"] == model.encode_video(VideoDataset.get(i, s)["pixels"][None])[0]``
+    and ``prompt_embeds == model.encode_prompt([caption])[0]``: the trainer runs neither encoder per step.
     Construction checks the cache against the data config and, given ``expect=encoder_identity(model)``,
-    against the current VAE; any mismatch is an error naming it and the command that rebuilds the cache.
+    against the current VAE and text encoder; any mismatch is an error naming it and the command that
+    rebuilds the cache.
 
 Memory: one clip is decoded whole as uint8 (F x H x W x 3 bytes; a clip larger than the training size is
 shrunk frame by frame as it decodes), then resized and encoded ``batch_frames`` frames at a time.
@@ -44,16 +55,17 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from videosspo.data import ClipDataset, Record, VideoDataset, resize_center_crop
+from videosspo.data import ClipDataset, Record, VideoDataset, frame_windows, resize_center_crop
 from videosspo.video import VideoReadError, count_frames, read_video, to_tensor
 
 log = logging.getLogger("videosspo.latents")
 
 INFO_FILE = "cache_info.json"
-FORMAT = 1
-# identity fields that change the latents (the family is recorded, but the same VAE gives the same
-# latents under any family, so it is not compared)
-ENCODER_KEYS = ("vae", "vae_class", "scaling_factor", "vae_sha256")
+FORMAT = 2  # 2: + prompt_embeds, windows for time-compressing VAEs
+# identity fields that change the cached tensors (the family is recorded, but the same VAE and text
+# encoder give the same tensors under any family, so it is not compared)
+ENCODER_KEYS = ("vae", "vae_class", "scaling_factor", "vae_sha256", "text_encoder_sha256", "tokenizer_sha256",
+                "text_length")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -85,18 +97,21 @@ def _state_hash(module: torch.nn.Module) -> str:
 
 
 def encoder_identity(model) -> dict:
-    """What determines a model's latents: its VAE's class, config, scaling factor and weights (or ``none``).
+    """What determines a model's cached tensors: its VAE's class, config, scaling factor and weights (or
+    ``none``); its text encoder's weights, tokenizer vocabulary and prompt length.
 
     Call it before casting the frozen parts to fp16/bf16: the weight hash is of the values as they are.
     """
-    if model.temporal_factor > 1:
-        raise ValueError(f"data.latent_cache does not support model.family={model.family}: its VAE compresses time, "
-                         "so a clip's latents cannot be sliced per frame; unset data.latent_cache")
+    vocab = json.dumps(sorted(model.tokenizer.get_vocab().items())).encode()
+    text = {"text_encoder_sha256": _state_hash(model.text_encoder), "tokenizer_sha256": hashlib.sha256(vocab).hexdigest(),
+            "text_length": model.text_length, "temporal_factor": model.temporal_factor}
     if model.vae is None:
-        return {"family": model.family, "vae": "none", "vae_class": None, "scaling_factor": None, "vae_sha256": None}
+        return {"family": model.family, "vae": "none", "vae_class": None, "scaling_factor": None, "vae_sha256": None,
+                **text}
     config = {k: v for k, v in dict(model.vae.config).items() if not k.startswith("_")}
     return {"family": model.family, "vae": _jsonable(config), "vae_class": type(model.vae).__name__,
-            "scaling_factor": float(model.vae.config.scaling_factor), "vae_sha256": _state_hash(model.vae)}
+            "scaling_factor": float(model.vae.config.get("scaling_factor", 1.0)), "vae_sha256": _state_hash(model.vae),
+            **text}
 
 
 def _encoder_mismatch(cached: dict, current: dict) -> list[str]:
@@ -167,6 +182,32 @@ def _encode_clip(model, dataset: VideoDataset, path: Path, batch_frames: int, dt
     return torch.cat(chunks, dim=1).contiguous()
 
 
+def _encode_windows(model, dataset: VideoDataset, path: Path, count: int, dtype: torch.dtype) -> torch.Tensor:
+    """Every window ``frame_windows(count, frames, stride)`` of ``path``, each encoded whole (a VAE that compresses
+    time): ``n c f h w`` on CPU."""
+    frames = dataset.read_frames(path, list(range(count)))  # uint8 (F, H', W', 3)
+    device = next(model.vae.parameters()).device
+    windows = []
+    for window in frame_windows(count, dataset.frames, dataset.stride):
+        pixels = resize_center_crop(to_tensor(frames[window]), dataset.height, dataset.width)
+        windows.append(model.encode_video(pixels[None].to(device))[0].to("cpu", dtype))  # c f h w
+    return torch.stack(windows).contiguous()
+
+
+def _encode_record(model, dataset: VideoDataset, record: Record, batch_frames: int, dtype: torch.dtype) -> dict:
+    """The tensors of one cache file: latents (+ loser_latents) and the caption's prompt_embeds."""
+    clips = {"latents": record.video, "loser_latents": record.loser_video}
+    clips = {key: path for key, path in clips.items() if path is not None}
+    if model.temporal_factor > 1:  # windows; winner and loser share the frame indices, as VideoDataset draws them
+        count = min(count_frames(path) for path in clips.values())
+        tensors = {key: _encode_windows(model, dataset, path, count, dtype) for key, path in clips.items()}
+        tensors["frame_count"] = torch.tensor(count)
+    else:
+        tensors = {key: _encode_clip(model, dataset, path, batch_frames, dtype) for key, path in clips.items()}
+    tensors["prompt_embeds"] = model.encode_prompt([record.caption])[0].to("cpu", dtype).contiguous()
+    return tensors
+
+
 def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batch_frames: int | None = None,
                   progress: bool = True, dtype: torch.dtype = torch.float32,
                   metadata: str | os.PathLike | None = None) -> Path:
@@ -184,15 +225,18 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
     batch_frames = batch_frames or 4 * model.vae_chunk_frames
     records = dataset.records
     root = _root(records)
+    windowed = model.temporal_factor > 1  # the windows depend on frames and stride
     info = {"format": FORMAT, "encoder": encoder_identity(model), "height": dataset.height, "width": dataset.width,
-            "dtype": dtype_name, "metadata": None if metadata is None else str(Path(metadata).resolve()),
+            "dtype": dtype_name, "frames": dataset.frames if windowed else None,
+            "stride": dataset.stride if windowed else None,
+            "metadata": None if metadata is None else str(Path(metadata).resolve()),
             "num_records": len(records), "records_sha256": records_fingerprint(records), "complete": False,
             "unreadable": {}}
     previous = _read_info(out_dir)
     if previous is not None:
         diffs = _encoder_mismatch(previous["encoder"], info["encoder"])
-        diffs += [f"{k}: cached {previous.get(k)!r}, now {info[k]!r}" for k in ("height", "width", "dtype")
-                  if previous.get(k) != info[k]]
+        diffs += [f"{k}: cached {previous.get(k)!r}, now {info[k]!r}" for k in ("height", "width", "dtype", "frames",
+                                                                              "stride") if previous.get(k) != info[k]]
         if diffs:
             raise ValueError(f"{out_dir} already holds latents made differently ({'; '.join(diffs)}); "
                              f"cache into another folder or delete this one")
@@ -211,9 +255,7 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
             kept += 1
             continue
         try:
-            tensors = {"latents": _encode_clip(model, dataset, record.video, batch_frames, dtype)}
-            if record.loser_video is not None:
-                tensors["loser_latents"] = _encode_clip(model, dataset, record.loser_video, batch_frames, dtype)
+            tensors = _encode_record(model, dataset, record, batch_frames, dtype)
         except VideoReadError as e:
             unreadable[str(record.index)] = str(e)
             log.warning("skipping row %d: %s", record.index, e)
@@ -256,8 +298,15 @@ class LatentDataset(ClipDataset):
             raise FileNotFoundError(f"data.latent_cache={str(cache_dir)!r} has no {INFO_FILE}: it is not a latent "
                                     f"cache; build it with: videosspo data cache-latents --config <your config> "
                                     f"--out {cache_dir}")
+        if info.get("format") != FORMAT:
+            raise ValueError(f"latent cache {cache_dir} was written by an older videosspo (format {info.get('format')}, "
+                             f"now {FORMAT}: caption embeddings, windows for VAEs that compress time); "
+                             + rebuild_hint(cache_dir))
+        self.windowed = info.get("frames") is not None  # windows encoded whole (a VAE that compresses time)
         problems = [f"{k}: cached {info.get(k)!r}, data config {v!r}" for k, v in (("height", height), ("width", width))
                     if info.get(k) != v]
+        problems += [f"{k}: cached windows of data.{k} {info[k]!r}, data config {v!r}"
+                     for k, v in (("frames", frames), ("stride", stride)) if self.windowed and info[k] != v]
         if info.get("num_records") != len(self.records) or info.get("records_sha256") != records_fingerprint(self.records):
             problems.append(f"the metadata differs (cached from {info.get('metadata')} with {info.get('num_records')} "
                             f"rows; now {len(self.records)} rows, or changed videos/captions)")
@@ -276,7 +325,8 @@ class LatentDataset(ClipDataset):
                                     f"cache-latents --config <your config> --out {cache_dir} (existing files are kept)")
 
     def get(self, index: int, seed: int) -> dict:
-        """``{"latents", "caption", "index"}`` (+ ``"loser_latents"``); raises VideoReadError for an unreadable clip."""
+        """``{"latents", "prompt_embeds", "caption", "index"}`` (+ ``"loser_latents"``); raises VideoReadError for
+        an unreadable clip."""
         record = self.records[index]
         if index in self.unreadable:
             raise VideoReadError(record.video, f"it could not be read when the latent cache was built: "
@@ -284,13 +334,20 @@ class LatentDataset(ClipDataset):
         with safe_open(str(_file(self.cache_dir, index)), framework="pt") as f:
             keys = ["latents"] + (["loser_latents"] if record.loser_video is not None else [])
             slices = {k: f.get_slice(k) for k in keys}
-            num_frames = min(s.get_shape()[1] for s in slices.values())  # winner and loser share the indices
-            indices = self._indices(record, num_frames, seed)
-            lo, hi = min(indices), max(indices)
-            picked = [i - lo for i in indices]
-            # read only the span of frames needed, then pick (and repeat) the frames inside it
-            tensors = {k: s[:, lo:hi + 1][:, picked] for k, s in slices.items()}
-        item = {"latents": tensors["latents"], "caption": record.caption, "index": record.index}
+            if self.windowed:  # n c f h w: the window VideoDataset would draw, read alone
+                count = int(f.get_tensor("frame_count"))
+                n = frame_windows(count, self.frames, self.stride).index(self._indices(record, count, seed))
+                tensors = {k: s[n:n + 1][0] for k, s in slices.items()}
+            else:
+                num_frames = min(s.get_shape()[1] for s in slices.values())  # winner and loser share the indices
+                indices = self._indices(record, num_frames, seed)
+                lo, hi = min(indices), max(indices)
+                picked = [i - lo for i in indices]
+                # read only the span of frames needed, then pick (and repeat) the frames inside it
+                tensors = {k: s[:, lo:hi + 1][:, picked] for k, s in slices.items()}
+            prompt_embeds = f.get_tensor("prompt_embeds")
+        item = {"latents": tensors["latents"], "prompt_embeds": prompt_embeds, "caption": record.caption,
+                "index": record.index}
         if "loser_latents" in tensors:
             item["loser_latents"] = tensors["loser_latents"]
         return item

@@ -321,7 +321,7 @@ class Trainer:
         if cfg.method.name != "sft":
             self.pool.add(0, self.policy.snapshot())
         self.losers = LoserCache(cfg.loser.reuse)
-        self._uncond: torch.Tensor | None = None  # the negative prompt's embedding, encoded once per run
+        self._fixed_prompts: dict[str, torch.Tensor] = {}  # embeddings of fixed prompts, encoded once per run
         self.overlap = LoserOverlap(self) if cfg.loser.overlap and cfg.method.name == "sspo" else None
 
     def _save_adapter_only(self, models, weights, output_dir):
@@ -341,7 +341,7 @@ class Trainer:
         cfg, model, device = self.config, self.model, self.accelerator.device
         positions = batch["positions"]
         x_w = self.latents(batch, "")
-        cond = model.encode_prompt(batch["captions"]).float()  # losers are sampled for the real captions
+        cond = self.prompt_embeds(batch)  # losers are sampled for the real captions
         stats: dict = {}
 
         # 1. losers: given (dpo, paired data) or sampled by the drawn reference (sspo)
@@ -362,7 +362,7 @@ class Trainer:
         x0 = x_w if x_l is None else torch.cat([x_w, x_l])
         dropped = rng.drop_captions(cfg.data.caption_dropout, seed, self.step, positions).to(device)
         if dropped.any():  # caption dropout: the unconditional branch CFG uses keeps learning
-            cond = torch.where(dropped[:, None, None], model.encode_prompt([""]).float(), cond)
+            cond = torch.where(dropped[:, None, None], self.embed_once("").float(), cond)
         noise, t, cond = noise.repeat(k, 1, 1, 1, 1), t.repeat(k), cond.repeat(k, 1, 1)
         x_t, target = objective.noisy(sched, x0, noise, t), objective.target(sched, x0, noise, t)
 
@@ -386,6 +386,14 @@ class Trainer:
                                               sft_weight=cfg.method.sft_weight)
         stats.update({key: float(v) for key, v in loss_stats.items()})
         return per_sample.mean(), stats
+
+    def prompt_embeds(self, batch: dict, rows: list[int] | None = None) -> torch.Tensor:
+        """The text embeddings of the batch's captions (`rows` of them): cached with the latents
+        (`data.latent_cache`: the text encoder never runs per step), else encoded now."""
+        rows = list(range(len(batch["captions"]))) if rows is None else rows
+        if "prompt_embeds" in batch:
+            return batch["prompt_embeds"][rows].to(self.accelerator.device).float()
+        return self.model.encode_prompt([batch["captions"][k] for k in rows]).float()
 
     def latents(self, batch: dict, prefix: str) -> torch.Tensor:
         """`{prefix}latents` from the cache when the batch has them, else the VAE-encoded `{prefix}pixels`."""
@@ -420,8 +428,8 @@ class Trainer:
                 cond: torch.Tensor | None = None, x_w: torch.Tensor | None = None) -> torch.Tensor:
         """Losers of the batch's samples `todo`, by `policy`'s reference `ref_index` (`cond`, `x_w`: theirs, if known)."""
         cfg, lcfg = self.config, self.config.loser
-        if cond is None:  # as `loss` encodes them
-            cond = self.model.encode_prompt([batch["captions"][k] for k in todo]).float()
+        if cond is None:  # as `loss` has them
+            cond = self.prompt_embeds(batch, todo)
         if lcfg.init == "winner" and x_w is None:
             x_w = self.latents({k: v[todo] if torch.is_tensor(v) else v for k, v in batch.items()}, "")
         with policy.reference(self.pool, ref_index) as ref:
@@ -433,10 +441,14 @@ class Trainer:
                 strength=lcfg.strength)
 
     def negative_embedding(self) -> torch.Tensor | None:
-        """The negative prompt's embedding for CFG losers, encoded once per run (None without CFG)."""
-        if self.config.loser.guidance > 1 and self._uncond is None:
-            self._uncond = self.model.encode_prompt([self.config.sample.negative_prompt])
-        return self._uncond
+        """The negative prompt's embedding for CFG losers (None without CFG)."""
+        return self.embed_once(self.config.sample.negative_prompt) if self.config.loser.guidance > 1 else None
+
+    def embed_once(self, prompt: str) -> torch.Tensor:
+        """A fixed prompt's embedding (the negative prompt, the dropped caption ""), encoded once per run."""
+        if prompt not in self._fixed_prompts:
+            self._fixed_prompts[prompt] = self.model.encode_prompt([prompt])
+        return self._fixed_prompts[prompt]
 
     # -- the loop ----------------------------------------------------------------------------------
 
