@@ -11,11 +11,12 @@ import math
 
 import pytest
 import torch
-from diffusers import (AutoencoderKLLTXVideo, CogVideoXPipeline, CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler,
-                       LTXPipeline, UniPCMultistepScheduler, WanPipeline)
+from diffusers import (AutoencoderKLLTXVideo, CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel,
+                       FlowMatchEulerDiscreteScheduler, LTXPipeline, UniPCMultistepScheduler, WanPipeline)
 from einops import rearrange
 
 from models import build_model, load_model
+from videosspo import rng
 from videosspo.config import ConfigError, ModelConfig, load_config
 from videosspo.latents import cache_latents
 from videosspo.losses import LOSSES, per_sample_error
@@ -151,13 +152,7 @@ def test_cogvideox_prompts_latents_and_sampler_follow_its_pipeline():
     sf = model.vae.config.scaling_factor
     torch.testing.assert_close(model.decode(latents), model.vae.decode(latents / sf).sample.clamp(-1, 1))
     # CogVideoX-5b's rotary position embeddings: our call equals the pipeline's (CFG 6, DDIM, same x_T)
-    rotary = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
-                                         time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4,
-                                         sample_height=4, sample_frames=9, patch_size=2, max_text_seq_length=16,
-                                         use_rotary_positional_embeddings=True)
-    for transformer in (model.unet, rotary):
-        view = copy.copy(model)
-        view.unet = transformer
+    for view in (model, rotary_cogvideox()):
         shape = view.latent_shape(9, 32, 32)
         ours = sample_latents(view, PROMPTS[:1], frames=9, height=32, width=32, seeds=[3], steps=3, guidance=6.0,
                               scheduler="ddim")
@@ -165,6 +160,41 @@ def test_cogvideox_prompts_latents_and_sampler_follow_its_pipeline():
                                 guidance_scale=6.0, latents=rearrange(per_sample_noise(shape, [3]), "b c f h w -> b f c h w"),
                                 max_sequence_length=16, output_type="latent").frames
         torch.testing.assert_close(ours, rearrange(theirs, "b f c h w -> b c f h w"))
+
+
+def rotary_cogvideox():
+    """The tiny CogVideoX with a 5b-like transformer (rotary position embeddings)."""
+    view = copy.copy(tiny("cogvideox"))
+    torch.manual_seed(0)
+    view.unet = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+                                            time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=4,
+                                            sample_height=4, sample_frames=9, patch_size=2, max_text_seq_length=16,
+                                            use_rotary_positional_embeddings=True)
+    return view
+
+
+def test_cogvideox_dpm_sampler_equals_the_pipeline_with_it():
+    """CogVideoX-5b samples with CogVideoXDPMScheduler (2nd order: it steps with the previous x0 estimate and
+    timestep; stochastic): `scheduler="dpm"` in the one loop == `CogVideoXPipeline` with that scheduler, from the
+    same x_T and the same step-noise stream (CFG 6)."""
+    view = rotary_cogvideox()
+    shape = view.latent_shape(9, 32, 32)
+    pipe = CogVideoXPipeline(tokenizer=view.tokenizer, text_encoder=view.text_encoder, vae=view.vae,
+                             transformer=view.unet, scheduler=CogVideoXDPMScheduler.from_config(view.scheduler.config))
+
+    def theirs(stream_seed):
+        return pipe(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=9, num_inference_steps=4,
+                    guidance_scale=6.0, latents=rearrange(per_sample_noise(shape, [3]), "b c f h w -> b f c h w"),
+                    generator=rng.generator(stream_seed, 0, 0, "sampler"), max_sequence_length=16,
+                    output_type="latent").frames
+
+    ours = sample_latents(view, PROMPTS[:1], frames=9, height=32, width=32, seeds=[3], steps=4, guidance=6.0,
+                          scheduler="dpm")
+    torch.testing.assert_close(ours, rearrange(theirs(3), "b f c h w -> b c f h w"))
+    assert (theirs(4) - theirs(3)).abs().max() > 1e-3  # the step noise matters: the streams are what agree
+    ddim = sample_latents(view, PROMPTS[:1], frames=9, height=32, width=32, seeds=[3], steps=4, guidance=6.0,
+                          scheduler="ddim")
+    assert (ddim - ours).abs().max() > 1e-3
 
 
 def test_prompts_and_latents_follow_wan_pipeline():

@@ -18,6 +18,9 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import get_args
+
+from videosspo.config import Sampler
 
 OVERRIDE_HELP = ("Any config key may follow as --section.key VALUE (e.g. --optim.lr 1e-5 --train.max_steps 50); "
                  "see videosspo/config.py for every key, its default and meaning.")
@@ -256,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, help="default: the checkpoint's training clips (else 256)")
     p.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale; <= 1 disables")
-    p.add_argument("--scheduler", choices=["ddim", "ddpm", "euler", "dpm++", "unipc"],
-                   help="default: the checkpoint's sample.scheduler (else ddim; flow-matching models: euler, unipc)")
+    p.add_argument("--scheduler", choices=list(get_args(Sampler)),
+                   help="default: the checkpoint's sample.scheduler (else ddim; flow-matching models: euler, unipc; "
+                        "CogVideoX: ddim, dpm)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; prompt i uses seed + i")
     p.add_argument("--fps", type=int, default=8)

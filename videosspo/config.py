@@ -23,7 +23,7 @@ from videosspo.errors import UserError
 
 
 # The latent samplers of `videosspo.sampling.SCHEDULERS` (which apply depends on the training scheduler).
-Sampler = Literal["ddim", "ddpm", "euler", "dpm++", "unipc"]
+Sampler = Literal["ddim", "ddpm", "euler", "dpm++", "unipc", "dpm"]
 
 
 class ConfigError(UserError, ValueError):

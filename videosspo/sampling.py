@@ -22,8 +22,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-from diffusers import (CogVideoXDDIMScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+from diffusers import (CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
                        FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)
+from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
+from einops import rearrange
 from tqdm.auto import tqdm
 
 from videosspo import rng
@@ -36,6 +38,29 @@ def _flow_unipc(config):
                                    use_flow_sigmas=True, flow_shift=config.shift)
 
 
+def _cogvideox_dpm(config):
+    """CogVideoX-5b's sampler (`CogVideoXDPMScheduler`, a stochastic 2nd-order DPM-Solver on the same schedule).
+
+    Its `step` also takes the previous step's x0 estimate and timestep; this instance keeps them, so the
+    loop calls `step(out, t, x, generator=...)` as on any scheduler, exactly as `CogVideoXPipeline` steps it.
+    The step runs on frames-first latents (`b f c h w`, the pipeline's layout): its noise is drawn in that
+    layout, so the same generator gives the pipeline's sample.
+    """
+    sched = CogVideoXDPMScheduler.from_config(config)
+    step, previous = sched.step, {"x0": None, "t": None}
+    frames_first = lambda x: rearrange(x, "b c f h w -> b f c h w")  # noqa: E731
+    channels_first = lambda x: rearrange(x, "b f c h w -> b c f h w")  # noqa: E731
+
+    def two_step(model_output, timestep, sample, generator=None, return_dict=True):
+        prev_sample, x0 = step(frames_first(model_output), previous["x0"], timestep, previous["t"],
+                               frames_first(sample), generator=generator)
+        previous.update(x0=x0, t=timestep)
+        return DDIMSchedulerOutput(prev_sample=channels_first(prev_sample), pred_original_sample=channels_first(x0))
+
+    sched.step = two_step
+    return sched
+
+
 # Samplers by name, per training-scheduler class: each builds from the training scheduler's config.
 SCHEDULERS: dict[str, dict[str, Callable]] = {
     "DDPMScheduler": {
@@ -45,7 +70,8 @@ SCHEDULERS: dict[str, dict[str, Callable]] = {
         "dpm++": DPMSolverMultistepScheduler.from_config,  # DPM-Solver++ 2M (dpmsolver++, order 2)
         "unipc": UniPCMultistepScheduler.from_config,  # UniPC (bh2): few-step, 5-10 steps
     },
-    "CogVideoXDDIMScheduler": {"ddim": CogVideoXDDIMScheduler.from_config},  # as CogVideoXPipeline samples
+    "CogVideoXDDIMScheduler": {"ddim": CogVideoXDDIMScheduler.from_config,  # as CogVideoXPipeline samples 2b
+                               "dpm": _cogvideox_dpm},                       # and 5b
     "FlowMatchEulerDiscreteScheduler": {
         "euler": FlowMatchEulerDiscreteScheduler.from_config,
         "unipc": _flow_unipc,
@@ -53,6 +79,9 @@ SCHEDULERS: dict[str, dict[str, Callable]] = {
     # σ shifted by the latent sequence length (LTX-Video): Euler, as LTXPipeline samples.
     "FlowMatchEulerDiscreteScheduler+dynamic_shifting": {"euler": FlowMatchEulerDiscreteScheduler.from_config},
 }
+
+
+STOCHASTIC = ("ddpm", "dpm")  # samplers that add noise at each step
 
 
 def samplers_for(model) -> dict[str, Callable]:
@@ -138,9 +167,10 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
             sched.set_begin_index(first)
         t0 = timesteps[:1].expand(len(seeds))  # int for DDPM schedules, σ·T (float) for flow
         x = get_objective(model.objective).noisy(model.scheduler, init.to(device, torch.float32), noise, t0)
-    # Stochastic samplers (DDPM) draw their step noise from per-sample generators too, on a stream
-    # of their own (seed + 1 would replay sample i+1's initial noise).
-    step_kwargs = {"generator": [rng.generator(int(s), 0, 0, "sampler") for s in seeds]} if scheduler == "ddpm" else {}
+    # Stochastic samplers (DDPM, CogVideoX's DPM) draw their step noise from per-sample generators too, on a
+    # stream of their own (seed + 1 would replay sample i+1's initial noise).
+    step_kwargs = ({"generator": [rng.generator(int(s), 0, 0, "sampler") for s in seeds]} if scheduler in STOCHASTIC
+                   else {})
     for t in tqdm(timesteps, desc="sampling", disable=not progress, leave=False):
         x_in = torch.cat([x, x]) if use_cfg else x
         x_in = scale_model_input(sched, x_in, t)
