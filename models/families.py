@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, clip_posterior_mode, per_clip, zero_padding
 from models.export import motion_adapter, motion_only
 from models.tiny import CHANNELS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
-from videosspo.config import ModelConfig
+from videosspo.config import ConfigError, ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
 
@@ -200,6 +200,23 @@ class Wan(VideoDiffusionModel):
     @classmethod
     def build_tiny(cls, cfg: ModelConfig) -> dict:
         return tiny_wan(cfg)
+
+    @classmethod
+    def load_unet(cls, cfg: ModelConfig):
+        """`transformer/`; a two-expert Wan 2.2 A14B layout is refused (its `transformer` alone is the high-noise
+        expert: trained on every timestep it would silently become a different model)."""
+        from diffusers import DiffusionPipeline
+
+        try:
+            boundary = DiffusionPipeline.load_config(cfg.pretrained).get("boundary_ratio")
+        except OSError:  # no model_index.json: a bare folder of components
+            boundary = None
+        if boundary is not None:
+            raise ConfigError(
+                f"model.pretrained={cfg.pretrained!r} is a two-expert Wan 2.2 (transformer for t >= "
+                f"{boundary * 1000:g}, transformer_2 below, boundary_ratio {boundary}), which videosspo does not train "
+                "yet; use a one-transformer Wan (Wan-AI/Wan2.1-T2V-1.3B-Diffusers, Wan-AI/Wan2.2-TI2V-5B-Diffusers)")
+        return super().load_unet(cfg)
 
     @classmethod
     def training_scheduler(cls, config: dict):

@@ -82,6 +82,15 @@ def wan_pipeline(path: Path) -> None:
                 tokenizer=parts["tokenizer"], scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER)).save_pretrained(path)
 
 
+def wan22_a14b_pipeline(path: Path) -> None:
+    """`Wan-AI/Wan2.2-T2V-A14B-Diffusers`: a WanPipeline with two experts (transformer: high noise, transformer_2: low
+    noise) switched at boundary_ratio 0.875, UniPC with shift 12."""
+    parts = tiny_wan(ModelConfig(family="wan"))
+    WanPipeline(transformer=parts["unet"], transformer_2=tiny_wan(ModelConfig(family="wan"))["unet"], vae=parts["vae"],
+                text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], boundary_ratio=0.875,
+                scheduler=UniPCMultistepScheduler(**{**WAN_SCHEDULER, "flow_shift": 12.0})).save_pretrained(path)
+
+
 def cogvideox_pipeline(path: Path) -> None:
     """`THUDM/CogVideoX-2b`: a CogVideoXPipeline (transformer/, T5, AutoencoderKLCogVideoX) with CogVideoX's DDIM."""
     parts = tiny_cogvideox(ModelConfig(family="cogvideox"))
@@ -104,6 +113,7 @@ HUB_LAYOUTS: dict[str, Callable[[Path], None]] = {
     "damo-vilab/text-to-video-ms-1.7b": modelscope_pipeline,
     "guoyww/animatediff-motion-adapter-v1-5-2": motion_adapter,
     "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": wan_pipeline,
+    "Wan-AI/Wan2.2-T2V-A14B-Diffusers": wan22_a14b_pipeline,
     "THUDM/CogVideoX-2b": cogvideox_pipeline,
     "Lightricks/LTX-Video": ltx_pipeline,
 }

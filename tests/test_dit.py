@@ -420,3 +420,13 @@ def test_trains_from_the_real_hub_layout(tiny_config, hub_layout):
     with torch.no_grad():  # before training (LoRA B = 0) the loaded model is the saved one
         torch.testing.assert_close(trainer.model.predict(x, t, cond), model.predict(x, t, cond))
     assert trainer.fit()["steps"] == 1
+
+
+def test_wan22_two_expert_layout_is_refused_in_one_line(tiny_config, hub_layout):
+    """Wan 2.2 A14B's folder (transformer + transformer_2, boundary_ratio) must not train as a one-transformer Wan."""
+    folder = hub_layout("Wan-AI/Wan2.2-T2V-A14B-Diffusers")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["boundary_ratio"] == 0.875 and index["transformer_2"] == ["diffusers", "WanTransformer3DModel"]
+    with pytest.raises(ConfigError, match=r"two-expert Wan 2\.2 \(transformer for t >= 875, transformer_2 below"):
+        Trainer(tiny_config(**WAN, **{"model.pretrained": str(folder)}))
+
