@@ -54,6 +54,31 @@ def test_cached_latents_equal_on_the_fly_encoding(tiny_model, synth_data, cache,
     assert batch["indices"] == [0, 2] and "pixels" not in batch
 
 
+def test_caption_embeddings_are_cached_and_a_format_1_cache_still_reads(tiny_model, synth_data, cache, tmp_path):
+    """Format 2 stores each caption's embedding; a cache written before it (format 1: latents only, no text
+    encoder in its identity) still trains, its captions encoded per step; filling it with format 2 is refused."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    item = LatentDataset(cache, synth_data, frames=2, height=H, width=W, expect=encoder_identity(tiny_model)).get(1, 0)
+    torch.testing.assert_close(item["prompt_embeds"], tiny_model.encode_prompt([item["caption"]])[0])
+    old = tmp_path / "old"
+    shutil.copytree(cache, old)
+    info = json.loads((old / "cache_info.json").read_text())
+    for key in ("text_encoder_sha256", "tokenizer_sha256", "text_length", "temporal_factor"):
+        del info["encoder"][key]
+    (old / "cache_info.json").write_text(json.dumps({k: v for k, v in info.items() if k not in ("frames", "stride")}
+                                                     | {"format": 1}))
+    for file in old.glob("*.safetensors"):
+        with safe_open(str(file), framework="pt") as f:
+            header = f.metadata()
+        save_file({k: v for k, v in load_file(file).items() if k != "prompt_embeds"}, file, metadata=header)
+    read = LatentDataset(old, synth_data, frames=2, height=H, width=W, expect=encoder_identity(tiny_model)).get(1, 0)
+    assert "prompt_embeds" not in read and torch.equal(read["latents"], item["latents"])
+    with pytest.raises(ValueError, match=r"already holds latents made differently \(format: cached 1, now 2"):
+        cache_latents(tiny_model, VideoDataset(synth_data, frames=2, height=H, width=W), old, progress=False)
+
+
 def test_image_model_f1(synth_data, tmp_path):
     model = build_model(ModelConfig(family="sd", vae="auto"))
     videos = VideoDataset(synth_data, frames=1, height=16, width=16)

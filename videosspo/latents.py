@@ -61,7 +61,7 @@ from videosspo.video import VideoReadError, count_frames, read_video, to_tensor
 log = logging.getLogger("videosspo.latents")
 
 INFO_FILE = "cache_info.json"
-FORMAT = 2  # 2: + prompt_embeds, windows for time-compressing VAEs
+FORMAT = 2  # 2: + prompt_embeds, windows for time-compressing VAEs (format 1 still reads: captions encoded per step)
 # identity fields that change the cached tensors (the family is recorded, but the same VAE and text
 # encoder give the same tensors under any family, so it is not compared)
 ENCODER_KEYS = ("vae", "vae_class", "scaling_factor", "vae_sha256", "text_encoder_sha256", "tokenizer_sha256",
@@ -118,7 +118,7 @@ def _encoder_mismatch(cached: dict, current: dict) -> list[str]:
     diffs = []
     for key in ENCODER_KEYS:
         a, b = cached.get(key), current.get(key)
-        if a == b:
+        if a == b or key not in cached:  # format 1 has no caption embeddings: no text encoder to compare
             continue
         if isinstance(a, dict) and isinstance(b, dict):
             keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -235,8 +235,8 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
     previous = _read_info(out_dir)
     if previous is not None:
         diffs = _encoder_mismatch(previous["encoder"], info["encoder"])
-        diffs += [f"{k}: cached {previous.get(k)!r}, now {info[k]!r}" for k in ("height", "width", "dtype", "frames",
-                                                                              "stride") if previous.get(k) != info[k]]
+        diffs += [f"{k}: cached {previous.get(k)!r}, now {info[k]!r}" for k in ("format", "height", "width", "dtype",
+                                                                              "frames", "stride") if previous.get(k) != info[k]]
         if diffs:
             raise ValueError(f"{out_dir} already holds latents made differently ({'; '.join(diffs)}); "
                              f"cache into another folder or delete this one")
@@ -298,10 +298,6 @@ class LatentDataset(ClipDataset):
             raise FileNotFoundError(f"data.latent_cache={str(cache_dir)!r} has no {INFO_FILE}: it is not a latent "
                                     f"cache; build it with: videosspo data cache-latents --config <your config> "
                                     f"--out {cache_dir}")
-        if info.get("format") != FORMAT:
-            raise ValueError(f"latent cache {cache_dir} was written by an older videosspo (format {info.get('format')}, "
-                             f"now {FORMAT}: caption embeddings, windows for VAEs that compress time); "
-                             + rebuild_hint(cache_dir))
         self.windowed = info.get("frames") is not None  # windows encoded whole (a VAE that compresses time)
         problems = [f"{k}: cached {info.get(k)!r}, data config {v!r}" for k, v in (("height", height), ("width", width))
                     if info.get(k) != v]
@@ -345,10 +341,8 @@ class LatentDataset(ClipDataset):
                 picked = [i - lo for i in indices]
                 # read only the span of frames needed, then pick (and repeat) the frames inside it
                 tensors = {k: s[:, lo:hi + 1][:, picked] for k, s in slices.items()}
-            prompt_embeds = f.get_tensor("prompt_embeds")
-        item = {"latents": tensors["latents"], "prompt_embeds": prompt_embeds, "caption": record.caption,
-                "index": record.index}
-        if "loser_latents" in tensors:
-            item["loser_latents"] = tensors["loser_latents"]
+            if "prompt_embeds" in f.keys():  # format 1 caches have none: the trainer encodes the caption
+                tensors["prompt_embeds"] = f.get_tensor("prompt_embeds")
+        item = {"caption": record.caption, "index": record.index, **tensors}
         return item
 
