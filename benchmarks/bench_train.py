@@ -469,7 +469,7 @@ def bench_concat(family, data, tmp, s: Settings, device) -> dict:
     x0 = torch.randn((2 * b, *shape), generator=g).to(device)
     noise = torch.randn((b, *shape), generator=g).to(device).repeat(2, 1, 1, 1, 1)
     objective = get_objective(model.objective)  # the family's noising, target and timestep density
-    t = objective.timesteps(model.scheduler, 0, 0, list(range(b))).to(device).repeat(2)
+    t = objective.timesteps(model.scheduler, 0, 0, list(range(b)), seq_len=math.prod(shape[1:])).to(device).repeat(2)
     cond = model.encode_prompt(fixed_batch(tr, b)["captions"]).float().repeat(2, 1, 1)
     x_t = objective.noisy(model.scheduler, x0, noise, t)
     target = objective.target(model.scheduler, x0, noise, t)
