@@ -13,7 +13,8 @@ loser.* (steps, CFG, scheduler, reuse, init), method.beta, gradient checkpointin
 from the config, defaults included. `--quick` shrinks shapes and repeats, never the method's settings.
 The family is the config's unless `--family` names others (`all`: every family the config's
 samplers apply to). Frames are rounded up to what the family's VAE takes (4k+1 for Wan, 8k+1 for
-CogVideoX; 1 for sd); height and width must be multiples of 16 for the DiTs (VAE 8 x patch 2).
+CogVideoX and LTX; 1 for sd); height and width must be multiples of 16 for Wan and CogVideoX (VAE 8 x
+patch 2), of 32 for LTX.
 
 Sections (each a key of the JSON and a table on stdout):
   train_step        s/step, loser seconds, peak memory and counted UNet work for sft / dpo / sspo, in the
@@ -155,7 +156,7 @@ def _medium_unet(family: str):
 
 def _medium_dit(family: str):
     """A wider diffusion transformer (4 heads x 32 = width 128, 4 blocks, the tiny model's text and latent sizes)."""
-    from diffusers import CogVideoXTransformer3DModel, WanTransformer3DModel
+    from diffusers import CogVideoXTransformer3DModel, LTXVideoTransformer3DModel, WanTransformer3DModel
 
     from models.tiny import T5_MAX_TOKENS, TEXT_DIM
 
@@ -168,6 +169,9 @@ def _medium_dit(family: str):
                                                          num_layers=4, sample_width=4, sample_height=4, sample_frames=9,
                                                          patch_size=2, temporal_compression_ratio=4,
                                                          max_text_seq_length=T5_MAX_TOKENS),
+        "ltx": lambda: LTXVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=4,
+                                                  attention_head_dim=32, cross_attention_dim=128, num_layers=4,
+                                                  caption_channels=TEXT_DIM),
     }
     if family not in builders:
         raise SystemExit(f"--size medium: no medium model for family {family}; families: "
