@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from models.base import MODEL_FILE, VideoDiffusionModel
 from models.families import FAMILIES
 from videosspo.config import ModelConfig
+from videosspo.errors import PathError
 
 ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name: `load_lora_weights` finds it
 
@@ -30,8 +31,8 @@ def load_model(path: str | Path, **overrides) -> VideoDiffusionModel:
     if not (path / MODEL_FILE).is_file() and (path / "model" / MODEL_FILE).is_file():
         path = path / "model"
     if not (path / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a videosspo model directory (no {MODEL_FILE}); "
-                                "pass a checkpoint folder or the model/ folder inside it")
+        raise PathError(f"{path} is not a videosspo model directory (no {MODEL_FILE}); "
+                        "pass a checkpoint folder or the model/ folder inside it")
     info = json.loads((path / MODEL_FILE).read_text())
     if "base" in info:
         return _load_adapter(path, info, overrides)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,25 +77,42 @@ def synth_data(tmp_path_factory):
                         progress=False)
 
 
-@pytest.fixture
-def tiny_config(synth_data, tmp_path):
-    """`tiny_config(**{"method.name": "sft", ...})`: the demo config shrunk to run in about a second."""
+def tiny(data: Path, output_dir: Path, **overrides):
+    """The demo config shrunk to run in about a second, on `data`, writing to `output_dir`."""
     from videosspo.config import load_config
 
-    def make(**overrides):
-        base = {"data.path": str(synth_data), "data.frames": 2, "data.height": 16, "data.width": 16,
-                "train.output_dir": str(tmp_path / "run"), "train.max_steps": 2, "train.checkpoint_every": 0,
-                "train.sample_prompts": ["a red square moving left"], "sample.steps": 2, "loser.steps": 2,
-                "replay.interval": 1, "replay.size": 3, "optim.lr": 1e-3, "optim.warmup_steps": 0,
-                "method.beta": 50.0}
-        base.update(overrides)
-        nested: dict = {}
-        for key, value in base.items():
-            section, name = key.split(".")
-            nested.setdefault(section, {})[name] = value
-        return load_config(ROOT / "configs" / "tiny_animatediff_sspo.yaml", nested)
+    base = {"data.path": str(data), "data.frames": 2, "data.height": 16, "data.width": 16,
+            "train.output_dir": str(output_dir), "train.max_steps": 2, "train.checkpoint_every": 0,
+            "train.sample_prompts": ["a red square moving left"], "sample.steps": 2, "loser.steps": 2,
+            "replay.interval": 1, "replay.size": 3, "optim.lr": 1e-3, "optim.warmup_steps": 0,
+            "method.beta": 50.0}
+    base.update(overrides)
+    nested: dict = {}
+    for key, value in base.items():
+        section, name = key.split(".")
+        nested.setdefault(section, {})[name] = value
+    return load_config(ROOT / "configs" / "tiny_animatediff_sspo.yaml", nested)
 
-    return make
+
+@pytest.fixture
+def tiny_config(synth_data, tmp_path):
+    """`tiny_config(**{"method.name": "sft", ...})`: `tiny` on the synthetic clips, into tmp_path/run."""
+    return lambda **overrides: tiny(synth_data, tmp_path / "run", **overrides)
+
+
+def with_broken_clips(data: Path, folder: Path, rows: list[int]) -> Path:
+    """A metadata file listing `data`'s clips but with rows `rows` pointing at undecodable files in `folder`."""
+    from videosspo.data import load_metadata
+
+    lines = []
+    for r in load_metadata(data):
+        video = r.video
+        if r.index in rows:
+            video = folder / f"broken{r.index}.mp4"
+            video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+        lines.append(json.dumps({"video": str(video), "caption": r.caption, "loser_video": str(r.loser_video)}) + "\n")
+    (folder / "broken.jsonl").write_text("".join(lines))
+    return folder / "broken.jsonl"
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +122,42 @@ def hub_layout(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("hub")
     return lambda hub_id: hub_folder(hub_id, root)
+
+
+class TwoProcesses:
+    """Launches `tests/crash_run.py` (`videosspo train` + a chosen SIGKILL) as torchrun with 2 CPU processes."""
+
+    def __init__(self, data: Path, bad_rows: list[int]):
+        self.data, self.bad_rows = data, bad_rows
+        self.args = ["--config", str(ROOT / "configs/tiny_animatediff_sspo.yaml"), "--data.path", str(data),
+                     "--data.frames", "2", "--data.height", "16", "--data.width", "16", "--data.max_bad_fraction",
+                     "0.5", "--train.max_steps", "3", "--train.checkpoint_every", "1", "--train.keep_checkpoints", "2",
+                     "--replay.interval", "1", "--replay.size", "3", "--loser.steps", "2", "--loser.reuse", "2",
+                     "--loser.guidance", "3", "--sample.steps", "1", "--train.sample_prompts", "[a]",
+                     "--optim.lr", "1e-4", "--optim.warmup_steps", "0", "--method.beta", "50"]
+        self.env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+                    "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+    def launch(self, output_dir: Path, *extra: str, **crash) -> subprocess.CompletedProcess:
+        """2 processes x batch 1 into `output_dir`; `crash`: CRASH_RANK, CRASH_AT, CRASH_LOG (tests/crash_run.py)."""
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               str(ROOT / "tests/crash_run.py"), *self.args, "--optim.batch_size", "1",
+                               "--train.output_dir", str(output_dir), *extra],
+                              env={**self.env, **{k: str(v) for k, v in crash.items()}}, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def two_processes(synth_data, tmp_path_factory):
+    """One uninterrupted 2-process SSPO run (3 steps, a checkpoint each) on `synth_data` whose first global
+    batch is two undecodable clips (rank 0 reads one, rank 1 the other), shared by the DDP tests:
+    `.baseline` its folder, `.events` each rank's kill moments (tests/crash_run.py), `.launch` for more."""
+    from videosspo.rng import epoch_order
+
+    root = tmp_path_factory.mktemp("two_processes")
+    bad = [int(i) for i in epoch_order(0, 0, 6)[:2]]  # train.seed 0: global batch 0 = positions 0, 1 of 6 clips
+    runs = TwoProcesses(with_broken_clips(synth_data, root, bad), bad)
+    runs.baseline = root / "baseline"
+    done = runs.launch(runs.baseline, CRASH_LOG=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs.events = [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return runs

@@ -263,8 +263,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_ema.py::test_update_against_hand_computed_values_and_only_trainable_parameters",)),
     Mutation(
         "export of the trained weights with EMA on", "videosspo/trainer.py",
-        "                with self.inference_weights():\n                    if self.config.train.export",
-        "                with contextlib.nullcontext():\n                    if self.config.train.export",
+        "            with self.inference_weights():\n                if self.config.train.export",
+        "            with contextlib.nullcontext():\n                if self.config.train.export",
         "optim.ema_decay trains an average that model/ never holds",
         ("tests/test_ema.py::test_export_holds_the_average_not_the_trained_weights",)),
     Mutation(
@@ -310,4 +310,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if False:\n",
         "a run from the latent cache still runs T5 / UMT5 on every caption of every step",
         ("tests/test_dit.py::test_latent_cache_holds_windows_and_captions_so_no_encoder_runs_per_step",)),
+    Mutation(
+        "unreadable clips counted per process", "videosspo/trainer.py",
+        "self.unreadable.add(gather_object(failed))",
+        "self.unreadable.add(failed)",
+        "with N processes data.max_bad_fraction is judged on one process's share; the count in summary.json is rank 0's",
+        ("tests/test_trainer.py::test_two_processes_equal_one",)),
+    Mutation(
+        "unreadable-clip count not checkpointed", "videosspo/trainer.py",
+        '            self.unreadable.load_state_dict(state.get("unreadable", []))\n',
+        "",
+        "a resumed run starts counting bad clips from zero, so kills and resumes never stop a rotten dataset",
+        ("tests/test_faults.py::test_a_resumed_run_keeps_counting_unreadable_clips",)),
+    Mutation(
+        "replacement micro-batches not checkpointed", "videosspo/trainer.py",
+        "skip=self.stream_skips)",
+        "skip=0)",
+        "after unreadable clips, a resumed run reads other data than the uninterrupted run would have",
+        ("tests/test_faults.py::test_a_resumed_run_keeps_counting_unreadable_clips",)),
+    Mutation(
+        "the export advances the checkpointed RNG", "videosspo/trainer.py",
+        '        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):\n',
+        "        if True:\n",
+        "a resumed run's RNG state differs from an uninterrupted one's (on rank 0: it alone exports)",
+        ("tests/test_faults.py::test_a_two_process_run_killed_at_random_moments_resumes_bit_identical",)),
 )

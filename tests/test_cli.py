@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +86,98 @@ def test_sample_defaults_to_the_checkpoints_clip_size(tiny_config, tmp_path):
     main(["sample", "--checkpoint", summary["checkpoint"], "--prompt", "a red square moving left",
           "--out", str(tmp_path / "s.gif"), "--steps", "2"])
     assert read_video(tmp_path / "s.gif").shape == (2, 16, 16, 3)  # tiny_config trains 2 frames of 16x16
+
+
+@pytest.fixture(scope="module")
+def made(synth_data, tmp_path_factory):
+    """A 1-step run (config file, checkpoint) and a latent cache of synth_data at its size, for the error cases."""
+    from conftest import tiny
+    from videosspo.config import save_config
+    from videosspo.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("cli_errors")
+    config = tiny(synth_data, root / "run", **{"method.name": "sft", "train.max_steps": 1})
+    save_config(config, root / "c.yaml")
+    checkpoint = Path(Trainer(config).fit()["checkpoint"])
+    main(["data", "cache-latents", "--config", str(root / "c.yaml"), "--out", str(root / "cache")])
+    return root, checkpoint
+
+
+def _incomplete(root, checkpoint):  # what a kill while writing leaves
+    shutil.copytree(checkpoint, checkpoint.with_name(".tmp-step_00000009"), dirs_exist_ok=True)
+    (checkpoint.with_name(".tmp-step_00000009") / "COMPLETE.json").unlink(missing_ok=True)
+    return [str(checkpoint.with_name(".tmp-step_00000009"))]
+
+
+def _legacy(root, checkpoint):  # a checkpoint of a videosspo older than COMPLETE.json
+    shutil.copytree(checkpoint, root / "legacy/checkpoints/step_00000001", dirs_exist_ok=True)
+    (root / "legacy/checkpoints/step_00000001/COMPLETE.json").unlink(missing_ok=True)
+    return [str(root / "legacy/checkpoints/step_00000001")]
+
+
+def _damaged(root, checkpoint):
+    copy = root / "damaged/checkpoints" / checkpoint.name
+    shutil.copytree(checkpoint, copy, dirs_exist_ok=True)
+    (copy / "model/model_index.json").write_text("{")
+    return [str(copy / "model")]
+
+
+def _corrupt_cache(root, checkpoint):
+    shutil.copytree(root / "cache", root / "corrupt", dirs_exist_ok=True)
+    for path in (root / "corrupt").glob("*.safetensors"):
+        path.write_bytes(path.read_bytes()[:200])
+    return [str(root / "corrupt")]
+
+
+SAMPLE = ["sample", "--prompt", "a", "--out"]
+TRAIN = lambda root: ["train", "--config", str(root / "c.yaml")]  # noqa: E731
+
+
+CASES = [  # (what, arguments from (made folder, checkpoint), the error line's pattern)
+    ("sample: missing checkpoint", lambda r, c: [*SAMPLE, str(r / "a.gif"), "--checkpoint", str(r / "nope")],
+     r"--checkpoint .*nope does not exist"),
+    ("sample: incomplete checkpoint", lambda r, c: [*SAMPLE, str(r / "a.gif"), "--checkpoint", *_incomplete(r, c)],
+     r"tmp-step_00000009 is not a complete checkpoint .*the newest: .*step_00000001"),
+    ("sample: pre-marker checkpoint", lambda r, c: [*SAMPLE, str(r / "a.gif"), "--checkpoint", *_legacy(r, c)],
+     r"step_00000001 has no COMPLETE.json: .*videosspo upgrade-checkpoints .*legacy"),
+    ("sample: damaged checkpoint", lambda r, c: [*SAMPLE, str(r / "a.gif"), "--checkpoint", *_damaged(r, c)],
+     r"model_index.json is damaged: 1 bytes"),
+    ("sample: no such model folder", lambda r, c: [*SAMPLE, str(r / "a.gif"), "--checkpoint", str(r)],
+     r"is not a videosspo model directory"),
+    ("sample: output format", lambda r, c: [*SAMPLE, str(r / "a.txt"), "--checkpoint", str(c)], r"--out .*a.txt: write a"),
+    ("sample: size the VAE cannot take", lambda r, c: [*SAMPLE, str(r / "a.gif"), "--checkpoint", str(c),
+                                                        "--height", "15"], r"cannot sample 2 frames of 15x16.*multiples"),
+    ("sample: unknown argument", lambda r, c: [*SAMPLE, str(r / "a.gif"), "--checkpoint", str(c), "--bogus", "1"],
+     r"unknown arguments --bogus 1"),
+    ("sample: required argument", lambda r, c: ["sample", "--prompt", "a"], r"required: --checkpoint, --out"),
+    ("unknown command", lambda r, c: ["trian"], r"invalid choice: 'trian'"),
+    ("data synth: out is a file", lambda r, c: ["data", "synth", "--out", str(r / "c.yaml")], r"c.yaml is not empty"),
+    ("data synth: no clips", lambda r, c: ["data", "synth", "--out", str(r / "s"), "--n", "0"], r"n=0"),
+    ("cache-latents: another size", lambda r, c: ["data", "cache-latents", "--config", str(r / "c.yaml"), "--out",
+                                                  str(r / "cache"), "--data.height", "32"],
+     r"already holds latents made differently \(height: cached 16, now 32"),
+    ("cache-latents: missing config", lambda r, c: ["data", "cache-latents", "--config", str(r / "no.yaml")],
+     r"no.yaml' does not exist"),
+    ("train: not a latent cache", lambda r, c: [*TRAIN(r), "--data.latent_cache", str(r)],
+     r"has no cache_info.json: it is not a latent cache; build it with: videosspo data cache-latents"),
+    ("train: cache of another size", lambda r, c: [*TRAIN(r), "--data.latent_cache", str(r / "cache"), "--data.height",
+                                                   "32", "--data.width", "32", "--train.output_dir", str(r / "t1")],
+     r"latent cache .*cache does not match this run: height: cached 16, data config 32"),
+    ("train: damaged cache file", lambda r, c: [*TRAIN(r), "--data.latent_cache", *_corrupt_cache(r, c),
+                                                "--train.output_dir", str(r / "t2")],
+     r"latent cache file .*corrupt/00000\d.safetensors is damaged .*cache-latents .*--out .*corrupt"),
+    ("pretrain-base: missing config", lambda r, c: ["pretrain-base", "--config", str(r / "no.yaml")], r"does not exist"),
+    ("demo: missing config", lambda r, c: ["demo", "--config", str(r / "no.yaml")], r"does not exist"),
+    ("upgrade-checkpoints: not a run", lambda r, c: ["upgrade-checkpoints", str(r / "cache")], r"is not a run folder"),
+]
+
+
+@pytest.mark.parametrize("args,expected", [pytest.param(a, e, id=what) for what, a, e in CASES])
+def test_user_errors_of_every_command_are_one_line_and_exit_2(made, capsys, args, expected):
+    root, checkpoint = made
+    with pytest.raises(SystemExit) as exit_:
+        main(args(root, checkpoint))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("videosspo")]  # not the log or progress bars
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert len(lines) == 1 and re.search(expected, lines[0]), err[-2000:]

@@ -275,3 +275,187 @@ def test_user_errors_print_one_line_and_exit_2(tiny_config, tmp_path, capsys, ca
     assert exit_.value.code == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("videosspo train: ") and expected in last, last
+
+
+
+# Kills per suite run; a longer soak: VIDEOSSPO_CRASH_TRIALS=20 pytest tests/test_faults.py -k random_moments
+CRASH_TRIALS = int(os.environ.get("VIDEOSSPO_CRASH_TRIALS", "1"))
+
+
+def run_state(output_dir) -> dict:
+    """What must be bit-identical: every file of the final checkpoint (but its config, which names the run
+    folder, and its marker, which names the lineage), the snapshots it refers to, metrics.jsonl less timings."""
+    final = latest_checkpoint(output_dir)
+    files = {p.relative_to(final).as_posix(): p.read_bytes() for p in sorted(final.rglob("*"))
+             if p.is_file() and p.name not in ("config.yaml", MARKER)}
+    metrics = [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+               for line in open(output_dir / "metrics.jsonl")]
+    return {"checkpoint": final.name, "files": files, "snapshots": json.loads((final / MARKER).read_text())["snapshots"],
+            "metrics": metrics}
+
+
+def test_a_two_process_run_killed_at_random_moments_resumes_bit_identical(two_processes, tmp_path):
+    """torchrun, 2 CPU processes (gloo), the whole run SIGKILLed at seeded random moments (the first trial
+    inside a checkpoint save; tests/crash_run.py), resumed with `latest`: the final state (weights, optimizer,
+    RNG, replay pool, losers, unreadable-clip count, metrics) equals the uninterrupted run's bit for bit."""
+    import random
+
+    expected = run_state(two_processes.baseline)
+    saved = json.loads(expected["files"]["trainer.json"])
+    assert sorted(row["index"] for row in saved["unreadable"]) == sorted(two_processes.bad_rows)  # both ranks'
+    draw = random.Random(0)
+    for trial in range(CRASH_TRIALS):
+        rank = draw.randrange(2)
+        moments = [n for n, saving in enumerate(two_processes.events[rank], 1) if saving or trial]
+        at = draw.choice(moments)
+        run = tmp_path / f"trial{trial}"
+        killed = two_processes.launch(run, CRASH_RANK=rank, CRASH_AT=at)
+        assert killed.returncode == -9, (trial, rank, at, killed.stderr[-3000:])
+        resumed = two_processes.launch(run, "--train.resume", "latest")
+        assert resumed.returncode == 0, (trial, rank, at, resumed.stderr[-3000:])
+        state = run_state(run)
+        assert state["checkpoint"] == expected["checkpoint"] and state["snapshots"] == expected["snapshots"]
+        assert state["files"].keys() == expected["files"].keys(), (trial, rank, at)
+        differ = [name for name in expected["files"] if state["files"][name] != expected["files"][name]]
+        assert not differ and state["metrics"] == expected["metrics"], (trial, rank, at, differ)
+
+
+def test_a_resumed_run_keeps_counting_unreadable_clips(tiny_config, synth_data, tmp_path):
+    """data.max_bad_fraction counts over the whole run: one bad clip before the checkpoint and another after
+    the resume are two, past 0.2 of 6 rows, and stop the run naming both."""
+    from videosspo.data import DataError
+    from videosspo.rng import epoch_order
+
+    from conftest import with_broken_clips
+
+    first, second = (int(i) for i in epoch_order(0, 0, 6)[[0, 2]])  # batch 1: step 0 reads position 0 (bad),
+    data = with_broken_clips(synth_data, tmp_path, [first, second])  # then 1; step 1 reads position 2 (bad)
+    common = {"method.name": "sft", "data.path": str(data), "data.max_bad_fraction": 0.2, "optim.batch_size": 1}
+    summary = Trainer(tiny_config(**common, **{"train.max_steps": 1})).fit()
+    state = json.loads((latest_checkpoint(tmp_path / "run") / "trainer.json").read_text())
+    assert summary["skipped_clips"] == 1 and [row["index"] for row in state["unreadable"]] == [first]
+    assert state["stream_skips"] == [1]
+    resumed = Trainer(tiny_config(**common, **{"train.max_steps": 2, "train.resume": "latest"}))
+    with pytest.raises(DataError, match=rf"2 of 6 rows are unreadable.*broken{first}.mp4.*broken{second}.mp4|"
+                                        rf"2 of 6 rows are unreadable.*broken{second}.mp4.*broken{first}.mp4"):
+        resumed.fit()
+
+
+def make_legacy(run) -> None:
+    """Turn a run's checkpoints into what a videosspo older than COMPLETE.json wrote: no marker, and the
+    replay snapshots inside each checkpoint (`replay/snap_*.safetensors`, named by `file` in index.json)."""
+    import shutil
+
+    for folder in checkpoints(run):
+        index_path = folder / "replay" / "index.json"
+        index = json.loads(index_path.read_text())
+        for entry in index["snapshots"]:
+            entry["file"] = f"snap_{entry['step']:08d}.safetensors"
+            shutil.copyfile(run / "snapshots" / f"{entry.pop('digest')}.safetensors", folder / "replay" / entry["file"])
+        index_path.write_text(json.dumps(index))
+        (folder / MARKER).unlink()
+    shutil.rmtree(run / "snapshots")
+
+
+def test_checkpoints_older_than_the_marker_are_named_then_upgraded_in_place(tiny_config, tmp_path, capsys):
+    from videosspo.cli import main
+
+    common = {"train.checkpoint_every": 1, "train.keep_checkpoints": 0}
+    straight = Trainer(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(tmp_path / "straight")}))
+    straight.fit()
+    old = tmp_path / "old"
+    Trainer(tiny_config(**common, **{"train.output_dir": str(old)})).fit()
+    make_legacy(old)
+    save_config(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(old),
+                                         "train.resume": "latest"}), tmp_path / "resume.yaml")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", str(tmp_path / "resume.yaml")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and "Traceback" not in last
+    assert (f"holds step_00000001, step_00000002, written by a videosspo older than checkpoint markers "
+            f"({MARKER}); make them resumable in place with: videosspo upgrade-checkpoints {old}") in last
+    with pytest.raises(CheckpointError, match=r"step_00000001 has no COMPLETE.json: .* upgrade-checkpoints"):
+        verify(old / "checkpoints" / "step_00000001")
+
+    main(["upgrade-checkpoints", str(old)])
+    assert capsys.readouterr().out.splitlines() == [
+        f"{old / 'checkpoints' / 'step_00000001'}: upgraded (2 replay snapshots moved to {old / 'snapshots'})",
+        f"{old / 'checkpoints' / 'step_00000002'}: upgraded (3 replay snapshots moved to {old / 'snapshots'})"]
+    assert not list(old.glob("checkpoints/*/replay/*.safetensors"))
+    resumed = Trainer(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(old),
+                                               "train.resume": "latest"}))
+    resumed.fit()
+    assert equal_states(unet_state(straight), unet_state(resumed))
+    assert names(old) == ["step_00000001", "step_00000002", "step_00000003"]
+
+
+def test_a_full_disk_while_spilling_a_replay_snapshot_is_one_line_and_keeps_it_in_memory(tmp_path, monkeypatch):
+    from videosspo import replay
+    from videosspo.errors import UserError
+    from videosspo.replay import ReplayPool
+
+    def full(tensors, path, *args, **kwargs):  # a part of the file, then the disk is full
+        open(path, "wb").write(b"\0" * 100)
+        raise OSError(28, "No space left on device")
+
+    pool = ReplayPool(size=3, interval=1, cpu_budget_gb=0, spill_dir=tmp_path / "spill")
+    pool.add(0, {"w": torch.zeros(4)})
+    monkeypatch.setattr(replay, "save_file", full)
+    with pytest.raises(UserError, match=rf"replay.spill_dir={tmp_path / 'spill'}: spilling the snapshot of step 1 "
+                                        rf"failed \(OSError: .*No space left on device\); [\d.]+ GB free, [\d.e-]+ GB "
+                                        rf"needed; free space, point replay.spill_dir at a larger disk or raise "
+                                        rf"replay.cpu_budget_gb"):
+        pool.add(1, {"w": torch.ones(4)})
+    assert not list((tmp_path / "spill").iterdir())  # the partial file is gone
+    assert pool.steps == [0, 1] and torch.equal(pool.get(1)["w"], torch.ones(4))  # still held, in memory
+
+
+def test_runs_racing_for_the_lock_never_hold_it_together(tmp_path):
+    """Threads acquiring and releasing one folder's lock as fast as they can (each its own open file, as two
+    processes): at most one holds it at any time, and the others are refused with RunLocked."""
+    import threading
+
+    from videosspo.checkpoint import RunLocked
+
+    holders, overlaps, acquired, refused = [0], [], [0], [0]
+    guard = threading.Lock()
+
+    def contend():
+        for _ in range(150):
+            try:
+                with RunLock(tmp_path):
+                    with guard:
+                        holders[0] += 1
+                        overlaps.append(holders[0])
+                        acquired[0] += 1
+                    with guard:
+                        holders[0] -= 1
+            except RunLocked:
+                with guard:
+                    refused[0] += 1
+
+    threads = [threading.Thread(target=contend) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(overlaps) == 1 and acquired[0] + refused[0] == 600 and acquired[0] > 0
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_full_disk_while_storing_a_snapshot_leaves_no_partial_file(tiny_config, monkeypatch):
+    trainer = Trainer(tiny_config())
+    trainer.fit()
+    good = latest_checkpoint(trainer.out)
+    trainer.step += 1
+    trainer.pool.add(trainer.step, trainer.policy.snapshot())  # not in the store yet: the next save writes it
+
+    def full(tensors, path, *args, **kwargs):  # a part of the file, then the disk is full
+        open(path, "wb").write(b"\0" * 100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(CheckpointError, match=r"step_00000003 failed \(OSError: .*No space left on device\)"):
+        trainer.save_checkpoint()
+    assert not list((trainer.out / "snapshots").glob(".tmp-*"))  # else it keeps the disk full
+    assert latest_checkpoint(trainer.out) == good and verify(good)

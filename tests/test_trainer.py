@@ -139,11 +139,15 @@ def test_accumulation_1x2_equals_2x1(tiny_config):
     assert max((big[k] - acc[k]).abs().max() for k in big) < 1e-4 * scale
 
 
-def test_two_processes_equal_one(synth_data, tmp_path):
+def test_two_processes_equal_one(two_processes, tmp_path):
     """torchrun with 2 CPU processes x batch 1 == 1 process x batch 2, step by step (losers with CFG, reused
-    over 2 steps)."""
-    assert_two_processes_equal_one(tmp_path, "configs/tiny_animatediff_sspo.yaml", "--data.path", str(synth_data),
-                                   "--data.frames", "2", "--data.height", "16", "--data.width", "16")
+    over 2 steps), with the first global batch undecodable: each process replaces its micro-batch by its next
+    one, as one process does, and the unreadable clips are counted over both processes."""
+    one = tmp_path / "one"
+    subprocess.run([sys.executable, "-m", "videosspo.train", *two_processes.args, "--train.output_dir", str(one),
+                    "--optim.batch_size", "2"], check=True, env=two_processes.env, capture_output=True)
+    assert_same_runs(one, two_processes.baseline)
+    assert json.loads((one / "summary.json").read_text())["skipped_clips"] >= 2  # rank 0 alone read one of the two
 
 
 def assert_two_processes_equal_one(tmp_path, config: str, *overrides: str) -> None:
@@ -160,8 +164,14 @@ def assert_two_processes_equal_one(tmp_path, config: str, *overrides: str) -> No
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                     "-m", "videosspo.train", *args, "--train.output_dir", str(two), "--optim.batch_size", "1"],
                    check=True, env=env, capture_output=True)
+    assert_same_runs(one, two)
+
+
+def assert_same_runs(one, two) -> None:
+    """Runs `one` (1 process x batch 2) and `two` (2 processes x batch 1) of 3 steps: the same global batch,
+    skipped clips, metrics at every step, and final weights."""
     s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
-    assert s1["global_batch"] == s2["global_batch"] == 2
+    assert s1["global_batch"] == s2["global_batch"] == 2 and s1["skipped_clips"] == s2["skipped_clips"]
     m1, m2 = ([json.loads(line) for line in open(d / "metrics.jsonl")] for d in (one, two))
     for a, b in zip(m1, m2, strict=True):
         for key in ("loss", "loss/e_w", "rewards/delta_w", "rewards/delta_l", "grad_norm"):

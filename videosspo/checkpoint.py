@@ -17,6 +17,9 @@ JSON file parses.
 Order of a save (README, "What survives what", says what each kill point leaves):
     write .tmp-step_N -> marker -> fsync files and folders -> rename an existing step_N aside ->
     rename .tmp-step_N to step_N -> fsync checkpoints/ -> delete the old one -> prune.
+
+So a `step_N` without COMPLETE.json was written by a videosspo older than the marker (its snapshots
+inside it, `replay/snap_*.safetensors`); `upgrade` makes such checkpoints resumable in place.
 """
 
 from __future__ import annotations
@@ -159,15 +162,19 @@ class SnapshotStore:
         """Store `tensors` (or a copy of a safetensors `file`) unless already there; return its digest."""
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".tmp-{uuid.uuid4().hex}.safetensors"
-        if file is not None:
-            shutil.copyfile(file, tmp)
-        else:
-            save_file(tensors, str(tmp))
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as f:
-            while chunk := f.read(1 << 24):
-                digest.update(chunk)
-            os.fsync(f.fileno())
+        try:
+            if file is not None:
+                shutil.copyfile(file, tmp)
+            else:
+                save_file(tensors, str(tmp))
+            digest = hashlib.sha256()
+            with open(tmp, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    digest.update(chunk)
+                os.fsync(f.fileno())
+        except BaseException:  # a full disk: leave no partial file to keep it full
+            tmp.unlink(missing_ok=True)
+            raise
         final = self.path(digest.hexdigest())
         if final.is_file():
             tmp.unlink()
@@ -286,14 +293,41 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
+def legacy_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The `step_*` folders of a run without COMPLETE.json, oldest first: written before the marker existed."""
+    return sorted(p for p in (Path(output_dir) / CHECKPOINTS).glob("step_*") if not (p / MARKER).is_file())
+
+
+def upgrade_hint(output_dir: Path) -> str:
+    return (f"written by a videosspo older than checkpoint markers ({MARKER}); make them resumable in place with: "
+            f"videosspo upgrade-checkpoints {output_dir}")
+
+
+def check_file(path: Path) -> None:
+    """CheckpointError unless a safetensors header or a JSON file parses (other files: not looked into)."""
+    try:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt"):
+                pass
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+    except Exception as e:  # safetensors and json raise assorted types for damaged files
+        raise CheckpointError(f"{path} is damaged ({first_line(e)})") from e
+
+
 def verify(folder: Path) -> dict:
     """The marker of a checkpoint whose files all check out; else CheckpointError naming the bad file."""
     marker = folder / MARKER
     if not folder.is_dir():
         raise PathError(f"checkpoint {str(folder)!r} does not exist")
     if not marker.is_file():
-        raise CheckpointError(f"{folder} is not a complete checkpoint (no {MARKER}: its run stopped while writing or "
-                              f"deleting it)")
+        run = folder.parent.parent
+        if folder.name.startswith("step_"):
+            raise CheckpointError(f"{folder} has no {MARKER}: {upgrade_hint(run)}")
+        newest = latest_checkpoint(run)
+        raise CheckpointError(f"{folder} is not a complete checkpoint (a run stopped while writing or deleting it); "
+                              + (f"use a complete one, e.g. the newest: {newest}" if newest else
+                                 f"{run} holds no complete checkpoint"))
     try:
         info = read_marker(folder)
     except ValueError as e:
@@ -306,15 +340,48 @@ def verify(folder: Path) -> dict:
             raise CheckpointError(f"{path} is missing")
         if path.stat().st_size != size:
             raise CheckpointError(f"{path} is damaged: {path.stat().st_size} bytes, {size} when it was written")
-        try:
-            if path.suffix == ".safetensors":
-                with safe_open(str(path), framework="pt"):
-                    pass
-            elif path.suffix == ".json":
-                json.loads(path.read_text())
-        except Exception as e:  # safetensors and json raise assorted types for damaged files
-            raise CheckpointError(f"{path} is damaged ({first_line(e)})") from e
+        check_file(path)
     return info
+
+
+def upgrade(output_dir: Path) -> list[str]:
+    """Make a run folder's pre-marker checkpoints resumable, in place; one line per checkpoint saying what it did.
+
+    Each one's replay snapshots move into the run's store (its `replay/index.json` then names their
+    digests), every JSON and safetensors file must parse, and its marker is written last, under one new
+    lineage for the folder. One that lacks a part or holds a damaged file keeps no marker and is named.
+    Rerunning after a kill finishes the job (nothing is deleted before its copy is in the store).
+    """
+    store, lineage, report = SnapshotStore(output_dir / STORE), new_lineage(), []
+    for folder in legacy_checkpoints(output_dir):
+        missing = [name for name in ("trainer.json", "config.yaml", "accelerate", "replay/index.json")
+                   if not (folder / name).exists()]
+        if missing:
+            report.append(f"{folder}: not upgraded, it lacks {', '.join(missing)} (a run stopped while writing or "
+                          f"deleting it); delete it")
+            continue
+        try:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    check_file(path)
+        except CheckpointError as e:
+            report.append(f"{e}: {folder} not upgraded")
+            continue
+        index_path = folder / "replay" / "index.json"
+        index = json.loads(index_path.read_text())
+        for entry in index["snapshots"]:
+            if "file" in entry:  # else moved by an upgrade that was killed
+                entry["digest"] = store.put(file=folder / "replay" / entry.pop("file"))
+        tmp = index_path.with_name(".index.json.tmp")
+        tmp.write_text(json.dumps(index, indent=2))
+        os.replace(tmp, index_path)
+        for path in (folder / "replay").glob("*.safetensors"):  # now in the store
+            path.unlink()
+        snapshots = {e["digest"]: store.path(e["digest"]).stat().st_size for e in index["snapshots"]}
+        write_marker(folder, lineage, None, snapshots)
+        fsync_tree(folder)
+        report.append(f"{folder}: upgraded ({len(snapshots)} replay snapshots moved to {store.folder})")
+    return report
 
 
 def resume_candidates(output_dir: Path, where: str | None) -> list[Path]:
@@ -325,7 +392,10 @@ def resume_candidates(output_dir: Path, where: str | None) -> list[Path]:
     this folder exists (its run would be overwritten and pruned by ours) or when it belongs to another
     folder while this one holds checkpoints.
     """
-    done = checkpoints(output_dir)
+    done, legacy = checkpoints(output_dir), legacy_checkpoints(output_dir)
+    if legacy and where in (None, "latest"):
+        raise CheckpointError(f"{output_dir / CHECKPOINTS} holds {', '.join(p.name for p in legacy)}, "
+                              f"{upgrade_hint(output_dir)}")
     if where == "latest":
         return done[::-1]
     hint = "continue it with --train.resume latest, or choose a new train.output_dir"

@@ -7,6 +7,10 @@
     videosspo data cache-latents --config configs/x.yaml [--out DIR]   (encode winners once; data.latent_cache DIR)
     videosspo pretrain-base [--config configs/stacked_base.yaml] [--train.max_steps N ...]
     videosspo demo                                             (align the base model; before/after table + GIFs)
+    videosspo upgrade-checkpoints runs/x                       (checkpoints of an older videosspo: resumable again)
+
+A mistake in what the user gives (arguments, config, data, paths, a full disk) is one line on stderr and
+exit code 2 (`videosspo.errors.UserError`); a traceback means a bug.
 """
 
 from __future__ import annotations
@@ -79,18 +83,34 @@ def cmd_pretrain_base(args, overrides: list[str]) -> dict:
     return summary
 
 
+def no_overrides(overrides: list[str]) -> None:
+    from videosspo.errors import UserError
+
+    if overrides:
+        raise UserError(f"unknown arguments {' '.join(overrides)} (see --help)")
+
+
 def cmd_sample(args, overrides: list[str]) -> None:
     import torch
 
     from models import load_model
-    from videosspo.sampling import generate
-    from videosspo.video import write_video
+    from videosspo.errors import UserError
+    from videosspo.sampling import generate, make_scheduler
+    from videosspo.video import WRITE_EXTENSIONS, write_video
 
-    if overrides:
-        raise SystemExit(f"videosspo sample: unknown arguments {overrides}")
+    no_overrides(overrides)
+    if Path(args.out).suffix.lower() not in WRITE_EXTENSIONS:
+        raise UserError(f"--out {args.out}: write a {' or '.join(WRITE_EXTENSIONS)} file")
+    _check_checkpoint(Path(args.checkpoint))
     model = load_model(args.checkpoint)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     _fill_from_checkpoint(args)
+    try:
+        model.latent_shape(args.frames, args.height, args.width)
+        make_scheduler(model, args.scheduler, args.steps)
+    except ValueError as e:
+        raise UserError(f"cannot sample {args.frames} frames of {args.height}x{args.width} in {args.steps} "
+                        f"{args.scheduler} steps from {args.checkpoint}: {e}") from e
     prompts = args.prompt
     seeds = [args.seed + i for i in range(len(prompts))]
     pixels = generate(model, prompts, frames=args.frames, height=args.height, width=args.width, seeds=seeds,
@@ -101,6 +121,20 @@ def cmd_sample(args, overrides: list[str]) -> None:
         path = out if len(prompts) == 1 else out.with_name(f"{out.stem}_{i:02d}{out.suffix}")
         write_video(path, video, fps=args.fps)
         print(f"wrote {path}  ({prompts[i]!r}, seed {seeds[i]})")
+
+
+def _check_checkpoint(path: Path) -> None:
+    """A training checkpoint (or its model/) must verify before sampling: missing, incomplete, damaged or
+    pre-marker ones are one line naming the folder and the fix. Other model folders are left to load_model."""
+    from videosspo.checkpoint import CHECKPOINTS, verify
+    from videosspo.errors import PathError
+
+    if not path.exists():
+        raise PathError(f"--checkpoint {path} does not exist; give a checkpoint folder (runs/NAME/checkpoints/step_N) "
+                        f"or a model folder")
+    folder = path.parent if path.name == "model" else path
+    if folder.parent.name == CHECKPOINTS or (folder / "trainer.json").is_file():
+        verify(folder)
 
 
 def _fill_from_checkpoint(args) -> None:
@@ -119,8 +153,7 @@ def _fill_from_checkpoint(args) -> None:
 def cmd_synth(args, overrides: list[str]) -> None:
     from videosspo.synth import make_dataset
 
-    if overrides:
-        raise SystemExit(f"videosspo data synth: unknown arguments {overrides}")
+    no_overrides(overrides)
     path = make_dataset(args.out, n=args.n, frames=args.frames, height=args.size, width=args.size, fps=args.fps,
                         seed=args.seed, paired=args.paired)
     print(f"wrote {args.n} clips and metadata.jsonl to {path}")
@@ -152,6 +185,24 @@ def cmd_cache_latents(args, overrides: list[str]) -> None:
     unreadable = len(json.loads((out / "cache_info.json").read_text())["unreadable"])
     print(f"wrote latents of {len(dataset) - unreadable} clips to {out} ({unreadable} unreadable, skipped); "
           f"train with --data.latent_cache {out}")
+
+
+def cmd_upgrade_checkpoints(args, overrides: list[str]) -> None:
+    """Checkpoints written before COMPLETE.json existed: give each its marker (and move its snapshots to the
+    run's store), under the run lock, so `--train.resume latest` takes them again."""
+    from videosspo.checkpoint import RunLock, legacy_checkpoints, upgrade
+    from videosspo.errors import PathError
+
+    no_overrides(overrides)
+    run = Path(args.run)
+    if not (run / "checkpoints").is_dir():
+        raise PathError(f"{run} is not a run folder (no checkpoints/ in it); give a train.output_dir")
+    if not legacy_checkpoints(run):
+        print(f"{run}: every checkpoint already has its marker; nothing to do")
+        return
+    with RunLock(run):
+        for line in upgrade(run):
+            print(line)
 
 
 def cmd_demo(args, overrides: list[str]) -> dict:
@@ -241,9 +292,16 @@ def _demo_base(pretrained: str | None) -> Path:
     return latest / "model"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one line (and exit 2) like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videosspo", description="SSPO alignment for text-to-video diffusion models.",
-                                     epilog=OVERRIDE_HELP)
+    parser = Parser(prog="videosspo", description="SSPO alignment for text-to-video diffusion models.",
+                    epilog=OVERRIDE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train with a YAML config (sft | dpo | sspo)", epilog=OVERRIDE_HELP)
@@ -293,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=OVERRIDE_HELP)
     p.add_argument("--config", help="YAML config (default: configs/stacked_sspo.yaml)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("upgrade-checkpoints", help="make checkpoints of an older videosspo (no COMPLETE.json) "
+                                                   "resumable, in place")
+    p.add_argument("run", help="the run folder (train.output_dir)")
+    p.set_defaults(func=cmd_upgrade_checkpoints)
     return parser
 
 

@@ -223,12 +223,25 @@ class UnreadableClips:
     unreadable (``data.max_bad_fraction``), or once every row did: a full pass of the data with no readable clip,
     which would otherwise loop forever. Judged on distinct rows against the whole dataset, so it never stops
     early on a few bad files met first.
+
+    The trainer feeds it every process's failures of a step (so each process decides alike, on the global
+    count) and checkpoints it (`state_dict`), so a resumed run keeps counting. `verbose`: log new bad files
+    (the main process).
     """
 
-    def __init__(self, num_rows: int, max_bad_fraction: float):
-        self.num_rows, self.max_bad_fraction = num_rows, max_bad_fraction
+    def __init__(self, num_rows: int, max_bad_fraction: float, verbose: bool = True):
+        self.num_rows, self.max_bad_fraction, self.verbose = num_rows, max_bad_fraction, verbose
         self.rows: dict[int, Unreadable] = {}  # distinct unreadable rows, first failure of each
         self.visits: Counter[int] = Counter()  # failed reads per row
+
+    def state_dict(self) -> list[dict]:
+        """JSON-able: each unreadable row with its first failure and how often it failed."""
+        return [{"index": i, "path": bad.path, "reason": bad.reason, "visits": self.visits[i]}
+                for i, bad in self.rows.items()]
+
+    def load_state_dict(self, state: list[dict]) -> None:
+        self.rows = {row["index"]: Unreadable(row["index"], row["path"], row["reason"]) for row in state}
+        self.visits = Counter({row["index"]: row["visits"] for row in state})
 
     def add(self, failures: Sequence[Unreadable]) -> int:
         """Record failed reads; returns how many there were."""
@@ -236,9 +249,10 @@ class UnreadableClips:
             self.visits[bad.index] += 1
             if bad.index not in self.rows:
                 self.rows[bad.index] = bad
-                log.warning("skipping row %d: cannot read %s (%s); %d of %d rows unreadable so far, the run stops "
-                            "past data.max_bad_fraction=%g", bad.index, bad.path, bad.reason, len(self.rows),
-                            self.num_rows, self.max_bad_fraction)
+                if self.verbose:
+                        log.warning("skipping row %d: cannot read %s (%s); %d of %d rows unreadable so far, the run "
+                                "stops past data.max_bad_fraction=%g", bad.index, bad.path, bad.reason, len(self.rows),
+                                self.num_rows, self.max_bad_fraction)
         too_many = len(self.rows) > self.max_bad_fraction * self.num_rows
         if len(self.rows) == self.num_rows or too_many:
             worst = sorted(self.rows, key=lambda i: -self.visits[i])[:5]

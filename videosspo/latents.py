@@ -51,11 +51,13 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from videosspo.checkpoint import first_line
 from videosspo.data import ClipDataset, Record, VideoDataset, frame_windows, resize_center_crop
+from videosspo.errors import DataError, PathError
 from videosspo.video import VideoReadError, count_frames, read_video, to_tensor
 
 log = logging.getLogger("videosspo.latents")
@@ -238,10 +240,10 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
         diffs += [f"{k}: cached {previous.get(k)!r}, now {info[k]!r}" for k in ("format", "height", "width", "dtype",
                                                                               "frames", "stride") if previous.get(k) != info[k]]
         if diffs:
-            raise ValueError(f"{out_dir} already holds latents made differently ({'; '.join(diffs)}); "
+            raise DataError(f"{out_dir} already holds latents made differently ({'; '.join(diffs)}); "
                              f"cache into another folder or delete this one")
     elif out_dir.exists() and any(p.name.endswith(".safetensors") for p in out_dir.iterdir()):
-        raise ValueError(f"{out_dir} holds .safetensors files but no {INFO_FILE}; choose an empty or new folder")
+        raise DataError(f"{out_dir} holds .safetensors files but no {INFO_FILE}; choose an empty or new folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".*.safetensors.*.tmp"):  # left by an interrupted run
         stale.unlink(missing_ok=True)
@@ -295,7 +297,7 @@ class LatentDataset(ClipDataset):
 
         info = _read_info(cache_dir)
         if info is None:
-            raise FileNotFoundError(f"data.latent_cache={str(cache_dir)!r} has no {INFO_FILE}: it is not a latent "
+            raise PathError(f"data.latent_cache={str(cache_dir)!r} has no {INFO_FILE}: it is not a latent "
                                     f"cache; build it with: videosspo data cache-latents --config <your config> "
                                     f"--out {cache_dir}")
         self.windowed = info.get("frames") is not None  # windows encoded whole (a VAE that compresses time)
@@ -309,7 +311,7 @@ class LatentDataset(ClipDataset):
         if expect is not None:
             problems += _encoder_mismatch(info["encoder"], expect)
         if problems:
-            raise ValueError(f"latent cache {cache_dir} does not match this run: {'; '.join(problems)}; "
+            raise DataError(f"latent cache {cache_dir} does not match this run: {'; '.join(problems)}; "
                              + rebuild_hint(cache_dir))
         self.unreadable = {int(k): v for k, v in info.get("unreadable", {}).items()}
         missing = [r.index for r in self.records if r.index not in self.unreadable and not _file(cache_dir, r.index).is_file()]
@@ -317,7 +319,7 @@ class LatentDataset(ClipDataset):
             why = (f"{len(missing)} of {len(self.records)} rows have no file (first: "
                    f"{', '.join(_file(cache_dir, i).name for i in missing[:3])})" if missing
                    else "the run that wrote it did not finish")
-            raise FileNotFoundError(f"latent cache {cache_dir} is incomplete: {why}; fill it with: videosspo data "
+            raise PathError(f"latent cache {cache_dir} is incomplete: {why}; fill it with: videosspo data "
                                     f"cache-latents --config <your config> --out {cache_dir} (existing files are kept)")
 
     def get(self, index: int, seed: int) -> dict:
@@ -327,22 +329,28 @@ class LatentDataset(ClipDataset):
         if index in self.unreadable:
             raise VideoReadError(record.video, f"it could not be read when the latent cache was built: "
                                                f"{self.unreadable[index]}")
-        with safe_open(str(_file(self.cache_dir, index)), framework="pt") as f:
-            keys = ["latents"] + (["loser_latents"] if record.loser_video is not None else [])
-            slices = {k: f.get_slice(k) for k in keys}
-            if self.windowed:  # n c f h w: the window VideoDataset would draw, read alone
-                count = int(f.get_tensor("frame_count"))
-                n = frame_windows(count, self.frames, self.stride).index(self._indices(record, count, seed))
-                tensors = {k: s[n:n + 1][0] for k, s in slices.items()}
-            else:
-                num_frames = min(s.get_shape()[1] for s in slices.values())  # winner and loser share the indices
-                indices = self._indices(record, num_frames, seed)
-                lo, hi = min(indices), max(indices)
-                picked = [i - lo for i in indices]
-                # read only the span of frames needed, then pick (and repeat) the frames inside it
-                tensors = {k: s[:, lo:hi + 1][:, picked] for k, s in slices.items()}
-            if "prompt_embeds" in f.keys():  # format 1 caches have none: the trainer encodes the caption
-                tensors["prompt_embeds"] = f.get_tensor("prompt_embeds")
+        path = _file(self.cache_dir, index)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                keys = ["latents"] + (["loser_latents"] if record.loser_video is not None else [])
+                slices = {k: f.get_slice(k) for k in keys}
+                if self.windowed:  # n c f h w: the window VideoDataset would draw, read alone
+                    count = int(f.get_tensor("frame_count"))
+                    n = frame_windows(count, self.frames, self.stride).index(self._indices(record, count, seed))
+                    tensors = {k: s[n:n + 1][0] for k, s in slices.items()}
+                else:
+                    num_frames = min(s.get_shape()[1] for s in slices.values())  # winner and loser share the indices
+                    indices = self._indices(record, num_frames, seed)
+                    lo, hi = min(indices), max(indices)
+                    picked = [i - lo for i in indices]
+                    # read only the span of frames needed, then pick (and repeat) the frames inside it
+                    tensors = {k: s[:, lo:hi + 1][:, picked] for k, s in slices.items()}
+                if "prompt_embeds" in f.keys():  # format 1 caches have none: the trainer encodes the caption
+                    tensors["prompt_embeds"] = f.get_tensor("prompt_embeds")
+        except (SafetensorError, OSError) as e:  # truncated, overwritten or not a safetensors file
+            raise DataError(f"latent cache file {path} is damaged ({first_line(e)}); re-encode it with: videosspo data "
+                            f"cache-latents --config <your config> --out {self.cache_dir} (damaged files are encoded "
+                            f"again, the others kept)") from e
         item = {"caption": record.caption, "index": record.index, **tensors}
         return item
 

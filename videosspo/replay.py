@@ -23,7 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from videosspo.checkpoint import SnapshotStore
+from videosspo.checkpoint import GB, SnapshotStore, first_line, free_bytes
+from videosspo.errors import UserError
 
 STRATEGIES = ("random", "latest", "initial")
 EVICTIONS = ("oldest", "random")
@@ -203,9 +204,16 @@ class ReplayPool:
                 "set replay.spill_dir to spill snapshots to disk, or raise replay.cpu_budget_gb"
             )
         self.spill_dir.mkdir(parents=True, exist_ok=True)
-        snap.path = self.spill_dir / f"snap_{snap.step:08d}.safetensors"
-        save_file(snap.tensors, str(snap.path))
-        snap.tensors = None
+        path = self.spill_dir / f"snap_{snap.step:08d}.safetensors"
+        try:
+            save_file(snap.tensors, str(path))
+        except Exception as e:  # a full disk: the partial file goes, the snapshot stays in memory
+            path.unlink(missing_ok=True)
+            raise UserError(f"replay.spill_dir={self.spill_dir}: spilling the snapshot of step {snap.step} failed "
+                            f"({first_line(e)}); {free_bytes(self.spill_dir) / GB:.2f} GB free, "
+                            f"{_nbytes(snap.tensors) / GB:.2g} GB needed; free space, point replay.spill_dir at a "
+                            f"larger disk or raise replay.cpu_budget_gb") from e
+        snap.path, snap.tensors = path, None
 
     # ---- state ---------------------------------------------------------------------------------
 

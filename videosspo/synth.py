@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from videosspo.errors import DataError
 from videosspo.video import write_video
 
 # Saturated object colours, pairwise at least ~100 apart in RGB, all far from the backgrounds.
@@ -198,7 +199,7 @@ def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: i
     uses (held-out combinations). ``lossless``: exact pixels (see ``videosspo.video.write_video``).
     """
     if n < 1 or frames < 1:
-        raise ValueError(f"n and frames must be >= 1, got n={n}, frames={frames}")
+        raise DataError(f"n and frames must be >= 1, got n={n}, frames={frames}")
     if not 0 <= caption_noise <= 1:
         raise ValueError(f"caption_noise must be in [0, 1], got {caption_noise}")
     exclude = tuple(tuple(pair) for pair in exclude)
@@ -210,12 +211,12 @@ def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: i
     if info_path.exists():
         previous = json.loads(info_path.read_text())
         if previous != info:
-            raise ValueError(f"{out_dir} already holds a synthetic dataset made with {previous}, not {info}; "
+            raise DataError(f"{out_dir} already holds a synthetic dataset made with {previous}, not {info}; "
                              f"choose another output folder (or delete this one)")
         if metadata_path.exists():
             return out_dir
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise ValueError(f"{out_dir} is not empty and is not a synthetic dataset folder; choose another output folder")
+    elif out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DataError(f"{out_dir} is not empty and is not a synthetic dataset folder; choose another output folder")
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     info_path.write_text(json.dumps(info, indent=1) + "\n")
 

@@ -17,7 +17,8 @@ name, marked complete, fsynced, renamed into place; verified before resuming):
     model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`;
                  with optim.ema_decay, the moving average of its weights
     ema.safetensors  that average by parameter name (optim.ema_decay > 0)
-    trainer.json step, counters, divergence;  config.yaml  the resolved config;  COMPLETE.json  files and sizes
+    trainer.json step, counters, divergence, unreadable clips and each process's replacement micro-batches (all
+                 processes' counts);  config.yaml  the resolved config;  COMPLETE.json  files and sizes
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import ProjectConfiguration, gather_object, set_seed
 from diffusers.optimization import get_scheduler
 from peft.utils import set_peft_model_state_dict
 from safetensors import safe_open
@@ -80,13 +81,15 @@ class StreamSampler(Sampler):
     Position p of the stream is sample `epoch_order(seed, p // n)[p % n]`. Step s reads global batch
     d = s // repeat (each batch serves `repeat` consecutive steps: loser.reuse), i.e. positions
     [d*G, (d+1)*G) with G the global batch; within it micro-step m, process r takes B positions at
-    d*G + (m*P + r)*B. Yields lists of (dataset index, global position).
+    d*G + (m*P + r)*B. Yields lists of (dataset index, global position). `skip`: micro-batches this process
+    took before `start_step` beyond its share (replacing micro-batches whose every clip was unreadable), so
+    a resumed stream continues where the interrupted one was.
     """
 
     def __init__(self, n: int, batch: int, accum: int, processes: int, rank: int, seed: int, start_step: int,
-                 repeat: int = 1):
+                 repeat: int = 1, skip: int = 0):
         self.n, self.batch, self.accum, self.processes, self.rank, self.seed = n, batch, accum, processes, rank, seed
-        self.start_step, self.repeat = start_step, repeat
+        self.start_step, self.repeat, self.skip = start_step, repeat, skip
         self._orders: dict[int, object] = {}
 
     @property
@@ -100,12 +103,12 @@ class StreamSampler(Sampler):
         return int(self._orders[epoch][p % self.n])
 
     def __iter__(self):
-        step = self.start_step
+        micro = self.start_step * self.accum + self.skip
         while True:
-            for m in range(self.accum):
-                first = step // self.repeat * self.global_batch + (m * self.processes + self.rank) * self.batch
-                yield [(self.position(p), p) for p in range(first, first + self.batch)]
-            step += 1
+            step, m = divmod(micro, self.accum)
+            first = step // self.repeat * self.global_batch + (m * self.processes + self.rank) * self.batch
+            yield [(self.position(p), p) for p in range(first, first + self.batch)]
+            micro += 1
 
     def __len__(self):  # endless; DataLoader only needs this for its own length, never used
         return 2**62
@@ -262,9 +265,13 @@ class Trainer:
             gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=cfg.train.mixed_precision,
             log_with="tensorboard", project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")))
         acc = self.accelerator
+        # Training draws from no global RNG (videosspo.rng), but they are seeded (a library may draw) and
+        # checkpointed, so a resumed run's RNG state equals an uninterrupted one's
+        set_seed(cfg.train.seed)
         self.loss_fn = get_loss(cfg.method.name)
         self.step = 0
-        self.counters = {"skipped_clips": 0, "nonfinite_steps": 0}
+        self.counters = {"skipped_clips": 0, "nonfinite_steps": 0}  # skipped_clips: failed reads, all processes
+        self.stream_skips = 0  # micro-batches this process drew to replace all-unreadable ones (StreamSampler.skip)
         self.lineage, self.parent = new_lineage(), None  # resume keeps or branches them (checkpoint.py)
         self.watchdog, self.divergence = Watchdog(cfg.train.anomaly_factor), None
 
@@ -286,7 +293,7 @@ class Trainer:
                          width=cfg.data.width, require_loser=cfg.method.name == "dpo")
         self.data = (LatentDataset(cfg.data.latent_cache, cfg.data.path, expect=encoder, **data_args)
                      if cfg.data.latent_cache else VideoDataset(cfg.data.path, **data_args))
-        self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction)
+        self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction, verbose=acc.is_main_process)
         self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
 
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
@@ -463,6 +470,8 @@ class Trainer:
                 tidy(self.out)  # what a killed save or prune left behind
             acc.wait_for_everyone()
             self.resume(self.config.train.resume)
+            if acc.is_main_process:  # steps logged after the resumed one (or by a run killed before its first checkpoint)
+                truncate_metrics(self.out / "metrics.jsonl", self.step)
             try:
                 return self._train(on_step)
             finally:
@@ -488,33 +497,35 @@ class Trainer:
                    dynamic_ncols=True)
         t_start, bad_steps, history = time.perf_counter(), 0, []
         batches = Lookahead(iter(loader))
-        while self.step < cfg.train.max_steps:
-            t_step = time.perf_counter()
-            stats = self.optimizer_step(batches)
-            self.watch(stats)
-            bad_steps = 0 if math.isfinite(stats.get("grad_norm", 0.0)) else bad_steps + 1
-            if bad_steps >= MAX_BAD_STEPS:
-                raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {self.step}; "
-                                         f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
-                                         f"{self._divergence_note()}")
-            self.step += 1
-            if self.ema:
-                self.ema.update(self.step)
-            if cfg.method.name != "sft" and self.pool.due(self.step):  # replay: snapshot after this update
-                self.pool.add(self.step, self.policy.snapshot())
-            stats.update({"lr": self.lr_schedule.get_last_lr()[0], "time/step_s": time.perf_counter() - t_step})
-            history.append(stats["loss"])
-            if self.step % cfg.train.log_every == 0:
-                self.log(stats)
-            bar.set_postfix(self._short(stats), refresh=False)
-            bar.update(1)
-            if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0 and self.step < cfg.train.max_steps:
-                self.save_checkpoint()
-            if cfg.train.sample_every and self.step % cfg.train.sample_every == 0 and self.step < cfg.train.max_steps:
-                self.write_samples()
-            if on_step is not None:
-                on_step(self)
-        bar.close()
+        try:  # closed on an error too, so that the error's line is a line of its own
+            while self.step < cfg.train.max_steps:
+                t_step = time.perf_counter()
+                stats = self.optimizer_step(batches)
+                self.watch(stats)
+                bad_steps = 0 if math.isfinite(stats.get("grad_norm", 0.0)) else bad_steps + 1
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {self.step}; "
+                                             f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
+                                             f"{self._divergence_note()}")
+                self.step += 1
+                if self.ema:
+                    self.ema.update(self.step)
+                if cfg.method.name != "sft" and self.pool.due(self.step):  # replay: snapshot after this update
+                    self.pool.add(self.step, self.policy.snapshot())
+                stats.update({"lr": self.lr_schedule.get_last_lr()[0], "time/step_s": time.perf_counter() - t_step})
+                history.append(stats["loss"])
+                if self.step % cfg.train.log_every == 0:
+                    self.log(stats)
+                bar.set_postfix(self._short(stats), refresh=False)
+                bar.update(1)
+                if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0 and self.step < cfg.train.max_steps:
+                    self.save_checkpoint()
+                if cfg.train.sample_every and self.step % cfg.train.sample_every == 0 and self.step < cfg.train.max_steps:
+                    self.write_samples()
+                if on_step is not None:
+                    on_step(self)
+        finally:
+            bar.close()
         if self.overlap:
             self.overlap.close()
         final = self.save_checkpoint()
@@ -553,14 +564,19 @@ class Trainer:
         """`grad_accum` micro-batches, then clip, update, schedule. Returns averaged stats."""
         cfg, acc = self.config, self.accelerator
         sums: dict[str, float] = {}
-        micro = []
+        micro, failed = [], []
         for _ in range(cfg.optim.grad_accum):
-            batch = next(batches)  # unreadable clips: each file logged once; the run stops past data.max_bad_fraction
-            self.counters["skipped_clips"] += self.unreadable.add(batch["unreadable"])
-            while "captions" not in batch:  # every clip of the micro-batch was unreadable
+            batch = next(batches)
+            failed += batch["unreadable"]
+            while "captions" not in batch:  # every clip of the micro-batch was unreadable: take the next one
+                if len({bad.index for bad in failed}) == len(self.data):  # none can be read: `add` stops the run
+                    break
                 batch = next(batches)
-                self.counters["skipped_clips"] += self.unreadable.add(batch["unreadable"])
+                failed += batch["unreadable"]
+                self.stream_skips += 1
             micro.append(batch)
+        # unreadable clips of every process: each file logged once; all stop together past data.max_bad_fraction
+        self.counters["skipped_clips"] += self.unreadable.add(gather_object(failed))
         if self.overlap and self._overlappable(self.step + 1):
             self.negative_embedding()  # encoded here, not raced for by the worker
             self.overlap.submit(self, self.step + 1, batches.peek(cfg.optim.grad_accum))
@@ -613,9 +629,12 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         sampler = StreamSampler(len(self.data), cfg.optim.batch_size, cfg.optim.grad_accum, acc.num_processes,
                                 acc.process_index, cfg.train.seed, self.step,
-                                repeat=cfg.loser.reuse if cfg.method.name == "sspo" else 1)
+                                repeat=cfg.loser.reuse if cfg.method.name == "sspo" else 1, skip=self.stream_skips)
+        # its own generator: making an iterator draws a worker seed, which would otherwise advance the global RNG
+        # (checkpointed), so that a resumed run's RNG state would differ from an uninterrupted one's
         return DataLoader(StreamDataset(self.data, cfg.train.seed), batch_sampler=sampler, collate_fn=collate_stream,
-                          num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
+                          num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+                          generator=torch.Generator().manual_seed(cfg.train.seed))
 
     # -- outputs -----------------------------------------------------------------------------------
 
@@ -662,6 +681,7 @@ class Trainer:
             check_space(final, needed)
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
+        stream_skips = gather_object([self.stream_skips])  # every process's, by rank
         acc.wait_for_everyone()
         try:
             acc.save_state(str(tmp / "accelerate"))  # every process: sharded states (FSDP/DeepSpeed) need all
@@ -670,19 +690,7 @@ class Trainer:
                 self.losers.save(tmp / "losers" / f"rank{acc.process_index}.safetensors")
             acc.wait_for_everyone()
             if acc.is_main_process:
-                self.pool.save(tmp, store)
-                if self.ema:
-                    save_file(self.ema.state_dict(), str(tmp / EMA_FILE))
-                with self.inference_weights():
-                    if self.config.train.export == "adapter":
-                        save_adapter(tmp / "model", self.policy.snapshot(), self.config.model)
-                    else:
-                        self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
-                save_config(self.config, tmp / "config.yaml")
-                state = {"step": self.step, "counters": self.counters, "divergence": self.divergence}
-                (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
-                snapshots = {d: store.path(d).stat().st_size for d in self.pool.digests}
-                write_marker(tmp, self.lineage, self.parent, snapshots)
+                self._write_state(tmp, store, stream_skips)
                 commit(tmp, final)
         except Exception as e:  # any failure (torch's writer raises RuntimeError on a full disk, not OSError)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -692,6 +700,29 @@ class Trainer:
                   protect=self.divergence and self.divergence["kept"])
         acc.wait_for_everyone()
         return final
+
+    def _write_state(self, tmp: Path, store: SnapshotStore, stream_skips: list[int]) -> None:
+        """The main process's part of a checkpoint: replay pool, EMA, export, config, trainer state, marker.
+
+        Exporting builds modules whose random init it overwrites: under `fork_rng`, so the global RNG
+        (saved above by `save_state`) does not advance and a resumed run's equals an uninterrupted one's.
+        """
+        device = self.accelerator.device
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            self.pool.save(tmp, store)
+            if self.ema:
+                save_file(self.ema.state_dict(), str(tmp / EMA_FILE))
+            with self.inference_weights():
+                if self.config.train.export == "adapter":
+                    save_adapter(tmp / "model", self.policy.snapshot(), self.config.model)
+                else:
+                    self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
+        save_config(self.config, tmp / "config.yaml")
+        state = {"step": self.step, "counters": self.counters, "divergence": self.divergence,
+                 "unreadable": self.unreadable.state_dict(), "stream_skips": stream_skips}
+        (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
+        snapshots = {d: store.path(d).stat().st_size for d in self.pool.digests}
+        write_marker(tmp, self.lineage, self.parent, snapshots)
 
     def resume(self, where: str | None) -> None:
         """Restore the whole training state from `train.resume`: `latest` (the newest checkpoint that
@@ -711,8 +742,6 @@ class Trainer:
                 log.warning("resumed from %s instead: the newest checkpoint that verifies", path)
             same_run = path.parent.resolve() == (self.out / CHECKPOINTS).resolve()
             self.lineage, self.parent = (info["lineage"], info["parent"]) if same_run else (new_lineage(), str(path))
-            if self.accelerator.is_main_process:
-                truncate_metrics(self.out / "metrics.jsonl", self.step)
             log.info("resumed from %s at step %d", path, self.step)
             return
         if candidates:
@@ -723,11 +752,15 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         """Load a verified checkpoint into this trainer; a failure names the checkpoint and the error."""
+        acc = self.accelerator
         check_compatible(load_config(path / "config.yaml"), self.config)
         try:
-            self.accelerator.load_state(str(path / "accelerate"))
+            acc.load_state(str(path / "accelerate"))
             state = json.loads((path / "trainer.json").read_text())
             self.step, self.counters, self.divergence = state["step"], state["counters"], state.get("divergence")
+            self.unreadable.load_state_dict(state.get("unreadable", []))
+            skips = state.get("stream_skips", [])  # another process count splits the stream anew: no skips
+            self.stream_skips = skips[acc.process_index] if len(skips) == acc.num_processes else 0
             self.pool.load(path, store_of(path))
             if self.ema and (path / EMA_FILE).is_file():
                 self.ema.load_state_dict(load_file(str(path / EMA_FILE), device=str(self.accelerator.device)))
@@ -735,7 +768,7 @@ class Trainer:
                 log.warning("%s has no %s: the moving average starts at its weights", path.name, EMA_FILE)
                 self.ema = EMA(self.model.unet, self.config.optim.ema_decay)
             self.losers = LoserCache(self.config.loser.reuse)
-            losers = path / "losers" / f"rank{self.accelerator.process_index}.safetensors"
+            losers = path / "losers" / f"rank{acc.process_index}.safetensors"
             if losers.is_file():  # absent when loser.reuse is 1, or for a process the saving run did not have
                 self.losers.load(losers)
         except Exception as e:  # a file that verified but does not load: name the checkpoint
