@@ -334,4 +334,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if True:\n",
         "a resumed run's RNG state differs from an uninterrupted one's (on rank 0: it alone exports)",
         ("tests/test_faults.py::test_a_two_process_run_killed_at_random_moments_resumes_bit_identical",)),
+    Mutation(
+        "FSDP shards read as the weights", "videosspo/reference.py",
+        "        if self.sharded:\n            return get_model_state_dict(",
+        "        if False:\n            return get_model_state_dict(",
+        "under FSDP the replay snapshots and the export hold each process's flat shard, not the weights",
+        ("tests/test_sharding.py",)),
+    Mutation(
+        "FSDP reference adapter written into the shard", "videosspo/reference.py",
+        "        if self.sharded:\n            set_model_state_dict(",
+        "        if False:\n            set_model_state_dict(",
+        "under FSDP the reference adapter is loaded into each process's flat shard: wrong references",
+        ("tests/test_sharding.py",)),
 )

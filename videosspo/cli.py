@@ -46,10 +46,11 @@ def _quiet_libraries() -> None:
 def _prepare_data(config) -> None:
     """Write the synthetic dataset at data.path when it is missing and data.synth_if_missing > 0."""
     from videosspo.errors import PathError
+    from videosspo.shards import is_shards
     from videosspo.synth import make_dataset
 
     path = Path(config.data.path)
-    if path.exists() or not config.data.synth_if_missing:
+    if path.exists() or not config.data.synth_if_missing or is_shards(config.data.path):
         return
     if path.suffix in (".jsonl", ".csv"):
         raise PathError(f"data.path={str(path)!r} does not exist")

@@ -100,7 +100,10 @@ class ModelConfig:
 class DataConfig:
     """Where the winning videos come from and how clips are cut from them."""
 
-    # Metadata file (JSONL or CSV with `video`, `caption`, optional `loser_video`) or its folder.
+    # Metadata file (JSONL or CSV with `video`, `caption`, optional `loser_video`) or its folder; or
+    # WebDataset tar shards as video2dataset writes them (KEY.mp4 + KEY.txt / KEY.json), read shard by
+    # shard without unpacking: a folder of *.tar, one .tar, or a brace pattern `shards/{00000..00127}.tar`
+    # (videosspo/shards.py: order, resume, at least one shard per process).
     path: str = "data/synth"
     # When `path` is missing, write a synthetic-world dataset of this many clips there first.
     synth_if_missing: int = 0

@@ -7,6 +7,11 @@ as the reference:
   adapter slot, `ref`, of the same network and activates it; the base weights are shared.
 - Full fine-tuning: the snapshot is the whole state dict on CPU (the pool spills to disk past its
   budget); one reference network is kept and reloaded only when the drawn index changes.
+
+Under FSDP the network's parameters are sharded: the unwrapped module holds each process's flat
+shard, not the weights. Every read (snapshot, export) then gathers the whole state dict on every
+process (torch's `get_model_state_dict` with `full_state_dict`: a collective), the reference adapter
+is written through `set_model_state_dict`, and reference passes run through the FSDP module.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ from contextlib import contextmanager
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils import set_peft_model_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
+from torch.distributed.fsdp import FullyShardedDataParallel
+from torch.distributed.tensor import DTensor
 
 from videosspo.replay import ReplayPool
 
 POLICY, REFERENCE = "default", "ref"
+FSDP_UNIT = "_fsdp_wrapped_module."  # in module names inside a nested FSDP unit, absent from its state dict
 
 
 def lora_config(rank: int, alpha: float | None, targets) -> LoraConfig:
@@ -57,25 +66,74 @@ def is_lora(unet) -> bool:
     return any(isinstance(m, BaseTunerLayer) for m in unet.modules())
 
 
-class Policy:
-    """The trainable denoiser of `model` (unwrapped), its snapshots and its reference passes."""
+def is_sharded(module) -> bool:
+    """True when `module`'s parameters are split across processes: FSDP (1: a wrapper; 2: DTensor parameters)."""
+    return isinstance(module, FullyShardedDataParallel) or any(isinstance(p, DTensor) for p in module.parameters())
 
-    def __init__(self, model, full_state_dict=None):
-        """`full_state_dict()` gathers the whole state dict under sharding (accelerate's
-        `get_state_dict` for FSDP / ZeRO-3); by default the unwrapped UNet's own."""
+
+def with_adapter_name(adapter: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """peft's adapter keys (`x.lora_A.weight`) as the network's own (`x.lora_A.<name>.weight`)."""
+    return {k.replace(".lora_A.", f".lora_A.{name}.").replace(".lora_B.", f".lora_B.{name}."): v for k, v in adapter.items()}
+
+
+def adapter_of(state: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """Adapter `name` of a LoRA network's state dict, in peft's keys (the inverse of `with_adapter_name`)."""
+    return {k.replace(f".{name}.", "."): v for k, v in state.items() if f".lora_A.{name}." in k or f".lora_B.{name}." in k}
+
+
+def merge_lora(unet, state: dict[str, torch.Tensor], adapter: str = POLICY) -> dict[str, torch.Tensor]:
+    """The plain state dict of LoRA network `unet` from its whole `state`: W = W_0 + (alpha / r) B A for each
+    adapted projection (all are Linear: the families' `lora_targets`), every adapter dropped."""
+    merged = {}
+    for name, module in unet.named_modules():
+        if isinstance(module, BaseTunerLayer):
+            name = name.replace(FSDP_UNIT, "")  # nested FSDP units: the state's names are the module's own
+            a, b = state[f"{name}.lora_A.{adapter}.weight"], state[f"{name}.lora_B.{adapter}.weight"]
+            merged[f"{name}.weight"] = state[f"{name}.base_layer.weight"] + (b.float() @ a.float()) * module.scaling[adapter]
+    plain = {}
+    for key, value in state.items():
+        if "lora_" in key:
+            continue
+        key = key.replace(".base_layer.", ".")
+        plain[key] = merged.get(key, value)
+    return plain
+
+
+class Policy:
+    """The trainable denoiser of `model` (unwrapped), its snapshots and its reference passes.
+
+    `wrapped` is the denoiser as accelerate prepared it (DDP, FSDP, ...; default: the unwrapped one).
+    """
+
+    def __init__(self, model, wrapped=None):
         self.model = model
-        self.full_state_dict = full_state_dict or (lambda: model.unet.state_dict())
+        self.wrapped = model.unet if wrapped is None else wrapped
+        self.sharded = is_sharded(self.wrapped)
         self.lora = is_lora(model.unet)
         self._ref_unet = None        # full fine-tuning only
         self._ref_loaded = None      # (pool identity, snapshot step) currently in the reference slot
 
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        """The trainable weights now, detached on CPU."""
+    def state(self) -> dict[str, torch.Tensor]:
+        """The denoiser's whole state dict (LoRA: base and adapters), gathered on every process when sharded
+        (a collective: every process must call it)."""
+        if self.sharded:
+            return get_model_state_dict(self.wrapped, options=StateDictOptions(full_state_dict=True))
+        return self.model.unet.state_dict()
+
+    def snapshot(self, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The trainable weights now (of `state`, default `self.state()`), detached on CPU."""
+        state = self.state() if state is None else state
         if self.lora:
-            state = get_peft_model_state_dict(self.model.unet, adapter_name=POLICY)
-        else:
-            state = self.full_state_dict()
+            state = adapter_of(state, POLICY)
         return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+    def load_adapter(self, adapter: dict[str, torch.Tensor], name: str = POLICY) -> None:
+        """Write a LoRA snapshot into adapter slot `name` (a collective when sharded)."""
+        if self.sharded:
+            set_model_state_dict(self.wrapped, with_adapter_name(adapter, name),
+                                 options=StateDictOptions(full_state_dict=True, strict=False))
+        else:
+            set_peft_model_state_dict(self.model.unet, adapter, adapter_name=name)
 
     @contextmanager
     def reference(self, pool: ReplayPool, index: int):
@@ -84,16 +142,16 @@ class Policy:
         if self.lora:
             unet = self.model.unet
             if self._ref_loaded != key:
-                set_peft_model_state_dict(unet, pool.get(index), adapter_name=REFERENCE)
+                self.load_adapter(pool.get(index), REFERENCE)
                 self._ref_loaded = key
             set_adapter(unet, REFERENCE)
-            try:
-                yield self.model
+            try:  # sharded: through FSDP, which gathers each unit's weights for its forward
+                yield self._with_unet(self.wrapped) if self.sharded else self.model
             finally:
                 set_adapter(unet, POLICY)  # also restores requires_grad on the policy adapter
             return
-        if self._ref_unet is None:
-            self._ref_unet = copy.deepcopy(self.model.unet).requires_grad_(False).eval()
+        if self._ref_unet is None:  # sharded: a whole (unsharded) copy, built from the snapshot
+            self._ref_unet = (self.plain() if self.sharded else copy.deepcopy(self.model.unet)).requires_grad_(False).eval()
         if self._ref_loaded != key:
             self._ref_unet.load_state_dict(pool.get(index))
             self._ref_loaded = key
@@ -104,25 +162,18 @@ class Policy:
         view.unet = unet
         return view
 
-    def merged_unet(self):
-        """A plain diffusers UNet with the policy's LoRA merged in (a new module), for saving and sampling.
-
-        W = W_0 + (alpha / r) B A for each adapted projection; the adapters themselves are dropped.
-        """
+    def plain(self, state: dict[str, torch.Tensor] | None = None):
+        """A new plain diffusers denoiser (no LoRA layers) holding `state`, a plain state dict (default: fresh)."""
         unet = self.model.unet
-        if not self.lora:
-            return unet
-        merged = {}
-        for name, module in unet.named_modules():
-            if isinstance(module, BaseTunerLayer):
-                base = module.get_base_layer()
-                merged[f"{name}.weight"] = base.weight.detach() + module.get_delta_weight(POLICY).detach()
-        state = {}
-        for key, value in unet.state_dict().items():
-            if "lora_" in key:
-                continue
-            key = key.replace(".base_layer.", ".")
-            state[key] = merged.get(key, value)
         plain = type(unet).from_config(unet.config)
-        plain.load_state_dict(state)
+        if state is not None:
+            plain.load_state_dict(state)
         return plain.to(unet.device)
+
+    def merged_unet(self, state: dict[str, torch.Tensor] | None = None):
+        """The policy as a plain diffusers UNet, for saving and sampling: LoRA merged in (`merge_lora`), from
+        `state` (default `self.state()`, gathered when sharded). Unsharded full fine-tuning: the network itself."""
+        if not (self.lora or self.sharded):
+            return self.model.unet
+        state = self.state() if state is None else state
+        return self.plain(merge_lora(self.model.unet, state) if self.lora else state)

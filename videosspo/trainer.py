@@ -43,7 +43,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, gather_object, set_seed
 from diffusers.optimization import get_scheduler
-from peft.utils import set_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
@@ -60,9 +59,10 @@ from videosspo.ema import EMA
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import get_objective
-from videosspo.reference import POLICY, Policy, add_lora
+from videosspo.reference import Policy, add_lora
 from videosspo.replay import NodeShare, ReplayPool
 from videosspo.sampling import make_scheduler, sample_latents
+from videosspo.shards import ProcessStream, ShardDataset, check_shares, is_shards
 from videosspo.video import write_video
 
 log = logging.getLogger("videosspo.trainer")
@@ -96,7 +96,8 @@ class StreamSampler(Sampler):
     def global_batch(self) -> int:
         return self.batch * self.accum * self.processes
 
-    def position(self, p: int) -> int:
+    def index(self, p: int, q: int) -> int:
+        """The dataset index at global stream position p (this process's q-th read: unused here)."""
         epoch = p // self.n
         if epoch not in self._orders:
             self._orders = {epoch: rng.epoch_order(self.seed, epoch, self.n)}
@@ -106,9 +107,23 @@ class StreamSampler(Sampler):
         micro = self.start_step * self.accum + self.skip
         while True:
             step, m = divmod(micro, self.accum)
-            first = step // self.repeat * self.global_batch + (m * self.processes + self.rank) * self.batch
-            yield [(self.position(p), p) for p in range(first, first + self.batch)]
+            local = step // self.repeat * self.accum + m  # this process's micro-batches in the stream before this one
+            first = (local * self.processes + self.rank) * self.batch  # = d*G + (m*P + r)*B
+            yield [(self.index(first + i, local * self.batch + i), first + i) for i in range(self.batch)]
             micro += 1
+
+
+class ShardSampler(StreamSampler):
+    """`StreamSampler` over WebDataset shards (`videosspo.shards`): the global positions (and so every seed)
+    are the same, but the sample at this process's q-th read is sample q of its own shard stream."""
+
+    def __init__(self, shard_sizes: list[int], batch: int, accum: int, processes: int, rank: int, seed: int,
+                 start_step: int, repeat: int = 1, skip: int = 0):
+        super().__init__(sum(shard_sizes), batch, accum, processes, rank, seed, start_step, repeat, skip)
+        self.stream = ProcessStream(shard_sizes, seed, processes, rank)
+
+    def index(self, p: int, q: int) -> int:
+        return self.stream[q]
 
     def __len__(self):  # endless; DataLoader only needs this for its own length, never used
         return 2**62
@@ -291,8 +306,16 @@ class Trainer:
 
         data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
                          width=cfg.data.width, require_loser=cfg.method.name == "dpo")
-        self.data = (LatentDataset(cfg.data.latent_cache, cfg.data.path, expect=encoder, **data_args)
-                     if cfg.data.latent_cache else VideoDataset(cfg.data.path, **data_args))
+        if cfg.data.latent_cache:
+            if is_shards(cfg.data.path):
+                raise ConfigError(f"data.latent_cache needs a metadata folder, but data.path {cfg.data.path!r} names "
+                                  f"WebDataset shards; unset data.latent_cache")
+            self.data = LatentDataset(cfg.data.latent_cache, cfg.data.path, expect=encoder, **data_args)
+        elif is_shards(cfg.data.path):
+            self.data = ShardDataset(cfg.data.path, **data_args)
+            check_shares(self.data.shard_sizes, acc.num_processes, cfg.data.path)
+        else:
+            self.data = VideoDataset(cfg.data.path, **data_args)
         self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction, verbose=acc.is_main_process)
         self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
 
@@ -304,12 +327,17 @@ class Trainer:
                                          num_training_steps=cfg.train.max_steps)
         # The LR schedule is stepped by us once per optimizer step (accelerate's wrapper steps it once per
         # process, which would make N processes differ from one); it is checkpointed all the same.
+        if acc.state.deepspeed_plugin is not None:
+            _check_deepspeed(acc.state.deepspeed_plugin, cfg.optim.batch_size)
         self.unet, self.optimizer = acc.prepare(self.model.unet, self.optimizer)
         acc.register_for_checkpointing(self.lr_schedule)
         self.model.unet = acc.unwrap_model(self.unet)
         self.policy_model = copy.copy(self.model)
         self.policy_model.unet = self.unet  # the (possibly DDP-wrapped) trainable forward
-        self.policy = Policy(self.model, full_state_dict=lambda: acc.get_state_dict(self.unet))
+        self.policy = Policy(self.model, wrapped=self.unet)
+        if self.policy.sharded and cfg.loser.overlap:
+            raise ConfigError("loser.overlap samples in a background thread, which cannot take part in FSDP's "
+                              "collectives; set loser.overlap: false with FSDP")
         self.ema = EMA(self.model.unet, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
         if self.policy.lora:
             acc.register_save_state_pre_hook(self._save_adapter_only)
@@ -334,12 +362,13 @@ class Trainer:
     def _save_adapter_only(self, models, weights, output_dir):
         """With LoRA a checkpoint's `accelerate/` holds the adapter (MBs), not the frozen base (GBs)."""
         weights.clear()
+        adapter = self.policy.snapshot()  # every process: gathered from the shards under FSDP
         if self.accelerator.is_main_process:
-            save_file(self.policy.snapshot(), os.path.join(output_dir, ADAPTER_FILE))
+            save_file(adapter, os.path.join(output_dir, ADAPTER_FILE))
 
     def _load_adapter_only(self, models, input_dir):
         models.clear()  # accelerate then restores optimizer, schedule and RNG; the adapter is ours
-        set_peft_model_state_dict(self.model.unet, load_file(os.path.join(input_dir, ADAPTER_FILE)), adapter_name=POLICY)
+        self.policy.load_adapter(load_file(os.path.join(input_dir, ADAPTER_FILE)))
 
     # -- one micro-batch ---------------------------------------------------------------------------
 
@@ -627,9 +656,10 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         cfg, acc = self.config, self.accelerator
-        sampler = StreamSampler(len(self.data), cfg.optim.batch_size, cfg.optim.grad_accum, acc.num_processes,
-                                acc.process_index, cfg.train.seed, self.step,
-                                repeat=cfg.loser.reuse if cfg.method.name == "sspo" else 1, skip=self.stream_skips)
+        args = (cfg.optim.batch_size, cfg.optim.grad_accum, acc.num_processes, acc.process_index, cfg.train.seed, self.step)
+        kwargs = dict(repeat=cfg.loser.reuse if cfg.method.name == "sspo" else 1, skip=self.stream_skips)
+        sampler = (ShardSampler(self.data.shard_sizes, *args, **kwargs) if isinstance(self.data, ShardDataset)
+                   else StreamSampler(len(self.data), *args, **kwargs))
         # its own generator: making an iterator draws a worker seed, which would otherwise advance the global RNG
         # (checkpointed), so that a resumed run's RNG state would differ from an uninterrupted one's
         return DataLoader(StreamDataset(self.data, cfg.train.seed), batch_sampler=sampler, collate_fn=collate_stream,
@@ -646,18 +676,21 @@ class Trainer:
     def write_samples(self) -> list[Path]:
         """Videos of `train.sample_prompts` from the current policy (its EMA when on), with their prompts."""
         cfg, acc = self.config, self.accelerator
-        if not acc.is_main_process:
-            return []
-        folder = self.out / "samples" / f"step_{self.step:06d}"
-        view = copy.copy(self.model)  # the unwrapped unet: sampling needs no gradient sync
-        view.unet.eval()
         prompts = list(cfg.train.sample_prompts)
         with self.inference_weights():
+            whole = self.policy.state() if self.policy.sharded else None  # every process: a collective under FSDP
+            if not acc.is_main_process:
+                return []
+            view = copy.copy(self.model)  # the unwrapped unet: sampling needs no gradient sync
+            if whole is not None:  # FSDP: the unwrapped unet holds this process's shard; sample a whole copy
+                view.unet = self.policy.merged_unet(whole)
+            view.unet.eval()
             pixels = view.decode(sample_latents(view, prompts, frames=cfg.data.frames, height=cfg.data.height,
                                                 width=cfg.data.width, steps=cfg.sample.steps,
                                                 guidance=cfg.sample.guidance, negative_prompt=cfg.sample.negative_prompt,
                                                 scheduler=cfg.sample.scheduler, seeds=list(range(len(prompts)))))
-        view.unet.train()
+            view.unet.train()
+        folder = self.out / "samples" / f"step_{self.step:06d}"
         paths = [write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
                  for i, (p, video) in enumerate(zip(prompts, pixels.cpu()))]
         (folder / "prompts.txt").write_text("\n".join(f"{path.name}\t{p}" for path, p in zip(paths, prompts)) + "\n")
@@ -688,9 +721,11 @@ class Trainer:
             if self.losers.reuse > 1:  # each process's own cache: its samples are its own
                 (tmp / "losers").mkdir(exist_ok=True)
                 self.losers.save(tmp / "losers" / f"rank{acc.process_index}.safetensors")
+            with self.inference_weights():  # every process: gathering the shards is a collective under FSDP
+                whole = self.policy.state() if self.policy.sharded else None
             acc.wait_for_everyone()
             if acc.is_main_process:
-                self._write_state(tmp, store, stream_skips)
+                self._write_state(tmp, store, stream_skips, whole)
                 commit(tmp, final)
         except Exception as e:  # any failure (torch's writer raises RuntimeError on a full disk, not OSError)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -701,8 +736,9 @@ class Trainer:
         acc.wait_for_everyone()
         return final
 
-    def _write_state(self, tmp: Path, store: SnapshotStore, stream_skips: list[int]) -> None:
-        """The main process's part of a checkpoint: replay pool, EMA, export, config, trainer state, marker.
+    def _write_state(self, tmp: Path, store: SnapshotStore, stream_skips: list[int], whole: dict | None) -> None:
+        """The main process's part of a checkpoint: replay pool, EMA, export (of `whole`, the state dict
+        gathered under FSDP), config, trainer state, marker.
 
         Exporting builds modules whose random init it overwrites: under `fork_rng`, so the global RNG
         (saved above by `save_state`) does not advance and a resumed run's equals an uninterrupted one's.
@@ -714,9 +750,9 @@ class Trainer:
                 save_file(self.ema.state_dict(), str(tmp / EMA_FILE))
             with self.inference_weights():
                 if self.config.train.export == "adapter":
-                    save_adapter(tmp / "model", self.policy.snapshot(), self.config.model)
+                    save_adapter(tmp / "model", self.policy.snapshot(whole), self.config.model)
                 else:
-                    self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet())
+                    self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet(whole))
         save_config(self.config, tmp / "config.yaml")
         state = {"step": self.step, "counters": self.counters, "divergence": self.divergence,
                  "unreadable": self.unreadable.state_dict(), "stream_skips": stream_skips}
@@ -803,6 +839,16 @@ def check_compatible(saved: Config, current: Config) -> None:
         section, name = key.split(".")
         if a[section][name] != b[section][name]:
             raise ConfigError(f"cannot resume: {key} is {b[section][name]!r} but the checkpoint has {a[section][name]!r}")
+
+
+def _check_deepspeed(plugin, batch_size: int) -> None:
+    """DeepSpeed as the trainer uses it: ZeRO-3 is refused (its parameters are partitioned, and the replay
+    snapshots, reference passes and export read whole ones; FSDP gathers them); the micro-batch is
+    optim.batch_size (accelerate reads it from a prepared DataLoader, and the trainer prepares none)."""
+    if plugin.zero_stage == 3:
+        raise ConfigError("DeepSpeed ZeRO-3 partitions the parameters that the replay snapshots, reference passes "
+                          "and export read whole; use configs/accelerate/fsdp_8gpu.yaml (FSDP) or ZeRO-2")
+    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = batch_size
 
 
 def _run_key(output_dir: Path) -> str:
