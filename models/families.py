@@ -9,6 +9,7 @@ import torch
 from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLLTXVideo, AutoencoderKLWan, CogVideoXDDIMScheduler,
                        CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel,
                        MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel, WanTransformer3DModel)
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from einops import rearrange, repeat
 from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
@@ -44,6 +45,12 @@ class AnimateDiff(VideoDiffusionModel):
         """The LoRA, plus the LoRA of the motion modules alone in `motion_lora/` (a "motion LoRA")."""
         super().save_adapter(path, adapter, lora)
         super().save_adapter(Path(path) / "motion_lora", motion_only(adapter), lora)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """diffusers' checkpointing (resnets, spatial transformer blocks), and the motion modules too: diffusers
+        0.42 keeps their activations (temporal attention over every frame) for the backward pass."""
+        self.unet.enable_gradient_checkpointing()
+        checkpoint_modules(m for m in self.unet.modules() if isinstance(m, AnimateDiffTransformer3D))
 
     def _denoise(self, x_t, t, cond):
         # UNetMotionModel folds frames into the batch itself but wants the text per frame.
@@ -92,13 +99,16 @@ class ModelScope(VideoDiffusionModel):
 
 def checkpoint_blocks(unet: UNet3DConditionModel) -> None:
     """Activation checkpointing for a UNet3DConditionModel: `transformer_in` and every down, mid and
-    up block keep only their inputs and recompute the rest in the backward pass.
+    up block keep only their inputs and recompute the rest in the backward pass."""
+    checkpoint_modules((unet.transformer_in, *unet.down_blocks, unet.mid_block, *unet.up_blocks))
 
-    Each block's `forward` becomes a bound method that runs the class's forward under
+
+def checkpoint_modules(modules) -> None:
+    """Each module's `forward` becomes a bound method that runs the class's forward under
     `torch.utils.checkpoint` (non-reentrant: keyword arguments, tuples of skip tensors and frozen
     inputs all work). Weights and state-dict keys are untouched, and a deep copy binds to the copy.
     """
-    for block in (unet.transformer_in, *unet.down_blocks, unet.mid_block, *unet.up_blocks):
+    for block in modules:
         block.forward = types.MethodType(_checkpointed_forward, block)
 
 

@@ -346,4 +346,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if False:\n            set_model_state_dict(",
         "under FSDP the reference adapter is loaded into each process's flat shard: wrong references",
         ("tests/test_sharding.py",)),
+    Mutation(
+        "AnimateDiff motion modules not checkpointed", "models/families.py",
+        "        checkpoint_modules(m for m in self.unet.modules() if isinstance(m, AnimateDiffTransformer3D))\n",
+        "",
+        "gradient checkpointing keeps the motion modules' activations (temporal attention over every frame)",
+        ("tests/test_models.py::test_gradient_checkpointing_recomputes_and_keeps_gradients",)),
 )

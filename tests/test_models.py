@@ -270,15 +270,17 @@ def test_vae_chunking_does_not_change_results():
     assert torch.equal(model.encode_video(pixels), whole_latents)
 
 
-# -- gradient checkpointing of the ModelScope UNet (diffusers has none for UNet3DConditionModel) ---------
+# -- gradient checkpointing where diffusers has none: the ModelScope UNet, AnimateDiff's motion modules ----
 
 
-def test_modelscope_gradient_checkpointing_recomputes_and_keeps_gradients():
-    model = build_model(ModelConfig(family="modelscope"))
+@pytest.mark.parametrize("family, module", [("modelscope", "down_blocks.0.resnets.0"),
+                                            ("animatediff", "down_blocks.0.motion_modules.0.proj_in")])
+def test_gradient_checkpointing_recomputes_and_keeps_gradients(family, module):
+    model = build_model(ModelConfig(family=family))
     model.unet.eval()  # no dropout: the two passes compare like for like (eval mode still backpropagates)
     x, t, cond = inputs(model, frames=2)
     calls = []
-    model.unet.down_blocks[0].resnets[0].register_forward_hook(lambda *_: calls.append(1))
+    model.unet.get_submodule(module).register_forward_hook(lambda *_: calls.append(1))
 
     def grads():
         model.unet.zero_grad()
