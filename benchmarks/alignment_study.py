@@ -58,7 +58,8 @@ from videosspo.alignment import ALIGN_CONFIG, t_interval  # noqa: E402
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "alignment_study"
 
 # name -> config overrides on configs/stacked_sspo.yaml ("base" is the untrained start). An ablation
-# ("method/key=value") changes one key of its method; the name says the value it sets.
+# ("method/key=value") changes one key of its method from the config's value (sft_weight 1, loser
+# steps 10, caption dropout 0); the name says the value it sets.
 VARIANTS: dict[str, dict] = {
     "base": {},
     "sft": {"method": {"name": "sft"}},
@@ -69,19 +70,14 @@ VARIANTS: dict[str, dict] = {
     "sspo/ssr=sign": {"method": {"name": "sspo", "ssr_mode": "sign"}},
     "sspo/ssr=drop": {"method": {"name": "sspo", "ssr_mode": "drop"}},
     "sspo/ssr=off": {"method": {"name": "sspo", "ssr_mode": "off"}},
-    "sspo/sft_weight=1": {"method": {"name": "sspo", "sft_weight": 1.0}},
     "sspo/sft_weight=37.5": {"method": {"name": "sspo", "sft_weight": 37.5}},  # beta / 4 at the config's beta 150
     # loser cost against quality (LoserConfig): DDIM steps, a multistep solver, reuse windows, SDEdit losers
     "sspo/loser_steps=4": {"method": {"name": "sspo"}, "loser": {"steps": 4}},
-    "sspo/loser_steps=10": {"method": {"name": "sspo"}, "loser": {"steps": 10}},
     "sspo/loser_steps=20": {"method": {"name": "sspo"}, "loser": {"steps": 20}},
     "sspo/loser_reuse=2": {"method": {"name": "sspo"}, "loser": {"reuse": 2}},
     "sspo/loser_reuse=4": {"method": {"name": "sspo"}, "loser": {"reuse": 4}},
     "sspo/loser=unipc4": {"method": {"name": "sspo"}, "loser": {"steps": 4, "scheduler": "unipc"}},
     "sspo/loser=winner0.5": {"method": {"name": "sspo"}, "loser": {"init": "winner", "strength": 0.5}},
-    "sft/caption_dropout=0": {"method": {"name": "sft"}, "data": {"caption_dropout": 0.0}},
-    "dpo/caption_dropout=0": {"method": {"name": "dpo"}, "data": {"caption_dropout": 0.0}},
-    "sspo/caption_dropout=0": {"method": {"name": "sspo"}, "data": {"caption_dropout": 0.0}},
     "sft/caption_dropout=0.1": {"method": {"name": "sft"}, "data": {"caption_dropout": 0.1}},
     "dpo/caption_dropout=0.1": {"method": {"name": "dpo"}, "data": {"caption_dropout": 0.1}},
     "sspo/caption_dropout=0.1": {"method": {"name": "sspo"}, "data": {"caption_dropout": 0.1}},
