@@ -17,7 +17,9 @@ from conftest import ROOT
 
 
 def test_fsdp_snapshots_and_export_equal_one_process(synth_data, tmp_path):
-    worker, env = ROOT / "tests" / "fsdp_worker.py", {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    worker = ROOT / "tests" / "fsdp_worker.py"
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # the tree under test, not another
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, str(worker), str(one), str(synth_data), "1", "4"], check=True, env=env,
                    capture_output=True)
