@@ -216,8 +216,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "LoRA initialised from the global RNG", "videosspo/reference.py",
         "        torch.manual_seed(seed)\n",
         "",
-        "two identical runs from a pretrained model differ (peft draws lora_A from whatever the RNG holds)",
-        ("tests/test_real_layouts.py::test_identical_runs_from_a_pretrained_folder_are_bit_identical",)),
+        "the adapter depends on whatever the global RNG holds (peft draws lora_A from it), not on train.seed alone",
+        ("tests/test_models.py::test_lora_init_depends_on_its_seed_alone",
+         "tests/test_real_layouts.py::test_identical_runs_from_a_pretrained_folder_are_bit_identical")),
     Mutation(
         "frozen parts exported in the training dtype", "models/base.py",
         "            module.to(dtype=self.saved_dtypes[name])\n",

@@ -301,3 +301,23 @@ def test_gradient_checkpointing_recomputes_and_keeps_gradients(family, module):
     torch.nn.init.zeros_(copy.unet.conv_out.weight), torch.nn.init.zeros_(copy.unet.conv_out.bias)
     with torch.no_grad():
         assert copy.predict(x, t, cond).abs().max() == 0
+
+
+def test_lora_init_depends_on_its_seed_alone():
+    """add_lora draws lora_A from its `seed`, whatever the global RNG holds (peft draws from the global
+    RNG), and leaves the global RNG where it was: the same seed gives the same adapter, another seed another."""
+    from videosspo.reference import add_lora
+
+    def adapter(seed: int, global_seed: int) -> dict:
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel(**tiny_unet2d_kwargs(4, 32))
+        torch.manual_seed(global_seed)
+        before = torch.random.get_rng_state()
+        add_lora(unet, 4, None, ("to_q", "to_v"), seed=seed)
+        assert torch.equal(torch.random.get_rng_state(), before)
+        return {k: v.clone() for k, v in unet.state_dict().items() if "lora_A" in k}
+
+    a, b, c = adapter(7, global_seed=1), adapter(7, global_seed=2), adapter(8, global_seed=1)
+    assert a and a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
