@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks.vbench import report  # noqa: E402
 from benchmarks.vbench.inputs import IMAGE_EXTS, attach_dimensions, collect_videos, load_prompts  # noqa: E402
 from benchmarks.vbench.runner import STATIC_FILTER_MODES  # noqa: E402
-from benchmarks.vbench.spec import ALL_DIMS, VBENCH_DIMS  # noqa: E402
+from benchmarks.vbench.spec import ALL_DIMS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -6,9 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-import diffusers
 from peft.utils import set_peft_model_state_dict
-from safetensors.torch import load_file
 
 from models.base import MODEL_FILE, VideoDiffusionModel
 from models.families import FAMILIES

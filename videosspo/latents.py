@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 from videosspo.checkpoint import first_line
 from videosspo.data import ClipDataset, Record, VideoDataset, frame_windows, resize_center_crop
 from videosspo.errors import DataError, PathError
-from videosspo.video import VideoReadError, count_frames, read_video, to_tensor
+from videosspo.video import VideoReadError, count_frames, to_tensor
 
 log = logging.getLogger("videosspo.latents")
 
