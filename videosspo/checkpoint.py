@@ -115,7 +115,7 @@ class RunLock:
                 os.close(fd)
                 raise RunLocked(f"train.output_dir={str(self.path.parent)!r} is in use by another run ({holder}); "
                                 f"wait for it to end or choose another train.output_dir") from None
-            if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+            if _same_file(self.path, fd):
                 break
             os.close(fd)  # the holder released and removed the file between our open and flock: retry
         stale = _holder(fd)
@@ -132,6 +132,14 @@ class RunLock:
         self.path.unlink(missing_ok=True)
         os.close(self.fd)
         self.fd = None
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """Whether `path` still names the file open as `fd` (it may be removed, or replaced, at any moment)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _holder(fd: int) -> str:
