@@ -176,6 +176,19 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
 
 
+def _run_and_save(job: tuple) -> dict:
+    """`run_one`, its record (with the settings that make runs comparable) written to `<out>/runs/`."""
+    import torch
+
+    variant, seed, s, work, extra, prompts, run_settings, out = job
+    torch.set_num_threads(1)  # also in a worker process
+    print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}", flush=True)
+    record = run_one(variant, seed, s, work, extra, prompts)
+    record = json.loads(json.dumps({**record, "settings": run_settings}))  # str step keys, as when read
+    _run_path(out, variant, seed).write_text(json.dumps(record))
+    return record
+
+
 def base_digest(folder: str | Path) -> str:
     """sha256 of every file of the base model folder: runs from another base under the same path are not reused."""
     import hashlib
@@ -325,6 +338,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--report-only", dest="report_only", action="store_true",
                    help="train nothing: rebuild the report from the runs in <out>/runs (their settings)")
     p.add_argument("--force", action="store_true", help="rerun (variant, seed) runs already in <out>/runs")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel, one single-threaded process each "
+                   "(2 on 2 cores: the quick study's wall time halves)")
     args, rest = p.parse_known_args(argv)
 
     import torch
@@ -356,16 +371,25 @@ def main(argv: list[str] | None = None) -> dict:
     prompts = {"heldout": heldout_prompts()[:s.prompts], "seen": seen_prompts()[:s.prompts]}
     current = [r for r in saved if json.dumps(r["settings"], sort_keys=True) == json.dumps(run_settings, sort_keys=True)]
     done = {(r["variant"], r["seed"]) for r in current}
-    for variant in [] if args.report_only else args.variants:
-        for seed in s.seeds[:1] if variant == "base" else s.seeds:  # the base is one model: one evaluation
-            if (variant, seed) in done and not args.force:
-                continue
-            print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}", flush=True)
-            record = run_one(variant, seed, s, Path(args.work) / f"{variant.replace('/', '__')}_{seed}", extra,
-                             prompts)
-            record = json.loads(json.dumps({**record, "settings": run_settings}))  # str step keys, as when read
-            _run_path(out, variant, seed).write_text(json.dumps(record))
-            current = [r for r in current if (r["variant"], r["seed"]) != (variant, seed)] + [record]
+    todo = [(variant, seed) for variant in ([] if args.report_only else args.variants)
+            for seed in (s.seeds[:1] if variant == "base" else s.seeds)  # the base is one model: one evaluation
+            if (variant, seed) not in done or args.force]
+    if todo:
+        from videosspo.alignment import prepare
+
+        prepare(make_config("sspo", 0, s, Path(args.work), extra, s.steps), progress=False)  # once, before any worker
+    jobs = [(variant, seed, s, Path(args.work) / f"{variant.replace('/', '__')}_{seed}", extra, prompts, run_settings,
+             out) for variant, seed in todo]
+    if args.jobs > 1 and len(jobs) > 1:  # one single-threaded run per process: the runs are independent
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            records = list(pool.map(_run_and_save, jobs))
+    else:
+        records = [_run_and_save(job) for job in jobs]
+    keys = set(todo)
+    current = [r for r in current if (r["variant"], r["seed"]) not in keys] + records
     summary = summarize(current, s.sample_seeds)
     settings = {"mode": "quick" if args.quick else "full", **dataclasses.asdict(s), "overrides": extra,
                 "seeds_run": {v: e["seeds"] for v, e in summary.items()}, "runs": len(current),

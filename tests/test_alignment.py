@@ -189,7 +189,7 @@ def test_alignment_study_tiny(stacked, world, tmp_path):
                    "--work", str(tmp_path / "work"), "--model.pretrained", str(tmp_path / "base"),
                    "--data.path", str(world.curated), "--data.latent_cache", str(tmp_path / "cache"),
                    "--data.frames", str(FRAMES), "--optim.lr", "0.01", "--optim.batch_size", "2", "--loser.steps", "1",
-                   "--replay.interval", "1"])
+                   "--replay.interval", "1", "--jobs", "2"])  # runs in 2 worker processes
     for name in ("study.json", "study.md", "adherence.png"):
         assert (tmp_path / "study" / name).stat().st_size > 0
     summary = result["summary"]
