@@ -54,7 +54,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.vbench import report  # noqa: E402
-from benchmarks.vbench.inputs import IMAGE_EXTS, attach_dimensions, collect_videos, load_prompts  # noqa: E402
+from benchmarks.vbench.inputs import IMAGE_EXTS, attach_prompt_info, collect_videos, load_prompts  # noqa: E402
 from benchmarks.vbench.runner import STATIC_FILTER_MODES  # noqa: E402
 from benchmarks.vbench.spec import ALL_DIMS  # noqa: E402
 
@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--checkpoint", help="videosspo checkpoint: generate the videos first into OUT/videos")
     src.add_argument("--prompts", help="prompt list: text file (one a line), VBench_full_info.json, or "
                      "'vbench' for the installed package's file; with --videos it attaches VBench's "
-                     "per-prompt dimension lists")
+                     "per-prompt dimension lists and auxiliary info (scene, object, colour, relation)")
     src.add_argument("--limit", type=int, help="evaluate only the first N videos (quick runs)")
     gen = p.add_argument_group("generation (with --checkpoint)")
     gen.add_argument("--samples", type=int, default=5, help="videos per prompt (VBench: 5)")
@@ -144,7 +144,7 @@ def gather_items(args) -> list[dict]:
                         fps=args.fps, progress=not args.no_progress)
         return items
     items = collect_videos(args.videos, args.metadata, args.limit)
-    return attach_dimensions(items, prompts) if prompts else items
+    return attach_prompt_info(items, prompts) if prompts else items
 
 
 def evaluate_run(args, name: str) -> dict | None:

@@ -353,4 +353,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         "gradient checkpointing keeps the motion modules' activations (temporal attention over every frame)",
         ("tests/test_models.py::test_gradient_checkpointing_recomputes_and_keeps_gradients",)),
+    Mutation(
+        "a repeated prompt keeps only its last entry", "benchmarks/vbench/inputs.py",
+        '        p["dimensions"] += [d for d in e.get("dimension", []) if d not in p["dimensions"]]\n',
+        '        p["dimensions"] = list(e.get("dimension", []))\n',
+        "a prompt VBench's JSON lists twice loses the first entry's dimensions (appearance style)",
+        ("tests/test_vbench.py::test_load_prompts_keeps_auxiliary_info_and_merges_repeated_prompts",)),
 )

@@ -309,6 +309,82 @@ def test_full_info_scopes_dimensions_per_prompt(tmp_path):
     assert res["dynamic_degree"][0] == 1.0 and len(res["dynamic_degree"][1]) == 1
 
 
+VBENCH_INFO = [  # VBench_full_info.json's format, entries as VBench writes them
+    {"prompt_en": "alley", "dimension": ["scene", "background_consistency"],
+     "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}}},
+    {"prompt_en": "a red bicycle", "dimension": ["color"], "auxiliary_info": {"color": {"color": "red"}}},
+    {"prompt_en": "The bund Shanghai, oil painting", "dimension": ["appearance_style"],
+     "auxiliary_info": {"appearance_style": {"appearance_style": "oil painting"}}},
+    {"prompt_en": "The bund Shanghai, oil painting", "dimension": ["overall_consistency", "aesthetic_quality"]},
+    {"prompt_en": "a dog", "dimension": ["subject_consistency"]},
+]
+
+
+def test_load_prompts_keeps_auxiliary_info_and_merges_repeated_prompts(tmp_path):
+    """Issue 11.9: each prompt keeps VBench's auxiliary_info; a prompt listed twice gets both
+    entries' dimensions and info (VBench's standard mode scores its videos for both)."""
+    from benchmarks.vbench.inputs import auxiliary_info, load_prompts
+
+    (tmp_path / "full.json").write_text(json.dumps(VBENCH_INFO))
+    prompts = load_prompts(str(tmp_path / "full.json"))
+    assert [p["prompt"] for p in prompts] == ["alley", "a red bicycle", "The bund Shanghai, oil painting", "a dog"]
+    assert prompts[0]["auxiliary_info"] == {"scene": {"scene": {"scene": "alley"}}}
+    assert prompts[2]["dimensions"] == ["appearance_style", "overall_consistency", "aesthetic_quality"]
+    assert prompts[2]["auxiliary_info"] == {"appearance_style": {"appearance_style": "oil painting"}}
+    assert prompts[3]["auxiliary_info"] == {}
+    # what VBench's load_dimension_info hands each dimension's module
+    assert auxiliary_info(prompts[0], "scene") == {"scene": {"scene": "alley"}}
+    assert auxiliary_info(prompts[1], "color") == {"color": "red"}
+    assert auxiliary_info(prompts[1], "scene") is None
+    (tmp_path / "p.txt").write_text("a cat\n\nalley\n")
+    assert load_prompts(str(tmp_path / "p.txt")) == [{"prompt": "a cat", "dimensions": None, "auxiliary_info": {}},
+                                                      {"prompt": "alley", "dimensions": None, "auxiliary_info": {}}]
+
+
+def test_auxiliary_info_reaches_each_videos_scorers(tmp_path):
+    """Standard layout ({prompt}-{i}.mp4 + VBench's JSON), --checkpoint's plan, and metadata rows:
+    each video's scorers see its prompt's auxiliary_info in ``meta``."""
+    from benchmarks.vbench.generate import plan
+    from benchmarks.vbench.inputs import attach_prompt_info, collect_videos, load_prompts
+    from benchmarks.vbench.runner import score_clip
+    from benchmarks.vbench.scorers import Scorer
+
+    (tmp_path / "full.json").write_text(json.dumps(VBENCH_INFO))
+    prompts = load_prompts(str(tmp_path / "full.json"))
+    folder = tmp_path / "v"
+    for name in ("alley-0", "alley-1", "a red bicycle-0", "unlisted-0"):
+        write_video(folder / f"{name}.mp4", moving_square(frames=2, size=32), fps=8)
+    items = attach_prompt_info(collect_videos(folder), prompts)
+    assert [it.get("auxiliary_info") for it in items] == [{"color": {"color": "red"}}] + \
+        [{"scene": {"scene": {"scene": "alley"}}}] * 2 + [None]
+    seen = []
+    scorer = Scorer(lambda p, m: seen.append((p, m.get("auxiliary_info"))) or _Count(), {"backend": "t"})
+    score_clip(items[1], {"scene": scorer})
+    assert seen == [("alley", {"scene": {"scene": {"scene": "alley"}}})]
+    planned = plan(prompts, 2, tmp_path / "gen")
+    assert [(it["video"].split("/")[-1], it["auxiliary_info"].get("color")) for it in planned[2:4]] == \
+        [("a red bicycle-0.mp4", {"color": "red"}), ("a red bicycle-1.mp4", {"color": "red"})]
+    rows = [{"video": "alley-0.mp4", "caption": "alley", "auxiliary_info": {"scene": {"scene": {"scene": "lane"}}}},
+            {"video": "unlisted-0.mp4", "caption": "unlisted", "auxiliary_info": {"color": {"color": "blue"}}}]
+    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    items = attach_prompt_info(collect_videos(folder), prompts)  # the JSON's info wins over the row's
+    assert [it["auxiliary_info"] for it in items] == [{"scene": {"scene": {"scene": "alley"}}},
+                                                      {"color": {"color": "blue"}}]
+
+
+class _Count:
+    """A stand-in accumulator: the number of frames fed."""
+
+    def __init__(self):
+        self.n = 0
+
+    def update(self, frame):
+        self.n += 1
+
+    def result(self):
+        return float(self.n)
+
+
 # ----------------------------------------------------------------------------- issue 11: protocol
 
 def _parse_strict(text: str):

@@ -20,7 +20,7 @@ def sample_seed(prompt: str, index: int, seed: int) -> int:
 
 
 def plan(prompts: list[dict], samples: int, out_dir: Path, flicker_samples: int | None = None) -> list[dict]:
-    """One item per video to evaluate: ``{"video", "prompt", "dimensions", "index"}``;
+    """One item per video to evaluate: ``{"video", "prompt", "dimensions", "auxiliary_info", "index"}``;
     ``flicker_samples`` videos for prompts that list temporal_flickering (VBench samples 25 and
     its static filter keeps 5), ``samples`` for the others."""
     def n(p):
@@ -28,7 +28,8 @@ def plan(prompts: list[dict], samples: int, out_dir: Path, flicker_samples: int 
         return max(samples, flicker_samples or 0) if listed else samples
 
     return [{"video": str(Path(out_dir) / video_name(p["prompt"], i)), "prompt": p["prompt"],
-             "dimensions": p["dimensions"], "index": i} for p in prompts for i in range(n(p))]
+             "dimensions": p["dimensions"], "auxiliary_info": p["auxiliary_info"], "index": i}
+            for p in prompts for i in range(n(p))]
 
 
 def generate_videos(checkpoint: str, items: list[dict], *, frames: int, height: int, width: int,

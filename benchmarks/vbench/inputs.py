@@ -31,8 +31,9 @@ def collect_videos(folder: Path, metadata: Path | None = None, limit: int | None
     """``[{"video": path, "prompt": str, "attributes": ...}]`` sorted by path, at most ``limit``.
 
     With a metadata file (given, or ``metadata.jsonl`` / ``.csv`` in the folder) its ``video``
-    column (relative to the metadata file) and ``caption`` are used; else every video / image file
-    under the folder, its prompt taken from VBench's file naming.
+    column (relative to the metadata file) and ``caption`` are used, other columns kept (a .jsonl
+    row may carry VBench's ``auxiliary_info`` dict); else every video / image file under the
+    folder, its prompt taken from VBench's file naming.
     """
     folder = Path(folder)
     metadata = metadata or next((folder / n for n in METADATA_NAMES if (folder / n).is_file()), None)
@@ -63,21 +64,42 @@ def vbench_full_info_path() -> Path:
 
 
 def load_prompts(spec: str) -> list[dict]:
-    """``[{"prompt", "dimensions"}]`` from a text file (one prompt a line; dimensions None = all),
-    a VBench_full_info.json, or ``vbench`` for the installed package's file."""
+    """``[{"prompt", "dimensions", "auxiliary_info"}]`` from a text file (one prompt a line;
+    dimensions None = all, no auxiliary info), a VBench_full_info.json, or ``vbench`` for the
+    installed package's file.
+
+    VBench's JSON lists ``{"prompt_en", "dimension": [...], "auxiliary_info": {dimension: info}}``;
+    ``info`` is what that dimension's module reads (``utils.load_dimension_info``), e.g. scene's
+    ``{"scene": {"scene": "alley"}}``, colour's ``{"color": "red"}``. A prompt listed twice (VBench's
+    file has two: appearance style and the quality dimensions) is scored for both entries' dimensions
+    in VBench's standard mode, so its entries are merged: dimensions in order, auxiliary info joined.
+    """
     path = vbench_full_info_path() if spec == "vbench" else Path(spec)
-    if path.suffix == ".json":
-        return [{"prompt": e["prompt_en"], "dimensions": list(e.get("dimension", []))}
-                for e in json.loads(path.read_text())]
-    return [{"prompt": line.strip(), "dimensions": None}
-            for line in path.read_text().splitlines() if line.strip()]
+    if path.suffix != ".json":
+        return [{"prompt": line.strip(), "dimensions": None, "auxiliary_info": {}}
+                for line in path.read_text().splitlines() if line.strip()]
+    merged: dict[str, dict] = {}
+    for e in json.loads(path.read_text()):
+        p = merged.setdefault(e["prompt_en"], {"prompt": e["prompt_en"], "dimensions": [], "auxiliary_info": {}})
+        p["dimensions"] += [d for d in e.get("dimension", []) if d not in p["dimensions"]]
+        p["auxiliary_info"].update(e.get("auxiliary_info", {}))
+    return list(merged.values())
 
 
-def attach_dimensions(items: list[dict], prompts: list[dict]) -> list[dict]:
-    """Give each video its prompt's VBench dimension list (VBench scores a dimension only on the
-    videos of prompts that list it)."""
-    dims = {p["prompt"]: p["dimensions"] for p in prompts}
-    return [{**it, "dimensions": dims.get(it["prompt"], it.get("dimensions"))} for it in items]
+def attach_prompt_info(items: list[dict], prompts: list[dict]) -> list[dict]:
+    """Give each video its prompt's VBench dimension list and auxiliary info (VBench scores a
+    dimension only on the videos of prompts that list it, with that prompt's info); the prompt
+    file's info wins over a metadata row's own ``auxiliary_info``."""
+    info = {p["prompt"]: p for p in prompts}
+    return [{**it, "dimensions": info[it["prompt"]]["dimensions"],
+             "auxiliary_info": {**it.get("auxiliary_info", {}), **info[it["prompt"]]["auxiliary_info"]}}
+            if it["prompt"] in info else it for it in items]
+
+
+def auxiliary_info(meta: dict, dimension: str):
+    """What VBench's module for ``dimension`` reads for this video (its prompt's
+    ``auxiliary_info[dimension]``), or None when the prompt has none."""
+    return (meta.get("auxiliary_info") or {}).get(dimension)
 
 
 def video_fps(path: str) -> float | None:
