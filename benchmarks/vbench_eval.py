@@ -22,11 +22,12 @@ Backends
     <= 512 (a proxy for MUSIQ that ranks sharp > blurred > noise); subject_consistency (DINO
     ViT-B/16), background_consistency and appearance_style (CLIP ViT-B/32) and aesthetic_quality
     (CLIP ViT-L/14 + LAION head) run through transformers from --weights; VBench's own MUSIQ,
-    RAFT, AMT-S, ViCLIP (overall_consistency, temporal_style) and UMT (human_action) checkpoints
-    load from --weights into ported modules (ViCLIP falls back to CLIP frame-text cosine, a
-    labelled proxy). The five GRiT / Tag2Text dimensions (object_class, multiple_objects, color,
-    spatial_relationship, scene) are not ported and always skipped here, so Semantic and Total
-    are partial unless --backend official. Proxies are labelled in every output; a dimension that cannot be
+    RAFT, AMT-S, ViCLIP (overall_consistency, temporal_style), UMT (human_action) and Tag2Text
+    (scene, with --prompts VBench_full_info.json for each prompt's scene word) checkpoints load
+    from --weights into ported modules (ViCLIP falls back to CLIP frame-text cosine, a labelled
+    proxy). The four GRiT dimensions (object_class, multiple_objects, color,
+    spatial_relationship) are not ported and always skipped here, so Semantic and Total are
+    partial unless --backend official. Proxies are labelled in every output; a dimension that cannot be
     computed is reported as skipped with the reason and the fix, never as 0. Each clip is decoded
     once and streamed through every dimension; --workers clips are scored in parallel.
   official: runs the `vbench` package (pip install vbench; downloads weights on first use) in

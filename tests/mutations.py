@@ -359,4 +359,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         '        p["dimensions"] = list(e.get("dimension", []))\n',
         "a prompt VBench's JSON lists twice loses the first entry's dimensions (appearance style)",
         ("tests/test_vbench.py::test_load_prompts_keeps_auxiliary_info_and_merges_repeated_prompts",)),
+    Mutation(
+        "scene matched as a whole phrase", "benchmarks/vbench/tag2text.py",
+        "    return sum(all(w in c for w in words) for c in caption_list)\n",
+        "    return sum(scene in c for c in caption_list)\n",
+        "a two-word scene (\"coffee shop\") no longer matches captions naming its words apart, unlike VBench",
+        ("tests/test_vbench_tag2text.py::test_scene_matching_rule_by_hand",)),
+    Mutation(
+        "each frame's caption from its own tags", "benchmarks/vbench/tag2text.py",
+        "    return torch.arange(frames * beams) // beams ** 2\n",
+        "    return torch.arange(frames * beams) // beams\n",
+        "captions no longer reproduce VBench's (its frames f read the tags of frame f // 3)",
+        ("tests/test_vbench_tag2text.py::test_beam_rows_read_the_tags_vbench_reads",)),
 )

@@ -235,7 +235,7 @@ def test_human_action_runs_umt_from_weights(umt_weights, tmp_path):
 def test_unported_dimensions_say_why():
     skipped = build(["object_class", "scene", "human_action"], ScorerContext())[1]
     assert "GRiT" in skipped["object_class"]["reason"] and "detectron2" in skipped["object_class"]["reason"]
-    assert "Tag2Text" in skipped["scene"]["reason"]
+    assert "Tag2Text" in skipped["scene"]["reason"] and "--weights" in skipped["scene"]["reason"]
     assert "l16_ptk710_ftk710_ftk400_f16_res224.pth" in skipped["human_action"]["fix"]
 
 
@@ -248,8 +248,10 @@ def test_vbench_cache_folder_works_as_weights(tmp_path):
     expected = {"imaging_quality": "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth",
                 "dynamic_degree": "raft_model/models/raft-things.pth", "motion_smoothness": "amt_model/amt-s.pth",
                 "overall_consistency": "ViCLIP/ViClip-InternVid-10M-FLT.pth",
-                "human_action": "umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth"}
-    for path in [*expected.values(), f"ViCLIP/{BPE_FILE}", "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth"]:
+                "human_action": "umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth",
+                "scene": "caption_model/tag2text_swin_14m.pth"}
+    for path in [*expected.values(), f"ViCLIP/{BPE_FILE}", "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
+                 "bert-base-uncased/vocab.txt"]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).touch()
     ctx = ScorerContext(weights=tmp_path)

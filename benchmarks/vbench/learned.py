@@ -38,13 +38,15 @@ keeps them as torch.hub / OpenAI ``.pt`` files, here they are transformers folde
     object_class, multiple_objects, color, spatial_relationship (GRiT)
         here    not ported: always skipped (``scorers.NOT_PORTED`` says why)
         VBench  https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/grit_b_densecap_objectdet.pth
-    scene (Tag2Text)
-        here    not ported: always skipped
+    scene (tag2text.py; needs each prompt's auxiliary_info, from --prompts VBench_full_info.json)
+        here    tag2text_swin_14m.pth or caption_model/tag2text_swin_14m.pth, and bert-base-uncased's
+                vocab.txt at bert-base-uncased/vocab.txt (or caption_model/bert-base-uncased/, or DIR)
         VBench  https://huggingface.co/spaces/xinyu1205/recognize-anything/resolve/main/tag2text_swin_14m.pth
-                (+ bert-base-uncased's tokenizer from the Hugging Face Hub)
+                + the tokenizer BertTokenizer.from_pretrained("bert-base-uncased") fetches from the
+                Hugging Face Hub (vocab.txt: https://huggingface.co/bert-base-uncased/resolve/main/vocab.txt)
 
 Without its file a dimension falls back to its labelled proxy where one is named above, and is
-skipped otherwise. MUSIQ, RAFT, AMT-S, ViCLIP and UMT are this project's ports of VBench's modules, with its names,
+skipped otherwise. MUSIQ, RAFT, AMT-S, ViCLIP, UMT and Tag2Text are this project's ports of VBench's modules, with its names,
 so VBench's files load as they are; DINO and CLIP run through transformers.
 
 Preprocessing follows VBench's: DINO frames have their shorter side resized to the model's
@@ -53,7 +55,8 @@ resized (bicubic) and centre-cropped to ``image_size``; both without antialiasin
 ``preprocessor_config.json``'s mean/std when present. ViCLIP sees the model's 8 frames at the
 middles of 8 equal intervals (VBench's ``read_frames_decord_by_fps(sample="middle")``) through the
 same CLIP transform on uint8 frames; UMT its 16 such frames, shorter side 256 (OpenCV bilinear),
-centre crop 224, ImageNet mean/std. Frames are encoded ``batch_frames`` at a time as they stream in
+centre crop 224, ImageNet mean/std; Tag2Text its 16 such frames resized to 384 x 384 (PIL bilinear,
+aspect ignored), ImageNet mean/std. Frames are encoded ``batch_frames`` at a time as they stream in
 (the video models keep only their sampled frames); models load on first use, once per file and device.
 """
 from __future__ import annotations
@@ -67,7 +70,8 @@ from pathlib import Path
 import numpy as np
 
 from .classical import IQ_LONGER_SIDE
-from .scorers import Scorer, ScorerContext, Unavailable, register, weight_file
+from .inputs import auxiliary_info
+from .scorers import Refused, Scorer, ScorerContext, Unavailable, register, weight_file
 
 MODEL_DIRS = {
     "dino": ("dino_vitb16", "dino-vitb16", "facebook--dino-vitb16"),
@@ -424,6 +428,45 @@ def make_human_action(ctx: ScorerContext):
     return Scorer(start, {"backend": f"UMT-L/16 (Kinetics-400) from {path.name}, top-5 >= 0.85", "proxy": False})
 
 
+@functools.lru_cache(maxsize=2)
+def _bert_tokenizer(vocab: Path):
+    from .tag2text import load_tokenizer
+
+    return load_tokenizer(vocab)
+
+
+@register("scene")
+def make_scene(ctx: ScorerContext):
+    """VBench's scene: the share of the video's 16 middle frames whose Tag2Text caption contains
+    every word of its prompt's scene (``auxiliary_info["scene"]["scene"]``, e.g. "alley")."""
+    from .tag2text import FRAMES, TAG2TEXT_FILES, VOCAB_FILES, captions, preprocess, scene_hits
+
+    path = weight_file(ctx, TAG2TEXT_FILES)
+    if path is None:
+        raise Unavailable("needs VBench's Tag2Text captioner and --weights has none",
+                          f"put {TAG2TEXT_FILES[0]} (huggingface.co/spaces/xinyu1205/recognize-anything) at "
+                          f"--weights DIR/ (or DIR/caption_model/)")
+    vocab = weight_file(ctx, VOCAB_FILES)
+    if vocab is None:
+        raise Unavailable("Tag2Text needs bert-base-uncased's vocab.txt and --weights has none",
+                          f"put huggingface.co/bert-base-uncased's vocab.txt at --weights DIR/{VOCAB_FILES[0]}")
+
+    def score(frames, scene):
+        model = load_network("tag2text", path, ctx.device)
+        caps = captions(model, _bert_tokenizer(vocab), preprocess(frames).to(next(model.parameters()).device))
+        return scene_hits(scene, caps) / len(caps)
+
+    def start(prompt, meta):
+        info = auxiliary_info(meta, "scene")
+        if info is None:
+            return Refused("its prompt has no auxiliary_info for scene (the scene word to look for)",
+                           "pass --prompts VBench_full_info.json, or give metadata.jsonl rows an auxiliary_info")
+        return SampledFrames(frame_count(meta), FRAMES, lambda frames: score(frames, info["scene"]["scene"]))
+
+    return Scorer(start, {"backend": f"Tag2Text (Swin-B) from {path.name}: captions of 16 frames contain the scene",
+                          "proxy": False})
+
+
 def load_aesthetic_head(path: Path):
     """LAION's linear aesthetic head (weight (1, d), bias (1,)) from .pth or .safetensors."""
     import torch
@@ -494,7 +537,7 @@ def make_musiq_quality(ctx: ScorerContext, path: Path) -> Scorer:
 
 def load_network(name: str, path: Path, device: str):
     """One shared network per (architecture, weight file, device): `vbench.<name>.load_<name>`, loaded once
-    under the lock (clips are scored in threads). `name`: musiq | raft | amt."""
+    under the lock (clips are scored in threads). `name`: musiq | raft | amt | viclip | umt | tag2text."""
     with _LOAD_LOCK:
         return _load_network(name, path, device)
 

@@ -55,6 +55,22 @@ class Unavailable(Exception):
         self.reason, self.fix = reason, fix
 
 
+@dataclass(frozen=True)
+class Refused:
+    """The accumulator of a video a dimension cannot score (e.g. its prompt lacks the auxiliary
+    info the dimension reads): the runner reports ``reason`` and ``fix`` for that video, and skips
+    the dimension when no video has a score."""
+
+    reason: str
+    fix: str
+
+    def update(self, frame):
+        raise Unavailable(self.reason, self.fix)
+
+    def result(self):
+        return None
+
+
 @dataclass
 class ScorerContext:
     """What factories may use: the weights folder, the torch device and per-backend options."""
@@ -92,8 +108,6 @@ NOT_PORTED = {
                     "needs VBench's GRiT dense-caption detector (grit_b_densecap_objectdet.pth), a detectron2 / "
                     "CenterNet2 model (ViTDet backbone, cascade ROI heads with ROIAlign, a text decoder with beam "
                     "search) that is not ported here: detectron2 is not on PyPI and its ops need torchvision"),
-    "scene": "needs VBench's Tag2Text captioner (tag2text_swin_14m.pth: Swin-B at 384 px, a BERT tag head over "
-             "3429 tags and a BERT caption decoder with beam search, bert-base-uncased's tokenizer), not ported here",
 }
 
 
