@@ -12,7 +12,7 @@ import torch
 
 from benchmarks.vbench import tag2text
 from benchmarks.vbench.scorers import ScorerContext, build
-from benchmarks.vbench.tag2text import (PatchMerging, Tag2Text, beam_search, captions, load_tag2text,
+from benchmarks.vbench.tag2text import (PatchMerging, Swin, Tag2Text, beam_search, captions, load_tag2text,
                                         load_tokenizer, preprocess, relative_position_index, scene_hits,
                                         shift_mask, vbench_beam_frames)
 from benchmarks.vbench_eval import main
@@ -254,6 +254,42 @@ def test_swin_windows_and_patch_merging_by_hand():
     values = 10 * torch.arange(4.0)[:, None] + torch.arange(4.0)[None]  # 10 y + x
     grid = torch.stack([values, torch.zeros(4, 4)], -1).view(1, 16, 2)
     assert merge(grid)[0].tolist() == [[0, 10, 1, 11], [2, 12, 3, 13], [20, 30, 21, 31], [22, 32, 23, 33]]
+
+
+def test_swin_equals_transformers_swin():
+    """The Swin is transformers' SwinModel (window 12 at 384 px, shifted windows, relative position
+    bias, patch merging) with the same weights, qkv split in three: the same tokens, and its pooled
+    output as the first token."""
+    from transformers import SwinConfig, SwinModel
+
+    torch.manual_seed(0)
+    swin = Swin(8, [1, 1, 2, 1], [1, 1, 2, 2]).eval()
+    for p in swin.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    names = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.o_proj",
+             "attn.relative_position_bias_table": "attention.relative_position_bias.relative_position_bias_table"}
+    state = {}
+    for key, value in swin.state_dict().items():
+        key = key.replace("patch_embed.proj", "embeddings.patch_embeddings.projection")
+        key = key.replace("patch_embed.norm", "embeddings.norm").replace("layers.", "encoder.layers.")
+        key = "layernorm." + key.split(".")[-1] if key.startswith("norm.") else key
+        if ".attn.qkv." in key:
+            for name, part in zip("qkv", value.chunk(3)):
+                state[key.replace("attn.qkv", f"attention.{name}_proj")] = part
+            continue
+        for old, new in names.items():
+            key = key.replace(f".{old}", f".{new}")
+        state[key] = value
+    config = SwinConfig(image_size=384, patch_size=4, embed_dim=8, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2],
+                        window_size=12, drop_path_rate=0.0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    reference = SwinModel(config).eval()
+    missing, unexpected = reference.load_state_dict(state, strict=False)
+    assert not unexpected and all("relative_position_index" in k for k in missing)
+    x = torch.randn(2, 3, 384, 384)
+    with torch.no_grad():
+        ours, theirs = swin(x), reference(pixel_values=x)
+    assert torch.allclose(ours[:, 1:], theirs.last_hidden_state, atol=1e-4)
+    assert torch.allclose(ours[:, 0], theirs.pooler_output, atol=1e-4)
 
 
 def _clip(seed, frames=20):

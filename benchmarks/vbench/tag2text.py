@@ -35,9 +35,11 @@ frame 0, 3-5 frame 1, ..., 15 frame 5 (VBench's scores come from its first six s
 
 The whole BERT is written here (``Bert*`` below, med.py's modules) because three of its four uses
 are not transformers' BERT (cross-attention from 1024-wide states, layers without self-attention);
-where transformers' ``BertLMHeadModel`` is the same network (the caption decoder) a test checks
-the two give the same logits. Widths, depths and the vocabulary are read from the file; the head
-counts are VBench's configs' (12 for the BERTs, 4 for the tagging head), which no file records.
+the Swin is written here to keep VBench's parameter names (transformers splits qkv and renames
+every module). Where transformers has the same network, tests check the two agree on the same
+weights: the Swin against ``SwinModel``, the caption decoder against ``BertLMHeadModel``. Widths,
+depths and the vocabulary are read from the file; the head counts are VBench's configs' (12 for
+the BERTs, 4 for the tagging head), which no file records.
 """
 from __future__ import annotations
 
