@@ -13,7 +13,7 @@ import torch
 from benchmarks.vbench import tag2text
 from benchmarks.vbench.scorers import ScorerContext, build
 from benchmarks.vbench.tag2text import (PatchMerging, Swin, Tag2Text, beam_search, captions, load_tag2text,
-                                        load_tokenizer, preprocess, relative_position_index, scene_hits,
+                                        load_tokenizer, preprocess, relative_position_index, resample_bias_table, scene_hits,
                                         shift_mask, vbench_beam_frames)
 from benchmarks.vbench_eval import main
 from videosspo.video import write_video
@@ -290,6 +290,24 @@ def test_swin_equals_transformers_swin():
         ours, theirs = swin(x), reference(pixel_values=x)
     assert torch.allclose(ours[:, 1:], theirs.last_hidden_state, atol=1e-4)
     assert torch.allclose(ours[:, 0], theirs.pooler_output, atol=1e-4)
+
+
+def test_bias_table_of_another_window_resampled_like_vbench():
+    """Window 7 -> 12 (VBench's 224 px tables at 384 px): the 13 offsets are spread on a geometric
+    progression 1, 1 + q, ... reaching 11, and a cubic spline through them reproduces a linear
+    table exactly, so the result is that linear function at the integer offsets -11 .. 11; a
+    table of the right size is kept as it is."""
+    q = 1.5
+    for _ in range(200):  # the ratio with 1 + q + ... + q^5 = 11: q^6 = 11 (q - 1) + 1, by fixed point
+        q = (11 * (q - 1) + 1) ** (1 / 6)
+    coords = np.concatenate([-np.cumsum(q ** np.arange(6))[::-1], [0], np.cumsum(q ** np.arange(6))])
+    dy, dx = np.meshgrid(coords, coords, indexing="ij")
+    table = torch.tensor(np.stack([2 * dy + 3 * dx, dy - dx], -1).reshape(169, 2), dtype=torch.float32)
+    out = resample_bias_table(table, 12)
+    gy, gx = np.meshgrid(np.arange(-11, 12), np.arange(-11, 12), indexing="ij")
+    expected = np.stack([2 * gy + 3 * gx, gy - gx], -1).reshape(529, 2)
+    assert out.shape == (529, 2) and np.allclose(out.numpy(), expected, atol=1e-3)
+    assert resample_bias_table(out, 12) is out
 
 
 def _clip(seed, frames=20):

@@ -95,6 +95,32 @@ def shift_mask(size: int, window: int, shift: int) -> torch.Tensor:
     return (region[:, None, :] != region[:, :, None]).float() * -100.0
 
 
+def resample_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
+    """VBench's ``interpolate_relative_pos_embed``: a ((2w'-1)^2, heads) table for another window
+    resampled to ``window``. The source offsets are spread on a geometric progression (ratio q by
+    bisection so that its extent is window - 1) and each head's grid is fitted with an
+    interpolating bicubic spline (VBench: scipy's ``interp2d(kind="cubic")``, the same FITPACK
+    spline as ``RectBivariateSpline`` with s = 0), read at the integer offsets -(w-1) .. w-1."""
+    from scipy.interpolate import RectBivariateSpline
+
+    src, dst = math.isqrt(table.shape[0]), 2 * window - 1
+    if src == dst:
+        return table
+    left, right = 1.01, 1.5
+    while right - left > 1e-6:
+        q = (left + right) / 2.0
+        if (1.0 - q ** (src // 2)) / (1.0 - q) > dst // 2:
+            right = q
+        else:
+            left = q
+    dis = np.cumsum([q ** i for i in range(src // 2)])  # 1, 1 + q, 1 + q + q^2, ...
+    coords = np.concatenate([-dis[::-1], [0.0], dis])
+    grid = np.arange(-(dst // 2.0), dst // 2.0 + 0.1, 1.0)
+    heads = [RectBivariateSpline(coords, coords, table[:, h].view(src, src).float().numpy(), kx=3, ky=3, s=0)(grid, grid)
+             for h in range(table.shape[1])]
+    return torch.from_numpy(np.stack(heads, -1).reshape(dst * dst, -1)).float()
+
+
 class WindowAttention(nn.Module):
     def __init__(self, dim: int, window: int, heads: int):
         super().__init__()
@@ -357,8 +383,8 @@ class Tag2Text(nn.Module):
 
 
 def load_tag2text(path, device: str = "cpu") -> Tag2Text:
-    """Tag2Text from VBench's ``{"model": state_dict}`` file; sizes read from it, heads VBench's.
-    Keys VBench drops or ignores (``relative_position_index``, ``attn_mask``, ``position_ids``,
+    """Tag2Text from VBench's ``{"model": state_dict}`` file; sizes read from it, heads VBench's,
+    relative position tables of another window resampled to 12 as VBench does. Keys VBench drops or ignores (``relative_position_index``, ``attn_mask``, ``position_ids``,
     anything else: it loads with ``strict=False``) are ignored; every parameter must be present."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("model", state)
@@ -366,11 +392,10 @@ def load_tag2text(path, device: str = "cpu") -> Tag2Text:
     def count(prefix):
         return len({k[len(prefix):].split(".")[0] for k in state if k.startswith(prefix)})
 
+    for k in [k for k in state if k.endswith("relative_position_bias_table")]:  # VBench's window 12 at 384 px
+        state[k] = resample_bias_table(state[k], WINDOW)
     stages = count("visual_encoder.layers.")
     tables = [state[f"visual_encoder.layers.{i}.blocks.0.attn.relative_position_bias_table"] for i in range(stages)]
-    if tables[0].shape[0] != (2 * WINDOW - 1) ** 2:
-        raise ValueError(f"{path}: Swin window {int(math.isqrt(tables[0].shape[0]) + 1) // 2}, not VBench's "
-                         f"{WINDOW} at {IMAGE_SIZE} px (VBench interpolates other windows; not ported)")
     words = state["text_decoder.bert.embeddings.word_embeddings.weight"]
     model = Tag2Text(
         swin_dim=state["visual_encoder.patch_embed.proj.weight"].shape[0],
