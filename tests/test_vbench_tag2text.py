@@ -354,10 +354,23 @@ def test_scene_is_one_when_every_caption_names_it(tmp_path):
     assert scorer([_clip(3, frames=4)], ["alley"], [meta])[0] == [1.0]
 
 
-def test_scene_without_weights_or_tokenizer_says_what_to_put_where(tmp_path):
+def test_scene_weights_tokenizer_and_the_hugging_face_cache(tmp_path, monkeypatch):
+    """Without the checkpoint or the vocabulary, scene is skipped naming the file and where it goes;
+    VBench's own run leaves vocab.txt in the Hugging Face cache, which is found there (offline)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     skipped = build(["scene"], ScorerContext())[1]
     assert "Tag2Text" in skipped["scene"]["reason"] and "tag2text_swin_14m.pth" in skipped["scene"]["fix"]
-    (tmp_path / "caption_model").mkdir()
-    (tmp_path / "caption_model" / "tag2text_swin_14m.pth").touch()
-    skipped = build(["scene"], ScorerContext(weights=tmp_path))[1]
+    weights = tmp_path / "vbench"
+    (weights / "caption_model").mkdir(parents=True)
+    (weights / "caption_model" / "tag2text_swin_14m.pth").touch()
+    skipped = build(["scene"], ScorerContext(weights=weights))[1]
     assert "bert-base-uncased/vocab.txt" in skipped["scene"]["fix"]
+    repo = tmp_path / "hf" / "models--bert-base-uncased"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    scorers, skipped = build(["scene"], ScorerContext(weights=weights))
+    assert not skipped and "tag2text_swin_14m.pth" in scorers["scene"].info["backend"]

@@ -40,10 +40,13 @@ keeps them as torch.hub / OpenAI ``.pt`` files, here they are transformers folde
         VBench  https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/grit_b_densecap_objectdet.pth
     scene (tag2text.py; needs each prompt's auxiliary_info, from --prompts VBench_full_info.json)
         here    tag2text_swin_14m.pth or caption_model/tag2text_swin_14m.pth, and bert-base-uncased's
-                vocab.txt at bert-base-uncased/vocab.txt (or caption_model/bert-base-uncased/, or DIR)
+                vocab.txt at bert-base-uncased/vocab.txt (or caption_model/bert-base-uncased/, or DIR;
+                else the Hugging Face cache's copy, where VBench's own run puts it)
         VBench  https://huggingface.co/spaces/xinyu1205/recognize-anything/resolve/main/tag2text_swin_14m.pth
                 + the tokenizer BertTokenizer.from_pretrained("bert-base-uncased") fetches from the
-                Hugging Face Hub (vocab.txt: https://huggingface.co/bert-base-uncased/resolve/main/vocab.txt)
+                Hugging Face Hub (vocab.txt: https://huggingface.co/bert-base-uncased/resolve/main/vocab.txt);
+                VBench also fetches bert-base-uncased's weights, only to initialise the tagging head
+                the checkpoint then overwrites (not needed here)
 
 Without its file a dimension falls back to its labelled proxy where one is named above, and is
 skipped otherwise. MUSIQ, RAFT, AMT-S, ViCLIP, UMT and Tag2Text are this project's ports of VBench's modules, with its names,
@@ -435,6 +438,20 @@ def _bert_tokenizer(vocab: Path):
     return load_tokenizer(vocab)
 
 
+def bert_vocab(ctx: ScorerContext) -> Path | None:
+    """bert-base-uncased's ``vocab.txt``: in ``--weights``, else where VBench's
+    ``BertTokenizer.from_pretrained("bert-base-uncased")`` left it (the Hugging Face cache, offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from .tag2text import VOCAB_FILES
+
+    found = weight_file(ctx, VOCAB_FILES)
+    if found is not None:
+        return found
+    cached = try_to_load_from_cache("bert-base-uncased", "vocab.txt")
+    return Path(cached) if isinstance(cached, str) else None
+
+
 @register("scene")
 def make_scene(ctx: ScorerContext):
     """VBench's scene: the share of the video's 16 middle frames whose Tag2Text caption contains
@@ -446,9 +463,9 @@ def make_scene(ctx: ScorerContext):
         raise Unavailable("needs VBench's Tag2Text captioner and --weights has none",
                           f"put {TAG2TEXT_FILES[0]} (huggingface.co/spaces/xinyu1205/recognize-anything) at "
                           f"--weights DIR/ (or DIR/caption_model/)")
-    vocab = weight_file(ctx, VOCAB_FILES)
+    vocab = bert_vocab(ctx)
     if vocab is None:
-        raise Unavailable("Tag2Text needs bert-base-uncased's vocab.txt and --weights has none",
+        raise Unavailable("Tag2Text needs bert-base-uncased's vocab.txt: not in --weights nor the Hugging Face cache",
                           f"put huggingface.co/bert-base-uncased's vocab.txt at --weights DIR/{VOCAB_FILES[0]}")
 
     def score(frames, scene):
