@@ -371,4 +371,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    return torch.arange(frames * beams) // beams\n",
         "captions no longer reproduce VBench's (its frames f read the tags of frame f // 3)",
         ("tests/test_vbench_tag2text.py::test_beam_rows_read_the_tags_vbench_reads",)),
+    Mutation(
+        "beam search cache not reordered", "benchmarks/vbench/tag2text.py",
+        "                past = [(k[rows], v[rows]) for k, v in past]\n",
+        "",
+        "a beam continuing another beam's caption attends to its own earlier tokens: wrong captions",
+        ("tests/test_vbench_tag2text.py::test_cached_decoding_equals_recomputing_every_prefix",)),
 )

@@ -195,10 +195,9 @@ def test_beam_search_follows_transformers_433_by_hand():
 
     lengths = []
 
-    def step(ids):
+    def step(ids, rows):
         lengths.append(ids.shape[1])
-        probs = torch.tensor([[0, .5, .3, .2] if ids.shape[1] == 1 else table[int(t)] for t in ids[:, -1]])
-        return torch.log(probs)[:, None, :].expand(-1, ids.shape[1], -1)
+        return torch.log(torch.tensor([[0, .5, .3, .2] if ids.shape[1] == 1 else table[int(t)] for t in ids[:, -1]]))
 
     assert beam_search(step, torch.tensor([[X]]), eos=EOS, num_beams=2, max_length=4, min_length=2) == [[X, Y, X, X]]
     assert lengths == [1, 2, 3]
@@ -217,6 +216,23 @@ def test_beam_rows_read_the_tags_vbench_reads():
     assert vbench_beam_frames(16).tolist() == [q // 9 for q in range(48)]
     twice = torch.arange(16).repeat_interleave(3).repeat_interleave(3)[:48]  # what VBench's tensors do
     assert torch.equal(vbench_beam_frames(16), twice)
+
+
+def test_cached_decoding_equals_recomputing_every_prefix(weights):
+    """The incremental step (cached keys and values, reordered with the beams) gives the logits
+    VBench's full recomputation of every prefix gives, and the same beam search result."""
+    model = load_tag2text(weights / "caption_model" / "tag2text_swin_14m.pth")
+    context = torch.randn(2, 40, 24).repeat_interleave(3, 0)  # 2 items x 3 beams
+    prompt = torch.tensor([[len(VOCAB), 5, 6, 7]] * 2)
+    ids = torch.randint(0, TINY["vocab"], (6, 5), generator=torch.Generator().manual_seed(0))  # prefixes differ
+    rows = torch.tensor([2, 0, 0, 5, 3, 3])  # each beam continues another beam of its item
+    with torch.no_grad():
+        step = model.text_decoder.incremental(context)
+        assert torch.allclose(step(ids[:, :4], None), model.text_decoder(ids[:, :4], context)[:, -1], atol=1e-5)
+        longer = torch.cat([ids[rows, :4], ids[:, 4:]], 1)
+        assert torch.allclose(step(longer, rows), model.text_decoder(longer, context)[:, -1], atol=1e-5)
+        full = beam_search(lambda seq, rows: model.text_decoder(seq, context)[:, -1], prompt, eos=3)
+        assert beam_search(model.text_decoder.incremental(context), prompt, eos=3) == full
 
 
 def test_caption_decoder_equals_transformers_bert(weights):

@@ -24,7 +24,8 @@ Modules and parameter names follow VBench's copy (``vbench/third_party/tag2Text`
                   of": 3 beams, max_length 30, min_length 10 (prompt included), repetition penalty
                   1.0 (none), as VBench calls it.
 
-The beam search is transformers 4.33.2's (VBench pins it), re-implemented here because its
+The beam search is transformers 4.33.2's (VBench pins it; decoding here caches keys and values,
+where VBench's call recomputes every prefix), re-implemented here because its
 semantics differ from today's ``generate``: a finished hypothesis scores sum(log p) / its length
 without the end token (prompt included), a batch item stops when its worst kept hypothesis beats
 the best open score divided by the next length, and candidates are the top 2 x beams. It also
@@ -241,9 +242,13 @@ class BertSelfAttention(nn.Module):
         self.query = nn.Linear(hidden, hidden)
         self.key, self.value = nn.Linear(kv_width, hidden), nn.Linear(kv_width, hidden)
 
-    def forward(self, x, context, mask=None):  # mask: additive, broadcastable to (b, h, n, m)
-        q, k, v = (rearrange(f(t), "b n (h e) -> b h n e", h=self.heads)
-                   for f, t in ((self.query, x), (self.key, context), (self.value, context)))
+    def kv(self, context):
+        """Keys and values of ``context``, (b, h, m, e) each."""
+        return (rearrange(self.key(context), "b m (h e) -> b h m e", h=self.heads),
+                rearrange(self.value(context), "b m (h e) -> b h m e", h=self.heads))
+
+    def forward(self, x, k, v, mask=None):  # mask: additive, broadcastable to (b, h, n, m)
+        q = rearrange(self.query(x), "b n (h e) -> b h n e", h=self.heads)
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         scores = scores if mask is None else scores + mask
         return rearrange(scores.softmax(-1) @ v, "b h n e -> b n (h e)")
@@ -265,8 +270,9 @@ class BertAttention(nn.Module):
         super().__init__()
         self.self, self.output = BertSelfAttention(hidden, heads, kv_width), BertResidual(hidden, hidden)
 
-    def forward(self, x, context, mask=None):
-        return self.output(self.self(x, context, mask), x)
+    def forward(self, x, context, mask=None, kv=None):
+        """``kv``: the keys and values of ``context`` when already computed."""
+        return self.output(self.self(x, *(kv or self.self.kv(context)), mask), x)
 
 
 class BertLayer(nn.Module):
@@ -282,11 +288,22 @@ class BertLayer(nn.Module):
         self.intermediate.dense = nn.Linear(hidden, intermediate)
         self.output = BertResidual(intermediate, hidden)
 
-    def forward(self, x, encoder_states, self_mask=None, encoder_mask=None):
+    def forward(self, x, encoder_states, self_mask=None):
         if hasattr(self, "attention"):
             x = self.attention(x, x, self_mask)
-        x = self.crossattention(x, encoder_states, encoder_mask)
+        return self.feed_forward(self.crossattention(x, encoder_states))
+
+    def feed_forward(self, x):
         return self.output(F.gelu(self.intermediate.dense(x)), x)
+
+    def step(self, x, cross_kv, past=None, self_mask=None):
+        """Decoder layer on new positions ``x`` given the earlier positions' self-attention keys and
+        values (``past``) and the encoder's (``cross_kv``); returns the output and the extended past."""
+        k, v = self.attention.self.kv(x)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        x = self.attention(x, None, self_mask, kv=(k, v))
+        return self.feed_forward(self.crossattention(x, None, kv=cross_kv)), (k, v)
 
 
 class BertEmbeddings(nn.Module):
@@ -296,8 +313,10 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(positions, hidden)
         self.LayerNorm = nn.LayerNorm(hidden, eps=BERT_EPS)
 
-    def forward(self, ids):
-        return self.LayerNorm(self.word_embeddings(ids) + self.position_embeddings.weight[: ids.shape[1]])
+    def forward(self, ids, start: int = 0):
+        """Token + absolute position embeddings, positions from ``start``."""
+        positions = self.position_embeddings.weight[start: start + ids.shape[1]]
+        return self.LayerNorm(self.word_embeddings(ids) + positions)
 
 
 class BertModel(nn.Module):
@@ -338,10 +357,40 @@ class BertLMHeadModel(nn.Module):
         self.cls.predictions = head
 
     def forward(self, ids, encoder_states):
-        causal = torch.ones(ids.shape[1], ids.shape[1], device=ids.device).tril()
-        x = self.bert(ids, encoder_states, additive(causal))
+        """Next-token logits at every position (b, n, vocab)."""
+        return self.logits(self.bert(ids, encoder_states, additive(causal_mask(ids.shape[1], ids.device))))
+
+    def logits(self, x):
         t = self.cls.predictions.transform
         return self.cls.predictions.decoder(t.LayerNorm(F.gelu(t.dense(x))))
+
+    def incremental(self, encoder_states):
+        """A ``beam_search`` step: the logits of each row's last token. The first call runs the prompt;
+        later ones only the new token, attending to the cached keys and values of earlier positions
+        (reordered with the beams) and to the encoder's, computed once. VBench's ``generate`` recomputes
+        every prefix at every step (med.py ignores the cache): the same logits, ~20x the work."""
+        layers = self.bert.encoder.layer
+        cross = [layer.crossattention.self.kv(encoder_states) for layer in layers]
+        past = None
+
+        def step(ids, rows):
+            nonlocal past
+            if past is None:
+                x, mask = self.bert.embeddings(ids), additive(causal_mask(ids.shape[1], ids.device))
+                past = [None] * len(layers)
+            else:
+                x, mask = self.bert.embeddings(ids[:, -1:], ids.shape[1] - 1), None
+                past = [(k[rows], v[rows]) for k, v in past]
+            for i, layer in enumerate(layers):
+                x, past[i] = layer.step(x, cross[i], past[i], mask)
+            return self.logits(x[:, -1])
+
+        return step
+
+
+def causal_mask(n: int, device) -> torch.Tensor:
+    """(n, n): 1 where position i may attend to j <= i."""
+    return torch.ones(n, n, device=device).tril()
 
 
 class GroupWiseLinear(nn.Module):
@@ -431,7 +480,8 @@ def load_tokenizer(vocab_file):
 def beam_search(step, prompt: torch.Tensor, eos: int, num_beams: int = NUM_BEAMS, max_length: int = MAX_LENGTH,
                 min_length: int = MIN_LENGTH) -> list[list[int]]:
     """transformers 4.33.2's beam search (``generate(num_beams=...)``, length penalty 1, no early
-    stopping) over ``step(ids (b*beams, L)) -> logits (b*beams, L, vocab)``; ``prompt`` (b, L0).
+    stopping) over ``step(ids (b*beams, L), rows) -> the last position's logits (b*beams, vocab)``,
+    ``rows`` saying which earlier row each row extends (None at the first call); ``prompt`` (b, L0).
     Returns each item's best hypothesis (prompt included, end token excluded)."""
     b = len(prompt)
     ids = prompt.repeat_interleave(num_beams, 0)
@@ -440,8 +490,9 @@ def beam_search(step, prompt: torch.Tensor, eos: int, num_beams: int = NUM_BEAMS
     beam_scores = beam_scores.view(-1)
     hyps = [[] for _ in range(b)]  # (score, tokens), at most num_beams kept
     done = [False] * b
+    rows = None
     while True:
-        scores = F.log_softmax(step(ids)[:, -1].float(), -1)
+        scores = F.log_softmax(step(ids, rows).float(), -1)
         if ids.shape[1] < min_length:
             scores[:, eos] = -float("inf")
         vocab = scores.shape[-1]
@@ -464,8 +515,8 @@ def beam_search(step, prompt: torch.Tensor, eos: int, num_beams: int = NUM_BEAMS
                 if kept == num_beams:
                     break
             done[i] = len(hyps[i]) == num_beams and min(s for s, _ in hyps[i]) >= top[i].max().item() / (ids.shape[1] + 1)
-        beam_scores = next_scores.view(-1)
-        ids = torch.cat([ids[next_rows.view(-1)], next_tokens.view(-1, 1)], 1)
+        beam_scores, rows = next_scores.view(-1), next_rows.view(-1)
+        ids = torch.cat([ids[rows], next_tokens.view(-1, 1)], 1)
         if all(done) or ids.shape[1] >= max_length:
             break
     for i in range(b):
@@ -508,7 +559,7 @@ def captions(model: Tag2Text, tokenizer, images: torch.Tensor) -> list[str]:
     tag_states = model.tag_encoder(ids, embeds, additive(tok.attention_mask[:, None, None, :].to(device)))
     context = tag_states[vbench_beam_frames(len(images)).to(device)]
     prompt[:, 0] = tokenizer.bos_token_id
-    best = beam_search(lambda seq: model.text_decoder(seq, context), prompt.to(device), eos=tokenizer.sep_token_id)
+    best = beam_search(model.text_decoder.incremental(context), prompt.to(device), eos=tokenizer.sep_token_id)
     with _TOKENIZER_LOCK:
         return [tokenizer.decode(seq, skip_special_tokens=True, clean_up_tokenization_spaces=True)[len(PROMPT):]
                 for seq in best]
