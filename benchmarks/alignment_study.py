@@ -71,6 +71,9 @@ VARIANTS: dict[str, dict] = {
     "sspo/ssr=drop": {"method": {"name": "sspo", "ssr_mode": "drop"}},
     "sspo/ssr=off": {"method": {"name": "sspo", "ssr_mode": "off"}},
     "sspo/sft_weight=37.5": {"method": {"name": "sspo", "sft_weight": 37.5}},  # beta / 4 at the config's beta 150
+    "sspo/sft_anchor=37.5": {"method": {"name": "sspo", "sft_anchor": 37.5}},  # + (beta / 4) e_w on every sample
+    "dpo/sft_anchor=37.5": {"method": {"name": "dpo", "sft_anchor": 37.5}},
+    "sspo/loser_guidance=1": {"method": {"name": "sspo"}, "loser": {"guidance": 1.0}},  # losers without CFG
     # loser cost against quality (LoserConfig): DDIM steps, a multistep solver, reuse windows, SDEdit losers
     "sspo/loser_steps=4": {"method": {"name": "sspo"}, "loser": {"steps": 4}},
     "sspo/loser_steps=20": {"method": {"name": "sspo"}, "loser": {"steps": 20}},

@@ -117,6 +117,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "SSPO falls back to SFT exactly when it should apply DPO",
         ("tests/test_losses.py",)),
     Mutation(
+        "SSPO's SFT anchor dropped", "videosspo/losses.py",
+        "    loss = loss + sft_anchor * e_w\n",
+        "",
+        "method.sft_anchor silently trains plain SSPO",
+        ("tests/test_losses.py::test_sft_anchor_adds_lambda_e_w_to_every_sample_of_dpo_and_sspo",)),
+    Mutation(
         "winner and loser get different noise", "videosspo/trainer.py",
         "noise.repeat(k, 1, 1, 1, 1)",
         "torch.cat([noise] + [torch.randn_like(noise)] * (k - 1))",

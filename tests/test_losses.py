@@ -189,6 +189,21 @@ def test_per_sample_error_shape_mismatch():
         per_sample_error(torch.zeros(2, 4, 8, 8), torch.zeros(2, 4, 1, 8, 8))
 
 
+def test_sft_anchor_adds_lambda_e_w_to_every_sample_of_dpo_and_sspo():
+    """L = L_SSPO + λ e_θ^w and L_DPO + λ e_θ^w on every sample, switched or not (gradient in e_w gains λ);
+    SFT ignores λ."""
+    e_w, e_l, ref_e_w, ref_e_l = inputs(requires_grad=True)
+    loss, stats = get_loss("sspo")(e_w, e_l, ref_e_w, ref_e_l, beta=BETA, ssr_mode="sft", sft_anchor=3.0)
+    assert loss.tolist() == pytest.approx([DPO[0] + 3.0, 2.0 + 6.0, DPO[2] + 1.5, 3.0 + 9.0])
+    assert stats["loss/mean"].item() == pytest.approx(loss.mean().item())
+    loss.sum().backward()
+    assert e_w.grad.tolist() == pytest.approx([sigmoid(-1.5) + 3.0, 4.0, sigmoid(-1.0) + 3.0, 4.0], rel=1e-6)
+    dpo, _ = get_loss("dpo")(*inputs(), beta=BETA, ssr_mode="sft", sft_anchor=3.0)
+    assert dpo.tolist() == pytest.approx([d + 3.0 * w for d, w in zip(DPO, E_W)], rel=1e-6)
+    sft, _ = get_loss("sft")(*inputs(), beta=BETA, ssr_mode="sft", sft_anchor=3.0)
+    assert sft.tolist() == E_W
+
+
 def test_sft_weight_scales_only_the_switched_sft_branch():
     """L = w e_w on switched samples (values and gradient w), DPO untouched; other modes ignore w."""
     e_w, e_l, ref_e_w, ref_e_l = inputs(requires_grad=True)

@@ -145,10 +145,15 @@ class MethodConfig:
     # Weight w of the switched SFT branch (ssr_mode sft: L = w e_theta^w). At zero margin the DPO
     # branch's gradient in e_theta^w is beta/4 (500 at beta 2000) against w: w = beta/4 makes them comparable.
     sft_weight: float = 1.0
+    # Always-on SFT anchor (our choice, not in SSPO_METHOD): dpo and sspo add lambda e_theta^w to every
+    # sample's loss (L = L_SSPO + lambda e_theta^w), so the winners' error cannot drift up while the
+    # preference term chases the losers. 0: the paper's loss. Comparable to the DPO branch at beta/4.
+    sft_anchor: float = 0.0
 
     def __post_init__(self):
         _check(self.beta > 0, "method.beta", self.beta, "> 0")
         _check(self.sft_weight > 0, "method.sft_weight", self.sft_weight, "> 0")
+        _check(self.sft_anchor >= 0, "method.sft_anchor", self.sft_anchor, ">= 0 (0 = no anchor)")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Every loss is a pure function with one signature,
 
-    fn(e_w, e_l, ref_e_w, ref_e_l, *, beta, ssr_mode, sft_weight=1.0) -> (loss[b], stats)
+    fn(e_w, e_l, ref_e_w, ref_e_l, *, beta, ssr_mode, sft_weight=1.0, sft_anchor=0.0) -> (loss[b], stats)
 
 where ``e_w = e_θ^w``, ``e_l = e_θ^l`` are the policy's per-sample errors and ``ref_e_w``, ``ref_e_l``
 the reference's (computed without grad). The trainer reduces ``loss`` (mean over the batch).
@@ -63,37 +63,39 @@ def _stats(loss: Tensor, e_w: Tensor, delta_w: Tensor, delta_l: Tensor, switched
 
 def sft_loss(
     e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, *, beta: float, ssr_mode: str,
-    sft_weight: float = 1.0,
+    sft_weight: float = 1.0, sft_anchor: float = 0.0,
 ) -> tuple[Tensor, Stats]:
-    """L = e_θ^w. The loser, the reference, ``beta``, ``ssr_mode`` and ``sft_weight`` are ignored (may be None)."""
+    """L = e_θ^w. The loser, the reference, ``beta``, ``ssr_mode``, ``sft_weight`` and ``sft_anchor`` are ignored
+    (may be None)."""
     loss = e_w
     return loss, {"loss/mean": loss.detach().mean(), "loss/e_w": e_w.detach().mean()}
 
 
 def dpo_loss(
     e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, *, beta: float, ssr_mode: str,
-    sft_weight: float = 1.0,
+    sft_weight: float = 1.0, sft_anchor: float = 0.0,
 ) -> tuple[Tensor, Stats]:
-    """Diffusion-DPO: L = −log σ(−(β/2)(Δ_w − Δ_l)), Δ_w = e_θ^w − e_ref^w, Δ_l = e_θ^l − e_ref^l.
-
-    ``ssr_mode`` and ``sft_weight`` are ignored.
+    """Diffusion-DPO: L = −log σ(−(β/2)(Δ_w − Δ_l)) + λ e_θ^w, Δ_w = e_θ^w − e_ref^w, Δ_l = e_θ^l − e_ref^l,
+    λ = ``sft_anchor`` (0: Diffusion-DPO itself). ``ssr_mode`` and ``sft_weight`` are ignored.
     """
     e_l = _require("e_l", e_l, "dpo")
     delta_w = e_w - _require("ref_e_w", ref_e_w, "dpo")
     delta_l = e_l - _require("ref_e_l", ref_e_l, "dpo")
-    loss = _neg_logsigmoid(-0.5 * beta * (delta_w - delta_l))
+    loss = _neg_logsigmoid(-0.5 * beta * (delta_w - delta_l)) + sft_anchor * e_w
     return loss, _stats(loss, e_w, delta_w, delta_l, torch.zeros_like(loss, dtype=torch.bool))
 
 
 def sspo_loss(
     e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, *, beta: float, ssr_mode: str,
-    sft_weight: float = 1.0,
+    sft_weight: float = 1.0, sft_anchor: float = 0.0,
 ) -> tuple[Tensor, Stats]:
     """SSPO: per sample, the SSR branch if e_ref^w < e_θ^w, else L_DPO.
 
     SSR branch by ``ssr_mode``: ``sft`` w·e_θ^w (w = ``sft_weight``; the DPO branch's gradient in
     e_θ^w is β/4 at zero margin, so w = 1 all but drops a switched sample); ``sign`` −log σ(−(β/2)(Δ_w + Δ_l));
     ``drop`` −log σ(−(β/2)Δ_w); ``off`` never switches. Gradients flow only through the chosen branch.
+    Every sample then adds λ e_θ^w, λ = ``sft_anchor`` (our choice, not in the paper; 0: SSPO itself): an
+    always-on SFT anchor on the winner next to the preference term.
     """
     if ssr_mode not in SSR_MODES:
         raise ValueError(f"unknown ssr_mode {ssr_mode!r}; allowed: {', '.join(SSR_MODES)}")
@@ -113,6 +115,7 @@ def sspo_loss(
             "drop": lambda: _neg_logsigmoid(-0.5 * beta * delta_w),
         }[ssr_mode]()
         loss = torch.where(switched, ssr, dpo)
+    loss = loss + sft_anchor * e_w
     return loss, _stats(loss, e_w, delta_w, delta_l, switched)
 
 

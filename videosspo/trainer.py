@@ -419,7 +419,7 @@ class Trainer:
 
         # 5. per-sample loss, reduced here
         per_sample, loss_stats = self.loss_fn(e_w, e_l, ref_w, ref_l, beta=cfg.method.beta, ssr_mode=cfg.method.ssr_mode,
-                                              sft_weight=cfg.method.sft_weight)
+                                              sft_weight=cfg.method.sft_weight, sft_anchor=cfg.method.sft_anchor)
         stats.update({key: float(v) for key, v in loss_stats.items()})
         return per_sample.mean(), stats
 
