@@ -5,7 +5,7 @@ trains on the same curated split with the method settings of configs/stacked_ssp
 learning rate, beta, losers): SFT and SSPO see the winners only, Diffusion-DPO the winners and
 their wrong clips (pairs).
 
-    python benchmarks/alignment_study.py --quick                  # CPU: short runs, 3 seeds
+    python benchmarks/alignment_study.py --quick --jobs 2         # CPU: short runs, 3 seeds, 2 processes
     python benchmarks/alignment_study.py                          # GPU: longer runs, 3 seeds
     python benchmarks/alignment_study.py --quick --variants sft sspo --seeds 0   # a subset
     python benchmarks/alignment_study.py --quick --optim.lr 3e-4   # any config key, for every run
@@ -72,6 +72,7 @@ VARIANTS: dict[str, dict] = {
     "sspo/ssr=off": {"method": {"name": "sspo", "ssr_mode": "off"}},
     "sspo/sft_weight=37.5": {"method": {"name": "sspo", "sft_weight": 37.5}},  # beta / 4 at the config's beta 150
     "sspo/sft_anchor=37.5": {"method": {"name": "sspo", "sft_anchor": 37.5}},  # + (beta / 4) e_w on every sample
+    "sspo/sft_anchor=375": {"method": {"name": "sspo", "sft_anchor": 375.0}},  # 10 beta / 4: SFT-dominated
     "dpo/sft_anchor=37.5": {"method": {"name": "dpo", "sft_anchor": 37.5}},
     "sspo/loser_guidance=1": {"method": {"name": "sspo"}, "loser": {"guidance": 1.0}},  # losers without CFG
     # loser cost against quality (LoserConfig): DDIM steps, a multistep solver, reuse windows, SDEdit losers
@@ -85,6 +86,11 @@ VARIANTS: dict[str, dict] = {
     "dpo/caption_dropout=0.1": {"method": {"name": "dpo"}, "data": {"caption_dropout": 0.1}},
     "sspo/caption_dropout=0.1": {"method": {"name": "sspo"}, "data": {"caption_dropout": 0.1}},
 }
+# The default set: the methods and the ablations issue 8 asks for. The rest of VARIANTS is the extension
+# (more loser options for issue 10's cost table, the SFT anchor, losers without CFG): name them with --variants.
+STUDY = ("base", "sft", "dpo", "sspo", "sspo/replay=latest", "sspo/replay=initial", "sspo/ssr=sign", "sspo/ssr=drop",
+         "sspo/ssr=off", "sspo/sft_weight=37.5", "sspo/loser_steps=4", "sspo/loser_steps=20", "sspo/loser_reuse=2",
+         "sft/caption_dropout=0.1", "dpo/caption_dropout=0.1", "sspo/caption_dropout=0.1")
 METHODS = ("sft", "dpo", "sspo")  # evaluated along the way (the curve); ablations only at `steps`
 EQUAL_COMPUTE = ("sft", "dpo")    # run on to SSPO's compute; the others stop at `steps`
 METRICS = ("adherence", "color", "shape", "direction", "persistence", "flicker", "diversity")
@@ -329,7 +335,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__)
     p.add_argument("--quick", action="store_true", help="CPU settings (short runs)")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(STUDY), choices=list(VARIANTS),
+                   help="default: the issue's set (STUDY); the others of VARIANTS are the extension")
     p.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: the mode's; the base needs one)")
     p.add_argument("--steps", type=int, help="equal-steps budget (default: the mode's)")
     p.add_argument("--eval-every", dest="eval_every", type=int)
