@@ -117,6 +117,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "SSPO falls back to SFT exactly when it should apply DPO",
         ("tests/test_losses.py",)),
     Mutation(
+        "multistep solvers ignore clip_sample", "videosspo/sampling.py",
+        '        if not config.get("clip_sample"):\n',
+        "        if True:\n",
+        "4-step UniPC / DPM++ losers of the stacked base diverge (std ~2000): SSPO trains against garbage",
+        ("tests/test_sampling.py::test_multistep_solvers_clip_x0_on_a_clip_sample_schedule",)),
+    Mutation(
         "SSPO's SFT anchor dropped", "videosspo/losses.py",
         "    loss = loss + sft_anchor * e_w\n",
         "",

@@ -273,3 +273,19 @@ def test_rng_draws_follow_the_derived_seeds():
     order = rng.epoch_order(0, 3, 10)
     assert sorted(order.tolist()) == list(range(10)) and np.array_equal(order, rng.epoch_order(0, 3, 10))
     assert not np.array_equal(order, rng.epoch_order(0, 4, 10))
+
+
+@pytest.mark.parametrize("name", ["unipc", "dpm++"])
+def test_multistep_solvers_clip_x0_on_a_clip_sample_schedule(name):
+    """The committed stacked base (cosine schedule, trailing spacing, clip_sample): its first step has ᾱ ≈ 0,
+    where ε-predicted x0 diverges unless clipped as DDIM clips it (4 unclipped UniPC steps: latents of std ~2000)."""
+    from pathlib import Path
+
+    from models import load_model
+
+    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "stacked_base")
+    x = sample_latents(model, ["a red square moving left", "a blue circle moving up"], frames=8, height=16, width=16,
+                       seeds=[0, 1], steps=4, guidance=4.0, scheduler=name)
+    assert x.abs().max() <= 1.0 + 1e-5 and x.std() > 0.1
+    assert make_scheduler(model, name).config.thresholding  # and a schedule without clip_sample is left alone:
+    assert not SCHEDULERS["DDPMScheduler"][name](DDPMScheduler(clip_sample=False).config).config.thresholding

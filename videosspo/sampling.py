@@ -61,14 +61,29 @@ def _cogvideox_dpm(config):
     return sched
 
 
+def _clipping_x0(cls) -> Callable:
+    """`cls.from_config` that honours the schedule's `clip_sample` as DDIM does, for solvers without it.
+
+    DPM-Solver++ and UniPC predict x0 = (x − √(1−ᾱ) ε) / √ᾱ; on a schedule whose first step has ᾱ ≈ 0
+    (cosine with trailing spacing: the stacked base) x0 diverges unless clipped (latents of std ~2000
+    after 4 UniPC steps). Their `thresholding` with `sample_max_value` r clamps x0 to ±s, s = clamp(
+    quantile |x0|, 1, r): DDIM's clip to [−r, r] exactly for r = 1, the range pixel-space models use.
+    """
+    def build(config):
+        if not config.get("clip_sample"):
+            return cls.from_config(config)
+        return cls.from_config(config, thresholding=True, sample_max_value=config.get("clip_sample_range", 1.0))
+    return build
+
+
 # Samplers by name, per training-scheduler class: each builds from the training scheduler's config.
 SCHEDULERS: dict[str, dict[str, Callable]] = {
     "DDPMScheduler": {
         "ddim": DDIMScheduler.from_config,
         "ddpm": DDPMScheduler.from_config,
         "euler": EulerDiscreteScheduler.from_config,
-        "dpm++": DPMSolverMultistepScheduler.from_config,  # DPM-Solver++ 2M (dpmsolver++, order 2)
-        "unipc": UniPCMultistepScheduler.from_config,  # UniPC (bh2): few-step, 5-10 steps
+        "dpm++": _clipping_x0(DPMSolverMultistepScheduler),  # DPM-Solver++ 2M (dpmsolver++, order 2)
+        "unipc": _clipping_x0(UniPCMultistepScheduler),  # UniPC (bh2): few-step, 5-10 steps
     },
     "CogVideoXDDIMScheduler": {"ddim": CogVideoXDDIMScheduler.from_config,  # as CogVideoXPipeline samples 2b
                                "dpm": _cogvideox_dpm},                       # and 5b
