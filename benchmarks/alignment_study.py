@@ -75,6 +75,8 @@ VARIANTS: dict[str, dict] = {
     "sspo/sft_anchor=375": {"method": {"name": "sspo", "sft_anchor": 375.0}},  # 10 beta / 4: SFT-dominated
     "dpo/sft_anchor=37.5": {"method": {"name": "dpo", "sft_anchor": 37.5}},
     "sspo/loser_guidance=1": {"method": {"name": "sspo"}, "loser": {"guidance": 1.0}},  # losers without CFG
+    "sspo/ssr=sign+loser=winner0.5": {"method": {"name": "sspo", "ssr_mode": "sign"},
+                                      "loser": {"init": "winner", "strength": 0.5}},
     # loser cost against quality (LoserConfig): DDIM steps, a multistep solver, reuse windows, SDEdit losers
     "sspo/loser_steps=4": {"method": {"name": "sspo"}, "loser": {"steps": 4}},
     "sspo/loser_steps=20": {"method": {"name": "sspo"}, "loser": {"steps": 20}},
