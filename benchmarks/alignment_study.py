@@ -42,6 +42,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -193,6 +194,7 @@ def _run_and_save(job: tuple) -> dict:
 
     variant, seed, s, work, extra, prompts, run_settings, out = job
     torch.set_num_threads(1)  # also in a worker process
+    shutil.rmtree(work, ignore_errors=True)  # the study's own folder: a rerun (--force, new settings) starts afresh
     print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}", flush=True)
     record = run_one(variant, seed, s, work, extra, prompts)
     record = json.loads(json.dumps({**record, "settings": run_settings}))  # str step keys, as when read
