@@ -37,6 +37,20 @@ def pytest_runtest_setup(item):
         pytest.skip(f"{name} not installed")
 
 
+def run_state(output_dir: Path) -> dict:
+    """What a resumed run must reproduce bit for bit: every file of the final checkpoint (but its config, which names
+    the run folder, and its marker, which names the lineage), the snapshots it refers to, metrics.jsonl less timings."""
+    from videosspo.checkpoint import MARKER, latest_checkpoint
+
+    final = latest_checkpoint(output_dir)
+    files = {p.relative_to(final).as_posix(): p.read_bytes() for p in sorted(final.rglob("*"))
+             if p.is_file() and p.name not in ("config.yaml", MARKER)}
+    metrics = [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+               for line in open(output_dir / "metrics.jsonl")]
+    return {"checkpoint": final.name, "files": files, "snapshots": json.loads((final / MARKER).read_text())["snapshots"],
+            "metrics": metrics}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they are far slower."""

@@ -355,9 +355,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_sharding.py",)),
     Mutation(
         "FSDP reference adapter written into the shard", "videosspo/reference.py",
-        "        if self.sharded:\n            set_model_state_dict(",
-        "        if False:\n            set_model_state_dict(",
+        "        if self.sharded:\n            self.load(with_adapter_name(",
+        "        if False:\n            self.load(with_adapter_name(",
         "under FSDP the reference adapter is loaded into each process's flat shard: wrong references",
+        ("tests/test_sharding.py",)),
+    Mutation(
+        "FSDP optimizer state offloaded on CPU", "videosspo/reference.py",
+        'offload = self.model.unet.device.type != "cpu"',
+        "offload = True",
+        "a checkpoint under FSDP on CPU crashes torch (SIGSEGV: FSDP1 frees the 'offloaded' CPU copy it returns)",
+        ("tests/test_sharding.py",)),
+    Mutation(
+        "FSDP optimizer state not restored", "videosspo/trainer.py",
+        "        self.policy.load_optimizer_state(self.optimizer.optimizer, torch.load(",
+        "        (self.optimizer.optimizer, torch.load(",
+        "an FSDP run resumes with fresh Adam moments: it no longer continues the interrupted run",
+        ("tests/test_sharding.py",)),
+    Mutation(
+        "FSDP EMA file holds one shard", "videosspo/ema.py",
+        "average = self.average if whole is None else {name: whole[name] for name in self.average}",
+        "average = self.average",
+        "under FSDP the checkpoint's EMA holds process 0's flat shard, not the average",
         ("tests/test_sharding.py",)),
     Mutation(
         "AnimateDiff motion modules not checkpointed", "models/families.py",

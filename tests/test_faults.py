@@ -21,7 +21,7 @@ from videosspo.checkpoint import MARKER, CheckpointError, RunLock, checkpoints, 
 from videosspo.config import save_config
 from videosspo.trainer import Trainer, Watchdog
 
-from conftest import ROOT
+from conftest import ROOT, run_state
 
 # Runs a config in a fresh process, SIGKILLed at the point named by argv[2].
 KILL_SCRIPT = """
@@ -280,18 +280,6 @@ def test_user_errors_print_one_line_and_exit_2(tiny_config, tmp_path, capsys, ca
 
 # Kills per suite run; a longer soak: VIDEOSSPO_CRASH_TRIALS=20 pytest tests/test_faults.py -k random_moments
 CRASH_TRIALS = int(os.environ.get("VIDEOSSPO_CRASH_TRIALS", "1"))
-
-
-def run_state(output_dir) -> dict:
-    """What must be bit-identical: every file of the final checkpoint (but its config, which names the run
-    folder, and its marker, which names the lineage), the snapshots it refers to, metrics.jsonl less timings."""
-    final = latest_checkpoint(output_dir)
-    files = {p.relative_to(final).as_posix(): p.read_bytes() for p in sorted(final.rglob("*"))
-             if p.is_file() and p.name not in ("config.yaml", MARKER)}
-    metrics = [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
-               for line in open(output_dir / "metrics.jsonl")]
-    return {"checkpoint": final.name, "files": files, "snapshots": json.loads((final / MARKER).read_text())["snapshots"],
-            "metrics": metrics}
 
 
 def test_a_two_process_run_killed_at_random_moments_resumes_bit_identical(two_processes, tmp_path):

@@ -10,13 +10,20 @@ from n = 9 d / (1 - d) on the decay is `decay`. Only trainable parameters are av
 the policy adapter); the replay pool's snapshots stay the trained weights, the reference SSPO
 defines. The average is part of the training state: `state_dict` is saved with each checkpoint
 and restored on resume; `applied()` swaps it into the network for sampling and export.
+
+Under FSDP each process averages its own shard of each parameter (the average is sharded like
+the weights); the checkpoint holds the whole average all the same: `state_dict(whole)` reads it
+from the gathered state dict, and `load_state_dict(state, write)` scatters it back through FSDP.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Callable
 
 import torch
+
+from videosspo.reference import FSDP_UNIT
 
 
 def ema_decay(decay: float, update: int) -> float:
@@ -25,11 +32,12 @@ def ema_decay(decay: float, update: int) -> float:
 
 
 class EMA:
-    """The moving average of `module`'s trainable parameters (fp32, on their device)."""
+    """The moving average of `module`'s trainable parameters (fp32, on their device), by their state dict names
+    (nested FSDP units' wrapper names left out)."""
 
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
-        self.params = {name: p for name, p in module.named_parameters() if p.requires_grad}
+        self.params = {name.replace(FSDP_UNIT, ""): p for name, p in module.named_parameters() if p.requires_grad}
         self.average = {name: p.detach().float().clone() for name, p in self.params.items()}
 
     @torch.no_grad()
@@ -39,18 +47,28 @@ class EMA:
         for name, p in self.params.items():
             self.average[name].lerp_(p.detach().float(), 1 - d)  # ema + (1 - d)(theta - ema)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The average by parameter name, on CPU (safetensors-ready)."""
-        return {name: v.detach().to("cpu", copy=True).contiguous() for name, v in self.average.items()}
+    def state_dict(self, whole: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The average by parameter name, on CPU (safetensors-ready). `whole`: the module's whole state dict taken
+        inside `applied()`, gathered (FSDP), where this process's average is its shard alone."""
+        average = self.average if whole is None else {name: whole[name] for name in self.average}
+        return {name: v.detach().to("cpu", copy=True).contiguous() for name, v in average.items()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore a `state_dict`; its names must be exactly this module's trainable parameters."""
+    def load_state_dict(self, state: dict[str, torch.Tensor],
+                        write: Callable[[dict[str, torch.Tensor]], None] | None = None) -> None:
+        """Restore a `state_dict`; its names must be exactly this module's trainable parameters. `write(state)`
+        (FSDP: `Policy.load`) writes whole tensors into the module, keeping this process's shards, which are read back."""
         if state.keys() != self.average.keys():
             missing, extra = self.average.keys() - state.keys(), state.keys() - self.average.keys()
             raise ValueError(f"EMA state does not match the trainable parameters (missing {sorted(missing)[:3]}, "
                              f"unexpected {sorted(extra)[:3]})")
-        for name, value in state.items():
-            self.average[name].copy_(value)
+        if write is None:
+            for name, value in state.items():
+                self.average[name].copy_(value)
+            return
+        with self.applied(), torch.no_grad():  # the trained weights are back after it
+            write(state)
+            for name, p in self.params.items():
+                self.average[name].copy_(p)
 
     @contextmanager
     def applied(self):

@@ -10,8 +10,11 @@ as the reference:
 
 Under FSDP the network's parameters are sharded: the unwrapped module holds each process's flat
 shard, not the weights. Every read (snapshot, export) then gathers the whole state dict on every
-process (torch's `get_model_state_dict` with `full_state_dict`: a collective), the reference adapter
-is written through `set_model_state_dict`, and reference passes run through the FSDP module.
+process (torch's `get_model_state_dict` with `full_state_dict`: a collective), every write (the
+reference adapter, a resumed checkpoint) goes through `set_model_state_dict`, which keeps each
+process's shard, and reference passes run through the FSDP module. The optimizer state is gathered
+and scattered the same way (`optimizer_state`, `load_optimizer_state`), so a checkpoint holds whole
+tensors whatever the sharding.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import set_peft_model_state_dict
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
 from torch.distributed.fsdp import FullyShardedDataParallel
 from torch.distributed.tensor import DTensor
 
@@ -127,13 +131,34 @@ class Policy:
             state = adapter_of(state, POLICY)
         return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """Write whole tensors (some or all of the state dict's keys) into the denoiser; sharded, each process keeps
+        its shard (a collective)."""
+        if self.sharded:
+            loaded = set_model_state_dict(self.wrapped, state, options=StateDictOptions(full_state_dict=True, strict=False))
+        else:
+            loaded = self.model.unet.load_state_dict(state, strict=False)
+        if loaded.unexpected_keys:
+            raise KeyError(f"not the denoiser's keys: {loaded.unexpected_keys[:3]}")
+
     def load_adapter(self, adapter: dict[str, torch.Tensor], name: str = POLICY) -> None:
         """Write a LoRA snapshot into adapter slot `name` (a collective when sharded)."""
         if self.sharded:
-            set_model_state_dict(self.wrapped, with_adapter_name(adapter, name),
-                                 options=StateDictOptions(full_state_dict=True, strict=False))
+            self.load(with_adapter_name(adapter, name))
         else:
             set_peft_model_state_dict(self.model.unet, adapter, adapter_name=name)
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict:
+        """`optimizer`'s state keyed by parameter name with whole tensors, for process 0 to write (sharded only: a
+        collective). On accelerators it is gathered to process 0's CPU memory; on CPU it is not "offloaded": torch's
+        FSDP1 offload of a CPU tensor is that same tensor, freed under the result (SIGSEGV, torch 2.13)."""
+        offload = self.model.unet.device.type != "cpu"
+        return get_optimizer_state_dict(self.wrapped, optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=offload))
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        """Restore an `optimizer_state` (every process passes the whole; each keeps its shard's part)."""
+        set_optimizer_state_dict(self.wrapped, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
     @contextmanager
     def reference(self, pool: ReplayPool, index: int):

@@ -11,7 +11,8 @@ processes x A accumulation steps give the same update as one process with the sa
 
 A checkpoint is one directory, complete or absent (`videosspo.checkpoint`: written to a temporary
 name, marked complete, fsynced, renamed into place; verified before resuming):
-    accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state)
+    accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state;
+                 under FSDP the model and optimizer are gathered whole instead: `Trainer._save_state`)
     replay/      the replay pool: snapshot steps and their digests in the run's `snapshots/` store
     losers/      the current reuse window's losers, per process (loser.reuse > 1)
     model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`;
@@ -41,6 +42,7 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
+from accelerate.checkpointing import load_accelerator_state, load_custom_state, save_accelerator_state, save_custom_state
 from accelerate.utils import ProjectConfiguration, gather_object, set_seed
 from diffusers.optimization import get_scheduler
 from safetensors import safe_open
@@ -72,6 +74,8 @@ ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "mod
                 "model.schedule", "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
 ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter inside `accelerate/`
 EMA_FILE = "ema.safetensors"  # optim.ema_decay > 0: the moving average of the trainable weights
+FSDP_MODEL_FILE = "fsdp_model.safetensors"  # FSDP, full fine-tuning: the whole weights inside `accelerate/`
+FSDP_OPTIMIZER_FILE = "fsdp_optimizer.bin"  # FSDP: the whole optimizer state by parameter name, inside `accelerate/`
 MAX_BAD_STEPS = 10  # consecutive non-finite gradients before the run stops (its checkpoints intact)
 
 
@@ -717,7 +721,7 @@ class Trainer:
         stream_skips = gather_object([self.stream_skips])  # every process's, by rank
         acc.wait_for_everyone()
         try:
-            acc.save_state(str(tmp / "accelerate"))  # every process: sharded states (FSDP/DeepSpeed) need all
+            self._save_state(tmp / "accelerate")  # every process: sharded states (FSDP/DeepSpeed) need all
             if self.losers.reuse > 1:  # each process's own cache: its samples are its own
                 (tmp / "losers").mkdir(exist_ok=True)
                 self.losers.save(tmp / "losers" / f"rank{acc.process_index}.safetensors")
@@ -736,6 +740,46 @@ class Trainer:
         acc.wait_for_everyone()
         return final
 
+    def _save_state(self, folder: Path) -> None:
+        """accelerate's part of a checkpoint (every process calls it): weights (LoRA: the adapter), optimizer,
+        LR schedule, grad scaler, RNG.
+
+        Under FSDP the weights and the optimizer state are gathered whole and process 0 writes them
+        (`FSDP_MODEL_FILE` or the adapter, `FSDP_OPTIMIZER_FILE`); `_load_state` scatters them back, so a
+        checkpoint does not depend on the sharding. accelerate's own FSDP save is not used: it offloads the
+        gathered weights to CPU, which on a CPU device frees them under the state dict (SIGSEGV, torch 2.13).
+        """
+        acc = self.accelerator
+        if not self.policy.sharded:
+            acc.save_state(str(folder))  # LoRA: `_save_adapter_only` writes the adapter instead of the weights
+            return
+        weights, optimizer = self.policy.snapshot(), self.policy.optimizer_state(self.optimizer.optimizer)  # collectives
+        folder.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            save_file(weights, str(folder / (ADAPTER_FILE if self.policy.lora else FSDP_MODEL_FILE)))
+            torch.save(optimizer, folder / FSDP_OPTIMIZER_FILE)
+        save_accelerator_state(str(folder), [], [], [], [], acc.process_index, acc.step, acc.scaler)  # RNG, scaler
+        save_custom_state(self.lr_schedule, str(folder))
+
+    def _load_state(self, folder: Path) -> None:
+        """Restore what `_save_state` wrote (every process reads the whole files; under FSDP each keeps its shard)."""
+        acc = self.accelerator
+        if not self.policy.sharded:
+            acc.load_state(str(folder))
+            return
+        if not (folder / FSDP_OPTIMIZER_FILE).is_file():
+            raise CheckpointError(f"it was not written under FSDP (no accelerate/{FSDP_OPTIMIZER_FILE}); resume it "
+                                  f"with the accelerate config that wrote it")
+        weights = load_file(str(folder / (ADAPTER_FILE if self.policy.lora else FSDP_MODEL_FILE)))
+        if self.policy.lora:
+            self.policy.load_adapter(weights)
+        else:
+            self.policy.load(weights)
+        self.policy.load_optimizer_state(self.optimizer.optimizer, torch.load(folder / FSDP_OPTIMIZER_FILE,
+                                                                              weights_only=True))
+        acc.step = load_accelerator_state(str(folder), [], [], [], [], acc.process_index, acc.scaler).get("step", acc.step)
+        load_custom_state(self.lr_schedule, str(folder))
+
     def _write_state(self, tmp: Path, store: SnapshotStore, stream_skips: list[int], whole: dict | None) -> None:
         """The main process's part of a checkpoint: replay pool, EMA, export (of `whole`, the state dict
         gathered under FSDP), config, trainer state, marker.
@@ -746,8 +790,8 @@ class Trainer:
         device = self.accelerator.device
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             self.pool.save(tmp, store)
-            if self.ema:
-                save_file(self.ema.state_dict(), str(tmp / EMA_FILE))
+            if self.ema:  # under FSDP this process's average is its shard: the whole one is in `whole`
+                save_file(self.ema.state_dict(whole), str(tmp / EMA_FILE))
             with self.inference_weights():
                 if self.config.train.export == "adapter":
                     save_adapter(tmp / "model", self.policy.snapshot(whole), self.config.model)
@@ -791,7 +835,7 @@ class Trainer:
         acc = self.accelerator
         check_compatible(load_config(path / "config.yaml"), self.config)
         try:
-            acc.load_state(str(path / "accelerate"))
+            self._load_state(path / "accelerate")
             state = json.loads((path / "trainer.json").read_text())
             self.step, self.counters, self.divergence = state["step"], state["counters"], state.get("divergence")
             self.unreadable.load_state_dict(state.get("unreadable", []))
@@ -799,7 +843,8 @@ class Trainer:
             self.stream_skips = skips[acc.process_index] if len(skips) == acc.num_processes else 0
             self.pool.load(path, store_of(path))
             if self.ema and (path / EMA_FILE).is_file():
-                self.ema.load_state_dict(load_file(str(path / EMA_FILE), device=str(self.accelerator.device)))
+                self.ema.load_state_dict(load_file(str(path / EMA_FILE), device=str(self.accelerator.device)),
+                                         write=self.policy.load if self.policy.sharded else None)
             elif self.ema:  # a checkpoint trained without EMA: the average starts at its weights
                 log.warning("%s has no %s: the moving average starts at its weights", path.name, EMA_FILE)
                 self.ema = EMA(self.model.unet, self.config.optim.ema_decay)
