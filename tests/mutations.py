@@ -378,6 +378,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         "under FSDP the checkpoint's EMA holds process 0's flat shard, not the average",
         ("tests/test_sharding.py",)),
     Mutation(
+        "DeepSpeed clips at accelerate's default", "videosspo/trainer.py",
+        '    plugin.deepspeed_config["gradient_clipping"] = max_grad_norm\n',
+        "",
+        "under DeepSpeed the gradient is clipped at 1.0 whatever optim.max_grad_norm says",
+        ("tests/test_accelerate_configs.py",)),
+    Mutation(
+        "DeepSpeed on CPU without gloo", "videosspo/trainer.py",
+        'return [InitProcessGroupKwargs(backend="gloo")] if deepspeed and not torch.accelerator.is_available() else []',
+        "return []",
+        "DeepSpeed on a CPU: accelerate counts 1 process where DeepSpeed counts all, and prepare fails",
+        ("tests/test_accelerate_configs.py",)),
+    Mutation(
         "AnimateDiff motion modules not checkpointed", "models/families.py",
         "        checkpoint_modules(m for m in self.unet.modules() if isinstance(m, AnimateDiffTransformer3D))\n",
         "",

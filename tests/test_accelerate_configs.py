@@ -30,3 +30,33 @@ def test_accelerate_reads_the_config(name):
         assert int(args.zero_stage) == 2
     if flag == "use_fsdp":
         assert args.fsdp_sharding_strategy == "FULL_SHARD" and args.fsdp_state_dict_type == "FULL_STATE_DICT"
+
+
+def test_deepspeed_takes_the_run_configs_micro_batch_and_clipping_and_refuses_zero3():
+    from accelerate.utils import DeepSpeedPlugin
+
+    from videosspo.config import ConfigError
+    from videosspo.trainer import _check_deepspeed
+
+    plugin = DeepSpeedPlugin(zero_stage=2)  # as the shipped config: batch sizes and clipping "auto"
+    _check_deepspeed(plugin, batch_size=3, max_grad_norm=0.5)
+    config = plugin.deepspeed_config
+    assert (config["train_micro_batch_size_per_gpu"], config["gradient_clipping"]) == (3, 0.5)  # not accelerate's 1.0
+    with pytest.raises(ConfigError, match="ZeRO-3 partitions the parameters"):
+        _check_deepspeed(DeepSpeedPlugin(zero_stage=3), batch_size=1, max_grad_norm=1.0)
+
+
+def test_deepspeed_without_an_accelerator_names_gloo(monkeypatch):
+    """accelerate finds no process-group backend for DeepSpeed on a CPU (it then counts 1 process of 2)."""
+    import torch
+
+    from videosspo.trainer import _process_group
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert [handler.backend for handler in _process_group()] == ["gloo"]
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    assert _process_group() == []
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    assert _process_group() == []

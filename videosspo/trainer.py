@@ -43,7 +43,7 @@ from typing import Callable
 import torch
 from accelerate import Accelerator
 from accelerate.checkpointing import load_accelerator_state, load_custom_state, save_accelerator_state, save_custom_state
-from accelerate.utils import ProjectConfiguration, gather_object, set_seed
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, gather_object, set_seed
 from diffusers.optimization import get_scheduler
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -282,7 +282,8 @@ class Trainer:
         self.out = Path(cfg.train.output_dir)
         self.accelerator = accelerator or Accelerator(
             gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=cfg.train.mixed_precision,
-            log_with="tensorboard", project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")))
+            log_with="tensorboard", project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")),
+            kwargs_handlers=_process_group())
         acc = self.accelerator
         # Training draws from no global RNG (videosspo.rng), but they are seeded (a library may draw) and
         # checkpointed, so a resumed run's RNG state equals an uninterrupted one's
@@ -332,7 +333,7 @@ class Trainer:
         # The LR schedule is stepped by us once per optimizer step (accelerate's wrapper steps it once per
         # process, which would make N processes differ from one); it is checkpointed all the same.
         if acc.state.deepspeed_plugin is not None:
-            _check_deepspeed(acc.state.deepspeed_plugin, cfg.optim.batch_size)
+            _check_deepspeed(acc.state.deepspeed_plugin, cfg.optim.batch_size, cfg.optim.max_grad_norm)
         self.unet, self.optimizer = acc.prepare(self.model.unet, self.optimizer)
         acc.register_for_checkpointing(self.lr_schedule)
         self.model.unet = acc.unwrap_model(self.unet)
@@ -570,6 +571,7 @@ class Trainer:
                    "first_loss": history[0] if history else None, "last_loss": history[-1] if history else None,
                    "seconds": round(time.perf_counter() - t_start, 2), "checkpoint": str(final),
                    "samples": [str(p) for p in samples], "global_batch": self.global_batch,
+                   "distributed": f"{acc.distributed_type.value} x {acc.num_processes}",
                    "replay_steps": self.pool.steps, "divergence": self.divergence, **self.counters}
         if acc.is_main_process:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -619,8 +621,9 @@ class Trainer:
                 acc.backward(loss)  # always, even when non-finite: every DDP process must reduce
                 if acc.sync_gradients:
                     grad_norm = acc.clip_grad_norm_(self.unet.parameters(), cfg.optim.max_grad_norm or math.inf)
-                    # DeepSpeed clips and skips overflows inside its engine (None); fp16's scaler skips inf steps
-                    if grad_norm is None or torch.isfinite(grad_norm) or acc.scaler is not None:
+                    # DeepSpeed clips and skips overflows inside its engine (its norm a float, or None); fp16's scaler
+                    # skips inf steps
+                    if grad_norm is None or torch.isfinite(torch.as_tensor(grad_norm)) or acc.scaler is not None:
                         self.optimizer.step()
                     else:
                         self.counters["nonfinite_steps"] += 1
@@ -886,14 +889,23 @@ def check_compatible(saved: Config, current: Config) -> None:
             raise ConfigError(f"cannot resume: {key} is {b[section][name]!r} but the checkpoint has {a[section][name]!r}")
 
 
-def _check_deepspeed(plugin, batch_size: int) -> None:
+def _check_deepspeed(plugin, batch_size: int, max_grad_norm: float) -> None:
     """DeepSpeed as the trainer uses it: ZeRO-3 is refused (its parameters are partitioned, and the replay
     snapshots, reference passes and export read whole ones; FSDP gathers them); the micro-batch is
-    optim.batch_size (accelerate reads it from a prepared DataLoader, and the trainer prepares none)."""
+    optim.batch_size (accelerate reads it from a prepared DataLoader, and the trainer prepares none); DeepSpeed's
+    engine clips at optim.max_grad_norm (0: never), not at accelerate's 1.0 for `auto`."""
     if plugin.zero_stage == 3:
         raise ConfigError("DeepSpeed ZeRO-3 partitions the parameters that the replay snapshots, reference passes "
                           "and export read whole; use configs/accelerate/fsdp_8gpu.yaml (FSDP) or ZeRO-2")
     plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = batch_size
+    plugin.deepspeed_config["gradient_clipping"] = max_grad_norm
+
+
+def _process_group() -> list[InitProcessGroupKwargs]:
+    """DeepSpeed without an accelerator (DS_ACCELERATOR=cpu) needs gloo named: accelerate finds no backend for
+    a CPU launched without --cpu and counts 1 process while DeepSpeed counts them all (its batch-size check fails)."""
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    return [InitProcessGroupKwargs(backend="gloo")] if deepspeed and not torch.accelerator.is_available() else []
 
 
 def _run_key(output_dir: Path) -> str:
