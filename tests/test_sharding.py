@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from benchmarks.fsdp_check import compare_runs, final, max_diff, snapshots, train
+from benchmarks.fsdp_check import TOLERANCE, compare_runs, final, max_diff, snapshots, train
 from conftest import run_state
 from videosspo.reference import POLICY, with_adapter_name
 from videosspo.trainer import ADAPTER_FILE, FSDP_OPTIMIZER_FILE
@@ -58,7 +58,6 @@ def test_deepspeed_zero2_equals_one_process(synth_data, tmp_path):
     full = argparse.Namespace(processes=2, lora_rank=0, cpu=True)
     assert train("one", tmp_path / "one", synth_data, full)["distributed"] == "NO x 1"
     assert train("zero2", tmp_path / "zero2", synth_data, full)["distributed"] == "DEEPSPEED x 2"
-    diff = compare_runs(tmp_path / "one", tmp_path / "zero2")  # 7.9e-5 measured: Adam on near-zero gradients of
-    # the full network turns their reduction order (ZeRO-2 reduce-scatters in buckets) into a fraction of a step
-    assert max(diff["snapshot_max_abs_diff"], diff["export_max_abs_diff"], diff["ema_max_abs_diff"]) < 1e-4  # lr 1e-3
+    diff = compare_runs(tmp_path / "one", tmp_path / "zero2")  # 7.9e-5 measured (full fine-tuning: TOLERANCE says why)
+    assert max(diff["snapshot_max_abs_diff"], diff["export_max_abs_diff"], diff["ema_max_abs_diff"]) < TOLERANCE
     assert diff["metrics_max_rel_diff"] < 1e-3 and diff["reference_differed"]
