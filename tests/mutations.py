@@ -419,4 +419,30 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         "a beam continuing another beam's caption attends to its own earlier tokens: wrong captions",
         ("tests/test_vbench_tag2text.py::test_cached_decoding_equals_recomputing_every_prefix",)),
+    Mutation(
+        "ROIAlign without the half-pixel shift", "benchmarks/vbench/grit.py",
+        "x0, y0, x1, y1 = (boxes * scale - 0.5).unbind(1)", "x0, y0, x1, y1 = (boxes * scale).unbind(1)",
+        "GRiT pools every box half a feature pixel off (ROIAlign instead of detectron2's ROIAlignV2)",
+        ("tests/test_vbench_grit.py::test_roi_align_matches_torchvision_aligned_rules_by_hand",)),
+    Mutation(
+        "GRiT repeats its last token", "benchmarks/vbench/grit.py",
+        "logits = textual(memory, tokens).scatter(1, last[:, None], -10000.0)",
+        "logits = textual(memory, tokens)",
+        "GRiT's descriptions differ from VBench's (its decoder bans the previous token)",
+        ("tests/test_vbench_grit.py::test_greedy_decoding_bans_the_last_token_and_stops_at_sep",)),
+    Mutation(
+        "colour pairs phrases with the wrong box's name", "benchmarks/vbench/grit_rules.py",
+        "pairs = [(d, names[0]) for d, _, names in frame]", "pairs = [(d, names[-1]) for d, _, names in frame]",
+        "colour scores differ from VBench's, which pairs every phrase with the first box's class name",
+        ("tests/test_vbench_grit.py::test_color_pairs_every_phrase_with_the_first_boxs_name",)),
+    Mutation(
+        "spatial relationship on the wrong axis", "benchmarks/vbench/grit_rules.py",
+        "        along = abs(dx) > abs(dy)\n", "        along = abs(dy) > abs(dx)\n",
+        "objects side by side do not count as left / right of each other",
+        ("tests/test_vbench_grit.py::test_position_score_by_hand",)),
+    Mutation(
+        "colour scored on class names", "benchmarks/vbench/learned.py",
+        '"color": "DenseCap"}', '"color": "ObjectDet"}',
+        "colour reads GRiT's class names, which never name a colour, instead of its dense captions",
+        ("tests/test_vbench_grit.py::test_dimensions_run_tiny_grit_from_weights",)),
 )

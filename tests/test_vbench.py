@@ -193,7 +193,7 @@ def test_skipped_dimension_reports_reason_and_fix(tmp_path):
     assert list(scorers) == ["temporal_flickering"]
     assert "no --weights DIR" in skipped["subject_consistency"]["reason"]
     assert "dino_vitb16" in skipped["subject_consistency"]["fix"]
-    assert "GRiT" in skipped["object_class"]["reason"] and "--backend official" in skipped["object_class"]["fix"]
+    assert "GRiT" in skipped["object_class"]["reason"] and "grit_b_densecap_objectdet.pth" in skipped["object_class"]["fix"]
     _, skipped = build(["subject_consistency"], ScorerContext(weights=tmp_path))
     assert str(tmp_path) in skipped["subject_consistency"]["reason"]
 

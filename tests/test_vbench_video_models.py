@@ -232,9 +232,9 @@ def test_human_action_runs_umt_from_weights(umt_weights, tmp_path):
     assert info["backend"].startswith("UMT-L/16") and info["proxy"] is False and info["raw"] == 0.5
 
 
-def test_unported_dimensions_say_why():
+def test_model_dimensions_without_weights_say_why():
     skipped = build(["object_class", "scene", "human_action"], ScorerContext())[1]
-    assert "GRiT" in skipped["object_class"]["reason"] and "detectron2" in skipped["object_class"]["reason"]
+    assert "GRiT" in skipped["object_class"]["reason"] and "grit_b_densecap_objectdet.pth" in skipped["object_class"]["fix"]
     assert "Tag2Text" in skipped["scene"]["reason"] and "--weights" in skipped["scene"]["reason"]
     assert "l16_ptk710_ftk710_ftk400_f16_res224.pth" in skipped["human_action"]["fix"]
 
@@ -249,7 +249,7 @@ def test_vbench_cache_folder_works_as_weights(tmp_path):
                 "dynamic_degree": "raft_model/models/raft-things.pth", "motion_smoothness": "amt_model/amt-s.pth",
                 "overall_consistency": "ViCLIP/ViClip-InternVid-10M-FLT.pth",
                 "human_action": "umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth",
-                "scene": "caption_model/tag2text_swin_14m.pth"}
+                "scene": "caption_model/tag2text_swin_14m.pth", "color": "grit_model/grit_b_densecap_objectdet.pth"}
     for path in [*expected.values(), f"ViCLIP/{BPE_FILE}", "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
                  "bert-base-uncased/vocab.txt"]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)

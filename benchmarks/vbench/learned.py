@@ -35,9 +35,12 @@ keeps them as torch.hub / OpenAI ``.pt`` files, here they are transformers folde
     human_action (umt.py)
         here    l16_ptk710_ftk710_ftk400_f16_res224.pth or umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth
         VBench  https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/l16_ptk710_ftk710_ftk400_f16_res224.pth
-    object_class, multiple_objects, color, spatial_relationship (GRiT)
-        here    not ported: always skipped (``scorers.NOT_PORTED`` says why)
+    object_class, multiple_objects, color, spatial_relationship (grit.py; need each prompt's
+    auxiliary_info, from --prompts VBench_full_info.json)
+        here    grit_b_densecap_objectdet.pth or grit_model/grit_b_densecap_objectdet.pth, and
+                bert-base-uncased's vocab.txt (found as for scene)
         VBench  https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/grit_b_densecap_objectdet.pth
+                + the tokenizer of BertTokenizer.from_pretrained("bert-base-uncased"), as for scene
     scene (tag2text.py; needs each prompt's auxiliary_info, from --prompts VBench_full_info.json)
         here    tag2text_swin_14m.pth or caption_model/tag2text_swin_14m.pth, and bert-base-uncased's
                 vocab.txt at bert-base-uncased/vocab.txt (or caption_model/bert-base-uncased/, or DIR;
@@ -49,8 +52,9 @@ keeps them as torch.hub / OpenAI ``.pt`` files, here they are transformers folde
                 the checkpoint then overwrites (not needed here)
 
 Without its file a dimension falls back to its labelled proxy where one is named above, and is
-skipped otherwise. MUSIQ, RAFT, AMT-S, ViCLIP, UMT and Tag2Text are this project's ports of VBench's modules, with its names,
-so VBench's files load as they are; DINO and CLIP run through transformers.
+skipped otherwise. MUSIQ, RAFT, AMT-S, ViCLIP, UMT, Tag2Text and GRiT are this project's ports of
+VBench's modules, with its names, so VBench's files load as they are; DINO and CLIP run through
+transformers.
 
 Preprocessing follows VBench's: DINO frames have their shorter side resized to the model's
 ``image_size`` (bilinear, no crop; the ViT interpolates its position embeddings), CLIP frames are
@@ -59,7 +63,8 @@ resized (bicubic) and centre-cropped to ``image_size``; both without antialiasin
 middles of 8 equal intervals (VBench's ``read_frames_decord_by_fps(sample="middle")``) through the
 same CLIP transform on uint8 frames; UMT its 16 such frames, shorter side 256 (OpenCV bilinear),
 centre crop 224, ImageNet mean/std; Tag2Text its 16 such frames resized to 384 x 384 (PIL bilinear,
-aspect ignored), ImageNet mean/std. Frames are encoded ``batch_frames`` at a time as they stream in
+aspect ignored), ImageNet mean/std; GRiT its 16 such frames at their own size (scaled to a shorter
+side of 720 when it is over 768). Frames are encoded ``batch_frames`` at a time as they stream in
 (the video models keep only their sampled frames); models load on first use, once per file and device.
 """
 from __future__ import annotations
@@ -585,3 +590,64 @@ class AmtInterpolator:
         from .amt import interpolate
 
         return interpolate(load_network("amt", self.path, self.device), a, b)
+
+
+GRIT_TASKS = {"object_class": "ObjectDet", "multiple_objects": "ObjectDet", "spatial_relationship": "ObjectDet",
+              "color": "DenseCap"}  # VBench: initialize_model_det, except colour's initialize_model
+GRIT_FRAMES, GRIT_MAX_SIDE, GRIT_SHORT_SIDE = 16, 768, 720
+
+
+def grit_frame(frame: np.ndarray, dim: str) -> np.ndarray:
+    """VBench's frame for GRiT: when the shorter side is over 768, both sides scaled by 720 / shorter
+    (``int``); bilinear, OpenCV on uint8 for colour, float without rounding elsewhere (torchvision's
+    ``Resize`` on VBench's float tensors; no antialiasing, as everywhere here)."""
+    import cv2
+    import torch
+    import torch.nn.functional as F
+
+    h, w = frame.shape[:2]
+    if min(h, w) <= GRIT_MAX_SIDE:
+        return frame
+    size = (int(GRIT_SHORT_SIDE / min(h, w) * h), int(GRIT_SHORT_SIDE / min(h, w) * w))
+    if dim == "color":
+        return cv2.resize(frame, size[::-1], interpolation=cv2.INTER_LINEAR)
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
+def make_grit_dimension(ctx: ScorerContext, dim: str) -> Scorer:
+    """VBench's object class / multiple objects / colour / spatial relationship: GRiT (``grit.py``)
+    on the clip's 16 middle frames, then the dimension's rule (``grit_rules.py``) against the
+    prompt's ``auxiliary_info[dim]``."""
+    from . import grit_rules
+    from .grit import GRIT_FILES, detections
+    from .tag2text import VOCAB_FILES
+
+    path = weight_file(ctx, GRIT_FILES)
+    if path is None:
+        raise Unavailable("needs VBench's GRiT detector and --weights has none",
+                          f"put {GRIT_FILES[0]} (huggingface.co/OpenGVLab/VBench_Used_Models) at --weights DIR/ "
+                          f"(or DIR/grit_model/)")
+    vocab = bert_vocab(ctx)
+    if vocab is None:
+        raise Unavailable("GRiT needs bert-base-uncased's vocab.txt: not in --weights nor the Hugging Face cache",
+                          f"put huggingface.co/bert-base-uncased's vocab.txt at --weights DIR/{VOCAB_FILES[0]}")
+    rule, task = getattr(grit_rules, dim), GRIT_TASKS[dim]
+
+    def score(prompt, info, frames):
+        model = load_network("grit", path, ctx.device)
+        found = [detections(model, _bert_tokenizer(vocab), grit_frame(f, dim), task) for f in frames]
+        return rule(found, info, prompt) if dim == "color" else rule(found, info)
+
+    def start(prompt, meta):
+        info = auxiliary_info(meta, dim)
+        if info is None:
+            return Refused(f"its prompt has no auxiliary_info for {dim} (what GRiT's detections are checked against)",
+                           "pass --prompts VBench_full_info.json, or give metadata.jsonl rows an auxiliary_info")
+        return SampledFrames(frame_count(meta), GRIT_FRAMES, lambda frames: score(prompt, info, frames))
+
+    return Scorer(start, {"backend": f"GRiT ({task}) from {path.name}", "proxy": False})
+
+
+for _dim in GRIT_TASKS:
+    register(_dim)(functools.partial(make_grit_dimension, dim=_dim))

@@ -102,15 +102,6 @@ def register(*names: str):
     return deco
 
 
-# Dimensions whose VBench model is not ported (the reason; ``--backend official`` runs them).
-NOT_PORTED = {
-    **dict.fromkeys(("object_class", "multiple_objects", "color", "spatial_relationship"),
-                    "needs VBench's GRiT dense-caption detector (grit_b_densecap_objectdet.pth), a detectron2 / "
-                    "CenterNet2 model (ViTDet backbone, cascade ROI heads with ROIAlign, a text decoder with beam "
-                    "search) that is not ported here: detectron2 is not on PyPI and its ops need torchvision"),
-}
-
-
 def build(names, ctx: ScorerContext) -> tuple[dict[str, Scorer], dict[str, dict]]:
     """Build the scorers for ``names``; return (scorers, skipped) with skipped = {name: {reason, fix}}."""
     from . import classical, learned, synthetic  # noqa: F401  (registers the factories)
@@ -118,9 +109,6 @@ def build(names, ctx: ScorerContext) -> tuple[dict[str, Scorer], dict[str, dict]
     scorers, skipped = {}, {}
     for name in names:
         try:
-            if name in NOT_PORTED:
-                raise Unavailable(NOT_PORTED[name], "run with --backend official (pip install vbench; its "
-                                                    "weights download to ~/.cache/vbench on first use)")
             if name not in FACTORIES:
                 raise Unavailable(f"unknown dimension {name!r}", "see --list-dims")
             scorers[name] = FACTORIES[name](ctx)
