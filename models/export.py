@@ -64,7 +64,7 @@ LORA_FORMATS = {"diffusers": DiffusersLora, "peft": PeftLora}
 
 def save_pipeline(model, unet, path: Path) -> None:
     """`model` with denoiser `unet` as the family's diffusers pipeline folder (`save_pretrained`)."""
-    scheduler = getattr(diffusers, model.inference_scheduler).from_config(model.scheduler.config)
+    scheduler = model.inference_scheduler_of()
     parts = {"vae": model.vae, "text_encoder": model.text_encoder, "tokenizer": model.tokenizer}
     pipeline = getattr(diffusers, model.pipeline)(**parts, **{model.denoiser: unet}, scheduler=scheduler,
                                                   **model.pipeline_extras)

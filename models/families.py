@@ -228,6 +228,13 @@ class Wan(VideoDiffusionModel):
                 "yet; use a one-transformer Wan (Wan-AI/Wan2.1-T2V-1.3B-Diffusers, Wan-AI/Wan2.2-TI2V-5B-Diffusers)")
         return super().load_unet(cfg)
 
+    def inference_scheduler_of(self):
+        """What `WanPipeline` samples with, as the hub's `scheduler/` holds it: UniPC on flow-matching σ with the
+        training shift (`flow_shift`; UniPC built from the Euler config would be a DDPM-schedule ε sampler)."""
+        from videosspo.sampling import make_scheduler
+
+        return make_scheduler(self, "unipc")
+
     @classmethod
     def training_scheduler(cls, config: dict):
         """Flow-matching Euler with the layout's shift (UniPC's `flow_shift`, or our own saved `shift`)."""

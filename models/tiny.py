@@ -133,7 +133,8 @@ def tiny_wan(cfg: ModelConfig) -> dict:
                                         in_channels=4, out_channels=4, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=32,
                                         num_layers=2, rope_max_seq_len=32)
     return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)}
+            "scheduler": FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+            "inference_scheduler": "UniPCMultistepScheduler"}  # the hub layout's: its exports sample as WanPipeline does
 
 # THUDM/CogVideoX-2b/scheduler/scheduler_config.json: v-prediction, SNR shift 3, zero terminal SNR, trailing.
 COGVIDEOX_SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
@@ -161,7 +162,7 @@ def tiny_cogvideox(cfg: ModelConfig) -> dict:
                                               sample_height=4, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
                                               max_text_seq_length=T5_MAX_TOKENS)
     return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)}
+            "scheduler": CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER), "inference_scheduler": "CogVideoXDDIMScheduler"}
 
 
 # Lightricks/LTX-Video/scheduler/scheduler_config.json (LTX-Video 0.9.0, as diffusers' convert_ltx_to_diffusers.py

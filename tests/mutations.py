@@ -445,4 +445,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         '"color": "DenseCap"}', '"color": "ObjectDet"}',
         "colour reads GRiT's class names, which never name a colour, instead of its dense captions",
         ("tests/test_vbench_grit.py::test_dimensions_run_tiny_grit_from_weights",)),
+    Mutation(
+        "Wan exports UniPC built from the flow Euler config", "models/families.py",
+        '        return make_scheduler(self, "unipc")\n',
+        "        return super().inference_scheduler_of()\n",
+        "a merged Wan export's scheduler/ is UniPC on a DDPM schedule predicting epsilon: WanPipeline samples noise",
+        ("tests/test_dit.py::test_merged_export_ships_the_pipeline_sampler",)),
 )

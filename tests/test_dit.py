@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from diffusers import (AutoencoderKLLTXVideo, CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel,
+from diffusers import (AutoencoderKLLTXVideo, CogVideoXDDIMScheduler, CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel,
                        FlowMatchEulerDiscreteScheduler, LTXPipeline, UniPCMultistepScheduler, WanPipeline)
 from einops import rearrange
 
@@ -220,6 +220,31 @@ def test_sampler_equals_wan_pipeline_with_cfg():
     theirs = pipeline(model)(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=4,
                              guidance_scale=5.0, latents=per_sample_noise(shape, [3]), max_sequence_length=16,
                              output_type="latent").frames
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("source", ["wan", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "cogvideox"])
+def test_merged_export_ships_the_pipeline_sampler(tmp_path, hub_layout, source):
+    """A merged export's `scheduler/` is what the family's pipeline samples with, not a DDIM (tiny models declared
+    none) nor a UniPC on a DDPM schedule (UniPC built from the flow Euler config): Wan's is UniPC on flow σ with the
+    training shift, and `WanPipeline.from_pretrained` then samples our latents; CogVideoX's is its own DDIM."""
+    model = tiny(source) if "/" not in source else build_model(ModelConfig(family="wan", pretrained=str(hub_layout(source))))
+    model.save_pretrained(tmp_path / "model")
+    if model.family == "cogvideox":
+        pipe = CogVideoXPipeline.from_pretrained(tmp_path / "model")
+        assert type(pipe.scheduler) is CogVideoXDDIMScheduler
+        assert pipe.scheduler.config.snr_shift_scale == 3.0 and pipe.scheduler.config.prediction_type == "v_prediction"
+        return
+    pipe = WanPipeline.from_pretrained(tmp_path / "model")
+    config = pipe.scheduler.config
+    assert type(pipe.scheduler) is UniPCMultistepScheduler
+    assert (config.use_flow_sigmas, config.prediction_type, config.flow_shift) == (True, "flow_prediction", 3.0)
+    shape = model.latent_shape(5, 32, 32)
+    ours = sample_latents(load_model(tmp_path / "model"), PROMPTS[:1], frames=5, height=32, width=32, seeds=[2], steps=3,
+                          guidance=4.0, scheduler="unipc")
+    theirs = pipe(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=3,
+                  guidance_scale=4.0, latents=per_sample_noise(shape, [2]), max_sequence_length=16,
+                  output_type="latent").frames
     torch.testing.assert_close(ours, theirs)
 
 
