@@ -51,7 +51,7 @@ def save_adapter(path: str | Path, adapter: dict, cfg: ModelConfig) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     family = FAMILIES[cfg.family]
-    family.save_adapter(path, adapter, lora_config(cfg.lora_rank, cfg.lora_alpha, family.lora_targets))
+    family.save_adapter(path, adapter, lora_config(cfg.lora_rank, cfg.lora_alpha, list(family.lora_targets)))
     info = {"family": cfg.family, "vae": cfg.vae != "none", "base": dataclasses.asdict(cfg)}
     (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
 
@@ -62,7 +62,7 @@ def _load_adapter(path: Path, info: dict, overrides: dict) -> VideoDiffusionMode
     cfg = ModelConfig(**{**info["base"], **overrides})
     model = build_model(cfg)
     model.unet.requires_grad_(False)
-    add_lora(model.unet, cfg.lora_rank, cfg.lora_alpha, model.lora_targets)
+    add_lora(model.unet, cfg.lora_rank, cfg.lora_alpha, model.lora_scope)
     set_peft_model_state_dict(model.unet, type(model).load_adapter(path), adapter_name=POLICY)
     return model
 

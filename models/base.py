@@ -59,6 +59,8 @@ class VideoDiffusionModel:
     pipeline_extras: ClassVar[dict] = {}
     lora_format: ClassVar[str] = "diffusers"
     max_text_tokens: ClassVar[int | None] = None  # the pipeline's `max_sequence_length` (None: the tokenizer's maximum)
+    # True where a training step may leave trainable parameters without a gradient (DDP must then look for them).
+    unused_parameters: ClassVar[bool] = False
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
                  inference_scheduler: str = "DDIMScheduler"):
@@ -106,6 +108,25 @@ class VideoDiffusionModel:
     def objective(self) -> str:
         """The training objective's name in `videosspo.objectives.OBJECTIVES` (DDPM families: the prediction type)."""
         return self.scheduler.config.prediction_type
+
+    @property
+    def sigma_range(self) -> tuple[float, float]:
+        """The noise levels σ = t / T that training draws, [lo, hi): all of them (a two-expert model may train one)."""
+        return (0.0, 1.0)
+
+    @property
+    def boundary_timestep(self) -> float | None:
+        """The timestep where sampling switches to the second denoiser and `guidance_2` (None: one denoiser)."""
+        return None
+
+    @property
+    def lora_scope(self) -> list[str] | str:
+        """peft's `target_modules` for the policy's LoRA: the family's `lora_targets` suffixes, anywhere."""
+        return list(self.lora_targets)
+
+    def pipeline_components(self, unet) -> dict:
+        """The pipeline's denoiser argument(s) for denoiser `unet`, for a merged export."""
+        return {self.denoiser: unet}
 
     @property
     def latent_channels(self) -> int:

@@ -66,7 +66,7 @@ def save_pipeline(model, unet, path: Path) -> None:
     """`model` with denoiser `unet` as the family's diffusers pipeline folder (`save_pretrained`)."""
     scheduler = model.inference_scheduler_of()
     parts = {"vae": model.vae, "text_encoder": model.text_encoder, "tokenizer": model.tokenizer}
-    pipeline = getattr(diffusers, model.pipeline)(**parts, **{model.denoiser: unet}, scheduler=scheduler,
+    pipeline = getattr(diffusers, model.pipeline)(**parts, **model.pipeline_components(unet), scheduler=scheduler,
                                                   **model.pipeline_extras)
     pipeline.save_pretrained(path, safe_serialization=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from einops import rearrange, repeat
 from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
 from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, clip_posterior_mode, per_clip, zero_padding
+from models.experts import EXPERTS, WanExperts
 from models.export import motion_adapter, motion_only
-from models.tiny import CHANNELS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan
+from models.tiny import CHANNELS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan, tiny_wan22
 from videosspo.config import ConfigError, ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
@@ -214,18 +216,12 @@ class Wan(VideoDiffusionModel):
     @classmethod
     def load_unet(cls, cfg: ModelConfig):
         """`transformer/`; a two-expert Wan 2.2 A14B layout is refused (its `transformer` alone is the high-noise
-        expert: trained on every timestep it would silently become a different model)."""
-        from diffusers import DiffusionPipeline
-
-        try:
-            boundary = DiffusionPipeline.load_config(cfg.pretrained).get("boundary_ratio")
-        except OSError:  # no model_index.json: a bare folder of components
-            boundary = None
+        expert: trained on every timestep it would silently become a different model): it is `wan22`."""
+        boundary = boundary_ratio(cfg.pretrained)
         if boundary is not None:
             raise ConfigError(
                 f"model.pretrained={cfg.pretrained!r} is a two-expert Wan 2.2 (transformer for t >= "
-                f"{boundary * 1000:g}, transformer_2 below, boundary_ratio {boundary}), which videosspo does not train "
-                "yet; use a one-transformer Wan (Wan-AI/Wan2.1-T2V-1.3B-Diffusers, Wan-AI/Wan2.2-TI2V-5B-Diffusers)")
+                f"{boundary * 1000:g}, transformer_2 below, boundary_ratio {boundary}): set model.family: wan22")
         return super().load_unet(cfg)
 
     def inference_scheduler_of(self):
@@ -240,6 +236,96 @@ class Wan(VideoDiffusionModel):
         """Flow-matching Euler with the layout's shift (UniPC's `flow_shift`, or our own saved `shift`)."""
         shift = config.get("flow_shift", config.get("shift", 1.0))
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=config.get("num_train_timesteps", 1000), shift=shift)
+
+
+def boundary_ratio(pretrained: str) -> float | None:
+    """`boundary_ratio` of a pipeline folder's model_index.json: where a two-expert Wan 2.2 switches experts."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        return DiffusionPipeline.load_config(pretrained).get("boundary_ratio")
+    except OSError:  # no model_index.json: a bare folder of components
+        return None
+
+
+class Wan22(Wan):
+    """Wan 2.2 A14B text-to-video (`Wan-AI/Wan2.2-T2V-A14B-Diffusers`): Wan's stack with two 14B experts
+    (`models.experts.WanExperts`): `transformer` for high noise (t >= boundary_ratio · T, 875), `transformer_2`
+    below. Training routes each sample by its t; `model.experts` picks what trains (`high`, `low`: LoRA in that
+    expert only and σ drawn from its range of the family's density; `both`); sampling switches expert and CFG
+    scale (`guidance_2`) at the boundary, as `WanPipeline` does.
+    """
+
+    family = "wan22"
+    denoiser_class = WanExperts
+    unused_parameters = True  # a micro-batch whose samples all fall on one side of the boundary skips the other expert
+    experts = "both"  # model.experts
+
+    def _experts(self) -> WanExperts:
+        return getattr(self.unet, "module", self.unet)
+
+    @property
+    def denoiser_config(self):
+        """The experts' (shared) transformer config."""
+        return self._experts().transformer.config
+
+    @property
+    def boundary_timestep(self) -> float:
+        return self._experts().boundary
+
+    @property
+    def sigma_range(self) -> tuple[float, float]:
+        """σ ∈ [boundary_ratio, 1) for the high-noise expert, [0, boundary_ratio) for the low-noise one, or all."""
+        r = self._experts().config.boundary_ratio
+        return {"both": (0.0, 1.0), "high": (r, 1.0), "low": (0.0, r)}[self.experts]
+
+    @property
+    def lora_scope(self) -> str:
+        """A regular expression (peft full-matches it): the family's projections inside the trained expert(s)."""
+        names = {"both": EXPERTS, "high": EXPERTS[:1], "low": EXPERTS[1:]}[self.experts]
+        return rf"({'|'.join(names)})\..*\.({'|'.join(map(re.escape, self.lora_targets))})"
+
+    def pipeline_components(self, unet) -> dict:
+        return {"transformer": unet.transformer, "transformer_2": unet.transformer_2,
+                "boundary_ratio": unet.config.boundary_ratio}
+
+    @classmethod
+    def save_adapter(cls, path: Path, adapter: dict, lora) -> None:
+        """One diffusers LoRA file per trained expert, in its folder: `pipe.load_lora_weights(path / "transformer")`,
+        `pipe.load_lora_weights(path / "transformer_2", load_into_transformer_2=True)` (diffusers' Wan loader
+        reads `transformer.` keys and puts them into the expert it is told)."""
+        for name in EXPERTS:
+            part = {k.removeprefix(f"{name}."): v for k, v in adapter.items() if k.startswith(f"{name}.")}
+            if part:
+                super().save_adapter(Path(path) / name, part, lora)
+
+    @classmethod
+    def load_adapter(cls, path: Path) -> dict:
+        load = super().load_adapter
+        return {f"{name}.{k}": v for name in EXPERTS if (Path(path) / name).is_dir()
+                for k, v in load(Path(path) / name).items()}
+
+    @classmethod
+    def build_tiny(cls, cfg: ModelConfig) -> dict:
+        return tiny_wan22(cfg)
+
+    @classmethod
+    def load_unet(cls, cfg: ModelConfig) -> WanExperts:
+        """`transformer/` and `transformer_2/`, switched at model_index.json's `boundary_ratio` (of the scheduler's T)."""
+        ratio = boundary_ratio(cfg.pretrained)
+        if ratio is None:
+            raise ConfigError(f"model.pretrained={cfg.pretrained!r} has one transformer (no boundary_ratio in its "
+                              "model_index.json): set model.family: wan")
+        high, low = (WanTransformer3DModel.from_pretrained(cfg.pretrained, subfolder=name) for name in EXPERTS)
+        steps = FlowMatchEulerDiscreteScheduler.load_config(cfg.pretrained, subfolder="scheduler")["num_train_timesteps"]
+        return WanExperts(expert=dict(high.config), boundary_ratio=ratio, num_train_timesteps=steps, transformer=high,
+                          transformer_2=low)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> "Wan22":
+        model = super().from_config(cfg)
+        model.experts = cfg.experts
+        return model
 
 
 class CogVideoX(VideoDiffusionModel):
@@ -425,4 +511,4 @@ class Stacked(VideoDiffusionModel):
                                     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
 
 
-FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan, CogVideoX, LTXVideo)}
+FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan, Wan22, CogVideoX, LTXVideo)}

@@ -18,6 +18,7 @@ from diffusers import (AutoencoderKL, AutoencoderKLCogVideoX, AutoencoderKLLTXVi
 from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer, UMT5Config,
                           UMT5EncoderModel)
 
+from models.experts import WanExperts
 from videosspo.config import ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
@@ -129,12 +130,28 @@ def tiny_wan(cfg: ModelConfig) -> dict:
     vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True],
                            latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 2.0, 0.5, 1.0])
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
-                                        in_channels=4, out_channels=4, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=32,
-                                        num_layers=2, rope_max_seq_len=32)
-    return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+    return {"unet": tiny_wan_transformer(), "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
             "inference_scheduler": "UniPCMultistepScheduler"}  # the hub layout's: its exports sample as WanPipeline does
+
+
+def tiny_wan_transformer() -> WanTransformer3DModel:
+    """Wan's transformer, shrunk: 2 blocks of width 16, patches 1 x 2 x 2 (random weights from the global RNG)."""
+    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4,
+                                 out_channels=4, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=32, num_layers=2,
+                                 rope_max_seq_len=32)
+
+
+def tiny_wan22(cfg: ModelConfig) -> dict:
+    """Wan 2.2 A14B's stack, shrunk: `tiny_wan`'s, with its transformer as the high-noise expert and a second,
+    differently seeded one as the low-noise expert, switched at A14B's boundary_ratio 0.875."""
+    parts = tiny_wan(cfg)
+    torch.manual_seed(1)
+    high = parts["unet"]
+    parts["unet"] = WanExperts(expert=dict(high.config), boundary_ratio=0.875, transformer=high,
+                               transformer_2=tiny_wan_transformer())
+    return parts
+
 
 # THUDM/CogVideoX-2b/scheduler/scheduler_config.json: v-prediction, SNR shift 3, zero terminal SNR, trailing.
 COGVIDEOX_SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,

@@ -22,7 +22,7 @@ from transformers import CLIPConfig, CLIPImageProcessor
 
 from models.families import ModelScope
 from models.tiny import (COGVIDEOX_SCHEDULER, LTX_SCHEDULER, TEXT_DIM, tiny_cogvideox, tiny_components, tiny_ltx,
-                         tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan)
+                         tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan, tiny_wan22)
 from videosspo.config import ModelConfig
 
 # scheduler/scheduler_config.json of the two pipeline repositories, as shipped (SD 1.5's also holds
@@ -85,9 +85,10 @@ def wan_pipeline(path: Path) -> None:
 def wan22_a14b_pipeline(path: Path) -> None:
     """`Wan-AI/Wan2.2-T2V-A14B-Diffusers`: a WanPipeline with two experts (transformer: high noise, transformer_2: low
     noise) switched at boundary_ratio 0.875, UniPC with shift 12."""
-    parts = tiny_wan(ModelConfig(family="wan"))
-    WanPipeline(transformer=parts["unet"], transformer_2=tiny_wan(ModelConfig(family="wan"))["unet"], vae=parts["vae"],
-                text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], boundary_ratio=0.875,
+    parts = tiny_wan22(ModelConfig(family="wan22"))
+    experts = parts["unet"]
+    WanPipeline(transformer=experts.transformer, transformer_2=experts.transformer_2, vae=parts["vae"],
+                text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], boundary_ratio=experts.config.boundary_ratio,
                 scheduler=UniPCMultistepScheduler(**{**WAN_SCHEDULER, "flow_shift": 12.0})).save_pretrained(path)
 
 

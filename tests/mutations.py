@@ -451,4 +451,42 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        return super().inference_scheduler_of()\n",
         "a merged Wan export's scheduler/ is UniPC on a DDPM schedule predicting epsilon: WanPipeline samples noise",
         ("tests/test_dit.py::test_merged_export_ships_the_pipeline_sampler",)),
+    Mutation(
+        "Wan 2.2 experts swapped", "models/experts.py",
+        "zip((self.transformer, self.transformer_2), rows)",
+        "zip((self.transformer_2, self.transformer), rows)",
+        "high-noise samples run through the low-noise expert and back: another model, trained and sampled",
+        ("tests/test_wan22.py::test_each_expert_gets_exactly_its_samples",
+         "tests/test_wan22.py::test_sampler_equals_wan_pipeline_with_both_experts_and_guidance_scale_2")),
+    Mutation(
+        "Wan 2.2 boundary timestep sent to the low-noise expert", "models/experts.py",
+        "high = timestep >= self.boundary",
+        "high = timestep > self.boundary",
+        "t = 875 (a sampling step of WanPipeline's grid for some step counts) runs the wrong expert",
+        ("tests/test_wan22.py::test_each_expert_gets_exactly_its_samples",)),
+    Mutation(
+        "guidance_2 ignored", "videosspo/sampling.py",
+        "            g = guidance if boundary is None or t >= boundary or guidance_2 is None else guidance_2\n",
+        "            g = guidance\n",
+        "Wan 2.2's low-noise steps sample with the high-noise CFG scale: not WanPipeline's guidance_scale_2",
+        ("tests/test_wan22.py::test_sampler_equals_wan_pipeline_with_both_experts_and_guidance_scale_2",)),
+    Mutation(
+        "one expert trained on every timestep", "videosspo/trainer.py",
+        "                                sigma_range=model.sigma_range).to(device)",
+        "                                ).to(device)",
+        "model.experts high / low trains its expert on the other expert's noise levels too (they never reach it)",
+        ("tests/test_wan22.py::test_one_expert_trains_alone_on_its_timesteps",)),
+    Mutation(
+        "LoRA in both experts whatever model.experts", "models/families.py",
+        '        names = {"both": EXPERTS, "high": EXPERTS[:1], "low": EXPERTS[1:]}[self.experts]',
+        "        names = EXPERTS",
+        "a one-expert run carries (and exports) an untrained LoRA in the other expert",
+        ("tests/test_wan22.py::test_one_expert_trains_alone_on_its_timesteps",)),
+    Mutation(
+        "Wan 2.2 under DDP without unused parameters", "models/families.py",
+        "    unused_parameters = True  # a micro-batch",
+        "    unused_parameters = False  # a micro-batch",
+        "DDP stops at the step after a micro-batch that reached one expert only (the other's LoRA got no gradient)",
+        ("tests/test_wan22.py::test_one_expert_trains_alone_on_its_timesteps",
+         "tests/test_wan22.py::test_ddp_needs_unused_parameters_for_an_idle_expert")),
 )

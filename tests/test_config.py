@@ -195,6 +195,10 @@ def test_literal_not_in_choices():
     (["--loser.init=winner", "--loser.strength=0"], r"loser\.strength=0\.0.*in \(0, 1\]"),
     (["--loser.strength=0.5"], r"loser\.strength=0\.5.*only applies to loser\.init: winner"),
     (["--loser.init=winner", "--loser.strength=0.5", "--loser.scheduler=euler"], r"loser\.scheduler='euler'.*sigma"),
+    (["--model.family=wan", "--model.experts=high"], r"model\.experts='high'.*only model\.family: wan22"),
+    (["--model.family=wan22", "--model.lora_rank=0"], r"model\.lora_rank=0.*full fine-tuning of two 14B experts"),
+    (["--model.family=wan", "--sample.guidance_2=3"], r"sample\.guidance_2=3\.0.*null for a one-denoiser family"),
+    (["--model.family=wan22", "--model.lora_rank=4", "--loser.guidance_2=-1"], r"loser\.guidance_2=-1\.0.*>= 0"),
 ])
 def test_impossible_values(override, match):
     with pytest.raises(ConfigError, match=match):

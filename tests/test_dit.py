@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import operator
 
 import pytest
 import torch
@@ -333,11 +334,12 @@ def test_ltx_trains_from_the_real_hub_layout(tiny_config, hub_layout):
     assert trainer.fit()["steps"] == 1
 
 
-@pytest.mark.parametrize("family, blocks", [("wan", "blocks"), ("ltx", "transformer_blocks")])
+@pytest.mark.parametrize("family, blocks", [("wan", "blocks"), ("ltx", "transformer_blocks"),
+                                            ("wan22", "transformer_2.blocks")])  # t = 500: the low-noise expert's
 def test_gradient_checkpointing_recomputes_each_block(family, blocks):
     model = build_model(ModelConfig(family=family))
     calls = []
-    getattr(model.unet, blocks)[0].register_forward_pre_hook(lambda *args: calls.append(1))  # recomputation stops early: pre-hook
+    operator.attrgetter(blocks)(model.unet)[0].register_forward_pre_hook(lambda *args: calls.append(1))  # recomputation stops early: pre-hook
     x, t, cond = torch.randn(1, 4, 2, 4, 4), torch.tensor([500.0]), model.encode_prompt(PROMPTS[:1])
     for enabled in (False, True):
         if enabled:
@@ -447,11 +449,14 @@ def test_trains_from_the_real_hub_layout(tiny_config, hub_layout):
     assert trainer.fit()["steps"] == 1
 
 
-def test_wan22_two_expert_layout_is_refused_in_one_line(tiny_config, hub_layout):
-    """Wan 2.2 A14B's folder (transformer + transformer_2, boundary_ratio) must not train as a one-transformer Wan."""
+def test_each_wan_layout_names_its_family_in_one_line(tiny_config, hub_layout):
+    """Wan 2.2 A14B's folder (transformer + transformer_2, boundary_ratio) must not train as a one-transformer Wan
+    (its `transformer` alone is the high-noise expert), nor a one-transformer folder as `wan22`."""
     folder = hub_layout("Wan-AI/Wan2.2-T2V-A14B-Diffusers")
     index = json.loads((folder / "model_index.json").read_text())
     assert index["boundary_ratio"] == 0.875 and index["transformer_2"] == ["diffusers", "WanTransformer3DModel"]
-    with pytest.raises(ConfigError, match=r"two-expert Wan 2\.2 \(transformer for t >= 875, transformer_2 below"):
+    with pytest.raises(ConfigError, match=r"two-expert Wan 2\.2 \(transformer for t >= 875, transformer_2 below.*"
+                                          r"set model\.family: wan22$"):
         Trainer(tiny_config(**WAN, **{"model.pretrained": str(folder)}))
-
+    with pytest.raises(ConfigError, match=r"has one transformer \(no boundary_ratio.*set model\.family: wan$"):
+        build_model(ModelConfig(family="wan22", pretrained=str(hub_layout("Wan-AI/Wan2.1-T2V-1.3B-Diffusers"))))

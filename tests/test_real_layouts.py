@@ -22,8 +22,8 @@ from videosspo.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # the shipped configs train in bf16
 
-# Frames per clip where 2 does not fit: the stacked UNet's channels hold 8; wan takes 4k+1, cogvideox and ltx 8k+1.
-CLIP_FRAMES = {"stacked": 8, "wan": 5, "cogvideox": 9, "ltx": 9}
+# Frames per clip where 2 does not fit: the stacked UNet's channels hold 8; wan(22) takes 4k+1, cogvideox and ltx 8k+1.
+CLIP_FRAMES = {"stacked": 8, "wan": 5, "wan22": 5, "cogvideox": 9, "ltx": 9}
 # Sampler steps where 1 does not fit: ltx's σ grid is stretched to its shift_terminal, which takes 2.
 SAMPLER_STEPS = {"ltx": 2}
 SHIPPED = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("tiny_"))
@@ -137,7 +137,7 @@ def trained_lora_model(family: str, hub_layout, rank: int = 4, alpha: float = 8.
     cfg = ModelConfig(family=family, lora_rank=rank, lora_alpha=alpha, **{k: str(v) for k, v in hub.items()})
     model = build_model(cfg)
     model.unet.requires_grad_(False)
-    add_lora(model.unet, rank, alpha, model.lora_targets)
+    add_lora(model.unet, rank, alpha, model.lora_scope)
     gen = torch.Generator().manual_seed(0)
     for name, p in model.unet.named_parameters():
         if "lora_B" in name:

@@ -235,7 +235,7 @@ def test_lora_reference_equals_a_separately_built_model(tiny_config):
             out_ref = ref.predict(x, t, cond)
         separate = build_model(cfg.model)  # a fresh network carrying the snapshot's adapter weights
         separate.unet.requires_grad_(False)
-        add_lora(separate.unet, 4, None, separate.lora_targets)
+        add_lora(separate.unet, 4, None, separate.lora_scope)
         set_peft_model_state_dict(separate.unet, trainer.pool.get(index), adapter_name="default")
         with torch.no_grad():
             assert torch.allclose(out_ref, separate.predict(x, t, cond), atol=1e-6), index

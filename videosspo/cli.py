@@ -96,7 +96,7 @@ def cmd_sample(args, overrides: list[str]) -> None:
 
     from models import load_model
     from videosspo.errors import UserError
-    from videosspo.sampling import generate, make_scheduler
+    from videosspo.sampling import check_guidance_2, generate, make_scheduler
     from videosspo.video import WRITE_EXTENSIONS, write_video
 
     no_overrides(overrides)
@@ -109,13 +109,15 @@ def cmd_sample(args, overrides: list[str]) -> None:
     try:
         model.latent_shape(args.frames, args.height, args.width)
         make_scheduler(model, args.scheduler, args.steps)
+        check_guidance_2(model, args.guidance_2)
     except ValueError as e:
         raise UserError(f"cannot sample {args.frames} frames of {args.height}x{args.width} in {args.steps} "
                         f"{args.scheduler} steps from {args.checkpoint}: {e}") from e
     prompts = args.prompt
     seeds = [args.seed + i for i in range(len(prompts))]
     pixels = generate(model, prompts, frames=args.frames, height=args.height, width=args.width, seeds=seeds,
-                      steps=args.steps, guidance=args.guidance, negative_prompt=args.negative_prompt,
+                      steps=args.steps, guidance=args.guidance, guidance_2=args.guidance_2,
+                      negative_prompt=args.negative_prompt,
                       scheduler=args.scheduler, progress=True)
     out = Path(args.out)
     for i, video in enumerate(pixels.cpu()):
@@ -318,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, help="default: the checkpoint's training clips (else 256)")
     p.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale; <= 1 disables")
+    p.add_argument("--guidance-2", type=float, default=None,
+                   help="wan22: the scale of the low-noise expert's steps (WanPipeline's guidance_scale_2; default --guidance)")
     p.add_argument("--scheduler", choices=list(get_args(Sampler)),
                    help="default: the checkpoint's sample.scheduler (else ddim; flow-matching models: euler, unipc; "
                         "CogVideoX: ddim, dpm)")

@@ -45,12 +45,14 @@ SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "clip_sample", "time
 class ModelConfig:
     """Which diffusion model to train, and how to build it."""
 
-    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan", "cogvideox", "ltx"] = "animatediff"
+    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan", "wan22", "cogvideox", "ltx"] = "animatediff"
     # `wan`: a flow-matching DiT (WanTransformer3DModel) on a VAE that compresses time 4x, so
     # data.frames must be 4k+1; its velocity error replaces the UNets' epsilon error in every loss.
     # `cogvideox`: a v-prediction DiT (CogVideoXTransformer3DModel), also 4k+1 frames, sampled with ddim.
     # `ltx`: LTX-Video, a flow-matching DiT (LTXVideoTransformer3DModel) whose VAE compresses time 8x and
     # space 32x: data.frames 8k+1, height and width multiples of 32; sampled with euler.
+    # `wan22`: Wan 2.2 A14B (Wan-AI/Wan2.2-T2V-A14B-Diffusers), Wan with two transformer experts: `transformer`
+    # for t >= boundary_ratio x 1000 (875), `transformer_2` below; LoRA only (see `experts`).
     # A local directory or hub id: a diffusers layout (unet/ or transformer/, vae/, text_encoder/,
     # tokenizer/, scheduler/), e.g. Stable Diffusion 1.5 for `animatediff`/`sd`,
     # Wan-AI/Wan2.1-T2V-1.3B-Diffusers for `wan`, THUDM/CogVideoX-2b for `cogvideox`, Lightricks/LTX-Video
@@ -78,6 +80,10 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
     stacked_frames: int = 8
+    # `wan22` only: which expert trains. `high` (transformer) or `low` (transformer_2): LoRA in that expert alone
+    # and σ drawn from the family's density truncated to its range ([0.875, 1) or [0, 0.875)), as Wan 2.2 LoRAs
+    # are trained one expert per run; `both`: LoRA in both, each sample trains the expert of its t.
+    experts: Literal["both", "high", "low"] = "both"
     # Noise-schedule values over the family's own (AnimateDiff declares linear betas 0.00085-0.012,
     # linspace spacing; SD 1.5 and ModelScope keep their folder's scheduler/), e.g.
     # {beta_schedule: scaled_linear}. They set the training noise, the loser and sample samplers
@@ -94,6 +100,8 @@ class ModelConfig:
                f"'auto' for model.family={self.family} (pixel space only for {', '.join(PIXEL_SPACE_FAMILIES)})")
         _check(self.lora_rank >= 0, "model.lora_rank", self.lora_rank, ">= 0 (0 = full fine-tuning)")
         _check(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
+        _check(self.experts == "both" or self.family == "wan22", "model.experts", self.experts,
+               "'both' for a one-denoiser family (only model.family: wan22 has two experts)")
 
 
 @dataclass(frozen=True)
@@ -187,11 +195,15 @@ class SampleConfig:
     scheduler: Sampler = "ddim"
     steps: int = 20
     guidance: float = 7.5
+    # wan22 only: the CFG scale of the low-noise expert's steps (WanPipeline's guidance_scale_2; None: `guidance`).
+    # CFG runs when `guidance` > 1, as in WanPipeline.
+    guidance_2: float | None = None
     negative_prompt: str = ""
 
     def __post_init__(self):
         _check(self.steps >= 1, "sample.steps", self.steps, ">= 1")
         _check(self.guidance >= 0, "sample.guidance", self.guidance, ">= 0 (<= 1 disables CFG)")
+        _check(self.guidance_2 is None or self.guidance_2 >= 0, "sample.guidance_2", self.guidance_2, ">= 0 or null")
 
 
 @dataclass(frozen=True)
@@ -203,6 +215,7 @@ class LoserConfig:
 
     steps: int = 20
     guidance: float = 7.5
+    guidance_2: float | None = None  # wan22 only: as sample.guidance_2, for the losers
     # ddim | ddpm | euler | dpm++ (DPM-Solver++ 2M) | unipc; the last two are made for 4-10 steps.
     # Flow-matching families (wan): euler | unipc; cogvideox: ddim; ltx: euler.
     scheduler: Sampler = "ddim"
@@ -224,6 +237,7 @@ class LoserConfig:
     def __post_init__(self):
         _check(self.steps >= 1, "loser.steps", self.steps, ">= 1")
         _check(self.guidance >= 0, "loser.guidance", self.guidance, ">= 0")
+        _check(self.guidance_2 is None or self.guidance_2 >= 0, "loser.guidance_2", self.guidance_2, ">= 0 or null")
         _check(self.reuse >= 1, "loser.reuse", self.reuse, ">= 1")
         _check(0 < self.strength <= 1, "loser.strength", self.strength, "in (0, 1]")
         _check(self.init == "winner" or self.strength == 1, "loser.strength", self.strength,
@@ -309,6 +323,12 @@ class Config:
         _check(self.model.family != "stacked" or self.model.pretrained is not None
                or self.data.frames == self.model.stacked_frames, "data.frames", self.data.frames,
                f"the stacked family's model.stacked_frames ({self.model.stacked_frames})")
+        _check(self.model.family != "wan22" or self.model.lora_rank > 0, "model.lora_rank", self.model.lora_rank,
+               "> 0 for model.family: wan22 (full fine-tuning of two 14B experts is not supported; e.g. 32)")
+        for section in ("sample", "loser"):
+            value = getattr(self, section).guidance_2
+            _check(value is None or self.model.family == "wan22", f"{section}.guidance_2", value,
+                   "null for a one-denoiser family (the second CFG scale is Wan 2.2 A14B's low-noise expert's)")
         if self.model.vae == "none" or self.model.pretrained is None:
             return  # the VAE factor of a pretrained model is checked when the model loads
         for key in ("height", "width"):

@@ -24,6 +24,12 @@ its Euler sampler integrates from σ = 1 to 0. The σ density is the family's tr
 Each draws one u ~ U(0, 1) per sample from (seed, step, position) (`videosspo.rng`);
 logit-normal maps it through the normal quantile, so resume and N processes stay exact.
 
+A model that trains only part of the noise levels (one expert of Wan 2.2 A14B: σ ≥ 0.875 or below)
+gives `sigma_range` [lo, hi): σ is then drawn from the density truncated to it, by the inverse
+transform u ↦ F(lo) + u (F(hi) − F(lo)) with F = density⁻¹ (found by bisection: every density is
+increasing in u), so the density keeps its shape inside the range; DDPM objectives draw
+t ~ U{lo T, …, hi T − 1}. The full range [0, 1) draws exactly what it draws without one.
+
 β under flow matching. The per-sample error is e = mean‖v − v_θ‖². Since x0 = x_t − σ v and
 ε = x_t + (1 − σ) v, the ε-error of the same prediction is (1 − σ)² e and its x0-error σ² e: the
 velocity error weighs each sample like the ε-error divided by (1 − σ)², about 4x at mid noise
@@ -49,9 +55,11 @@ from videosspo import rng
 
 @dataclass(frozen=True)
 class Objective:
-    """`timesteps(scheduler, seed, step, positions, seq_len)` -> t [b]; `noisy` / `target(scheduler, x0, noise, t)`.
+    """`timesteps(scheduler, seed, step, positions, seq_len, sigma_range)` -> t [b]; `noisy` / `target(scheduler, x0,
+    noise, t)`.
 
-    `seq_len`: latent positions f·h·w per sample, which a sequence-length-shifted density needs.
+    `seq_len`: latent positions f·h·w per sample, which a sequence-length-shifted density needs;
+    `sigma_range`: the noise levels σ = t / T drawn, [lo, hi) (the model's `sigma_range`).
     """
 
     name: str
@@ -60,9 +68,14 @@ class Objective:
     target: Callable[..., Tensor]
 
 
-def _uniform_discrete(scheduler, seed: int, step: int, positions: list[int], seq_len: int | None = None) -> Tensor:
-    """t ~ U{0, …, T−1} per sample, from (seed, step, position)."""
-    return rng.sample_timesteps(scheduler.config.num_train_timesteps, seed, step, positions)
+FULL_RANGE = (0.0, 1.0)
+
+
+def _uniform_discrete(scheduler, seed: int, step: int, positions: list[int], seq_len: int | None = None,
+                      sigma_range: tuple[float, float] = FULL_RANGE) -> Tensor:
+    """t ~ U{lo T, …, hi T − 1} per sample, from (seed, step, position)."""
+    first, end = (round(s * scheduler.config.num_train_timesteps) for s in sigma_range)
+    return first + rng.sample_timesteps(end - first, seed, step, positions)
 
 
 def _ddpm_noisy(scheduler, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
@@ -90,11 +103,26 @@ SIGMA_DENSITIES: dict[str, Callable[[Tensor, dict, int | None], Tensor]] = {
 }
 
 
+def density_inverse(density: Callable, sigma: float, config, seq_len: int | None) -> float:
+    """The u in [0, 1] with density(u) = σ, by bisection (64 halvings in float64; the end points exactly)."""
+    if sigma in FULL_RANGE:
+        return sigma
+    lo, hi = 0.0, 1.0
+    for _ in range(64):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if float(density(torch.tensor(mid, dtype=torch.float64), config, seq_len)) < sigma else (lo, mid)
+    return (lo + hi) / 2
+
+
 def _flow_timesteps(density: str) -> Callable[..., Tensor]:
-    def timesteps(scheduler, seed: int, step: int, positions: list[int], seq_len: int | None = None) -> Tensor:
-        """t = σ T per sample (float32), σ from the density applied to u ~ U(0, 1) of (seed, step, position)."""
-        u = rng.sample_uniform(seed, step, positions)
-        return SIGMA_DENSITIES[density](u, scheduler.config, seq_len) * scheduler.config.num_train_timesteps
+    def timesteps(scheduler, seed: int, step: int, positions: list[int], seq_len: int | None = None,
+                  sigma_range: tuple[float, float] = FULL_RANGE) -> Tensor:
+        """t = σ T per sample (float32), σ from the density applied to u ~ U(0, 1) of (seed, step, position),
+        mapped into [F(lo), F(hi)) when the range is not the full one."""
+        sigma_of = SIGMA_DENSITIES[density]
+        u_lo, u_hi = (density_inverse(sigma_of, s, scheduler.config, seq_len) for s in sigma_range)
+        u = u_lo + rng.sample_uniform(seed, step, positions) * (u_hi - u_lo)
+        return sigma_of(u, scheduler.config, seq_len) * scheduler.config.num_train_timesteps
 
     return timesteps
 

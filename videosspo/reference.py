@@ -38,13 +38,15 @@ POLICY, REFERENCE = "default", "ref"
 FSDP_UNIT = "_fsdp_wrapped_module."  # in module names inside a nested FSDP unit, absent from its state dict
 
 
-def lora_config(rank: int, alpha: float | None, targets) -> LoraConfig:
-    return LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), init_lora_weights=True)
+def lora_config(rank: int, alpha: float | None, targets: list[str] | str) -> LoraConfig:
+    """`targets`: peft's `target_modules`, module-name suffixes or one regular expression over the full names."""
+    return LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=targets, init_lora_weights=True)
 
 
 def add_lora(unet, rank: int, alpha: float | None, targets, seed: int = 0) -> None:
-    """Trainable LoRA on the modules whose names end in `targets` (the family's `lora_targets`:
-    every attention projection, spatial, cross and motion; DiTs also their feed-forward layers).
+    """Trainable LoRA on the modules whose names end in `targets` (the model's `lora_scope`, its family's
+    `lora_targets`: every attention projection, spatial, cross and motion; DiTs also their feed-forward
+    layers; a two-expert Wan 2.2 only in the trained experts, as a regular expression).
 
     Uses peft directly (diffusers' adapter mixin is missing on some UNets, e.g. UNet3DConditionModel).
     lora_B starts at zero, so the adapted network equals the base: theta_0 is the base model.

@@ -9,7 +9,9 @@ with classifier-free guidance f = f_u + g (f_c - f_u) when g > 1, both branches 
 forward (2b). The same loop integrates a flow-matching model's velocity (f = v, σ from 1 to 0:
 Euler, or UniPC as `WanPipeline` samples; a schedule shifted by sequence length, LTX-Video's, on
 `LTXPipeline`'s σ grid, Euler only). Noise is drawn per sample from its own seed, so sample i is the same whatever batch
-it is drawn in.
+it is drawn in. A model with two denoisers (Wan 2.2 A14B's experts) switches inside `predict` at its
+`boundary_timestep`, and the loop switches g to `guidance_2` there, as `WanPipeline` does (CFG is on
+or off for the whole run by the first g).
 
 Started from an image (`init`, strength s, as img2img / SDEdit): x_τ = objective.noisy(init, ε, τ)
 at the first of the last round(s·N) timesteps τ of the N-step schedule, then those round(s·N)
@@ -138,6 +140,13 @@ def scale_model_input(sched, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return x if scale is None else scale(x, t)
 
 
+def check_guidance_2(model, guidance_2: float | None) -> None:
+    """A second CFG scale needs a second denoiser to apply to (as `WanPipeline` checks)."""
+    if guidance_2 is not None and model.boundary_timestep is None:
+        raise ValueError(f"guidance_2={guidance_2} needs a model with two denoisers (Wan 2.2 A14B); "
+                         f"model.family={model.family} has one: leave it unset")
+
+
 def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtype=torch.float32) -> torch.Tensor:
     """Stack of N(0, I) tensors of `shape`, the i-th drawn from a CPU generator seeded `seeds[i]`."""
     noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float32) for s in seeds]
@@ -146,7 +155,8 @@ def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtyp
 
 @torch.no_grad()
 def sample_latents(model, prompts: list[str], *, frames: int, height: int, width: int, seeds: list[int],
-                   steps: int = 25, guidance: float = 7.5, negative_prompt: str = "", scheduler: str = "ddim",
+                   steps: int = 25, guidance: float = 7.5, guidance_2: float | None = None,
+                   negative_prompt: str = "", scheduler: str = "ddim",
                    progress: bool = False, cond: torch.Tensor | None = None, uncond: torch.Tensor | None = None,
                    init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
     """Generate latents `b c f h w` for `prompts` (one seed per prompt); decode with `model.decode`.
@@ -154,9 +164,12 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
     `cond` / `uncond`: the prompts' / the negative prompt's embeddings when the caller already has
     them (the trainer encodes the negative prompt once per run). `init` (`b c f h w`) with
     `strength` in (0, 1]: denoise `init` noised to the schedule's point s·T, in round(s·steps) steps.
+    `guidance_2`: the CFG scale of the steps below a two-denoiser model's boundary (None: `guidance`).
     """
     if len(seeds) != len(prompts):
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
+    check_guidance_2(model, guidance_2)
+    boundary = model.boundary_timestep  # None: one denoiser, one scale
     if not 0 < strength <= 1:
         raise ValueError(f"strength={strength} must be in (0, 1]: the fraction of the schedule to denoise")
     device = model.device
@@ -192,7 +205,8 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
         out = model.predict(x_in, t.reshape(1).expand(x_in.shape[0]).to(device), cond).float()
         if use_cfg:
             out_u, out_c = out.chunk(2)
-            out = out_u + guidance * (out_c - out_u)
+            g = guidance if boundary is None or t >= boundary or guidance_2 is None else guidance_2
+            out = out_u + g * (out_c - out_u)
         x = sched.step(out, t, x, **step_kwargs).prev_sample
     return x
 

@@ -43,14 +43,15 @@ from typing import Callable
 import torch
 from accelerate import Accelerator
 from accelerate.checkpointing import load_accelerator_state, load_custom_state, save_accelerator_state, save_custom_state
-from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, gather_object, set_seed
+from accelerate.utils import (DistributedDataParallelKwargs, InitProcessGroupKwargs, ProjectConfiguration, gather_object,
+                              set_seed)
 from diffusers.optimization import get_scheduler
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from models import build_model, save_adapter
+from models import FAMILIES, build_model, save_adapter
 from videosspo import rng
 from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, RunLock, SnapshotStore, check_space,
                                   checkpoint_bytes, commit, first_line, latest_checkpoint, new_lineage, prune,
@@ -70,7 +71,7 @@ from videosspo.video import write_video
 log = logging.getLogger("videosspo.trainer")
 
 # Fields that must match between a checkpoint and the config that resumes it.
-ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank",
+ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank", "model.experts",
                 "model.schedule", "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
 ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter inside `accelerate/`
 EMA_FILE = "ema.safetensors"  # optim.ema_decay > 0: the moving average of the trainable weights
@@ -283,7 +284,8 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(
             gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=cfg.train.mixed_precision,
             log_with="tensorboard", project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")),
-            kwargs_handlers=_process_group())
+            kwargs_handlers=[*_process_group(),
+                             DistributedDataParallelKwargs(find_unused_parameters=FAMILIES[cfg.model.family].unused_parameters)])
         acc = self.accelerator
         # Training draws from no global RNG (videosspo.rng), but they are seeded (a library may draw) and
         # checkpointed, so a resumed run's RNG state equals an uninterrupted one's
@@ -301,7 +303,7 @@ class Trainer:
         encoder = encoder_identity(self.model) if cfg.data.latent_cache else None  # before any dtype cast
         if cfg.model.lora_rank:
             self.model.unet.requires_grad_(False)
-            add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha, self.model.lora_targets,
+            add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha, self.model.lora_scope,
                      seed=cfg.train.seed)
         if cfg.model.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
@@ -397,7 +399,8 @@ class Trainer:
 
         # 2. one timestep and one noise per sample, shared by winner and loser
         seed, objective, sched = cfg.train.seed, get_objective(model.objective), model.scheduler
-        t = objective.timesteps(sched, seed, self.step, positions, seq_len=x_w[0, 0].numel()).to(device)  # f·h·w
+        t = objective.timesteps(sched, seed, self.step, positions, seq_len=x_w[0, 0].numel(),  # f·h·w
+                                sigma_range=model.sigma_range).to(device)
         noise = rng.sample_noise(x_w.shape[1:], seed, self.step, positions).to(device)
         k = 1 if x_l is None else 2  # one pass over winners, or over winners then losers (batch k*b)
         x0 = x_w if x_l is None else torch.cat([x_w, x_l])
@@ -476,7 +479,8 @@ class Trainer:
         with policy.reference(self.pool, ref_index) as ref:
             return sample_latents(
                 ref, [batch["captions"][k] for k in todo], frames=cfg.data.frames, height=cfg.data.height,
-                width=cfg.data.width, steps=lcfg.steps, guidance=lcfg.guidance, scheduler=lcfg.scheduler,
+                width=cfg.data.width, steps=lcfg.steps, guidance=lcfg.guidance, guidance_2=lcfg.guidance_2,
+                scheduler=lcfg.scheduler,
                 seeds=[rng.derive_seed(cfg.train.seed, window, batch["positions"][k], "loser") for k in todo],
                 cond=cond, uncond=self.negative_embedding(), init=x_w if lcfg.init == "winner" else None,
                 strength=lcfg.strength)
@@ -694,7 +698,8 @@ class Trainer:
             view.unet.eval()
             pixels = view.decode(sample_latents(view, prompts, frames=cfg.data.frames, height=cfg.data.height,
                                                 width=cfg.data.width, steps=cfg.sample.steps,
-                                                guidance=cfg.sample.guidance, negative_prompt=cfg.sample.negative_prompt,
+                                                guidance=cfg.sample.guidance, guidance_2=cfg.sample.guidance_2,
+                                                negative_prompt=cfg.sample.negative_prompt,
                                                 scheduler=cfg.sample.scheduler, seeds=list(range(len(prompts)))))
             view.unet.train()
         folder = self.out / "samples" / f"step_{self.step:06d}"
