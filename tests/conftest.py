@@ -91,8 +91,8 @@ def synth_data(tmp_path_factory):
                         progress=False)
 
 
-def tiny(data: Path, output_dir: Path, **overrides):
-    """The demo config shrunk to run in about a second, on `data`, writing to `output_dir`."""
+def tiny(data: Path, output_dir: Path, config: str = "tiny_animatediff_sspo.yaml", **overrides):
+    """The demo config (or another of configs/) shrunk to run in about a second, on `data`, writing to `output_dir`."""
     from videosspo.config import load_config
 
     base = {"data.path": str(data), "data.frames": 2, "data.height": 16, "data.width": 16,
@@ -105,13 +105,14 @@ def tiny(data: Path, output_dir: Path, **overrides):
     for key, value in base.items():
         section, name = key.split(".")
         nested.setdefault(section, {})[name] = value
-    return load_config(ROOT / "configs" / "tiny_animatediff_sspo.yaml", nested)
+    return load_config(ROOT / "configs" / config, nested)
 
 
 @pytest.fixture
 def tiny_config(synth_data, tmp_path):
-    """`tiny_config(**{"method.name": "sft", ...})`: `tiny` on the synthetic clips, into tmp_path/run."""
-    return lambda **overrides: tiny(synth_data, tmp_path / "run", **overrides)
+    """`tiny_config(**{"method.name": "sft", ...})`: `tiny` on the synthetic clips, into tmp_path/run
+    (`tiny_config("tiny_wan22_sspo.yaml", ...)`: from that config)."""
+    return lambda config="tiny_animatediff_sspo.yaml", **overrides: tiny(synth_data, tmp_path / "run", config, **overrides)
 
 
 def with_broken_clips(data: Path, folder: Path, rows: list[int]) -> Path:

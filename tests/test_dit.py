@@ -10,6 +10,7 @@ import json
 import math
 import operator
 
+import diffusers
 import pytest
 import torch
 from diffusers import (AutoencoderKLLTXVideo, CogVideoXDDIMScheduler, CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel,
@@ -47,15 +48,11 @@ def wan():
 
 
 def pipeline(model):
-    """The family's diffusers pipeline over the very same modules (Wan: its UniPC flow sampler)."""
-    parts = dict(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae, transformer=model.unet)
-    if model.family == "cogvideox":
-        return CogVideoXPipeline(**parts, scheduler=model.scheduler)
-    if model.family == "ltx":
-        return LTXPipeline(**parts, scheduler=model.scheduler)
-    sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                    flow_shift=model.scheduler.config.shift)
-    return WanPipeline(**parts, scheduler=sched)
+    """The family's diffusers pipeline over the very same modules, with the sampler its exports ship (Wan: UniPC
+    on flow σ; Wan 2.2 A14B: both experts and the boundary)."""
+    return getattr(diffusers, model.pipeline)(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
+                                              **model.pipeline_components(model.unet),
+                                              scheduler=model.inference_scheduler_of())
 
 
 # -- the flow-matching objective -------------------------------------------------------------------

@@ -23,7 +23,7 @@ from videosspo.reference import add_lora
 from videosspo.sampling import per_sample_noise, sample_latents
 from videosspo.trainer import Trainer
 
-from test_dit import PROMPTS, WAN, wan
+from test_dit import PROMPTS, WAN, pipeline, wan
 from test_trainer import straight_and_resumed, unet_state
 
 WAN22 = {**WAN, "model.family": "wan22", "loser.guidance": 3.0, "loser.guidance_2": 2.0}
@@ -109,8 +109,7 @@ def test_sampler_equals_wan_pipeline_with_both_experts_and_guidance_scale_2():
     shape = model.latent_shape(5, 32, 32)
     ours = sample_latents(model, PROMPTS[:1], frames=5, height=32, width=32, seeds=[3], steps=4, guidance=4.0,
                           guidance_2=2.0, scheduler="unipc")
-    pipe = WanPipeline(tokenizer=model.tokenizer, text_encoder=model.text_encoder, vae=model.vae,
-                       **model.pipeline_components(model.unet), scheduler=model.inference_scheduler_of())
+    pipe = pipeline(model)
     theirs = pipe(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=4,
                   guidance_scale=4.0, guidance_scale_2=2.0, latents=per_sample_noise(shape, [3]),
                   max_sequence_length=16, output_type="latent").frames
@@ -129,11 +128,12 @@ def test_sampler_equals_wan_pipeline_with_both_experts_and_guidance_scale_2():
 
 @pytest.mark.parametrize("experts", ["high", "low"])
 def test_one_expert_trains_alone_on_its_timesteps(tiny_config, hub_layout, experts):
-    """From the real hub layout: LoRA only in the chosen expert, the training timesteps all in its range, and it
-    changes."""
+    """configs/tiny_wan22_sspo.yaml from the real hub layout: LoRA only in the chosen expert, the training timesteps
+    all in its range, and it changes."""
     folder = hub_layout("Wan-AI/Wan2.2-T2V-A14B-Diffusers")
-    trainer = Trainer(tiny_config(**WAN22, **{"model.pretrained": str(folder), "model.experts": experts,
-                                              "method.name": "sft", "train.max_steps": 1, "optim.batch_size": 4}))
+    trainer = Trainer(tiny_config("tiny_wan22_sspo.yaml", **{
+        "model.pretrained": str(folder), "model.experts": experts, "method.name": "sft", "train.max_steps": 1,
+        "optim.batch_size": 4, "data.frames": 5, "data.height": 32, "data.width": 32}))
     assert trainer.model.boundary_timestep == 875.0 and trainer.model.scheduler.config.shift == 12.0
     assert trainer.accelerator.ddp_handler.find_unused_parameters  # DDP may meet an idle expert
     trained, idle = ("transformer", "transformer_2")[::1 if experts == "high" else -1]
@@ -167,8 +167,7 @@ def test_both_experts_resume_exactly_and_export_for_wan_pipeline(tiny_config, tm
     exported = straight.out / "checkpoints" / "step_00000003" / "model"
     assert sorted(p.name for p in exported.iterdir() if p.is_dir()) == ["transformer", "transformer_2"]
     fresh = build_model(ModelConfig(family="wan22"))
-    pipe = WanPipeline(tokenizer=fresh.tokenizer, text_encoder=fresh.text_encoder, vae=fresh.vae,
-                       **fresh.pipeline_components(fresh.unet), scheduler=fresh.inference_scheduler_of())
+    pipe = pipeline(fresh)
     pipe.load_lora_weights(exported / "transformer")
     pipe.load_lora_weights(exported / "transformer_2", load_into_transformer_2=True)
     with torch.no_grad():
