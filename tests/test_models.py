@@ -43,7 +43,7 @@ def inputs(model, frames: int, b: int = 2, seed: int = 0):
 
 
 def test_registry_and_unknown_family():
-    assert set(FAMILIES) == {*FAMILY_NAMES, "stacked", "wan", "cogvideox", "ltx"}  # tests/test_alignment.py, tests/test_dit.py
+    assert set(FAMILIES) == {*FAMILY_NAMES, "stacked", "wan", "wan22", "cogvideox", "ltx"}  # test_alignment, test_dit, test_wan22
     with pytest.raises(ValueError, match=r"model\.family='svd'.*animatediff"):
         build_model(ModelConfig(family="svd"))
 
