@@ -100,8 +100,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_objectives.py", "tests/test_training.py::test_v_prediction_trains_on_the_velocity")),
     Mutation(
         "CFG around the conditional output", "videosspo/sampling.py",
-        "out = out_u + guidance * (out_c - out_u)",
-        "out = out_c + guidance * (out_c - out_u)",
+        "out = out_u + g * (out_c - out_u)",
+        "out = out_c + g * (out_c - out_u)",
         "guided samples (and SSPO's losers) over-steered by one extra conditional prediction",
         ("tests/test_sampling.py::test_one_cfg_step_is_the_guided_combination_then_the_scheduler_step",)),
     Mutation(
