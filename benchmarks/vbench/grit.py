@@ -45,6 +45,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .layers import Mlp
+
 GRIT_FILES = ("grit_b_densecap_objectdet.pth", "grit_model/grit_b_densecap_objectdet.pth")
 TOKENIZER_DIRS = ("bert-base-uncased", "bert_base_uncased")  # a folder with bert-base-uncased's vocab.txt
 
@@ -238,15 +240,6 @@ class Attention(nn.Module):
         attn = rearrange(attn + rel_h[..., :, None] + rel_w[..., None, :], "b qh qw kh kw -> b (qh qw) (kh kw)")
         x = attn.softmax(-1) @ v
         return self.proj(rearrange(x, "(b n) (h w) e -> b h w (n e)", n=self.heads, h=h))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .layers import Mlp
+
 MUSIQ_FILE = "musiq_spaq_ckpt-358bb6af.pth"
 MUSIQ_FILES = (MUSIQ_FILE, f"pyiqa_model/{MUSIQ_FILE}")  # DIR/ or VBench's cache layout
 RESNET_TOKEN_DIM = 64
@@ -70,15 +72,6 @@ class Attention(nn.Module):
         pair = (mask[:, None, :, None] * mask[:, None, None, :]) == 0  # padding on either side
         attn = attn.masked_fill(pair, -1e3).softmax(-1)
         return self.out(rearrange(attn @ v, "b h n d -> b n (h d)"))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class Block(nn.Module):

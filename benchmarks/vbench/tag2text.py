@@ -55,6 +55,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .layers import Mlp
+
 TAG2TEXT_FILES = ("tag2text_swin_14m.pth", "caption_model/tag2text_swin_14m.pth")
 VOCAB_FILES = ("bert-base-uncased/vocab.txt", "caption_model/bert-base-uncased/vocab.txt", "vocab.txt")
 IMAGE_SIZE, PATCH, WINDOW = 384, 4, 12  # config_swinB_384.json
@@ -139,15 +141,6 @@ class WindowAttention(nn.Module):
             attn = rearrange(rearrange(attn, "(b w) h n m -> b w h n m", w=len(mask)) + mask[:, None],
                              "b w h n m -> (b w) h n m")
         return self.proj(rearrange(attn.softmax(-1) @ v, "b h n e -> b n (h e)"))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class SwinBlock(nn.Module):

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .layers import Mlp
+
 UMT_FILES = ("l16_ptk710_ftk710_ftk400_f16_res224.pth", "umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth")
 IMAGE_SIZE, RESIZE = 224, 256  # VBench: Resize(256, bilinear) then CenterCrop(224)
 FRAMES = 16  # VBench's all_frames (used when the checkpoint has no pos_embed to read it from)
@@ -65,15 +67,6 @@ class Attention(nn.Module):
         bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])  # no key bias
         q, k, v = rearrange(F.linear(x, self.qkv.weight, bias), "b n (three h e) -> three b h n e", three=3, h=self.heads)
         return self.proj(rearrange(F.scaled_dot_product_attention(q, k, v), "b h n e -> b n (h e)"))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
