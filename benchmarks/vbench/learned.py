@@ -443,8 +443,8 @@ def _bert_tokenizer(vocab: Path):
     return load_tokenizer(vocab)
 
 
-def bert_vocab(ctx: ScorerContext) -> Path | None:
-    """bert-base-uncased's ``vocab.txt``: in ``--weights``, else where VBench's
+def bert_vocab(ctx: ScorerContext, model: str) -> Path:
+    """bert-base-uncased's ``vocab.txt`` for ``model``'s tokenizer: in ``--weights``, else where VBench's
     ``BertTokenizer.from_pretrained("bert-base-uncased")`` left it (the Hugging Face cache, offline)."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -454,24 +454,24 @@ def bert_vocab(ctx: ScorerContext) -> Path | None:
     if found is not None:
         return found
     cached = try_to_load_from_cache("bert-base-uncased", "vocab.txt")
-    return Path(cached) if isinstance(cached, str) else None
+    if not isinstance(cached, str):
+        raise Unavailable(f"{model} needs bert-base-uncased's vocab.txt: not in --weights nor the Hugging Face cache",
+                          f"put huggingface.co/bert-base-uncased's vocab.txt at --weights DIR/{VOCAB_FILES[0]}")
+    return Path(cached)
 
 
 @register("scene")
 def make_scene(ctx: ScorerContext):
     """VBench's scene: the share of the video's 16 middle frames whose Tag2Text caption contains
     every word of its prompt's scene (``auxiliary_info["scene"]["scene"]``, e.g. "alley")."""
-    from .tag2text import FRAMES, TAG2TEXT_FILES, VOCAB_FILES, captions, preprocess, scene_hits
+    from .tag2text import FRAMES, TAG2TEXT_FILES, captions, preprocess, scene_hits
 
     path = weight_file(ctx, TAG2TEXT_FILES)
     if path is None:
         raise Unavailable("needs VBench's Tag2Text captioner and --weights has none",
                           f"put {TAG2TEXT_FILES[0]} (huggingface.co/spaces/xinyu1205/recognize-anything) at "
                           f"--weights DIR/ (or DIR/caption_model/)")
-    vocab = bert_vocab(ctx)
-    if vocab is None:
-        raise Unavailable("Tag2Text needs bert-base-uncased's vocab.txt: not in --weights nor the Hugging Face cache",
-                          f"put huggingface.co/bert-base-uncased's vocab.txt at --weights DIR/{VOCAB_FILES[0]}")
+    vocab = bert_vocab(ctx, "Tag2Text")
 
     def score(frames, scene):
         model = load_network("tag2text", path, ctx.device)
@@ -621,17 +621,13 @@ def make_grit_dimension(ctx: ScorerContext, dim: str) -> Scorer:
     prompt's ``auxiliary_info[dim]``."""
     from . import grit_rules
     from .grit import GRIT_FILES, detections
-    from .tag2text import VOCAB_FILES
 
     path = weight_file(ctx, GRIT_FILES)
     if path is None:
         raise Unavailable("needs VBench's GRiT detector and --weights has none",
                           f"put {GRIT_FILES[0]} (huggingface.co/OpenGVLab/VBench_Used_Models) at --weights DIR/ "
                           f"(or DIR/grit_model/)")
-    vocab = bert_vocab(ctx)
-    if vocab is None:
-        raise Unavailable("GRiT needs bert-base-uncased's vocab.txt: not in --weights nor the Hugging Face cache",
-                          f"put huggingface.co/bert-base-uncased's vocab.txt at --weights DIR/{VOCAB_FILES[0]}")
+    vocab = bert_vocab(ctx, "GRiT")
     rule, task = getattr(grit_rules, dim), GRIT_TASKS[dim]
 
     def score(prompt, info, frames):
