@@ -144,10 +144,22 @@ def test_two_processes_equal_one(two_processes, tmp_path):
     over 2 steps), with the first global batch undecodable: each process replaces its micro-batch by its next
     one, as one process does, and the unreadable clips are counted over both processes."""
     one = tmp_path / "one"
-    subprocess.run([sys.executable, "-m", "videosspo.train", *two_processes.args, "--train.output_dir", str(one),
-                    "--optim.batch_size", "2"], check=True, env=two_processes.env, capture_output=True)
+    done = two_processes.one(one)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert_same_runs(one, two_processes.baseline)
     assert json.loads((one / "summary.json").read_text())["skipped_clips"] >= 2  # rank 0 alone read one of the two
+
+
+@pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
+def test_resume_on_another_process_count(two_processes, tmp_path, first, then):
+    """Checkpointed at step 1 by `first` processes (inside the loser window [0, 2), each process having replaced
+    its undecodable first micro-batch) and resumed by `then` with the same global batch: the uninterrupted
+    2-process run, as closely as 1 process equals 2 (the losers of the window are served, not resampled)."""
+    run = tmp_path / "run"
+    for processes, extra in ((first, ("--train.max_steps", "1")), (then, ("--train.resume", "latest"))):
+        done = (two_processes.launch if processes == 2 else two_processes.one)(run, *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_runs(run, two_processes.baseline)
 
 
 def assert_two_processes_equal_one(tmp_path, config: str, *overrides: str) -> None:
