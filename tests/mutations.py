@@ -355,6 +355,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a resume with another optim.batch_size x grad_accum x processes silently reads other data (step x global batch)",
         ("tests/test_trainer.py::test_resume_refuses_another_global_batch",)),
     Mutation(
+        "shards resumed on another process count", "videosspo/trainer.py",
+        "            if isinstance(self.data, ShardDataset) and len(skips) != acc.num_processes:\n",
+        "            if False:\n",
+        "a WebDataset run resumed on another process count silently reads other samples than the uninterrupted run",
+        ("tests/test_shards.py::test_resume_on_another_process_count_is_refused",)),
+    Mutation(
         "losers resumed from this process's file only", "videosspo/trainer.py",
         '        for path in sorted(folder.glob("rank*.safetensors")):',
         '        for path in folder.glob(f"rank{torch.distributed.get_rank() if torch.distributed.is_initialized() else 0}.safetensors"):',

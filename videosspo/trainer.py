@@ -853,6 +853,10 @@ class Trainer:
         skips = state.get("stream_skips", [])  # one count per process of the run that wrote it (older: none)
         if skips:
             check_global_batch(saved, len(skips), self.config, acc.num_processes)
+            if isinstance(self.data, ShardDataset) and len(skips) != acc.num_processes:
+                raise ConfigError(f"cannot resume on {acc.num_processes} processes: the checkpoint's {len(skips)} "
+                                  f"processes each read their own WebDataset shards of {self.config.data.path}; "
+                                  f"resume with {len(skips)} processes")
             self.stream_skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,
                                              acc.process_index)
         try:
