@@ -14,7 +14,7 @@ name, marked complete, fsynced, renamed into place; verified before resuming):
     accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state;
                  under FSDP the model and optimizer are gathered whole instead: `Trainer._save_state`)
     replay/      the replay pool: snapshot steps and their digests in the run's `snapshots/` store
-    losers/      the current reuse window's losers, per process (loser.reuse > 1)
+    losers/      the current reuse window's losers, a file per process (loser.reuse > 1); a resumed process reads all
     model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`;
                  with optim.ema_decay, the moving average of its weights
     ema.safetensors  that average by parameter name (optim.ema_decay > 0)
