@@ -343,9 +343,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_faults.py::test_a_resumed_run_keeps_counting_unreadable_clips",)),
     Mutation(
         "replacement micro-batches dropped on another process count", "videosspo/trainer.py",
-        "            self.stream_skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,\n"
-        "                                             acc.process_index)\n",
-        "            self.stream_skips = skips[acc.process_index] if len(skips) == acc.num_processes else 0\n",
+        "        self.stream_skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,\n"
+        "                                         acc.process_index)\n",
+        "        self.stream_skips = skips[acc.process_index] if len(skips) == acc.num_processes else 0\n",
         "after unreadable clips, a run resumed on another process count reads other data than the uninterrupted run",
         ("tests/test_trainer.py::test_resume_on_another_process_count",)),
     Mutation(

@@ -857,8 +857,8 @@ class Trainer:
                 raise ConfigError(f"cannot resume on {acc.num_processes} processes: the checkpoint's {len(skips)} "
                                   f"processes each read their own WebDataset shards of {self.config.data.path}; "
                                   f"resume with {len(skips)} processes")
-            self.stream_skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,
-                                             acc.process_index)
+        self.stream_skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,
+                                         acc.process_index)
         try:
             self._load_state(path / "accelerate")
             self.step, self.counters, self.divergence = state["step"], state["counters"], state.get("divergence")
@@ -928,6 +928,8 @@ def stream_shift(skips: list[int], saved_batch: int, batch: int, processes: int,
     The same layout keeps each process's own. Another continues only a shift alike on every process: k micro-steps
     of saved_batch x len(skips) samples are k x saved_batch x len(skips) / (batch x processes) here.
     """
+    if not any(skips):  # none drawn (or a checkpoint older than the counts)
+        return 0
     if len(skips) == processes and saved_batch == batch:
         return skips[rank]
     shift = skips[0] * saved_batch * len(skips)  # samples of the stream
