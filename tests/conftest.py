@@ -160,6 +160,12 @@ class TwoProcesses:
                                "--train.output_dir", str(output_dir), *extra],
                               env={**self.env, **{k: str(v) for k, v in crash.items()}}, capture_output=True, text=True)
 
+    def one(self, output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+        """The same run by 1 process x batch 2 (the same global batch) into `output_dir`."""
+        return subprocess.run([sys.executable, "-m", "videosspo.train", *self.args, "--optim.batch_size", "2",
+                               "--train.output_dir", str(output_dir), *extra], env=self.env, capture_output=True,
+                              text=True)
+
 
 @pytest.fixture(scope="session")
 def two_processes(synth_data, tmp_path_factory):

@@ -342,6 +342,37 @@ MUTATIONS: tuple[Mutation, ...] = (
         "after unreadable clips, a resumed run reads other data than the uninterrupted run would have",
         ("tests/test_faults.py::test_a_resumed_run_keeps_counting_unreadable_clips",)),
     Mutation(
+        "replacement micro-batches dropped on another process count", "videosspo/trainer.py",
+        "        self.stream_skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,\n"
+        "                                         acc.process_index)\n",
+        "        self.stream_skips = skips[acc.process_index] if len(skips) == acc.num_processes else 0\n",
+        "after unreadable clips, a run resumed on another process count reads other data than the uninterrupted run",
+        ("tests/test_trainer.py::test_resume_on_another_process_count",)),
+    Mutation(
+        "another global batch resumed", "videosspo/trainer.py",
+        "            check_global_batch(saved, len(skips), self.config, acc.num_processes)\n",
+        "",
+        "a resume with another optim.batch_size x grad_accum x processes silently reads other data (step x global batch)",
+        ("tests/test_trainer.py::test_resume_refuses_another_global_batch",)),
+    Mutation(
+        "shards resumed on another process count", "videosspo/trainer.py",
+        "            if isinstance(self.data, ShardDataset) and len(skips) != acc.num_processes:\n",
+        "            if False:\n",
+        "a WebDataset run resumed on another process count silently reads other samples than the uninterrupted run",
+        ("tests/test_shards.py::test_resume_on_another_process_count_is_refused",)),
+    Mutation(
+        "losers resumed from this process's file only", "videosspo/trainer.py",
+        '        for path in sorted(folder.glob("rank*.safetensors")):',
+        '        for path in folder.glob(f"rank{torch.distributed.get_rank() if torch.distributed.is_initialized() else 0}.safetensors"):',
+        "resumed on another process count mid reuse window, a process resamples losers its file lacks (another reference)",
+        ("tests/test_trainer.py::test_resume_on_another_process_count",)),
+    Mutation(
+        "accelerate's micro-batch count kept on resume", "videosspo/trainer.py",
+        "            acc.step = self.step * optim.grad_accum\n",
+        "",
+        "resumed with another optim.grad_accum (8 GPUs -> 4, accumulating 2), an update takes micro-batches of two steps",
+        ("tests/test_trainer.py::test_resume_on_another_process_count",)),
+    Mutation(
         "the export advances the checkpointed RNG", "videosspo/trainer.py",
         '        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):\n',
         "        if True:\n",

@@ -13,6 +13,7 @@ import torch
 
 from test_trainer import straight_and_resumed, unet_state
 from videosspo.data import Unreadable, VideoDataset, load_metadata
+from videosspo.config import ConfigError
 from videosspo.errors import DataError
 from videosspo.shards import ShardDataset, check_shares, epoch_share, expand_braces, is_shards
 from videosspo.trainer import ShardSampler, Trainer
@@ -108,6 +109,17 @@ def test_training_on_shards_resumes_exactly(tiny_config, tmp_path, shards):
         "data.path": shards, "train.checkpoint_every": 2, "optim.batch_size": 2, "method.name": "sft"})
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_on_another_process_count_is_refused(tiny_config, shards, monkeypatch):
+    """Each process reads its own shards: a checkpoint's stream continues only on its number of processes."""
+    Trainer(tiny_config(**{"data.path": shards, "train.max_steps": 1, "method.name": "sft"})).fit()  # 1 x batch 2
+    trainer = Trainer(tiny_config(**{"data.path": shards, "optim.batch_size": 1, "method.name": "sft",
+                                     "train.resume": "latest"}))
+    monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))  # as if on 2 x batch 1
+    with pytest.raises(ConfigError, match="cannot resume on 2 processes: the checkpoint's 1 processes each read their "
+                                          "own WebDataset shards .*; resume with 1 processes"):
+        trainer.fit()
 
 
 def test_a_corrupt_member_is_a_bad_clip(synth_data, tmp_path, tiny_config):

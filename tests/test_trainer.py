@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ from models import build_model, load_model
 from videosspo import rng
 from videosspo.losses import per_sample_error
 from videosspo.reference import add_lora
-from videosspo.trainer import Trainer, latest_checkpoint
+from videosspo.config import ConfigError
+from videosspo.trainer import Trainer, latest_checkpoint, stream_shift
 
 from conftest import ROOT
 
@@ -144,10 +146,45 @@ def test_two_processes_equal_one(two_processes, tmp_path):
     over 2 steps), with the first global batch undecodable: each process replaces its micro-batch by its next
     one, as one process does, and the unreadable clips are counted over both processes."""
     one = tmp_path / "one"
-    subprocess.run([sys.executable, "-m", "videosspo.train", *two_processes.args, "--train.output_dir", str(one),
-                    "--optim.batch_size", "2"], check=True, env=two_processes.env, capture_output=True)
+    done = two_processes.one(one)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert_same_runs(one, two_processes.baseline)
     assert json.loads((one / "summary.json").read_text())["skipped_clips"] >= 2  # rank 0 alone read one of the two
+
+
+@pytest.mark.parametrize("first, then", [("2x1x1", "1x1x2"), ("1x2x1", "2x1x1")])
+def test_resume_on_another_process_count(two_processes, tmp_path, first, then):
+    """Checkpointed at step 1 by layout `first` (processes x batch x accumulation; inside the loser window [0, 2),
+    each process having replaced its undecodable first micro-batch) and resumed by `then`, the same global batch:
+    the uninterrupted 2-process run, as closely as 1 process equals 2 (the window's losers served, not resampled)."""
+    run = tmp_path / "run"
+    for layout, extra in ((first, ("--train.max_steps", "1")), (then, ("--train.resume", "latest"))):
+        processes, batch, accum = layout.split("x")
+        done = (two_processes.launch if processes == "2" else two_processes.one)(
+            run, "--optim.batch_size", batch, "--optim.grad_accum", accum, *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_runs(run, two_processes.baseline)
+
+
+def test_resume_refuses_another_global_batch(tiny_config, tmp_path):
+    """The data position derives from step x global batch: another one is refused in one line naming both."""
+    Trainer(tiny_config(**{"train.max_steps": 1})).fit()  # 1 process x batch 2
+    other = Trainer(tiny_config(**{"optim.batch_size": 1, "train.resume": "latest"}))
+    with pytest.raises(ConfigError, match=r"global batch is 1 \(optim.batch_size 1 x optim.grad_accum 1 x 1 processes\) "
+                                          r"but the checkpoint's is 2 .*to 2$"):
+        other.fit()
+
+
+def test_replacement_micro_batches_carry_over_to_another_layout_only_when_exact():
+    """`stream_shift`: each process's own count on the same layout; elsewhere a shift alike on every process, in
+    the new layout's micro-batches; an uneven or fractional one is refused."""
+    assert stream_shift([1, 3], 1, 1, 2, rank=1) == 3
+    assert stream_shift([2], 2, 1, 2, rank=1) == 2  # 1 x batch 2 -> 2 x batch 1: micro-steps of 2 samples both
+    assert stream_shift([2, 2], 1, 1, 1, rank=0) == 4  # 2 x batch 1 -> 1 x batch 1 (accumulating 2): 4 samples
+    assert stream_shift([0, 0], 1, 2, 1, rank=0) == 0
+    for skips, saved_batch, batch, processes in (([1, 0], 1, 2, 1), ([1], 1, 1, 2)):
+        with pytest.raises(ConfigError, match=re.escape(f"drew {skips} micro-batches")):
+            stream_shift(skips, saved_batch, batch, processes, rank=0)
 
 
 def assert_two_processes_equal_one(tmp_path, config: str, *overrides: str) -> None:

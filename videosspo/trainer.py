@@ -14,7 +14,7 @@ name, marked complete, fsynced, renamed into place; verified before resuming):
     accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state;
                  under FSDP the model and optimizer are gathered whole instead: `Trainer._save_state`)
     replay/      the replay pool: snapshot steps and their digests in the run's `snapshots/` store
-    losers/      the current reuse window's losers, per process (loser.reuse > 1)
+    losers/      the current reuse window's losers, a file per process (loser.reuse > 1); a resumed process reads all
     model/       the policy in diffusers layout (LoRA merged), or its adapter (train.export): `models.load_model`;
                  with optim.ema_decay, the moving average of its weights
     ema.safetensors  that average by parameter name (optim.ema_decay > 0)
@@ -165,22 +165,26 @@ class LoserCache:
     """The losers of the current reuse window (`reuse` steps from step w = s - s % reuse), by stream position.
 
     They are sampled at the window's first step and served for its other steps; a new window drops
-    them. With reuse 1 nothing is kept.
+    them. With reuse 1 nothing is kept. Each process checkpoints its own; a resumed process takes its
+    positions from any process's file, so a run resumed on another process count serves the same losers.
     """
 
     def __init__(self, reuse: int):
         self.reuse = reuse
         self.start: int | None = None
         self.latents: dict[int, torch.Tensor] = {}
+        self.saved: dict[int, torch.Tensor] = {}  # every process's losers of the checkpoint resumed, until taken
 
     def window(self, step: int) -> int:
         """The first step of `step`'s window (its losers are seeded by it); enters that window."""
         start = step - step % self.reuse
         if start != self.start:
-            self.start, self.latents = start, {}
+            self.start, self.latents, self.saved = start, {}, {}
         return start
 
     def take(self, position: int) -> torch.Tensor | None:
+        if position not in self.latents and position in self.saved:
+            self.latents[position] = self.saved.pop(position)
         return self.latents.get(position)
 
     def put(self, position: int, latent: torch.Tensor) -> None:
@@ -192,10 +196,12 @@ class LoserCache:
         save_file({str(k): v.contiguous() for k, v in self.latents.items()}, str(path),
                   metadata={"window": json.dumps(self.start)})
 
-    def load(self, path: Path) -> None:
-        with safe_open(str(path), framework="pt") as f:
-            self.latents = {int(k): f.get_tensor(k) for k in f.keys()}
-            self.start = json.loads(f.metadata()["window"])
+    def load(self, folder: Path) -> None:
+        """Every `save`d file in `folder`, one per process of the run that wrote them (none with reuse 1)."""
+        for path in sorted(folder.glob("rank*.safetensors")):
+            with safe_open(str(path), framework="pt") as f:
+                self.saved |= {int(k): f.get_tensor(k) for k in f.keys()}
+                self.start = json.loads(f.metadata()["window"])
 
 
 class Watchdog:
@@ -840,15 +846,26 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         """Load a verified checkpoint into this trainer; a failure names the checkpoint and the error."""
-        acc = self.accelerator
-        check_compatible(load_config(path / "config.yaml"), self.config)
+        acc, optim = self.accelerator, self.config.optim
+        saved = load_config(path / "config.yaml")
+        check_compatible(saved, self.config)
+        state = json.loads((path / "trainer.json").read_text())  # parses: `verify` read it
+        skips = state.get("stream_skips", [])  # one count per process of the run that wrote it (older: none)
+        if skips:
+            check_global_batch(saved, len(skips), self.config, acc.num_processes)
+            if isinstance(self.data, ShardDataset) and len(skips) != acc.num_processes:
+                raise ConfigError(f"cannot resume on {acc.num_processes} processes: the checkpoint's {len(skips)} "
+                                  f"processes each read their own WebDataset shards of {self.config.data.path}; "
+                                  f"resume with {len(skips)} processes")
+        self.stream_skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,
+                                         acc.process_index)
         try:
             self._load_state(path / "accelerate")
-            state = json.loads((path / "trainer.json").read_text())
             self.step, self.counters, self.divergence = state["step"], state["counters"], state.get("divergence")
+            # accelerate's count of micro-batches, which decides where `accumulate` syncs: this layout's (another
+            # optim.grad_accum, or a process the saving run did not have and so no count)
+            acc.step = self.step * optim.grad_accum
             self.unreadable.load_state_dict(state.get("unreadable", []))
-            skips = state.get("stream_skips", [])  # another process count splits the stream anew: no skips
-            self.stream_skips = skips[acc.process_index] if len(skips) == acc.num_processes else 0
             self.pool.load(path, store_of(path))
             if self.ema and (path / EMA_FILE).is_file():
                 self.ema.load_state_dict(load_file(str(path / EMA_FILE), device=str(self.accelerator.device)),
@@ -857,9 +874,7 @@ class Trainer:
                 log.warning("%s has no %s: the moving average starts at its weights", path.name, EMA_FILE)
                 self.ema = EMA(self.model.unet, self.config.optim.ema_decay)
             self.losers = LoserCache(self.config.loser.reuse)
-            losers = path / "losers" / f"rank{acc.process_index}.safetensors"
-            if losers.is_file():  # absent when loser.reuse is 1, or for a process the saving run did not have
-                self.losers.load(losers)
+            self.losers.load(path / "losers")
         except Exception as e:  # a file that verified but does not load: name the checkpoint
             raise CheckpointError(f"{path} could not be loaded ({first_line(e)})") from e
 
@@ -892,6 +907,38 @@ def check_compatible(saved: Config, current: Config) -> None:
         section, name = key.split(".")
         if a[section][name] != b[section][name]:
             raise ConfigError(f"cannot resume: {key} is {b[section][name]!r} but the checkpoint has {a[section][name]!r}")
+
+
+def check_global_batch(saved: Config, saved_processes: int, current: Config, processes: int) -> None:
+    """Resume refuses another global batch: the data position derives from step x global batch."""
+    def global_batch(optim, n: int) -> tuple[int, str]:
+        return (optim.batch_size * optim.grad_accum * n,
+                f"optim.batch_size {optim.batch_size} x optim.grad_accum {optim.grad_accum} x {n} processes")
+
+    (was, was_made), (now, now_made) = global_batch(saved.optim, saved_processes), global_batch(current.optim, processes)
+    if now != was:
+        raise ConfigError(f"cannot resume: the global batch is {now} ({now_made}) but the checkpoint's is {was} "
+                          f"({was_made}); set optim.batch_size x optim.grad_accum x processes to {was}")
+
+
+def stream_shift(skips: list[int], saved_batch: int, batch: int, processes: int, rank: int) -> int:
+    """Process `rank`'s `StreamSampler.skip` resuming a checkpoint whose processes (one count each, `saved_batch`
+    samples per micro-batch) drew `skips` micro-batches to replace unreadable ones; the global batch is the same.
+
+    The same layout keeps each process's own. Another continues only a shift alike on every process: k micro-steps
+    of saved_batch x len(skips) samples are k x saved_batch x len(skips) / (batch x processes) here.
+    """
+    if not any(skips):  # none drawn (or a checkpoint older than the counts)
+        return 0
+    if len(skips) == processes and saved_batch == batch:
+        return skips[rank]
+    shift = skips[0] * saved_batch * len(skips)  # samples of the stream
+    if len(set(skips)) > 1 or shift % (batch * processes):
+        raise ConfigError(f"cannot resume on {processes} processes x optim.batch_size {batch}: the checkpoint's "
+                          f"{len(skips)} processes x optim.batch_size {saved_batch} drew {skips} micro-batches to "
+                          f"replace unreadable ones, a shift of the data that only that layout continues exactly; "
+                          f"resume with it")
+    return shift // (batch * processes)
 
 
 def _check_deepspeed(plugin, batch_size: int, max_grad_norm: float) -> None:
