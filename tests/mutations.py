@@ -421,6 +421,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         "DeepSpeed on a CPU: accelerate counts 1 process where DeepSpeed counts all, and prepare fails",
         ("tests/test_accelerate_configs.py",)),
     Mutation(
+        "DeepSpeed LoRA checkpoint holds the frozen base", "videosspo/trainer.py",
+        '{"exclude_frozen_parameters": True} if deepspeed_lora else {}',
+        "{}",
+        "under DeepSpeed every LoRA checkpoint holds the whole frozen network (GBs), not the adapter (MBs)",
+        ("tests/test_sharding.py::test_deepspeed_zero2_with_lora_equals_one_process_and_resumes",)),
+    Mutation(
+        "ZeRO checkpoint resumed on another process count", "videosspo/trainer.py",
+        "    if partitions and (not deepspeed or partitions != processes):",
+        "    if partitions and not deepspeed:",
+        "a ZeRO-2 checkpoint resumed on another process count fails in DeepSpeed with an error naming no fix, and "
+        "videosspo then calls every checkpoint unresumable",
+        ("tests/test_accelerate_configs.py::test_deepspeed_checkpoints_resume_under_deepspeed_on_their_process_count_only",)),
+    Mutation(
+        "DeepSpeed checkpoints mixed with others on resume", "videosspo/trainer.py",
+        '        check_zero_partitions(path / "accelerate", acc.state.deepspeed_plugin is not None, acc.num_processes)\n',
+        "",
+        "a ZeRO-2 checkpoint resumed without DeepSpeed (or another under it) fails with an error naming no fix",
+        ("tests/test_sharding.py::test_deepspeed_zero2_resumes_exactly_on_its_process_count_only",)),
+    Mutation(
         "AnimateDiff motion modules not checkpointed", "models/families.py",
         "        checkpoint_modules(m for m in self.unet.modules() if isinstance(m, AnimateDiffTransformer3D))\n",
         "",

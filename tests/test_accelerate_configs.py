@@ -60,3 +60,26 @@ def test_deepspeed_without_an_accelerator_names_gloo(monkeypatch):
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
     assert _process_group() == []
+
+
+def test_deepspeed_checkpoints_resume_under_deepspeed_on_their_process_count_only(tmp_path):
+    """ZeRO's optimizer state is a file per process, partitioned over them: DeepSpeed reads no other count and
+    nothing from a checkpoint written without it; each mix is refused in one line naming the fix."""
+    from videosspo.config import ConfigError
+    from videosspo.trainer import check_zero_partitions
+
+    plain, zero2 = tmp_path / "plain" / "accelerate", tmp_path / "zero2" / "accelerate"
+    (zero2 / "pytorch_model").mkdir(parents=True)
+    plain.mkdir(parents=True)
+    for rank in (0, 1):
+        (zero2 / "pytorch_model" / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").touch()
+    check_zero_partitions(zero2, deepspeed=True, processes=2)
+    check_zero_partitions(plain, deepspeed=False, processes=2)
+    fix = "resume under DeepSpeed with 2 processes .*--num_processes 2\\)$"
+    with pytest.raises(ConfigError, match=f"cannot resume on 1 DeepSpeed processes: .* over its 2 processes; {fix}"):
+        check_zero_partitions(zero2, deepspeed=True, processes=1)
+    with pytest.raises(ConfigError, match=f"cannot resume without DeepSpeed: .* over its 2 processes; {fix}"):
+        check_zero_partitions(zero2, deepspeed=False, processes=2)
+    with pytest.raises(ConfigError, match="cannot resume under DeepSpeed: .*plain was written without it .*; resume "
+                                          "with the accelerate config that wrote it$"):
+        check_zero_partitions(plain, deepspeed=True, processes=2)

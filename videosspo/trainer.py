@@ -77,6 +77,7 @@ ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter insid
 EMA_FILE = "ema.safetensors"  # optim.ema_decay > 0: the moving average of the trainable weights
 FSDP_MODEL_FILE = "fsdp_model.safetensors"  # FSDP, full fine-tuning: the whole weights inside `accelerate/`
 FSDP_OPTIMIZER_FILE = "fsdp_optimizer.bin"  # FSDP: the whole optimizer state by parameter name, inside `accelerate/`
+ZERO_PARTITIONS = "pytorch_model/zero_pp_rank_*_optim_states.pt"  # DeepSpeed: ZeRO's optimizer state, a file per process
 MAX_BAD_STEPS = 10  # consecutive non-finite gradients before the run stops (its checkpoints intact)
 
 
@@ -355,6 +356,11 @@ class Trainer:
         if self.policy.lora:
             acc.register_save_state_pre_hook(self._save_adapter_only)
             acc.register_load_state_pre_hook(self._load_adapter_only)
+        # DeepSpeed's engine writes its module past these hooks: with LoRA only the trainable adapter (the frozen base
+        # would be GBs per checkpoint), read back non-strictly
+        deepspeed_lora = self.policy.lora and acc.state.deepspeed_plugin is not None
+        self._save_kwargs = {"exclude_frozen_parameters": True} if deepspeed_lora else {}
+        self._load_kwargs = {"load_module_strict": False} if deepspeed_lora else {}
 
         replay = cfg.replay
         if cfg.method.name == "dpo":  # Diffusion-DPO: the frozen initial model is the reference
@@ -765,7 +771,7 @@ class Trainer:
         """
         acc = self.accelerator
         if not self.policy.sharded:
-            acc.save_state(str(folder))  # LoRA: `_save_adapter_only` writes the adapter instead of the weights
+            acc.save_state(str(folder), **self._save_kwargs)  # LoRA: `_save_adapter_only` writes the adapter
             return
         weights, optimizer = self.policy.snapshot(), self.policy.optimizer_state(self.optimizer.optimizer)  # collectives
         folder.mkdir(parents=True, exist_ok=True)
@@ -779,7 +785,7 @@ class Trainer:
         """Restore what `_save_state` wrote (every process reads the whole files; under FSDP each keeps its shard)."""
         acc = self.accelerator
         if not self.policy.sharded:
-            acc.load_state(str(folder))
+            acc.load_state(str(folder), **self._load_kwargs)
             return
         if not (folder / FSDP_OPTIMIZER_FILE).is_file():
             raise CheckpointError(f"it was not written under FSDP (no accelerate/{FSDP_OPTIMIZER_FILE}); resume it "
@@ -857,6 +863,7 @@ class Trainer:
                 raise ConfigError(f"cannot resume on {acc.num_processes} processes: the checkpoint's {len(skips)} "
                                   f"processes each read their own WebDataset shards of {self.config.data.path}; "
                                   f"resume with {len(skips)} processes")
+        check_zero_partitions(path / "accelerate", acc.state.deepspeed_plugin is not None, acc.num_processes)
         self.stream_skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,
                                          acc.process_index)
         try:
@@ -919,6 +926,22 @@ def check_global_batch(saved: Config, saved_processes: int, current: Config, pro
     if now != was:
         raise ConfigError(f"cannot resume: the global batch is {now} ({now_made}) but the checkpoint's is {was} "
                           f"({was_made}); set optim.batch_size x optim.grad_accum x processes to {was}")
+
+
+def check_zero_partitions(folder: Path, deepspeed: bool, processes: int) -> None:
+    """Resume refuses to mix DeepSpeed's checkpoints with others: ZeRO's optimizer state (`ZERO_PARTITIONS` in
+    `folder`) is partitioned over the processes that wrote it. DeepSpeed loads neither another process count nor
+    a checkpoint written without it, and its errors name no fix (every checkpoint then looks unresumable)."""
+    partitions = len(list(folder.glob(ZERO_PARTITIONS)))
+    if deepspeed and not partitions:
+        raise ConfigError(f"cannot resume under DeepSpeed: {folder.parent} was written without it (no ZeRO optimizer "
+                          f"state); resume with the accelerate config that wrote it")
+    if partitions and (not deepspeed or partitions != processes):
+        now = f"on {processes} DeepSpeed processes" if deepspeed else "without DeepSpeed"
+        raise ConfigError(f"cannot resume {now}: the checkpoint's optimizer state is DeepSpeed ZeRO's, partitioned "
+                          f"over its {partitions} processes; resume under DeepSpeed with {partitions} processes "
+                          f"(accelerate launch --config_file configs/accelerate/deepspeed_zero2_8gpu.yaml "
+                          f"--num_processes {partitions})")
 
 
 def stream_shift(skips: list[int], saved_batch: int, batch: int, processes: int, rank: int) -> int:
