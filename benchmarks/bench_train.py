@@ -408,9 +408,11 @@ def step_summary(rows: list[dict]) -> list[dict]:
 
 # ----------------------------------------------------------------------------- 1b. loser options
 
-# The loser switches of LoserConfig, each applied on top of the config's loser section.
+# The loser switches of LoserConfig, each applied on top of the config's loser section; every option but
+# `config` trains each batch once (loser.reuse 1) unless it sets reuse, so an option's cost is its own.
 LOSER_OPTIONS = {
     "config": {},
+    "ddim_20": {"loser.scheduler": "ddim", "loser.steps": 20},  # SSPO_METHOD.md's loser, the configs' before issue 10
     "no_cfg": {"loser.guidance": 1.0},
     "dpm++_8": {"loser.scheduler": "dpm++", "loser.steps": 8},
     "unipc_6": {"loser.scheduler": "unipc", "loser.steps": 6},
@@ -439,6 +441,8 @@ def bench_loser_options(family, data, tmp, s: Settings, device) -> list[dict]:
     cases = []
     for name in ("sft", *names):
         method, extra = ("sft", {}) if name == "sft" else ("sspo", LOSER_OPTIONS[name])
+        if name not in ("sft", "config"):
+            extra = {"loser.reuse": 1, **extra}
         cfg = make_config(family, method, s.lora_rank, data, tmp / f"opt_{name}", s, device, **extra)
         tr = make_trainer(cfg, s, device)
         cases.append({"name": name, "trainer": tr, "batch": repeated(fixed_batch(tr, s.batch))})
