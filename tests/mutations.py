@@ -539,4 +539,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         "DDP stops at the step after a micro-batch that reached one expert only (the other's LoRA got no gradient)",
         ("tests/test_wan22.py::test_one_expert_trains_alone_on_its_timesteps",
          "tests/test_wan22.py::test_ddp_needs_unused_parameters_for_an_idle_expert")),
+    Mutation(
+        "few-step solvers built on another noise schedule", "videosspo/sampling.py",
+        "            return cls.from_config(config)\n",
+        '            return cls.from_config({**config, "beta_schedule": "scaled_linear"})\n',
+        "UniPC / DPM-Solver++ losers (the shipped UNet configs' UniPC 6) integrate SD's schedule, not AnimateDiff's: "
+        "another sample than the model's",
+        ("tests/test_benchmarks.py::test_loser_fidelity_measures_each_sampler_against_the_exact_sample",)),
+    Mutation(
+        "bench_train's loser options inherit the config's reuse", "benchmarks/bench_train.py",
+        '            extra = {"loser.reuse": 1, **extra}\n',
+        "            extra = dict(extra)\n",
+        "the cost table prices each option at the shipped reuse window, not at its own cost",
+        ("tests/test_benchmarks.py::test_counted_unet_work_follows_the_config",)),
 )
