@@ -49,11 +49,18 @@ STEPS, QUICK_STEPS = (4, 6, 8, 10, 20), (4, 6, 8, 20)
 
 
 def options(model, config, steps: tuple[int, ...]) -> list[tuple[str, int]]:
-    """The config's loser first, then every deterministic sampler of the family at each of `steps`."""
+    """The config's loser first, then every deterministic sampler of the family that applies to its schedule
+    (Euler does not to a `clip_sample` one) at each of `steps`."""
     from videosspo.sampling import STOCHASTIC, samplers_for
 
+    def applies(build) -> bool:
+        try:
+            return build(model.scheduler.config) is not None
+        except ValueError:
+            return False
+
     own = (config.loser.scheduler, config.loser.steps)
-    names = [n for n in samplers_for(model) if n not in STOCHASTIC]
+    names = [n for n, build in samplers_for(model).items() if n not in STOCHASTIC and applies(build)]
     return [own] + [(n, k) for n in names for k in steps if (n, k) != own]
 
 

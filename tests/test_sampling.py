@@ -289,3 +289,11 @@ def test_multistep_solvers_clip_x0_on_a_clip_sample_schedule(name):
     assert x.abs().max() <= 1.0 + 1e-5 and x.std() > 0.1
     assert make_scheduler(model, name).config.thresholding  # and a schedule without clip_sample is left alone:
     assert not SCHEDULERS["DDPMScheduler"][name](DDPMScheduler(clip_sample=False).config).config.thresholding
+
+
+def test_euler_is_refused_on_a_clip_sample_schedule():
+    """Euler has no x0 clipping: on the stacked base's schedule its losers diverge (benchmarks/loser_fidelity.py:
+    relative error ~1e4 at 4-20 steps), so it is refused in one line naming the samplers that clip."""
+    with pytest.raises(ValueError, match="clip_sample: true.*ddim, ddpm, dpm.. or unipc"):
+        SCHEDULERS["DDPMScheduler"]["euler"](DDPMScheduler(clip_sample=True).config)
+    assert SCHEDULERS["DDPMScheduler"]["euler"](DDPMScheduler(clip_sample=False).config).config.num_train_timesteps

@@ -78,12 +78,23 @@ def _clipping_x0(cls) -> Callable:
     return build
 
 
+def _unclipped(cls) -> Callable:
+    """`cls.from_config` for a solver that cannot clip x0 (Euler): refused on a `clip_sample` schedule, where
+    its samples diverge (the stacked base: latents of std ~1e4 at any step count)."""
+    def build(config):
+        if config.get("clip_sample"):
+            raise ValueError(f"{cls.__name__} cannot clip x0 as this model's schedule does (clip_sample: true): its "
+                             "samples diverge; use sampler ddim, ddpm, dpm++ or unipc")
+        return cls.from_config(config)
+    return build
+
+
 # Samplers by name, per training-scheduler class: each builds from the training scheduler's config.
 SCHEDULERS: dict[str, dict[str, Callable]] = {
     "DDPMScheduler": {
         "ddim": DDIMScheduler.from_config,
         "ddpm": DDPMScheduler.from_config,
-        "euler": EulerDiscreteScheduler.from_config,
+        "euler": _unclipped(EulerDiscreteScheduler),
         "dpm++": _clipping_x0(DPMSolverMultistepScheduler),  # DPM-Solver++ 2M (dpmsolver++, order 2)
         "unipc": _clipping_x0(UniPCMultistepScheduler),  # UniPC (bh2): few-step, 5-10 steps
     },
