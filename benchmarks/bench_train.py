@@ -689,11 +689,12 @@ def memory_peaks(tr, s: Settings, device: str) -> dict:
     with PeakMemory(device) as policy:
         per_sample_error(tr.policy_model.predict(x0, t, cond), x0).mean().backward()
     tr.optimizer.zero_grad(set_to_none=True)
+    tr.step = cfg.loser.reuse  # a reuse window of its own: its losers are sampled, not window 0's cached ones
     with PeakMemory(device) as losers:
         tr.sample_losers(batch, 0)
-    tr.step = cfg.loser.reuse
+    tr.step = 2 * cfg.loser.reuse  # and a fresh window for the step, whose first step samples
     with PeakMemory(device) as step:
-        train_window(tr, batches, cfg.loser.reuse)
+        train_window(tr, batches, tr.step)
     return {"latent_shape": list(x_w.shape[1:]), "policy_pass_peak_mb": mib(policy.peak_delta_bytes),
             "losers_peak_mb": mib(losers.peak_delta_bytes), "sspo_step_peak_mb": mib(step.peak_delta_bytes),
             "step_beyond_policy_pass_mb": mib(step.peak_delta_bytes - policy.peak_delta_bytes),
