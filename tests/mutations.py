@@ -543,7 +543,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "few-step solvers built on another noise schedule", "videosspo/sampling.py",
         "            return cls.from_config(config)\n",
         '            return cls.from_config({**config, "beta_schedule": "scaled_linear"})\n',
-        "UniPC / DPM-Solver++ losers (the shipped UNet configs' UniPC 6) integrate SD's schedule, not AnimateDiff's: "
+        "UniPC / DPM-Solver++ losers (animatediff_sspo.yaml's UniPC 6) integrate SD's schedule, not AnimateDiff's: "
         "another sample than the model's",
         ("tests/test_benchmarks.py::test_loser_fidelity_measures_each_sampler_against_the_exact_sample",)),
     Mutation(
