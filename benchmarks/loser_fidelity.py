@@ -11,7 +11,7 @@ stands in for it. A cheaper loser is as good as the shipped one when it is at le
 
     error = ‖x − x*‖ / ‖x*‖      per clip (latents, every axis), mean and 95% t-interval over clips
 
-at the config's loser guidance (CFG), negative prompt and shapes. The model is the config's family
+at the config's loser guidance (CFG), timestep spacing (`loser.spacing`), negative prompt and shapes. The model is the config's family
 with tiny random weights (`--size medium`: bench_train's wider denoiser), so the schedule, the
 prediction type and the CFG are the shipped ones and the denoiser is not: the numbers say how each
 solver integrates this family's schedule, not a trained model's curvature. `stacked` configs load
@@ -48,9 +48,10 @@ PROMPTS = ("a red square moving left", "a blue circle moving up", "a cat walking
 STEPS, QUICK_STEPS = (4, 6, 8, 10, 20), (4, 6, 8, 20)
 
 
-def options(model, config, steps: tuple[int, ...]) -> list[tuple[str, int]]:
-    """The config's loser first, then every deterministic sampler of the family that applies to its schedule
-    (Euler does not to a `clip_sample` one) at each of `steps`."""
+def options(model, config, steps: tuple[int, ...]) -> list[tuple[str, int, str | None]]:
+    """(sampler, steps, spacing): the config's loser first, then SSPO_METHOD.md's (DDIM 20, or Euler 20 for flow,
+    on the schedule's own spacing), then every deterministic sampler of the family that applies to its schedule
+    (Euler does not to a `clip_sample` one) at each of `steps`, with the config's `loser.spacing`."""
     from videosspo.sampling import STOCHASTIC, samplers_for
 
     def applies(build) -> bool:
@@ -59,9 +60,11 @@ def options(model, config, steps: tuple[int, ...]) -> list[tuple[str, int]]:
         except ValueError:
             return False
 
-    own = (config.loser.scheduler, config.loser.steps)
+    spacing = config.loser.spacing
+    own, method = (config.loser.scheduler, config.loser.steps, spacing), (reference_sampler(model), 20, None)
     names = [n for n, build in samplers_for(model).items() if n not in STOCHASTIC and applies(build)]
-    return [own] + [(n, k) for n in names for k in steps if (n, k) != own]
+    candidates = [(n, k, spacing) for n in names for k in steps]
+    return [own] + [o for o in dict.fromkeys([method, *candidates]) if o != own]
 
 
 def reference_sampler(model) -> str:
@@ -102,12 +105,13 @@ def measure(model, config, prompts: list[str], seeds: list[int], *, frames: int,
     exact = sample_latents(model, prompts, steps=ref_steps, scheduler=reference_sampler(model), **kwargs)
     scored = model.family == "stacked"
     rows, own = [], None
-    for name, n in options(model, config, steps):
+    for name, n, spacing in options(model, config, steps):
         t0 = time.perf_counter()
-        x = sample_latents(model, prompts, steps=n, scheduler=name, **kwargs)
+        x = sample_latents(model, prompts, steps=n, scheduler=name, spacing=spacing, **kwargs)
         seconds = time.perf_counter() - t0
         err = relative_error(x, exact)
-        row = {"loser": f"{name} {n}" + (" (config)" if own is None else ""), "scheduler": name, "steps": n,
+        row = {"loser": f"{name} {n}" + (f" {spacing}" if spacing else "") + (" (config)" if own is None else ""),
+               "scheduler": name, "steps": n, "spacing": spacing,
                "unet_rows": n * (2 if loser.guidance > 1 else 1), "seconds": seconds,
                "error": float(err.mean()), "error_ci": float(t_half(err))}
         if scored:  # one prompt per clip: scores (clips, 1) so `paired` takes each clip as a prompt

@@ -552,4 +552,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            extra = dict(extra)\n",
         "the cost table prices each option at the shipped reuse window, not at its own cost",
         ("tests/test_benchmarks.py::test_counted_unet_work_follows_the_config",)),
+    Mutation(
+        "loser.spacing not passed to the loser sampler", "videosspo/trainer.py",
+        "                scheduler=lcfg.scheduler, spacing=lcfg.spacing,\n",
+        "                scheduler=lcfg.scheduler,\n",
+        "modelscope / sd15 losers start 6 UniPC steps at t = 852 (their leading spacing): 2.3x further from the "
+        "model's sample than the 20-step DDIM loser they replace",
+        ("tests/test_sampling.py::test_the_trainer_samples_losers_with_loser_spacing",)),
+    Mutation(
+        "make_scheduler ignores the spacing it is given", "videosspo/sampling.py",
+        '        config = {**config, "timestep_spacing": spacing}\n',
+        "        config = dict(config)\n",
+        "loser.spacing: trailing silently samples on the schedule's leading timesteps",
+        ("tests/test_sampling.py::test_loser_spacing_replaces_the_schedules_own",)),
 )

@@ -80,10 +80,12 @@ def test_real_configs_carry_paper_hyperparameters(stem):
     config = load_config(ROOT / "configs" / f"{stem}_sspo.yaml")
     assert config.model.pretrained is not None
     assert (config.replay.interval, config.replay.size, config.method.beta) == (30, 7, 2000.0)
-    # issue 10's loser where its schedule lets few steps reach the exact sample (linspace spacing: AnimateDiff's):
-    # UniPC 6 with CFG 7.5, each batch and its losers trained 3 steps; a window never straddles a snapshot
-    loser = ("unipc", 6, 7.5, 3) if stem == "animatediff" else ("ddim", 20, 7.5, 1)
-    assert (config.loser.scheduler, config.loser.steps, config.loser.guidance, config.loser.reuse) == loser
+    # issue 10's loser: UniPC 6 with CFG 7.5 from t = 999 (trailing on the leading schedules of SD 1.5 and
+    # ModelScope; AnimateDiff's linspace already starts there), each batch and its losers trained 3 steps;
+    # a reuse window never straddles a snapshot
+    spacing = None if stem == "animatediff" else "trailing"
+    assert (config.loser.scheduler, config.loser.steps, config.loser.guidance, config.loser.reuse,
+            config.loser.spacing) == ("unipc", 6, 7.5, 3, spacing)
     assert config.replay.interval % config.loser.reuse == 0
     assert config.train.mixed_precision == "bf16" and config.model.gradient_checkpointing
     if stem == "sd15":

@@ -297,3 +297,34 @@ def test_euler_is_refused_on_a_clip_sample_schedule():
     with pytest.raises(ValueError, match="clip_sample: true.*ddim, ddpm, dpm.. or unipc"):
         SCHEDULERS["DDPMScheduler"]["euler"](DDPMScheduler(clip_sample=True).config)
     assert SCHEDULERS["DDPMScheduler"]["euler"](DDPMScheduler(clip_sample=False).config).config.num_train_timesteps
+
+
+def test_loser_spacing_replaces_the_schedules_own():
+    """`spacing` overrides the schedule's timestep spacing: SD 1.5's `leading` starts 6 UniPC steps at t = 6 x
+    (1000 // 7) = 852, `trailing` at 999; the schedule itself is untouched, and a flow model (sigmas) refuses the key."""
+    from models import build_model
+    from videosspo.config import ModelConfig
+
+    sd = build_model(ModelConfig(family="sd"))
+    assert sd.scheduler.config.timestep_spacing == "leading"
+    for spacing, first in ((None, 852), ("leading", 852), ("trailing", 999)):
+        sched = make_scheduler(sd, "unipc", 6, spacing)
+        sched.set_timesteps(6)
+        assert int(sched.timesteps[0]) == first, spacing
+    assert sd.scheduler.config.timestep_spacing == "leading"
+    with pytest.raises(ValueError, match="loser.spacing='trailing' does not apply to model.family=wan"):
+        make_scheduler(build_model(ModelConfig(family="wan")), "unipc", 6, "trailing")
+
+
+def test_the_trainer_samples_losers_with_loser_spacing(tiny_config, monkeypatch):
+    import videosspo.trainer as trainer_module
+    from videosspo.trainer import Trainer
+
+    seen = []
+    real = trainer_module.sample_latents
+    monkeypatch.setattr(trainer_module, "sample_latents", lambda *a, **k: seen.append(k["spacing"]) or real(*a, **k))
+    trainer = Trainer(tiny_config("tiny_sd_sspo.yaml", **{"loser.spacing": "trailing", "model.vae": "none"}))
+    from tests.test_trainer import fixed_batch
+
+    trainer.sample_losers(fixed_batch(trainer), 0)
+    assert seen == ["trailing"]

@@ -219,6 +219,9 @@ class LoserConfig:
     # ddim | ddpm | euler | dpm++ (DPM-Solver++ 2M) | unipc; the last two are made for 4-10 steps.
     # Flow-matching families (wan): euler | unipc; cogvideox: ddim; ltx: euler.
     scheduler: Sampler = "ddim"
+    # The loser sampler's timestep spacing; null: the model schedule's. `trailing` starts N steps at t = T - 1,
+    # where a `leading` schedule (SD 1.5, ModelScope) starts them near T - T/N: 852 of 1000 for 6 UniPC steps.
+    spacing: Literal["leading", "linspace", "trailing"] | None = None
     # A window of `reuse` optimizer steps trains on one global batch and its losers: they are sampled
     # at the window's first step (by that step's reference) and reused for the next reuse - 1 steps,
     # each step with its own noise and timestep (like DDPO's inner epochs). The data stream advances

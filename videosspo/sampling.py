@@ -118,14 +118,25 @@ def samplers_for(model) -> dict[str, Callable]:
     return SCHEDULERS[name + "+dynamic_shifting" if model.scheduler.config.get("use_dynamic_shifting") else name]
 
 
-def make_scheduler(model, name: str = "ddim", steps: int | None = None):
-    """A sampling scheduler sharing the model's training noise schedule (checked to take `steps` steps)."""
+def make_scheduler(model, name: str = "ddim", steps: int | None = None, spacing: str | None = None):
+    """A sampling scheduler sharing the model's training noise schedule (checked to take `steps` steps).
+
+    `spacing` (`leading | linspace | trailing`) replaces the schedule's `timestep_spacing`: with `leading`
+    (SD 1.5, ModelScope) N steps start near T − T/N (852 of 1000 for 6 UniPC steps), far below T for a few-step
+    sampler; `trailing` starts at T − 1.
+    """
     table = samplers_for(model)
     if name not in table:
         raise ValueError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
                          f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
                          f"{', '.join(table)}")
-    sched = table[name](model.scheduler.config)
+    config = model.scheduler.config
+    if spacing is not None:
+        if "timestep_spacing" not in config:
+            raise ValueError(f"loser.spacing={spacing!r} does not apply to model.family={model.family}, whose sampler "
+                             f"steps through sigmas ({type(model.scheduler).__name__}): leave it unset")
+        config = {**config, "timestep_spacing": spacing}
+    sched = table[name](config)
     terminal = sched.config.get("shift_terminal")
     if steps is not None and steps < 2 and terminal:
         raise ValueError(f"{steps} sampling step is too few for model.family={model.family}: its σ grid is stretched to "
@@ -167,7 +178,7 @@ def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtyp
 @torch.no_grad()
 def sample_latents(model, prompts: list[str], *, frames: int, height: int, width: int, seeds: list[int],
                    steps: int = 25, guidance: float = 7.5, guidance_2: float | None = None,
-                   negative_prompt: str = "", scheduler: str = "ddim",
+                   negative_prompt: str = "", scheduler: str = "ddim", spacing: str | None = None,
                    progress: bool = False, cond: torch.Tensor | None = None, uncond: torch.Tensor | None = None,
                    init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
     """Generate latents `b c f h w` for `prompts` (one seed per prompt); decode with `model.decode`.
@@ -176,6 +187,7 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
     them (the trainer encodes the negative prompt once per run). `init` (`b c f h w`) with
     `strength` in (0, 1]: denoise `init` noised to the schedule's point s·T, in round(s·steps) steps.
     `guidance_2`: the CFG scale of the steps below a two-denoiser model's boundary (None: `guidance`).
+    `spacing`: the timestep spacing, when not the schedule's own (`make_scheduler`).
     """
     if len(seeds) != len(prompts):
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
@@ -185,7 +197,7 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
         raise ValueError(f"strength={strength} must be in (0, 1]: the fraction of the schedule to denoise")
     device = model.device
     shape = model.latent_shape(frames, height, width)
-    sched = make_scheduler(model, scheduler, steps)
+    sched = make_scheduler(model, scheduler, steps, spacing)
     set_timesteps(sched, steps, shape, device)
     cond = model.encode_prompt(prompts) if cond is None else cond
     use_cfg = guidance > 1.0

@@ -305,8 +305,9 @@ class Trainer:
         self.watchdog, self.divergence = Watchdog(cfg.train.anomaly_factor), None
 
         self.model = build_model(cfg.model)
-        for sampler, steps in {(cfg.sample.scheduler, cfg.sample.steps), (cfg.loser.scheduler, cfg.loser.steps)}:
-            make_scheduler(self.model, sampler, steps)  # a sampler that does not fit the model fails now, not at step 1
+        for sampler, steps, spacing in {(cfg.sample.scheduler, cfg.sample.steps, None),
+                                        (cfg.loser.scheduler, cfg.loser.steps, cfg.loser.spacing)}:
+            make_scheduler(self.model, sampler, steps, spacing)  # a sampler that does not fit fails now, not at step 1
         encoder = encoder_identity(self.model) if cfg.data.latent_cache else None  # before any dtype cast
         if cfg.model.lora_rank:
             self.model.unet.requires_grad_(False)
@@ -492,7 +493,7 @@ class Trainer:
             return sample_latents(
                 ref, [batch["captions"][k] for k in todo], frames=cfg.data.frames, height=cfg.data.height,
                 width=cfg.data.width, steps=lcfg.steps, guidance=lcfg.guidance, guidance_2=lcfg.guidance_2,
-                scheduler=lcfg.scheduler,
+                scheduler=lcfg.scheduler, spacing=lcfg.spacing,
                 seeds=[rng.derive_seed(cfg.train.seed, window, batch["positions"][k], "loser") for k in todo],
                 cond=cond, uncond=self.negative_embedding(), init=x_w if lcfg.init == "winner" else None,
                 strength=lcfg.strength)
