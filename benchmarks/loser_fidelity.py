@@ -94,7 +94,7 @@ def build(config, size: str):
 def measure(model, config, prompts: list[str], seeds: list[int], *, frames: int, height: int, width: int,
             steps: tuple[int, ...], ref_steps: int) -> dict:
     """Each option's losers against the `ref_steps` reference from the same noise; stacked: their adherence too."""
-    from videosspo.alignment import SCORES, paired, score_clips
+    from videosspo.alignment import SCORES, paired, score_clips, t_interval
     from videosspo.sampling import sample_latents
     from videosspo.video import to_uint8
 
@@ -113,7 +113,7 @@ def measure(model, config, prompts: list[str], seeds: list[int], *, frames: int,
         row = {"loser": f"{name} {n}" + (f" {spacing}" if spacing else "") + (" (config)" if own is None else ""),
                "scheduler": name, "steps": n, "spacing": spacing,
                "unet_rows": n * (2 if loser.guidance > 1 else 1), "seconds": seconds,
-               "error": float(err.mean()), "error_ci": float(t_half(err))}
+               "error": float(err.mean()), "error_ci": t_interval(err)[1]}
         if scored:  # one prompt per clip: scores (clips, 1) so `paired` takes each clip as a prompt
             scores = score_clips(np.stack([to_uint8(v) for v in model.decode(x).cpu()]), prompts)
             row["adherence"] = float(np.mean([scores[k] for k in SCORES]))
@@ -127,12 +127,6 @@ def measure(model, config, prompts: list[str], seeds: list[int], *, frames: int,
             d = paired(own_scores, row.pop("scores"))
             row["adherence_vs_config"] = f"{d['mean']:+.3f} ± {d['half']:.3f}"
     return {"ref": f"{reference_sampler(model)} {ref_steps}", "rows": rows}
-
-
-def t_half(values: np.ndarray) -> float:
-    from videosspo.alignment import t_interval
-
-    return t_interval(values)[1]
 
 
 def main(argv: list[str] | None = None) -> dict:
