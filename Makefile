@@ -4,7 +4,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 # The CPU build of torch 2.13.0 (on disk on this kind of machine). GPU users: TORCH="torch" or use environment.yml.
 TORCH   ?= torch==2.13.0
-# pytest-xdist workers for `make test` (each test is a few seconds of one core; the suite is safe in parallel)
+# pytest-xdist workers for `make test`; each test file runs whole on one worker (--dist loadfile), so a module's
+# fixtures are built once. The suite is safe in parallel: per-worker temp folders, free ports (tests/conftest.py).
 JOBS    ?= 2
 STAMP   := $(VENV)/.installed
 
@@ -23,7 +24,7 @@ demo: install   ## align the committed synthetic-world base with SSPO: before/af
 	$(BIN)/videosspo demo
 
 test: install   ## the whole test suite (CPU), JOBS processes in parallel
-	$(BIN)/python -m pytest -q -n $(JOBS)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 
 lint: install   ## ruff: pyflakes, isort, pyupgrade, bugbear (the rules in pyproject.toml)
 	$(BIN)/ruff check .
