@@ -1,5 +1,5 @@
 """Data benchmark: `VideoDataset.get` on a large clip and on a deep window of an MPEG-4 Part 2 .avi, today's
-tree against a baseline revision (issue 9: items 1, 2 and 15).
+tree against a baseline revision (before exact-frame reading, decoded-frame counts and bounded-memory decoding).
 
     python benchmarks/bench_data.py                 # a 16-frame 4096x4096 mp4 (about a minute per side)
     python benchmarks/bench_data.py --quick         # 1024x1024 (seconds)
@@ -30,7 +30,7 @@ from benchmarks.bench_common import ROOT, table  # noqa: E402
 from benchmarks.bench_eval import baseline_tree  # noqa: E402
 from videosspo.data import frame_indices  # noqa: E402
 
-BASELINE = "c1e5cee"  # main before issue 9's data items: decord everywhere, header counts, full-size decoding
+BASELINE = "c1e5cee"  # before the data fixes: decord everywhere, header counts, full-size decoding
 TRAIN = {"frames": 16, "height": 64, "width": 64}
 BLOCK = 16  # the numbered clip: 2 x 4 blocks of 16 px, the 8 bits of the frame number
 SEED = 7  # the `get` seed: it picks the clip's window
