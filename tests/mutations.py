@@ -565,4 +565,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        config = dict(config)\n",
         "loser.spacing: trailing silently samples on the schedule's leading timesteps",
         ("tests/test_sampling.py::test_loser_spacing_replaces_the_schedules_own",)),
+    Mutation(
+        "a documented subcommand renamed", "videosspo/cli.py",
+        's = data_sub.add_parser("cache-latents",',
+        's = data_sub.add_parser("cache_latents",',
+        "the docs' `videosspo data cache-latents` line fails in the reader's shell",
+        ("tests/test_docs.py::test_every_documented_command_names_real_things[your-own-videos.md]",)),
+    Mutation(
+        "a documented make target renamed", "Makefile",
+        "lint: install",
+        "ruff: install",
+        "`make lint`, which the docs and CI run, no longer exists",
+        ("tests/test_docs.py::test_every_documented_command_names_real_things[development.md]",)),
 )
