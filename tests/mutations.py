@@ -565,4 +565,40 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        config = dict(config)\n",
         "loser.spacing: trailing silently samples on the schedule's leading timesteps",
         ("tests/test_sampling.py::test_loser_spacing_replaces_the_schedules_own",)),
+    Mutation(
+        "ComfyUI / kohya LoRA alpha written as the rank", "models/lora_formats.py",
+        'f"{name}.alpha": torch.tensor(float(lora.lora_alpha))}',
+        'f"{name}.alpha": torch.tensor(float(lora.r))}',
+        "a LoRA trained with alpha != rank loads in ComfyUI at the wrong strength (alpha / rank = 1)",
+        ("tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[wan]", "tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[sd]")),
+    Mutation(
+        "LTX ComfyUI LoRA without alpha / rank", "models/lora_formats.py",
+        'f"diffusion_model.{module}.lora_B.weight": up * scale}',
+        'f"diffusion_model.{module}.lora_B.weight": up}',
+        "the LTX LoRA loads at rank / alpha times its trained strength (the format has no .alpha key)",
+        ("tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[ltx]",)),
+    Mutation(
+        "Wan cross-attention query named as the self-attention's", "models/lora_formats.py",
+        '"attn2.to_q": "cross_attn.q"',
+        '"attn2.to_q": "self_attn.q"',
+        "ComfyUI applies the cross-attention query's LoRA to the self-attention and drops the self-attention's",
+        ("tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[wan]", "tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[wan22]", "tests/test_lora_formats.py::test_comfyui_names_by_hand")),
+    Mutation(
+        "AnimateDiff's kohya LoRA keeps the motion modules", "models/lora_formats.py",
+        "        if MOTION in module:\n            continue\n",
+        "",
+        "the motion layers' keys (no place in an SD 1.5 checkpoint) are unmatched: 'lora key not loaded'",
+        ("tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[animatediff]",)),
+    Mutation(
+        "adapter export without the ComfyUI file", "models/base.py",
+        "        if cls.comfy_format:\n",
+        "        if False:\n",
+        "train.export: adapter writes no lora_comfyui.safetensors",
+        ("tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[sd]",)),
+    Mutation(
+        "motion LoRA's config targets every attention projection", "models/families.py",
+        "        LORA_FORMATS[cls.lora_format].save(Path(path) / \"motion_lora\", motion_only(adapter), motion, cls)",
+        "        LORA_FORMATS[cls.lora_format].save(Path(path) / \"motion_lora\", motion_only(adapter), lora, cls)",
+        "loading motion_lora/ warns that its config names spatial layers its weights do not hold",
+        ("tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[animatediff]",)),
 )
