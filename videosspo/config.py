@@ -297,6 +297,7 @@ class TrainConfig:
     resume: str | None = None    # "latest" or a checkpoint directory
     # `model/` in each checkpoint: `merged`, the policy as a full diffusers layout (LoRA merged in);
     # `adapter` (LoRA runs), the adapter alone plus where its base comes from: MBs instead of GBs.
+    # `adapter` also writes `lora_comfyui.safetensors` where the family has a ComfyUI format (docs/lora-formats.md).
     # Both load with `models.load_model` / `videosspo sample`.
     export: Literal["merged", "adapter"] = "merged"
 
