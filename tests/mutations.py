@@ -601,4 +601,40 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        LORA_FORMATS[cls.lora_format].save(Path(path) / \"motion_lora\", motion_only(adapter), lora, cls)",
         "loading motion_lora/ warns that its config names spatial layers its weights do not hold",
         ("tests/test_lora_formats.py::test_comfyui_lora_loads_through_diffusers_converters_like_the_diffusers_file[animatediff]",)),
+    Mutation(
+        "bucketed stream chunked by the micro-batch, not the global batch", "videosspo/trainer.py",
+        "self.buckets.order(self.seed, epoch, self.global_batch)",
+        "self.buckets.order(self.seed, epoch, self.batch)",
+        "with data.buckets, 2 processes x batch 1 read other clips than 1 process x batch 2: N processes != 1",
+        ("tests/test_buckets.py::test_streams_of_any_layout_with_one_global_batch_read_the_same_positions",)),
+    Mutation(
+        "SSPO losers sampled at data.frames x height x width, not their winners' bucket", "videosspo/trainer.py",
+        '        frames, height, width = batch.get("size", (cfg.data.frames, cfg.data.height, cfg.data.width))',
+        "        frames, height, width = cfg.data.frames, cfg.data.height, cfg.data.width",
+        "a bucketed SSPO run fails (or, at one frame count, compares winners with losers of another shape)",
+        ("tests/test_buckets.py::test_bucketed_sspo_micro_batches_have_one_shape_and_losers_take_it",)),
+    Mutation(
+        "DPO loser read at the dataset's size, not its winner's bucket", "videosspo/data.py",
+        '            item["loser_pixels"] = self._load(record.loser_video, indices, (height, width))',
+        '            item["loser_pixels"] = self._load(record.loser_video, indices)',
+        "a bucketed DPO pair is cropped to two shapes: the batch cannot stack, or winner and loser show other crops",
+        ("tests/test_buckets.py::test_a_dpo_pair_is_read_at_its_winners_bucket_with_the_same_frames",)),
+    Mutation(
+        "bucket choice ignores the clip's length", "videosspo/buckets.py",
+        "    fitting = [i for i, s in enumerate(shapes) if s[0] <= frames] or \\\n",
+        "    fitting = list(range(len(shapes))) or \\\n",
+        "short clips land in long buckets and repeat their last frame instead of taking a bucket they fill",
+        ("tests/test_buckets.py::test_each_clip_takes_the_nearest_aspect_among_the_frame_counts_it_holds",)),
+    Mutation(
+        "data.buckets planned but not given to the dataset", "videosspo/trainer.py",
+        "            self.data.buckets = plan_buckets(cfg.data, self.data, self.model)\n",
+        "            plan_buckets(cfg.data, self.data, self.model)\n",
+        "every clip is read at data.frames x height x width: buckets silently do nothing",
+        ("tests/test_buckets.py::test_bucketed_sspo_micro_batches_have_one_shape_and_losers_take_it",)),
+    Mutation(
+        "data.buckets accepted with a latent cache", "videosspo/config.py",
+        '        _check(self.buckets is None or self.latent_cache is None, "data.buckets", self.buckets,',
+        '        _check(True, "data.buckets", self.buckets,',
+        "the cache's one clip shape silently overrides the buckets",
+        ("tests/test_buckets.py::test_bad_buckets_are_refused_in_one_line",)),
 )
