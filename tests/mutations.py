@@ -637,4 +637,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         '        _check(True, "data.buckets", self.buckets,',
         "the cache's one clip shape silently overrides the buckets",
         ("tests/test_buckets.py::test_bad_buckets_are_refused_in_one_line",)),
+    Mutation(
+        "data.frames breaking the family's rule is a traceback", "videosspo/trainer.py",
+        "        check_shape(self.model, (cfg.data.frames, cfg.data.height, cfg.data.width))",
+        "        self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)",
+        "videosspo train with data.frames: 8 on Wan prints a traceback instead of one line and exit 2",
+        ("tests/test_buckets.py::test_bad_buckets_are_refused_in_one_line",)),
 )

@@ -90,6 +90,17 @@ def test_bucketed_sspo_micro_batches_have_one_shape_and_losers_take_it(tiny_conf
     assert seen[:4] == shapes  # losers sampled at their winners' bucket (then the run's samples, at data.frames x h x w)
 
 
+@pytest.mark.parametrize("config, frames", [("tiny_wan_sspo.yaml", 5), ("tiny_cogvideox_sspo.yaml", 9), ("tiny_ltx_sspo.yaml", 9)])
+def test_dit_families_train_on_two_buckets(tiny_config, mixed_data, monkeypatch, config, frames):
+    """Per-shape parts of the DiTs (Wan's and CogVideoX's rotary positions, LTX's packing and σ shift) follow the batch."""
+    trainer = Trainer(tiny_config(config, **{"data.path": str(mixed_data), "data.buckets": [[frames, 32, 32], [frames, 32, 64]],
+                                             "data.frames": frames, "data.height": 32, "data.width": 32, "loser.reuse": 1}))
+    shapes, loss = [], trainer.loss
+    monkeypatch.setattr(trainer, "loss", lambda batch: shapes.append(batch["size"]) or loss(batch))
+    summary = trainer.fit()
+    assert set(shapes) == {(frames, 32, 32), (frames, 32, 64)} and np.isfinite(summary["last_loss"])
+
+
 def test_bucketed_resume_equals_uninterrupted(tiny_config, mixed_data, tmp_path):
     straight, resumed = straight_and_resumed(
         lambda **o: bucketed(tiny_config, mixed_data, **o), tmp_path, 4,
@@ -127,6 +138,10 @@ def test_bad_buckets_are_refused_in_one_line(tiny_config, mixed_data, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and len(err.splitlines()) == 1
     assert "data.buckets [8, 32, 64]" in err and "4k+1" in err
+    with pytest.raises(SystemExit) as stop:  # and data.frames itself
+        main(["train", *base, "--data.frames", "8"])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1 and "data.frames=8" in err
     for overrides, match in (({"data.buckets": [[2, 16]]}, r"data.buckets\[0\]"),
                              ({"data.buckets": [[0, 16, 16]]}, "frames >= 1"),
                              ({"data.buckets": "auto", "data.latent_cache": "x"}, "data.latent_cache"),

@@ -21,6 +21,7 @@ as without buckets; every clip is seen each epoch, a few twice (epoch length: Σ
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -49,9 +50,14 @@ class Buckets:
     def shape(self, index: int) -> Shape:
         return self.shapes[self.of[index]]
 
+    @functools.cached_property
+    def counts(self) -> np.ndarray:
+        """Clips per bucket."""
+        return np.bincount(self.of, minlength=len(self.shapes))
+
     def length(self, chunk: int) -> int:
         """Positions per epoch: each bucket padded to a multiple of `chunk` (the global batch)."""
-        return sum(math.ceil(n / chunk) * chunk for n in np.bincount(self.of, minlength=len(self.shapes)) if n)
+        return sum(math.ceil(n / chunk) * chunk for n in self.counts)
 
     def order(self, seed: int, epoch: int, chunk: int) -> np.ndarray:
         """The dataset index at each position of epoch `epoch`: chunks of `chunk` positions, one bucket each."""
@@ -93,6 +99,14 @@ def clip_shape(record: Record, stride: int) -> Shape | None:
     return (frames - 1) // stride + 1, infos[0].height, infos[0].width
 
 
+def check_shape(model, shape: Shape, prefix: str = "") -> None:
+    """Refuse in one line (ConfigError) a clip shape (frames, height, width) the model's family cannot take."""
+    try:
+        model.latent_shape(*shape)
+    except ValueError as e:
+        raise ConfigError(f"{prefix}{e}") from None
+
+
 def plan(data: DataConfig, dataset, model) -> Buckets:
     """The buckets of `data.buckets` for `dataset`'s rows, each shape checked against the family's frames / size rule."""
     if hasattr(dataset, "shard_sizes"):
@@ -106,12 +120,9 @@ def plan(data: DataConfig, dataset, model) -> Buckets:
     else:
         shapes = list(data.buckets)
     for shape in shapes:
-        try:
-            model.latent_shape(*shape)
-        except ValueError as e:
-            raise ConfigError(f"data.buckets {list(shape)} (frames, height, width): {e}") from None
+        check_shape(model, shape, f"data.buckets {list(shape)} (frames, height, width): ")
     of = tuple(0 if c is None else nearest(c, shapes) for c in clips)
-    counts = np.bincount(of, minlength=len(shapes))
+    buckets = Buckets(tuple(shapes), of)
     log.info("buckets (frames x height x width: clips): %s",
-             ", ".join(f"{f}x{h}x{w}: {n}" for (f, h, w), n in zip(shapes, counts)))
-    return Buckets(tuple(shapes), of)
+             ", ".join(f"{f}x{h}x{w}: {n}" for (f, h, w), n in zip(shapes, buckets.counts)))
+    return buckets

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from models import FAMILIES, build_model, save_adapter
 from videosspo import rng
-from videosspo.buckets import Buckets, plan as plan_buckets
+from videosspo.buckets import Buckets, check_shape, plan as plan_buckets
 from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, RunLock, SnapshotStore, check_space,
                                   checkpoint_bytes, commit, first_line, latest_checkpoint, new_lineage, prune,
                                   resume_candidates, save_failed, store_of, tidy, verify, write_marker)
@@ -336,7 +336,7 @@ class Trainer:
         else:
             self.data = VideoDataset(cfg.data.path, **data_args)
         self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction, verbose=acc.is_main_process)
-        self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
+        check_shape(self.model, (cfg.data.frames, cfg.data.height, cfg.data.width))  # the family's frame / size rule
         if cfg.data.buckets:  # each row's shape, one per global batch
             self.data.buckets = plan_buckets(cfg.data, self.data, self.model)
 
