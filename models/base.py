@@ -58,6 +58,7 @@ class VideoDiffusionModel:
     # Exports: the pipeline's other (empty) components; the LoRA file format (`models.export.LORA_FORMATS`).
     pipeline_extras: ClassVar[dict] = {}
     lora_format: ClassVar[str] = "diffusers"
+    comfy_format: ClassVar[str | None] = None  # also written as `lora_comfyui.safetensors` (`models.lora_formats`)
     max_text_tokens: ClassVar[int | None] = None  # the pipeline's `max_sequence_length` (None: the tokenizer's maximum)
     # True where a training step may leave trainable parameters without a gradient (DDP must then look for them).
     unused_parameters: ClassVar[bool] = False
@@ -273,10 +274,14 @@ class VideoDiffusionModel:
 
     @classmethod
     def save_adapter(cls, path: Path, adapter: dict, lora: LoraConfig) -> None:
-        """The LoRA `adapter` (peft state dict of the denoiser) in the format of the family's loader."""
+        """The LoRA `adapter` (peft state dict of the denoiser) in the format of the family's loader, and in the
+        ComfyUI / kohya format where the family has one (`comfy_format`)."""
         from models.export import LORA_FORMATS
+        from models.lora_formats import save_comfy
 
         LORA_FORMATS[cls.lora_format].save(path, adapter, lora, cls)
+        if cls.comfy_format:
+            save_comfy(path, adapter, lora, cls.comfy_format)
 
     @classmethod
     def load_adapter(cls, path: Path) -> dict:
