@@ -24,7 +24,7 @@ from peft import LoraConfig
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from videosspo.config import ModelConfig
+from videosspo.config import ConfigError, ModelConfig
 
 log = logging.getLogger("videosspo.models")
 
@@ -58,6 +58,9 @@ class VideoDiffusionModel:
     # Exports: the pipeline's other (empty) components; the LoRA file format (`models.export.LORA_FORMATS`).
     pipeline_extras: ClassVar[dict] = {}
     lora_format: ClassVar[str] = "diffusers"
+    # The axis order the family's pipeline draws its initial noise in (`prepare_latents`), so that a seed gives
+    # the pipeline's noise: `randn` of one layout, rearranged, is not `randn` of the other.
+    noise_layout: ClassVar[str] = "c f h w"
     max_text_tokens: ClassVar[int | None] = None  # the pipeline's `max_sequence_length` (None: the tokenizer's maximum)
     # True where a training step may leave trainable parameters without a gradient (DDP must then look for them).
     unused_parameters: ClassVar[bool] = False
@@ -158,13 +161,17 @@ class VideoDiffusionModel:
         return self.vae_factor
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """`(c, f, h, w)` of the latents for clips of this size; f = 1 + (frames − 1) / temporal_factor."""
+        """`(c, f, h, w)` of the latents for clips of this size; f = 1 + (frames − 1) / temporal_factor.
+
+        The rules come from the loaded VAE's and denoiser's configs (the real models' factors, not constants);
+        a size they refuse is a `ConfigError` (one line, exit 2).
+        """
         k, m, tf = self.vae_factor, self.size_multiple, self.frame_step
         if height % m or width % m:
-            raise ValueError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
+            raise ConfigError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
                              f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
         if (frames - 1) % tf:
-            raise ValueError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
+            raise ConfigError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
                              f"time {self.temporal_factor}x, so frames must be {tf}k+1 (e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
         return (self.latent_channels, 1 + (frames - 1) // self.temporal_factor, height // k, width // k)
 

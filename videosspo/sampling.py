@@ -169,10 +169,22 @@ def check_guidance_2(model, guidance_2: float | None) -> None:
                          f"model.family={model.family} has one: leave it unset")
 
 
-def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtype=torch.float32) -> torch.Tensor:
-    """Stack of N(0, I) tensors of `shape`, the i-th drawn from a CPU generator seeded `seeds[i]`."""
-    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float32) for s in seeds]
-    return torch.stack(noise).to(device=device, dtype=dtype)
+LAYOUT = "c f h w"
+
+
+def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtype=torch.float32,
+                     layout: str = LAYOUT) -> torch.Tensor:
+    """Stack of N(0, I) tensors of `shape` (`c f h w`), the i-th drawn from a CPU generator seeded `seeds[i]`, in
+    the axis order `layout` (a family's `noise_layout`: its pipeline's, so a seed gives the pipeline's noise)."""
+    def draw(seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(int(seed))
+        if layout == LAYOUT:
+            return torch.randn(shape, generator=gen, dtype=torch.float32)
+        sizes = dict(zip(LAYOUT.split(), shape))
+        drawn = torch.randn([sizes[axis] for axis in layout.split()], generator=gen, dtype=torch.float32)
+        return rearrange(drawn, f"{layout} -> {LAYOUT}")
+
+    return torch.stack([draw(s) for s in seeds]).to(device=device, dtype=dtype)
 
 
 @torch.no_grad()
@@ -204,7 +216,7 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
     if use_cfg:
         uncond = model.encode_prompt([negative_prompt]) if uncond is None else uncond
         cond = torch.cat([uncond.to(cond).expand(len(prompts), -1, -1), cond])
-    noise = per_sample_noise(shape, seeds, device)
+    noise = per_sample_noise(shape, seeds, device, layout=model.noise_layout)
     timesteps = sched.timesteps
     if init is None:
         x = noise * getattr(sched, "init_noise_sigma", 1.0)  # flow matching: x_1 = ε
