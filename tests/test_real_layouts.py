@@ -214,3 +214,64 @@ def test_adapter_export_loads_with_the_family_lora_loader(family, hub_layout, tm
         pipe.load_lora_weights(tmp_path / "model" / "motion_lora")
         lora_layers = [n for n, m in pipe.unet.named_modules() if isinstance(m, BaseTunerLayer)]
         assert lora_layers and all("motion_modules" in n for n in lora_layers)
+
+
+# -- merged exports keep the frozen parts exactly as the hub ships them ---------------------------------------
+
+WAN21, WAN22, COGVIDEOX, LTX = ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+                                "THUDM/CogVideoX-2b", "Lightricks/LTX-Video")
+HUB_MODELS = {"sd": dict(pretrained=SD15), "animatediff": dict(pretrained=SD15, motion_adapter=ADAPTER),
+              "modelscope": dict(pretrained=MS), "wan": dict(pretrained=WAN21), "wan22": dict(pretrained=WAN22),
+              "cogvideox": dict(pretrained=COGVIDEOX), "ltx": dict(pretrained=LTX)}
+
+
+def hub_model(family: str, hub_layout):
+    return build_model(ModelConfig(family=family, **{k: str(hub_layout(v)) for k, v in HUB_MODELS[family].items()}))
+
+
+def stored_tensors(folder) -> dict[str, torch.Tensor]:
+    """Every tensor of a component folder's safetensors files (all shards), as stored: name -> tensor."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    assert files, f"no weights in {folder}"
+    return {k: v for f in files for k, v in load_file(str(f)).items()}
+
+
+def assert_bit_equal(ours: dict, source: dict, where: str) -> None:
+    assert ours.keys() == source.keys(), where
+    for key, value in source.items():
+        assert ours[key].dtype == value.dtype and torch.equal(ours[key].view(torch.uint8), value.view(torch.uint8)), \
+            f"{where}: {key} ({ours[key].dtype}) differs from what was loaded ({value.dtype})"
+
+
+@pytest.mark.parametrize("family", list(HUB_MODELS))
+def test_merged_export_holds_the_frozen_parts_bit_equal_to_the_source(family, hub_layout, tmp_path):
+    """A bf16 run rounds the VAE and text encoder it holds; the export must not: every tensor of its vae/ and
+    text_encoder/ (LTX's latent statistics, the T5's bf16 shards, CogVideoX's fp16 VAE) is the source's, bytes and
+    dtype. The training copy stays as training had it."""
+    model = hub_model(family, hub_layout)
+    source = hub_layout(HUB_MODELS[family]["pretrained"])
+    model.to(dtype=torch.bfloat16)  # the frozen parts as mixed_precision bf16 holds them
+    held = {name: {k: v.clone() for k, v in part.state_dict().items()} for name, part in model._frozen().items()}
+    loaded = type(model.vae).from_pretrained(source / "vae").state_dict()  # as diffusers loads it: fp32
+    assert any(not torch.equal(held["vae"][k].float(), v) for k, v in loaded.items())  # rounded: a cast back would differ
+    model.save_pretrained(tmp_path / "model")
+    for part in ("vae", "text_encoder"):
+        assert_bit_equal(stored_tensors(tmp_path / "model" / part), stored_tensors(source / part), f"{family} {part}")
+    for name, part in model._frozen().items():
+        assert all(torch.equal(part.state_dict()[k], v) for k, v in held[name].items()), name
+
+
+@pytest.mark.parametrize("family", ["animatediff", "wan", "ltx"])
+def test_merged_export_of_a_tiny_model_holds_its_frozen_parts_as_built(family, tmp_path):
+    """Without a source folder (tiny models) the export writes the frozen parts as they were before the bf16 cast."""
+    model = build_model(ModelConfig(family=family))
+    built = {name: {k: v.clone() for k, v in part.state_dict().items()} for name, part in model._frozen().items()}
+    model.to(dtype=torch.bfloat16)
+    model.save_pretrained(tmp_path / "model")
+    for name, state in built.items():
+        saved = stored_tensors(tmp_path / "model" / name)
+        assert_bit_equal({k: saved[k] for k in state if k in saved}, {k: v for k, v in state.items() if k in saved}, name)
+        assert len(saved) >= 0.9 * len(state)  # tied / non-persistent entries aside, everything was written
+    assert all(p.dtype == torch.bfloat16 for part in model._frozen().values() for p in part.parameters())
