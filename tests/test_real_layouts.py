@@ -275,3 +275,48 @@ def test_merged_export_of_a_tiny_model_holds_its_frozen_parts_as_built(family, t
         assert_bit_equal({k: saved[k] for k in state if k in saved}, {k: v for k, v in state.items() if k in saved}, name)
         assert len(saved) >= 0.9 * len(state)  # tied / non-persistent entries aside, everything was written
     assert all(p.dtype == torch.bfloat16 for part in model._frozen().values() for p in part.parameters())
+
+
+# -- the documented load lines on folders as the hub ships them (docs/families.md) ----------------------------
+
+DIT_PIPELINES = {"cogvideox": ("CogVideoXPipeline", COGVIDEOX), "ltx": ("LTXPipeline", LTX), "wan": ("WanPipeline", WAN21)}
+
+
+@pytest.mark.parametrize("family", list(DIT_PIPELINES))
+def test_documented_load_lines_generate_from_hub_shaped_folders(family, hub_layout, tmp_path):
+    """docs/families.md: `XPipeline.from_pretrained(path, dtype=torch.bfloat16)`, on the base as the hub ships it
+    (T5 / UMT5 in bf16, the transformer loading in fp32) with our LoRA file, and on a merged export. Without a dtype
+    CogVideoXPipeline and LTXPipeline cannot run such a folder (they do not cast the bf16 prompt embeddings to the fp32
+    transformer; WanPipeline does), which is why the documented line carries one."""
+    import diffusers
+
+    pipeline_class, hub_id = getattr(diffusers, DIT_PIPELINES[family][0]), DIT_PIPELINES[family][1]
+    model = hub_model(family, hub_layout)
+    model.unet.requires_grad_(False)
+    add_lora(model.unet, 4, 8.0, model.lora_scope)
+    gen = torch.Generator().manual_seed(0)
+    for name, p in model.unet.named_parameters():
+        if "lora_B" in name:
+            p.data = torch.randn(p.shape, generator=gen) * 0.2
+    policy = Policy(model)
+    model.save_pretrained(tmp_path / "merged", unet=policy.merged_unet())
+    save_adapter(tmp_path / "adapter", policy.snapshot(),
+                 ModelConfig(family=family, pretrained=str(hub_layout(hub_id)), lora_rank=4, lora_alpha=8.0))
+    frames = 9 if family != "wan" else 5
+
+    def generate(pipe) -> torch.Tensor:
+        return pipe(PROMPT, height=32, width=32, num_frames=frames, num_inference_steps=2, max_sequence_length=16,
+                    output_type="latent", generator=torch.Generator().manual_seed(SEED)).frames.float()
+
+    for dtype in (torch.bfloat16, torch.float32):  # the documented line; fp32, where merged == base + LoRA exactly
+        base = pipeline_class.from_pretrained(hub_layout(hub_id), dtype=dtype)
+        plain = generate(base)
+        base.load_lora_weights(tmp_path / "adapter")
+        adapted = generate(base)
+        merged = generate(pipeline_class.from_pretrained(tmp_path / "merged", dtype=dtype))
+        assert torch.isfinite(adapted).all() and (adapted - plain).abs().max() > 0.1  # the LoRA is applied
+        tolerance = 0.1 if dtype == torch.bfloat16 else 1e-4
+        torch.testing.assert_close(merged, adapted, rtol=tolerance, atol=tolerance)
+    if family != "wan":
+        with pytest.raises(RuntimeError, match="dtype"):
+            generate(pipeline_class.from_pretrained(tmp_path / "merged"))
