@@ -235,3 +235,60 @@ def test_noise_and_timestep_are_drawn_per_step_inside_a_loser_reuse_window(tiny_
         assert torch.equal(drawn[step], rng.sample_noise(drawn[0].shape[1:], 0, step, [0, 1]))
         assert torch.equal(timesteps[step], rng.sample_timesteps(1000, 0, step, [0, 1]))
     assert not torch.equal(timesteps[0], timesteps[1]) and not torch.equal(drawn[1], drawn[2])
+
+
+# -- Wan 2.2 A14B: the step at exactly the boundary, and the losers' second scale -----------------------------
+
+
+def test_wan22_step_at_exactly_the_boundary_is_a_high_noise_step_as_in_wan_pipeline():
+    """WanPipeline: t >= boundary -> `transformer` and `guidance_scale`. With the boundary on a sampled timestep
+    (UniPC 4 steps: 999, 900, 750, 500; boundary_ratio 0.75), that step runs the high-noise expert at CFG 4."""
+    from test_dit import PROMPTS, pipeline
+
+    model = copy.copy(tiny("wan22"))
+    model.unet = copy.deepcopy(model.unet)
+    model.unet.register_to_config(boundary_ratio=0.75)
+    assert model.boundary_timestep == 750.0
+    shape = model.latent_shape(5, 32, 32)
+    ours = sample_latents(model, PROMPTS[:1], frames=5, height=32, width=32, seeds=[3], steps=4, guidance=4.0,
+                          guidance_2=2.0, scheduler="unipc")
+    pipe = pipeline(model)
+    theirs = pipe(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=4,
+                  guidance_scale=4.0, guidance_scale_2=2.0, generator=torch.Generator().manual_seed(3),
+                  max_sequence_length=16, output_type="latent").frames
+    assert 750 in pipe.scheduler.timesteps.tolist()
+    torch.testing.assert_close(ours, theirs)
+    assert shape == ours.shape[1:]
+
+
+def test_wan22_losers_are_sampled_with_the_loser_guidance_2(tiny_config, monkeypatch):
+    """The losers of a two-expert model use loser.guidance on the high-noise steps and loser.guidance_2 below, as
+    the samples do: the sampler receives both."""
+    import videosspo.trainer as trainer_module
+
+    seen = []
+    real = trainer_module.sample_latents
+    monkeypatch.setattr(trainer_module, "sample_latents",
+                        lambda *a, **k: seen.append((k["guidance"], k.get("guidance_2"))) or real(*a, **k))
+    trainer = Trainer(tiny_config("tiny_wan22_sspo.yaml", **{"loser.guidance": 3.0, "loser.guidance_2": 1.5,
+                                                               "loser.steps": 2, "train.max_steps": 1,
+                                                               "data.frames": 5, "data.height": 32, "data.width": 32}))
+    trainer.sample_losers(next(iter(trainer._loader())), 0)
+    assert seen == [(3.0, 1.5)]
+
+
+def test_ltx_trains_with_the_timestep_shift_of_its_latent_sequence_length(tiny_config, monkeypatch):
+    """LTX-Video's σ density is shifted by μ(L), L = f·h·w latent positions (channels not counted): the trainer's
+    timesteps are the objective's for that L, and differ from those for c·f·h·w."""
+    from test_dit import LTX
+
+    seen = []
+    trainer = Trainer(tiny_config(**{**LTX, "method.name": "sft", "train.max_steps": 1}))
+    trainer.model.unet.register_forward_pre_hook(lambda m, a, k: seen.append(k["timestep"].clone()), with_kwargs=True)
+    batch = next(iter(trainer._loader()))
+    trainer.loss(batch)
+    c, f, h, w = trainer.model.latent_shape(9, 32, 32)
+    draw = get_objective("flow_shifted_logit_normal").timesteps
+    sched = trainer.model.scheduler
+    torch.testing.assert_close(seen[0], draw(sched, 0, 0, batch["positions"], seq_len=f * h * w))
+    assert not torch.allclose(seen[0], draw(sched, 0, 0, batch["positions"], seq_len=c * f * h * w))
