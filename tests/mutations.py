@@ -688,4 +688,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    return float(((1 - sigma_of(u, {**config, \"shift\": 12.0}, seq_len)) ** 2).mean())\n",
         "Wan 2.2's β and its logged note assume shift 12 whatever shift the folder holds",
         ("tests/test_wan22.py::test_shipped_beta_is_derived_from_the_shift_the_hub_folder_holds",)),
+    Mutation(
+        "data epoch frozen", "videosspo/trainer.py",
+        "        epoch = p // self.n\n",
+        "        epoch = 0\n",
+        "every epoch visits the clips in the same order",
+        ("tests/test_invariants.py::test_each_epoch_is_a_new_permutation_and_each_read_of_a_clip_a_new_frame_window",)),
+    Mutation(
+        "frame window keyed on the clip", "videosspo/trainer.py",
+        'rng.derive_seed(self.seed, 0, position, "frames")',
+        'rng.derive_seed(self.seed, 0, index, "frames")',
+        "a clip gets the same frame window in every epoch",
+        ("tests/test_invariants.py::test_each_epoch_is_a_new_permutation_and_each_read_of_a_clip_a_new_frame_window",)),
 )

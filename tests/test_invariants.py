@@ -292,3 +292,31 @@ def test_ltx_trains_with_the_timestep_shift_of_its_latent_sequence_length(tiny_c
     sched = trainer.model.scheduler
     torch.testing.assert_close(seen[0], draw(sched, 0, 0, batch["positions"], seq_len=f * h * w))
     assert not torch.allclose(seen[0], draw(sched, 0, 0, batch["positions"], seq_len=c * f * h * w))
+
+
+# -- the data stream: epochs and frame windows keyed on the stream position ------------------------------------
+
+
+def test_each_epoch_is_a_new_permutation_and_each_read_of_a_clip_a_new_frame_window():
+    """Stream position p reads clip epoch_order(seed, p // n)[p % n] with its frame window seeded by p: every epoch
+    is a permutation of the clips, epochs differ, and a clip read again in a later epoch gets a fresh window."""
+    from videosspo.trainer import StreamDataset, StreamSampler
+
+    n = 6
+    reads = iter(StreamSampler(n=n, batch=1, accum=1, processes=1, rank=0, seed=0, start_step=0))
+    stream = [next(reads)[0] for _ in range(3 * n)]  # (index, position)
+    assert [p for _, p in stream] == list(range(3 * n))
+    epochs = [[i for i, _ in stream[e * n:(e + 1) * n]] for e in range(3)]
+    assert all(sorted(e) == list(range(n)) for e in epochs) and epochs[0] != epochs[1] != epochs[2]
+    seeds = {}
+
+    class Recorder:
+        def try_get(self, index, seed):
+            seeds.setdefault(index, []).append(seed)
+            return {}
+
+    data = StreamDataset(Recorder(), seed=0)
+    for item in stream:
+        data[item]
+    assert all(len(set(s)) == 3 for s in seeds.values())  # three reads of each clip, three windows
+    assert seeds[stream[0][0]][0] == rng.derive_seed(0, 0, 0, "frames")
