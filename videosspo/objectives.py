@@ -173,7 +173,8 @@ def density_note(model, beta: float, seq_len: int) -> str:
     the β that carries Diffusion-DPO's 2000 on ε over to it (2000 · E[(1 − σ)²]) beside the run's."""
     name, config = model.objective, model.scheduler.config
     if name not in FLOW_DENSITIES:
-        return f"training density: t ~ U{{{model.sigma_range[0]:g} T, ..., {model.sigma_range[1]:g} T − 1}} ({name})"
+        first, end = (round(s * config.num_train_timesteps) for s in model.sigma_range)
+        return f"training density: t ~ U{{{first}, ..., {end - 1}}} ({name}, {config.get('beta_schedule')} betas)"
     params = {"shifted": f"shift {config.get('shift')}",
               "shifted_logit_normal": f"μ {dynamic_shift_mu(config, seq_len):.3f} at {seq_len} latent positions"}
     weight = epsilon_weight(name, config, model.sigma_range, seq_len)
