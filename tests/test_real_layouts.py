@@ -320,3 +320,18 @@ def test_documented_load_lines_generate_from_hub_shaped_folders(family, hub_layo
     if family != "wan":
         with pytest.raises(RuntimeError, match="dtype"):
             generate(pipeline_class.from_pretrained(tmp_path / "merged"))
+
+
+def test_the_source_of_a_hub_id_is_its_snapshot_in_the_cache(tmp_path, monkeypatch):
+    """`model.pretrained` as a hub id: the frozen parts are copied from the cached snapshot from_pretrained read."""
+    import huggingface_hub
+
+    from models.base import source_folder
+
+    snapshot = tmp_path / "models--org--name" / "snapshots" / ("a" * 40)
+    (snapshot / "vae").mkdir(parents=True)
+    (tmp_path / "models--org--name" / "refs").mkdir()
+    (tmp_path / "models--org--name" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert source_folder("org/name") == snapshot
+    assert source_folder("org/other") is None and source_folder(str(snapshot)) == snapshot
