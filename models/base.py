@@ -173,10 +173,11 @@ class VideoDiffusionModel:
         k, m, tf = self.vae_factor, self.size_multiple, self.frame_step
         if height % m or width % m:
             raise ConfigError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
-                             f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
+                              f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
         if (frames - 1) % tf:
             raise ConfigError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
-                             f"time {self.temporal_factor}x, so frames must be {tf}k+1 (e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
+                              f"time {self.temporal_factor}x, so frames must be {tf}k+1 "
+                              f"(e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
         return (self.latent_channels, 1 + (frames - 1) // self.temporal_factor, height // k, width // k)
 
     @torch.no_grad()
@@ -254,8 +255,8 @@ class VideoDiffusionModel:
         """Write the family's diffusers pipeline folder plus `videosspo_model.json` (a merged export).
 
         `<family pipeline>.from_pretrained(path)` generates directly (`models.export`); the frozen
-        parts are written exactly as loaded (`models.export.frozen_as_loaded`), the scheduler is the family's inference scheduler
-        with the training schedule. A pixel-space model (no VAE) has no pipeline: its components
+        parts are written exactly as loaded (`models.export.frozen_as_loaded`), the scheduler is the
+        family's inference scheduler with the training schedule. A pixel-space model (no VAE) has no pipeline: its components
         alone. `unet` overrides the denoiser written (the trainer passes the LoRA-merged one).
         """
         from models.export import frozen_as_loaded, save_pipeline

@@ -85,7 +85,7 @@ def _unclipped(cls) -> Callable:
     def build(config):
         if config.get("clip_sample"):
             raise ConfigError(f"{cls.__name__} cannot clip x0 as this model's schedule does (clip_sample: true): its "
-                             "samples diverge; use sampler ddim, ddpm, dpm++ or unipc")
+                              "samples diverge; use sampler ddim, ddpm, dpm++ or unipc")
         return cls.from_config(config)
     return build
 
@@ -129,20 +129,20 @@ def make_scheduler(model, name: str = "ddim", steps: int | None = None, spacing:
     table = samplers_for(model)
     if name not in table:
         raise ConfigError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
-                         f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
-                         f"{', '.join(table)}")
+                          f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
+                          f"{', '.join(table)}")
     config = model.scheduler.config
     if spacing is not None:
         if "timestep_spacing" not in config:
             raise ConfigError(f"loser.spacing={spacing!r} does not apply to model.family={model.family}, whose sampler "
-                             f"steps through sigmas ({type(model.scheduler).__name__}): leave it unset")
+                              f"steps through sigmas ({type(model.scheduler).__name__}): leave it unset")
         config = {**config, "timestep_spacing": spacing}
     sched = table[name](config)
     terminal = sched.config.get("shift_terminal")
     if steps is not None and steps < 2 and terminal:
         raise ConfigError(f"{steps} sampling step is too few for model.family={model.family}: its σ grid is stretched to "
-                         f"end at shift_terminal={terminal}, which takes 2 steps or more (diffusers divides by zero); "
-                         "set sample.steps / loser.steps >= 2")
+                          f"end at shift_terminal={terminal}, which takes 2 steps or more (diffusers divides by zero); "
+                          "set sample.steps / loser.steps >= 2")
     return sched
 
 
@@ -167,7 +167,7 @@ def check_guidance_2(model, guidance_2: float | None) -> None:
     """A second CFG scale needs a second denoiser to apply to (as `WanPipeline` checks)."""
     if guidance_2 is not None and model.boundary_timestep is None:
         raise ConfigError(f"guidance_2={guidance_2} needs a model with two denoisers (Wan 2.2 A14B); "
-                         f"model.family={model.family} has one: leave it unset")
+                          f"model.family={model.family} has one: leave it unset")
 
 
 LAYOUT = "c f h w"
