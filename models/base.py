@@ -24,7 +24,7 @@ from peft import LoraConfig
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from videosspo.config import ModelConfig
+from videosspo.config import ConfigError, ModelConfig
 
 log = logging.getLogger("videosspo.models")
 
@@ -59,12 +59,15 @@ class VideoDiffusionModel:
     pipeline_extras: ClassVar[dict] = {}
     lora_format: ClassVar[str] = "diffusers"
     comfy_format: ClassVar[str | None] = None  # also written as `lora_comfyui.safetensors` (`models.lora_formats`)
+    # The axis order the family's pipeline draws its initial noise in (`prepare_latents`), so that a seed gives
+    # the pipeline's noise: `randn` of one layout, rearranged, is not `randn` of the other.
+    noise_layout: ClassVar[str] = "c f h w"
     max_text_tokens: ClassVar[int | None] = None  # the pipeline's `max_sequence_length` (None: the tokenizer's maximum)
     # True where a training step may leave trainable parameters without a gradient (DDP must then look for them).
     unused_parameters: ClassVar[bool] = False
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
-                 inference_scheduler: str = "DDIMScheduler"):
+                 inference_scheduler: str = "DDIMScheduler", sources: dict[str, Path] | None = None):
         self.unet = unet
         self.inference_scheduler = inference_scheduler  # a diffusers class name: what exports sample with
         self.vae = vae
@@ -72,8 +75,12 @@ class VideoDiffusionModel:
         self.tokenizer = tokenizer
         self.scheduler = scheduler  # the training noise schedule; samplers derive from its config
         self.vae_chunk_frames = vae_chunk_frames
-        # The frozen parts' dtypes as loaded: `to(dtype=...)` may cast them for training, exports do not.
+        # The frozen parts as loaded, which exports write bit for bit whatever `to(dtype=...)` did to them for
+        # training: their folders (`sources`, a pipeline folder's `vae/`, `text_encoder/`: copied), else their
+        # state, kept on CPU before the first cast (`_as_loaded`; tiny models).
+        self.sources = dict(sources or {})
         self.saved_dtypes = {name: module.dtype for name, module in self._frozen().items()}
+        self._as_loaded: dict[str, dict[str, torch.Tensor]] = {}
         self.text_encoder.requires_grad_(False).eval()  # frozen and deterministic (T5's dropout off)
         if self.vae is not None:
             self.vae.requires_grad_(False).eval()
@@ -159,14 +166,19 @@ class VideoDiffusionModel:
         return self.vae_factor
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """`(c, f, h, w)` of the latents for clips of this size; f = 1 + (frames − 1) / temporal_factor."""
+        """`(c, f, h, w)` of the latents for clips of this size; f = 1 + (frames − 1) / temporal_factor.
+
+        The rules come from the loaded VAE's and denoiser's configs (the real models' factors, not constants);
+        a size they refuse is a `ConfigError` (one line, exit 2).
+        """
         k, m, tf = self.vae_factor, self.size_multiple, self.frame_step
         if height % m or width % m:
-            raise ValueError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
-                             f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
+            raise ConfigError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
+                              f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
         if (frames - 1) % tf:
-            raise ValueError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
-                             f"time {self.temporal_factor}x, so frames must be {tf}k+1 (e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
+            raise ConfigError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
+                              f"time {self.temporal_factor}x, so frames must be {tf}k+1 "
+                              f"(e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
         return (self.latent_channels, 1 + (frames - 1) // self.temporal_factor, height // k, width // k)
 
     @torch.no_grad()
@@ -206,8 +218,10 @@ class VideoDiffusionModel:
         for module in (self.unet, self.vae, self.text_encoder):
             if module is not None:
                 module.to(device)
-        for module in self._frozen().values():
-            if dtype is not None:
+        for name, module in self._frozen().items():
+            if dtype is not None and dtype != module.dtype:
+                if name not in self.sources and name not in self._as_loaded:
+                    self._as_loaded[name] = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
                 module.to(dtype=dtype)
         return self
 
@@ -242,19 +256,16 @@ class VideoDiffusionModel:
         """Write the family's diffusers pipeline folder plus `videosspo_model.json` (a merged export).
 
         `<family pipeline>.from_pretrained(path)` generates directly (`models.export`); the frozen
-        parts keep the dtype they were loaded in, the scheduler is the family's inference scheduler
-        with the training schedule. A pixel-space model (no VAE) has no pipeline: its components
+        parts are written exactly as loaded (`models.export.frozen_as_loaded`), the scheduler is the
+        family's inference scheduler with the training schedule. A pixel-space model (no VAE) has no pipeline: its components
         alone. `unet` overrides the denoiser written (the trainer passes the LoRA-merged one).
         """
-        from models.export import save_pipeline
+        from models.export import frozen_as_loaded, save_pipeline
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         unet = unet or self.unet
-        training = {name: module.dtype for name, module in self._frozen().items()}
-        for name, module in self._frozen().items():
-            module.to(dtype=self.saved_dtypes[name])
-        try:
+        with frozen_as_loaded(self):
             if self.vae is not None:
                 save_pipeline(self, unet, path)
             else:
@@ -262,9 +273,6 @@ class VideoDiffusionModel:
                 self.text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
                 self.tokenizer.save_pretrained(path / "tokenizer")
                 self.inference_scheduler_of().save_pretrained(path / "scheduler")
-        finally:  # back to the training dtype (exact: the cast to the loaded dtype widened or kept it)
-            for name, module in self._frozen().items():
-                module.to(dtype=training[name])
         info = {"family": self.family, "vae": self.vae is not None, "vae_chunk_frames": self.vae_chunk_frames}
         (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
 
@@ -371,10 +379,26 @@ def load_components(cfg: ModelConfig, classes: dict[str, type], training_schedul
             raise FileNotFoundError(f"model.pretrained={src!r} has no loadable vae/ ({str(e).splitlines()[0]}); "
                                     "set model.vae: none for a pixel-space model") from e
     scheduler_config = classes["scheduler"].load_config(src, subfolder="scheduler")
+    root = source_folder(src)
     return {
+        "sources": {} if root is None else {name: root / name for name in ("vae", "text_encoder")
+                                            if (root / name).is_dir() and (name != "vae" or vae is not None)},
         "vae": vae,
         "text_encoder": classes["text_encoder"].from_pretrained(src, subfolder="text_encoder"),
         "tokenizer": classes["tokenizer"].from_pretrained(src, subfolder="tokenizer"),
         "scheduler": training_scheduler(scheduler_config),
         "inference_scheduler": scheduler_config["_class_name"],
     }
+
+
+def source_folder(pretrained: str) -> Path | None:
+    """The local folder of `model.pretrained`: itself, or a hub id's snapshot in the Hugging Face cache (None if
+    neither resolves: its frozen parts are then exported from memory)."""
+    if Path(pretrained).is_dir():
+        return Path(pretrained)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(pretrained, local_files_only=True))
+    except Exception:  # not cached as a whole snapshot (or not a hub id): the in-memory path is exact too
+        return None

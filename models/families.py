@@ -353,6 +353,7 @@ class CogVideoX(VideoDiffusionModel):
                   "scheduler": CogVideoXDDIMScheduler}
     pipeline = "CogVideoXPipeline"
     lora_targets = (*ATTENTION_PROJECTIONS, *FEED_FORWARD)
+    noise_layout = "f c h w"  # CogVideoXPipeline.prepare_latents draws its noise frames first
 
     def _denoise(self, x_t, t, cond):
         x = rearrange(x_t, "b c f h w -> b f c h w")
@@ -381,8 +382,20 @@ class CogVideoX(VideoDiffusionModel):
 
     @property
     def frame_step(self) -> int:
-        """8: the CogVideoX VAE decodes an even number of latent frames n to 4n frames, not 4n − 3."""
+        """8 (frames 8k+1, as the real 49): `AutoencoderKLCogVideoX` decodes latent frames in pairs, the first three
+        together, so n latent frames give 4n − 3 frames only for odd n (13 -> 49); an even n gives 4n (2 -> 8, not 5)."""
         return 2 * self.temporal_factor
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """Also refuses CogVideoX 1.5 (`patch_size_t` 2): its transformer needs an even latent frame count, which
+        `CogVideoXPipeline` makes by padding latent frames that it drops before decoding; this loop does not pad."""
+        shape = super().latent_shape(frames, height, width)
+        pt = self.denoiser_config.get("patch_size_t")
+        if pt and shape[1] % pt:
+            raise ConfigError(f"model.family=cogvideox: this transformer patches {pt} latent frames at once (CogVideoX "
+                              f"1.5), but data.frames={frames} gives {shape[1]}; CogVideoX 1.5's latent padding is not "
+                              "supported: train CogVideoX 1.0 (THUDM/CogVideoX-2b, -5b)")
+        return shape
 
     @property
     def size_multiple(self) -> int:

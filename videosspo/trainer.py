@@ -62,7 +62,7 @@ from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
 from videosspo.ema import EMA
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
-from videosspo.objectives import get_objective
+from videosspo.objectives import density_note, get_objective
 from videosspo.reference import Policy, add_lora
 from videosspo.replay import NodeShare, ReplayPool
 from videosspo.sampling import make_scheduler, sample_latents
@@ -550,6 +550,8 @@ class Trainer:
         schedule = self.model.scheduler.config
         log.info("noise schedule: %s", ", ".join(f"{k}={schedule[k]}" for k in ("prediction_type", *SCHEDULE_KEYS)
                                                   if k in schedule))
+        log.info(density_note(self.model, cfg.method.beta, math.prod(self.model.latent_shape(
+            cfg.data.frames, cfg.data.height, cfg.data.width)[1:])))
         loader = self._loader()
         bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
                    dynamic_ncols=True)
