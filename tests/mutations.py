@@ -238,13 +238,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a bf16 run's merged export of a model without a source folder holds a bf16 text encoder and VAE",
         ("tests/test_real_layouts.py::test_merged_export_of_a_tiny_model_holds_its_frozen_parts_as_built",)),
     Mutation(
-        "frozen parts exported from the bf16 training copy", "models/export.py",
-        "            if name in model.sources:\n",
-        "            if False:\n",
-        "a bf16 run's merged export holds a VAE / text encoder rounded to bf16 (cast back or not): the merged pipeline "
-        "differs from base + adapter by 0.002-0.012 in pixels, the T5 loses its shards",
-        ("tests/test_real_layouts.py::test_merged_export_holds_the_frozen_parts_bit_equal_to_the_source",)),
-    Mutation(
         "YAML's no read as False", "videosspo/config.py",
         "            value = next((word for word in YAML_BOOL_WORDS[value] if word in args), value)\n",
         "            pass\n",
@@ -663,7 +656,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "videosspo train with data.frames: 8 on Wan prints a traceback instead of one line and exit 2",
         ("tests/test_buckets.py::test_bad_buckets_are_refused_in_one_line",)),
     Mutation(
-    # -- issue 21: invariants that pin numbers (tests/test_invariants.py) -------------------------------------
+        "frozen parts exported from the bf16 training copy", "models/export.py",
+        "            if name in model.sources:\n",
+        "            if False:\n",
+        "a bf16 run's merged export holds a VAE / text encoder rounded to bf16 (cast back or not): the merged pipeline "
+        "differs from base + adapter by 0.002-0.012 in pixels, the T5 loses its shards",
+        ("tests/test_real_layouts.py::test_merged_export_holds_the_frozen_parts_bit_equal_to_the_source",)),
     Mutation(
         "training latents without the VAE scaling factor", "models/base.py",
         "        latents = latents * self.vae.config.scaling_factor\n",
@@ -733,8 +731,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_invariants.py::test_wan22_step_at_exactly_the_boundary_is_a_high_noise_step_as_in_wan_pipeline",)),
     Mutation(
         "losers ignore loser.guidance_2", "videosspo/trainer.py",
-        "steps=lcfg.steps, guidance=lcfg.guidance, guidance_2=lcfg.guidance_2,",
-        "steps=lcfg.steps, guidance=lcfg.guidance,",
+        "guidance=lcfg.guidance, guidance_2=lcfg.guidance_2,",
+        "guidance=lcfg.guidance,",
         "Wan 2.2's losers use the high-noise CFG scale on the low-noise expert's steps, unlike its samples",
         ("tests/test_invariants.py::test_wan22_losers_are_sampled_with_the_loser_guidance_2",)),
     Mutation(
@@ -781,7 +779,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_wan22.py::test_shipped_beta_is_derived_from_the_shift_the_hub_folder_holds",)),
     Mutation(
         "data epoch frozen", "videosspo/trainer.py",
-        "        epoch = p // self.n\n",
+        "        epoch = p // length\n",
         "        epoch = 0\n",
         "every epoch visits the clips in the same order",
         ("tests/test_invariants.py::test_each_epoch_is_a_new_permutation_and_each_read_of_a_clip_a_new_frame_window",)),
