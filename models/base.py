@@ -24,7 +24,7 @@ from peft import LoraConfig
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from videosspo.config import ModelConfig
+from videosspo.config import ConfigError, ModelConfig
 
 log = logging.getLogger("videosspo.models")
 
@@ -71,6 +71,7 @@ class VideoDiffusionModel:
         self.tokenizer = tokenizer
         self.scheduler = scheduler  # the training noise schedule; samplers derive from its config
         self.vae_chunk_frames = vae_chunk_frames
+        self.block_swap = None  # a `models.offload.BlockSwap` once `enable_low_memory` swaps blocks
         # The frozen parts' dtypes as loaded: `to(dtype=...)` may cast them for training, exports do not.
         self.saved_dtypes = {name: module.dtype for name, module in self._frozen().items()}
         self.text_encoder.requires_grad_(False).eval()  # frozen and deterministic (T5's dropout off)
@@ -203,7 +204,9 @@ class VideoDiffusionModel:
     def to(self, device=None, dtype=None) -> "VideoDiffusionModel":
         """Move every module; `dtype` applies to the frozen parts (trainable weights stay fp32)."""
         for module in (self.unet, self.vae, self.text_encoder):
-            if module is not None:
+            if module is self.unet and self.block_swap is not None:
+                self.block_swap.move_resident(module, device)  # swapped blocks stay in CPU memory
+            elif module is not None:
                 module.to(device)
         for module in self._frozen().values():
             if dtype is not None:
@@ -217,6 +220,26 @@ class VideoDiffusionModel:
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the denoiser's activations in the backward pass instead of storing them."""
         self.unet.enable_gradient_checkpointing()
+
+    def enable_low_memory(self, cfg: ModelConfig, device, distributed: str = "NO") -> None:
+        """`model.fp8_base` (models/fp8.py) and `model.blocks_to_swap` (models/offload.py) on the denoiser: after LoRA
+        is added and before the model moves to `device`. `distributed`: accelerate's DistributedType name; sharding
+        (FSDP, DeepSpeed) owns where the weights live and what dtype they have, so both are refused under it."""
+        from models.fp8 import enable_fp8_storage
+        from models.offload import enable_block_swap
+
+        for on, key in ((cfg.fp8_base, "model.fp8_base"), (cfg.blocks_to_swap, "model.blocks_to_swap")):
+            if on and distributed in ("FSDP", "DEEPSPEED"):
+                raise ConfigError(f"{key}={getattr(cfg, key[6:])} cannot run under {distributed}, which shards the "
+                                  f"weights and sets their dtype itself; unset {key} or launch without {distributed}")
+        if cfg.blocks_to_swap and distributed == "MULTI_GPU":
+            raise ConfigError(f"model.blocks_to_swap={cfg.blocks_to_swap} cannot run under DDP, which needs every "
+                              "weight on the process's GPU; unset it or launch one process")
+        if cfg.fp8_base:
+            layers = enable_fp8_storage(self.unet)
+            log.info("fp8_base: %d frozen layers of the denoiser stored in float8_e4m3fn", layers)
+        if cfg.blocks_to_swap:
+            self.block_swap = enable_block_swap(self.unet, cfg.blocks_to_swap, device)
 
     def enable_vae_tiling(self) -> None:
         """Encode/decode in overlapping spatial tiles (diffusers' `enable_tiling`): bounded memory at high resolution."""
