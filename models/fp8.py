@@ -78,7 +78,8 @@ class _Fp8Layer(torch.autograd.Function):
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype the layer computes in: autocast's where it is on (no full-precision copy first), else the input's."""
     device = x.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    on = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+    return torch.get_autocast_dtype(device) if on else x.dtype
 
 
 def _apply(module, x, w):
