@@ -133,7 +133,7 @@ def enable_fp8_storage(denoiser: torch.nn.Module) -> int:
         module.register_buffer("weight_scale", scale, persistent=False)
         module.forward = types.MethodType(_fp8_forward, module)
         module._register_state_dict_hook(_state_dict_hook)
-        module._register_load_state_dict_pre_hook(_load_pre_hook)
+        module._register_load_state_dict_pre_hook(_load_pre_hook, with_module=True)
     ignore = getattr(denoiser, "_ddp_params_and_buffers_to_ignore", [])
     denoiser._ddp_params_and_buffers_to_ignore = [*ignore, *(f"{name}.weight" for name, _ in layers)]
     return len(layers)
