@@ -228,10 +228,8 @@ def test_fp8_block_swap_trains_and_resumes_exactly(tiny_config, tmp_path, family
     assert all(torch.equal(a[k], b[k]) for k in a)
     m_a, m_b = ([json.loads(line) for line in open(t.out / "metrics.jsonl")] for t in (straight, resumed))
     assert [m["loss"] for m in m_a] == [m["loss"] for m in m_b]
-    base = build_model(ModelConfig(family=family, lora_rank=4))
-    trained = {n for n, p in straight.model.unet.named_parameters() if "lora_A.default" in n
-               and not torch.equal(p, dict(base.unet.named_parameters()).get(n, p))}
-    assert trained or any("lora_B.default" in k and a[k].abs().sum() > 0 for k in a)  # the adapter learned
+    assert any(p.dtype == FP8 for p in straight.model.unet.parameters())
+    assert any("lora_B.default" in k and a[k].abs().sum() > 0 for k in a)  # the adapter learned (B starts at 0)
 
 
 def test_fp8_exports_in_training_dtype_and_load_in_the_pipeline(tiny_config):

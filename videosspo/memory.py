@@ -56,6 +56,11 @@ ARCHITECTURES = {
 BY_HUB = {a["hub"]: name for name, a in ARCHITECTURES.items()}
 
 
+def compute_dtype(config) -> torch.dtype:
+    """The dtype activations are kept in: the mixed-precision one, else float32."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.mixed_precision, torch.float32)
+
+
 def dtype_bytes(mixed_precision: str) -> int:
     return 2 if mixed_precision in ("bf16", "fp16") else 4
 
@@ -235,8 +240,7 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
 
     m, method = config.model, config.method.name
     den = den or denoiser_for(config)
-    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.mixed_precision, torch.float32)
-    acts = acts or trace_activations(den, compute)
+    acts = acts or trace_activations(den, compute_dtype(config))
     unet = den.module
     lora = {id(p) for n, p in unet.named_parameters() if "lora_" in n}
     trainable = sum(p.numel() for n, p in unet.named_parameters() if "lora_A.default" in n or "lora_B.default" in n) \
@@ -296,14 +300,14 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
 SWITCHES = (("model.gradient_checkpointing", True), ("model.fp8_base", True))
 
 
-def fitting_switches(config, gpu_gb: float) -> tuple[list[str], Estimate] | None:
+def fitting_switches(config, gpu_gb: float, den: Denoiser | None = None,
+                     acts: Activations | None = None) -> tuple[list[str], Estimate] | None:
     """The fewest switches (checkpointing, fp8, then the fewest swapped blocks) whose
     estimate fits `gpu_gb` with the GPU overhead; None when nothing does."""
     from models.offload import block_lists
 
-    den = denoiser_for(config)
-    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.mixed_precision, torch.float32)
-    acts = trace_activations(den, compute)
+    den = den or denoiser_for(config)
+    acts = acts or trace_activations(den, compute_dtype(config))
     blocks = min(len(seq) for seq in block_lists(den.module))
     budget = (gpu_gb - OVERHEAD_GB) * GB
     for k in range(len(SWITCHES) + 1):
@@ -328,3 +332,43 @@ def with_switches(config, switches) -> object:
         part = getattr(config, section)
         config = dataclasses.replace(config, **{section: dataclasses.replace(part, **{field: value})})
     return config
+
+
+def report(config, gpu_gb: float) -> tuple[str, dict]:
+    """The estimate's table for `config`, and what would fit `gpu_gb` (text, and the numbers as a dict)."""
+    den = denoiser_for(config)
+    acts = trace_activations(den, compute_dtype(config))
+    est = estimate(config, den, acts)
+    m, d = config.model, config.data
+    head = (f"{m.family} {m.pretrained or '(tiny)'}, {config.method.name}, LoRA rank {m.lora_rank}, "
+            f"{d.frames}x{d.height}x{d.width}, batch {config.optim.batch_size}, {config.train.mixed_precision} "
+            f"(fp8_base {m.fp8_base}, blocks_to_swap {m.blocks_to_swap}, checkpointing {m.gradient_checkpointing})")
+    lines = [head, est.table(gpu_gb)]
+    total = est.peak / GB + OVERHEAD_GB
+    fit = None
+    if total > gpu_gb:
+        found = fitting_switches(config, gpu_gb, den, acts)
+        if found is None:
+            lines.append(f"nothing the estimator knows fits {gpu_gb:g} GB (checkpointing, fp8_base, every block swapped)")
+        else:
+            fit = {"switches": found[0], "peak_gb": found[1].peak / GB + OVERHEAD_GB}
+            lines.append(f"fits {gpu_gb:g} GB with: {', '.join(found[0])} ({fit['peak_gb']:.2f} GB)")
+    return "\n".join(lines), {"rows_gb": {k: v / GB for k, v in est.rows.items()}, "peak_gb": total, "fits": total <= gpu_gb,
+                              "phase": est.phase, "to_fit": fit}
+
+
+def cpu_peak_bytes(fn) -> int:
+    """Peak bytes torch allocates on CPU while `fn()` runs, above the level at its start (what validates the
+    estimate on CPU: tracemalloc does not see torch, RSS lags and keeps freed pages). From torch.profiler's
+    memory events: every allocation and free in time order, summed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.time_range.start, e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage)
+                    for e in prof.events())
+    level = peak = 0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    return peak
