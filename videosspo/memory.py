@@ -84,7 +84,7 @@ def denoiser_for(config) -> Denoiser:
     from videosspo.reference import add_lora
 
     m, d = config.model, config.data
-    name = BY_HUB.get(m.pretrained, m.pretrained)
+    name = BY_HUB.get(m.motion_adapter) or BY_HUB.get(m.pretrained, m.pretrained)
     family = FAMILIES[m.family]
     if name in ARCHITECTURES:
         arch = ARCHITECTURES[name]
