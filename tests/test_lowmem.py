@@ -256,3 +256,14 @@ def test_fp8_exports_in_training_dtype_and_load_in_the_pipeline(tiny_config):
             loaded = load_model(folder)
             lora = {p.dtype for n, p in loaded.unet.named_parameters() if "lora_" in n}
             assert lora == {torch.float32}
+
+
+def test_fp8_block_swap_two_processes_equal_one(synth_data, tmp_path):
+    """DDP (2 gloo processes x batch 1) with float8 weights (not broadcast: every process builds the same) and a
+    swapped block == 1 process x batch 2, step by step."""
+    from test_trainer import assert_two_processes_equal_one
+
+    assert_two_processes_equal_one(tmp_path, "configs/tiny_wan_sspo.yaml", "--data.path", str(synth_data),
+                                   "--data.frames", "5", "--data.height", "16", "--data.width", "16",
+                                   "--model.fp8_base", "true", "--model.blocks_to_swap", "1",
+                                   "--model.gradient_checkpointing", "true")
