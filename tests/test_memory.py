@@ -102,3 +102,22 @@ def test_gpu_check_runs_tiny_on_cpu_and_records_failures(tmp_path):
     saved = json.loads(next(tmp_path.glob("gpu_check_*.json")).read_text())
     assert saved["device"] == "cpu-tiny" and len(saved["cases"]) == len(rows)
     assert "| case" in next(tmp_path.glob("gpu_check_*.md")).read_text()
+
+
+def test_gpu_check_builds_a_real_architecture_from_its_config(tmp_path, monkeypatch):
+    """The real-size path (meta build, random fill, LoRA, fp8, block swap, the estimate) on a narrowed Wan 2.1
+    config at a tiny size, so the day a GPU is lent it is not the first run."""
+    import benchmarks.gpu_check as gpu_check
+    from videosspo.memory import ARCHITECTURES, WAN_1_3B
+
+    small = {**WAN_1_3B, "num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16, "ffn_dim": 64,
+             "text_dim": 32}
+    monkeypatch.setitem(ARCHITECTURES, "wan2.1-1.3b", {**ARCHITECTURES["wan2.1-1.3b"], "denoiser": small,
+                                                       "text_tokens": 8, "text_dim": 32})
+    size = (5, 32, 32)
+    monkeypatch.setattr(gpu_check, "cases", lambda tiny: [
+        gpu_check.Case("wan2.1-1.3b", size, "sspo", "sdpa", True), gpu_check.Case("wan2.1-1.3b", size, "dpo", "sdpa", False),
+        gpu_check.Case("wan2.1-1.3b", size, "sspo", "sdpa", True, True, 1)])
+    rows = gpu_check.main(["--out", str(tmp_path), "--repeat", "1"])["cases"]
+    assert [r["status"] for r in rows] == ["ok"] * 3, rows
+    assert all(r["predicted_gb"] > 0 for r in rows)
