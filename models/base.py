@@ -204,9 +204,7 @@ class VideoDiffusionModel:
     def to(self, device=None, dtype=None) -> "VideoDiffusionModel":
         """Move every module; `dtype` applies to the frozen parts (trainable weights stay fp32)."""
         for module in (self.unet, self.vae, self.text_encoder):
-            if module is self.unet and self.block_swap is not None:
-                self.block_swap.move_resident(module, device)  # swapped blocks stay in CPU memory
-            elif module is not None:
+            if module is not None:
                 module.to(device)
         for module in self._frozen().values():
             if dtype is not None:

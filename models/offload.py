@@ -21,7 +21,11 @@ moves the parameter off the device its optimizer state lives on), hence this var
 
 from __future__ import annotations
 
+import types
+
 import torch
+
+from videosspo.config import ConfigError
 
 SWAP_LISTS = ("blocks", "transformer_blocks")  # DiTs' block lists; UNets swap their down, mid and up blocks
 
@@ -46,7 +50,7 @@ def swapped_blocks(denoiser: torch.nn.Module, n: int) -> list[torch.nn.Module]:
     lists = block_lists(denoiser)
     most = min(len(seq) for seq in lists)
     if n > most:
-        raise ValueError(f"model.blocks_to_swap={n} but {type(denoiser).__name__} has {most} blocks; at most {most}")
+        raise ConfigError(f"model.blocks_to_swap={n} but {type(denoiser).__name__} has {most} blocks; at most {most}")
     return [block for seq in lists for block in seq[len(seq) - n:]]
 
 
@@ -74,14 +78,11 @@ class BlockSwap:
         self.log: list[tuple[str, int]] = []
         self.handles = []
         for i, block in enumerate(blocks):
+            block._swapped = {id(p) for p, _ in self.stored[i]}
+            block._apply = types.MethodType(_apply_resident, block)  # `.to(device)` (ours, accelerate's) skips them
             self._release(i)
             self.handles.append(block.register_forward_pre_hook(self._pre_hook(i)))
             self.handles.append(block.register_forward_hook(self._post_hook(i)))
-
-    @property
-    def swapped_params(self) -> set[int]:
-        """ids of the parameters this swap moves (`move_resident` leaves them on CPU)."""
-        return {id(p) for frozen in self.stored for p, _ in frozen}
 
     def _upload(self, i: int) -> None:
         for p, stored in self.stored[i]:
@@ -140,23 +141,27 @@ class BlockSwap:
         return hook
         return hook
 
-    def move_resident(self, module: torch.nn.Module, device) -> None:
-        """`module.to(device)` for everything but the swapped parameters (they never reach the device whole)."""
-        skip = self.swapped_params
-        for p in module.parameters():
-            if id(p) not in skip:
-                p.data = p.data.to(device)
-        for owner in module.modules():
-            for name, b in owner._buffers.items():
-                if b is not None:
-                    owner._buffers[name] = b.to(device)
-
     def remove(self) -> None:
         """Upload every block for good and drop the hooks."""
         for handle in self.handles:
             handle.remove()
-        for i in range(len(self.blocks)):
+        for i, block in enumerate(self.blocks):
+            del block._apply
             self._upload(i)
+
+
+def _apply_resident(block, fn, recurse=True):
+    """`Module._apply` for a swapped block: the swapped parameters are hidden from it (they stay in CPU memory; a
+    whole-model `.to(device)`, e.g. accelerate's `prepare`, must not upload them)."""
+    hidden = [(m, name, p) for m in block.modules() for name, p in m._parameters.items()
+              if p is not None and id(p) in block._swapped]
+    for m, name, _ in hidden:
+        m._parameters[name] = None
+    try:
+        return type(block)._apply(block, fn, recurse)
+    finally:
+        for m, name, p in hidden:
+            m._parameters[name] = p
 
 
 class _UploadForBackward(torch.autograd.Function):
