@@ -207,6 +207,8 @@ def test_refused_in_one_line_where_it_cannot_work(distributed, key):
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="model.fp8_base"):
         ModelConfig(family="wan", fp8_base=True)  # full fine-tuning: nothing frozen
+    with pytest.raises(ConfigError, match="model.blocks_to_swap"):
+        ModelConfig(family="wan", blocks_to_swap=1)  # full fine-tuning: the optimizer updates the weights in place
     with pytest.raises(ValueError, match="at most 2"):
         build_model(ModelConfig(family="wan", lora_rank=4, blocks_to_swap=3)).enable_low_memory(
             ModelConfig(family="wan", lora_rank=4, blocks_to_swap=3), "cpu")

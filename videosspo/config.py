@@ -84,7 +84,8 @@ class ModelConfig:
     fp8_base: bool = False
     # Transformer blocks (UNets: down/mid/up blocks) kept in CPU memory (pinned on CUDA) and moved to the
     # accelerator just before their forward and backward, back after (models/offload.py): the last N blocks.
-    # Single-process or DDP only (FSDP/DeepSpeed shard the weights themselves). 0: every block stays resident.
+    # LoRA only; one process per model (FSDP/DeepSpeed shard the weights themselves, DDP wants every weight on its
+    # GPU). Saves training memory with gradient_checkpointing (docs/memory.md). 0: every block stays resident.
     blocks_to_swap: int = 0
     # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
     stacked_frames: int = 8
@@ -110,6 +111,8 @@ class ModelConfig:
         _check(not self.fp8_base or self.lora_rank > 0, "model.fp8_base", self.fp8_base,
                "false with full fine-tuning (model.lora_rank: 0 trains every weight, none is frozen to store in float8)")
         _check(self.blocks_to_swap >= 0, "model.blocks_to_swap", self.blocks_to_swap, ">= 0 (0: no block swap)")
+        _check(not self.blocks_to_swap or self.lora_rank > 0, "model.blocks_to_swap", self.blocks_to_swap,
+               "0 with full fine-tuning (model.lora_rank: 0): swapped blocks hold frozen weights only")
         _check(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
         _check(self.experts == "both" or self.family == "wan22", "model.experts", self.experts,
                "'both' for a one-denoiser family (only model.family: wan22 has two experts)")

@@ -280,18 +280,16 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
     forward_batch = b * (1 if method == "sft" else 2)
     act = acts.total(m.gradient_checkpointing) * forward_batch
     rows[f"activations ({'checkpointing' if m.gradient_checkpointing else 'no checkpointing'}, batch {forward_batch})"] = act
-    rows[f"  (the other setting: {'no checkpointing' if m.gradient_checkpointing else 'checkpointing'})"] = 0.0
     other = acts.total(not m.gradient_checkpointing) * forward_batch
+    rows[f"  (the other setting: {'no checkpointing' if m.gradient_checkpointing else 'checkpointing'})"] = other
     backward = acts.largest * forward_batch
     rows["backward working set"] = backward
     cfg_batch = b * (2 if config.loser.guidance > 1 else 1)
     sampling = max(*acts.blocks, acts.outside) * cfg_batch if method == "sspo" else 0.0
     rows[f"loser sampling (no grad, batch {cfg_batch})"] = sampling
     resident = sum(v for k, v in rows.items() if not k.startswith(("activations", "  (", "backward", "loser")))
-    states = rows["gradients (fp32)"] + rows["AdamW moments (2 x fp32)"]
     training = resident + act + backward
-    sampling_peak = resident - states + sampling
-    rows[f"  (the other setting: {'no checkpointing' if m.gradient_checkpointing else 'checkpointing'})"] = other
+    sampling_peak = resident - rows["gradients (fp32)"] + sampling  # the update freed the gradients; AdamW's stay
     phase = "training" if training >= sampling_peak else "sampling"
     return Estimate(rows, max(training, sampling_peak), phase)
 
