@@ -131,7 +131,9 @@ class Built:
         from models.fp8 import enable_fp8_storage
         from models.offload import enable_block_swap
 
-        self.view.enable_attention(case.attention)
+        if case.attention == "sdpa" and getattr(self, "xformers", False):  # back from an xformers case
+            self.unet.disable_xformers_memory_efficient_attention()
+        self.xformers = self.view.enable_attention(case.attention) == "xformers"
         from models.families import _checkpointed_forward
 
         if case.checkpointing:
@@ -215,8 +217,8 @@ def run_case(built: Built, case: Case, repeat: int) -> dict:
                 step()
             sync(built.device)
             row["step_s"] = round((time.perf_counter() - start) / repeat, 4)
-        resident = (torch.cuda.memory_allocated() if built.device.type == "cuda" else 0)
-        row["peak_gb"] = round((peak.peak_delta_bytes + resident) / GB, 3) if built.device.type == "cuda" else None
+        # CUDA: the peak of the timed steps (PeakMemory reset the statistics), weights and optimizer state included
+        row["peak_gb"] = round(torch.cuda.max_memory_allocated() / GB, 3) if built.device.type == "cuda" else None
         row["memory_method"] = peak.method
         if row["peak_gb"]:
             row["predicted/measured"] = round(row["predicted_gb"] / row["peak_gb"], 3)
