@@ -22,17 +22,17 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_common import PeakMemory, environment, table  # noqa: E402
-from videosspo.config import load_config  # noqa: E402
-from videosspo.memory import GB, denoiser_for, estimate, trace_activations  # noqa: E402
-from videosspo.reference import POLICY, REFERENCE, set_adapter  # noqa: E402
+from benchmarks.bench_common import PeakMemory, environment, table
+from videosspo.config import load_config
+from videosspo.memory import GB, denoiser_for, estimate, trace_activations
+from videosspo.reference import POLICY, REFERENCE, set_adapter
 
 OUT = Path(__file__).resolve().parent / "results" / "gpu"
 LOSER_STEPS = 2  # loser-sampler passes per SSPO step in this check (a run uses loser.steps, 8-50)

@@ -8,12 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from benchmarks.bench_common import table  # noqa: E402
+from benchmarks.bench_common import table
 
 OUT = Path(__file__).resolve().parent / "results" / "memory"
 

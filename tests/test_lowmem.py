@@ -12,20 +12,26 @@ import pytest
 import torch
 from accelerate import init_empty_weights
 from diffusers import WanPipeline, WanTransformer3DModel
+from test_dit import TRAIN
+from test_trainer import straight_and_resumed, unet_state
 
 from models import build_model, load_model
-from models.fp8 import FP8, SKIP, enable_fp8_storage, quantizable, quantize, weight_bytes
+from models.fp8 import (
+    FP8,
+    SKIP,
+    enable_fp8_storage,
+    quantizable,
+    quantize,
+    weight_bytes,
+)
 from models.offload import enable_block_swap
 from videosspo.config import ConfigError, ModelConfig
 from videosspo.memory import ARCHITECTURES
 from videosspo.reference import add_lora
 from videosspo.trainer import Trainer
 
-from test_dit import TRAIN
-from test_trainer import straight_and_resumed, unet_state
-
 FRAMES = {"wan": 9, "wan22": 9, "cogvideox": 9, "ltx": 9, "animatediff": 2, "modelscope": 2, "sd": 1}
-NAN = lambda stored: torch.full_like(stored, float("nan"))  # noqa: E731  what a released weight holds in these tests
+NAN = lambda stored: torch.full_like(stored, float("nan"))
 
 
 def lora_model(family: str, checkpointing: bool = False):

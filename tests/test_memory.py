@@ -13,7 +13,13 @@ from models.families import Wan
 from models.fp8 import enable_fp8_storage
 from videosspo.cli import main
 from videosspo.config import load_config
-from videosspo.memory import Denoiser, cpu_peak_bytes, denoiser_for, estimate, trace_activations
+from videosspo.memory import (
+    Denoiser,
+    cpu_peak_bytes,
+    denoiser_for,
+    estimate,
+    trace_activations,
+)
 from videosspo.reference import add_lora
 
 LAST: dict = {}  # the last validation's numbers (benchmarks/memory_validation.py writes them down)
@@ -107,7 +113,7 @@ def test_gpu_check_runs_tiny_on_cpu_and_records_failures(tmp_path):
 def test_gpu_check_builds_a_real_architecture_from_its_config(tmp_path, monkeypatch):
     """The real-size path (meta build, random fill, LoRA, fp8, block swap, the estimate) on a narrowed Wan 2.1
     config at a tiny size, so the day a GPU is lent it is not the first run."""
-    import benchmarks.gpu_check as gpu_check
+    from benchmarks import gpu_check
     from videosspo.memory import ARCHITECTURES, WAN_1_3B
 
     small = {**WAN_1_3B, "num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16, "ffn_dim": 64,

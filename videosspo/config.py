@@ -85,7 +85,7 @@ class ModelConfig:
     # Transformer blocks (UNets: down/mid/up blocks) kept in CPU memory (pinned on CUDA) and moved to the
     # accelerator just before their forward and backward, back after (models/offload.py): the last N blocks.
     # LoRA only; one process per model (FSDP/DeepSpeed shard the weights themselves, DDP wants every weight on its
-    # GPU). Saves training memory with gradient_checkpointing (docs/memory.md). 0: every block stays resident.
+    # GPU). Saves training memory with gradient_checkpointing (docs/low-memory.md). 0: every block stays resident.
     blocks_to_swap: int = 0
     # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
     stacked_frames: int = 8
