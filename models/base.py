@@ -61,6 +61,7 @@ class VideoDiffusionModel:
     max_text_tokens: ClassVar[int | None] = None  # the pipeline's `max_sequence_length` (None: the tokenizer's maximum)
     # True where a training step may leave trainable parameters without a gradient (DDP must then look for them).
     unused_parameters: ClassVar[bool] = False
+    block_swap = None  # the denoiser's `models.offload.BlockSwap` once `enable_low_memory` swaps blocks
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
                  inference_scheduler: str = "DDIMScheduler"):
@@ -71,7 +72,6 @@ class VideoDiffusionModel:
         self.tokenizer = tokenizer
         self.scheduler = scheduler  # the training noise schedule; samplers derive from its config
         self.vae_chunk_frames = vae_chunk_frames
-        self.block_swap = None  # a `models.offload.BlockSwap` once `enable_low_memory` swaps blocks
         # The frozen parts' dtypes as loaded: `to(dtype=...)` may cast them for training, exports do not.
         self.saved_dtypes = {name: module.dtype for name, module in self._frozen().items()}
         self.text_encoder.requires_grad_(False).eval()  # frozen and deterministic (T5's dropout off)

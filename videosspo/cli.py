@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (default: configs/stacked_sspo.yaml)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("estimate", help="expected peak GPU memory of one training step, by part (docs/memory.md)",
+    p = sub.add_parser("estimate", help="expected peak GPU memory of one training step, by part (docs/low-memory.md)",
                        epilog=OVERRIDE_HELP)
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--gpu-gb", type=float, default=24.0, help="the GPU's memory: which switches make the run fit it")
