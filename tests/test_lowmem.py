@@ -234,7 +234,7 @@ def test_fp8_block_swap_trains_and_resumes_exactly(tiny_config, tmp_path, family
     assert straight.model.block_swap is not None
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    m_a, m_b = ([json.loads(line) for line in open(t.out / "metrics.jsonl")] for t in (straight, resumed))
+    m_a, m_b = ([json.loads(line) for line in (t.out / "metrics.jsonl").read_text().splitlines()] for t in (straight, resumed))
     assert [m["loss"] for m in m_a] == [m["loss"] for m in m_b]
     assert any(p.dtype == FP8 for p in straight.model.unet.parameters())
     assert any("lora_B.default" in k and a[k].abs().sum() > 0 for k in a)  # the adapter learned (B starts at 0)

@@ -23,9 +23,9 @@ from videosspo.memory import (
 from videosspo.reference import add_lora
 
 LAST: dict = {}  # the last validation's numbers (benchmarks/memory_validation.py writes them down)
-MEDIUM_WAN = dict(attention_head_dim=32, cross_attn_norm=True, eps=1e-6, ffn_dim=512, freq_dim=64, in_channels=16,
-                  num_attention_heads=4, num_layers=3, out_channels=16, patch_size=(1, 2, 2),
-                  qk_norm="rms_norm_across_heads", rope_max_seq_len=1024, text_dim=256)
+MEDIUM_WAN = {"attention_head_dim": 32, "cross_attn_norm": True, "eps": 1e-6, "ffn_dim": 512, "freq_dim": 64,
+              "in_channels": 16, "num_attention_heads": 4, "num_layers": 3, "out_channels": 16, "patch_size": (1, 2, 2),
+              "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 1024, "text_dim": 256}
 
 
 def test_cpu_peak_counts_what_torch_allocates():
