@@ -65,6 +65,7 @@ class VideoDiffusionModel:
     max_text_tokens: ClassVar[int | None] = None  # the pipeline's `max_sequence_length` (None: the tokenizer's maximum)
     # True where a training step may leave trainable parameters without a gradient (DDP must then look for them).
     unused_parameters: ClassVar[bool] = False
+    block_swap = None  # the denoiser's `models.offload.BlockSwap` once `enable_low_memory` swaps blocks
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
                  inference_scheduler: str = "DDIMScheduler", sources: dict[str, Path] | None = None):
@@ -232,6 +233,26 @@ class VideoDiffusionModel:
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the denoiser's activations in the backward pass instead of storing them."""
         self.unet.enable_gradient_checkpointing()
+
+    def enable_low_memory(self, cfg: ModelConfig, device, distributed: str = "NO") -> None:
+        """`model.fp8_base` (models/fp8.py) and `model.blocks_to_swap` (models/offload.py) on the denoiser: after LoRA
+        is added and before the model moves to `device`. `distributed`: accelerate's DistributedType name; sharding
+        (FSDP, DeepSpeed) owns where the weights live and what dtype they have, so both are refused under it."""
+        from models.fp8 import enable_fp8_storage
+        from models.offload import enable_block_swap
+
+        for on, key in ((cfg.fp8_base, "model.fp8_base"), (cfg.blocks_to_swap, "model.blocks_to_swap")):
+            if on and distributed in ("FSDP", "DEEPSPEED"):
+                raise ConfigError(f"{key}={getattr(cfg, key[6:])} cannot run under {distributed}, which shards the "
+                                  f"weights and sets their dtype itself; unset {key} or launch without {distributed}")
+        if cfg.blocks_to_swap and distributed == "MULTI_GPU":
+            raise ConfigError(f"model.blocks_to_swap={cfg.blocks_to_swap} cannot run under DDP, which needs every "
+                              "weight on the process's GPU; unset it or launch one process")
+        if cfg.fp8_base:
+            layers = enable_fp8_storage(self.unet)
+            log.info("fp8_base: %d frozen layers of the denoiser stored in float8_e4m3fn", layers)
+        if cfg.blocks_to_swap:
+            self.block_swap = enable_block_swap(self.unet, cfg.blocks_to_swap, device)
 
     def enable_vae_tiling(self) -> None:
         """Encode/decode in overlapping spatial tiles (diffusers' `enable_tiling`): bounded memory at high resolution."""

@@ -190,6 +190,14 @@ def cmd_cache_latents(args, overrides: list[str]) -> None:
           f"train with --data.latent_cache {out}")
 
 
+def cmd_estimate(args, overrides: list[str]) -> None:
+    """Print the expected peak GPU memory of one step of the config, and the switches that fit --gpu-gb."""
+    from videosspo.config import load_config
+    from videosspo.memory import report
+
+    print(report(load_config(args.config, overrides), args.gpu_gb)[0])
+
+
 def cmd_upgrade_checkpoints(args, overrides: list[str]) -> None:
     """Checkpoints written before COMPLETE.json existed: give each its marker (and move its snapshots to the
     run's store), under the run lock, so `--train.resume latest` takes them again."""
@@ -356,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=OVERRIDE_HELP)
     p.add_argument("--config", help="YAML config (default: configs/stacked_sspo.yaml)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("estimate", help="expected peak GPU memory of one training step, by part (docs/low-memory.md)",
+                       epilog=OVERRIDE_HELP)
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--gpu-gb", type=float, default=24.0, help="the GPU's memory: which switches make the run fit it")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("upgrade-checkpoints", help="make checkpoints of an older videosspo (no COMPLETE.json) "
                                                    "resumable, in place")

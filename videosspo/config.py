@@ -78,6 +78,15 @@ class ModelConfig:
     # "auto": xformers when importable on CUDA, else torch SDPA; "sdpa" forces torch.
     attention: Literal["auto", "sdpa", "xformers"] = "auto"
     gradient_checkpointing: bool = False
+    # Store the frozen denoiser weights in float8 e4m3 with a scale per output channel, up-cast per layer for
+    # compute (models/fp8.py): half of bf16's bytes. LoRA only (the adapters and their optimizer state keep the
+    # training dtype; the reference adapter and the loser sampler share the float8 base); exports are never float8.
+    fp8_base: bool = False
+    # Transformer blocks (UNets: down/mid/up blocks) kept in CPU memory (pinned on CUDA) and moved to the
+    # accelerator just before their forward and backward, back after (models/offload.py): the last N blocks.
+    # LoRA only; one process per model (FSDP/DeepSpeed shard the weights themselves, DDP wants every weight on its
+    # GPU). Saves training memory with gradient_checkpointing (docs/low-memory.md). 0: every block stays resident.
+    blocks_to_swap: int = 0
     # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
     stacked_frames: int = 8
     # `wan22` only: which expert trains. `high` (transformer) or `low` (transformer_2): LoRA in that expert alone
@@ -99,6 +108,11 @@ class ModelConfig:
         _check(self.vae == "auto" or self.family in PIXEL_SPACE_FAMILIES, "model.vae", self.vae,
                f"'auto' for model.family={self.family} (pixel space only for {', '.join(PIXEL_SPACE_FAMILIES)})")
         _check(self.lora_rank >= 0, "model.lora_rank", self.lora_rank, ">= 0 (0 = full fine-tuning)")
+        _check(not self.fp8_base or self.lora_rank > 0, "model.fp8_base", self.fp8_base,
+               "false with full fine-tuning (model.lora_rank: 0 trains every weight, none is frozen to store in float8)")
+        _check(self.blocks_to_swap >= 0, "model.blocks_to_swap", self.blocks_to_swap, ">= 0 (0: no block swap)")
+        _check(not self.blocks_to_swap or self.lora_rank > 0, "model.blocks_to_swap", self.blocks_to_swap,
+               "0 with full fine-tuning (model.lora_rank: 0): swapped blocks hold frozen weights only")
         _check(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
         _check(self.experts == "both" or self.family == "wan22", "model.experts", self.experts,
                "'both' for a one-denoiser family (only model.family: wan22 has two experts)")

@@ -319,6 +319,7 @@ class Trainer:
                      seed=cfg.train.seed)
         if cfg.model.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
+        self.model.enable_low_memory(cfg.model, acc.device, acc.distributed_type.name)  # fp8_base, blocks_to_swap
         frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)
         self.model.to(acc.device, frozen_dtype)
         self.model.enable_attention(cfg.model.attention)
