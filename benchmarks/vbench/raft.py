@@ -205,3 +205,7 @@ class RaftFlow:
         device = next(model.parameters()).device
         with torch.no_grad():
             return model(a.to(device), b.to(device))[0].permute(1, 2, 0).cpu().numpy()
+
+    def magnitudes(self, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+        """|flow| per pixel, as VBench takes it (no coherence test: RAFT's flow is trusted)."""
+        return np.sqrt((self(a, b) ** 2).sum(-1))

@@ -1,0 +1,215 @@
+"""Do the evaluator's weight-free proxies rank real footage? Imaging quality (MUSIQ's proxy) on real
+photographs clean, blurred, noisy and replaced by noise; dynamic degree (RAFT's proxy) on clips
+filmed from them (pans, zoom, rotation: camera motion over a real scene) against static clips and
+noise. Each score comes from the scorer ``vbench_eval.py`` builds (``scorers.build``, no weights),
+on frames in memory and, with ``--mp4``, after an mp4 round trip through ``write_video`` /
+``iter_frames`` as the CLI reads them.
+
+    python benchmarks/proxy_ranking.py                      # this tree + the baseline (main before issue 19)
+    python benchmarks/proxy_ranking.py --baseline none      # this tree only
+
+The real frames are scikit-image's bundled photographs (in the wheel, no download): astronaut
+(NASA, public domain), coffee (Rachel Michetti, CC0), chelsea (Stefan van der Walt, CC0), rocket
+(SpaceX, public domain). Writes ``benchmarks/results/proxy_ranking.{json,md}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+BASELINE = "e581938"  # main before issue 19: Haar-noise imaging quality, flow without coherence test
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+# ----------------------------------------------------------------------------- real footage
+
+def photo(name: str) -> np.ndarray:
+    """One of scikit-image's bundled photographs, uint8 RGB."""
+    import skimage.data
+
+    return getattr(skimage.data, name)()
+
+
+def camera(image: np.ndarray, frames: int = 16, size: tuple[int, int] = (256, 256), pan: float = 0.0,
+           zoom: float = 1.0, turn: float = 0.0) -> np.ndarray:
+    """A clip ``(frames, h, w, 3)`` filmed from a still photograph: a ``size`` window centred on it,
+    moving ``pan`` px per frame to the right, zooming by ``zoom`` and turning ``turn`` degrees per
+    frame about the centre (bilinear, mirrored at the photograph's border)."""
+    import cv2
+
+    (h, w), (ph, pw) = size, image.shape[:2]
+    out = np.empty((frames, h, w, 3), np.uint8)
+    for i in range(frames):
+        m = cv2.getRotationMatrix2D((pw / 2, ph / 2), turn * i, zoom ** i)
+        m[:, 2] -= (pw / 2 - w / 2 + pan * i, ph / 2 - h / 2)
+        out[i] = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out
+
+
+def blurred(video: np.ndarray, sigma: float) -> np.ndarray:
+    """Every frame Gaussian-blurred with ``sigma`` px."""
+    import cv2
+
+    return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in video])
+
+
+def noisy(video: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """Independent Gaussian noise of ``sigma`` grey levels on every pixel, channel and frame."""
+    rng = np.random.default_rng(seed)
+    return np.clip(video + rng.normal(0, sigma, video.shape), 0, 255).astype(np.uint8)
+
+
+def pure_noise(shape, seed: int = 0) -> np.ndarray:
+    """i.i.d. uniform 0..255 noise: what an untrained generator can produce."""
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def smooth_noise(shape, sigma: float, seed: int = 0) -> np.ndarray:
+    """Noise blurred with ``sigma`` px per frame, independent between frames (random blobs)."""
+    import cv2
+
+    raw = np.random.default_rng(seed).normal(0, 1, shape).astype(np.float32)
+    s = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in raw])
+    return np.clip((s - s.mean()) / s.std() * 50 + 128, 0, 255).astype(np.uint8)
+
+
+def hd_frame(image: np.ndarray) -> np.ndarray:
+    """A soft 1280x720 frame: a 512x288 view of ``image`` upscaled 2.5x (bicubic), as footage
+    filmed or decoded below its display size is; the proxy scores it resized to 512 px."""
+    import cv2
+
+    return cv2.resize(camera(image, 1, (288, 512))[0], (1280, 720), interpolation=cv2.INTER_CUBIC)
+
+
+def quality_set(image: np.ndarray, size=(256, 256), frames: int = 4) -> dict[str, np.ndarray]:
+    """A static view of ``image`` clean, blurred (sigma 1, 2 px), noisy (sigma 15, 30), and noise."""
+    clean = camera(image, frames, size)
+    return {"clean": clean, "blur1": blurred(clean, 1), "blur2": blurred(clean, 2), "noise15": noisy(clean, 15),
+            "noise30": noisy(clean, 30), "pure_noise": pure_noise(clean.shape),
+            "smooth_noise3": smooth_noise(clean.shape, 3)}
+
+
+def motion_set(image: np.ndarray, size=(256, 256), frames: int = 16) -> dict[str, np.ndarray]:
+    """Clips of ``image``: static (exact, with sensor noise sigma 3 and 30), panning 8 px/frame
+    (above VBench's 6 px threshold at 256 px; also with noise sigma 30), zooming 4%/frame, turning
+    3 deg/frame, and noise (i.i.d., and smooth blobs independent between frames)."""
+    still, pan = camera(image, frames, size), camera(image, frames, size, pan=8)
+    return {"static": still, "static_noise3": noisy(still, 3), "static_noise30": noisy(still, 30),
+            "pan8": pan, "pan8_noise30": noisy(pan, 30), "zoom": camera(image, frames, size, zoom=1.04),
+            "turn": camera(image, frames, size, turn=3), "pure_noise": pure_noise(still.shape),
+            "smooth_noise2": smooth_noise(still.shape, 2), "smooth_noise5": smooth_noise(still.shape, 5)}
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def scorer(dim: str):
+    """The weight-free scorer ``vbench_eval.py`` builds for ``dim``."""
+    from benchmarks.vbench.scorers import ScorerContext, build
+
+    scorers, skipped = build([dim], ScorerContext())
+    if dim not in scorers:
+        raise SystemExit(f"{dim} unavailable: {skipped[dim]}")
+    return scorers[dim]
+
+
+def score(dim: str, video: np.ndarray, fps: float = 8) -> float:
+    """``dim``'s score of one clip, as the CLI computes it."""
+    return scorer(dim)([video], ["a photo"], [{"fps": fps}])[0][0]
+
+
+def mp4_round_trip(video: np.ndarray, folder: Path) -> np.ndarray:
+    """``video`` written as mp4 and decoded again, as ``vbench_eval.py`` reads files."""
+    from videosspo.video import iter_frames, write_video
+
+    path = write_video(folder / "clip.mp4", video, fps=8)
+    return np.stack(list(iter_frames(path)))
+
+
+def measure(mp4: bool) -> dict:
+    """Scores of every clip of every photograph: {dim: {photo: {clip: {form: score}}}}."""
+    out = {"imaging_quality": {}, "dynamic_degree": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        forms = {"frames": lambda v: v, **({"mp4": lambda v: mp4_round_trip(v, Path(tmp))} if mp4 else {})}
+        for name in PHOTOS:
+            image = photo(name)
+            sets = {"imaging_quality": {f"{k}@256": v for k, v in quality_set(image).items()}}
+            hd = quality_set(hd_frame(image), (720, 1280), 2)
+            sets["imaging_quality"].update({f"{k}@720p": v for k, v in hd.items()})
+            sets["dynamic_degree"] = motion_set(image)
+            for dim, clips in sets.items():
+                out[dim][name] = {k: {form: score(dim, f(v)) for form, f in forms.items()} for k, v in clips.items()}
+                print(dim, name, {k: v["frames"] for k, v in out[dim][name].items()}, flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+def markdown(runs: dict, command: str) -> str:
+    """Per dimension, a table clip x side of the mean over photographs (and the range)."""
+    from benchmarks.bench_common import table
+
+    lines = [f"# Weight-free proxies on real footage\n\nCommand: `{command}`\n",
+             f"Photographs: {', '.join(PHOTOS)} (scikit-image's bundled data). Scores are the scorer "
+             "`vbench_eval.py` builds without weights; each cell is the mean over the photographs, "
+             "[min, max] after it; `mp4`: after an mp4 round trip.\n"]
+    for dim in ("imaging_quality", "dynamic_degree"):
+        rows = []
+        first = next(iter(runs.values()))[dim]
+        for clip in next(iter(first.values())):
+            row = {"clip": clip}
+            for side, res in runs.items():
+                for form in next(iter(res[dim].values()))[clip]:
+                    vals = [res[dim][p][clip][form] for p in PHOTOS]
+                    row[f"{side} {form}"] = f"{np.mean(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]"
+            rows.append(row)
+        lines.append(table(rows, list(rows[0]), title=dim) + "\n")
+    return "\n".join(lines)
+
+
+def baseline_tree(rev: str, dest: Path) -> Path:
+    """The repository at ``rev``, extracted with git archive."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--baseline", default=BASELINE, help="git revision to compare with, or 'none'")
+    p.add_argument("--no-mp4", dest="mp4", action="store_false", help="skip the mp4 round trip")
+    p.add_argument("--out", type=Path, default=RESULTS / "proxy_ranking.json")
+    p.add_argument("--side-json", type=Path, help=argparse.SUPPRESS)  # internal: measure this tree only
+    args = p.parse_args(argv)
+    if args.side_json:
+        args.side_json.write_text(json.dumps(measure(args.mp4)))
+        return 0
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.baseline != "none":
+            tree = baseline_tree(args.baseline, Path(tmp) / "baseline")
+            side = Path(tmp) / "before.json"
+            subprocess.run([sys.executable, __file__, "--side-json", str(side), *([] if args.mp4 else ["--no-mp4"])],
+                           env={**__import__("os").environ, "PYTHONPATH": str(tree)}, cwd=tree, check=True)
+            runs[f"before ({args.baseline})"] = json.loads(side.read_text())
+        runs["now"] = measure(args.mp4)
+    command = "python benchmarks/proxy_ranking.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": command.strip(), "photos": PHOTOS, "runs": runs}, indent=1))
+    args.out.with_suffix(".md").write_text(markdown(runs, command.strip()))
+    print(args.out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    if __package__ in (None, ""):
+        sys.path.insert(0, str(Path.cwd()))
+    sys.exit(main())
