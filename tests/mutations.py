@@ -202,10 +202,36 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_vbench.py::test_imaging_quality_resizes_longer_side_to_512",)),
     Mutation(
         "imaging quality blind to noise", "benchmarks/vbench/classical.py",
-        "np.clip(1.0 - sigma / NOISE_SIGMA_MAX, 0.0, 1.0)",
+        "2.0 ** (-noise_sigma(g) / NOISE_SIGMA_HALF)",
         "1.0",
         "noisy frames and pure noise score as high as sharp ones (the BRISQUE proxy's failure)",
-        ("tests/test_vbench.py::test_imaging_quality_ranks_sharp_over_blurred_noised_and_noise",)),
+        ("tests/test_vbench.py::test_imaging_quality_ranks_sharp_over_blurred_noised_and_noise",
+         "tests/test_vbench_proxies.py::test_imaging_quality_ranks_clean_blurred_noisy_noise_on_real_frames")),
+    Mutation(
+        "imaging quality's noise factor clipped at zero", "benchmarks/vbench/classical.py",
+        "2.0 ** (-noise_sigma(g) / NOISE_SIGMA_HALF)",
+        "max(0.0, 1.0 - noise_sigma(g) / 30.0)",
+        "issue 19's proxy: sigma-30 noise costs less than a sigma-2 blur, and every noise frame ties at 0",
+        ("tests/test_vbench_proxies.py::test_imaging_quality_ranks_clean_blurred_noisy_noise_on_real_frames",)),
+    Mutation(
+        "noise estimated over edges and texture", "benchmarks/vbench/classical.py",
+        "quiet = grad <= np.quantile(grad, QUIET_FRACTION)",
+        "quiet = grad >= 0",
+        "textured clean frames read as noisy and lose imaging quality",
+        ("tests/test_vbench_proxies.py::test_noise_estimate_ignores_texture_and_reads_added_noise",)),
+    Mutation(
+        "imaging quality without naturalness", "benchmarks/vbench/classical.py",
+        " * naturalness(g))",
+        ")",
+        "smooth random blobs (a generator's noise) score like a sharp photograph",
+        ("tests/test_vbench_proxies.py::test_imaging_quality_ranks_clean_blurred_noisy_noise_on_real_frames",)),
+    Mutation(
+        "flow vectors count as motion without the coherence test", "benchmarks/vbench/classical.py",
+        "return np.where(explained, np.sqrt((flow ** 2).sum(-1)), 0.0)",
+        "return np.sqrt((flow ** 2).sum(-1))",
+        "pure noise and noisy static clips score dynamic degree 1 (issue 19: noise 100%)",
+        ("tests/test_vbench_proxies.py::test_dynamic_degree_real_motion_over_static_and_noise",
+         "tests/test_vbench_proxies.py::test_flow_between_noise_frames_is_not_motion")),
     Mutation(
         "static filter keeps every static video", "benchmarks/vbench/runner.py",
         'if row.get("static") and kept[row["prompt"]] < VBENCH_SAMPLES:',
