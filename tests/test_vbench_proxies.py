@@ -57,9 +57,9 @@ def test_gradient_kurtosis_by_hand_and_on_random_fields():
 def test_dynamic_degree_real_motion_over_static_and_noise(name):
     clips = pr.motion_set(pr.photo(name), frames=8)
     dd = {k: pr.score("dynamic_degree", clips[k]) for k in
-          ("static", "static_noise3", "static_noise30", "pan8", "pan8_noise30", "turn", "pure_noise")}
+          ("static", "static_noise3", "static_noise30", "pan8", "pan8_noise30", "zoom6", "turn", "pure_noise")}
     assert dd == {"static": 0.0, "static_noise3": 0.0, "static_noise30": 0.0, "pan8": 1.0, "pan8_noise30": 1.0,
-                  "turn": 1.0, "pure_noise": 0.0}
+                  "zoom6": 1.0, "turn": 1.0, "pure_noise": 0.0}
 
 
 def test_flow_between_noise_frames_is_not_motion():

@@ -1,6 +1,9 @@
 """Weight-free dimensions, streamed frame by frame: temporal flickering (VBench's formula, exact)
 with VBench's static filter, dynamic degree and motion smoothness with classical optical flow, and
-imaging quality with a blur/noise measure (a proxy for MUSIQ).
+imaging quality with a blur x noise x naturalness measure (a proxy for MUSIQ). Dynamic degree and
+the static filter count a flow vector as motion only where it explains the pair of frames
+(:meth:`Flow.magnitudes`), so noise does not read as motion. What the proxies rank and where they
+fail, measured on real photographs: ``docs/evaluation-proxies.md``.
 
 Working resolution (VBench's preprocessing, per dimension)
   temporal flickering  every frame at full resolution, no sampling (VBench: same).
@@ -100,13 +103,13 @@ class Flow:
         return _cv2().calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
     def magnitudes(self, ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
-        """|flow| (h, w) from ``ga`` to ``gb``, 0 where the flow does not explain the pair: where
-        ``ga`` and ``gb`` warped back by the flow correlate below ``COHERENCE_MIN`` over a
-        ``COHERENCE_WINDOW`` window. A classical flow always returns vectors, even between two
-        unrelated noise frames (DIS: top-5% magnitudes of 9-18 px at 256 px); only vectors that
-        bring the next frame's content onto this one count as motion (RAFT has no such test)."""
+        """|flow| (h, w) from ``ga`` to ``gb``, 0 where the flow does not explain the pair, i.e. where
+        ``gb`` warped back by the flow does not :func:`matches` ``ga``. A classical flow always returns
+        vectors, even between two unrelated noise frames (DIS: top-5% magnitudes of 9-18 px at
+        256 px); only vectors that bring the next frame's content onto this one count as motion
+        (VBench's RAFT has no such test)."""
         flow = self(ga, gb)
-        explained = local_ncc(ga.astype(np.float32), _warp(gb.astype(np.float32), flow)) > COHERENCE_MIN
+        explained = matches(ga.astype(np.float32), _warp(gb.astype(np.float32), flow))
         return np.where(explained, np.sqrt((flow ** 2).sum(-1)), 0.0)
 
 
@@ -115,14 +118,15 @@ def flow_frame(frame: np.ndarray) -> np.ndarray:
     return _cv2().cvtColor(downscale(frame, FLOW_SIDE), _cv2().COLOR_RGB2GRAY)
 
 
-def local_ncc(a: np.ndarray, b: np.ndarray, window: int | None = None) -> np.ndarray:
-    """Normalised cross-correlation of two float32 grey frames over a ``window`` x ``window`` box
-    around each pixel, cov / sqrt(var_a var_b + 1): near 0 where either is flat."""
-    cv2, k = _cv2(), window or COHERENCE_WINDOW
+def matches(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where float32 grey frame ``b`` reproduces ``a``: the normalised cross-correlation over a
+    ``COHERENCE_WINDOW`` box, cov / sqrt(var_a var_b + 1), exceeds ``COHERENCE_MIN``, or ``a`` is
+    flat there (std < ``FLAT_STD``: nothing to check, the flow is kept as RAFT's would be)."""
+    cv2, k = _cv2(), COHERENCE_WINDOW
     box = lambda x: cv2.boxFilter(x, -1, (k, k), borderType=cv2.BORDER_REFLECT)  # noqa: E731
     ma, mb = box(a), box(b)
     var_a, var_b = np.maximum(box(a * a) - ma * ma, 0), np.maximum(box(b * b) - mb * mb, 0)
-    return (box(a * b) - ma * mb) / np.sqrt(var_a * var_b + 1.0)
+    return ((box(a * b) - ma * mb) / np.sqrt(var_a * var_b + 1.0) > COHERENCE_MIN) | (var_a < FLAT_STD ** 2)
 
 
 def top_flow_magnitude(magnitudes: np.ndarray, fraction: float = 0.05) -> float:
@@ -376,7 +380,8 @@ def flow_backend(ctx: ScorerContext):
         return (lambda: flow), f"RAFT from {found.name} at full resolution", False
     _cv2()
     method = ctx.options.get("flow", "dis")
-    return (lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE} (proxy for RAFT)", True
+    return ((lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE}, vectors that do not "
+            "explain the frames dropped (proxy for RAFT; see docs/evaluation-proxies.md)", True)
 
 
 @register("dynamic_degree")
@@ -415,4 +420,4 @@ def make_imaging_quality(ctx: ScorerContext):
     _cv2()
     return Scorer(lambda p, m: ImagingQuality(),
                   {"backend": "(1 - blur effect) x 2^(-noise sigma / 8) x naturalness, longer side <= 512 "
-                              "(proxy for MUSIQ)", "proxy": True})
+                              "(proxy for MUSIQ; see docs/evaluation-proxies.md)", "proxy": True})
