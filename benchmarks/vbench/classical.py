@@ -381,7 +381,7 @@ def flow_backend(ctx: ScorerContext):
     _cv2()
     method = ctx.options.get("flow", "dis")
     return ((lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE}, vectors that do not "
-            "explain the frames dropped (proxy for RAFT; see docs/evaluation-proxies.md)", True)
+            "explain the frames dropped (proxy for RAFT), limits: docs/evaluation-proxies.md", True)
 
 
 @register("dynamic_degree")
@@ -420,4 +420,4 @@ def make_imaging_quality(ctx: ScorerContext):
     _cv2()
     return Scorer(lambda p, m: ImagingQuality(),
                   {"backend": "(1 - blur effect) x 2^(-noise sigma / 8) x naturalness, longer side <= 512 "
-                              "(proxy for MUSIQ; see docs/evaluation-proxies.md)", "proxy": True})
+                              "(proxy for MUSIQ), limits: docs/evaluation-proxies.md", "proxy": True})
