@@ -135,9 +135,44 @@ def mp4_round_trip(video: np.ndarray, folder: Path) -> np.ndarray:
     return np.stack(list(iter_frames(path)))
 
 
+def haar_mad_sigma(gray: np.ndarray) -> float:
+    """The noise estimate of the proxy before issue 19, for comparison: Donoho's median(|HH|) / 0.6745
+    of the finest Haar diagonal coefficients."""
+    g = gray[: gray.shape[0] // 2 * 2, : gray.shape[1] // 2 * 2]
+    return float(np.median(np.abs(g[0::2, 0::2] - g[0::2, 1::2] - g[1::2, 0::2] + g[1::2, 1::2]) / 2)) / 0.6745
+
+
+def top5_flow(video: np.ndarray) -> float:
+    """Median over frame pairs of dynamic degree's per-pair statistic (top-5% flow, px at 256)."""
+    from benchmarks.vbench import classical
+    from benchmarks.vbench.scorers import feed
+
+    acc = classical.DynamicDegree(8, classical.Flow())
+    feed(acc, video)
+    return float(np.median(acc.mags))
+
+
+def noise_estimates() -> dict:
+    """{image: {clean, noise10: {estimator: sigma}}} on the photographs and two CC0 textures, grey,
+    with Gaussian noise of sigma 10 added to the grey frame for ``noise10``."""
+    from benchmarks.vbench import classical
+
+    out, rng = {}, np.random.default_rng(0)
+    for name in (*PHOTOS, "grass", "gravel"):
+        grey = photo(name).astype(np.float32)
+        grey = grey.mean(-1) if grey.ndim == 3 else grey
+        out[name] = {}
+        for tag, g in (("clean", grey), ("noise10", grey + rng.normal(0, 10, grey.shape).astype(np.float32))):
+            out[name][tag] = {"haar_mad": haar_mad_sigma(g)}
+            if hasattr(classical, "noise_sigma"):
+                out[name][tag]["noise_sigma"] = classical.noise_sigma(g)
+    return out
+
+
 def measure(mp4: bool) -> dict:
-    """Scores of every clip of every photograph: {dim: {photo: {clip: {form: score}}}}."""
-    out = {"imaging_quality": {}, "dynamic_degree": {}}
+    """Scores of every clip of every photograph, {dim: {photo: {clip: {form: score}}}}, the median
+    top-5% flow of the motion clips, and the noise estimates."""
+    out = {"imaging_quality": {}, "dynamic_degree": {}, "top5_flow_px": {}}
     with tempfile.TemporaryDirectory() as tmp:
         forms = {"frames": lambda v: v, **({"mp4": lambda v: mp4_round_trip(v, Path(tmp))} if mp4 else {})}
         for name in PHOTOS:
@@ -149,20 +184,47 @@ def measure(mp4: bool) -> dict:
             for dim, clips in sets.items():
                 out[dim][name] = {k: {form: score(dim, f(v)) for form, f in forms.items()} for k, v in clips.items()}
                 print(dim, name, {k: v["frames"] for k, v in out[dim][name].items()}, flush=True)
+            out["top5_flow_px"][name] = {k: {"frames": top5_flow(v)} for k, v in sets["dynamic_degree"].items()}
+    out["noise_estimates"] = noise_estimates()
+    return out
+
+
+IQ_ORDER = ("clean", "blur1", "blur2", "noise30", "pure_noise")  # the ranking the tests require
+MOVING, STILL = ("pan8", "pan8_noise30", "zoom6", "turn"), ("static", "static_noise3", "static_noise30", "pure_noise")
+
+
+def ranking_checks(res: dict) -> dict:
+    """Per check, the photographs (of 4) on which the ranking holds."""
+    iq, dd = res["imaging_quality"], res["dynamic_degree"]
+    out = {}
+    for at in ("256", "720p"):
+        for form in next(iter(iq.values()))["clean@256"]:
+            out[f"imaging quality {' > '.join(IQ_ORDER)} @{at} {form}"] = sum(
+                all(iq[p][f"{a}@{at}"][form] > iq[p][f"{b}@{at}"][form] for a, b in zip(IQ_ORDER, IQ_ORDER[1:]))
+                for p in PHOTOS)
+    for form in next(iter(dd.values()))["static"]:
+        out[f"dynamic degree 1 on {', '.join(MOVING)}; 0 on {', '.join(STILL)} ({form})"] = sum(
+            all(dd[p][k][form] == 1.0 for k in MOVING) and all(dd[p][k][form] == 0.0 for k in STILL) for p in PHOTOS)
     return out
 
 
 # ----------------------------------------------------------------------------- report
 
 def markdown(runs: dict, command: str) -> str:
-    """Per dimension, a table clip x side of the mean over photographs (and the range)."""
+    """Ranking checks per side, then per measure a table clip x side of the mean over photographs
+    (and the range), then the noise estimates."""
     from benchmarks.bench_common import table
 
     lines = [f"# Weight-free proxies on real footage\n\nCommand: `{command}`\n",
              f"Photographs: {', '.join(PHOTOS)} (scikit-image's bundled data). Scores are the scorer "
              "`vbench_eval.py` builds without weights; each cell is the mean over the photographs, "
-             "[min, max] after it; `mp4`: after an mp4 round trip.\n"]
-    for dim in ("imaging_quality", "dynamic_degree"):
+             "[min, max] after it; `mp4`: after an mp4 round trip. `top5_flow_px`: median over frame "
+             "pairs of dynamic degree's statistic (VBench's threshold: 6 px at 256 px).\n"]
+    checks = {side: ranking_checks(res) for side, res in runs.items()}
+    rows = [{"check (photographs of 4 where it holds)": c, **{side: checks[side][c] for side in runs}}
+            for c in next(iter(checks.values()))]
+    lines.append(table(rows, list(rows[0]), title="rankings") + "\n")
+    for dim in ("imaging_quality", "dynamic_degree", "top5_flow_px"):
         rows = []
         first = next(iter(runs.values()))[dim]
         for clip in next(iter(first.values())):
@@ -173,6 +235,10 @@ def markdown(runs: dict, command: str) -> str:
                     row[f"{side} {form}"] = f"{np.mean(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]"
             rows.append(row)
         lines.append(table(rows, list(rows[0]), title=dim) + "\n")
+    est = runs["now"]["noise_estimates"]
+    rows = [{"image": name, "variant": tag, **{k: f"{v:.2f}" for k, v in vals.items()}}
+            for name, tags in est.items() for tag, vals in tags.items()]
+    lines.append(table(rows, list(rows[0]), title="noise estimates (grey levels; noise10: sigma 10 added)") + "\n")
     return "\n".join(lines)
 
 

@@ -300,8 +300,9 @@ def noise_sigma(gray: np.ndarray) -> float:
     estimate sqrt(pi / 2) mean |L * I| / 6, with L = [[1,-2,1],[-2,4,-2],[1,-2,1]] (the difference
     of two Laplacians: 0 on a locally linear image, 6 sigma std on i.i.d. noise), averaged only over
     the ``QUIET_FRACTION`` of interior pixels with the weakest Sobel gradient, so edges and texture
-    are not taken for noise (Tai & Yang 2008). Clean photographs read 0-1.3 (grass: 8), noise of
-    sigma 10 on a flat frame 9.9 (the wavelet MAD estimate reads 0.7-2.2 and grass 12)."""
+    are not taken for noise (Tai & Yang 2008). scikit-image's photographs read 0.3-1.1 (the Haar
+    wavelet MAD estimate: 0.5-2.2), its grass texture 8.3 (11.9), and 10.1-10.7 with noise of sigma
+    10 added (``benchmarks/results/proxy_ranking.md``)."""
     cv2 = _cv2()
     lap = cv2.filter2D(gray, -1, IMMERKAER, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
     grad = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))[1:-1, 1:-1]
@@ -381,7 +382,8 @@ def flow_backend(ctx: ScorerContext):
     _cv2()
     method = ctx.options.get("flow", "dis")
     return ((lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE}, vectors that do not "
-            "explain the frames dropped (proxy for RAFT), limits: docs/evaluation-proxies.md", True)
+            "explain the frames dropped (proxy for RAFT; unreliable on smooth noise that changes every "
+            "frame, which reads as motion: docs/evaluation-proxies.md)", True)
 
 
 @register("dynamic_degree")
