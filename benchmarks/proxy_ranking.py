@@ -100,14 +100,18 @@ def quality_set(image: np.ndarray, size=(256, 256), frames: int = 4) -> dict[str
 def motion_set(image: np.ndarray, size=(256, 256), frames: int = 16) -> dict[str, np.ndarray]:
     """Clips of ``image``: static (exact, with sensor noise sigma 3 and 30), panning 8 px/frame
     (above VBench's 6 px threshold at 256 px; also with noise sigma 30), zooming 4%/frame (top-5%
-    flow about 6.5 px: at the threshold) and 6%/frame, turning 3 deg/frame, and noise (i.i.d., and
-    smooth blobs independent between frames)."""
+    flow about 6.5 px: at the threshold) and 6%/frame, turning 3 deg/frame, a 96 px patch of the
+    mirrored photograph crossing the still view at 8 px/frame, and noise (i.i.d., and smooth blobs
+    of 2, 3, 5 and 8 px independent between frames)."""
     still, pan = camera(image, frames, size), camera(image, frames, size, pan=8)
+    patch, crossing = camera(image[:, ::-1], 1, (96, 96))[0], still.copy()
+    for i, frame in enumerate(crossing):
+        frame[80:176, 16 + 8 * i:112 + 8 * i] = patch[:, :max(0, min(96, size[1] - 16 - 8 * i))]
     return {"static": still, "static_noise3": noisy(still, 3), "static_noise30": noisy(still, 30),
             "pan8": pan, "pan8_noise30": noisy(pan, 30), "zoom4": camera(image, frames, size, zoom=1.04),
-            "zoom6": camera(image, frames, size, zoom=1.06),
-            "turn": camera(image, frames, size, turn=3), "pure_noise": pure_noise(still.shape),
-            "smooth_noise2": smooth_noise(still.shape, 2), "smooth_noise5": smooth_noise(still.shape, 5)}
+            "zoom6": camera(image, frames, size, zoom=1.06), "turn": camera(image, frames, size, turn=3),
+            "object8": crossing, "pure_noise": pure_noise(still.shape),
+            **{f"smooth_noise{s}": smooth_noise(still.shape, s) for s in (2, 3, 5, 8)}}
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -152,6 +156,23 @@ def top5_flow(video: np.ndarray) -> float:
     return float(np.median(acc.mags))
 
 
+def smooth_noise_motion(seeds: int = 6, frames: int = 16) -> dict:
+    """{blob sigma: share of clips that move, share of frame pairs over the threshold} for smooth
+    noise that changes every frame, over ``seeds`` clips of ``frames`` frames at 256 px."""
+    from benchmarks.vbench import classical
+    from benchmarks.vbench.scorers import feed
+
+    out = {}
+    for sigma in (1, 2, 3, 5, 8, 12):
+        moving, pairs = [], []
+        for seed in range(seeds):
+            acc = classical.DynamicDegree(8, classical.Flow())
+            moving.append(feed(acc, smooth_noise((frames, 256, 256, 3), sigma, seed)))
+            pairs += [m > 6.0 for m in acc.mags]
+        out[str(sigma)] = {"moving_clips": float(np.mean(moving)), "pairs_over_threshold": float(np.mean(pairs))}
+    return out
+
+
 def noise_estimates() -> dict:
     """{image: {clean, noise10: {estimator: sigma}}} on the photographs and two CC0 textures, grey,
     with Gaussian noise of sigma 10 added to the grey frame for ``noise10``."""
@@ -186,11 +207,13 @@ def measure(mp4: bool) -> dict:
                 print(dim, name, {k: v["frames"] for k, v in out[dim][name].items()}, flush=True)
             out["top5_flow_px"][name] = {k: {"frames": top5_flow(v)} for k, v in sets["dynamic_degree"].items()}
     out["noise_estimates"] = noise_estimates()
+    out["smooth_noise_motion"] = smooth_noise_motion()
     return out
 
 
 IQ_ORDER = ("clean", "blur1", "blur2", "noise30", "pure_noise")  # the ranking the tests require
-MOVING, STILL = ("pan8", "pan8_noise30", "zoom6", "turn"), ("static", "static_noise3", "static_noise30", "pure_noise")
+MOVING = ("pan8", "pan8_noise30", "zoom6", "turn", "object8")
+STILL = ("static", "static_noise3", "static_noise30", "pure_noise", "smooth_noise2", "smooth_noise3")
 
 
 def ranking_checks(res: dict) -> dict:
@@ -235,6 +258,11 @@ def markdown(runs: dict, command: str) -> str:
                     row[f"{side} {form}"] = f"{np.mean(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]"
             rows.append(row)
         lines.append(table(rows, list(rows[0]), title=dim) + "\n")
+    rows = [{"blob sigma (px)": sigma, **{f"{side} {k}": f"{v:.2f}" for side, res in runs.items()
+                                          for k, v in res["smooth_noise_motion"][sigma].items()}}
+            for sigma in runs["now"]["smooth_noise_motion"]]
+    lines.append(table(rows, list(rows[0]), title="dynamic degree on smooth noise that changes every frame "
+                                                   "(6 seeds x 16 frames at 256 px)") + "\n")
     est = runs["now"]["noise_estimates"]
     rows = [{"image": name, "variant": tag, **{k: f"{v:.2f}" for k, v in vals.items()}}
             for name, tags in est.items() for tag, vals in tags.items()]

@@ -227,9 +227,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_vbench_proxies.py::test_imaging_quality_ranks_clean_blurred_noisy_noise_on_real_frames",)),
     Mutation(
         "flow vectors count as motion without the coherence test", "benchmarks/vbench/classical.py",
-        "return np.where(explained, np.sqrt((flow ** 2).sum(-1)), 0.0)",
-        "return np.sqrt((flow ** 2).sum(-1))",
+        "return np.where(keep, np.linalg.norm(flow, axis=-1), 0.0)",
+        "return np.linalg.norm(flow, axis=-1)",
         "pure noise and noisy static clips score dynamic degree 1 (issue 19: noise 100%)",
+        ("tests/test_vbench_proxies.py::test_dynamic_degree_real_motion_over_static_and_noise",
+         "tests/test_vbench_proxies.py::test_flow_between_noise_frames_is_not_motion")),
+    Mutation(
+        "flow correspondences not checked for transitivity", "benchmarks/vbench/classical.py",
+        "keep &= miss < TRANSITIVE_PX + TRANSITIVE_FRAC * np.linalg.norm(direct, axis=-1)",
+        "keep &= miss >= 0",
+        "smooth noise that changes every frame scores dynamic degree 1 (issue 19's noise samples)",
         ("tests/test_vbench_proxies.py::test_dynamic_degree_real_motion_over_static_and_noise",
          "tests/test_vbench_proxies.py::test_flow_between_noise_frames_is_not_motion")),
     Mutation(

@@ -28,6 +28,7 @@ FLOW_SIDE = 256  # shorter side (px) of the frames the optical-flow proxies run 
 IQ_LONGER_SIDE = 512  # VBench: imaging quality on frames with longer side <= 512
 COHERENCE_WINDOW = 15  # px: window of the correlation test that makes a flow vector count as motion
 COHERENCE_MIN = 0.5  # correlation of a frame with the next warped back, below which a vector is not motion
+TRANSITIVE_PX, TRANSITIVE_FRAC = 1.0, 0.05  # tolerance of the transitivity test (px at FLOW_SIDE, share of |a -> c|)
 FLAT_STD = 1.0  # grey-level std below which a frame is flat (uniform, black): imaging quality 0
 NOISE_SIGMA_HALF = 8.0  # imaging quality halves every 8 grey levels of estimated noise sigma
 QUIET_FRACTION = 0.2  # noise is estimated on this share of pixels, those with the weakest gradient
@@ -102,15 +103,21 @@ class Flow:
             return self.dis.calc(ga, gb, None)
         return _cv2().calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
-    def magnitudes(self, ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
-        """|flow| (h, w) from ``ga`` to ``gb``, 0 where the flow does not explain the pair, i.e. where
-        ``gb`` warped back by the flow does not :func:`matches` ``ga``. A classical flow always returns
-        vectors, even between two unrelated noise frames (DIS: top-5% magnitudes of 9-18 px at
-        256 px); only vectors that bring the next frame's content onto this one count as motion
-        (VBench's RAFT has no such test)."""
+    def magnitudes(self, ga: np.ndarray, gb: np.ndarray, gc: np.ndarray | None = None) -> np.ndarray:
+        """|flow| (h, w) from ``ga`` to ``gb``, 0 where it is not motion. A classical flow returns
+        vectors between any two frames (DIS between two unrelated noise frames: top-5% magnitudes
+        of 9-18 px at 256 px), so a vector counts only where (1) ``gb`` warped back by the flow
+        :func:`matches` ``ga``, and (2) given a third frame ``gc``, correspondences are
+        transitive: a -> b, then b -> c, lands within TRANSITIVE_PX + TRANSITIVE_FRAC |a -> c| of
+        where a -> c does (any motion, steady or not, passes; smooth noise that changes every
+        frame, which DIS morphs pair by pair, does not). VBench's RAFT has no such test."""
         flow = self(ga, gb)
-        explained = matches(ga.astype(np.float32), _warp(gb.astype(np.float32), flow))
-        return np.where(explained, np.sqrt((flow ** 2).sum(-1)), 0.0)
+        keep = matches(ga.astype(np.float32), _warp(gb.astype(np.float32), flow))
+        if gc is not None:
+            direct = self(ga, gc)
+            miss = np.linalg.norm(flow + _warp(self(gb, gc), flow) - direct, axis=-1)  # a -> b -> c vs a -> c
+            keep &= miss < TRANSITIVE_PX + TRANSITIVE_FRAC * np.linalg.norm(direct, axis=-1)
+        return np.where(keep, np.linalg.norm(flow, axis=-1), 0.0)
 
 
 def flow_frame(frame: np.ndarray) -> np.ndarray:
@@ -140,21 +147,25 @@ def top_flow_magnitude(magnitudes: np.ndarray, fraction: float = 0.05) -> float:
 class DynamicDegree:
     """VBench: frames sampled at ~8 fps; 1.0 if at least round(4 n / 16) consecutive pairs have a
     top-5% flow magnitude above 6 * min(H, W) / 256, else 0.0 (n = sampled frames). ``flow`` is a
-    flow backend (:class:`Flow`, or RAFT from ``raft.py``)."""
+    flow backend (:class:`Flow`, or RAFT from ``raft.py``); each pair's magnitudes are checked
+    against a third sampled frame, the next one (the one before for the last pair)."""
 
     def __init__(self, fps: float | None = None, flow=None):
         self.step = max(round(fps / 8), 1) if fps else 1
-        self.flow, self.seen, self.prev, self.side, self.mags = flow or Flow(), 0, None, 0, []
+        self.flow, self.seen, self.last, self.side, self.mags = flow or Flow(), 0, [], 0, []
 
     def update(self, frame):
         if self.seen % self.step == 0:
             rep, self.side = self.flow.prepare(frame)
-            if self.prev is not None:
-                self.mags.append(top_flow_magnitude(self.flow.magnitudes(self.prev, rep)))
-            self.prev = rep
+            self.last = [*self.last[-2:], rep]  # the last three sampled frames
+            if len(self.last) == 3:  # the pair before, checked with this frame
+                self.mags.append(top_flow_magnitude(self.flow.magnitudes(*self.last)))
         self.seen += 1
 
     def result(self):
+        if len(self.last) >= 2:  # the last pair, backwards, checked with the frame before it if any
+            self.mags.append(top_flow_magnitude(self.flow.magnitudes(*self.last[::-1])))
+            self.last = []
         if not self.mags:
             return None
         thres = 6.0 * self.side / 256.0
