@@ -106,7 +106,7 @@ class Flow:
     def magnitudes(self, ga: np.ndarray, gb: np.ndarray, gc: np.ndarray | None = None) -> np.ndarray:
         """|flow| (h, w) from ``ga`` to ``gb``, 0 where it is not motion. A classical flow returns
         vectors between any two frames (DIS between two unrelated noise frames: top-5% magnitudes
-        of 9-18 px at 256 px), so a vector counts only where (1) ``gb`` warped back by the flow
+        of 8-18 px at 256 px), so a vector counts only where (1) ``gb`` warped back by the flow
         :func:`matches` ``ga``, and (2) given a third frame ``gc``, correspondences are
         transitive: a -> b, then b -> c, lands within TRANSITIVE_PX + TRANSITIVE_FRAC |a -> c| of
         where a -> c does (any motion, steady or not, passes; smooth noise that changes every
