@@ -18,8 +18,8 @@ Backends
     when a prompt has more than 5 videos, VBench's protocol samples 25; otherwise the score is
     labelled "not applied"); dynamic_degree, motion_smoothness and the static filter use OpenCV
     optical flow (proxies for RAFT and AMT-S with VBench's thresholds and protocol; dynamic degree
-    and the filter count only vectors that explain the frames, so i.i.d. noise is not motion, though
-    smooth noise that changes every frame still is);
+    and the filter count only vectors that explain the frames, dynamic degree only transitive
+    ones, so noise is not motion, though smooth blobs of 8 px or more changing every frame are);
     imaging_quality uses (1 - blur effect) x 2^(-noise sigma / 8) x naturalness on frames with
     longer side <= 512 (a proxy for MUSIQ that ranks clean > blurred > noisy > noise on real
     frames; docs/evaluation-proxies.md has the numbers and the limits); subject_consistency (DINO
