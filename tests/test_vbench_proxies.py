@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import proxy_ranking as pr
 from benchmarks.vbench import classical
+from benchmarks.vbench.scorers import feed
 from benchmarks.vbench_eval import main
 from videosspo.video import write_video
 
@@ -88,3 +89,21 @@ def test_cli_ranks_real_clips_above_noise(tmp_path):
     rows = {r["prompt"]: r["scores"] for r in map(json.loads, (tmp_path / "o" / "per_video.jsonl").read_text().splitlines())}
     assert {k: s["dynamic_degree"] for k, s in rows.items()} == {"pan": 1.0, "still": 0.0, "noise": 0.0}
     assert min(rows["pan"]["imaging_quality"], rows["still"]["imaging_quality"]) > 10 * rows["noise"]["imaging_quality"]
+
+
+def test_dynamic_degree_asks_the_backend_for_vbenchs_pairs_forward():
+    """Every consecutive sampled pair once, a -> b (RAFT's flows are VBench's exactly), each with a
+    third frame for the classical tests: the next, or the one before for the last pair."""
+    calls = []
+
+    class Recorder:
+        def prepare(self, frame):
+            return int(frame[0, 0, 0]), 256
+
+        def magnitudes(self, a, b, c=None, c_first=False):
+            calls.append((a, b, c, c_first))
+            return np.zeros((4, 4))
+
+    frames = np.arange(10, dtype=np.uint8)[:, None, None, None].repeat(4, 1).repeat(4, 2).repeat(3, 3)
+    assert feed(classical.DynamicDegree(16, Recorder()), frames) == 0.0  # 16 fps: every other frame
+    assert calls == [(0, 2, 4, False), (2, 4, 6, False), (4, 6, 8, False), (6, 8, 4, True)]

@@ -109,14 +109,19 @@ class Flow:
         self.last = (ga, gb, flow)
         return flow
 
-    def magnitudes(self, ga: np.ndarray, gb: np.ndarray, gc: np.ndarray | None = None) -> np.ndarray:
+    def magnitudes(self, ga: np.ndarray, gb: np.ndarray, gc: np.ndarray | None = None,
+                   c_first: bool = False) -> np.ndarray:
         """|flow| (h, w) from ``ga`` to ``gb``, 0 where it is not motion. A classical flow returns
         vectors between any two frames (DIS between two unrelated noise frames: top-5% magnitudes
         of 8-18 px at 256 px), so a vector counts only where (1) ``gb`` warped back by the flow
         :func:`matches` ``ga``, and (2) given a third frame ``gc``, correspondences are
         transitive: a -> b, then b -> c, lands within TRANSITIVE_PX + TRANSITIVE_FRAC |a -> c| of
         where a -> c does (any motion, steady or not, passes; smooth noise that changes every
-        frame, which DIS morphs pair by pair, does not). VBench's RAFT has no such test."""
+        frame, which DIS morphs pair by pair, does not). When ``gc`` comes before ``ga``
+        (``c_first``), time runs backwards: |b -> a| checked with b -> a -> c. VBench's RAFT
+        has no such tests."""
+        if c_first:
+            return self.magnitudes(gb, ga, gc)
         flow = self(ga, gb)
         keep = matches(ga.astype(np.float32), _warp(gb.astype(np.float32), flow))
         if gc is not None:
@@ -153,8 +158,8 @@ def top_flow_magnitude(magnitudes: np.ndarray, fraction: float = 0.05) -> float:
 class DynamicDegree:
     """VBench: frames sampled at ~8 fps; 1.0 if at least round(4 n / 16) consecutive pairs have a
     top-5% flow magnitude above 6 * min(H, W) / 256, else 0.0 (n = sampled frames). ``flow`` is a
-    flow backend (:class:`Flow`, or RAFT from ``raft.py``); each pair's magnitudes are checked
-    against a third sampled frame, the next one (the one before for the last pair)."""
+    flow backend (:class:`Flow`, or RAFT from ``raft.py``) given a third sampled frame for its
+    tests of motion: the next one, or the one before for the last pair."""
 
     def __init__(self, fps: float | None = None, flow=None):
         self.step = max(round(fps / 8), 1) if fps else 1
@@ -169,8 +174,9 @@ class DynamicDegree:
         self.seen += 1
 
     def result(self):
-        if len(self.last) >= 2:  # the last pair, backwards, checked with the frame before it if any
-            self.mags.append(top_flow_magnitude(self.flow.magnitudes(*self.last[::-1])))
+        if len(self.last) >= 2:  # the last pair, checked with the frame before it if any
+            before = self.last[0] if len(self.last) == 3 else None
+            self.mags.append(top_flow_magnitude(self.flow.magnitudes(*self.last[-2:], before, c_first=True)))
             self.last = []
         if not self.mags:
             return None
