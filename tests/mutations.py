@@ -233,6 +233,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_vbench_proxies.py::test_dynamic_degree_real_motion_over_static_and_noise",
          "tests/test_vbench_proxies.py::test_flow_between_noise_frames_is_not_motion")),
     Mutation(
+        "dynamic degree's last pair flowed backwards", "benchmarks/vbench/classical.py",
+        "self.flow.magnitudes(*self.last[-2:], before, c_first=True)",
+        "self.flow.magnitudes(*self.last[::-1])",
+        "with RAFT weights the last pair's flow runs last -> previous, not VBench's previous -> last",
+        ("tests/test_vbench_proxies.py::test_dynamic_degree_asks_the_backend_for_vbenchs_pairs_forward",)),
+    Mutation(
         "flow correspondences not checked for transitivity", "benchmarks/vbench/classical.py",
         "keep &= miss < TRANSITIVE_PX + TRANSITIVE_FRAC * np.linalg.norm(direct, axis=-1)",
         "keep &= miss >= 0",
