@@ -17,9 +17,12 @@ Backends
     static videos, the first 5 per prompt, when the static filter is on (--static-filter; auto = on
     when a prompt has more than 5 videos, VBench's protocol samples 25; otherwise the score is
     labelled "not applied"); dynamic_degree, motion_smoothness and the static filter use OpenCV
-    optical flow (proxies for RAFT and AMT-S with VBench's thresholds and protocol);
-    imaging_quality uses (1 - blur effect) x (1 - noise sigma / 30) on frames with longer side
-    <= 512 (a proxy for MUSIQ that ranks sharp > blurred > noise); subject_consistency (DINO
+    optical flow (proxies for RAFT and AMT-S with VBench's thresholds and protocol; dynamic degree
+    and the filter count only vectors that explain the frames, dynamic degree only transitive
+    ones, so noise is not motion, though smooth blobs of 8 px or more changing every frame are);
+    imaging_quality uses (1 - blur effect) x 2^(-noise sigma / 8) x naturalness on frames with
+    longer side <= 512 (a proxy for MUSIQ that ranks clean > blurred > noisy > noise on real
+    frames; docs/evaluation-proxies.md has the numbers and the limits); subject_consistency (DINO
     ViT-B/16), background_consistency and appearance_style (CLIP ViT-B/32) and aesthetic_quality
     (CLIP ViT-L/14 + LAION head) run through transformers from --weights; VBench's own MUSIQ,
     RAFT, AMT-S, ViCLIP (overall_consistency, temporal_style), UMT (human_action), Tag2Text

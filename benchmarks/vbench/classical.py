@@ -1,6 +1,9 @@
 """Weight-free dimensions, streamed frame by frame: temporal flickering (VBench's formula, exact)
 with VBench's static filter, dynamic degree and motion smoothness with classical optical flow, and
-imaging quality with a blur/noise measure (a proxy for MUSIQ).
+imaging quality with a blur x noise x naturalness measure (a proxy for MUSIQ). Dynamic degree and
+the static filter count a flow vector as motion only where it explains the pair of frames
+(:meth:`Flow.magnitudes`), so noise does not read as motion. What the proxies rank and where they
+fail, measured on real photographs: ``docs/evaluation-proxies.md``.
 
 Working resolution (VBench's preprocessing, per dimension)
   temporal flickering  every frame at full resolution, no sampling (VBench: same).
@@ -23,8 +26,14 @@ from .scorers import Scorer, ScorerContext, Unavailable, feed, register, weight_
 
 FLOW_SIDE = 256  # shorter side (px) of the frames the optical-flow proxies run on
 IQ_LONGER_SIDE = 512  # VBench: imaging quality on frames with longer side <= 512
+COHERENCE_WINDOW = 15  # px: window of the correlation test that makes a flow vector count as motion
+COHERENCE_MIN = 0.5  # correlation of a frame with the next warped back, below which a vector is not motion
+TRANSITIVE_PX, TRANSITIVE_FRAC = 1.0, 0.05  # tolerance of the transitivity test (px at FLOW_SIDE, share of |a -> c|)
 FLAT_STD = 1.0  # grey-level std below which a frame is flat (uniform, black): imaging quality 0
-NOISE_SIGMA_MAX = 30.0  # imaging quality: estimated noise sigma (grey levels) at which it reaches 0
+NOISE_SIGMA_HALF = 8.0  # imaging quality halves every 8 grey levels of estimated noise sigma
+QUIET_FRACTION = 0.2  # noise is estimated on this share of pixels, those with the weakest gradient
+NATURAL_FLOOR = 0.05  # imaging quality factor of a frame whose gradients are Gaussian (noise)
+IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
 def _cv2():
@@ -82,6 +91,7 @@ class Flow:
         cv2 = _cv2()
         self.method = method
         self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
+        self.last = None  # (a, b, flow) of the last call: b -> c of one pair is a -> b of the next
 
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, int]:
         """The frame as the flow wants it (grey, at the working resolution) and its min(H, W)."""
@@ -90,9 +100,35 @@ class Flow:
 
     def __call__(self, ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
         """Flow (h, w, 2) from ``ga`` to ``gb``."""
+        if self.last is not None and self.last[0] is ga and self.last[1] is gb:
+            return self.last[2]
         if self.dis is not None:
-            return self.dis.calc(ga, gb, None)
-        return _cv2().calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            flow = self.dis.calc(ga, gb, None)
+        else:
+            flow = _cv2().calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        self.last = (ga, gb, flow)
+        return flow
+
+    def magnitudes(self, ga: np.ndarray, gb: np.ndarray, gc: np.ndarray | None = None,
+                   c_first: bool = False) -> np.ndarray:
+        """|flow| (h, w) from ``ga`` to ``gb``, 0 where it is not motion. A classical flow returns
+        vectors between any two frames (DIS between two unrelated noise frames: top-5% magnitudes
+        of 8-18 px at 256 px), so a vector counts only where (1) ``gb`` warped back by the flow
+        :func:`matches` ``ga``, and (2) given a third frame ``gc``, correspondences are
+        transitive: a -> b, then b -> c, lands within TRANSITIVE_PX + TRANSITIVE_FRAC |a -> c| of
+        where a -> c does (any motion, steady or not, passes; smooth noise that changes every
+        frame, which DIS morphs pair by pair, does not). When ``gc`` comes before ``ga``
+        (``c_first``), time runs backwards: |b -> a| checked with b -> a -> c. VBench's RAFT
+        has no such tests."""
+        if c_first:
+            return self.magnitudes(gb, ga, gc)
+        flow = self(ga, gb)
+        keep = matches(ga.astype(np.float32), _warp(gb.astype(np.float32), flow))
+        if gc is not None:
+            direct = self(ga, gc)
+            miss = np.linalg.norm(flow + _warp(self(gb, gc), flow) - direct, axis=-1)  # a -> b -> c vs a -> c
+            keep &= miss < TRANSITIVE_PX + TRANSITIVE_FRAC * np.linalg.norm(direct, axis=-1)
+        return np.where(keep, np.linalg.norm(flow, axis=-1), 0.0)
 
 
 def flow_frame(frame: np.ndarray) -> np.ndarray:
@@ -100,10 +136,21 @@ def flow_frame(frame: np.ndarray) -> np.ndarray:
     return _cv2().cvtColor(downscale(frame, FLOW_SIDE), _cv2().COLOR_RGB2GRAY)
 
 
-def top_flow_magnitude(flow: np.ndarray, fraction: float = 0.05) -> float:
-    """VBench's per-pair statistic: mean of the largest ``fraction`` of flow magnitudes (5% for
-    dynamic degree, 2% for the static filter)."""
-    rad = np.sqrt((flow ** 2).sum(-1)).ravel()
+def matches(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where float32 grey frame ``b`` reproduces ``a``: the normalised cross-correlation over a
+    ``COHERENCE_WINDOW`` box, cov / sqrt(var_a var_b + 1), exceeds ``COHERENCE_MIN``, or ``a`` is
+    flat there (std < ``FLAT_STD``: nothing to check, the flow is kept as RAFT's would be)."""
+    cv2, k = _cv2(), COHERENCE_WINDOW
+    box = lambda x: cv2.boxFilter(x, -1, (k, k), borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    ma, mb = box(a), box(b)
+    var_a, var_b = np.maximum(box(a * a) - ma * ma, 0), np.maximum(box(b * b) - mb * mb, 0)
+    return ((box(a * b) - ma * mb) / np.sqrt(var_a * var_b + 1.0) > COHERENCE_MIN) | (var_a < FLAT_STD ** 2)
+
+
+def top_flow_magnitude(magnitudes: np.ndarray, fraction: float = 0.05) -> float:
+    """VBench's per-pair statistic: mean of the largest ``fraction`` of the per-pixel flow
+    ``magnitudes`` (5% for dynamic degree, 2% for the static filter)."""
+    rad = magnitudes.ravel()
     cut = max(int(rad.size * fraction), 1)
     return float(np.partition(rad, rad.size - cut)[rad.size - cut:].mean())
 
@@ -111,21 +158,26 @@ def top_flow_magnitude(flow: np.ndarray, fraction: float = 0.05) -> float:
 class DynamicDegree:
     """VBench: frames sampled at ~8 fps; 1.0 if at least round(4 n / 16) consecutive pairs have a
     top-5% flow magnitude above 6 * min(H, W) / 256, else 0.0 (n = sampled frames). ``flow`` is a
-    flow backend (:class:`Flow`, or RAFT from ``raft.py``)."""
+    flow backend (:class:`Flow`, or RAFT from ``raft.py``) given a third sampled frame for its
+    tests of motion: the next one, or the one before for the last pair."""
 
     def __init__(self, fps: float | None = None, flow=None):
         self.step = max(round(fps / 8), 1) if fps else 1
-        self.flow, self.seen, self.prev, self.side, self.mags = flow or Flow(), 0, None, 0, []
+        self.flow, self.seen, self.last, self.side, self.mags = flow or Flow(), 0, [], 0, []
 
     def update(self, frame):
         if self.seen % self.step == 0:
             rep, self.side = self.flow.prepare(frame)
-            if self.prev is not None:
-                self.mags.append(top_flow_magnitude(self.flow(self.prev, rep)))
-            self.prev = rep
+            self.last = [*self.last[-2:], rep]  # the last three sampled frames
+            if len(self.last) == 3:  # the pair before, checked with this frame
+                self.mags.append(top_flow_magnitude(self.flow.magnitudes(*self.last)))
         self.seen += 1
 
     def result(self):
+        if len(self.last) >= 2:  # the last pair, checked with the frame before it if any
+            before = self.last[0] if len(self.last) == 3 else None
+            self.mags.append(top_flow_magnitude(self.flow.magnitudes(*self.last[-2:], before, c_first=True)))
+            self.last = []
         if not self.mags:
             return None
         thres = 6.0 * self.side / 256.0
@@ -226,15 +278,15 @@ class StaticCheck:
         if self.prev is None:
             self.first = rep
         else:
-            self.mags.append(top_flow_magnitude(self.flow(self.prev, rep), 0.02))
+            self.mags.append(top_flow_magnitude(self.flow.magnitudes(self.prev, rep), 0.02))
         self.prev, self.n = rep, self.n + 1
 
     def result(self):
         if self.n < 2:
             return None
         thres, count_num = 3.0 * self.side / 256.0, round(2 * self.n / 16.0)
-        ends = [top_flow_magnitude(self.flow(self.first, self.prev), 0.02),
-                top_flow_magnitude(self.flow(self.prev, self.first), 0.02)]
+        ends = [top_flow_magnitude(self.flow.magnitudes(self.first, self.prev), 0.02),
+                top_flow_magnitude(self.flow.magnitudes(self.prev, self.first), 0.02)]
         moving = sum(m > thres for m in self.mags) > count_num or any(m > thres * count_num * 2 for m in ends)
         return float(not moving)
 
@@ -266,23 +318,54 @@ def blur_effect(gray: np.ndarray, h_size: int = 11) -> float:
     return max(out)
 
 
+def noise_sigma(gray: np.ndarray) -> float:
+    """Noise sigma (grey levels) of a float32 grey frame, robust to texture: Immerkaer's (1996)
+    estimate sqrt(pi / 2) mean |L * I| / 6, with L = [[1,-2,1],[-2,4,-2],[1,-2,1]] (the difference
+    of two Laplacians: 0 on a locally linear image, 6 sigma std on i.i.d. noise), averaged only over
+    the ``QUIET_FRACTION`` of interior pixels with the weakest Sobel gradient, so edges and texture
+    are not taken for noise (Tai & Yang 2008). scikit-image's photographs read 0.3-1.1 (the Haar
+    wavelet MAD estimate: 0.5-2.2), its grass texture 8.3 (11.9), and 10.1-10.7 with noise of sigma
+    10 added (``benchmarks/results/proxy_ranking.md``)."""
+    cv2 = _cv2()
+    lap = cv2.filter2D(gray, -1, IMMERKAER, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    grad = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))[1:-1, 1:-1]
+    quiet = grad <= np.quantile(grad, QUIET_FRACTION)
+    return float(np.sqrt(np.pi / 2) * np.abs(lap[quiet]).mean() / 6)
+
+
+def gradient_kurtosis(gray: np.ndarray) -> float:
+    """Kurtosis E[d^4] / E[d^2]^2 of the horizontal and vertical pixel differences d of a float32
+    grey frame (mean removed). Exactly 3 for any Gaussian random field, smooth or not (its
+    differences are Gaussian); natural images have sparse, heavy-tailed gradients (Huang & Mumford
+    1999): 6.9-96 on scikit-image's photographs, 4.2 on its retina scan; noise pulls it back to 3."""
+    d = np.concatenate([np.diff(gray, axis=0).ravel(), np.diff(gray, axis=1).ravel()]).astype(np.float64)
+    d -= d.mean()
+    var = float((d * d).mean())
+    return float((d ** 4).mean() / var ** 2) if var > 0 else 3.0
+
+
+def naturalness(gray: np.ndarray) -> float:
+    """max(1 - exp(-(kurtosis - 3)), NATURAL_FLOOR): about 1 for a photograph (kurtosis >= 6),
+    the floor for noise, smooth or not, which no blur or noise measure tells from a picture."""
+    return max(1.0 - float(np.exp(3.0 - gradient_kurtosis(gray))), NATURAL_FLOOR)
+
+
 def blur_noise_quality(frame: np.ndarray) -> float | None:
-    """Imaging quality of one RGB frame in [0, 1], higher is better; None for a flat frame:
+    """Imaging quality of one RGB frame in (0, 1], higher is better; None for a flat frame:
 
-        (1 - blur) * clip(1 - sigma / NOISE_SIGMA_MAX, 0, 1)
+        (1 - blur) * 2 ** (-sigma / NOISE_SIGMA_HALF) * naturalness
 
-    blur = :func:`blur_effect` (0 sharp .. 1 blurred); sigma = Donoho's robust noise estimate,
-    median(|HH|) / 0.6745 of the finest Haar diagonal coefficients of the grey frame. Blur lowers
-    the first factor, noise the second; i.i.d. uniform noise (sigma ~ 50) scores 0 at full size
-    and near 0 after the resize (bilinear resampling averages part of the noise away).
+    blur = :func:`blur_effect` (0 sharp .. 1 blurred); sigma = :func:`noise_sigma` of the grey
+    frame. Noise lowers the blur metric (it adds sharp detail), so the noise factor must outweigh
+    that: it halves the score every ``NOISE_SIGMA_HALF`` grey levels (Gaussian noise of sigma 30 on
+    RGB reads about 19 in grey, i.i.d. uniform noise about 50) and never reaches 0, so heavier
+    noise always ranks lower. :func:`naturalness` sinks random fields, which read as sharp and
+    noise-free when smooth. Measured on real photographs: ``benchmarks/proxy_ranking.py``.
     """
     g = _cv2().cvtColor(frame, _cv2().COLOR_RGB2GRAY).astype(np.float32)
     if g.std() < FLAT_STD:
         return None
-    g2 = g[: g.shape[0] // 2 * 2, : g.shape[1] // 2 * 2]
-    hh = (g2[0::2, 0::2] - g2[0::2, 1::2] - g2[1::2, 0::2] + g2[1::2, 1::2]) / 2
-    sigma = float(np.median(np.abs(hh))) / 0.6745
-    return float((1.0 - blur_effect(g)) * np.clip(1.0 - sigma / NOISE_SIGMA_MAX, 0.0, 1.0))
+    return float((1.0 - blur_effect(g)) * 2.0 ** (-noise_sigma(g) / NOISE_SIGMA_HALF) * naturalness(g))
 
 
 class ImagingQuality:
@@ -321,7 +404,9 @@ def flow_backend(ctx: ScorerContext):
         return (lambda: flow), f"RAFT from {found.name} at full resolution", False
     _cv2()
     method = ctx.options.get("flow", "dis")
-    return (lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE} (proxy for RAFT)", True
+    return ((lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE}, vectors that do not "
+            "explain the frames dropped (proxy for RAFT; unreliable on smooth noise of large blobs that "
+            "changes every frame, which reads as motion: docs/evaluation-proxies.md)", True)
 
 
 @register("dynamic_degree")
@@ -359,5 +444,5 @@ def make_imaging_quality(ctx: ScorerContext):
         return make_musiq_quality(ctx, path)
     _cv2()
     return Scorer(lambda p, m: ImagingQuality(),
-                  {"backend": "(1 - blur effect) x (1 - Haar noise sigma / 30), longer side <= 512 "
-                              "(proxy for MUSIQ)", "proxy": True})
+                  {"backend": "(1 - blur effect) x 2^(-noise sigma / 8) x naturalness, longer side <= 512 "
+                              "(proxy for MUSIQ), limits: docs/evaluation-proxies.md", "proxy": True})

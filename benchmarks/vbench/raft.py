@@ -205,3 +205,9 @@ class RaftFlow:
         device = next(model.parameters()).device
         with torch.no_grad():
             return model(a.to(device), b.to(device))[0].permute(1, 2, 0).cpu().numpy()
+
+    def magnitudes(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None,
+                   c_first: bool = False) -> np.ndarray:
+        """|flow| per pixel from ``a`` to ``b``, as VBench takes it (RAFT's flow is trusted: the
+        third frame ``c``, which the classical flow's tests use, is ignored)."""
+        return np.sqrt((self(a, b) ** 2).sum(-1))
