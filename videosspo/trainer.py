@@ -57,7 +57,7 @@ from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, Diverged,
                                   nonfinite, prune, resume_candidates, save_failed, stopped, store_of, tidy, verify,
                                   write_marker)
 from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, load_config, save_config
-from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
+from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate, report_long_captions
 from videosspo.ema import EMA
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
@@ -331,6 +331,8 @@ class Trainer:
         else:
             self.data = VideoDataset(cfg.data.path, **data_args)
         self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction, verbose=acc.is_main_process)
+        if acc.is_main_process and hasattr(self.data, "records"):  # (WebDataset shards: captions unknown up front)
+            report_long_captions(self.data.records, self.model.tokenizer, self.model.text_length)
         self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
 
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
