@@ -129,6 +129,29 @@ def test_a_flipped_byte_in_any_file_falls_back_naming_it(two_checkpoints, synth_
     assert len(warned) == 1 and "SHA-256 differs" in warned[0].getMessage()
 
 
+def test_a_damaged_rng_state_without_digests_falls_back(two_checkpoints, synth_data, tmp_path, caplog):
+    """A checkpoint marked before digests existed, its RNG state garbage of the right size: accelerate would skip it
+    with a line at INFO and resume with another RNG; it falls back with a WARNING naming the file instead."""
+    run = copy_run(two_checkpoints, tmp_path)
+    newest = latest_checkpoint(run)
+    info = json.loads((newest / MARKER).read_text())
+    del info["sha256"]
+    (newest / MARKER).write_text(json.dumps(info))
+    rng = newest / "accelerate/random_states_0.pkl"
+    rng.write_bytes(bytes(rng.stat().st_size))
+    trainer = Trainer(tiny(synth_data, run, **two_checkpoints[0], **{"train.resume": "latest"}))
+    with caplog.at_level(logging.WARNING, logger="videosspo.trainer"):
+        trainer.resume("latest")
+    assert trainer.step == 1 and f"{rng} is damaged" in caplog.text
+
+
+def test_a_file_added_after_the_marker_is_refused(two_checkpoints, tmp_path):
+    run = copy_run(two_checkpoints, tmp_path)
+    (latest_checkpoint(run) / "accelerate/notes.txt").write_text("added later")
+    with pytest.raises(CheckpointError, match=r"accelerate/notes.txt is not listed in .*COMPLETE.json"):
+        verify(latest_checkpoint(run))
+
+
 # -- flags given on resume -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
