@@ -11,7 +11,7 @@ processes x A accumulation steps give the same update as one process with the sa
 
 A checkpoint is one directory, complete or absent (`videosspo.checkpoint`: written to a temporary
 name, marked complete, fsynced, renamed into place; verified before resuming):
-    accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state;
+    accelerate/  model (LoRA: the adapter only), optimizer, grad scaler, RNG (accelerator.save_state;
                  under FSDP the model and optimizer are gathered whole instead: `Trainer._save_state`)
     replay/      the replay pool: snapshot steps and their digests in the run's `snapshots/` store
     losers/      the current reuse window's losers, a file per process (loser.reuse > 1); a resumed process reads all
@@ -19,7 +19,8 @@ name, marked complete, fsynced, renamed into place; verified before resuming):
                  with optim.ema_decay, the moving average of its weights
     ema.safetensors  that average by parameter name (optim.ema_decay > 0)
     trainer.json step, counters, divergence, unreadable clips and each process's replacement micro-batches (all
-                 processes' counts);  config.yaml  the resolved config;  COMPLETE.json  files and sizes
+                 processes' counts);  config.yaml  the resolved config;  COMPLETE.json  files, sizes, SHA-256
+The LR schedule is (config, step): rebuilt at resume (`videosspo.resume`), nothing pickled.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import get_objective
 from videosspo.reference import Policy, add_lora
-from videosspo.resume import check_resume, log_changes, lr_schedule
 from videosspo.replay import NodeShare, ReplayPool
+from videosspo.resume import check_resume, log_changes, lr_schedule
 from videosspo.sampling import make_scheduler, sample_latents
 from videosspo.shards import ProcessStream, ShardDataset, check_shares, is_shards
 from videosspo.video import write_video
@@ -555,8 +556,8 @@ class Trainer:
                 bad_steps = 0 if math.isfinite(stats.get("grad_norm", 0.0)) else bad_steps + 1
                 if bad_steps >= MAX_BAD_STEPS:
                     raise Diverged(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {self.step}; "
-                                             f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
-                                             f"{self._divergence_note()}")
+                                   f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
+                                   f"{self._divergence_note()}")
                 self.step += 1
                 if self.ema:
                     self.ema.update(self.step)
@@ -771,7 +772,7 @@ class Trainer:
 
     def _save_state(self, folder: Path) -> None:
         """accelerate's part of a checkpoint (every process calls it): weights (LoRA: the adapter), optimizer,
-        LR schedule, grad scaler, RNG.
+        grad scaler, RNG.
 
         Under FSDP the weights and the optimizer state are gathered whole and process 0 writes them
         (`FSDP_MODEL_FILE` or the adapter, `FSDP_OPTIMIZER_FILE`); `_load_state` scatters them back, so a
@@ -877,7 +878,7 @@ class Trainer:
         try:
             self._load_state(path / "accelerate")
             self.step, self.counters, self.divergence = state["step"], state["counters"], state.get("divergence")
-            self.lr_schedule = lr_schedule(self.optimizer.optimizer, optim, self.config.train.max_steps, self.step)
+            self.lr_schedule = lr_schedule(self.lr_schedule.optimizer, optim, self.config.train.max_steps, self.step)
             log_changes(changes, path)
             # accelerate's count of micro-batches, which decides where `accumulate` syncs: this layout's (another
             # optim.grad_accum, or a process the saving run did not have and so no count)
