@@ -56,9 +56,10 @@ MARKER = "COMPLETE.json"
 LOCK = ".lock"
 GB = 1e9
 # The only pickles a checkpoint may hold (relative paths): accelerate loads them with weights_only=True, which builds
-# tensors and plain containers, never runs code. DeepSpeed's ZeRO files (accelerate/pytorch_model/) are DeepSpeed's.
+# tensors and plain containers, never runs code (as diffusers and transformers load an export's .bin weights).
+# DeepSpeed's ZeRO files (accelerate/pytorch_model/) are DeepSpeed's.
 PICKLES = re.compile(r"accelerate/(optimizer(_\d+)?\.bin|random_states_\d+\.pkl|scaler\.pt|fsdp_optimizer\.bin"
-                     r"|pytorch_model/.*)")
+                     r"|pytorch_model/.*)|model/.*\.bin")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt")
 
 
