@@ -16,7 +16,7 @@ files exist, with those sizes and digests, every safetensors header and JSON fil
 holds no pickle but the few accelerate loads with `weights_only=True` (`PICKLES`): a checkpoint from
 someone else's disk is data, never code. docs/checkpoints.md says what survives what.
 
-Order of a save (README, "What survives what", says what each kill point leaves):
+Order of a save (docs/checkpoints.md says what each kill point leaves):
     write .tmp-step_N -> marker -> fsync files and folders -> rename an existing step_N aside ->
     rename .tmp-step_N to step_N -> fsync checkpoints/ -> delete the old one -> prune.
 
