@@ -664,12 +664,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         "phone videos train sideways",
         ("tests/test_inputs.py::test_a_clip_with_rotation_metadata_comes_out_upright",)),
     Mutation(
-        "decord reads rotated clips", "videosspo/video.py",
-        "                and self.rotation == 0)",
-        "                and True)",
-        "rotated clips read by decord (which ignores the display matrix) come out sideways",
-        ("tests/test_inputs.py::test_a_clip_with_rotation_metadata_comes_out_upright",)),
-    Mutation(
         "JSON list captions stringified", "videosspo/data.py",
         "    if isinstance(row.get(\"caption\"), (list, dict)):\n",
         "    if False:\n",

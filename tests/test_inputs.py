@@ -15,7 +15,7 @@ import torch
 
 from videosspo import data as data_module
 from videosspo.data import MAX_COVER, Record, VideoDataset, load_metadata, report_long_captions
-from videosspo.video import VideoReadError, probe, read_video, write_video
+from videosspo.video import VideoReadError, _decord, probe, read_video, write_video
 
 
 def write_jsonl(path, rows):
@@ -47,11 +47,11 @@ def ffmpeg() -> str:
 
 @pytest.mark.parametrize("degrees", [90, 180, -90])
 def test_a_clip_with_rotation_metadata_comes_out_upright(tmp_path, degrees):
-    """A lossless 16 x 32 clip given a display matrix (as phones record) reads back turned as FFmpeg's players
-    show it (ffmpeg's autorotate, checked here too), at its upright size, through the dataset as well."""
-    frames = np.zeros((3, 16, 32, 3), np.uint8)
-    frames[:, :8, :, 0] = 255  # top half red
-    frames[:, :, :4, 1] = 255  # left strip green: tells every rotation apart
+    """A lossless 64 x 128 clip given a display matrix (as phones record) reads back turned as FFmpeg's players
+    show it (ffmpeg's autorotate, checked here too), at its upright size, by either decoder and the dataset."""
+    frames = np.zeros((3, 64, 128, 3), np.uint8)
+    frames[:, :32, :, 0] = 255  # top half red
+    frames[:, :, :16, 1] = 255  # left strip green: tells every rotation apart
     frames[1:, ..., 2] = 100  # frames differ
     write_video(tmp_path / "flat.mp4", frames, lossless=True)
     subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-display_rotation:v:0", str(degrees), "-i",
@@ -62,8 +62,9 @@ def test_a_clip_with_rotation_metadata_comes_out_upright(tmp_path, degrees):
     assert np.array_equal(iio.imread(tmp_path / "shown.png")[..., :3], upright[0])  # what a player shows
     info = probe(tmp_path / "phone.mp4")
     assert (info.height, info.width, info.rotation) == (*upright.shape[1:3], degrees % 360)
-    assert np.array_equal(read_video(tmp_path / "phone.mp4"), upright)
-    assert np.array_equal(read_video(tmp_path / "phone.mp4", [2, 0]), upright[[2, 0]])  # backend auto: not decord
+    assert np.array_equal(read_video(tmp_path / "phone.mp4"), upright)  # PyAV, sequentially
+    for backend in ("auto", "pyav", *(("decord",) if _decord() else ())):
+        assert np.array_equal(read_video(tmp_path / "phone.mp4", [2, 0], backend=backend), upright[[2, 0]]), backend
     write_jsonl(tmp_path / "m.jsonl", [{"video": "phone.mp4", "caption": "upright"}])
     h, w = upright.shape[1:3]
     pixels = VideoDataset(tmp_path / "m.jsonl", frames=3, height=h, width=w).get(0, seed=0)["pixels"]

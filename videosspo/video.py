@@ -24,9 +24,9 @@ Reading
       512x512 -> 64x64 clip was 5.8 levels (of 255) from the source on average, against 1.2 for
       decoding at full size and resizing.
 
-    - Clips with rotation metadata (a display matrix, as phones record) come out upright: PyAV reads them
-      (decord ignores the matrix) and each frame is turned as FFmpeg's players turn it; ``probe`` reports
-      the upright size.
+    - Clips with rotation metadata (a display matrix, as phones record) come out upright, turned as FFmpeg's
+      players turn them: decord 0.6 applies the matrix itself (checked for 90, 180 and 270 degrees), PyAV's
+      frames are turned here; ``probe`` reports the upright size.
 
     A file that cannot be decoded raises ``VideoReadError``; a path that is no regular file is named for
     what it is (``file_problem``). Still images (.png, .jpg, ...) are 1-frame clips, so image datasets
@@ -138,10 +138,8 @@ class VideoInfo:
 
     @property
     def decord_exact(self) -> bool:
-        """Whether decord's seeking lands on the exact frames here (``DECORD_CONTAINERS`` x ``DECORD_CODECS``)
-        and its frames are upright (decord ignores rotation metadata)."""
-        return (self.codec in DECORD_CODECS and any(c in DECORD_CONTAINERS for c in self.container.split(","))
-                and self.rotation == 0)
+        """Whether decord's seeking lands on the exact frames here (``DECORD_CONTAINERS`` x ``DECORD_CODECS``)."""
+        return self.codec in DECORD_CODECS and any(c in DECORD_CONTAINERS for c in self.container.split(","))
 
 
 def _is_image(path: Path) -> bool:
