@@ -381,6 +381,7 @@ class VideoDataset(ClipDataset):
 def report_long_captions(records: Sequence[Record], tokenizer, limit: int) -> int:
     """Warn once, with the count, about captions longer than the text encoder's `limit` tokens (special tokens
     included): the encoder sees only their first `limit` tokens. Returns the count."""
+    records = [r for r in records if isinstance(r.caption, str)]  # WebDataset shards: read with the clip, not known
     captions = [r.caption for r in records]
     lengths = [len(ids) for start in range(0, len(captions), 4096)
                for ids in tokenizer(captions[start:start + 4096], truncation=False, verbose=False).input_ids]

@@ -332,7 +332,7 @@ class Trainer:
         else:
             self.data = VideoDataset(cfg.data.path, **data_args)
         self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction, verbose=acc.is_main_process)
-        if acc.is_main_process and hasattr(self.data, "records"):  # (WebDataset shards: captions unknown up front)
+        if acc.is_main_process and hasattr(self.data, "records"):  # captions the text encoder truncates: said once
             report_long_captions(self.data.records, self.model.tokenizer, self.model.text_length)
         self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
 
