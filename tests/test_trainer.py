@@ -349,7 +349,7 @@ def test_negative_prompt_is_encoded_once_per_run(tiny_config, monkeypatch):
 
 
 def test_nonfinite_gradients_skip_the_update_then_stop(tiny_config, monkeypatch):
-    trainer = Trainer(tiny_config(**{"train.max_steps": 20}))
+    trainer = Trainer(tiny_config(**{"train.max_steps": 20, "train.on_anomaly": "continue"}))
     before = unet_state(trainer)
     real_loss = trainer.loss
     monkeypatch.setattr(trainer, "loss", lambda batch: (lambda l, s: (l * float("nan"), s))(*real_loss(batch)))

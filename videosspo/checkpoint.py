@@ -9,32 +9,40 @@ A run folder (`train.output_dir`) holds one lineage of checkpoints:
     checkpoints/.del-*/              a checkpoint being deleted (renamed first: never a partial step_N)
     snapshots/<sha256>.safetensors   replay snapshots, each stored once; checkpoints refer to them
 
-COMPLETE.json lists every file of the checkpoint with its size, the snapshots it refers to (with
-theirs) and its lineage: an id drawn at a fresh start and kept by resumes in the same folder. A
-checkpoint *verifies* when all those files exist with those sizes and every safetensors header and
-JSON file parses.
+COMPLETE.json lists every file of the checkpoint with its size and SHA-256 (hashed as it is written),
+the snapshots it refers to (with theirs: their name is their SHA-256) and its lineage: an id drawn at
+a fresh start and kept by resumes in the same folder. A checkpoint *verifies* when exactly those
+files exist, with those sizes and digests, every safetensors header and JSON file parses, and it
+holds no pickle but the few accelerate loads with `weights_only=True` (`PICKLES`): a checkpoint from
+someone else's disk is data, never code. docs/checkpoints.md says what survives what.
 
-Order of a save (README, "What survives what", says what each kill point leaves):
+Order of a save (docs/checkpoints.md says what each kill point leaves):
     write .tmp-step_N -> marker -> fsync files and folders -> rename an existing step_N aside ->
     rename .tmp-step_N to step_N -> fsync checkpoints/ -> delete the old one -> prune.
 
 So a `step_N` without COMPLETE.json was written by a videosspo older than the marker (its snapshots
-inside it, `replay/snap_*.safetensors`); `upgrade` makes such checkpoints resumable in place.
+inside it, `replay/snap_*.safetensors`), or, beside marked ones, by a write that was interrupted
+(skipped); `upgrade` makes the former resumable in place, when every part of them is there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import time
 import uuid
 from pathlib import Path
 
+import torch
+from accelerate.utils.other import load
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -47,6 +55,12 @@ STORE = "snapshots"
 MARKER = "COMPLETE.json"
 LOCK = ".lock"
 GB = 1e9
+# The only pickles a checkpoint may hold (relative paths): accelerate loads them with weights_only=True, which builds
+# tensors and plain containers, never runs code (as diffusers and transformers load an export's .bin weights).
+# DeepSpeed's ZeRO files (accelerate/pytorch_model/) are DeepSpeed's.
+PICKLES = re.compile(r"accelerate/(optimizer(_\d+)?\.bin|random_states_\d+\.pkl|scaler\.pt|fsdp_optimizer\.bin"
+                     r"|pytorch_model/.*)|model/.*\.bin")
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt")
 
 
 class CheckpointError(UserError):
@@ -55,6 +69,10 @@ class CheckpointError(UserError):
 
 class RunLocked(UserError):
     """Another live run holds the output folder."""
+
+
+class Diverged(UserError, FloatingPointError):
+    """Training turned non-finite or blew up: stopped before checkpointing it (`train.on_anomaly`)."""
 
 
 def first_line(error: BaseException) -> str:
@@ -80,6 +98,14 @@ def fsync_tree(folder: Path) -> None:
         for name in files:
             fsync_path(os.path.join(parent, name))
         fsync_path(parent)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def free_bytes(path: Path) -> int:
@@ -207,10 +233,13 @@ def store_of(checkpoint: Path) -> SnapshotStore:
 
 
 def write_marker(folder: Path, lineage: str, parent: str | None, snapshots: dict[str, int]) -> None:
-    """The completeness marker, written last: every file under `folder` with its size, and the snapshots used."""
-    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
-    info = {"lineage": lineage, "parent": parent, "files": files, "snapshots": snapshots}
-    (folder / MARKER).write_text(json.dumps(info, indent=1))
+    """The completeness marker, written last: every file under `folder` with its size and SHA-256 (read back
+    from the page cache just after the write), and the snapshots used."""
+    paths = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder).as_posix() != MARKER]
+    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in paths}
+    digests = {p.relative_to(folder).as_posix(): sha256(p) for p in paths}
+    info = {"lineage": lineage, "parent": parent, "files": files, "sha256": digests, "snapshots": snapshots}
+    _write_json(folder / MARKER, info)
 
 
 def read_marker(folder: Path) -> dict:
@@ -287,6 +316,33 @@ def prune(output_dir: Path, keep: int, lineage: str, protect: str | None = None)
     SnapshotStore(output_dir / STORE).collect(used)
 
 
+def nonfinite(named_tensors) -> list[str]:
+    """The names of the tensors holding a NaN or an infinity (never checkpointed); of a DTensor (FSDP), its shard."""
+    return [name for name, t in named_tensors if not torch.isfinite(t.to_local() if hasattr(t, "to_local") else t).all()]
+
+
+def stopped(step: int, why: str, last_good: Path | None) -> Diverged:
+    """The one line a run stopped by divergence ends with, naming the checkpoint to continue from."""
+    where = (f"the last good checkpoint is {last_good}: continue from it with a lower optim.lr or method.beta "
+             f"(--train.resume latest --optim.lr ...)" if last_good else "no checkpoint was written before it")
+    return Diverged(f"training diverged at step {step} ({why}) and stopped without checkpointing it; {where}; "
+                    f"train.on_anomaly: continue trains on")
+
+
+@contextlib.contextmanager
+def disk_full(output_dir: Path):
+    """A full disk (or quota) met outside a checkpoint save (TensorBoard's events, metrics.jsonl, samples) is one
+    line: the checkpoints, written whole or not at all, are intact."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CheckpointError(f"writing under {output_dir} failed ({first_line(e)}; {free_bytes(output_dir) / GB:.2f} "
+                              f"GB free): free some space, then continue with --train.resume latest; the checkpoints "
+                              f"in {output_dir / CHECKPOINTS} are intact") from e
+
+
 # -- reading ---------------------------------------------------------------------------------------
 
 
@@ -312,15 +368,28 @@ def upgrade_hint(output_dir: Path) -> str:
 
 
 def check_file(path: Path) -> None:
-    """CheckpointError unless a safetensors header or a JSON file parses (other files: not looked into)."""
+    """CheckpointError unless a safetensors header, a JSON file or an RNG state parses (others: not looked into)."""
     try:
         if path.suffix == ".safetensors":
             with safe_open(str(path), framework="pt"):
                 pass
         elif path.suffix == ".json":
             json.loads(path.read_text())
-    except Exception as e:  # safetensors and json raise assorted types for damaged files
+        elif path.name.startswith("random_states_"):  # accelerate would skip a damaged one with a line at INFO
+            load(path)  # as accelerate loads it: weights_only=True, numpy's arrays allowed
+    except Exception as e:  # safetensors, json and torch raise assorted types for damaged files
         raise CheckpointError(f"{path} is damaged ({first_line(e)})") from e
+
+
+def check_pickles(folder: Path, names) -> None:
+    """CheckpointError for a file that could run code when loaded: one of accelerate's custom states (loaded with
+    weights_only=False; videosspo writes none) or any pickle outside `PICKLES`."""
+    for name in names:
+        if Path(name).suffix in PICKLE_SUFFIXES and not PICKLES.fullmatch(name):
+            hint = (" (an earlier videosspo wrote the LR schedule there: `videosspo upgrade-checkpoints "
+                    f"{folder.parent.parent}` drops it unread)" if "custom_checkpoint_" in name else "")
+            raise CheckpointError(f"{folder / name} is a pickle videosspo does not load: refusing the checkpoint, "
+                                  f"since unpickling it could run code{hint}")
 
 
 def verify(folder: Path) -> dict:
@@ -340,37 +409,115 @@ def verify(folder: Path) -> dict:
         info = read_marker(folder)
     except ValueError as e:
         raise CheckpointError(f"{marker} is damaged ({first_line(e)})") from e
-    store = store_of(folder)
-    expected = {folder / name: size for name, size in info["files"].items()}
-    expected.update({store.path(digest): size for digest, size in info["snapshots"].items()})
-    for path, size in expected.items():
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {MARKER, f".{MARKER}.tmp"}
+    check_pickles(folder, sorted(present | set(info["files"])))
+    unlisted = sorted(present - set(info["files"]))
+    if unlisted:
+        raise CheckpointError(f"{folder / unlisted[0]} is not listed in {marker}: the folder was changed after it "
+                              f"was written")
+    store, digests = store_of(folder), info.get("sha256", {})  # none in markers written before digests
+    expected = {folder / name: (size, digests.get(name)) for name, size in info["files"].items()}
+    expected.update({store.path(digest): (size, digest) for digest, size in info["snapshots"].items()})
+    for path, (size, digest) in expected.items():
         if not path.is_file():
             raise CheckpointError(f"{path} is missing")
         if path.stat().st_size != size:
             raise CheckpointError(f"{path} is damaged: {path.stat().st_size} bytes, {size} when it was written")
+        if digest is not None and sha256(path) != digest:
+            raise CheckpointError(f"{path} is damaged: its SHA-256 differs from when it was written")
         check_file(path)
     return info
 
 
-def upgrade(output_dir: Path) -> list[str]:
-    """Make a run folder's pre-marker checkpoints resumable, in place; one line per checkpoint saying what it did.
+def expected_parts(folder: Path) -> list[str]:
+    """The parts every checkpoint written with `folder`'s config.yaml and trainer.json holds (alternatives joined
+    by ' or '): `upgrade` refuses one that lacks any, e.g. a checkpoint half deleted."""
+    from videosspo.config import load_config
 
-    Each one's replay snapshots move into the run's store (its `replay/index.json` then names their
-    digests), every JSON and safetensors file must parse, and its marker is written last, under one new
-    lineage for the folder. One that lacks a part or holds a damaged file keeps no marker and is named.
-    Rerunning after a kill finishes the job (nothing is deleted before its copy is in the store).
+    cfg = load_config(folder / "config.yaml")
+    processes = range(len(json.loads((folder / "trainer.json").read_text()).get("stream_skips") or [0]))
+    weights = "lora_adapter.safetensors" if cfg.model.lora_rank else "model.safetensors"
+    parts = [f"accelerate/{weights} or accelerate/fsdp_model.safetensors or accelerate/pytorch_model",
+             "accelerate/optimizer.bin or accelerate/fsdp_optimizer.bin or accelerate/pytorch_model", "model",
+             *(f"accelerate/random_states_{r}.pkl" for r in processes)]
+    if cfg.optim.ema_decay:
+        parts.append("ema.safetensors")
+    if cfg.loser.reuse > 1:
+        parts += [f"losers/rank{r}.safetensors" for r in processes]
+    return parts
+
+
+def _missing(folder: Path, store: SnapshotStore) -> list[str]:
+    """The parts of a pre-marker checkpoint that are not there (its replay snapshots included)."""
+    missing = [name for name in ("trainer.json", "config.yaml", "replay/index.json") if not (folder / name).exists()]
+    if missing:
+        return missing
+    missing = [part for part in expected_parts(folder)
+               if not any((folder / name).exists() for name in part.split(" or "))]
+    for entry in json.loads((folder / "replay" / "index.json").read_text())["snapshots"]:
+        snapshot = folder / "replay" / entry["file"] if "file" in entry else store.path(entry["digest"])
+        if not snapshot.is_file():
+            missing.append(str(snapshot))
+    return missing
+
+
+def _drop_custom_states(folder: Path) -> list[str]:
+    """Delete, unread, accelerate's pickled custom states (earlier videosspos kept the LR schedule's there; it is
+    now derived from the step and the config)."""
+    names = sorted(p.relative_to(folder).as_posix() for p in (folder / "accelerate").glob("custom_checkpoint_*"))
+    for name in names:
+        (folder / name).unlink()
+    return names
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def to_upgrade(output_dir: str | Path) -> list[Path]:
+    """The checkpoints `upgrade` works on: those without a marker, and marked ones holding a pickled custom state."""
+    marked = [c for c in checkpoints(output_dir) if list((c / "accelerate").glob("custom_checkpoint_*"))]
+    return sorted([*legacy_checkpoints(output_dir), *marked], key=lambda p: p.name)
+
+
+def upgrade(output_dir: Path) -> list[str]:
+    """Make a run folder's checkpoints of an earlier videosspo resumable, in place; one line per checkpoint saying
+    what it did.
+
+    Pre-marker ones: when every part is there (`expected_parts`) and every JSON and safetensors file parses, their
+    replay snapshots move into the run's store (`replay/index.json` then names their digests) and their marker
+    is written last, under one new lineage for the folder; one that lacks a part or holds a damaged file keeps no
+    marker and is named. Any: the pickled LR schedule state (`accelerate/custom_checkpoint_0.pkl`) is deleted
+    unread and the marker gains its digests. Rerunning after a kill finishes the job (nothing is deleted before
+    its copy is in the store).
     """
     store, lineage, report = SnapshotStore(output_dir / STORE), new_lineage(), []
-    for folder in legacy_checkpoints(output_dir):
-        missing = [name for name in ("trainer.json", "config.yaml", "accelerate", "replay/index.json")
-                   if not (folder / name).exists()]
+    for folder in to_upgrade(output_dir):
+        if (folder / MARKER).is_file():  # marked: drop the pickle from the marker, then from the disk
+            info = read_marker(folder)
+            pickles = sorted(p.relative_to(folder).as_posix() for p in (folder / "accelerate").glob("custom_*"))
+            info["files"] = {k: v for k, v in info["files"].items() if k not in pickles}
+            info.get("sha256", {}).clear()  # recomputed below, once the rest is verified
+            _write_json(folder / MARKER, info)
+            _drop_custom_states(folder)
+            try:
+                verify(folder)
+            except CheckpointError as e:
+                report.append(f"{e}: {folder} not upgraded")
+                continue
+            write_marker(folder, info["lineage"], info["parent"], info["snapshots"])
+            report.append(f"{folder}: upgraded (its pickled LR schedule state deleted unread; file digests added)")
+            continue
+        missing = _missing(folder, store)
         if missing:
             report.append(f"{folder}: not upgraded, it lacks {', '.join(missing)} (a run stopped while writing or "
                           f"deleting it); delete it")
             continue
         try:
             for path in sorted(folder.rglob("*")):
-                if path.is_file():
+                if path.is_file() and "custom_checkpoint_" not in path.name:
                     check_file(path)
         except CheckpointError as e:
             report.append(f"{e}: {folder} not upgraded")
@@ -380,11 +527,10 @@ def upgrade(output_dir: Path) -> list[str]:
         for entry in index["snapshots"]:
             if "file" in entry:  # else moved by an upgrade that was killed
                 entry["digest"] = store.put(file=folder / "replay" / entry.pop("file"))
-        tmp = index_path.with_name(".index.json.tmp")
-        tmp.write_text(json.dumps(index, indent=2))
-        os.replace(tmp, index_path)
+        _write_json(index_path, index)
         for path in (folder / "replay").glob("*.safetensors"):  # now in the store
             path.unlink()
+        _drop_custom_states(folder)
         snapshots = {e["digest"]: store.path(e["digest"]).stat().st_size for e in index["snapshots"]}
         write_marker(folder, lineage, None, snapshots)
         fsync_tree(folder)
@@ -401,9 +547,12 @@ def resume_candidates(output_dir: Path, where: str | None) -> list[Path]:
     folder while this one holds checkpoints.
     """
     done, legacy = checkpoints(output_dir), legacy_checkpoints(output_dir)
-    if legacy and where in (None, "latest"):
+    if legacy and not done and where in (None, "latest"):
         raise CheckpointError(f"{output_dir / CHECKPOINTS} holds {', '.join(p.name for p in legacy)}, "
                               f"{upgrade_hint(output_dir)}")
+    for folder in legacy if where == "latest" else []:  # beside marked ones: a write or a deletion was cut short
+        log.warning("skipping %s: it has no %s beside complete checkpoints, so a run stopped while writing or "
+                    "deleting it; delete it", folder, MARKER)
     if where == "latest":
         return done[::-1]
     hint = "continue it with --train.resume latest, or choose a new train.output_dir"

@@ -199,17 +199,17 @@ def cmd_estimate(args, overrides: list[str]) -> None:
 
 
 def cmd_upgrade_checkpoints(args, overrides: list[str]) -> None:
-    """Checkpoints written before COMPLETE.json existed: give each its marker (and move its snapshots to the
-    run's store), under the run lock, so `--train.resume latest` takes them again."""
-    from videosspo.checkpoint import RunLock, legacy_checkpoints, upgrade
+    """Checkpoints of an earlier videosspo (no COMPLETE.json, or a pickled LR schedule): made current in place
+    (`checkpoint.upgrade`), under the run lock, so `--train.resume latest` takes them again."""
+    from videosspo.checkpoint import RunLock, to_upgrade, upgrade
     from videosspo.errors import PathError
 
     no_overrides(overrides)
     run = Path(args.run)
     if not (run / "checkpoints").is_dir():
         raise PathError(f"{run} is not a run folder (no checkpoints/ in it); give a train.output_dir")
-    if not legacy_checkpoints(run):
-        print(f"{run}: every checkpoint already has its marker; nothing to do")
+    if not to_upgrade(run):
+        print(f"{run}: every checkpoint is current; nothing to do")
         return
     with RunLock(run):
         for line in upgrade(run):

@@ -317,6 +317,9 @@ class TrainConfig:
     # 50 steps) is anomalous; the last checkpoint written before the first such step is kept out of
     # pruning and named when the run stops. 0: only non-finite values count.
     anomaly_factor: float = 100.0
+    # At the first anomalous step: `stop` the run with one line naming the last good checkpoint (exit 2; continue
+    # from it with another optim.lr), or `continue` training. Either way non-finite weights are never checkpointed.
+    on_anomaly: Literal["stop", "continue"] = "stop"
     sample_every: int = 0        # 0: sample only at the end
     sample_prompts: tuple[str, ...] = ("a red square moving left",)
     sample_format: Literal["mp4", "gif"] = "gif"

@@ -7,8 +7,9 @@ Metadata is JSONL (one object per line) or CSV, with columns
 Other columns are kept in ``Record.extra`` and otherwise ignored. Images (.png, .jpg, ...) are
 1-frame clips, so an image dataset is the ``frames=1`` case of the same class.
 
-Rows that cannot be used (not valid UTF-8, no caption, no video, a file that does not exist) are
-skipped when the metadata loads, with one warning giving the counts and the rows' line numbers. A file
+Rows that cannot be used (not valid UTF-8, no caption, a caption that is a JSON list or object, no video, a
+path that is no regular file: missing, a symlink loop, a FIFO, a device) are skipped when the metadata loads,
+with one warning giving the counts and the rows' line numbers. A file
 that exists but cannot be decoded is only found when it is read: ``VideoDataset.get`` raises
 ``VideoReadError``, while ``VideoDataset.try_get`` (what the trainer calls) returns it as ``Unreadable``,
 which ``collate`` drops and ``UnreadableClips`` counts: each bad file is logged once, and the run stops
@@ -33,12 +34,13 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from videosspo.errors import DataError, PathError
-from videosspo.video import BACKENDS, VideoReadError, count_frames, probe, read_video, to_tensor
+from videosspo.video import BACKENDS, VideoReadError, count_frames, file_problem, probe, read_video, to_tensor
 
 log = logging.getLogger("videosspo.data")
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
 LARGE_CLIP = 4  # a clip this many times the training size per side, or more, is reported (once)
+MAX_COVER = 4  # a frame scaled to cover the training size may hold at most this many times its pixels (else: crop first)
 
 
 @dataclass(frozen=True)
@@ -118,14 +120,16 @@ def _skip_reason(row: dict | None, paths: dict) -> str | None:
     """Why a metadata row cannot be used, or None when it can."""
     if row is None:
         return "not valid UTF-8 (save the file as UTF-8)"
+    if isinstance(row.get("caption"), (list, dict)):
+        return "caption is a JSON list or object, not text (write it as one string)"
     if not _text(row.get("caption")):
         return "missing caption"
     if paths["video"] is None:
         return "missing video"
-    if not paths["video"].is_file():
-        return "video file not found"
-    if paths["loser_video"] is not None and not paths["loser_video"].is_file():
-        return "loser_video file not found"
+    for key in ("video", "loser_video"):
+        problem = None if paths[key] is None else file_problem(paths[key])
+        if problem:
+            return f"{key} {problem}" if problem == "file not found" else f"{key} is {problem}"
     return None
 
 
@@ -193,9 +197,18 @@ def cover_size(h: int, w: int, height: int, width: int) -> tuple[int, int]:
 
 
 def resize_center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Scale ``c f h w`` so it covers (height, width), keeping its aspect ratio, then crop the centre."""
+    """Scale ``c f h w`` so it covers (height, width), keeping its aspect ratio, then crop the centre.
+
+    A frame whose aspect ratio is far from the output's (a 1 x 20000 image) is first cropped to the output's
+    aspect ratio, so that no intermediate exceeds ``MAX_COVER`` times the output (it would be 32 x 640000 for
+    an output of 32 x 32)."""
     _, _, h, w = video.shape
     size = cover_size(h, w, height, width)
+    if size[0] * size[1] > MAX_COVER * height * width:
+        crop_h, crop_w = min(h, max(1, round(w * height / width))), min(w, max(1, round(h * width / height)))
+        top, left = (h - crop_h) // 2, (w - crop_w) // 2
+        video, h, w = video[:, :, top:top + crop_h, left:left + crop_w], crop_h, crop_w
+        size = cover_size(h, w, height, width)
     if size != (h, w):
         frames = rearrange(video, "c f h w -> f c h w")
         frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
@@ -313,14 +326,15 @@ class ClipDataset(torch.utils.data.Dataset):
         except VideoReadError as e:
             return Unreadable(index, str(e.path), e.reason)
 
-    def _indices(self, record: Record, num_frames: int, seed: int, frames: int | None = None) -> list[int]:
+    def _indices(self, record: Record, num_frames: int, seed: int, frames: int | None = None,
+                 path: Path | None = None) -> list[int]:
         """``frame_indices`` of ``frames`` (default: the dataset's) for a clip of ``num_frames`` frames, warning
-        once about short clips."""
+        once about short clips (`path`: the short one of a pair, else the record's video)."""
         frames = frames or self.frames
         if num_frames < frames and not self._warned_short:
             self._warned_short = True
-            log.warning("%s has %d frames, fewer than the %d requested: repeating its last frame "
-                        "(reported once; other clips may be short too)", record.video, num_frames, frames)
+            log.warning("%s has %d frames, fewer than the %d requested: repeating its last frame (reported once; "
+                        "other clips may be short too)", path or record.video, num_frames, frames)
         return frame_indices(num_frames, frames, self.stride, np.random.default_rng(seed))
 
 
@@ -367,12 +381,29 @@ class VideoDataset(ClipDataset):
         frames, height, width = size = self.shape(index)
         paths = [record.video] + ([record.loser_video] if record.loser_video is not None else [])
         counts = [count_frames(p) for p in paths]
-        indices = self._indices(record, min(counts), seed, frames)  # winner and loser share frame indices and size
+        shortest = paths[counts.index(min(counts))]
+        indices = self._indices(record, min(counts), seed, frames, shortest)  # winner and loser share frames and size
         item = {"pixels": self._load(record.video, indices, (height, width)), "caption": record.caption,
                 "index": record.index, "size": size}
         if record.loser_video is not None:
             item["loser_pixels"] = self._load(record.loser_video, indices, (height, width))
         return item
+
+
+def report_long_captions(records: Sequence[Record], tokenizer, limit: int) -> int:
+    """Warn once, with the count, about captions longer than the text encoder's `limit` tokens (special tokens
+    included): the encoder sees only their first `limit` tokens. Returns the count."""
+    records = [r for r in records if isinstance(r.caption, str)]  # WebDataset shards: read with the clip, not known
+    captions = [r.caption for r in records]
+    lengths = [len(ids) for start in range(0, len(captions), 4096)
+               for ids in tokenizer(captions[start:start + 4096], truncation=False, verbose=False).input_ids]
+    long = [k for k, n in enumerate(lengths) if n > limit]
+    if long:
+        first = records[long[0]]
+        log.warning("%d of %d captions are longer than the text encoder's %d tokens and are truncated to them "
+                    "(first: row %d, %d tokens, %r)", len(long), len(captions), limit, first.index, lengths[long[0]],
+                    first.caption[:80])
+    return len(long)
 
 
 STACKED = ("pixels", "loser_pixels", "latents", "loser_latents", "prompt_embeds")

@@ -11,7 +11,7 @@ processes x A accumulation steps give the same update as one process with the sa
 
 A checkpoint is one directory, complete or absent (`videosspo.checkpoint`: written to a temporary
 name, marked complete, fsynced, renamed into place; verified before resuming):
-    accelerate/  model (LoRA: the adapter only), optimizer, LR schedule, grad scaler, RNG (accelerator.save_state;
+    accelerate/  model (LoRA: the adapter only), optimizer, grad scaler, RNG (accelerator.save_state;
                  under FSDP the model and optimizer are gathered whole instead: `Trainer._save_state`)
     replay/      the replay pool: snapshot steps and their digests in the run's `snapshots/` store
     losers/      the current reuse window's losers, a file per process (loser.reuse > 1); a resumed process reads all
@@ -19,7 +19,8 @@ name, marked complete, fsynced, renamed into place; verified before resuming):
                  with optim.ema_decay, the moving average of its weights
     ema.safetensors  that average by parameter name (optim.ema_decay > 0)
     trainer.json step, counters, divergence, unreadable clips and each process's replacement micro-batches (all
-                 processes' counts);  config.yaml  the resolved config;  COMPLETE.json  files and sizes
+                 processes' counts);  config.yaml  the resolved config;  COMPLETE.json  files, sizes, SHA-256
+The LR schedule is (config, step): rebuilt at resume (`videosspo.resume`), nothing pickled.
 """
 
 from __future__ import annotations
@@ -42,10 +43,9 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.checkpointing import load_accelerator_state, load_custom_state, save_accelerator_state, save_custom_state
+from accelerate.checkpointing import load_accelerator_state, save_accelerator_state
 from accelerate.utils import (DistributedDataParallelKwargs, InitProcessGroupKwargs, ProjectConfiguration, gather_object,
                               set_seed)
-from diffusers.optimization import get_scheduler
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
@@ -54,26 +54,25 @@ from tqdm.auto import tqdm
 from models import FAMILIES, build_model, save_adapter
 from videosspo import rng
 from videosspo.buckets import Buckets, check_shape, plan as plan_buckets
-from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, RunLock, SnapshotStore, check_space,
-                                  checkpoint_bytes, commit, first_line, latest_checkpoint, new_lineage, prune,
-                                  resume_candidates, save_failed, store_of, tidy, verify, write_marker)
+from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, Diverged, RunLock, SnapshotStore, check_space,
+                                  checkpoint_bytes, commit, disk_full, first_line, latest_checkpoint, new_lineage,
+                                  nonfinite, prune, resume_candidates, save_failed, stopped, store_of, tidy, verify,
+                                  write_marker)
 from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, load_config, save_config
-from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
+from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate, report_long_captions
 from videosspo.ema import EMA
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import density_note, get_objective
 from videosspo.reference import Policy, add_lora
 from videosspo.replay import NodeShare, ReplayPool
+from videosspo.resume import check_resume, log_changes, lr_schedule
 from videosspo.sampling import make_scheduler, sample_latents
 from videosspo.shards import ProcessStream, ShardDataset, check_shares, is_shards
 from videosspo.video import write_video
 
 log = logging.getLogger("videosspo.trainer")
 
-# Fields that must match between a checkpoint and the config that resumes it.
-ARCHITECTURE = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank", "model.experts",
-                "model.schedule", "model.prediction_type", "method.name", "replay.size", "replay.strategy", "replay.interval")
 ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter inside `accelerate/`
 EMA_FILE = "ema.safetensors"  # optim.ema_decay > 0: the moving average of the trainable weights
 FSDP_MODEL_FILE = "fsdp_model.safetensors"  # FSDP, full fine-tuning: the whole weights inside `accelerate/`
@@ -306,6 +305,7 @@ class Trainer:
         self.counters = {"skipped_clips": 0, "nonfinite_steps": 0}  # skipped_clips: failed reads, all processes
         self.stream_skips = 0  # micro-batches this process drew to replace all-unreadable ones (StreamSampler.skip)
         self.lineage, self.parent = new_lineage(), None  # resume keeps or branches them (checkpoint.py)
+        self.resumed: Path | None = None  # the checkpoint of this folder resumed from: never rewritten
         self.watchdog, self.divergence = Watchdog(cfg.train.anomaly_factor), None
 
         self.model = build_model(cfg.model)
@@ -337,6 +337,8 @@ class Trainer:
         else:
             self.data = VideoDataset(cfg.data.path, **data_args)
         self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction, verbose=acc.is_main_process)
+        if acc.is_main_process and hasattr(self.data, "records"):  # captions the text encoder truncates: said once
+            report_long_captions(self.data.records, self.model.tokenizer, self.model.text_length)
         check_shape(self.model, (cfg.data.frames, cfg.data.height, cfg.data.width))  # the family's frame / size rule
         if cfg.data.buckets:  # each row's shape, one per global batch
             self.data.buckets = plan_buckets(cfg.data, self.data, self.model)
@@ -344,15 +346,12 @@ class Trainer:
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
                                            weight_decay=cfg.optim.weight_decay)
-        schedule = "constant_with_warmup" if cfg.optim.schedule == "constant" else cfg.optim.schedule
-        self.lr_schedule = get_scheduler(schedule, self.optimizer, num_warmup_steps=cfg.optim.warmup_steps,
-                                         num_training_steps=cfg.train.max_steps)
+        self.lr_schedule = lr_schedule(self.optimizer, cfg.optim, cfg.train.max_steps, step=0)
         # The LR schedule is stepped by us once per optimizer step (accelerate's wrapper steps it once per
-        # process, which would make N processes differ from one); it is checkpointed all the same.
+        # process, which would make N processes differ from one); its state is (config, step): rebuilt at resume.
         if acc.state.deepspeed_plugin is not None:
             _check_deepspeed(acc.state.deepspeed_plugin, cfg.optim.batch_size, cfg.optim.max_grad_norm)
         self.unet, self.optimizer = acc.prepare(self.model.unet, self.optimizer)
-        acc.register_for_checkpointing(self.lr_schedule)
         self.model.unet = acc.unwrap_model(self.unet)
         self.policy_model = copy.copy(self.model)
         self.policy_model.unet = self.unet  # the (possibly DDP-wrapped) trainable forward
@@ -532,7 +531,8 @@ class Trainer:
             if acc.is_main_process:  # steps logged after the resumed one (or by a run killed before its first checkpoint)
                 truncate_metrics(self.out / "metrics.jsonl", self.step)
             try:
-                return self._train(on_step)
+                with disk_full(self.out):  # TensorBoard, metrics.jsonl, samples: one line, checkpoints intact
+                    return self._train(on_step)
             finally:
                 self.pool.close()  # replay.node_dir: the node's snapshot files
 
@@ -565,9 +565,9 @@ class Trainer:
                 self.watch(stats)
                 bad_steps = 0 if math.isfinite(stats.get("grad_norm", 0.0)) else bad_steps + 1
                 if bad_steps >= MAX_BAD_STEPS:
-                    raise FloatingPointError(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {self.step}; "
-                                             f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
-                                             f"{self._divergence_note()}")
+                    raise Diverged(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {self.step}; "
+                                   f"lower optim.lr or method.beta, or use mixed_precision: bf16. "
+                                   f"{self._divergence_note()}")
                 self.step += 1
                 if self.ema:
                     self.ema.update(self.step)
@@ -611,6 +611,8 @@ class Trainer:
             return
         kept = latest_checkpoint(self.out)
         self.divergence = {"step": self.step + 1, "why": why, "kept": kept.name if kept else None}
+        if self.config.train.on_anomaly == "stop":
+            raise stopped(self.step + 1, why, kept)
         log.warning(self._divergence_note())
 
     def _divergence_note(self) -> str:
@@ -742,6 +744,13 @@ class Trainer:
         final = self.out / CHECKPOINTS / f"step_{self.step:08d}"
         tmp = final.with_name(f".tmp-{final.name}")
         store = SnapshotStore(self.out / STORE)
+        if any(gather_object(nonfinite(self.model.unet.named_parameters()))):  # every process's shard
+            raise stopped(self.step, "non-finite weights", latest_checkpoint(self.out))
+        if final == self.resumed:  # a finished run relaunched: its final checkpoint stays as written
+            if acc.is_main_process:
+                prune(self.out, self.config.train.keep_checkpoints, self.lineage,
+                      protect=self.divergence and self.divergence["kept"])
+            return final
         previous = latest_checkpoint(self.out)
         needed = (checkpoint_bytes(previous) if previous else 0) + self.pool.unstored_bytes(store)
         acc.wait_for_everyone()
@@ -773,7 +782,7 @@ class Trainer:
 
     def _save_state(self, folder: Path) -> None:
         """accelerate's part of a checkpoint (every process calls it): weights (LoRA: the adapter), optimizer,
-        LR schedule, grad scaler, RNG.
+        grad scaler, RNG.
 
         Under FSDP the weights and the optimizer state are gathered whole and process 0 writes them
         (`FSDP_MODEL_FILE` or the adapter, `FSDP_OPTIMIZER_FILE`); `_load_state` scatters them back, so a
@@ -790,7 +799,6 @@ class Trainer:
             save_file(weights, str(folder / (ADAPTER_FILE if self.policy.lora else FSDP_MODEL_FILE)))
             torch.save(optimizer, folder / FSDP_OPTIMIZER_FILE)
         save_accelerator_state(str(folder), [], [], [], [], acc.process_index, acc.step, acc.scaler)  # RNG, scaler
-        save_custom_state(self.lr_schedule, str(folder))
 
     def _load_state(self, folder: Path) -> None:
         """Restore what `_save_state` wrote (every process reads the whole files; under FSDP each keeps its shard)."""
@@ -809,7 +817,6 @@ class Trainer:
         self.policy.load_optimizer_state(self.optimizer.optimizer, torch.load(folder / FSDP_OPTIMIZER_FILE,
                                                                               weights_only=True))
         acc.step = load_accelerator_state(str(folder), [], [], [], [], acc.process_index, acc.scaler).get("step", acc.step)
-        load_custom_state(self.lr_schedule, str(folder))
 
     def _write_state(self, tmp: Path, store: SnapshotStore, stream_skips: list[int], whole: dict | None) -> None:
         """The main process's part of a checkpoint: replay pool, EMA, export (of `whole`, the state dict
@@ -852,6 +859,7 @@ class Trainer:
             if tried:
                 log.warning("resumed from %s instead: the newest checkpoint that verifies", path)
             same_run = path.parent.resolve() == (self.out / CHECKPOINTS).resolve()
+            self.resumed = self.out / CHECKPOINTS / path.name if same_run else None
             self.lineage, self.parent = (info["lineage"], info["parent"]) if same_run else (new_lineage(), str(path))
             log.info("resumed from %s at step %d", path, self.step)
             return
@@ -865,7 +873,7 @@ class Trainer:
         """Load a verified checkpoint into this trainer; a failure names the checkpoint and the error."""
         acc, optim = self.accelerator, self.config.optim
         saved = load_config(path / "config.yaml")
-        check_compatible(saved, self.config)
+        changes = check_resume(saved, self.config)
         state = json.loads((path / "trainer.json").read_text())  # parses: `verify` read it
         skips = state.get("stream_skips", [])  # one count per process of the run that wrote it (older: none)
         if skips:
@@ -880,6 +888,8 @@ class Trainer:
         try:
             self._load_state(path / "accelerate")
             self.step, self.counters, self.divergence = state["step"], state["counters"], state.get("divergence")
+            self.lr_schedule = lr_schedule(self.lr_schedule.optimizer, optim, self.config.train.max_steps, self.step)
+            log_changes(changes, path)
             # accelerate's count of micro-batches, which decides where `accumulate` syncs: this layout's (another
             # optim.grad_accum, or a process the saving run did not have and so no count)
             acc.step = self.step * optim.grad_accum
@@ -916,15 +926,6 @@ def _logged_step(line: str) -> float:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return math.inf
-
-
-def check_compatible(saved: Config, current: Config) -> None:
-    """Resume refuses a config whose architecture differs from the checkpoint's."""
-    a, b = saved.to_dict(), current.to_dict()
-    for key in ARCHITECTURE:
-        section, name = key.split(".")
-        if a[section][name] != b[section][name]:
-            raise ConfigError(f"cannot resume: {key} is {b[section][name]!r} but the checkpoint has {a[section][name]!r}")
 
 
 def check_global_batch(saved: Config, saved_processes: int, current: Config, processes: int) -> None:

@@ -24,8 +24,13 @@ Reading
       512x512 -> 64x64 clip was 5.8 levels (of 255) from the source on average, against 1.2 for
       decoding at full size and resizing.
 
-    A file that cannot be decoded raises ``VideoReadError``. Still images (.png, .jpg, ...) are
-    1-frame clips, so image datasets go through the same path.
+    - Clips with rotation metadata (a display matrix, as phones record) come out upright, turned as FFmpeg's
+      players turn them: decord 0.6 applies the matrix itself (checked for 90, 180 and 270 degrees), PyAV's
+      frames are turned here; ``probe`` reports the upright size.
+
+    A file that cannot be decoded raises ``VideoReadError``; a path that is no regular file is named for
+    what it is (``file_problem``). Still images (.png, .jpg, ...) are 1-frame clips, so image datasets
+    go through the same path.
 
 Writing
     ``write_video(path, video, fps)`` writes .mp4 (libx264, near-lossless CRF, yuv420p; odd frame
@@ -41,6 +46,7 @@ import errno
 import functools
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +134,7 @@ class VideoInfo:
     width: int
     container: str  # FFmpeg's demuxer names, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "avi", "gif"; "image" for stills
     codec: str  # FFmpeg's decoder name, e.g. "h264", "mpeg4", "vp9"; "image" for stills
+    rotation: int = 0  # degrees counterclockwise the stored frames are turned to be upright (0, 90, 180, 270)
 
     @property
     def decord_exact(self) -> bool:
@@ -139,9 +146,32 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def file_problem(path: Path) -> str | None:
+    """Why `path` is not a regular file that can be read ("file not found", "a symlink loop", "a FIFO", ...), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symlink loop"
+        return "a broken symlink" if path.is_symlink() else "file not found"
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    return next((what for test, what in kinds.items() if test(mode)), None)
+
+
 def _check_exists(path: Path) -> None:
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "file not found":
         raise FileNotFoundError(errno.ENOENT, "video file not found", str(path))
+    if problem:
+        raise VideoReadError(path, f"not a regular file: {problem}")
+
+
+def _upright(frame) -> np.ndarray:
+    """A PyAV frame as ``uint8 (h, w, 3)``, turned by its display matrix as players show it."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round(frame.rotation / 90) % 4  # counterclockwise, as np.rot90
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def _check_indices(indices: Sequence[int] | None, count: int, path: Path) -> list[int]:
@@ -204,17 +234,21 @@ def _probe_video(path: Path, mtime_ns: int, size: int) -> VideoInfo:
     """``probe`` of one version of a file (the cache key includes its modification time and size)."""
     import av
 
-    frames, height, width = 0, 0, 0
+    frames, height, width, rotation = 0, 0, 0, 0
     with av.open(str(path)) as container:
         for frame in _decode(container, path):  # decode only: no conversion to RGB
             frames, height, width = frames + 1, frame.height, frame.width
+            if frames == 1:
+                rotation = round(frame.rotation / 90) % 4 * 90
         if frames == 0:
             raise RuntimeError("no video frame decodes")
         stream = container.streams.video[0]
         if stream.frames > frames:  # the header's count (0 where the container stores none)
             log.warning("%s: its header claims %d frames but %d decode: using those %d", path, stream.frames,
                         frames, frames)
-        return VideoInfo(frames, height, width, container.format.name, stream.codec_context.name)
+        if rotation % 180:  # upright, it is turned on its side
+            height, width = width, height
+        return VideoInfo(frames, height, width, container.format.name, stream.codec_context.name, rotation)
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
@@ -269,7 +303,7 @@ def _read_pyav(path: Path, indices: Sequence[int] | None, size: tuple[int, int] 
         for count, frame in enumerate(_decode(container, path), start=1):
             k = count - 1
             if wanted is None or k in wanted:
-                rgb = frame.to_ndarray(format="rgb24")[None]
+                rgb = _upright(frame)[None]
                 kept[k] = rgb if size is None else resize_frames(rgb, size)
             if k == last:
                 break
@@ -375,7 +409,7 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
             decoded = 0
             for frame in _decode(container, path):
                 decoded += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield _upright(frame)
             if decoded == 0:
                 raise RuntimeError("no video frames decoded")
     except Exception as e:  # PyAV raises av.FFmpegError (a ValueError) for files it cannot open or decode
