@@ -30,4 +30,4 @@ bench: install  ## training performance benchmark, quick mode
 	$(BIN)/python benchmarks/bench_train.py --quick
 
 clean:
-	rm -rf runs/demo data/synth
+	rm -rf runs/demo runs/tiny_* data/synth
