@@ -125,7 +125,7 @@ def test_vbench_eval_compare_prints_the_comparison(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_stops_in_one_line_and_releases_its_lock(signum, synth_data, tmp_path):
-    from videosspo.checkpoint import LOCK, MARKER
+    from videosspo.checkpoint import LOCK, MARKER, latest_checkpoint
 
     out = tmp_path / "run"
     process = subprocess.Popen([str(BIN / "videosspo"), "train", *TINY, "--data.path", str(synth_data),
@@ -133,8 +133,8 @@ def test_an_interrupted_run_stops_in_one_line_and_releases_its_lock(signum, synt
                                 "--train.checkpoint_every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=ENV)
     deadline = time.monotonic() + 300
-    while not (out / "checkpoints").is_dir() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)  # training has started: past model building, at least one step done
+    while latest_checkpoint(out) is None and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)  # training has started: past model building, a first checkpoint written
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr[-3000:]
