@@ -48,6 +48,24 @@ def test_success_exits_0_and_prints_no_dict_on_stderr(module, tmp_path):
     assert videosspo("config", "--show", module=module).returncode == 0
 
 
+def test_a_training_run_exits_0_with_its_summary_on_stdout(synth_data, tmp_path):
+    result = videosspo("train", *TINY, "--data.path", str(synth_data), "--train.output_dir", str(tmp_path / "run"),
+                       "--train.max_steps", "1", "--method.name", "sft")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout[result.stdout.index("{"):])["steps"] == 1
+    assert "'steps'" not in result.stderr  # the summary is not printed a second time, as a dict, by sys.exit
+
+
+def test_the_documented_demo_checkpoint_is_the_one_the_demo_writes():
+    from videosspo.alignment import ALIGN_CONFIG
+    from videosspo.config import load_config
+
+    config = load_config(ALIGN_CONFIG)
+    named = {int(m) for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+             for m in re.findall(r"runs/demo/checkpoints/step_(\d+)", doc.read_text())}
+    assert config.train.output_dir == "runs/demo" and named <= {config.train.max_steps}, named
+
+
 # (what, arguments (tmp folder -> list), the one line's pattern)
 CASES = [
     ("train: unknown key", lambda t: ["train", "--optim.lrr", "1"], r"unknown key optim.lrr"),
