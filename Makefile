@@ -19,6 +19,7 @@ install: $(STAMP)
 
 demo: install   ## align the committed synthetic-world base with SSPO: before/after adherence + GIFs (CPU, minutes)
 	$(BIN)/videosspo demo
+	@echo "next: . $(VENV)/bin/activate   (puts videosspo on your PATH; your own clips: docs/your-own-videos.md)"
 
 test: install   ## the whole test suite (CPU)
 	$(BIN)/python -m pytest -q
