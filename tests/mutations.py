@@ -632,4 +632,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            above, line = [], stmt.lineno + 1\n",
         "`videosspo config --list` explains each key with another key's text, or none",
         ("tests/test_console.py::test_config_list_gives_every_key_a_default_and_a_meaning",)),
+    Mutation(
+        "log lines written into the progress bar", "videosspo/cli.py",
+        "    with stop_on_signals(), logging_redirect_tqdm():",
+        "    with stop_on_signals():",
+        "a warning during training is glued to the end of the progress bar's line",
+        ("tests/test_console.py::test_warnings_during_training_are_lines_of_their_own_above_the_bar_once_each",)),
 )

@@ -166,6 +166,20 @@ def test_an_interrupted_run_stops_in_one_line_and_releases_its_lock(signum, synt
     assert step >= int(re.search(r"step_(\d+)", lines[0])[1])
 
 
+def test_warnings_during_training_are_lines_of_their_own_above_the_bar_once_each(synth_data, tmp_path):
+    from conftest import with_broken_clips
+
+    metadata = with_broken_clips(synth_data, tmp_path, rows=[1, 4])  # each logged when first drawn, mid-run
+    result = videosspo("train", *TINY, "--data.path", str(metadata), "--data.max_bad_fraction", "0.5",
+                       "--train.output_dir", str(tmp_path / "run"), "--train.max_steps", "4", "--method.name", "sft")
+    assert result.returncode == 0, result.stderr[-3000:]
+    pieces = re.split(r"[\r\n]", result.stderr)  # a bar redraws itself after \r
+    warned = [p for p in pieces if "skipping row" in p]
+    assert sorted(re.search(r"broken\d", p)[0] for p in warned) == ["broken1", "broken4"], result.stderr[-3000:]
+    assert all(p.startswith("WARNING videosspo.data: skipping row") for p in warned), warned  # not inside the bar
+    assert any("it/s" in p or "s/it" in p for p in pieces)  # there was a bar to keep them out of
+
+
 def test_train_help_lists_how_to_find_keys_and_names_the_progress_bar_fields():
     from videosspo.trainer import Trainer
 

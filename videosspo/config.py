@@ -289,13 +289,13 @@ class TrainConfig:
     seed: int = 0            # every random draw is a function of (seed, step, sample)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast precision of forward passes (weights stay fp32)
     log_every: int = 1       # steps between metrics.jsonl lines
-    checkpoint_every: int = 50   # 0: only the final checkpoint
+    checkpoint_every: int = 50   # steps between checkpoints (0: only the final one)
     keep_checkpoints: int = 2    # newest N checkpoints of this run kept (0: all); see anomaly_factor
     # A step whose loss or grad norm is non-finite or above this many times its running median (last
     # 50 steps) is anomalous; the last checkpoint written before the first such step is kept out of
     # pruning and named when the run stops. 0: only non-finite values count.
     anomaly_factor: float = 100.0
-    sample_every: int = 0        # 0: sample only at the end
+    sample_every: int = 0        # steps between samples of sample_prompts (0: only at the end)
     # Prompts of the samples written to samples/; a list on the command line: --train.sample_prompts '["a", "b"]'
     sample_prompts: tuple[str, ...] = ("a red square moving left",)
     sample_format: Literal["mp4", "gif"] = "gif"  # file format of those samples

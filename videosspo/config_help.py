@@ -9,8 +9,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import io
+import json
 import textwrap
 import tokenize
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -62,7 +64,7 @@ def _type_name(tp: Any) -> str:
     origin, args = get_origin(tp), get_args(tp)
     if origin is Literal:
         return " | ".join(map(str, args))
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, types.UnionType):
         inner = [_type_name(a) for a in args if a is not type(None)]
         return " | ".join(inner) + (" | null" if type(None) in args else "")
     if origin is tuple:
@@ -86,14 +88,13 @@ def config_keys() -> list[Key]:
 
 
 def _yaml_value(value: Any) -> str:
+    """The value as it would be typed after --section.key (lists and mappings in JSON, which YAML reads)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_yaml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (tuple, dict)):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
     return str(value) if not isinstance(value, str) else (value or '""')
 
 
