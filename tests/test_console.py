@@ -46,6 +46,8 @@ def test_success_exits_0_and_prints_no_dict_on_stderr(module, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "wrote 2 clips" in result.stdout and "{" not in result.stderr
     assert videosspo("config", "--show", module=module).returncode == 0
+    error = videosspo("config", "--show", "--optim.lr", "-1", module=module)
+    assert error.returncode == 2 and error.stderr.count("\n") == 1 and "optim.lr=-1.0 is not allowed" in error.stderr
 
 
 def test_a_training_run_exits_0_with_its_summary_on_stdout(synth_data, tmp_path):
