@@ -285,8 +285,13 @@ def test_sample_writes_captions_vbench_eval_reads_and_honours_the_umask(tiny_con
 
 
 def test_demo_finds_the_committed_base_from_any_directory(tmp_path, monkeypatch):
+    import videosspo.cli as cli
     from videosspo.cli import _demo_base
 
+    def no_pretraining(*args):
+        raise AssertionError("the demo pre-trains a base instead of using the committed one")
+
+    monkeypatch.setattr(cli, "cmd_pretrain_base", no_pretraining)
     monkeypatch.chdir(tmp_path)
     assert _demo_base("assets/stacked_base") == ROOT / "assets/stacked_base"
     (tmp_path / "assets/stacked_base").mkdir(parents=True)  # a base of the user's own, here, comes first
