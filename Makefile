@@ -4,9 +4,12 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 # The CPU build of torch 2.13.0 (on disk on this kind of machine). GPU users: TORCH="torch" or use environment.yml.
 TORCH   ?= torch==2.13.0
+# pytest-xdist workers for `make test`; each test file runs whole on one worker (--dist loadfile), so a module's
+# fixtures are built once. The suite is safe in parallel: per-worker temp folders, free ports (tests/conftest.py).
+JOBS    ?= 2
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test mutate bench eval clean
+.PHONY: install demo test lint imports mutate bench eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,8 +24,14 @@ demo: install   ## align the committed synthetic-world base with SSPO: before/af
 	$(BIN)/videosspo demo
 	@echo "next: . $(VENV)/bin/activate   (puts videosspo on your PATH; your own clips: docs/your-own-videos.md)"
 
-test: install   ## the whole test suite (CPU)
-	$(BIN)/python -m pytest -q
+test: install   ## the whole test suite (CPU), JOBS processes in parallel
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
+
+lint: install   ## ruff: pyflakes, isort, pyupgrade, bugbear (the rules in pyproject.toml)
+	$(BIN)/ruff check .
+
+imports: install  ## import-linter: the one-way layers contract in pyproject.toml (joins `lint` once it passes)
+	$(BIN)/lint-imports
 
 mutate: install  ## each plausible bug in tests/mutations.py must make its tests fail (a few minutes)
 	$(BIN)/python tests/mutate.py

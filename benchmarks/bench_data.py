@@ -1,5 +1,5 @@
 """Data benchmark: `VideoDataset.get` on a large clip and on a deep window of an MPEG-4 Part 2 .avi, today's
-tree against a baseline revision (issue 9: items 1, 2 and 15).
+tree against a baseline revision (before exact-frame reading, decoded-frame counts and bounded-memory decoding).
 
     python benchmarks/bench_data.py                 # a 16-frame 4096x4096 mp4 (about a minute per side)
     python benchmarks/bench_data.py --quick         # 1024x1024 (seconds)
@@ -30,13 +30,13 @@ from benchmarks.bench_common import ROOT, table  # noqa: E402
 from benchmarks.bench_eval import baseline_tree  # noqa: E402
 from videosspo.data import frame_indices  # noqa: E402
 
-BASELINE = "c1e5cee"  # main before issue 9's data items: decord everywhere, header counts, full-size decoding
+BASELINE = "c1e5cee"  # before the data fixes: decord everywhere, header counts, full-size decoding
 TRAIN = {"frames": 16, "height": 64, "width": 64}
 BLOCK = 16  # the numbered clip: 2 x 4 blocks of 16 px, the 8 bits of the frame number
 SEED = 7  # the `get` seed: it picks the clip's window
 
 # Runs inside each side's tree: one clip, two `get`s, the frame numbers seen (for the numbered clip).
-CHILD = """
+CHILD = f"""
 import json, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
@@ -46,17 +46,17 @@ ds = VideoDataset(folder, frames=frames, height=height, width=width)
 times, items = [], []
 for _ in range(2):
     t0 = time.perf_counter()
-    items.append(ds.get(0, seed={seed}))
+    items.append(ds.get(0, seed={SEED}))
     times.append(time.perf_counter() - t0)
 pixels = ((items[0]["pixels"] + 1) * 127.5).round().numpy()  # c f h w
 numbers = None
-if pixels.shape[2:] == (2 * {block}, 4 * {block}):  # the numbered clip
-    bits = pixels.reshape(3, frames, 2, {block}, 4, {block}).mean(axis=(0, 3, 5)) > 127
+if pixels.shape[2:] == (2 * {BLOCK}, 4 * {BLOCK}):  # the numbered clip
+    bits = pixels.reshape(3, frames, 2, {BLOCK}, 4, {BLOCK}).mean(axis=(0, 3, 5)) > 127
     numbers = (bits.reshape(frames, 8) * (1 << np.arange(8))).sum(axis=1).tolist()
 # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's peak (Linux keeps it across fork and exec)
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({{"first_get_s": times[0], "second_get_s": times[1], "numbers": numbers, "peak_rss_mb": peak_kb / 1024}}))
-""".format(block=BLOCK, seed=SEED)
+"""
 
 
 def write_large(path: Path, frames: int, size: int) -> None:

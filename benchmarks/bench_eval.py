@@ -1,7 +1,7 @@
 """Evaluation benchmark: wall time, clips per minute and peak memory of ``vbench_eval.py`` on the
 weight-free dimensions, today's tree against a baseline revision, on a long synthetic clip.
 
-    python benchmarks/bench_eval.py                # the 795-frame 768x576 clip of issue 11 (minutes)
+    python benchmarks/bench_eval.py                # one 795-frame 768x576 clip (minutes)
     python benchmarks/bench_eval.py --quick        # 48 frames, 2 clips (< 1 minute per side)
     python benchmarks/bench_eval.py --baseline none --out /tmp/bench_eval.json   # this tree only
 
@@ -27,7 +27,7 @@ if __package__ in (None, ""):
 from benchmarks.bench_common import ROOT, table  # noqa: E402
 
 DIMS = ("temporal_flickering", "dynamic_degree", "motion_smoothness", "imaging_quality")
-BASELINE = "c1e5cee"  # main before issue 11: every frame held, each dimension at full resolution
+BASELINE = "c1e5cee"  # before streaming: every frame held, each dimension at full resolution
 
 
 def write_clip(path: Path, frames: int, height: int, width: int, fps: int = 24, seed: int = 0) -> Path:

@@ -126,7 +126,7 @@ def launcher(kind: str, processes: int, cpu: bool) -> tuple[list[str], dict]:
     wrap = (["--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap",
              "BasicTransformerBlock"] if kind == "fsdp" else [])
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / config),
-            "--num_processes", str(processes), *wrap, "-m", "videosspo.train"], env
+            "--num_processes", str(processes), "--main_process_port", "0", *wrap, "-m", "videosspo.train"], env
 
 
 def train(kind: str, out: Path, data: Path, args, steps: int = STEPS) -> dict:

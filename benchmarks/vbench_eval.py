@@ -4,7 +4,7 @@ Examples
   # a folder of videos with metadata.jsonl / .csv (video, caption), or VBench names {prompt}-{index}.mp4
   python benchmarks/vbench_eval.py --videos runs/sspo/samples --out eval/sspo --name sspo
   # generate first from a checkpoint (resumable), 5 samples per prompt, VBench's prompt file
-  python benchmarks/vbench_eval.py --checkpoint runs/sspo/checkpoint-1000 --prompts VBench_full_info.json \\
+  python benchmarks/vbench_eval.py --checkpoint runs/sspo/checkpoints/step_00001000 --prompts VBench_full_info.json \\
       --samples 5 --frames 16 --height 256 --width 256 --out eval/sspo
   # model-based dimensions from local weights (see --list-dims for the folder layout)
   python benchmarks/vbench_eval.py --videos DIR --weights ~/vbench_weights --out eval/base
@@ -22,12 +22,12 @@ Backends
     <= 512 (a proxy for MUSIQ that ranks sharp > blurred > noise); subject_consistency (DINO
     ViT-B/16), background_consistency and appearance_style (CLIP ViT-B/32) and aesthetic_quality
     (CLIP ViT-L/14 + LAION head) run through transformers from --weights; VBench's own MUSIQ,
-    RAFT, AMT-S, ViCLIP (overall_consistency, temporal_style), UMT (human_action) and Tag2Text
-    (scene, with --prompts VBench_full_info.json for each prompt's scene word) checkpoints load
-    from --weights into ported modules (ViCLIP falls back to CLIP frame-text cosine, a labelled
-    proxy). The four GRiT dimensions (object_class, multiple_objects, color,
-    spatial_relationship) are not ported and always skipped here, so Semantic and Total are
-    partial unless --backend official. Proxies are labelled in every output; a dimension that cannot be
+    RAFT, AMT-S, ViCLIP (overall_consistency, temporal_style), UMT (human_action), Tag2Text
+    (scene) and GRiT (object_class, multiple_objects, color, spatial_relationship; these five need
+    --prompts VBench_full_info.json for each prompt's scene word, object, colour or relation)
+    checkpoints load from --weights into ported modules (ViCLIP falls back to CLIP frame-text
+    cosine, a labelled proxy). With every file and VBench's JSON all 16 dimensions are computed,
+    so Quality, Semantic and Total are complete. Proxies are labelled in every output; a dimension that cannot be
     computed is reported as skipped with the reason and the fix, never as 0. Each clip is decoded
     once and streamed through every dimension; --workers clips are scored in parallel.
   official: runs the `vbench` package (pip install vbench; downloads weights on first use) in

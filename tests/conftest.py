@@ -1,10 +1,17 @@
-"""Shared fixtures: a tiny synthetic dataset (written once per session) and tiny training configs."""
+"""Shared fixtures: a tiny synthetic dataset (written once per session) and tiny training configs.
+
+Safe under pytest-xdist (`make test` runs `-n 2`): each worker has its own `tmp_path_factory` folder, so session
+fixtures write per worker; the one expensive run that several modules share (`two_processes`) is made once per
+test run and reused by every worker (`shared_folder`); launchers that need a TCP port get a free one
+(`free_port`), never a fixed one."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +56,32 @@ def run_state(output_dir: Path) -> dict:
                for line in open(output_dir / "metrics.jsonl")]
     return {"checkpoint": final.name, "files": files, "snapshots": json.loads((final / MARKER).read_text())["snapshots"],
             "metrics": metrics}
+
+
+def free_port() -> int:
+    """A TCP port free now on localhost, for launchers that otherwise take a fixed one (accelerate's default 29500
+    would make two tests launching at once on two xdist workers collide)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shared_folder(tmp_path_factory, name: str, make) -> Path:
+    """`name`'s folder, filled once per test run by `make(folder)` and reused by every xdist worker (each of which
+    has its own basetemp under the run's): a file lock lets one worker make it, `.done` marks it complete."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            make(folder)
+            (folder / ".done").touch()
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -174,11 +207,14 @@ def two_processes(synth_data, tmp_path_factory):
     `.baseline` its folder, `.events` each rank's kill moments (tests/crash_run.py), `.launch` for more."""
     from videosspo.rng import epoch_order
 
-    root = tmp_path_factory.mktemp("two_processes")
     bad = [int(i) for i in epoch_order(0, 0, 6)[:2]]  # train.seed 0: global batch 0 = positions 0, 1 of 6 clips
-    runs = TwoProcesses(with_broken_clips(synth_data, root, bad), bad)
+
+    def make(root: Path) -> None:
+        done = TwoProcesses(with_broken_clips(synth_data, root, bad), bad).launch(root / "baseline", CRASH_LOG=root)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    root = shared_folder(tmp_path_factory, "two_processes", make)  # one run, whichever worker gets here first
+    runs = TwoProcesses(root / "broken.jsonl", bad)
     runs.baseline = root / "baseline"
-    done = runs.launch(runs.baseline, CRASH_LOG=root)
-    assert done.returncode == 0, done.stderr[-3000:]
     runs.events = [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
     return runs

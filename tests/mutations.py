@@ -638,4 +638,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    with stop_on_signals():",
         "a warning during training is glued to the end of the progress bar's line",
         ("tests/test_console.py::test_warnings_during_training_are_lines_of_their_own_above_the_bar_once_each",)),
+    Mutation(
+        "a documented subcommand renamed", "videosspo/cli.py",
+        's = data_sub.add_parser("cache-latents",',
+        's = data_sub.add_parser("cache_latents",',
+        "the docs' `videosspo data cache-latents` line fails in the reader's shell",
+        ("tests/test_docs.py::test_every_documented_command_names_real_things[your-own-videos.md]",)),
+    Mutation(
+        "a documented make target renamed", "Makefile",
+        "lint: install",
+        "ruff: install",
+        "`make lint`, which the docs and CI run, no longer exists",
+        ("tests/test_docs.py::test_every_documented_command_names_real_things[development.md]",)),
 )

@@ -1,4 +1,4 @@
-"""docs/your-own-videos.md works as written: its bash blocks, run in order through the installed `videosspo`
+"""docs/your-own-videos.md's walkthrough works as written: its bash blocks, run in order through the installed `videosspo`
 command, on a tiny random-weight model for 2 steps (the only changes, each asserted to apply)."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ TINY = ("configs/tiny_animatediff_sspo.yaml --data.frames 2 --data.height 16 --d
 # (what the page says, what the test runs instead): tiny model, 2 steps, no install
 TINY_SETTINGS = [
     ("make install", "true"),
-    (". .venv/bin/activate", f"export PATH={BIN}:$PATH"),
-    ("configs/animatediff_sspo.yaml", TINY),
+    ("source .venv/bin/activate", f"export PATH={BIN}:$PATH"),
+    ("configs/animatediff_sspo.yaml", TINY),  # in `config --show` and in `train`
     ("--train.max_steps 1000 --train.checkpoint_every 500", "--train.max_steps 2 --train.checkpoint_every 1"),
     ("step_00000500", "step_00000001"),
     ("step_00001000", "step_00000002"),
@@ -28,9 +28,15 @@ TINY_SETTINGS = [
 ]
 
 
+SECTION = "## From a folder of clips to a compared LoRA\n"
+
+
 def page_script() -> str:
-    blocks = re.findall(r"```bash\n(.*?)```", PAGE.read_text(), flags=re.S)
-    script = "\n".join(blocks)
+    text = PAGE.read_text()
+    section = text[text.index(SECTION):]
+    section = section[: section.find("\n## ", len(SECTION))]  # up to the next section: the reference below
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", section, flags=re.S)  # python blocks: run with python
+    script = "\n".join(text if lang == "bash" else f"python - <<'PYTHON'\n{text}PYTHON" for lang, text in blocks)
     for said, tiny in TINY_SETTINGS:
         assert said in script, f"the page no longer says {said!r}: update TINY_SETTINGS"
         script = script.replace(said, tiny)

@@ -201,7 +201,7 @@ def test_adapter_export_loads_with_the_family_lora_loader(family, hub_layout, tm
     pipe = base_pipeline(family, hub_layout)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     base = pipeline_latents(pipe, family)
-    if family == "modelscope":  # diffusers has no LoRA loader for UNet3DConditionModel: peft's (README)
+    if family == "modelscope":  # diffusers has no LoRA loader for UNet3DConditionModel: peft's (docs/lora-formats.md)
         pipe.unet = PeftModel.from_pretrained(pipe.unet, tmp_path / "model").merge_and_unload()
     else:
         pipe.load_lora_weights(tmp_path / "model")

@@ -273,6 +273,8 @@ def test_help_runs_as_module():
 def test_two_processes_equal_one_process(tmp_path):
     """accelerate's split (5 videos over 2 processes, uneven) gathers the same results as 1 process."""
     import subprocess
+
+    from conftest import free_port
     import sys
 
     synth.make_dataset(tmp_path / "five", 5, frames=8, progress=False)
@@ -280,7 +282,8 @@ def test_two_processes_equal_one_process(tmp_path):
     common = ["benchmarks/vbench_eval.py", "--videos", str(tmp_path / "five"), "--no-progress", "--no-report",
               "--dims", "temporal_flickering", "synthetic_color", "--name", "r"]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]
     res = subprocess.run(launch + common + ["--out", str(tmp_path / "two")], cwd=root, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     main(common[1:] + ["--out", str(tmp_path / "one")])

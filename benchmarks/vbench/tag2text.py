@@ -71,7 +71,7 @@ NUM_BEAMS, MAX_LENGTH, MIN_LENGTH = 3, 30, 10  # Tag2Text_Caption.generate's def
 _TOKENIZER_LOCK = threading.Lock()  # a fast tokenizer with padding / truncation is not thread-safe
 
 
-@lru_cache()
+@lru_cache
 def tag_names() -> tuple[str, ...]:
     """Tag2Text's 3429 tag names by index (``tag_class.py``'s ``tra_array``; some repeat)."""
     return tuple((Path(__file__).parent / "tag2text_tags.txt").read_text().splitlines())

@@ -119,7 +119,7 @@ def load_umt(path, device: str = "cpu") -> UMT:
     return model.eval().to(device)
 
 
-@lru_cache()
+@lru_cache
 def kinetics_classes() -> tuple[str, ...]:
     """Kinetics-400 class names by index, lower case (VBench's ``kinetics_400_categories.txt``)."""
     rows = [line.split("\t") for line in (Path(__file__).parent / "kinetics_400_categories.txt").read_text().splitlines()]

@@ -34,7 +34,7 @@ N_MERGES = 49152 - 256 - 2  # the merges CLIP's vocabulary uses (of the file's ~
 
 # ----------------------------------------------------------------------------- tokenizer
 
-@lru_cache()
+@lru_cache
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map (the BPE runs on these characters)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
