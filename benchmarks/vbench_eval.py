@@ -58,12 +58,11 @@ from benchmarks.vbench import report  # noqa: E402
 from benchmarks.vbench.inputs import IMAGE_EXTS, attach_prompt_info, collect_videos, load_prompts  # noqa: E402
 from benchmarks.vbench.runner import STATIC_FILTER_MODES  # noqa: E402
 from benchmarks.vbench.spec import ALL_DIMS  # noqa: E402
-from videosspo.cli import Parser  # noqa: E402  (usage errors in one line, exit 2)
-from videosspo.errors import DataError, PathError, UserError  # noqa: E402
+from videosspo.errors import DataError, OneLineParser, PathError, UserError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = Parser(prog="vbench_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="vbench_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("inputs")
     src.add_argument("--videos", type=Path, help="folder of videos (or images for f = 1 models)")
     src.add_argument("--metadata", type=Path, help="jsonl/csv with video, caption (default: "

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import get_args
 
 from videosspo.config import Sampler
+from videosspo.errors import OneLineParser as Parser
 
 OVERRIDE_HELP = """\
 Any config key may follow as --section.key VALUE (e.g. --optim.lr 1e-5 --train.max_steps 50):
@@ -390,13 +391,6 @@ def cmd_config(args, overrides: list[str]) -> None:
         return
     config = load_config(args.show or None, overrides)
     print(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False), end="")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, whose usage errors are one line (and exit 2) like every other user error."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
