@@ -650,4 +650,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ruff: install",
         "`make lint`, which the docs and CI run, no longer exists",
         ("tests/test_docs.py::test_every_documented_command_names_real_things[development.md]",)),
+    Mutation(
+        "a signal lost in a destructor forgotten", "videosspo/interrupt.py",
+        "    _received.append(signum)\n",
+        "",
+        "Ctrl-C or SIGTERM landing inside a destructor is dropped by Python and the run trains on",
+        ("tests/test_console.py::test_a_signal_whose_exception_python_drops_still_stops_the_run",)),
 )

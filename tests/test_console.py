@@ -168,6 +168,28 @@ def test_an_interrupted_run_stops_in_one_line_and_releases_its_lock(signum, synt
     assert step >= int(re.search(r"step_(\d+)", lines[0])[1])
 
 
+def test_a_signal_whose_exception_python_drops_still_stops_the_run(capsys):
+    """A handler that runs inside a destructor raises where Python drops exceptions ("Exception ignored in"): the
+    run must still stop, at the next step (`raise_if_interrupted`), and print no traceback for it."""
+    from videosspo.interrupt import Interrupted, raise_if_interrupted, stop_on_signals
+
+    class Dropped:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between these bytecodes, inside __del__
+                pass
+
+    with stop_on_signals():
+        Dropped()
+        with pytest.raises(Interrupted) as stopped:
+            raise_if_interrupted()
+    assert stopped.value.exit_code == 143
+    assert "Interrupted" not in capsys.readouterr().err
+    raise_if_interrupted()  # a new block starts with no signal pending
+    with stop_on_signals():
+        raise_if_interrupted()
+
+
 def test_warnings_during_training_are_lines_of_their_own_above_the_bar_once_each(synth_data, tmp_path):
     from conftest import with_broken_clips
 

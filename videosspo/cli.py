@@ -112,13 +112,14 @@ def cmd_train(args, overrides: list[str]) -> dict:
 def _fit(config, resumable: bool = True) -> dict:
     """Trainer(config).fit(); an interrupt carries the step it stopped at and how to go on (`Interrupted.note`)."""
     from videosspo.checkpoint import latest_checkpoint
+    from videosspo.interrupt import raise_if_interrupted
     from videosspo.trainer import Trainer
 
     _quiet_diffusers()
     trainer = None
     try:
         trainer = Trainer(config)
-        return trainer.fit()
+        return trainer.fit(on_step=lambda _: raise_if_interrupted())
     except KeyboardInterrupt as e:  # videosspo.interrupt.Interrupted too
         step = f"at step {trainer.step}" if trainer is not None else "before the first step"
         newest = latest_checkpoint(config.train.output_dir) if resumable else None

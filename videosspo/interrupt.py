@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -28,8 +29,30 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_received: list[int] = []  # signals received inside `stop_on_signals`
+
+
 def _raise(signum, frame):
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    """Raise `Interrupted` again if a signal came whose exception was lost: a handler can run inside a `__del__` or
+    a garbage-collector callback, where Python drops exceptions. Called at safe points (after each optimizer step)."""
+    if _received:
+        raise Interrupted(_received[-1])
+
+
+def _unraisable(hook):
+    """sys.unraisablehook that drops our own lost `Interrupted` (`raise_if_interrupted` raises it again) and passes
+    anything else to `hook`."""
+
+    def drop_ours(unraisable):
+        if not isinstance(unraisable.exc_value, Interrupted):
+            hook(unraisable)
+
+    return drop_ours
 
 
 @contextlib.contextmanager
@@ -38,9 +61,13 @@ def stop_on_signals():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received.clear()
     previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        sys.unraisablehook = previous_hook
+        _received.clear()
