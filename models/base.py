@@ -24,7 +24,7 @@ from peft import LoraConfig
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from videosspo.config import ModelConfig
+from videosspo.config import ConfigError, ModelConfig
 
 log = logging.getLogger("videosspo.models")
 
@@ -58,12 +58,17 @@ class VideoDiffusionModel:
     # Exports: the pipeline's other (empty) components; the LoRA file format (`models.export.LORA_FORMATS`).
     pipeline_extras: ClassVar[dict] = {}
     lora_format: ClassVar[str] = "diffusers"
+    comfy_format: ClassVar[str | None] = None  # also written as `lora_comfyui.safetensors` (`models.lora_formats`)
+    # The axis order the family's pipeline draws its initial noise in (`prepare_latents`), so that a seed gives
+    # the pipeline's noise: `randn` of one layout, rearranged, is not `randn` of the other.
+    noise_layout: ClassVar[str] = "c f h w"
     max_text_tokens: ClassVar[int | None] = None  # the pipeline's `max_sequence_length` (None: the tokenizer's maximum)
     # True where a training step may leave trainable parameters without a gradient (DDP must then look for them).
     unused_parameters: ClassVar[bool] = False
+    block_swap = None  # the denoiser's `models.offload.BlockSwap` once `enable_low_memory` swaps blocks
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
-                 inference_scheduler: str = "DDIMScheduler"):
+                 inference_scheduler: str = "DDIMScheduler", sources: dict[str, Path] | None = None):
         self.unet = unet
         self.inference_scheduler = inference_scheduler  # a diffusers class name: what exports sample with
         self.vae = vae
@@ -71,8 +76,12 @@ class VideoDiffusionModel:
         self.tokenizer = tokenizer
         self.scheduler = scheduler  # the training noise schedule; samplers derive from its config
         self.vae_chunk_frames = vae_chunk_frames
-        # The frozen parts' dtypes as loaded: `to(dtype=...)` may cast them for training, exports do not.
+        # The frozen parts as loaded, which exports write bit for bit whatever `to(dtype=...)` did to them for
+        # training: their folders (`sources`, a pipeline folder's `vae/`, `text_encoder/`: copied), else their
+        # state, kept on CPU before the first cast (`_as_loaded`; tiny models).
+        self.sources = dict(sources or {})
         self.saved_dtypes = {name: module.dtype for name, module in self._frozen().items()}
+        self._as_loaded: dict[str, dict[str, torch.Tensor]] = {}
         self.text_encoder.requires_grad_(False).eval()  # frozen and deterministic (T5's dropout off)
         if self.vae is not None:
             self.vae.requires_grad_(False).eval()
@@ -158,14 +167,19 @@ class VideoDiffusionModel:
         return self.vae_factor
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """`(c, f, h, w)` of the latents for clips of this size; f = 1 + (frames − 1) / temporal_factor."""
+        """`(c, f, h, w)` of the latents for clips of this size; f = 1 + (frames − 1) / temporal_factor.
+
+        The rules come from the loaded VAE's and denoiser's configs (the real models' factors, not constants);
+        a size they refuse is a `ConfigError` (one line, exit 2).
+        """
         k, m, tf = self.vae_factor, self.size_multiple, self.frame_step
         if height % m or width % m:
-            raise ValueError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
-                             f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
+            raise ConfigError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
+                              f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
         if (frames - 1) % tf:
-            raise ValueError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
-                             f"time {self.temporal_factor}x, so frames must be {tf}k+1 (e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
+            raise ConfigError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
+                              f"time {self.temporal_factor}x, so frames must be {tf}k+1 "
+                              f"(e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
         return (self.latent_channels, 1 + (frames - 1) // self.temporal_factor, height // k, width // k)
 
     @torch.no_grad()
@@ -205,8 +219,10 @@ class VideoDiffusionModel:
         for module in (self.unet, self.vae, self.text_encoder):
             if module is not None:
                 module.to(device)
-        for module in self._frozen().values():
-            if dtype is not None:
+        for name, module in self._frozen().items():
+            if dtype is not None and dtype != module.dtype:
+                if name not in self.sources and name not in self._as_loaded:
+                    self._as_loaded[name] = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
                 module.to(dtype=dtype)
         return self
 
@@ -217,6 +233,26 @@ class VideoDiffusionModel:
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the denoiser's activations in the backward pass instead of storing them."""
         self.unet.enable_gradient_checkpointing()
+
+    def enable_low_memory(self, cfg: ModelConfig, device, distributed: str = "NO") -> None:
+        """`model.fp8_base` (models/fp8.py) and `model.blocks_to_swap` (models/offload.py) on the denoiser: after LoRA
+        is added and before the model moves to `device`. `distributed`: accelerate's DistributedType name; sharding
+        (FSDP, DeepSpeed) owns where the weights live and what dtype they have, so both are refused under it."""
+        from models.fp8 import enable_fp8_storage
+        from models.offload import enable_block_swap
+
+        for on, key in ((cfg.fp8_base, "model.fp8_base"), (cfg.blocks_to_swap, "model.blocks_to_swap")):
+            if on and distributed in ("FSDP", "DEEPSPEED"):
+                raise ConfigError(f"{key}={getattr(cfg, key[6:])} cannot run under {distributed}, which shards the "
+                                  f"weights and sets their dtype itself; unset {key} or launch without {distributed}")
+        if cfg.blocks_to_swap and distributed == "MULTI_GPU":
+            raise ConfigError(f"model.blocks_to_swap={cfg.blocks_to_swap} cannot run under DDP, which needs every "
+                              "weight on the process's GPU; unset it or launch one process")
+        if cfg.fp8_base:
+            layers = enable_fp8_storage(self.unet)
+            log.info("fp8_base: %d frozen layers of the denoiser stored in float8_e4m3fn", layers)
+        if cfg.blocks_to_swap:
+            self.block_swap = enable_block_swap(self.unet, cfg.blocks_to_swap, device)
 
     def enable_vae_tiling(self) -> None:
         """Encode/decode in overlapping spatial tiles (diffusers' `enable_tiling`): bounded memory at high resolution."""
@@ -241,19 +277,16 @@ class VideoDiffusionModel:
         """Write the family's diffusers pipeline folder plus `videosspo_model.json` (a merged export).
 
         `<family pipeline>.from_pretrained(path)` generates directly (`models.export`); the frozen
-        parts keep the dtype they were loaded in, the scheduler is the family's inference scheduler
-        with the training schedule. A pixel-space model (no VAE) has no pipeline: its components
+        parts are written exactly as loaded (`models.export.frozen_as_loaded`), the scheduler is the
+        family's inference scheduler with the training schedule. A pixel-space model (no VAE) has no pipeline: its components
         alone. `unet` overrides the denoiser written (the trainer passes the LoRA-merged one).
         """
-        from models.export import save_pipeline
+        from models.export import frozen_as_loaded, save_pipeline
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         unet = unet or self.unet
-        training = {name: module.dtype for name, module in self._frozen().items()}
-        for name, module in self._frozen().items():
-            module.to(dtype=self.saved_dtypes[name])
-        try:
+        with frozen_as_loaded(self):
             if self.vae is not None:
                 save_pipeline(self, unet, path)
             else:
@@ -261,9 +294,6 @@ class VideoDiffusionModel:
                 self.text_encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
                 self.tokenizer.save_pretrained(path / "tokenizer")
                 self.inference_scheduler_of().save_pretrained(path / "scheduler")
-        finally:  # back to the training dtype (exact: the cast to the loaded dtype widened or kept it)
-            for name, module in self._frozen().items():
-                module.to(dtype=training[name])
         info = {"family": self.family, "vae": self.vae is not None, "vae_chunk_frames": self.vae_chunk_frames}
         (path / MODEL_FILE).write_text(json.dumps(info, indent=2))
 
@@ -273,10 +303,14 @@ class VideoDiffusionModel:
 
     @classmethod
     def save_adapter(cls, path: Path, adapter: dict, lora: LoraConfig) -> None:
-        """The LoRA `adapter` (peft state dict of the denoiser) in the format of the family's loader."""
+        """The LoRA `adapter` (peft state dict of the denoiser) in the format of the family's loader, and in the
+        ComfyUI / kohya format where the family has one (`comfy_format`)."""
         from models.export import LORA_FORMATS
+        from models.lora_formats import save_comfy
 
         LORA_FORMATS[cls.lora_format].save(path, adapter, lora, cls)
+        if cls.comfy_format:
+            save_comfy(path, adapter, lora, cls.comfy_format)
 
     @classmethod
     def load_adapter(cls, path: Path) -> dict:
@@ -366,10 +400,26 @@ def load_components(cfg: ModelConfig, classes: dict[str, type], training_schedul
             raise FileNotFoundError(f"model.pretrained={src!r} has no loadable vae/ ({str(e).splitlines()[0]}); "
                                     "set model.vae: none for a pixel-space model") from e
     scheduler_config = classes["scheduler"].load_config(src, subfolder="scheduler")
+    root = source_folder(src)
     return {
+        "sources": {} if root is None else {name: root / name for name in ("vae", "text_encoder")
+                                            if (root / name).is_dir() and (name != "vae" or vae is not None)},
         "vae": vae,
         "text_encoder": classes["text_encoder"].from_pretrained(src, subfolder="text_encoder"),
         "tokenizer": classes["tokenizer"].from_pretrained(src, subfolder="tokenizer"),
         "scheduler": training_scheduler(scheduler_config),
         "inference_scheduler": scheduler_config["_class_name"],
     }
+
+
+def source_folder(pretrained: str) -> Path | None:
+    """The local folder of `model.pretrained`: itself, or a hub id's snapshot in the Hugging Face cache (None if
+    neither resolves: its frozen parts are then exported from memory)."""
+    if Path(pretrained).is_dir():
+        return Path(pretrained)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(pretrained, local_files_only=True))
+    except Exception:  # not cached as a whole snapshot (or not a hub id): the in-memory path is exact too
+        return None

@@ -15,6 +15,9 @@ Both carry `videosspo_model.json`, so `models.load_model(path)` reads them too.
 
 from __future__ import annotations
 
+import functools
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import diffusers
@@ -60,6 +63,37 @@ class PeftLora:
 
 
 LORA_FORMATS = {"diffusers": DiffusersLora, "peft": PeftLora}
+
+
+@contextmanager
+def frozen_as_loaded(model):
+    """Inside, `model`'s frozen parts save exactly as they were loaded, whatever a bf16/fp16 run did to them.
+
+    A part loaded from a folder (`model.sources`) saves as a copy of that folder: the same files, bytes and dtype
+    (a sharded half-precision T5 stays so; nothing is written twice). A part without one (a tiny model) holds its
+    `_as_loaded` state, in its loaded dtype, while it saves, then is cast back: the training copy is unchanged.
+    """
+    swapped = {}
+    try:
+        for name, module in model._frozen().items():
+            if name in model.sources:
+                module.save_pretrained = functools.partial(_copy_folder, model.sources[name])  # shadows the method
+            elif name in model._as_loaded:
+                swapped[name] = module.dtype
+                module.to(dtype=model.saved_dtypes[name]).load_state_dict(model._as_loaded[name])
+        yield
+    finally:
+        for name, module in model._frozen().items():
+            module.__dict__.pop("save_pretrained", None)
+            if name in swapped:
+                module.to(dtype=swapped[name])
+
+
+def _copy_folder(source: Path, target, **_) -> None:
+    """`source`'s files into `target` (a hub cache's links resolved to their files)."""
+    target = Path(target)
+    if target.resolve() != Path(source).resolve():
+        shutil.copytree(source, target, dirs_exist_ok=True)
 
 
 def save_pipeline(model, unet, path: Path) -> None:

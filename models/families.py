@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import types
 from pathlib import Path
@@ -16,7 +17,7 @@ from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
 from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, clip_posterior_mode, per_clip, zero_padding
 from models.experts import EXPERTS, WanExperts
-from models.export import motion_adapter, motion_only
+from models.export import MOTION, motion_adapter, motion_only
 from models.tiny import CHANNELS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan, tiny_wan22
 from videosspo.config import ConfigError, ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
@@ -36,6 +37,7 @@ class AnimateDiff(VideoDiffusionModel):
     sampler_class = "DDIMScheduler"
     pipeline = "AnimateDiffPipeline"
     pipeline_extras = {"motion_adapter": None}  # the unet is already a UNetMotionModel
+    comfy_format = "kohya"  # the spatial layers: what loads on an SD 1.5 checkpoint (the motion LoRA: motion_lora/)
 
     def save_pretrained(self, path, unet=None) -> None:
         """The pipeline folder, plus its motion modules alone in `motion_adapter/` (a MotionAdapter)."""
@@ -44,9 +46,13 @@ class AnimateDiff(VideoDiffusionModel):
 
     @classmethod
     def save_adapter(cls, path, adapter, lora) -> None:
-        """The LoRA, plus the LoRA of the motion modules alone in `motion_lora/` (a "motion LoRA")."""
+        """The LoRA, plus the LoRA of the motion modules alone in `motion_lora/` (a "motion LoRA", diffusers' format;
+        its config targets the motion modules only, so peft injects nothing else and warns of nothing)."""
+        from models.export import LORA_FORMATS
+
         super().save_adapter(path, adapter, lora)
-        super().save_adapter(Path(path) / "motion_lora", motion_only(adapter), lora)
+        motion = dataclasses.replace(lora, target_modules=rf".*{MOTION}.*\.({'|'.join(map(re.escape, cls.lora_targets))})")
+        LORA_FORMATS[cls.lora_format].save(Path(path) / "motion_lora", motion_only(adapter), motion, cls)
 
     def enable_gradient_checkpointing(self) -> None:
         """diffusers' checkpointing (resnets, spatial transformer blocks), and the motion modules too: diffusers
@@ -127,6 +133,7 @@ class StableDiffusion(VideoDiffusionModel):
     family = "sd"
     denoiser_class = UNet2DConditionModel
     pipeline = "StableDiffusionPipeline"
+    comfy_format = "kohya"
     pipeline_extras = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
 
     def _denoise(self, x_t, t, cond):
@@ -158,6 +165,7 @@ class Wan(VideoDiffusionModel):
     components = {"vae": AutoencoderKLWan, "text_encoder": UMT5EncoderModel, "tokenizer": AutoTokenizer,
                   "scheduler": FlowMatchEulerDiscreteScheduler}
     pipeline = "WanPipeline"
+    comfy_format = "wan"  # per expert for Wan 2.2 A14B: transformer/ and transformer_2/ each hold one
     lora_targets = (*ATTENTION_PROJECTIONS, "ffn.net.0.proj", "ffn.net.2")
     objective = "flow_shifted"
     max_text_tokens = 512  # WanPipeline's max_sequence_length
@@ -345,6 +353,7 @@ class CogVideoX(VideoDiffusionModel):
                   "scheduler": CogVideoXDDIMScheduler}
     pipeline = "CogVideoXPipeline"
     lora_targets = (*ATTENTION_PROJECTIONS, *FEED_FORWARD)
+    noise_layout = "f c h w"  # CogVideoXPipeline.prepare_latents draws its noise frames first
 
     def _denoise(self, x_t, t, cond):
         x = rearrange(x_t, "b c f h w -> b f c h w")
@@ -373,8 +382,20 @@ class CogVideoX(VideoDiffusionModel):
 
     @property
     def frame_step(self) -> int:
-        """8: the CogVideoX VAE decodes an even number of latent frames n to 4n frames, not 4n − 3."""
+        """8 (frames 8k+1, as the real 49): `AutoencoderKLCogVideoX` decodes latent frames in pairs, the first three
+        together, so n latent frames give 4n − 3 frames only for odd n (13 -> 49); an even n gives 4n (2 -> 8, not 5)."""
         return 2 * self.temporal_factor
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """Also refuses CogVideoX 1.5 (`patch_size_t` 2): its transformer needs an even latent frame count, which
+        `CogVideoXPipeline` makes by padding latent frames that it drops before decoding; this loop does not pad."""
+        shape = super().latent_shape(frames, height, width)
+        pt = self.denoiser_config.get("patch_size_t")
+        if pt and shape[1] % pt:
+            raise ConfigError(f"model.family=cogvideox: this transformer patches {pt} latent frames at once (CogVideoX "
+                              f"1.5), but data.frames={frames} gives {shape[1]}; CogVideoX 1.5's latent padding is not "
+                              "supported: train CogVideoX 1.0 (THUDM/CogVideoX-2b, -5b)")
+        return shape
 
     @property
     def size_multiple(self) -> int:
@@ -414,6 +435,7 @@ class LTXVideo(VideoDiffusionModel):
     components = {"vae": AutoencoderKLLTXVideo, "text_encoder": T5EncoderModel, "tokenizer": AutoTokenizer,
                   "scheduler": FlowMatchEulerDiscreteScheduler}
     pipeline = "LTXPipeline"
+    comfy_format = "ltx"
     sampler_class = "FlowMatchEulerDiscreteScheduler"
     lora_targets = (*ATTENTION_PROJECTIONS, *FEED_FORWARD)
     objective = "flow_shifted_logit_normal"

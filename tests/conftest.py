@@ -124,6 +124,24 @@ def synth_data(tmp_path_factory):
                         progress=False)
 
 
+@pytest.fixture(scope="session")
+def mixed_data(tmp_path_factory):
+    """Clips of two shapes in one metadata file (paired, for DPO): rows 0-3 four 32x32 frames, rows 4-7 six 32x64
+    frames (`data.buckets` tests)."""
+    from videosspo.synth import make_dataset
+
+    root = tmp_path_factory.mktemp("mixed")
+    parts = [make_dataset(root / "square", n=4, frames=4, height=32, width=32, paired=True, progress=False),
+             make_dataset(root / "wide", n=4, frames=6, height=32, width=64, seed=1, paired=True, progress=False)]
+    rows = []
+    for part in parts:
+        for line in (part / "metadata.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            rows.append(json.dumps({**row, "video": str(part / row["video"]), "loser_video": str(part / row["loser_video"])}))
+    (root / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    return root
+
+
 def tiny(data: Path, output_dir: Path, config: str = "tiny_animatediff_sspo.yaml", **overrides):
     """The demo config (or another of configs/) shrunk to run in about a second, on `data`, writing to `output_dir`."""
     from videosspo.config import load_config

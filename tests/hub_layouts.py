@@ -2,7 +2,8 @@
 
 Each builder writes what a download of its repository gives: the same subfolders, the
 `model_index.json` written by the diffusers pipeline class itself (`save_pretrained`), the hub's
-scheduler class and values, with the weights of `models.tiny`. `HUB_LAYOUTS` maps a hub id to its
+scheduler class and values, with the weights of `models.tiny` stored as the hub stores them (the
+DiT families' T5 / UMT5 text encoders in bf16 shards, CogVideoX's transformer and VAE in fp16). `HUB_LAYOUTS` maps a hub id to its
 builder; a new family adds its repositories there and every test that uses `hub_folder` (the
 start-up test of every shipped config among them) picks them up.
 """
@@ -10,6 +11,7 @@ start-up test of every shipped config among them) picks them up.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +38,22 @@ MODELSCOPE_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="s
 # Wan-AI/Wan2.1-T2V-1.3B-Diffusers: the sampler WanPipeline uses, UniPC on flow-matching sigmas, shift 3.
 WAN_SCHEDULER = dict(num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True,
                      flow_shift=3.0, solver_order=2)
+# Wan-AI/Wan2.2-T2V-A14B-Diffusers: the same, shift 3.0. diffusers' scripts/convert_wan_to_diffusers.py, which wrote
+# the hub folders, sets flow_shift 16 for FLF2V, 5 for TI2V / Animate and 3.0 for every other type, Wan2.2-T2V-A14B
+# included; the Wan team's own sampler (Wan2.2 wan/configs/wan_t2v_A14B.py) uses sample_shift 12.0 (docs/families.md).
+WAN22_SCHEDULER = WAN_SCHEDULER
+
+
+def half_sharded(path: Path, part: str, dtype: torch.dtype, shard_bytes: int = 20_000) -> None:
+    """Rewrite `path/part` (a transformers model folder) as the hub ships the big text encoders: stored in `dtype`,
+    in several safetensors shards with an index (CogVideoX-2b's T5: bf16, 2 shards)."""
+    import transformers
+
+    architecture = json.loads((path / part / "config.json").read_text())["architectures"][0]  # T5EncoderModel, ...
+    model = getattr(transformers, architecture).from_pretrained(path / part, dtype=torch.float32)
+    shutil.rmtree(path / part)
+    model.to(dtype).save_pretrained(path / part, max_shard_size=shard_bytes)
+    assert (path / part / "model.safetensors.index.json").is_file()
 
 
 def _frozen_parts(seed: int) -> dict:
@@ -80,23 +98,29 @@ def wan_pipeline(path: Path) -> None:
     parts = tiny_wan(ModelConfig(family="wan"))
     WanPipeline(transformer=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"],
                 tokenizer=parts["tokenizer"], scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER)).save_pretrained(path)
+    half_sharded(path, "text_encoder", torch.bfloat16)  # UMT5-XXL: bf16 shards (diffusers' convert_wan_to_diffusers.py)
 
 
 def wan22_a14b_pipeline(path: Path) -> None:
     """`Wan-AI/Wan2.2-T2V-A14B-Diffusers`: a WanPipeline with two experts (transformer: high noise, transformer_2: low
-    noise) switched at boundary_ratio 0.875, UniPC with shift 12."""
+    noise) switched at boundary_ratio 0.875, UniPC with the shift the hub folder holds (`WAN22_SCHEDULER`)."""
     parts = tiny_wan22(ModelConfig(family="wan22"))
     experts = parts["unet"]
     WanPipeline(transformer=experts.transformer, transformer_2=experts.transformer_2, vae=parts["vae"],
                 text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], boundary_ratio=experts.config.boundary_ratio,
-                scheduler=UniPCMultistepScheduler(**{**WAN_SCHEDULER, "flow_shift": 12.0})).save_pretrained(path)
+                scheduler=UniPCMultistepScheduler(**WAN22_SCHEDULER)).save_pretrained(path)
+    half_sharded(path, "text_encoder", torch.bfloat16)
 
 
 def cogvideox_pipeline(path: Path) -> None:
-    """`THUDM/CogVideoX-2b`: a CogVideoXPipeline (transformer/, T5, AutoencoderKLCogVideoX) with CogVideoX's DDIM."""
+    """`THUDM/CogVideoX-2b`: a CogVideoXPipeline (transformer/, T5, AutoencoderKLCogVideoX) with CogVideoX's DDIM; the
+    transformer and VAE stored in fp16, the T5 in bf16 shards (diffusers loads the first two in fp32, transformers
+    the T5 in bf16)."""
     parts = tiny_cogvideox(ModelConfig(family="cogvideox"))
-    CogVideoXPipeline(transformer=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"],
-                      tokenizer=parts["tokenizer"], scheduler=CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)).save_pretrained(path)
+    CogVideoXPipeline(transformer=parts["unet"].to(torch.float16), vae=parts["vae"].to(torch.float16),
+                      text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+                      scheduler=CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)).save_pretrained(path)
+    half_sharded(path, "text_encoder", torch.bfloat16)  # T5-XXL: bf16, 2 shards
 
 
 def ltx_pipeline(path: Path) -> None:
@@ -105,6 +129,7 @@ def ltx_pipeline(path: Path) -> None:
     parts = tiny_ltx(ModelConfig(family="ltx"))
     LTXPipeline(transformer=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
                 scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER)).save_pretrained(path)
+    half_sharded(path, "text_encoder", torch.bfloat16)  # T5-XXL: bf16 shards
 
 
 HUB_LAYOUTS: dict[str, Callable[[Path], None]] = {

@@ -167,6 +167,17 @@ CASES = [  # (what, arguments from (made folder, checkpoint), the error line's p
     ("train: damaged cache file", lambda r, c: [*TRAIN(r), "--data.latent_cache", *_corrupt_cache(r, c),
                                                 "--train.output_dir", str(r / "t2")],
      r"latent cache file .*corrupt/00000\d.safetensors is damaged .*cache-latents .*--out .*corrupt"),
+    ("train: frames the VAE cannot take", lambda r, c: [*TRAIN(r), "--model.family", "cogvideox", "--data.frames", "5",
+                                                        "--train.output_dir", str(r / "t3")],
+     r"data\.frames=5 is invalid for model\.family=cogvideox: .*8k\+1"),
+    ("train: size the VAE and patches cannot take", lambda r, c: [*TRAIN(r), "--model.family", "wan", "--data.frames",
+                                                                  "5", "--data.height", "24", "--sample.scheduler",
+                                                                  "unipc", "--loser.scheduler", "unipc",
+                                                                  "--train.output_dir", str(r / "t4")],
+     r"data\.height/width 24x16 must be multiples of 16 for model\.family=wan"),
+    ("train: a sampler the family has not", lambda r, c: [*TRAIN(r), "--model.family", "wan", "--data.frames", "5",
+                                                          "--train.output_dir", str(r / "t5")],
+     r"sampler 'ddim' does not apply to model\.family=wan .*one of euler, unipc"),
     ("pretrain-base: missing config", lambda r, c: ["pretrain-base", "--config", str(r / "no.yaml")], r"does not exist"),
     ("demo: missing config", lambda r, c: ["demo", "--config", str(r / "no.yaml")], r"does not exist"),
     ("upgrade-checkpoints: not a run", lambda r, c: ["upgrade-checkpoints", str(r / "cache")], r"is not a run folder"),
@@ -178,7 +189,7 @@ def test_user_errors_of_every_command_are_one_line_and_exit_2(made, capsys, args
     root, checkpoint = made
     try:
         code = main(args(root, checkpoint))
-    except SystemExit as e:  # argparse's usage errors
+    except SystemExit as e:
         code = e.code
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("videosspo")]  # not the log or progress bars

@@ -149,13 +149,13 @@ def test_cogvideox_prompts_latents_and_sampler_follow_its_pipeline():
     latents = torch.randn(1, *model.latent_shape(9, 32, 32))
     sf = model.vae.config.scaling_factor
     torch.testing.assert_close(model.decode(latents), model.vae.decode(latents / sf).sample.clamp(-1, 1))
-    # CogVideoX-5b's rotary position embeddings: our call equals the pipeline's (CFG 6, DDIM, same x_T)
+    # CogVideoX-5b's rotary position embeddings: our call equals the pipeline's (CFG 6, DDIM) for the same seed:
+    # the pipeline draws its noise frames first (b f c h w), and so does ours (`noise_layout`)
     for view in (model, rotary_cogvideox()):
-        shape = view.latent_shape(9, 32, 32)
         ours = sample_latents(view, PROMPTS[:1], frames=9, height=32, width=32, seeds=[3], steps=3, guidance=6.0,
                               scheduler="ddim")
         theirs = pipeline(view)(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=9, num_inference_steps=3,
-                                guidance_scale=6.0, latents=rearrange(per_sample_noise(shape, [3]), "b c f h w -> b f c h w"),
+                                guidance_scale=6.0, generator=torch.Generator().manual_seed(3),
                                 max_sequence_length=16, output_type="latent").frames
         torch.testing.assert_close(ours, rearrange(theirs, "b f c h w -> b c f h w"))
 
@@ -182,7 +182,7 @@ def test_cogvideox_dpm_sampler_equals_the_pipeline_with_it():
 
     def theirs(stream_seed):
         return pipe(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=9, num_inference_steps=4,
-                    guidance_scale=6.0, latents=rearrange(per_sample_noise(shape, [3]), "b c f h w -> b f c h w"),
+                    guidance_scale=6.0, latents=per_sample_noise(shape, [3], layout="f c h w").transpose(1, 2),
                     generator=rng.generator(stream_seed, 0, 0, "sampler"), max_sequence_length=16,
                     output_type="latent").frames
 

@@ -214,3 +214,124 @@ def test_adapter_export_loads_with_the_family_lora_loader(family, hub_layout, tm
         pipe.load_lora_weights(tmp_path / "model" / "motion_lora")
         lora_layers = [n for n, m in pipe.unet.named_modules() if isinstance(m, BaseTunerLayer)]
         assert lora_layers and all("motion_modules" in n for n in lora_layers)
+
+
+# -- merged exports keep the frozen parts exactly as the hub ships them ---------------------------------------
+
+WAN21, WAN22, COGVIDEOX, LTX = ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+                                "THUDM/CogVideoX-2b", "Lightricks/LTX-Video")
+HUB_MODELS = {"sd": dict(pretrained=SD15), "animatediff": dict(pretrained=SD15, motion_adapter=ADAPTER),
+              "modelscope": dict(pretrained=MS), "wan": dict(pretrained=WAN21), "wan22": dict(pretrained=WAN22),
+              "cogvideox": dict(pretrained=COGVIDEOX), "ltx": dict(pretrained=LTX)}
+
+
+def hub_model(family: str, hub_layout):
+    return build_model(ModelConfig(family=family, **{k: str(hub_layout(v)) for k, v in HUB_MODELS[family].items()}))
+
+
+def stored_tensors(folder) -> dict[str, torch.Tensor]:
+    """Every tensor of a component folder's safetensors files (all shards), as stored: name -> tensor."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    assert files, f"no weights in {folder}"
+    return {k: v for f in files for k, v in load_file(str(f)).items()}
+
+
+def assert_bit_equal(ours: dict, source: dict, where: str) -> None:
+    assert ours.keys() == source.keys(), where
+    for key, value in source.items():
+        assert ours[key].dtype == value.dtype and torch.equal(ours[key].view(torch.uint8), value.view(torch.uint8)), \
+            f"{where}: {key} ({ours[key].dtype}) differs from what was loaded ({value.dtype})"
+
+
+@pytest.mark.parametrize("family", list(HUB_MODELS))
+def test_merged_export_holds_the_frozen_parts_bit_equal_to_the_source(family, hub_layout, tmp_path):
+    """A bf16 run rounds the VAE and text encoder it holds; the export must not: every tensor of its vae/ and
+    text_encoder/ (LTX's latent statistics, the T5's bf16 shards, CogVideoX's fp16 VAE) is the source's, bytes and
+    dtype. The training copy stays as training had it."""
+    model = hub_model(family, hub_layout)
+    source = hub_layout(HUB_MODELS[family]["pretrained"])
+    model.to(dtype=torch.bfloat16)  # the frozen parts as mixed_precision bf16 holds them
+    held = {name: {k: v.clone() for k, v in part.state_dict().items()} for name, part in model._frozen().items()}
+    loaded = type(model.vae).from_pretrained(source / "vae").state_dict()  # as diffusers loads it: fp32
+    assert any(not torch.equal(held["vae"][k].float(), v) for k, v in loaded.items())  # rounded: a cast back would differ
+    model.save_pretrained(tmp_path / "model")
+    for part in ("vae", "text_encoder"):
+        assert_bit_equal(stored_tensors(tmp_path / "model" / part), stored_tensors(source / part), f"{family} {part}")
+    for name, part in model._frozen().items():
+        assert all(torch.equal(part.state_dict()[k], v) for k, v in held[name].items()), name
+
+
+@pytest.mark.parametrize("family", ["animatediff", "wan", "ltx"])
+def test_merged_export_of_a_tiny_model_holds_its_frozen_parts_as_built(family, tmp_path):
+    """Without a source folder (tiny models) the export writes the frozen parts as they were before the bf16 cast."""
+    model = build_model(ModelConfig(family=family))
+    built = {name: {k: v.clone() for k, v in part.state_dict().items()} for name, part in model._frozen().items()}
+    model.to(dtype=torch.bfloat16)
+    model.save_pretrained(tmp_path / "model")
+    for name, state in built.items():
+        saved = stored_tensors(tmp_path / "model" / name)
+        assert_bit_equal({k: saved[k] for k in state if k in saved}, {k: v for k, v in state.items() if k in saved}, name)
+        assert len(saved) >= 0.9 * len(state)  # tied / non-persistent entries aside, everything was written
+    assert all(p.dtype == torch.bfloat16 for part in model._frozen().values() for p in part.parameters())
+
+
+# -- the documented load lines on folders as the hub ships them (docs/families.md) ----------------------------
+
+DIT_PIPELINES = {"cogvideox": ("CogVideoXPipeline", COGVIDEOX), "ltx": ("LTXPipeline", LTX), "wan": ("WanPipeline", WAN21)}
+
+
+@pytest.mark.parametrize("family", list(DIT_PIPELINES))
+def test_documented_load_lines_generate_from_hub_shaped_folders(family, hub_layout, tmp_path):
+    """docs/families.md: `XPipeline.from_pretrained(path, dtype=torch.bfloat16)`, on the base as the hub ships it
+    (T5 / UMT5 in bf16, the transformer loading in fp32) with our LoRA file, and on a merged export. Without a dtype
+    CogVideoXPipeline and LTXPipeline cannot run such a folder (they do not cast the bf16 prompt embeddings to the fp32
+    transformer; WanPipeline does), which is why the documented line carries one."""
+    import diffusers
+
+    pipeline_class, hub_id = getattr(diffusers, DIT_PIPELINES[family][0]), DIT_PIPELINES[family][1]
+    model = hub_model(family, hub_layout)
+    model.unet.requires_grad_(False)
+    add_lora(model.unet, 4, 8.0, model.lora_scope)
+    gen = torch.Generator().manual_seed(0)
+    for name, p in model.unet.named_parameters():
+        if "lora_B" in name:
+            p.data = torch.randn(p.shape, generator=gen) * 0.2
+    policy = Policy(model)
+    model.save_pretrained(tmp_path / "merged", unet=policy.merged_unet())
+    save_adapter(tmp_path / "adapter", policy.snapshot(),
+                 ModelConfig(family=family, pretrained=str(hub_layout(hub_id)), lora_rank=4, lora_alpha=8.0))
+    frames = 9 if family != "wan" else 5
+
+    def generate(pipe) -> torch.Tensor:
+        return pipe(PROMPT, height=32, width=32, num_frames=frames, num_inference_steps=2, max_sequence_length=16,
+                    output_type="latent", generator=torch.Generator().manual_seed(SEED)).frames.float()
+
+    for dtype in (torch.bfloat16, torch.float32):  # the documented line; fp32, where merged == base + LoRA exactly
+        base = pipeline_class.from_pretrained(hub_layout(hub_id), dtype=dtype)
+        plain = generate(base)
+        base.load_lora_weights(tmp_path / "adapter")
+        adapted = generate(base)
+        merged = generate(pipeline_class.from_pretrained(tmp_path / "merged", dtype=dtype))
+        assert torch.isfinite(adapted).all() and (adapted - plain).abs().max() > 0.1  # the LoRA is applied
+        tolerance = 0.1 if dtype == torch.bfloat16 else 1e-4
+        torch.testing.assert_close(merged, adapted, rtol=tolerance, atol=tolerance)
+    if family != "wan":
+        with pytest.raises(RuntimeError, match="dtype"):
+            generate(pipeline_class.from_pretrained(tmp_path / "merged"))
+
+
+def test_the_source_of_a_hub_id_is_its_snapshot_in_the_cache(tmp_path, monkeypatch):
+    """`model.pretrained` as a hub id: the frozen parts are copied from the cached snapshot from_pretrained read."""
+    import huggingface_hub
+
+    from models.base import source_folder
+
+    snapshot = tmp_path / "models--org--name" / "snapshots" / ("a" * 40)
+    (snapshot / "vae").mkdir(parents=True)
+    (tmp_path / "models--org--name" / "refs").mkdir()
+    (tmp_path / "models--org--name" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert source_folder("org/name") == snapshot
+    assert source_folder("org/other") is None and source_folder(str(snapshot)) == snapshot

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import math
 
 import pytest
 import torch
@@ -17,12 +19,13 @@ from torch.nn.parallel import DistributedDataParallel
 from models import FAMILIES, build_model, load_model
 from models.experts import WanExperts
 from videosspo import rng
-from videosspo.config import ModelConfig
-from videosspo.objectives import OBJECTIVES
+from videosspo.config import ModelConfig, load_config
+from videosspo.objectives import OBJECTIVES, epsilon_weight
 from videosspo.reference import add_lora
 from videosspo.sampling import per_sample_noise, sample_latents
 from videosspo.trainer import Trainer
 
+from conftest import ROOT
 from test_dit import PROMPTS, WAN, pipeline, wan
 from test_trainer import straight_and_resumed, unet_state
 
@@ -127,14 +130,14 @@ def test_sampler_equals_wan_pipeline_with_both_experts_and_guidance_scale_2():
 
 
 @pytest.mark.parametrize("experts", ["high", "low"])
-def test_one_expert_trains_alone_on_its_timesteps(tiny_config, hub_layout, experts):
+def test_one_expert_trains_alone_on_its_timesteps(tiny_config, hub_layout, experts, caplog):
     """configs/tiny_wan22_sspo.yaml from the real hub layout: LoRA only in the chosen expert, the training timesteps
-    all in its range, and it changes."""
+    all in its range, and it changes. The density it trains with is the folder's (shift 3.0), logged with its β."""
     folder = hub_layout("Wan-AI/Wan2.2-T2V-A14B-Diffusers")
     trainer = Trainer(tiny_config("tiny_wan22_sspo.yaml", **{
         "model.pretrained": str(folder), "model.experts": experts, "method.name": "sft", "train.max_steps": 1,
         "optim.batch_size": 4, "data.frames": 5, "data.height": 32, "data.width": 32}))
-    assert trainer.model.boundary_timestep == 875.0 and trainer.model.scheduler.config.shift == 12.0
+    assert trainer.model.boundary_timestep == 875.0 and trainer.model.scheduler.config.shift == 3.0  # the folder's
     assert trainer.accelerator.ddp_handler.find_unused_parameters  # DDP may meet an idle expert
     trained, idle = ("transformer", "transformer_2")[::1 if experts == "high" else -1]
     before = unet_state(trainer)
@@ -142,8 +145,12 @@ def test_one_expert_trains_alone_on_its_timesteps(tiny_config, hub_layout, exper
     assert keys[trained] and not keys[idle]
     timesteps, training = [], [True]  # of the training step's forward passes, not of the samples written after it
     trainer.model.unet.register_forward_pre_hook(lambda module, args: timesteps.extend(args[1].tolist()) if training else None)
-    trainer.fit(on_step=lambda _: training.clear())
+    with caplog.at_level(logging.INFO, logger="videosspo"):
+        trainer.fit(on_step=lambda _: training.clear())
     assert len(timesteps) == 4 and all((t >= 875) == (experts == "high") for t in timesteps)
+    # β = 2000 E[(1 − σ)²] over the expert's range of the shift-3 density (docs/families.md), logged at the start
+    derived = {"high": "[0.875, 1): E[(1 − σ)²] = 0.0046, so β 9 ", "low": "[0, 0.875): E[(1 − σ)²] = 0.2495, so β 499 "}
+    assert f"shifted σ (shift 3.0, from the model's scheduler), σ in {derived[experts]}" in caplog.text
     after = unet_state(trainer)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and changed <= keys[trained]
@@ -217,3 +224,15 @@ def test_ddp_needs_unused_parameters_for_an_idle_expert(tmp_path):
                     step(t)
     finally:
         dist.destroy_process_group()
+
+
+def test_shipped_beta_is_derived_from_the_shift_the_hub_folder_holds(hub_layout):
+    """β = 2000 E[(1 − σ)²] under the density the run trains with, whose shift is the folder's `flow_shift` (3.0 in
+    Wan-AI/Wan2.2-T2V-A14B-Diffusers, tests/hub_layouts.py), not the 12 of the Wan team's own sampler."""
+    assert epsilon_weight("flow", {}) == pytest.approx(1 / 3, abs=1e-8)  # σ ~ U(0, 1)
+    assert epsilon_weight("flow_shifted", {"shift": 3.0}) == pytest.approx(1 - 0.75 * math.log(3), abs=1e-8)  # by hand
+    model = build_model(ModelConfig(family="wan22", pretrained=str(hub_layout("Wan-AI/Wan2.2-T2V-A14B-Diffusers"))))
+    assert model.scheduler.config.shift == 3.0
+    beta = load_config(ROOT / "configs" / "wan22_sspo.yaml").method.beta
+    assert beta == pytest.approx(2000 * epsilon_weight(model.objective, model.scheduler.config), rel=0.01)
+    assert 2000 * epsilon_weight("flow_shifted", {"shift": 12.0}) == pytest.approx(125, abs=1)  # the old value's shift

@@ -272,6 +272,14 @@ def cmd_cache_latents(args, overrides: list[str]) -> None:
           f"train with --data.latent_cache {out}")
 
 
+def cmd_estimate(args, overrides: list[str]) -> None:
+    """Print the expected peak GPU memory of one step of the config, and the switches that fit --gpu-gb."""
+    from videosspo.config import load_config
+    from videosspo.memory import report
+
+    print(report(load_config(args.config, overrides), args.gpu_gb)[0])
+
+
 def cmd_upgrade_checkpoints(args, overrides: list[str]) -> None:
     """Checkpoints written before COMPLETE.json existed: give each its marker (and move its snapshots to the
     run's store), under the run lock, so `--train.resume latest` takes them again."""
@@ -461,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (default: configs/stacked_sspo.yaml)")
     p.set_defaults(func=cmd_demo)
 
+    p = add("estimate", help="expected peak GPU memory of one training step, by part (docs/low-memory.md)",
+            epilog=OVERRIDE_HELP)
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--gpu-gb", type=float, default=24.0, help="the GPU's memory: which switches make the run fit it")
+    p.set_defaults(func=cmd_estimate)
+
     p = add("upgrade-checkpoints", help="make checkpoints of an older videosspo (no COMPLETE.json) resumable, "
                                         "in place")
     p.add_argument("run", help="the run folder (train.output_dir)")
@@ -497,7 +511,8 @@ def run(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `videosspo` command: the exit code (0 done, 2 user error, 128 + signal when interrupted)."""
+    """The `videosspo` command: returns 0 when done (the console script's `sys.exit(main())`); a user error exits 2
+    (SystemExit), an interrupt 128 + the signal, each after one line on stderr; a bug raises (exit 1)."""
     from videosspo.errors import UserError
 
     command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
@@ -505,11 +520,11 @@ def main(argv: list[str] | None = None) -> int:
         run(argv)
     except UserError as e:  # config, data, paths, disk: the message is the whole story (tracebacks are for bugs)
         print(f"videosspo {command}: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        sys.exit(2)
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM (videosspo.interrupt): one line, no traceback
         if os.environ.get("RANK", "0") == "0":
             print(f"videosspo {command}: {getattr(e, 'note', 'interrupted')}", file=sys.stderr)
-        return getattr(e, "exit_code", 130)
+        sys.exit(getattr(e, "exit_code", 130))
     except BrokenPipeError:  # `videosspo config --list | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
     return 0

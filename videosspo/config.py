@@ -80,6 +80,15 @@ class ModelConfig:
     # "auto": xformers when importable on CUDA, else torch SDPA; "sdpa" forces torch.
     attention: Literal["auto", "sdpa", "xformers"] = "auto"
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
+    # Store the frozen denoiser weights in float8 e4m3 with a scale per output channel, up-cast per layer for
+    # compute (models/fp8.py): half of bf16's bytes. LoRA only (the adapters and their optimizer state keep the
+    # training dtype; the reference adapter and the loser sampler share the float8 base); exports are never float8.
+    fp8_base: bool = False
+    # Transformer blocks (UNets: down/mid/up blocks) kept in CPU memory (pinned on CUDA) and moved to the
+    # accelerator just before their forward and backward, back after (models/offload.py): the last N blocks.
+    # LoRA only; one process per model (FSDP/DeepSpeed shard the weights themselves, DDP wants every weight on its
+    # GPU). Saves training memory with gradient_checkpointing (docs/low-memory.md). 0: every block stays resident.
+    blocks_to_swap: int = 0
     # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
     stacked_frames: int = 8
     # `wan22` only: which expert trains. `high` (transformer) or `low` (transformer_2): LoRA in that expert alone
@@ -101,6 +110,11 @@ class ModelConfig:
         _check(self.vae == "auto" or self.family in PIXEL_SPACE_FAMILIES, "model.vae", self.vae,
                f"'auto' for model.family={self.family} (pixel space only for {', '.join(PIXEL_SPACE_FAMILIES)})")
         _check(self.lora_rank >= 0, "model.lora_rank", self.lora_rank, ">= 0 (0 = full fine-tuning)")
+        _check(not self.fp8_base or self.lora_rank > 0, "model.fp8_base", self.fp8_base,
+               "false with full fine-tuning (model.lora_rank: 0 trains every weight, none is frozen to store in float8)")
+        _check(self.blocks_to_swap >= 0, "model.blocks_to_swap", self.blocks_to_swap, ">= 0 (0: no block swap)")
+        _check(not self.blocks_to_swap or self.lora_rank > 0, "model.blocks_to_swap", self.blocks_to_swap,
+               "0 with full fine-tuning (model.lora_rank: 0): swapped blocks hold frozen weights only")
         _check(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
         _check(self.experts == "both" or self.family == "wan22", "model.experts", self.experts,
                "'both' for a one-denoiser family (only model.family: wan22 has two experts)")
@@ -134,6 +148,11 @@ class DataConfig:
     # Fraction of training captions replaced by "" (drawn per sample from (seed, step, position)), so
     # the unconditional prediction that classifier-free guidance uses keeps learning (Diffusion-DPO: 0.2).
     caption_dropout: float = 0.0
+    # Buckets (videosspo/buckets.py, docs/buckets.md): clips of several frame counts and aspect ratios in one
+    # run. A list of [frames, height, width] shapes (each clip takes the nearest aspect ratio among those whose
+    # frames it holds), or `auto` (data.frames at about data.height x data.width pixels, one size per aspect
+    # ratio in the data). Every global batch is one bucket; null: every clip at data.frames x height x width.
+    buckets: tuple[tuple[int, int, int], ...] | Literal["auto"] | None = None
 
     def __post_init__(self):
         _check(self.frames >= 1, "data.frames", self.frames, ">= 1")
@@ -143,6 +162,13 @@ class DataConfig:
         _check(self.synth_if_missing >= 0, "data.synth_if_missing", self.synth_if_missing, ">= 0")
         _check(0 <= self.max_bad_fraction <= 1, "data.max_bad_fraction", self.max_bad_fraction, "in [0, 1]")
         _check(0 <= self.caption_dropout < 1, "data.caption_dropout", self.caption_dropout, "in [0, 1)")
+        if isinstance(self.buckets, tuple):
+            _check(len(self.buckets) > 0 and all(f >= 1 and min(h, w) >= 8 for f, h, w in self.buckets), "data.buckets",
+                   [list(b) for b in self.buckets], "a list of [frames, height, width] with frames >= 1, sides >= 8, or auto")
+            _check(len(set(self.buckets)) == len(self.buckets), "data.buckets", [list(b) for b in self.buckets],
+                   "a list of distinct shapes")
+        _check(self.buckets is None or self.latent_cache is None, "data.buckets", self.buckets,
+               "null with data.latent_cache (the cache holds one clip shape); unset one of them")
 
 
 @dataclass(frozen=True)
@@ -302,6 +328,7 @@ class TrainConfig:
     resume: str | None = None    # "latest" or a checkpoint directory
     # `model/` in each checkpoint: `merged`, the policy as a full diffusers layout (LoRA merged in);
     # `adapter` (LoRA runs), the adapter alone plus where its base comes from: MBs instead of GBs.
+    # `adapter` also writes `lora_comfyui.safetensors` where the family has a ComfyUI format (docs/lora-formats.md).
     # Both load with `models.load_model` / `videosspo sample`.
     export: Literal["merged", "adapter"] = "merged"
 
@@ -331,6 +358,9 @@ class Config:
         _check(self.model.family != "stacked" or self.model.pretrained is not None
                or self.data.frames == self.model.stacked_frames, "data.frames", self.data.frames,
                f"the stacked family's model.stacked_frames ({self.model.stacked_frames})")
+        _check(self.model.family != "stacked" or self.model.pretrained is not None or not isinstance(self.data.buckets, tuple)
+               or {b[0] for b in self.data.buckets} == {self.model.stacked_frames}, "data.buckets", self.data.buckets,
+               f"frame counts all the stacked family's model.stacked_frames ({self.model.stacked_frames})")
         _check(self.model.family != "wan22" or self.model.lora_rank > 0, "model.lora_rank", self.model.lora_rank,
                "> 0 for model.family: wan22 (full fine-tuning of two 14B experts is not supported; e.g. 32)")
         for section in ("sample", "loser"):
@@ -342,6 +372,8 @@ class Config:
         for key in ("height", "width"):
             _check(getattr(self.data, key) % 8 == 0, f"data.{key}", getattr(self.data, key),
                    "a multiple of the VAE factor 8")
+        for f, h, w in self.data.buckets if isinstance(self.data.buckets, tuple) else ():
+            _check(h % 8 == 0 and w % 8 == 0, "data.buckets", [f, h, w], "sides multiples of the VAE factor 8")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

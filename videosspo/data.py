@@ -286,7 +286,12 @@ class ClipDataset(torch.utils.data.Dataset):
                 first = ", ".join(f"row {r.index} ({r.video.name}, {r.caption!r})" for r in unpaired[:3])
                 raise DataError(f"paired data needed, but {len(unpaired)} rows have no loser_video: {first}")
         self.frames, self.stride, self.height, self.width = frames, stride, height, width
+        self.buckets = None  # `videosspo.buckets.Buckets` (data.buckets): each row's own shape; set by the trainer
         self._warned_short = False
+
+    def shape(self, index: int) -> tuple[int, int, int]:
+        """(frames, height, width) row `index` is read at: its bucket's, or the dataset's."""
+        return self.buckets.shape(index) if self.buckets else (self.frames, self.height, self.width)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -308,13 +313,15 @@ class ClipDataset(torch.utils.data.Dataset):
         except VideoReadError as e:
             return Unreadable(index, str(e.path), e.reason)
 
-    def _indices(self, record: Record, num_frames: int, seed: int) -> list[int]:
-        """``frame_indices`` for a clip of ``num_frames`` frames, warning once about short clips."""
-        if num_frames < self.frames and not self._warned_short:
+    def _indices(self, record: Record, num_frames: int, seed: int, frames: int | None = None) -> list[int]:
+        """``frame_indices`` of ``frames`` (default: the dataset's) for a clip of ``num_frames`` frames, warning
+        once about short clips."""
+        frames = frames or self.frames
+        if num_frames < frames and not self._warned_short:
             self._warned_short = True
             log.warning("%s has %d frames, fewer than the %d requested: repeating its last frame "
-                        "(reported once; other clips may be short too)", record.video, num_frames, self.frames)
-        return frame_indices(num_frames, self.frames, self.stride, np.random.default_rng(seed))
+                        "(reported once; other clips may be short too)", record.video, num_frames, frames)
+        return frame_indices(num_frames, frames, self.stride, np.random.default_rng(seed))
 
 
 class VideoDataset(ClipDataset):
@@ -333,33 +340,38 @@ class VideoDataset(ClipDataset):
         self.backend = backend
         self._warned_large = False
 
-    def read_frames(self, path: Path, indices: Sequence[int]) -> np.ndarray:
-        """``uint8 (f, h, w, 3)`` frames of ``path``; a larger clip arrives at its ``cover_size`` (then only cropped)."""
+    def read_frames(self, path: Path, indices: Sequence[int], target: tuple[int, int] | None = None) -> np.ndarray:
+        """``uint8 (f, h, w, 3)`` frames of ``path``; a clip larger than ``target`` (height, width; default the
+        dataset's) arrives at its ``cover_size`` (then only cropped)."""
         info = probe(path)
-        size = cover_size(info.height, info.width, self.height, self.width)
+        height, width = target or (self.height, self.width)
+        size = cover_size(info.height, info.width, height, width)
         if min(info.height / size[0], info.width / size[1]) >= LARGE_CLIP and not self._warned_large:
             self._warned_large = True
             log.warning("%s is %dx%d, at least %dx the training size %dx%d per side: frames are shrunk as they "
                         "decode, but decoding still costs full-size time; resize the dataset once (e.g. ffmpeg "
                         "-vf scale=-2:%d) for faster loading (reported once; other clips may be large too)", path,
-                        info.height, info.width, LARGE_CLIP, self.height, self.width, size[0])
+                        info.height, info.width, LARGE_CLIP, height, width, size[0])
         shrink = size[0] * size[1] < info.height * info.width
         return read_video(path, indices, backend=self.backend, size=size if shrink else None)
 
-    def _load(self, path: Path, indices: list[int]) -> torch.Tensor:
+    def _load(self, path: Path, indices: list[int], target: tuple[int, int] | None = None) -> torch.Tensor:
         unique, inverse = np.unique(indices, return_inverse=True)  # decode each frame once, in order
-        frames = self.read_frames(path, unique.tolist())[inverse]
-        return resize_center_crop(to_tensor(frames), self.height, self.width)
+        frames = self.read_frames(path, unique.tolist(), target)[inverse]
+        return resize_center_crop(to_tensor(frames), *(target or (self.height, self.width)))
 
     def get(self, index: int, seed: int) -> dict:
-        """``{"pixels", "caption", "index"}`` (+ ``"loser_pixels"`` for paired rows); raises VideoReadError."""
+        """``{"pixels", "caption", "index", "size"}`` (+ ``"loser_pixels"`` for paired rows) at the row's
+        ``shape`` (``size``: that (frames, height, width)); raises VideoReadError."""
         record = self.records[index]
+        frames, height, width = size = self.shape(index)
         paths = [record.video] + ([record.loser_video] if record.loser_video is not None else [])
         counts = [count_frames(p) for p in paths]
-        indices = self._indices(record, min(counts), seed)  # winner and loser share the frame indices
-        item = {"pixels": self._load(record.video, indices), "caption": record.caption, "index": record.index}
+        indices = self._indices(record, min(counts), seed, frames)  # winner and loser share frame indices and size
+        item = {"pixels": self._load(record.video, indices, (height, width)), "caption": record.caption,
+                "index": record.index, "size": size}
         if record.loser_video is not None:
-            item["loser_pixels"] = self._load(record.loser_video, indices)
+            item["loser_pixels"] = self._load(record.loser_video, indices, (height, width))
         return item
 
 
@@ -375,6 +387,11 @@ def collate(batch: Sequence[dict | None]) -> dict | None:
     if not items:
         return None
     out = {"captions": [item["caption"] for item in items], "indices": [item["index"] for item in items]}
+    sizes = {item["size"] for item in items if "size" in item}
+    if len(sizes) > 1:
+        raise RuntimeError(f"a micro-batch mixes clip shapes {sorted(sizes)}: the stream must keep a bucket per batch")
+    if sizes:
+        out["size"] = sizes.pop()  # (frames, height, width) of every clip in it
     for key in STACKED:
         if all(key in item for item in items):
             out[key] = torch.stack([item[key] for item in items])

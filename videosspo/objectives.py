@@ -38,7 +38,9 @@ same pressure on the implicit reward −(β/2)(Δ_w − Δ_l) with velocity erro
 β = 500 (2000 / 4). LTX-Video's density sits at high noise (median σ = sigmoid(μ), 0.84 for
 65 frames at 480x704, μ = 1.65), where E[(1 − σ)²] = 0.061: β = 2000 × 0.061 ≈ 120 there.
 Per family (`configs/*`): animatediff / modelscope / sd (ε) 2000, cogvideox (v-prediction,
-e_v = e_ε / ᾱ_t ≈ 2x at mid noise) 1000, wan (flow) 500, ltx (flow, high noise) 120.
+e_v = e_ε / ᾱ_t ≈ 2x at mid noise) 1000, wan (flow) 500, ltx (flow, high noise) 120, wan22 350
+(2000 E[(1 − σ)²] under its folder's shift 3.0). Every run logs E[(1 − σ)²] of the density it trains
+with, from the scheduler it loaded, and the β that follows (`density_note`).
 """
 
 from __future__ import annotations
@@ -141,14 +143,44 @@ def _flow_target(scheduler, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
     return noise - x0
 
 
+# The flow-matching objectives and their σ densities (`SIGMA_DENSITIES`).
+FLOW_DENSITIES = {"flow": "uniform", "flow_logit_normal": "logit_normal", "flow_shifted": "shifted",
+                  "flow_shifted_logit_normal": "shifted_logit_normal"}
+
 OBJECTIVES: dict[str, Objective] = {
     "epsilon": Objective("epsilon", _uniform_discrete, _ddpm_noisy, lambda scheduler, x0, noise, t: noise),
     "v_prediction": Objective("v_prediction", _uniform_discrete, _ddpm_noisy,
                               lambda scheduler, x0, noise, t: scheduler.get_velocity(x0, noise, t)),
     **{name: Objective(name, _flow_timesteps(density), _flow_noisy, _flow_target)
-       for name, density in (("flow", "uniform"), ("flow_logit_normal", "logit_normal"), ("flow_shifted", "shifted"),
-                             ("flow_shifted_logit_normal", "shifted_logit_normal"))},
+       for name, density in FLOW_DENSITIES.items()},
 }
+
+DPO_BETA_EPSILON = 2000.0  # Diffusion-DPO's β on ε errors, which the flow configs' β carries over to velocity errors
+
+
+def epsilon_weight(name: str, config, sigma_range: tuple[float, float] = FULL_RANGE, seq_len: int | None = None,
+                   points: int = 100_000) -> float:
+    """E[(1 − σ)²] over the training density of flow objective `name` (truncated to `sigma_range`, as the trainer
+    draws it): the mean factor from a velocity error to the ε error of the same prediction. Midpoint rule in u."""
+    sigma_of = SIGMA_DENSITIES[FLOW_DENSITIES[name]]
+    u_lo, u_hi = (density_inverse(sigma_of, s, config, seq_len) for s in sigma_range)
+    u = u_lo + (torch.arange(points, dtype=torch.float64) + 0.5) / points * (u_hi - u_lo)
+    return float(((1 - sigma_of(u, config, seq_len)) ** 2).mean())
+
+
+def density_note(model, beta: float, seq_len: int) -> str:
+    """One log line: the training density's parameters as the model's scheduler holds them and, for flow matching,
+    the β that carries Diffusion-DPO's 2000 on ε over to it (2000 · E[(1 − σ)²]) beside the run's."""
+    name, config = model.objective, model.scheduler.config
+    if name not in FLOW_DENSITIES:
+        first, end = (round(s * config.num_train_timesteps) for s in model.sigma_range)
+        return f"training density: t ~ U{{{first}, ..., {end - 1}}} ({name}, {config.get('beta_schedule')} betas)"
+    params = {"shifted": f"shift {config.get('shift')}",
+              "shifted_logit_normal": f"μ {dynamic_shift_mu(config, seq_len):.3f} at {seq_len} latent positions"}
+    weight = epsilon_weight(name, config, model.sigma_range, seq_len)
+    return (f"training density: {FLOW_DENSITIES[name]} σ ({params.get(FLOW_DENSITIES[name], 'no parameters')}, from the "
+            f"model's scheduler), σ in [{model.sigma_range[0]:g}, {model.sigma_range[1]:g}): E[(1 − σ)²] = {weight:.4f}, "
+            f"so β {DPO_BETA_EPSILON * weight:.0f} matches Diffusion-DPO's {DPO_BETA_EPSILON:g} on ε; method.beta = {beta:g}")
 
 
 def get_objective(name: str) -> Objective:

@@ -31,6 +31,7 @@ from einops import rearrange
 from tqdm.auto import tqdm
 
 from videosspo import rng
+from videosspo.config import ConfigError
 from videosspo.objectives import dynamic_shift_mu, get_objective
 
 
@@ -83,8 +84,8 @@ def _unclipped(cls) -> Callable:
     its samples diverge (the stacked base: latents of std ~1e4 at any step count)."""
     def build(config):
         if config.get("clip_sample"):
-            raise ValueError(f"{cls.__name__} cannot clip x0 as this model's schedule does (clip_sample: true): its "
-                             "samples diverge; use sampler ddim, ddpm, dpm++ or unipc")
+            raise ConfigError(f"{cls.__name__} cannot clip x0 as this model's schedule does (clip_sample: true): its "
+                              "samples diverge; use sampler ddim, ddpm, dpm++ or unipc")
         return cls.from_config(config)
     return build
 
@@ -127,21 +128,21 @@ def make_scheduler(model, name: str = "ddim", steps: int | None = None, spacing:
     """
     table = samplers_for(model)
     if name not in table:
-        raise ValueError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
-                         f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
-                         f"{', '.join(table)}")
+        raise ConfigError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
+                          f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
+                          f"{', '.join(table)}")
     config = model.scheduler.config
     if spacing is not None:
         if "timestep_spacing" not in config:
-            raise ValueError(f"loser.spacing={spacing!r} does not apply to model.family={model.family}, whose sampler "
-                             f"steps through sigmas ({type(model.scheduler).__name__}): leave it unset")
+            raise ConfigError(f"loser.spacing={spacing!r} does not apply to model.family={model.family}, whose sampler "
+                              f"steps through sigmas ({type(model.scheduler).__name__}): leave it unset")
         config = {**config, "timestep_spacing": spacing}
     sched = table[name](config)
     terminal = sched.config.get("shift_terminal")
     if steps is not None and steps < 2 and terminal:
-        raise ValueError(f"{steps} sampling step is too few for model.family={model.family}: its σ grid is stretched to "
-                         f"end at shift_terminal={terminal}, which takes 2 steps or more (diffusers divides by zero); "
-                         "set sample.steps / loser.steps >= 2")
+        raise ConfigError(f"{steps} sampling step is too few for model.family={model.family}: its σ grid is stretched to "
+                          f"end at shift_terminal={terminal}, which takes 2 steps or more (diffusers divides by zero); "
+                          "set sample.steps / loser.steps >= 2")
     return sched
 
 
@@ -165,14 +166,26 @@ def scale_model_input(sched, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def check_guidance_2(model, guidance_2: float | None) -> None:
     """A second CFG scale needs a second denoiser to apply to (as `WanPipeline` checks)."""
     if guidance_2 is not None and model.boundary_timestep is None:
-        raise ValueError(f"guidance_2={guidance_2} needs a model with two denoisers (Wan 2.2 A14B); "
-                         f"model.family={model.family} has one: leave it unset")
+        raise ConfigError(f"guidance_2={guidance_2} needs a model with two denoisers (Wan 2.2 A14B); "
+                          f"model.family={model.family} has one: leave it unset")
 
 
-def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtype=torch.float32) -> torch.Tensor:
-    """Stack of N(0, I) tensors of `shape`, the i-th drawn from a CPU generator seeded `seeds[i]`."""
-    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float32) for s in seeds]
-    return torch.stack(noise).to(device=device, dtype=dtype)
+LAYOUT = "c f h w"
+
+
+def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtype=torch.float32,
+                     layout: str = LAYOUT) -> torch.Tensor:
+    """Stack of N(0, I) tensors of `shape` (`c f h w`), the i-th drawn from a CPU generator seeded `seeds[i]`, in
+    the axis order `layout` (a family's `noise_layout`: its pipeline's, so a seed gives the pipeline's noise)."""
+    def draw(seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(int(seed))
+        if layout == LAYOUT:
+            return torch.randn(shape, generator=gen, dtype=torch.float32)
+        sizes = dict(zip(LAYOUT.split(), shape))
+        drawn = torch.randn([sizes[axis] for axis in layout.split()], generator=gen, dtype=torch.float32)
+        return rearrange(drawn, f"{layout} -> {LAYOUT}")
+
+    return torch.stack([draw(s) for s in seeds]).to(device=device, dtype=dtype)
 
 
 @torch.no_grad()
@@ -204,7 +217,7 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
     if use_cfg:
         uncond = model.encode_prompt([negative_prompt]) if uncond is None else uncond
         cond = torch.cat([uncond.to(cond).expand(len(prompts), -1, -1), cond])
-    noise = per_sample_noise(shape, seeds, device)
+    noise = per_sample_noise(shape, seeds, device, layout=model.noise_layout)
     timesteps = sched.timesteps
     if init is None:
         x = noise * getattr(sched, "init_noise_sigma", 1.0)  # flow matching: x_1 = ε

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 
 from models import FAMILIES, build_model, save_adapter
 from videosspo import rng
+from videosspo.buckets import Buckets, check_shape, plan as plan_buckets
 from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, RunLock, SnapshotStore, check_space,
                                   checkpoint_bytes, commit, first_line, latest_checkpoint, new_lineage, prune,
                                   resume_candidates, save_failed, store_of, tidy, verify, write_marker)
@@ -61,7 +62,7 @@ from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
 from videosspo.ema import EMA
 from videosspo.latents import LatentDataset, encoder_identity
 from videosspo.losses import get_loss, per_sample_error
-from videosspo.objectives import get_objective
+from videosspo.objectives import density_note, get_objective
 from videosspo.reference import Policy, add_lora
 from videosspo.replay import NodeShare, ReplayPool
 from videosspo.sampling import make_scheduler, sample_latents
@@ -87,15 +88,16 @@ class StreamSampler(Sampler):
     Position p of the stream is sample `epoch_order(seed, p // n)[p % n]`. Step s reads global batch
     d = s // repeat (each batch serves `repeat` consecutive steps: loser.reuse), i.e. positions
     [d*G, (d+1)*G) with G the global batch; within it micro-step m, process r takes B positions at
-    d*G + (m*P + r)*B. Yields lists of (dataset index, global position). `skip`: micro-batches this process
+    d*G + (m*P + r)*B. Yields lists of (dataset index, global position). `buckets` (data.buckets): epochs of
+    `buckets.order`, every global batch one bucket (videosspo.buckets). `skip`: micro-batches this process
     took before `start_step` beyond its share (replacing micro-batches whose every clip was unreadable), so
     a resumed stream continues where the interrupted one was.
     """
 
     def __init__(self, n: int, batch: int, accum: int, processes: int, rank: int, seed: int, start_step: int,
-                 repeat: int = 1, skip: int = 0):
+                 repeat: int = 1, skip: int = 0, buckets: Buckets | None = None):
         self.n, self.batch, self.accum, self.processes, self.rank, self.seed = n, batch, accum, processes, rank, seed
-        self.start_step, self.repeat, self.skip = start_step, repeat, skip
+        self.start_step, self.repeat, self.skip, self.buckets = start_step, repeat, skip, buckets
         self._orders: dict[int, object] = {}
 
     @property
@@ -104,10 +106,12 @@ class StreamSampler(Sampler):
 
     def index(self, p: int, q: int) -> int:
         """The dataset index at global stream position p (this process's q-th read: unused here)."""
-        epoch = p // self.n
+        length = self.buckets.length(self.global_batch) if self.buckets else self.n
+        epoch = p // length
         if epoch not in self._orders:
-            self._orders = {epoch: rng.epoch_order(self.seed, epoch, self.n)}
-        return int(self._orders[epoch][p % self.n])
+            self._orders = {epoch: self.buckets.order(self.seed, epoch, self.global_batch) if self.buckets
+                            else rng.epoch_order(self.seed, epoch, self.n)}
+        return int(self._orders[epoch][p % length])
 
     def __iter__(self):
         micro = self.start_step * self.accum + self.skip
@@ -315,6 +319,7 @@ class Trainer:
                      seed=cfg.train.seed)
         if cfg.model.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
+        self.model.enable_low_memory(cfg.model, acc.device, acc.distributed_type.name)  # fp8_base, blocks_to_swap
         frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)
         self.model.to(acc.device, frozen_dtype)
         self.model.enable_attention(cfg.model.attention)
@@ -332,7 +337,9 @@ class Trainer:
         else:
             self.data = VideoDataset(cfg.data.path, **data_args)
         self.unreadable = UnreadableClips(len(self.data), cfg.data.max_bad_fraction, verbose=acc.is_main_process)
-        self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)  # checks the VAE factor early
+        check_shape(self.model, (cfg.data.frames, cfg.data.height, cfg.data.width))  # the family's frame / size rule
+        if cfg.data.buckets:  # each row's shape, one per global batch
+            self.data.buckets = plan_buckets(cfg.data, self.data, self.model)
 
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
@@ -489,10 +496,11 @@ class Trainer:
             cond = self.prompt_embeds(batch, todo)
         if lcfg.init == "winner" and x_w is None:
             x_w = self.latents({k: v[todo] if torch.is_tensor(v) else v for k, v in batch.items()}, "")
+        frames, height, width = batch.get("size", (cfg.data.frames, cfg.data.height, cfg.data.width))  # the winners'
         with policy.reference(self.pool, ref_index) as ref:
             return sample_latents(
-                ref, [batch["captions"][k] for k in todo], frames=cfg.data.frames, height=cfg.data.height,
-                width=cfg.data.width, steps=lcfg.steps, guidance=lcfg.guidance, guidance_2=lcfg.guidance_2,
+                ref, [batch["captions"][k] for k in todo], frames=frames, height=height, width=width, steps=lcfg.steps,
+                guidance=lcfg.guidance, guidance_2=lcfg.guidance_2,
                 scheduler=lcfg.scheduler, spacing=lcfg.spacing,
                 seeds=[rng.derive_seed(cfg.train.seed, window, batch["positions"][k], "loser") for k in todo],
                 cond=cond, uncond=self.negative_embedding(), init=x_w if lcfg.init == "winner" else None,
@@ -543,6 +551,8 @@ class Trainer:
         schedule = self.model.scheduler.config
         log.info("noise schedule: %s", ", ".join(f"{k}={schedule[k]}" for k in ("prediction_type", *SCHEDULE_KEYS)
                                                   if k in schedule))
+        log.info(density_note(self.model, cfg.method.beta, math.prod(self.model.latent_shape(
+            cfg.data.frames, cfg.data.height, cfg.data.width)[1:])))
         loader = self._loader()
         bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
                    dynamic_ncols=True)
@@ -681,7 +691,7 @@ class Trainer:
         args = (cfg.optim.batch_size, cfg.optim.grad_accum, acc.num_processes, acc.process_index, cfg.train.seed, self.step)
         kwargs = dict(repeat=cfg.loser.reuse if cfg.method.name == "sspo" else 1, skip=self.stream_skips)
         sampler = (ShardSampler(self.data.shard_sizes, *args, **kwargs) if isinstance(self.data, ShardDataset)
-                   else StreamSampler(len(self.data), *args, **kwargs))
+                   else StreamSampler(len(self.data), *args, **kwargs, buckets=self.data.buckets))
         # its own generator: making an iterator draws a worker seed, which would otherwise advance the global RNG
         # (checkpointed), so that a resumed run's RNG state would differ from an uninterrupted one's
         return DataLoader(StreamDataset(self.data, cfg.train.seed), batch_sampler=sampler, collate_fn=collate_stream,
