@@ -22,6 +22,7 @@ install: $(STAMP)
 
 demo: install   ## align the committed synthetic-world base with SSPO: before/after adherence + GIFs (CPU, minutes)
 	$(BIN)/videosspo demo
+	@echo "next: . $(VENV)/bin/activate   (puts videosspo on your PATH; your own clips: docs/your-own-videos.md)"
 
 test: install   ## the whole test suite (CPU), JOBS processes in parallel
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
@@ -39,4 +40,4 @@ bench: install  ## training performance benchmark, quick mode
 	$(BIN)/python benchmarks/bench_train.py --quick
 
 clean:
-	rm -rf runs/demo data/synth
+	rm -rf runs/demo runs/tiny_* data/synth

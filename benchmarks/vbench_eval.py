@@ -61,10 +61,11 @@ from benchmarks.vbench import report  # noqa: E402
 from benchmarks.vbench.inputs import IMAGE_EXTS, attach_prompt_info, collect_videos, load_prompts  # noqa: E402
 from benchmarks.vbench.runner import STATIC_FILTER_MODES  # noqa: E402
 from benchmarks.vbench.spec import ALL_DIMS  # noqa: E402
+from videosspo.errors import DataError, OneLineParser, PathError, UserError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="vbench_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("inputs")
     src.add_argument("--videos", type=Path, help="folder of videos (or images for f = 1 models)")
     src.add_argument("--metadata", type=Path, help="jsonl/csv with video, caption (default: "
@@ -122,6 +123,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def check_paths(args) -> None:
+    """Every path the user named exists (one line naming it and the fix, exit 2), before anything is loaded."""
+    if args.videos and not args.checkpoint and not args.videos.is_dir():
+        raise PathError(f"--videos {args.videos} {'is not a folder' if args.videos.exists() else 'does not exist'}; "
+                        f"give the folder of clips (with metadata.jsonl: video, caption)")
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        raise PathError(f"--checkpoint {args.checkpoint} does not exist; give a checkpoint folder "
+                        f"(runs/NAME/checkpoints/step_N)")
+    for flag, path in (("--metadata", args.metadata), ("--prompts", args.prompts)):
+        if path and path != "vbench" and not Path(path).is_file():
+            raise PathError(f"{flag} {path} does not exist")
+    if args.weights and not args.weights.is_dir():
+        raise PathError(f"--weights {args.weights} is not a folder (see --list-dims for what it may hold)")
+    for run in args.compare or []:
+        if not (run / "summary.json").is_file() and not (run.is_file() and run.suffix == ".json"):
+            raise PathError(f"--compare {run}: no summary.json {'in it' if run.is_dir() else '(no such folder)'}; "
+                            f"evaluate it first: python benchmarks/vbench_eval.py --videos DIR --out {run}")
+
+
 def list_dims() -> str:
     from benchmarks.vbench import learned
 
@@ -147,7 +167,13 @@ def gather_items(args) -> list[dict]:
                         steps=args.steps, guidance=args.guidance, seed=args.seed, batch_size=args.gen_batch,
                         fps=args.fps, progress=not args.no_progress)
         return items
-    items = collect_videos(args.videos, args.metadata, args.limit)
+    try:
+        items = collect_videos(args.videos, args.metadata, args.limit)
+    except FileNotFoundError as e:  # no videos in the folder, or a video the metadata names is missing
+        raise PathError(str(e)) from None
+    except (KeyError, ValueError) as e:  # a row without video / caption, or a line that is not JSON
+        raise DataError(f"the metadata of {args.videos} cannot be read ({type(e).__name__}: {e}); each row needs "
+                        f"video (relative to the file) and caption") from None
     return attach_prompt_info(items, prompts) if prompts else items
 
 
@@ -181,23 +207,38 @@ def evaluate_run(args, name: str) -> dict | None:
 
 
 def main(argv=None) -> int:
+    """Exit codes: 0 done, 1 unreadable videos with --strict (or a bug: a traceback), 2 a user error (one line),
+    130 / 143 interrupted (Ctrl-C / SIGTERM)."""
+    from benchmarks.vbench.official import OfficialUnavailable
+    from videosspo.interrupt import stop_on_signals
+
     args = parse_args(argv)
     if args.list_dims:
         print(list_dims())
         return 0
-    name = args.name or args.out.resolve().name
-    from benchmarks.vbench.official import OfficialUnavailable
-
     try:
-        summary = evaluate_run(args, name) if (args.videos or args.checkpoint) else None
-    except OfficialUnavailable as e:
-        print(f"error: {e}", file=sys.stderr)
+        with stop_on_signals():
+            return run(args)
+    except (UserError, OfficialUnavailable) as e:
+        print(f"vbench_eval.py: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print("vbench_eval.py: interrupted (generated videos are kept: the same command resumes)", file=sys.stderr)
+        return getattr(e, "exit_code", 130)
+
+
+def run(args) -> int:
+    check_paths(args)
+    name = args.name or args.out.resolve().name
+    summary = evaluate_run(args, name) if (args.videos or args.checkpoint) else None
     if summary is not None and not args.no_report:
         report.write_report(summary, args.out)
     if args.compare:
         summaries = [report.load_summary(r) for r in args.compare] + ([summary] if summary else [])
-        report.write_comparison(summaries, args.out)
+        written = report.write_comparison(summaries, args.out)
+        table = [line for line in written["md"].read_text().splitlines() if line and not line.startswith("![")]
+        print("\n".join(table[1:]))  # the note and the table, without the title and the radar chart
+        print(f"comparison of {', '.join(s['name'] for s in summaries)} -> {written['md']}, {written['html']}")
     if summary is None:
         return 0
     print(final_line(summary, args.out))

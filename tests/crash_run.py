@@ -66,6 +66,7 @@ def save_checkpoint(self):
 
 Trainer.optimizer_step, Trainer.save_checkpoint = optimizer_step, save_checkpoint
 sys.addaudithook(audit)
-main(["train", *sys.argv[1:]])
+code = main(["train", *sys.argv[1:]])
 if os.environ.get("CRASH_LOG"):
     Path(os.environ["CRASH_LOG"], f"rank{RANK}.json").write_text(json.dumps(events))
+sys.exit(code)

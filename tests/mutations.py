@@ -651,6 +651,79 @@ MUTATIONS: tuple[Mutation, ...] = (
         "loser.spacing: trailing silently samples on the schedule's leading timesteps",
         ("tests/test_sampling.py::test_loser_spacing_replaces_the_schedules_own",)),
     Mutation(
+        "the console script exits with main()'s summary", "videosspo/cli.py",
+        "        run(argv)\n",
+        "        return run(argv)\n",
+        "every successful `videosspo train` exits 1 (sys.exit of a dict) and prints the summary again on stderr",
+        ("tests/test_console.py::test_a_training_run_exits_0_with_its_summary_on_stdout",)),
+    Mutation(
+        "synthetic data for a --data.path typed on the command line", "videosspo/cli.py",
+        "    if given or not n or path.suffix",
+        "    if not n or path.suffix",
+        "a typo in --data.path with a tiny config trains on coloured shapes instead of the user's clips",
+        ("tests/test_console.py::test_synthetic_data_only_where_the_config_asks_for_it",)),
+    Mutation(
+        "SIGTERM left to its default action", "videosspo/interrupt.py",
+        "SIGNALS = (signal.SIGINT, signal.SIGTERM)\n",
+        "SIGNALS = (signal.SIGINT,)\n",
+        "a SIGTERM (a scheduler's stop) kills the run without releasing its lock or saying where to resume",
+        ("tests/test_console.py::test_an_interrupted_run_stops_in_one_line_and_releases_its_lock",)),
+    Mutation(
+        "sample writes no captions", "videosspo/cli.py",
+        '        rows.append({"video": path.name, "caption": prompts[i], "seed": seeds[i], '
+        '"checkpoint": str(args.checkpoint)})\n',
+        "",
+        "vbench_eval --videos on sampled clips scores prompts made up from file names",
+        ("tests/test_console.py::test_sample_writes_captions_vbench_eval_reads_and_honours_the_umask",)),
+    Mutation(
+        "written videos keep mkstemp's mode", "videosspo/video.py",
+        "        chmod_like_open(tmp)\n",
+        "",
+        "sampled clips are mode 0600 whatever the umask: other users and web servers cannot read them",
+        ("tests/test_console.py::test_sample_writes_captions_vbench_eval_reads_and_honours_the_umask",)),
+    Mutation(
+        "decord's FFmpeg left talking", "videosspo/video.py",
+        "decord.logging.ERROR if log.isEnabledFor(logging.DEBUG) else decord.logging.QUIET",
+        "decord.logging.ERROR",
+        "every damaged packet prints `[h264 @ 0x...]` lines into the progress bar",
+        ("tests/test_console.py::test_ffmpeg_chatter_of_decord_only_with_verbose",)),
+    Mutation(
+        "divergence warned again at the end", "videosspo/trainer.py",
+        "        acc.end_training()\n",
+        "        acc.end_training()\n        if self.divergence:\n            log.warning(self._divergence_note())\n",
+        "the divergence warning is printed twice",
+        ("tests/test_console.py::test_divergence_is_warned_once",)),
+    Mutation(
+        "every config file's runs in one folder", "videosspo/config.py",
+        '{"train": {"output_dir": f"runs/{path.stem}"}}',
+        '{"train": {"output_dir": "runs/default"}}',
+        "a second config without train.output_dir is told to resume the first one's run",
+        ("tests/test_console.py::test_run_folders_default_to_the_config_name_and_no_two_configs_share_one",)),
+    Mutation(
+        "the demo's base looked up in the current directory only", "videosspo/cli.py",
+        "    for candidate in (Path(pretrained), ROOT / pretrained) if pretrained else ():\n",
+        "    for candidate in (Path(pretrained),) if pretrained else ():\n",
+        "`videosspo demo` run outside the repository ignores the committed base and pre-trains one for minutes",
+        ("tests/test_console.py::test_demo_finds_the_committed_base_from_any_directory",)),
+    Mutation(
+        "--compare silent on success", "benchmarks/vbench_eval.py",
+        '        print("\\n".join(table[1:]))',
+        "        table",
+        "`vbench_eval.py --compare` prints nothing: the user must find and open compare.md",
+        ("tests/test_console.py::test_vbench_eval_compare_prints_the_comparison",)),
+    Mutation(
+        "config --list takes the next field's comment", "videosspo/config_help.py",
+        "            above, line = [], stmt.lineno - 1\n",
+        "            above, line = [], stmt.lineno + 1\n",
+        "`videosspo config --list` explains each key with another key's text, or none",
+        ("tests/test_console.py::test_config_list_gives_every_key_a_default_and_a_meaning",)),
+    Mutation(
+        "log lines written into the progress bar", "videosspo/cli.py",
+        "    with stop_on_signals(), logging_redirect_tqdm():",
+        "    with stop_on_signals():",
+        "a warning during training is glued to the end of the progress bar's line",
+        ("tests/test_console.py::test_warnings_during_training_are_lines_of_their_own_above_the_bar_once_each",)),
+    Mutation(
         "a documented subcommand renamed", "videosspo/cli.py",
         's = data_sub.add_parser("cache-latents",',
         's = data_sub.add_parser("cache_latents",',
@@ -662,6 +735,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ruff: install",
         "`make lint`, which the docs and CI run, no longer exists",
         ("tests/test_docs.py::test_every_documented_command_names_real_things[development.md]",)),
+    Mutation(
+        "a signal lost in a destructor forgotten", "videosspo/interrupt.py",
+        "    _received.append(signum)\n",
+        "",
+        "Ctrl-C or SIGTERM landing inside a destructor is dropped by Python and the run trains on",
+        ("tests/test_console.py::test_a_signal_whose_exception_python_drops_still_stops_the_run",)),
     Mutation(
         "ComfyUI / kohya LoRA alpha written as the rank", "models/lora_formats.py",
         'f"{name}.alpha": torch.tensor(float(lora.lora_alpha))}',

@@ -83,7 +83,7 @@ def test_auto_falls_back_to_pyav_where_decord_fails(tmp_path, caplog, monkeypatc
     path = write_video(tmp_path / "c48.mp4", clip)
     with pytest.raises(VideoReadError):
         read_video(path, backend="decord")
-    with caplog.at_level(logging.WARNING, logger="videosspo.video"):
+    with caplog.at_level(logging.INFO, logger="videosspo.video"):
         out = read_video(path, backend="auto")
         read_video(path, [0], backend="auto")
     np.testing.assert_array_equal(out, read_video(path, backend="pyav"))
@@ -101,7 +101,7 @@ def test_decord_fallback_warnings_stop_after_a_few_files(tmp_path, caplog, monke
         for path in paths:
             read_video(path, [1], backend="auto")
     levels = [r.levelno for r in caplog.records if "PyAV" in r.message]
-    assert levels == [logging.WARNING] * video_module.FALLBACK_WARNINGS + [logging.DEBUG] * 2
+    assert levels == [logging.INFO] * video_module.FALLBACK_WARNINGS + [logging.DEBUG] * 2
 
 
 def test_missing_and_corrupt_files(tmp_path):
@@ -225,7 +225,7 @@ def test_decord_is_not_trusted_where_its_count_differs(tmp_path, caplog, monkeyp
     short = dataclasses.replace(probe(path), frames=19)  # as if the last frame did not decode
     monkeypatch.setattr(V, "probe", lambda p: short)
     monkeypatch.setattr(V, "_fallback_warned", set())
-    with caplog.at_level(logging.WARNING, logger="videosspo.video"):
+    with caplog.at_level(logging.INFO, logger="videosspo.video"):
         assert frame_numbers(read_video(path, [18, 3])) == [18, 3]
         with pytest.raises(IndexError, match="has 19 frames"):
             read_video(path, [19])

@@ -1,3 +1,5 @@
+import sys
+
 from videosspo.cli import main
 
-main()
+sys.exit(main())

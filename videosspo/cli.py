@@ -8,9 +8,11 @@
     videosspo pretrain-base [--config configs/stacked_base.yaml] [--train.max_steps N ...]
     videosspo demo                                             (align the base model; before/after table + GIFs)
     videosspo upgrade-checkpoints runs/x                       (checkpoints of an older videosspo: resumable again)
+    videosspo config --list | --show configs/x.yaml [--optim.lr 1e-5 ...]   (every key; the resolved config)
 
-A mistake in what the user gives (arguments, config, data, paths, a full disk) is one line on stderr and
-exit code 2 (`videosspo.errors.UserError`); a traceback means a bug.
+Exit codes: 0 success; 2 a mistake in what the user gives (arguments, config, data, paths, a full disk),
+reported in one line on stderr (`videosspo.errors.UserError`); 130 / 143 stopped by Ctrl-C / SIGTERM (one
+line); 1 a bug, with its traceback.
 """
 
 from __future__ import annotations
@@ -25,60 +27,116 @@ from pathlib import Path
 from typing import get_args
 
 from videosspo.config import Sampler
+from videosspo.errors import OneLineParser as Parser
 
-OVERRIDE_HELP = ("Any config key may follow as --section.key VALUE (e.g. --optim.lr 1e-5 --train.max_steps 50); "
-                 "see videosspo/config.py for every key, its default and meaning.")
+OVERRIDE_HELP = """\
+Any config key may follow as --section.key VALUE (e.g. --optim.lr 1e-5 --train.max_steps 50):
+  videosspo config --list                                   every key, its default and meaning
+  videosspo config --show X.yaml [--section.key VALUE ...]  the resolved config a run of X.yaml would use
+Values are read as YAML: lists as --train.sample_prompts '["a red square moving left", "a blue circle"]'
+or --optim.betas "[0.9, 0.99]", mappings as --model.schedule "{beta_schedule: scaled_linear}", null as null."""
+
+TRAIN_HELP = OVERRIDE_HELP + """
+
+Progress bar (every logged value is in OUTPUT_DIR/metrics.jsonl under the name in brackets):
+  loss  the batch's mean loss [loss]
+  sw    fraction of samples SSR switched to the SFT branch: the reference already predicts the winner
+        better than the policy [sspo/switch_frac]
+  acc   fraction of samples whose policy-minus-reference error is lower on the winner than on the loser
+        (Δ_w < Δ_l) [rewards/accuracy]
+  ref   index of the replay-pool snapshot drawn as this step's reference, 0 = the initial weights
+        [replay/ref_index]
+
+Ctrl-C (or SIGTERM) stops cleanly with one line naming the step (exit 130 / 143); run the same command
+with --train.resume latest to continue from the newest checkpoint. --verbose shows the libraries' own logs."""
+
+VERBOSE_HELP = "show the libraries' own logs (transformers, diffusers, decord's FFmpeg) and videosspo's debug lines"
 
 
-def _quiet_libraries() -> None:
-    """Keep the terminal for our own progress bar: silence per-file load/save bars of HF libraries."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+def _quiet_libraries(verbose: bool) -> None:
+    """Keep the terminal for our own progress bar and warnings: library chatter below WARNING is hidden unless
+    --verbose. Environment variables, so that nothing heavy is imported before the command needs it."""
+    level = "info" if verbose else "error"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", level)
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", level)
+    if not verbose:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # per-file load bars (transformers reads it too)
+        logging.getLogger("accelerate").setLevel(logging.WARNING)  # per-file "saving state" lines
+        logging.getLogger("videosspo.video").setLevel(logging.WARNING)  # "decord could not read X: read with PyAV"
+    logging.getLogger("videosspo").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _quiet_diffusers() -> None:
+    """diffusers' "Loading pipeline components" bars: no environment variable turns them off."""
     import diffusers
-    import transformers
 
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
-    logging.getLogger("accelerate").setLevel(logging.WARNING)  # per-file "saving state" lines
+    if os.environ.get("DIFFUSERS_VERBOSITY") == "error":
+        diffusers.utils.logging.disable_progress_bar()
 
 
-def _prepare_data(config) -> None:
-    """Write the synthetic dataset at data.path when it is missing and data.synth_if_missing > 0."""
+def _given_data_path(overrides: list[str]) -> bool:
+    """Whether --data.path was given on the command line."""
+    from videosspo.config import parse_overrides
+
+    return "path" in (parse_overrides(overrides).get("data") or {})
+
+
+def _prepare_data(config, given: bool, source: str | None) -> None:
+    """data.path must exist, except that a config's own data.path with data.synth_if_missing N > 0 is written
+    as a synthetic dataset of N clips when missing; a path given on the command line (`given`) always must."""
     from videosspo.errors import PathError
     from videosspo.shards import is_shards
     from videosspo.synth import make_dataset
 
-    path = Path(config.data.path)
-    if path.exists() or not config.data.synth_if_missing or is_shards(config.data.path):
+    path, n = Path(config.data.path), config.data.synth_if_missing
+    if path.exists() or is_shards(config.data.path):
         return
-    if path.suffix in (".jsonl", ".csv"):
-        raise PathError(f"data.path={str(path)!r} does not exist")
+    if given or not n or path.suffix in (".jsonl", ".csv"):
+        raise PathError(f"data.path={str(path)!r} does not exist; give a folder of clips with metadata.jsonl "
+                        f"(see docs/your-own-videos.md), or write a synthetic one: videosspo data synth --out {path}")
     frames = max(config.data.frames, (config.data.frames - 1) * config.data.stride + 1)
-    print(f"data.path {path} is missing: writing {config.data.synth_if_missing} synthetic clips there")
-    make_dataset(path, n=config.data.synth_if_missing, frames=frames, height=config.data.height,
-                 width=config.data.width, paired=config.method.name == "dpo")
+    print(f"data.path {path} is missing: writing {n} synthetic clips there (data.synth_if_missing: {n}"
+          f"{f' in {source}' if source else ''}; for your own clips give --data.path DIR)")
+    make_dataset(path, n=n, frames=frames, height=config.data.height, width=config.data.width,
+                 paired=config.method.name == "dpo")
 
 
 def cmd_train(args, overrides: list[str]) -> dict:
     from videosspo.config import load_config
-    from videosspo.trainer import Trainer
 
     config = load_config(args.config, overrides)
-    _prepare_data(config)
-    summary = Trainer(config).fit()
-    return summary
+    _prepare_data(config, _given_data_path(overrides), args.config)
+    return _fit(config)
+
+
+def _fit(config, resumable: bool = True) -> dict:
+    """Trainer(config).fit(); an interrupt carries the step it stopped at and how to go on (`Interrupted.note`)."""
+    from videosspo.checkpoint import latest_checkpoint
+    from videosspo.interrupt import raise_if_interrupted
+    from videosspo.trainer import Trainer
+
+    _quiet_diffusers()
+    trainer = None
+    try:
+        trainer = Trainer(config)
+        return trainer.fit(on_step=lambda _: raise_if_interrupted())
+    except KeyboardInterrupt as e:  # videosspo.interrupt.Interrupted too
+        step = f"at step {trainer.step}" if trainer is not None else "before the first step"
+        newest = latest_checkpoint(config.train.output_dir) if resumable else None
+        hint = (f"; resume with --train.resume latest (from {newest.name})" if newest
+                else "; resume with --train.resume latest (no checkpoint yet: it starts over)" if resumable else "")
+        e.note = f"interrupted {step}{hint}"
+        raise
 
 
 def cmd_pretrain_base(args, overrides: list[str]) -> dict:
     """The synthetic world's base model: world data and latent cache when missing, then SFT on web/."""
     from videosspo.alignment import BASE_CONFIG, prepare
     from videosspo.config import load_config
-    from videosspo.trainer import Trainer
 
     config = load_config(args.config or BASE_CONFIG, overrides)
     prepare(config)
-    summary = Trainer(config).fit()
+    summary = _fit(config)
     print(f"base model: {summary['checkpoint']}/model ({summary['steps']} steps in {summary['seconds']} s); "
           f"align it with --model.pretrained {summary['checkpoint']}/model")
     return summary
@@ -100,6 +158,7 @@ def cmd_sample(args, overrides: list[str]) -> None:
     from videosspo.video import WRITE_EXTENSIONS, write_video
 
     no_overrides(overrides)
+    _quiet_diffusers()
     if Path(args.out).suffix.lower() not in WRITE_EXTENSIONS:
         raise UserError(f"--out {args.out}: write a {' or '.join(WRITE_EXTENSIONS)} file")
     _check_checkpoint(Path(args.checkpoint))
@@ -119,11 +178,33 @@ def cmd_sample(args, overrides: list[str]) -> None:
                       steps=args.steps, guidance=args.guidance, guidance_2=args.guidance_2,
                       negative_prompt=args.negative_prompt,
                       scheduler=args.scheduler, progress=True)
-    out = Path(args.out)
+    out, rows = Path(args.out), []
     for i, video in enumerate(pixels.cpu()):
         path = out if len(prompts) == 1 else out.with_name(f"{out.stem}_{i:02d}{out.suffix}")
         write_video(path, video, fps=args.fps)
+        rows.append({"video": path.name, "caption": prompts[i], "seed": seeds[i], "checkpoint": str(args.checkpoint)})
         print(f"wrote {path}  ({prompts[i]!r}, seed {seeds[i]})")
+    print(f"captions in {write_captions(out.parent, rows)} (evaluate: python benchmarks/vbench_eval.py --videos "
+          f"{out.parent} --out eval/NAME)")
+
+
+def write_captions(folder: Path, rows: list[dict]) -> Path:
+    """`folder/metadata.jsonl` (the data format: video relative to it, caption): `rows` replace the rows of the
+    same videos, other rows stay, so several `sample` calls into one folder describe every clip in it."""
+    from videosspo.files import atomic_write_text
+
+    path, ours = folder / "metadata.jsonl", {row["video"] for row in rows}
+    kept = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("video") not in ours:
+                kept.append(row)
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in [*kept, *rows]))
+    return path
 
 
 def _check_checkpoint(path: Path) -> None:
@@ -178,7 +259,8 @@ def cmd_cache_latents(args, overrides: list[str]) -> None:
     from videosspo.latents import cache_latents
 
     config = load_config(args.config, overrides)
-    _prepare_data(config)
+    _prepare_data(config, _given_data_path(overrides), args.config)
+    _quiet_diffusers()
     model = build_model(config.model).to("cuda" if torch.cuda.is_available() else "cpu")
     model.latent_shape(config.data.frames, config.data.height, config.data.width)  # checks the VAE factor
     data = config.data
@@ -230,7 +312,6 @@ def cmd_demo(args, overrides: list[str]) -> dict:
     from videosspo.alignment import ALIGN_CONFIG, SCORES, adherence, paired, prepare, side_by_side
     from videosspo.config import load_config
     from videosspo.synth import heldout_prompts
-    from videosspo.trainer import Trainer
     from videosspo.video import write_video
 
     t0 = time.perf_counter()
@@ -245,7 +326,7 @@ def cmd_demo(args, overrides: list[str]) -> dict:
     data, seeds, prompts = config.data, list(range(DEMO_SAMPLE_SEEDS)), heldout_prompts()
     kwargs = dict(frames=data.frames, size=data.height, steps=config.sample.steps, guidance=config.sample.guidance)
     before, base_clips = adherence(load_model(base), prompts, seeds, **kwargs)
-    summary = Trainer(config).fit()
+    summary = _fit(config, resumable=False)  # a rerun replaces the demo's folder
     after, aligned_clips = adherence(load_model(summary["checkpoint"]), prompts, seeds, **kwargs)
 
     for i, prompt in enumerate(prompts):  # base | aligned, same seed
@@ -290,11 +371,14 @@ DEMO_BASE_STEPS = 300  # a base made by the demo itself when none is cached: ~5 
 
 
 def _demo_base(pretrained: str | None) -> Path:
-    """The base model folder: `pretrained` if it exists, else runs/base's newest checkpoint, else a short pretrain-base."""
+    """The base model folder: `pretrained` if it exists (a relative path: here, else in the repository, where the
+    committed assets/stacked_base is), else runs/base's newest checkpoint, else a short pretrain-base."""
+    from videosspo.alignment import ROOT
     from videosspo.trainer import latest_checkpoint
 
-    if pretrained and Path(pretrained).is_dir():
-        return Path(pretrained)
+    for candidate in (Path(pretrained), ROOT / pretrained) if pretrained else ():
+        if candidate.is_dir():
+            return candidate
     latest = latest_checkpoint("runs/base")
     if latest is None:
         print(f"no cached base model ({pretrained} is missing): pre-training one for {DEMO_BASE_STEPS} steps")
@@ -303,23 +387,42 @@ def _demo_base(pretrained: str | None) -> Path:
     return latest / "model"
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, whose usage errors are one line (and exit 2) like every other user error."""
+def cmd_config(args, overrides: list[str]) -> None:
+    """`--list`: every key, its default and meaning; `--show [CONFIG]`: the config a run would use, as YAML."""
+    import yaml
 
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+    from videosspo.config import load_config
+    from videosspo.config_help import describe_keys
+
+    if args.list:
+        no_overrides(overrides)
+        print(describe_keys())
+        return
+    config = load_config(args.show or None, overrides)
+    print(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
     parser = Parser(prog="videosspo", description="SSPO alignment for text-to-video diffusion models.",
-                    epilog=OVERRIDE_HELP)
-    sub = parser.add_subparsers(dest="command", required=True)
+                    epilog=OVERRIDE_HELP, formatter_class=raw)
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    # also accepted after the command (`videosspo train --verbose`); SUPPRESS keeps the top-level value otherwise
+    common = Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = sub.add_parser("train", help="train with a YAML config (sft | dpo | sspo)", epilog=OVERRIDE_HELP)
+    def add(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], formatter_class=raw, **kwargs)
+
+    p = add("train", help="train with a YAML config (sft | dpo | sspo)", epilog=TRAIN_HELP,
+            usage="videosspo train [-h] [-v] [--config CONFIG] [--section.key VALUE ...]")
     p.add_argument("--config", help="YAML config file (configs/*.yaml); omitted: all defaults")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="generate videos from a checkpoint")
+    p = add("sample", help="generate videos from a checkpoint",
+            epilog="Writes metadata.jsonl (video, caption, seed) beside the clips: "
+                   "python benchmarks/vbench_eval.py --videos FOLDER scores them against their prompts.")
     p.add_argument("--checkpoint", required=True, help="a checkpoint folder (or its model/ folder)")
     p.add_argument("--prompt", required=True, action="append", help="text prompt; repeat for several")
     p.add_argument("--out", required=True, help="output .mp4 or .gif (numbered when several prompts)")
@@ -338,9 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=8)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("data", help="dataset tools")
-    data_sub = p.add_subparsers(dest="data_command", required=True)
-    s = data_sub.add_parser("synth", help="write a synthetic video world: coloured shapes moving, with captions")
+    p = add("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    s = data_sub.add_parser("synth", parents=[common],
+                            help="write a synthetic video world: coloured shapes moving, with captions")
     s.add_argument("--out", required=True, help="output folder (videos/ + metadata.jsonl)")
     s.add_argument("--n", type=int, default=64, help="number of clips")
     s.add_argument("--frames", type=int, default=16)
@@ -349,51 +453,82 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--paired", action="store_true", help="also write a wrong 'loser' clip per caption (DPO data)")
     s.set_defaults(func=cmd_synth)
-    s = data_sub.add_parser("cache-latents", help="encode every clip once with the model's VAE (data.latent_cache)",
-                            epilog=OVERRIDE_HELP)
+    s = data_sub.add_parser("cache-latents", parents=[common], formatter_class=raw, epilog=OVERRIDE_HELP,
+                            help="encode every clip once with the model's VAE (data.latent_cache)")
     s.add_argument("--config", help="YAML config file: its model and data sections are used")
     s.add_argument("--out", help="output folder (default: <data.path folder>/latents_<family>_<h>x<w>)")
     s.set_defaults(func=cmd_cache_latents)
 
-    p = sub.add_parser("pretrain-base", help="pre-train the synthetic world's base model (SFT on noisy web captions)",
-                       epilog=OVERRIDE_HELP)
+    p = add("pretrain-base", help="pre-train the synthetic world's base model (SFT on noisy web captions)",
+            epilog=OVERRIDE_HELP)
     p.add_argument("--config", help="YAML config (default: configs/stacked_base.yaml)")
     p.set_defaults(func=cmd_pretrain_base)
 
-    p = sub.add_parser("demo", help="align the synthetic world's base model with SSPO; adherence before/after + GIFs",
-                       epilog=OVERRIDE_HELP)
+    p = add("demo", help="align the synthetic world's base model with SSPO; adherence before/after + GIFs",
+            epilog=OVERRIDE_HELP)
     p.add_argument("--config", help="YAML config (default: configs/stacked_sspo.yaml)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("estimate", help="expected peak GPU memory of one training step, by part (docs/low-memory.md)",
-                       epilog=OVERRIDE_HELP)
+    p = add("estimate", help="expected peak GPU memory of one training step, by part (docs/low-memory.md)",
+            epilog=OVERRIDE_HELP)
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--gpu-gb", type=float, default=24.0, help="the GPU's memory: which switches make the run fit it")
     p.set_defaults(func=cmd_estimate)
 
-    p = sub.add_parser("upgrade-checkpoints", help="make checkpoints of an older videosspo (no COMPLETE.json) "
-                                                   "resumable, in place")
+    p = add("upgrade-checkpoints", help="make checkpoints of an older videosspo (no COMPLETE.json) resumable, "
+                                        "in place")
     p.add_argument("run", help="the run folder (train.output_dir)")
     p.set_defaults(func=cmd_upgrade_checkpoints)
+
+    p = add("config", help="list every config key (--list) or print a resolved config (--show)", epilog=OVERRIDE_HELP)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--list", action="store_true", help="every key: its default, type and meaning")
+    what.add_argument("--show", nargs="?", const="", metavar="CONFIG",
+                      help="the resolved config of CONFIG (omitted: the defaults) with any --section.key VALUE "
+                           "overrides applied, as YAML")
+    p.set_defaults(func=cmd_config)
     return parser
 
 
-def main(argv: list[str] | None = None):
-    """Run one command; returns what it returns (a summary dict for train, pretrain-base and demo)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args, rest = build_parser().parse_known_args(argv)
-    _quiet_libraries()
-    from videosspo.errors import UserError
+def run(argv: list[str] | None = None):
+    """Run one command and return what it returns (a summary dict for train, pretrain-base and demo).
 
-    try:
+    Errors propagate: `UserError` (one line, exit 2 in `main`), `KeyboardInterrupt` (a signal), anything else
+    (a bug)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from videosspo.interrupt import stop_on_signals
+
+    args, rest = build_parser().parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # warnings.warn through logging: printed above the progress bar, once each
+    _quiet_libraries(args.verbose)
+    with stop_on_signals(), logging_redirect_tqdm():  # log lines above the progress bar, never inside it
         result = args.func(args, rest)
-    except UserError as e:  # config, data, paths, disk: the message is the whole story (tracebacks are for bugs)
-        print(f"videosspo {args.command}: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
     if args.command == "train" and result is not None:
         print(json.dumps(result, indent=2))
     return result
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The `videosspo` command: returns 0 when done (the console script's `sys.exit(main())`); a user error exits 2
+    (SystemExit), an interrupt 128 + the signal, each after one line on stderr; a bug raises (exit 1)."""
+    from videosspo.errors import UserError
+
+    command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
+    try:
+        run(argv)
+    except UserError as e:  # config, data, paths, disk: the message is the whole story (tracebacks are for bugs)
+        print(f"videosspo {command}: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM (videosspo.interrupt): one line, no traceback
+        if os.environ.get("RANK", "0") == "0":
+            print(f"videosspo {command}: {getattr(e, 'note', 'interrupted')}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 130))
+    except BrokenPipeError:  # `videosspo config --list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -45,7 +45,8 @@ SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "clip_sample", "time
 class ModelConfig:
     """Which diffusion model to train, and how to build it."""
 
-    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan", "wan22", "cogvideox", "ltx"] = "animatediff"
+    # The model family (its adapter in models/). `animatediff`, `modelscope`: video UNets; `sd`: Stable Diffusion
+    # 1.5 (one-frame clips); `stacked`: the synthetic world's 2-D UNet with frames in its channels.
     # `wan`: a flow-matching DiT (WanTransformer3DModel) on a VAE that compresses time 4x, so
     # data.frames must be 4k+1; its velocity error replaces the UNets' epsilon error in every loss.
     # `cogvideox`: a v-prediction DiT (CogVideoXTransformer3DModel), also 4k+1 frames, sampled with ddim.
@@ -53,6 +54,7 @@ class ModelConfig:
     # space 32x: data.frames 8k+1, height and width multiples of 32; sampled with euler.
     # `wan22`: Wan 2.2 A14B (Wan-AI/Wan2.2-T2V-A14B-Diffusers), Wan with two transformer experts: `transformer`
     # for t >= boundary_ratio x 1000 (875), `transformer_2` below; LoRA only (see `experts`).
+    family: Literal["animatediff", "modelscope", "sd", "stacked", "wan", "wan22", "cogvideox", "ltx"] = "animatediff"
     # A local directory or hub id: a diffusers layout (unet/ or transformer/, vae/, text_encoder/,
     # tokenizer/, scheduler/), e.g. Stable Diffusion 1.5 for `animatediff`/`sd`,
     # Wan-AI/Wan2.1-T2V-1.3B-Diffusers for `wan`, THUDM/CogVideoX-2b for `cogvideox`, Lightricks/LTX-Video
@@ -77,7 +79,7 @@ class ModelConfig:
     lora_alpha: float | None = None  # None: alpha = rank
     # "auto": xformers when importable on CUDA, else torch SDPA; "sdpa" forces torch.
     attention: Literal["auto", "sdpa", "xformers"] = "auto"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     # Store the frozen denoiser weights in float8 e4m3 with a scale per output channel, up-cast per layer for
     # compute (models/fp8.py): half of bf16's bytes. LoRA only (the adapters and their optimizer state keep the
     # training dtype; the reference adapter and the loser sampler share the float8 base); exports are never float8.
@@ -127,13 +129,14 @@ class DataConfig:
     # shard without unpacking: a folder of *.tar, one .tar, or a brace pattern `shards/{00000..00127}.tar`
     # (videosspo/shards.py: order, resume, at least one shard per process).
     path: str = "data/synth"
-    # When `path` is missing, write a synthetic-world dataset of this many clips there first.
+    # When `path` is missing, write a synthetic-world dataset of this many clips there first (the tiny configs
+    # set 32). Applies only to a data.path the config file names: one given on the command line must exist.
     synth_if_missing: int = 0
     frames: int = 8          # frames per clip (1 = image training)
     stride: int = 1          # take every `stride`-th frame
-    height: int = 32
-    width: int = 32
-    num_workers: int = 0
+    height: int = 32         # clip height in pixels (frames are resized to it)
+    width: int = 32          # clip width in pixels
+    num_workers: int = 0     # DataLoader worker processes decoding clips (0: in the training process)
     # A folder written by `videosspo data cache-latents` (every clip encoded once by the VAE, every caption
     # once by the text encoder). When set, training reads the cached winner (and loser) latents and caption
     # embeddings and runs neither encoder per step; the cache must match data.path, data.height/width, the
@@ -172,7 +175,7 @@ class DataConfig:
 class MethodConfig:
     """The objective: `sft` (e_w), `dpo` (Diffusion-DPO on paired data) or `sspo`."""
 
-    name: Literal["sft", "dpo", "sspo"] = "sspo"
+    name: Literal["sft", "dpo", "sspo"] = "sspo"  # sft: e_w alone; dpo: paired data (loser_video); sspo: self-sampled losers
     beta: float = 2000.0     # beta of -log sigmoid(-(beta/2)(dw - dl)); absorbs T * omega(lambda_t)
     # SSR switched branch when e_ref^w < e_theta^w: sft | sign (v1 flipper) | drop | off (always DPO).
     ssr_mode: Literal["sft", "sign", "drop", "off"] = "sft"
@@ -219,12 +222,12 @@ class SampleConfig:
     # DDPM-trained families: ddim, ddpm, euler, dpm++, unipc; flow matching (wan): euler, unipc;
     # cogvideox: ddim; ltx: euler.
     scheduler: Sampler = "ddim"
-    steps: int = 20
-    guidance: float = 7.5
+    steps: int = 20          # sampler steps
+    guidance: float = 7.5    # classifier-free guidance scale (<= 1: off)
     # wan22 only: the CFG scale of the low-noise expert's steps (WanPipeline's guidance_scale_2; None: `guidance`).
     # CFG runs when `guidance` > 1, as in WanPipeline.
     guidance_2: float | None = None
-    negative_prompt: str = ""
+    negative_prompt: str = ""  # the prompt guidance steers away from ("" : the unconditional prediction)
 
     def __post_init__(self):
         _check(self.steps >= 1, "sample.steps", self.steps, ">= 1")
@@ -239,8 +242,8 @@ class LoserConfig:
     Reference UNet passes per loser: steps x (2 with CFG, guidance > 1, else 1) x strength / reuse.
     """
 
-    steps: int = 20
-    guidance: float = 7.5
+    steps: int = 20          # sampler steps per loser
+    guidance: float = 7.5    # classifier-free guidance scale of the losers (<= 1: off, one pass per step)
     guidance_2: float | None = None  # wan22 only: as sample.guidance_2, for the losers
     # ddim | ddpm | euler | dpm++ (DPM-Solver++ 2M) | unipc; the last two are made for 4-10 steps.
     # Flow-matching families (wan): euler | unipc; cogvideox: ddim; ltx: euler.
@@ -279,13 +282,13 @@ class LoserConfig:
 class OptimConfig:
     """AdamW with warm-up and a schedule; per-process batch and accumulation."""
 
-    lr: float = 1e-5
-    weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: int = 0
+    lr: float = 1e-5         # peak learning rate (after warm-up)
+    weight_decay: float = 1e-2  # AdamW decoupled weight decay
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW (beta1, beta2); on the command line: --optim.betas "[0.9, 0.99]"
+    schedule: Literal["constant", "linear", "cosine"] = "constant"  # LR after warm-up: constant, or decaying to 0 at train.max_steps
+    warmup_steps: int = 0    # steps of linear LR warm-up from 0
     batch_size: int = 1      # per process; global batch = batch_size x processes x grad_accum
-    grad_accum: int = 1
+    grad_accum: int = 1      # micro-batches accumulated per optimizer step
     max_grad_norm: float = 1.0   # 0 disables clipping
     # Exponential moving average of the trainable weights (videosspo/ema.py; with LoRA, the adapter):
     # ema = d ema + (1 - d) theta after each update, d = min(ema_decay, n / (n + 9)) at update n.
@@ -306,12 +309,13 @@ class OptimConfig:
 class TrainConfig:
     """The run: length, seed, precision, where outputs go and how often things happen."""
 
+    # The run folder: checkpoints/, samples/, metrics.jsonl, summary.json. Unset in a config file: runs/<file name>.
     output_dir: str = "runs/default"
     max_steps: int = 100     # optimizer steps
-    seed: int = 0
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    log_every: int = 1
-    checkpoint_every: int = 50   # 0: only the final checkpoint
+    seed: int = 0            # every random draw is a function of (seed, step, sample)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast precision of forward passes (weights stay fp32)
+    log_every: int = 1       # steps between metrics.jsonl lines
+    checkpoint_every: int = 50   # steps between checkpoints (0: only the final one)
     keep_checkpoints: int = 2    # newest N checkpoints of this run kept (0: all); see anomaly_factor
     # A step whose loss or grad norm is non-finite or above this many times its running median (last
     # 50 steps) is anomalous; the last checkpoint written before the first such step is kept out of
@@ -320,9 +324,10 @@ class TrainConfig:
     # At the first anomalous step: `stop` the run with one line naming the last good checkpoint (exit 2; continue
     # from it with another optim.lr), or `continue` training. Either way non-finite weights are never checkpointed.
     on_anomaly: Literal["stop", "continue"] = "stop"
-    sample_every: int = 0        # 0: sample only at the end
+    sample_every: int = 0        # steps between samples of sample_prompts (0: only at the end)
+    # Prompts of the samples written to samples/; a list on the command line: --train.sample_prompts '["a", "b"]'
     sample_prompts: tuple[str, ...] = ("a red square moving left",)
-    sample_format: Literal["mp4", "gif"] = "gif"
+    sample_format: Literal["mp4", "gif"] = "gif"  # file format of those samples
     resume: str | None = None    # "latest" or a checkpoint directory
     # `model/` in each checkpoint: `merged`, the policy as a full diffusers layout (LoRA merged in);
     # `adapter` (LoRA runs), the adapter alone plus where its base comes from: MBs instead of GBs.
@@ -528,6 +533,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     if overrides:
         extra = overrides if isinstance(overrides, dict) else parse_overrides(list(overrides))
         data = _merge(data, extra)
+    if path is not None and isinstance(data.get("train") or {}, dict) and "output_dir" not in (data.get("train") or {}):
+        data = _merge(data, {"train": {"output_dir": f"runs/{path.stem}"}})  # two configs never share a run folder
     return config_from_dict(data)
 
 

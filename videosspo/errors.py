@@ -6,6 +6,8 @@ would expect (ValueError, FileNotFoundError), so `except ValueError` keeps worki
 
 from __future__ import annotations
 
+import argparse
+
 
 class UserError(Exception):
     """A problem in what the user gave (config, data, paths) or in their machine (disk, a busy folder)."""
@@ -17,3 +19,10 @@ class DataError(UserError, ValueError):
 
 class PathError(UserError, FileNotFoundError):
     """A file or folder named by the user does not exist."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one line (and exit 2) like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from videosspo.checkpoint import first_line
 from videosspo.data import ClipDataset, Record, VideoDataset, frame_windows, resize_center_crop
 from videosspo.errors import DataError, PathError
+from videosspo.files import chmod_like_open
 from videosspo.video import VideoReadError, count_frames, to_tensor
 
 log = logging.getLogger("videosspo.latents")
@@ -157,6 +158,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    chmod_like_open(tmp)
     os.replace(tmp, path)
 
 
@@ -266,6 +268,7 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
         os.close(fd)
         try:
             save_file(tensors, tmp, metadata=header)
+            chmod_like_open(tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

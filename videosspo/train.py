@@ -5,4 +5,4 @@ from videosspo.cli import main
 if __name__ == "__main__":
     import sys
 
-    main(["train", *sys.argv[1:]])
+    sys.exit(main(["train", *sys.argv[1:]]))

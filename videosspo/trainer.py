@@ -592,8 +592,6 @@ class Trainer:
         final = self.save_checkpoint()
         samples = self.write_samples()
         acc.end_training()
-        if self.divergence:
-            log.warning(self._divergence_note())
         summary = {"steps": self.step, "method": cfg.method.name, "family": cfg.model.family,
                    "first_loss": history[0] if history else None, "last_loss": history[-1] if history else None,
                    "seconds": round(time.perf_counter() - t_start, 2), "checkpoint": str(final),

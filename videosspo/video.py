@@ -14,7 +14,7 @@ Reading
       file and cached: headers can claim frames that do not decode, and a decoder asked for one pads
       with a repeated frame. A damaged file's frames before the damage are used (a warning names it).
     - decord 0.6 fails on some frame widths (48 px: ``DECORDArrayCopyFromTo: The size must exactly
-      match``); such a clip is re-read with PyAV (a warning names the first few files). Only decord's
+      match``); such a clip is re-read with PyAV (an INFO line names the first few files). Only decord's
       batch API is used (its ``vr[i]`` returns a wrong ``(h, w, 4)`` array there) and its output shape
       is checked. decord and PyAV decode bit-identical frames where both work (the same FFmpeg
       decoders and yuv->rgb conversion).
@@ -46,6 +46,7 @@ import errno
 import functools
 import logging
 import os
+import re
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image
+
+from videosspo.files import chmod_like_open
 
 log = logging.getLogger("videosspo.video")
 
@@ -74,7 +77,9 @@ DECORD_CONTAINERS = ("mov", "mp4", "matroska", "webm")
 DECORD_CODECS = ("h264", "hevc", "vp8", "vp9")
 
 _fallback_warned: set[str] = set()  # files already reported as "decord failed, read with PyAV"
-FALLBACK_WARNINGS = 3  # files reported at WARNING; later ones at DEBUG (a dataset of one odd size hits them all)
+# Files reported at INFO (the frames are exact either way: not a warning); later ones at DEBUG (a dataset of one
+# odd size hits them all).
+FALLBACK_WARNINGS = 3
 _damaged_warned: set[str] = set()  # files already reported as "damaged after frame k"
 
 
@@ -122,6 +127,9 @@ def _decord():
         import decord
     except ImportError:
         return None
+    # its bundled FFmpeg prints "[h264 @ 0x...] error while decoding" to stderr for every damaged packet; the
+    # failure reaches us as an exception anyway. Shown when our own log is at DEBUG (`videosspo --verbose`).
+    decord.logging.set_level(decord.logging.ERROR if log.isEnabledFor(logging.DEBUG) else decord.logging.QUIET)
     return decord
 
 
@@ -328,7 +336,7 @@ def _run(backend: str, path: Path, *args):
 def _first_line(error: Exception) -> str:
     """The first line of an error message (decord appends C++ stack traces), or the error's type."""
     lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[0]) if lines else type(error).__name__  # decord's "[time] file.cc:N: "
 
 
 def _check_backend(backend: str) -> None:
@@ -341,7 +349,7 @@ def _check_backend(backend: str) -> None:
 def _read_auto(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None) -> np.ndarray:
     """decord where its answer is exact (``VideoInfo.decord_exact``, and its count equals what decodes), else PyAV.
 
-    PyAV also serves every clip decord fails on (a warning names the first few files), and whole clips
+    PyAV also serves every clip decord fails on (an INFO line names the first few files), and whole clips
     (``indices=None``: a sequential decode, where decord's random access gains nothing).
     """
     if _decord() is None or indices is None:
@@ -359,7 +367,7 @@ def _read_auto(path: Path, indices: Sequence[int] | None, size: tuple[int, int] 
             raise VideoReadError(path, f"{first.reason}; {second.reason}") from second
         if str(path) not in _fallback_warned:
             _fallback_warned.add(str(path))
-            level = logging.WARNING if len(_fallback_warned) <= FALLBACK_WARNINGS else logging.DEBUG
+            level = logging.INFO if len(_fallback_warned) <= FALLBACK_WARNINGS else logging.DEBUG
             more = "; further files are logged at DEBUG" if len(_fallback_warned) == FALLBACK_WARNINGS else ""
             log.log(level, "decord could not read %s (%s); read it with PyAV instead%s", path, first.reason, more)
         return result
@@ -461,6 +469,7 @@ def write_video(path: str | os.PathLike, video: np.ndarray | torch.Tensor, fps: 
             _write_mp4(tmp, frames, fps, _mp4_pixel_format(frames, path))
         else:
             _write_gif(tmp, frames, fps)
+        chmod_like_open(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
