@@ -126,7 +126,7 @@ def enable_fp8_storage(denoiser: torch.nn.Module) -> int:
     to the accelerator (the full-precision weights never reach it). DDP is told not to broadcast the float8 weights
     (every process builds the same ones; gloo cannot send float8)."""
     layers = [(name, m) for name, m in denoiser.named_modules() if quantizable(name, m)]
-    for name, module in layers:
+    for _, module in layers:
         w8, scale = quantize(module.weight)
         module.training_dtype = module.weight.dtype
         module.weight = torch.nn.Parameter(w8, requires_grad=False)

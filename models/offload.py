@@ -189,7 +189,7 @@ def _tensors(output):
 
         def rebuild(new):
             out, k = [], 0
-            for (flat, build), n in zip(parts, sizes):
+            for (_, build), n in zip(parts, sizes, strict=True):
                 out.append(build(new[k:k + n]))
                 k += n
             return type(output)(out)

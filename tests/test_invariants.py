@@ -129,7 +129,7 @@ def test_reference_pass_builds_no_graph_and_dpo_reference_is_theta0(tiny_config,
                                          "train.output_dir": str(tmp_path / method), **config}))
         loss_fn = trainer.loss_fn
 
-        def spy(e_w, e_l, ref_w, ref_l, **kwargs):
+        def spy(e_w, e_l, ref_w, ref_l, loss_fn=loss_fn, **kwargs):
             seen.append(ref_w.requires_grad or ref_w.grad_fn is not None)
             return loss_fn(e_w, e_l, ref_w, ref_l, **kwargs)
 
