@@ -582,7 +582,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_vbench_grit.py::test_dimensions_run_tiny_grit_from_weights",)),
     Mutation(
         "Wan exports UniPC built from the flow Euler config", "models/families.py",
-        '        return make_scheduler(self, "unipc")\n',
+        "        return flow_unipc(self.scheduler.config)\n",
         "        return super().inference_scheduler_of()\n",
         "a merged Wan export's scheduler/ is UniPC on a DDPM schedule predicting epsilon: WanPipeline samples noise",
         ("tests/test_dit.py::test_merged_export_ships_the_pipeline_sampler",)),
