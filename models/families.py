@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLLTXVideo, AutoencoderKLWan, CogVideoXDDIMScheduler,
                        CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel,
-                       MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel, UniPCMultistepScheduler,
-                       WanTransformer3DModel)
+                       MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel,
+                       UniPCMultistepScheduler, WanTransformer3DModel)
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from einops import rearrange, repeat
 from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel

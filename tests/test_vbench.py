@@ -157,7 +157,8 @@ def test_synthetic_wrong_direction_zero_through_mp4(tmp_path):
     write_video(tmp_path / "a.mp4", synth.render_clip(spec, 12, 64, 64), fps=8)
     video = read_video(tmp_path / "a.mp4")
     right = synth_scores.score_clip(video, synth.parse_caption(spec.caption), synth.COLORS, synth.DIRECTIONS)
-    left = synth_scores.score_clip(video, synth.parse_caption("a red square moving left"), synth.COLORS, synth.DIRECTIONS)
+    left = synth_scores.score_clip(video, synth.parse_caption("a red square moving left"), synth.COLORS,
+                                   synth.DIRECTIONS)
     assert right == {k: 1.0 for k in right}
     assert left["synthetic_direction"] == 0.0
 
