@@ -550,9 +550,10 @@ def test_official_backend_modes_and_prompt_conversion(tmp_path, monkeypatch):
 
 
 def test_official_backend_checks_import_before_generating(tmp_path, capsys, monkeypatch):
-    """Issue 11.7: with --checkpoint, a missing vbench package fails before any video is generated."""
+    """With --checkpoint, a missing vbench package fails before any video is generated."""
     monkeypatch.setitem(sys.modules, "vbench", None)
     (tmp_path / "p.txt").write_text("a cat\n")
-    assert main(["--checkpoint", str(tmp_path / "no_such_ckpt"), "--prompts", str(tmp_path / "p.txt"),
+    (tmp_path / "ckpt").mkdir()  # exists (a missing one is its own one-line error), never loaded
+    assert main(["--checkpoint", str(tmp_path / "ckpt"), "--prompts", str(tmp_path / "p.txt"),
                  "--out", str(tmp_path / "o"), "--backend", "official"]) == 2
     assert "pip install vbench" in capsys.readouterr().err and not (tmp_path / "o" / "videos").exists()
