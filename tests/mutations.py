@@ -1025,8 +1025,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_trust.py::test_an_unmarked_newest_checkpoint_is_skipped_and_upgrade_refuses_a_partial_one",)),
     Mutation(
         "divergence trains on", "videosspo/trainer.py",
-        "        if self.config.train.on_anomaly == \"stop\":\n",
-        "        if False:\n",
+        "            if why and self.config.train.on_anomaly == \"stop\":\n",
+        "            if False:\n",
         "a blown-up run trains on, checkpoints wrecked weights and ends in a FloatingPointError traceback",
         ("tests/test_trust.py::test_a_divergent_run_stops_in_one_line_and_never_checkpoints_it",)),
     Mutation(

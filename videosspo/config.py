@@ -362,10 +362,10 @@ class TrainConfig:
     # pruning; stop: also ends the run with one line; off: nothing is computed. The thresholds are calibrated
     # on the synthetic world's study runs (docs/alignment.md, "The preference guard").
     guard: Literal["warn", "stop", "off"] = "warn"
-    guard_every: int = 5
-    guard_winners: int = 8
-    guard_drift: float = 0.25
-    guard_loser: float = 1.0
+    guard_every: int = 5         # optimizer steps between two measurements of the fixed batch of winners
+    guard_winners: int = 8       # the fixed batch: the first N clips of data.path, fixed noise and timesteps
+    guard_drift: float = 0.25    # winners' error over theta_0's on the fixed batch, minus 1 (last 3 measurements)
+    guard_loser: float = 1.0     # policy's error on the losers over the reference's, minus 1 (last 5 steps)
 
     def __post_init__(self):
         _check(self.max_steps >= 1, "train.max_steps", self.max_steps, ">= 1")
