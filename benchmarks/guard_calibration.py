@@ -52,7 +52,7 @@ def replay(stream: list[dict], drift: float, loser: float) -> tuple[int | None, 
     rows = [r for r in stream if "guard/e_fixed" in r]
     current = {"guard/e_fixed": rows[0]["guard/e_fixed_theta0"]}
     guard = Guard("warn", every=1, drift=drift, loser=loser)
-    guard.attach(lambda: [current["guard/e_fixed"]], step=0)  # θ0's mean error, then each row's
+    guard.attach(lambda: lambda: [current["guard/e_fixed"]], step=0)  # θ0's mean error, then each row's
     out = []
     for row in rows:
         current = row

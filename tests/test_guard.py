@@ -17,7 +17,7 @@ def test_fires_once_when_the_winners_error_drifts_up_against_theta0():
     """The drift averages the last 3 measurements: a one-probe spike (1.6) stays silent, a sustained rise fires."""
     guard = Guard("warn", every=2, drift=0.25, loser=3.0)
     probes = [1.0, 1.0, 1.0, 1.6, 1.0, 1.0, 1.3, 1.4, 1.5]  # θ0 first; then one per probe (steps 2, 4, ..., 16)
-    guard.attach(probe_of(*([e, e] for e in probes)), step=0)
+    guard.attach(lambda: probe_of(*([e, e] for e in probes)), step=0)
     stats = [{} for _ in range(16)]
     alarms = [guard.observe(step, s) for step, s in enumerate(stats, start=1)]
     assert "guard/drift" not in stats[0]  # nothing measured yet
@@ -45,7 +45,7 @@ def test_stays_silent_on_healthy_streams(stream):
     guard = Guard("stop", every=1, drift=0.25, loser=3.0)
     errors = [[1.0 - 0.02 * k, 1.1 - 0.02 * k] for k in range(41)] if stream == "sft" else \
              [[1.0 + 0.2 * (k % 2), 1.0] for k in range(41)]  # drift at most +10%
-    guard.attach(probe_of(*errors), step=0)
+    guard.attach(lambda: probe_of(*errors), step=0)
     for step in range(1, 41):
         stats = {} if stream == "sft" else {"loss/e_l": 0.05 * (1 + 2 * (step % 3 == 0)), "ref/e_l": 0.05}
         assert guard.observe(step, stats) is None
@@ -53,11 +53,11 @@ def test_stays_silent_on_healthy_streams(stream):
 
 
 def test_off_measures_nothing():
-    def probe():
-        raise AssertionError("guard: off must not run the probe")
+    def make_probe():
+        raise AssertionError("guard: off must not build the fixed batch")
 
     guard = Guard("off", every=1, drift=0.0, loser=0.0)
-    guard.attach(probe, step=0)
+    guard.attach(make_probe, step=0)
     stats = {"loss/e_l": 9.0, "ref/e_l": 0.1}
     assert guard.observe(1, stats) is None and stats == {"loss/e_l": 9.0, "ref/e_l": 0.1}
 
@@ -66,15 +66,15 @@ def test_state_round_trip_continues_like_the_uninterrupted_guard():
     errors = [[1.0], *([[1.0 + 0.05 * k] for k in range(1, 13)])]
     stream = [{"loss/e_l": 0.1 * k, "ref/e_l": 0.1} for k in range(1, 13)]
     whole = Guard("warn", every=1, drift=0.4, loser=5.0)
-    whole.attach(probe_of(*errors), step=0)
+    whole.attach(lambda: probe_of(*errors), step=0)
     expected = [(whole.observe(k, s := dict(stream[k - 1])), s) for k in range(1, 13)]
     first = Guard("warn", every=1, drift=0.4, loser=5.0)
-    first.attach(probe_of(*errors[:7]), step=0)
+    first.attach(lambda: probe_of(*errors[:7]), step=0)
     for k in range(1, 7):
         first.observe(k, dict(stream[k - 1]))
     resumed = Guard("warn", every=1, drift=0.4, loser=5.0)
     resumed.load_state_dict(first.state_dict())
-    resumed.attach(probe_of(*errors[7:]), step=6)  # a resumed run: θ0's errors come from the checkpoint
+    resumed.attach(lambda: probe_of(*errors[7:]), step=6)  # a resumed run: θ0's errors come from the checkpoint
     got = [(resumed.observe(k, s := dict(stream[k - 1])), s) for k in range(7, 13)]
     assert got == expected[6:]
 

@@ -61,11 +61,12 @@ class Guard:
         """The guard `train` (a `TrainConfig`) asks for."""
         return cls(train.guard, train.guard_every, train.guard_drift, train.guard_loser)
 
-    def attach(self, probe: Callable[[], list[float]], step: int) -> None:
-        """Measure with `probe` (the policy's per-sample errors on the fixed batch); at step 0 the policy is θ0."""
+    def attach(self, make_probe: Callable[[], Callable[[], list[float]]], step: int) -> None:
+        """Measure with `make_probe()` (the policy's per-sample errors on the fixed batch; not built when off);
+        at step 0 the policy is θ0."""
         if self.mode == "off":
             return
-        self.probe = probe
+        self.probe = probe = make_probe()
         if self.theta0 is None and step == 0:
             self.theta0 = probe()
         elif self.theta0 is None:

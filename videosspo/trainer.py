@@ -563,11 +563,11 @@ class Trainer:
         log.info(density_note(self.model, cfg.method.beta, math.prod(self.model.latent_shape(
             cfg.data.frames, cfg.data.height, cfg.data.width)[1:])))
         loader = self._loader()
+        self.guard.attach(lambda: winner_probe(self, cfg.train.guard_winners), self.step)  # at step 0: θ0's errors
         bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
                    dynamic_ncols=True)
         t_start, bad_steps, history = time.perf_counter(), 0, []
         batches = Lookahead(iter(loader))
-        self.guard.attach(winner_probe(self, cfg.train.guard_winners), self.step)  # at step 0: θ0's errors
         try:  # closed on an error too, so that the error's line is a line of its own
             while self.step < cfg.train.max_steps:
                 t_step = time.perf_counter()
