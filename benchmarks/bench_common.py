@@ -34,6 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # ----------------------------------------------------------------------------- timing
 
 
+def baseline_tree(rev: str, dest: Path) -> Path:
+    """The repository at ``rev``, extracted with git archive."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
 def sync(device: torch.device | str | None) -> None:
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize()

@@ -27,7 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import ROOT, table  # noqa: E402
-from benchmarks.bench_eval import baseline_tree  # noqa: E402
+from benchmarks.bench_common import baseline_tree  # noqa: E402
 from videosspo.data import frame_indices  # noqa: E402
 
 BASELINE = "c1e5cee"  # before the data fixes: decord everywhere, header counts, full-size decoding

@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_common import ROOT, table  # noqa: E402
+from benchmarks.bench_common import ROOT, baseline_tree, table  # noqa: E402
 
 DIMS = ("temporal_flickering", "dynamic_degree", "motion_smoothness", "imaging_quality")
 BASELINE = "c1e5cee"  # before streaming: every frame held, each dimension at full resolution
@@ -67,14 +67,6 @@ def run_cli(tree: Path, videos: Path, out: Path, extra: list[str]) -> dict:
     return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
             "scores": {d: r["raw"] for d, r in summary["dimensions"].items()},
             "final_line": stdout.strip().splitlines()[-1]}
-
-
-def baseline_tree(rev: str, dest: Path) -> Path:
-    """The repository at ``rev``, extracted with git archive."""
-    dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
 
 
 def main(argv=None) -> dict:

@@ -270,14 +270,6 @@ def markdown(runs: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def baseline_tree(rev: str, dest: Path) -> Path:
-    """The repository at ``rev``, extracted with git archive."""
-    dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", default=BASELINE, help="git revision to compare with, or 'none'")
@@ -291,6 +283,8 @@ def main(argv=None) -> int:
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline != "none":
+            from benchmarks.bench_common import baseline_tree
+
             tree = baseline_tree(args.baseline, Path(tmp) / "baseline")
             side = Path(tmp) / "before.json"
             subprocess.run([sys.executable, __file__, "--side-json", str(side), *([] if args.mp4 else ["--no-mp4"])],

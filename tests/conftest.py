@@ -84,6 +84,23 @@ def shared_folder(tmp_path_factory, name: str, make) -> Path:
     return folder
 
 
+def trained_lora(cfg):
+    """`cfg`'s model (a ModelConfig with a LoRA rank) with its LoRA's B no longer zero, as after training (seeded)."""
+    import torch
+
+    from models import build_model
+    from models.lora import add_lora
+
+    model = build_model(cfg)
+    model.unet.requires_grad_(False)
+    add_lora(model.unet, cfg.lora_rank, cfg.lora_alpha, model.lora_scope)
+    gen = torch.Generator().manual_seed(0)
+    for name, p in model.unet.named_parameters():
+        if "lora_B" in name:
+            p.data = torch.randn(p.shape, generator=gen) * 0.2
+    return model
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they are far slower."""

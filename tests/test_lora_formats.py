@@ -14,8 +14,9 @@ from diffusers import AnimateDiffPipeline, LTXPipeline, MotionAdapter, StableDif
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
 
-from models import build_model, save_adapter
-from models.lora import add_lora, lora_config
+from conftest import trained_lora
+from models import save_adapter
+from models.lora import lora_config
 from models.lora_formats import COMFY_FILE, MOTION, lora_pairs, ltx, wan
 from videosspo.config import ModelConfig
 from videosspo.reference import Policy
@@ -31,13 +32,7 @@ def exported_adapter(family, hub_layout, path):
     """The family's model from its hub layout with a trained-looking LoRA (B random), exported as `train.export: adapter`."""
     cfg = ModelConfig(family=family, lora_rank=RANK, lora_alpha=ALPHA,
                       **{k: str(hub_layout(v)) for k, v in HUB[family].items()})
-    model = build_model(cfg)
-    model.unet.requires_grad_(False)
-    add_lora(model.unet, RANK, ALPHA, model.lora_scope)
-    gen = torch.Generator().manual_seed(0)
-    for name, p in model.unet.named_parameters():
-        if "lora_B" in name:
-            p.data = torch.randn(p.shape, generator=gen) * 0.2
+    model = trained_lora(cfg)
     adapter = Policy(model).snapshot()
     save_adapter(path, adapter, cfg)
     return adapter

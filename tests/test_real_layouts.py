@@ -11,7 +11,7 @@ from diffusers import (AnimateDiffPipeline, DDIMScheduler, MotionAdapter, Stable
 from peft import PeftModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from conftest import ROOT
+from conftest import ROOT, trained_lora
 from models import build_model, load_model, save_adapter
 from models.lora import add_lora
 from videosspo.cli import main
@@ -136,13 +136,7 @@ def trained_lora_model(family: str, hub_layout, rank: int = 4, alpha: float = 8.
     hub = {"animatediff": dict(pretrained=hub_layout(SD15), motion_adapter=hub_layout(ADAPTER)),
            "modelscope": dict(pretrained=hub_layout(MS)), "sd": dict(pretrained=hub_layout(SD15))}[family]
     cfg = ModelConfig(family=family, lora_rank=rank, lora_alpha=alpha, **{k: str(v) for k, v in hub.items()})
-    model = build_model(cfg)
-    model.unet.requires_grad_(False)
-    add_lora(model.unet, rank, alpha, model.lora_scope)
-    gen = torch.Generator().manual_seed(0)
-    for name, p in model.unet.named_parameters():
-        if "lora_B" in name:
-            p.data = torch.randn(p.shape, generator=gen) * 0.2
+    model = trained_lora(cfg)
     return model, cfg, Policy(model)
 
 
