@@ -61,7 +61,7 @@ from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, Diverged,
 from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, load_config, save_config
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate, report_long_captions
 from videosspo.ema import EMA
-from videosspo.latents import LatentDataset, encoder_identity
+from videosspo.latents import LatentDataset, encoder_identity, encoders_on_cpu
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import density_note, get_objective
 from videosspo.reference import Policy, add_lora
@@ -321,7 +321,7 @@ class Trainer:
             self.model.enable_gradient_checkpointing()
         self.model.enable_low_memory(cfg.model, acc.device, acc.distributed_type.name)  # fp8_base, blocks_to_swap
         frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)
-        self.model.to(acc.device, frozen_dtype)
+        self.model.to(acc.device, frozen_dtype, keep_on_cpu=encoders_on_cpu(cfg))  # cached text: encoder on CPU
         self.model.enable_attention(cfg.model.attention)
 
         data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
