@@ -317,8 +317,10 @@ def prune(output_dir: Path, keep: int, lineage: str, protect: str | None = None)
 
 
 def nonfinite(named_tensors) -> list[str]:
-    """The names of the tensors holding a NaN or an infinity (never checkpointed); of a DTensor (FSDP), its shard."""
-    return [name for name, t in named_tensors if not torch.isfinite(t.to_local() if hasattr(t, "to_local") else t).all()]
+    """The names of the tensors holding a NaN or an infinity (never checkpointed); of a DTensor (FSDP), its shard.
+    One-byte (float8) tensors are the frozen base of `model.fp8_base`, never updated; torch has no isfinite for them."""
+    return [name for name, t in named_tensors
+            if t.dtype.itemsize > 1 and not torch.isfinite(t.to_local() if hasattr(t, "to_local") else t).all()]
 
 
 def stopped(step: int, why: str, last_good: Path | None) -> Diverged:
