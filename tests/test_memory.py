@@ -15,10 +15,12 @@ from models.fp8 import enable_fp8_storage
 from videosspo.cli import main
 from videosspo.config import load_config
 from videosspo.memory import (
+    OVERHEAD_GB,
     Denoiser,
     cpu_peak_bytes,
     denoiser_for,
     estimate,
+    fitting_switches,
     trace_activations,
 )
 from videosspo.reference import add_lora
@@ -110,6 +112,29 @@ def test_real_wan_rows_by_hand():
     assert len(acts.blocks) == 30 and acts.total(True) < acts.total(False) / 5
 
 
+def test_cached_text_and_offloaded_checkpoints_rows():
+    """Wan 2.1 1.3B at 33x480x832, SSPO (forward batch 2): cached text takes the UMT5 encoder's 5.68e9 x 2 bytes off the
+    device; offloaded checkpoints leave one block's inputs (copied back) and the largest block's recomputation, and
+    the rest is printed as CPU memory, not summed; the switch search finds both."""
+    args = ["--model.pretrained", "wan2.1-1.3b", "--data.frames", "33", "--data.height", "480", "--data.width", "832",
+            "--train.mixed_precision", "bf16", "--model.gradient_checkpointing", "true"]
+    base = load_config("configs/wan_sspo.yaml", args)
+    den = denoiser_for(base)
+    acts = trace_activations(den, torch.bfloat16)
+    plain = estimate(base, den, acts)
+    low = estimate(load_config("configs/wan_sspo.yaml", [*args, "--data.latent_cache", "c",
+                                                         "--model.offload_checkpoints", "true"]), den, acts)
+    assert plain.rows["text encoder (bf16/fp16)"] == 5.68e9 * 2
+    assert low.rows["text encoder (bf16/fp16, on the CPU: cached text)"] == 0
+    assert low.rows["activations (checkpointing, offloaded, batch 2)"] == 2 * (max(acts.inputs) + max(*acts.blocks, acts.outside))
+    assert low.rows["  (checkpoints in CPU memory, pinned)"] == 2 * (acts.outside + sum(acts.inputs))
+    saved = plain.rows["activations (checkpointing, batch 2)"] - low.rows["activations (checkpointing, offloaded, batch 2)"]
+    assert plain.peak - low.peak == pytest.approx(5.68e9 * 2 + saved)
+    budget = plain.peak / 1e9 + OVERHEAD_GB - 5.68e9 * 2 / 1e9 - saved / 2e9
+    names, fit = fitting_switches(base, budget, den, acts)
+    assert names[0] == "data.latent_cache: <cache folder>" and fit.peak / 1e9 + OVERHEAD_GB <= budget, names
+
+
 def test_estimate_command_prints_the_parts_and_what_fits(capsys):
     main(["estimate", "--config", "configs/wan_sspo.yaml", "--model.pretrained", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
           "--data.frames", "33", "--data.height", "480", "--data.width", "832", "--train.mixed_precision", "bf16",
@@ -126,6 +151,7 @@ def test_gpu_check_runs_tiny_on_cpu_and_records_failures(tmp_path):
     result = gpu_check(["--tiny", "--out", str(tmp_path)])
     rows = result["cases"]
     assert {r["method"] for r in rows} == {"sft", "dpo", "sspo"} and any(r["fp8"] and r["blocks_to_swap"] for r in rows)
+    assert any(r["offload_checkpoints"] and r["fp8"] and r["blocks_to_swap"] for r in rows)
     for r in rows:
         xformers = r["attention"] == "xformers"
         assert r["status"] == "ok" or (xformers and "xformers" in r["status"]), r
