@@ -43,8 +43,6 @@ def test_cpu_peak_counts_what_torch_allocates():
 def outside_torch(monkeypatch) -> None:
     """`CheckpointOffload`'s host copies kept in numpy memory, which torch's profiler does not see, and brought back
     as torch tensors: on CPU the measured peak is then what an accelerator would hold (exact values)."""
-    import numpy as np
-
     import models.offload
 
     monkeypatch.setattr(models.offload, "to_host", lambda t: (t.detach().reshape(-1).view(torch.uint8).numpy().copy(),
