@@ -27,10 +27,11 @@ demo: install   ## align the committed synthetic-world base with SSPO: before/af
 test: install   ## the whole test suite (CPU), JOBS processes in parallel
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 
-lint: install   ## ruff: pyflakes, isort, pyupgrade, bugbear (the rules in pyproject.toml)
+lint: install   ## ruff (pyflakes, isort, pyupgrade, bugbear: the rules in pyproject.toml), then the import layers
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
-imports: install  ## import-linter: the one-way layers contract in pyproject.toml (joins `lint` once it passes)
+imports: install  ## import-linter alone: the one-way layers contract in pyproject.toml (also run by `make lint`)
 	$(BIN)/lint-imports
 
 mutate: install  ## each plausible bug in tests/mutations.py must make its tests fail (a few minutes)

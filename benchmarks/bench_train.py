@@ -526,7 +526,7 @@ def bench_concat(family, data, tmp, s: Settings, device) -> dict:
 
 
 def bench_reference_memory(family, data, tmp, s: Settings, device) -> list[dict]:
-    from videosspo.reference import REFERENCE
+    from models.lora import REFERENCE
 
     rows = []
     for lora in (s.lora_rank, 0):

@@ -30,9 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import PeakMemory, environment, table
+from models.lora import POLICY, REFERENCE, set_adapter
 from videosspo.config import load_config
 from videosspo.memory import GB, denoiser_for, estimate, trace_activations
-from videosspo.reference import POLICY, REFERENCE, set_adapter
 
 OUT = Path(__file__).resolve().parent / "results" / "gpu"
 LOSER_STEPS = 2  # loser-sampler passes per SSPO step in this check (a run uses loser.steps, 8-50)
@@ -95,7 +95,7 @@ class Built:
 
     def __init__(self, case: Case, device: torch.device):
         from models import build_model
-        from videosspo.reference import add_lora
+        from models.lora import add_lora
 
         self.device, cfg = device, config_of(case)
         self.meta = denoiser_for(cfg)
@@ -117,7 +117,7 @@ class Built:
         biases 0), buffers (rotary tables) as the constructor made them."""
         from accelerate import init_empty_weights
 
-        from videosspo.reference import add_lora
+        from models.lora import add_lora
 
         with init_empty_weights(include_buffers=False):
             unet = type(self.meta.module).from_config(dict(self.meta.module.config))

@@ -10,6 +10,7 @@ from peft.utils import set_peft_model_state_dict
 
 from models.base import MODEL_FILE, VideoDiffusionModel
 from models.families import FAMILIES
+from models.lora import POLICY, add_lora, lora_config
 from videosspo.config import ModelConfig
 from videosspo.errors import PathError
 
@@ -46,8 +47,6 @@ def save_adapter(path: str | Path, adapter: dict, cfg: ModelConfig) -> None:
     MBs, not GBs. `load_model` rebuilds the base from `cfg` (a local folder, a hub id, or the seeded
     tiny model) and loads the adapter into it; diffusers users load it as README's "Use the result" shows.
     """
-    from videosspo.reference import lora_config
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     family = FAMILIES[cfg.family]
@@ -57,8 +56,6 @@ def save_adapter(path: str | Path, adapter: dict, cfg: ModelConfig) -> None:
 
 
 def _load_adapter(path: Path, info: dict, overrides: dict) -> VideoDiffusionModel:
-    from videosspo.reference import POLICY, add_lora
-
     cfg = ModelConfig(**{**info["base"], **overrides})
     model = build_model(cfg)
     model.unet.requires_grad_(False)

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLLTXVideo, AutoencoderKLWan, CogVideoXDDIMScheduler,
                        CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel,
-                       MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel, WanTransformer3DModel)
+                       MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel,
+                       UniPCMultistepScheduler, WanTransformer3DModel)
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from einops import rearrange, repeat
 from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
@@ -149,6 +150,12 @@ class StableDiffusion(VideoDiffusionModel):
         return UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
 
 
+def flow_unipc(config):
+    """UniPC on flow-matching σ (Wan's sampler): velocity prediction, the training scheduler's shift."""
+    return UniPCMultistepScheduler(num_train_timesteps=config.num_train_timesteps, prediction_type="flow_prediction",
+                                   use_flow_sigmas=True, flow_shift=config.shift)
+
+
 class Wan(VideoDiffusionModel):
     """Wan 2.1 (and Wan 2.2 TI2V-5B) text-to-video: `WanTransformer3DModel` on `AutoencoderKLWan`
     latents (4x time, 8x space, normalised per channel by `latents_mean` / `latents_std` as
@@ -235,9 +242,7 @@ class Wan(VideoDiffusionModel):
     def inference_scheduler_of(self):
         """What `WanPipeline` samples with, as the hub's `scheduler/` holds it: UniPC on flow-matching σ with the
         training shift (`flow_shift`; UniPC built from the Euler config would be a DDPM-schedule ε sampler)."""
-        from videosspo.sampling import make_scheduler
-
-        return make_scheduler(self, "unipc")
+        return flow_unipc(self.scheduler.config)
 
     @classmethod
     def training_scheduler(cls, config: dict):

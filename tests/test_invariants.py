@@ -17,10 +17,11 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import set_peft_model_state_dict
 
 from models import build_model
+from models.lora import add_lora
 from videosspo import rng
 from videosspo.config import ModelConfig
 from videosspo.objectives import get_objective
-from videosspo.reference import Policy, add_lora, merge_lora
+from videosspo.reference import Policy, merge_lora
 from videosspo.replay import ReplayPool
 from videosspo.sampling import make_scheduler, sample_latents
 from videosspo.trainer import Trainer

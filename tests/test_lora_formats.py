@@ -15,9 +15,10 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
 
 from models import build_model, save_adapter
+from models.lora import add_lora, lora_config
 from models.lora_formats import COMFY_FILE, MOTION, lora_pairs, ltx, wan
 from videosspo.config import ModelConfig
-from videosspo.reference import Policy, add_lora, lora_config
+from videosspo.reference import Policy
 
 SD15, ADAPTER = "stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-2"
 HUB = {"sd": {"pretrained": SD15}, "animatediff": {"pretrained": SD15, "motion_adapter": ADAPTER},

@@ -24,10 +24,10 @@ from models.fp8 import (
     quantize,
     weight_bytes,
 )
+from models.lora import add_lora
 from models.offload import enable_block_swap
 from videosspo.config import ConfigError, ModelConfig
 from videosspo.memory import ARCHITECTURES
-from videosspo.reference import add_lora
 from videosspo.trainer import Trainer
 
 FRAMES = {"wan": 9, "wan22": 9, "cogvideox": 9, "ltx": 9, "animatediff": 2, "modelscope": 2, "sd": 1}

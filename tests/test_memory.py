@@ -12,6 +12,7 @@ from diffusers import WanTransformer3DModel
 
 from models.families import Wan
 from models.fp8 import enable_fp8_storage
+from models.lora import add_lora
 from videosspo.cli import main
 from videosspo.config import load_config
 from videosspo.memory import (
@@ -23,7 +24,6 @@ from videosspo.memory import (
     fitting_switches,
     trace_activations,
 )
-from videosspo.reference import add_lora
 
 LAST: dict = {}  # the last validation's numbers (benchmarks/memory_validation.py writes them down)
 MEDIUM_WAN = {"attention_head_dim": 32, "cross_attn_norm": True, "eps": 1e-6, "ffn_dim": 512, "freq_dim": 64,

@@ -306,7 +306,7 @@ def test_gradient_checkpointing_recomputes_and_keeps_gradients(family, module):
 def test_lora_init_depends_on_its_seed_alone():
     """add_lora draws lora_A from its `seed`, whatever the global RNG holds (peft draws from the global
     RNG), and leaves the global RNG where it was: the same seed gives the same adapter, another seed another."""
-    from videosspo.reference import add_lora
+    from models.lora import add_lora
 
     def adapter(seed: int, global_seed: int) -> dict:
         torch.manual_seed(0)

@@ -13,10 +13,11 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 
 from conftest import ROOT
 from models import build_model, load_model, save_adapter
+from models.lora import add_lora
 from videosspo.cli import main
 from videosspo.config import ModelConfig, load_config
 from videosspo.objectives import get_objective
-from videosspo.reference import Policy, add_lora
+from videosspo.reference import Policy
 from videosspo.sampling import make_scheduler, sample_latents
 from videosspo.trainer import Trainer
 

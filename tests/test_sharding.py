@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from benchmarks.fsdp_check import TOLERANCE, compare_runs, final, max_diff, snapshots, train
 from conftest import run_state
-from videosspo.reference import POLICY, with_adapter_name
+from models.lora import POLICY
+from videosspo.reference import with_adapter_name
 from videosspo.trainer import ADAPTER_FILE, FSDP_OPTIMIZER_FILE
 
 CPU = argparse.Namespace(processes=2, lora_rank=4, cpu=True)

@@ -15,9 +15,9 @@ import torch
 from peft.utils import set_peft_model_state_dict
 
 from models import build_model, load_model
+from models.lora import add_lora
 from videosspo import rng
 from videosspo.losses import per_sample_error
-from videosspo.reference import add_lora
 from videosspo.config import ConfigError
 from videosspo.trainer import Trainer, latest_checkpoint, stream_shift
 

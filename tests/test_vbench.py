@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.vbench import classical, synthetic
+from benchmarks.vbench import classical
 from benchmarks.vbench.aggregate import final_scores
 from benchmarks.vbench.scorers import ScorerContext, build, feed
 from benchmarks.vbench_eval import main
-from videosspo import synth
+from videosspo import synth, synth_scores
 from videosspo.video import read_video, write_video
 
 
@@ -137,8 +137,8 @@ def _world_clips(n=24):
 
 def test_synthetic_generator_clips_score_one():
     for spec, _ in _world_clips():
-        scores = synthetic.score_clip(synth.render_clip(spec, 12, 64, 64), synth.parse_caption(spec.caption),
-                                      synth.COLORS, synth.DIRECTIONS)
+        scores = synth_scores.score_clip(synth.render_clip(spec, 12, 64, 64), synth.parse_caption(spec.caption),
+                                         synth.COLORS, synth.DIRECTIONS)
         assert scores == {k: 1.0 for k in scores} and len(scores) == 4, (spec, scores)
 
 
@@ -147,8 +147,8 @@ def test_synthetic_mismatched_attribute_scores_zero():
     for spec, rng in _world_clips(48):
         wrong = synth.mismatched_spec(spec, rng, 64, 64, 12)
         changed = next(a for a in ("color", "shape", "direction") if getattr(wrong, a) != getattr(spec, a))
-        scores = synthetic.score_clip(synth.render_clip(wrong, 12, 64, 64), synth.parse_caption(spec.caption),
-                                      synth.COLORS, synth.DIRECTIONS)
+        scores = synth_scores.score_clip(synth.render_clip(wrong, 12, 64, 64), synth.parse_caption(spec.caption),
+                                         synth.COLORS, synth.DIRECTIONS)
         assert scores[f"synthetic_{changed}"] == 0.0, (spec, wrong, scores)
 
 
@@ -156,8 +156,9 @@ def test_synthetic_wrong_direction_zero_through_mp4(tmp_path):
     spec = synth.ClipSpec("red", "square", "right", "gray", 12, 16, 32, 2.0)
     write_video(tmp_path / "a.mp4", synth.render_clip(spec, 12, 64, 64), fps=8)
     video = read_video(tmp_path / "a.mp4")
-    right = synthetic.score_clip(video, synth.parse_caption(spec.caption), synth.COLORS, synth.DIRECTIONS)
-    left = synthetic.score_clip(video, synth.parse_caption("a red square moving left"), synth.COLORS, synth.DIRECTIONS)
+    right = synth_scores.score_clip(video, synth.parse_caption(spec.caption), synth.COLORS, synth.DIRECTIONS)
+    left = synth_scores.score_clip(video, synth.parse_caption("a red square moving left"), synth.COLORS,
+                                   synth.DIRECTIONS)
     assert right == {k: 1.0 for k in right}
     assert left["synthetic_direction"] == 0.0
 
@@ -549,9 +550,10 @@ def test_official_backend_modes_and_prompt_conversion(tmp_path, monkeypatch):
 
 
 def test_official_backend_checks_import_before_generating(tmp_path, capsys, monkeypatch):
-    """Issue 11.7: with --checkpoint, a missing vbench package fails before any video is generated."""
+    """With --checkpoint, a missing vbench package fails before any video is generated."""
     monkeypatch.setitem(sys.modules, "vbench", None)
     (tmp_path / "p.txt").write_text("a cat\n")
-    assert main(["--checkpoint", str(tmp_path / "no_such_ckpt"), "--prompts", str(tmp_path / "p.txt"),
+    (tmp_path / "ckpt").mkdir()  # exists (a missing one is its own one-line error), never loaded
+    assert main(["--checkpoint", str(tmp_path / "ckpt"), "--prompts", str(tmp_path / "p.txt"),
                  "--out", str(tmp_path / "o"), "--backend", "official"]) == 2
     assert "pip install vbench" in capsys.readouterr().err and not (tmp_path / "o" / "videos").exists()

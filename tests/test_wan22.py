@@ -18,10 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models import FAMILIES, build_model, load_model
 from models.experts import WanExperts
+from models.lora import add_lora
 from videosspo import rng
 from videosspo.config import ModelConfig, load_config
 from videosspo.objectives import OBJECTIVES, epsilon_weight
-from videosspo.reference import add_lora
 from videosspo.sampling import per_sample_noise, sample_latents
 from videosspo.trainer import Trainer
 

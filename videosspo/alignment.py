@@ -5,7 +5,7 @@ Shared by `videosspo pretrain-base`, `videosspo demo` and `benchmarks/alignment_
     prepare(config)   the world's data (web/ + curated/, `synth.make_world`) and the identity
                       latent cache of data.path, written when missing
     adherence(...)    sample prompts x seeds from a model and score each clip with the exact
-                      synthetic-world scorers of `benchmarks/vbench/synthetic.py`
+                      synthetic-world scorers of `videosspo/synth_scores.py`
     paired(...)       two models' scores on the same clips (prompt, seed, initial noise): the mean
                       difference in adherence and its 95% t-interval over prompts
 """
@@ -21,6 +21,7 @@ import torch
 from videosspo.config import Config
 from videosspo.sampling import generate
 from videosspo.synth import COLORS, DIRECTIONS, make_world, parse_caption
+from videosspo.synth_scores import score_clip
 from videosspo.video import to_uint8
 
 log = logging.getLogger("videosspo.alignment")
@@ -59,8 +60,6 @@ def prepare(config: Config, progress: bool = True) -> None:
 
 def score_clips(videos: np.ndarray, prompts: list[str]) -> dict[str, np.ndarray]:
     """Per-clip exact scores `{color, shape, direction, persistence}` of uint8 clips `(n, f, h, w, 3)`."""
-    from benchmarks.vbench.synthetic import score_clip
-
     rows = [score_clip(v, parse_caption(p), COLORS, DIRECTIONS) for v, p in zip(videos, prompts)]
     return {k: np.array([r[f"synthetic_{k}"] for r in rows]) for k in SCORES}
 

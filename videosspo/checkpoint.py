@@ -317,10 +317,12 @@ def prune(output_dir: Path, keep: int, lineage: str, protect: str | None = None)
 
 
 def nonfinite(named_tensors) -> list[str]:
-    """The names of the tensors holding a NaN or an infinity (never checkpointed); of a DTensor (FSDP), its shard.
-    One-byte (float8) tensors are the frozen base of `model.fp8_base`, never updated; torch has no isfinite for them."""
-    return [name for name, t in named_tensors
-            if t.dtype.itemsize > 1 and not torch.isfinite(t.to_local() if hasattr(t, "to_local") else t).all()]
+    """The names of the tensors holding a NaN or an infinity (never checkpointed); of a DTensor (FSDP), its shard;
+    float8 storage (`model.fp8_base`), which torch cannot test, read up-cast."""
+    def finite(t):
+        t = t.to_local() if hasattr(t, "to_local") else t
+        return bool(torch.isfinite(t.float() if t.element_size() == 1 and t.is_floating_point() else t).all())
+    return [name for name, t in named_tensors if not finite(t)]
 
 
 def stopped(step: int, why: str, last_good: Path | None) -> Diverged:

@@ -84,7 +84,7 @@ def denoiser_for(config) -> Denoiser:
     """The run's denoiser with its LoRA: a known architecture on the meta device (`ARCHITECTURES`, by name or hub id),
     or the tiny model itself (`model.pretrained: null`)."""
     from models import FAMILIES, build_model
-    from videosspo.reference import add_lora
+    from models.lora import add_lora
 
     m, d = config.model, config.data
     name = BY_HUB.get(m.motion_adapter) or BY_HUB.get(m.pretrained, m.pretrained)

@@ -20,11 +20,9 @@ tensors whatever the sharding.
 from __future__ import annotations
 
 import copy
-import warnings
 from contextlib import contextmanager
 
 import torch
-from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import set_peft_model_state_dict
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
@@ -32,40 +30,10 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.fsdp import FullyShardedDataParallel
 from torch.distributed.tensor import DTensor
 
+from models.lora import POLICY, REFERENCE, set_adapter
 from videosspo.replay import ReplayPool
 
-POLICY, REFERENCE = "default", "ref"
 FSDP_UNIT = "_fsdp_wrapped_module."  # in module names inside a nested FSDP unit, absent from its state dict
-
-
-def lora_config(rank: int, alpha: float | None, targets: list[str] | str) -> LoraConfig:
-    """`targets`: peft's `target_modules`, module-name suffixes or one regular expression over the full names."""
-    return LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=targets, init_lora_weights=True)
-
-
-def add_lora(unet, rank: int, alpha: float | None, targets, seed: int = 0) -> None:
-    """Trainable LoRA on the modules whose names end in `targets` (the model's `lora_scope`, its family's
-    `lora_targets`: every attention projection, spatial, cross and motion; DiTs also their feed-forward
-    layers; a two-expert Wan 2.2 only in the trained experts, as a regular expression).
-
-    Uses peft directly (diffusers' adapter mixin is missing on some UNets, e.g. UNet3DConditionModel).
-    lora_B starts at zero, so the adapted network equals the base: theta_0 is the base model.
-    lora_A is drawn from `seed` (peft draws it from the global RNG), so identical runs are identical.
-    """
-    config = lora_config(rank, alpha, targets)
-    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
-        warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # the second adapter: intended
-        torch.manual_seed(seed)
-        for name in (POLICY, REFERENCE):
-            inject_adapter_in_model(config, unet, adapter_name=name)
-    set_adapter(unet, POLICY)
-
-
-def set_adapter(unet, name: str) -> None:
-    """Activate adapter `name` in every LoRA layer; peft makes the active adapter the trainable one."""
-    for module in unet.modules():
-        if isinstance(module, BaseTunerLayer):
-            module.set_adapter(name)
 
 
 def is_lora(unet) -> bool:

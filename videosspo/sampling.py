@@ -30,15 +30,10 @@ from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from einops import rearrange
 from tqdm.auto import tqdm
 
+from models.families import flow_unipc
 from videosspo import rng
 from videosspo.config import ConfigError
 from videosspo.objectives import dynamic_shift_mu, get_objective
-
-
-def _flow_unipc(config):
-    """UniPC on flow-matching σ (Wan's sampler): velocity prediction, the training scheduler's shift."""
-    return UniPCMultistepScheduler(num_train_timesteps=config.num_train_timesteps, prediction_type="flow_prediction",
-                                   use_flow_sigmas=True, flow_shift=config.shift)
 
 
 def _cogvideox_dpm(config):
@@ -103,7 +98,7 @@ SCHEDULERS: dict[str, dict[str, Callable]] = {
                                "dpm": _cogvideox_dpm},                       # and 5b
     "FlowMatchEulerDiscreteScheduler": {
         "euler": FlowMatchEulerDiscreteScheduler.from_config,
-        "unipc": _flow_unipc,
+        "unipc": flow_unipc,
     },
     # σ shifted by the latent sequence length (LTX-Video): Euler, as LTXPipeline samples.
     "FlowMatchEulerDiscreteScheduler+dynamic_shifting": {"euler": FlowMatchEulerDiscreteScheduler.from_config},

@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from models import FAMILIES, build_model, save_adapter
+from models.lora import add_lora
 from videosspo import rng
 from videosspo.buckets import Buckets, check_shape, plan as plan_buckets
 from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, Diverged, RunLock, SnapshotStore, check_space,
@@ -64,7 +65,7 @@ from videosspo.ema import EMA
 from videosspo.latents import LatentDataset, encoder_identity, encoders_on_cpu
 from videosspo.losses import get_loss, per_sample_error
 from videosspo.objectives import density_note, get_objective
-from videosspo.reference import Policy, add_lora
+from videosspo.reference import Policy
 from videosspo.replay import NodeShare, ReplayPool
 from videosspo.resume import check_resume, log_changes, lr_schedule
 from videosspo.sampling import make_scheduler, sample_latents
