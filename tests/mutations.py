@@ -38,6 +38,12 @@ class Mutation:
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
+        "sample prompts re-encoded on the CPU each time", "videosspo/trainer.py",
+        '            on_cpu = "text_encoder" in encoders_on_cpu(cfg)',
+        "            on_cpu = False",
+        "with cached text every sample event runs the CPU text encoder again on the same prompts",
+        ("tests/test_fit24gb.py::test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit",)),
+    Mutation(
         "cached text still moves the text encoder", "videosspo/latents.py",
         '    return ("text_encoder",) if config.data.latent_cache else ()\n',
         "    return ()\n",

@@ -47,8 +47,8 @@ def placements(monkeypatch) -> list[tuple[str, object]]:
 
 def test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit(tiny_config, tmp_path, monkeypatch):
     """With `data.latent_cache` the UMT5 encoder is never sent to the accelerator (the denoiser and VAE are); the
-    prompts still encoded (the dropped caption "", CFG's negative prompt) run on the CPU and land on the
-    accelerator; the run equals the same cached run with the encoder on the accelerator, bit for bit."""
+    prompts still encoded (the dropped caption "", the negative prompt, sample prompts) run on the CPU once per run
+    and land on the accelerator; the run equals the same cached run with the encoder on the accelerator, bit for bit."""
     from videosspo.synth import make_dataset
 
     data = make_dataset(tmp_path / "clips", n=2, frames=5, height=16, width=16, progress=False)
@@ -65,8 +65,9 @@ def test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_f
     assert (type(kept.model.vae).__name__, MARK) in calls  # sample videos decode on the accelerator
     assert kept.model.device == MARK and all(p.device.type == "cpu" for p in kept.model.text_encoder.parameters())
     calls.clear()
-    monkeypatch.setattr("videosspo.trainer.encoders_on_cpu", lambda config: ())  # as before: everything moved
-    moved = Trainer(tiny_config(**cached, **{"train.output_dir": str(tmp_path / "moved")}), MarkedAccelerator())
+    with pytest.MonkeyPatch.context() as mp:  # as before: everything moved
+        mp.setattr("videosspo.trainer.encoders_on_cpu", lambda config: ())
+        moved = Trainer(tiny_config(**cached, **{"train.output_dir": str(tmp_path / "moved")}), MarkedAccelerator())
     assert (encoder, MARK) in calls  # the marker sees a move when there is one
 
     kept.fit(), moved.fit()
@@ -74,7 +75,12 @@ def test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_f
     assert all(torch.equal(a[k], b[k]) for k in a)
     m_a, m_b = ([json.loads(line) for line in open(tmp_path / d / "metrics.jsonl")] for d in ("kept", "moved"))
     assert [m["loss"] for m in m_a] == [m["loss"] for m in m_b] and len(m_a) == 2
-    assert "" in kept._fixed_prompts and kept._fixed_prompts[""].device.type == "cpu"  # encoded once, on the CPU
+    assert "" in kept._fixed_prompts  # the dropped caption, encoded once (on the CPU)
+    encoded = []
+    real = kept.model.text_encoder.forward
+    monkeypatch.setattr(kept.model.text_encoder, "forward", lambda *a, **k: encoded.append(1) or real(*a, **k))
+    kept.write_samples(), kept.write_samples()
+    assert encoded == []  # sample prompts and the negative prompt too: once per run (fit's final samples did)
 
 
 def test_without_a_cache_every_encoder_goes_to_the_accelerator(tiny_config, monkeypatch):

@@ -720,11 +720,15 @@ class Trainer:
             if whole is not None:  # FSDP: the unwrapped unet holds this process's shard; sample a whole copy
                 view.unet = self.policy.merged_unet(whole)
             view.unet.eval()
+            on_cpu = "text_encoder" in encoders_on_cpu(cfg)  # its prompts encoded once per run, not per sample event
             pixels = view.decode(sample_latents(view, prompts, frames=cfg.data.frames, height=cfg.data.height,
                                                 width=cfg.data.width, steps=cfg.sample.steps,
                                                 guidance=cfg.sample.guidance, guidance_2=cfg.sample.guidance_2,
                                                 negative_prompt=cfg.sample.negative_prompt,
-                                                scheduler=cfg.sample.scheduler, seeds=list(range(len(prompts)))))
+                                                scheduler=cfg.sample.scheduler, seeds=list(range(len(prompts))),
+                                                cond=torch.cat([self.embed_once(p) for p in prompts]) if on_cpu else None,
+                                                uncond=self.embed_once(cfg.sample.negative_prompt)
+                                                if on_cpu and cfg.sample.guidance > 1 else None))
             view.unet.train()
         folder = self.out / "samples" / f"step_{self.step:06d}"
         paths = [write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
