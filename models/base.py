@@ -248,9 +248,7 @@ class VideoDiffusionModel:
         accelerate's DistributedType name; sharding (FSDP, DeepSpeed) owns where the weights live and what dtype
         they have, so fp8 and block swap are refused under it."""
         from models.fp8 import enable_fp8_storage
-        from models.offload import enable_block_swap
-
-        from models.offload import CheckpointOffload
+        from models.offload import CheckpointOffload, enable_block_swap
 
         for on, key in ((cfg.fp8_base, "model.fp8_base"), (cfg.blocks_to_swap, "model.blocks_to_swap")):
             if on and distributed in ("FSDP", "DEEPSPEED"):
