@@ -17,6 +17,10 @@ diffusers 0.42's `enable_group_offload(offload_type="block_level")` has the same
 offloads every parameter of a group, the trainable LoRA too (its `_offload_to_memory` points a parameter back
 at the copy taken when the hook was installed, which drops every optimizer update since; without streams it
 moves the parameter off the device its optimizer state lives on), hence this variant.
+
+`CheckpointOffload` (`model.offload_checkpoints`) is the same idea for activations: what the checkpointed blocks keep
+(their inputs) waits in CPU memory for the backward pass. Its copies are synchronous (a side stream would overlap
+them with compute: not yet measured on a GPU).
 """
 
 from __future__ import annotations
