@@ -98,6 +98,11 @@ VARIANTS: dict[str, dict] = {
     "sspo/ssr=sign+loser_steps=20": {"method": {"name": "sspo", "ssr_mode": "sign"}, "loser": {"steps": 20}},
     "sspo/ssr=sign+loser=unipc4+loser_reuse=2": {"method": {"name": "sspo", "ssr_mode": "sign"},
                                                  "loser": {"steps": 4, "scheduler": "unipc", "reuse": 2}},
+    # the formulations that do not displace (videosspo.methods; docs/alignment.md), at their config defaults
+    "sspo-ipo": {"method": {"name": "sspo-ipo"}},    # bounded margin (z - 1)^2
+    "sspo-dpop": {"method": {"name": "sspo-dpop", "ssr_mode": "off"}},  # DPO-Positive (lambda 5) instead of the switch
+    "sspo-lw": {"method": {"name": "sspo-lw"}},      # loser term weight 0.5
+    "sspo-ema": {"method": {"name": "sspo-ema"}},    # replay snapshots of an EMA of the policy (decay 0.95)
     "sft/caption_dropout=0.1": {"method": {"name": "sft"}, "data": {"caption_dropout": 0.1}},
     "dpo/caption_dropout=0.1": {"method": {"name": "dpo"}, "data": {"caption_dropout": 0.1}},
     "sspo/caption_dropout=0.1": {"method": {"name": "sspo"}, "data": {"caption_dropout": 0.1}},
@@ -195,9 +200,11 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
             with torch.no_grad():
                 evals[trainer.step] = evaluate(trainer.model, config, prompts, sample_seeds)
 
-    Trainer(config).fit(on_step=on_step)
+    trainer = Trainer(config)
+    trainer.fit(on_step=on_step)
     return {"variant": variant, "seed": seed, "forwards_per_step": per_step, "sspo_forwards_per_step": sspo,
             "steps": s.steps, "equal_compute_steps": equal_compute, "evals": evals,
+            "guard_fired": trainer.guard.fired,  # the preference guard's first alarm (train.guard), None if silent
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
 
 
@@ -224,6 +231,13 @@ def base_digest(folder: str | Path) -> str:
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def settings_key(settings: dict) -> str:
+    """What makes two runs comparable, with the config compared as parsed YAML (a comment may change)."""
+    import yaml
+
+    return json.dumps({**settings, "config": yaml.safe_load(settings["config"])}, sort_keys=True)
 
 
 def _run_path(out: Path, variant: str, seed: int) -> Path:
@@ -380,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     saved = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     if args.report_only:
-        keys = {json.dumps(r["settings"], sort_keys=True) for r in saved}
+        keys = {settings_key(r["settings"]) for r in saved}
         if len(keys) != 1:
             raise SystemExit(f"--report-only: the runs in {out / 'runs'} have {len(keys)} different settings; "
                              "rerun the study (or --force) so they agree")
@@ -397,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict:
         "base_sha256": base_digest(make_config("base", 0, s, Path(args.work), extra, s.steps).model.pretrained),
         "config": ALIGN_CONFIG.read_text()}  # the methods' settings (configs/stacked_sspo.yaml)
     prompts = {"heldout": heldout_prompts()[:s.prompts], "seen": seen_prompts()[:s.prompts]}
-    current = [r for r in saved if json.dumps(r["settings"], sort_keys=True) == json.dumps(run_settings, sort_keys=True)]
+    current = [r for r in saved if settings_key(r["settings"]) == settings_key(run_settings)]
     done = {(r["variant"], r["seed"]) for r in current}
     todo = [(variant, seed) for variant in ([] if args.report_only else args.variants)
             for seed in (s.seeds[:1] if variant == "base" else s.seeds)  # the base is one model: one evaluation

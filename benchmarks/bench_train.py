@@ -76,6 +76,7 @@ from benchmarks.bench_common import (PeakMemory, sync, environment, mib, module_
                                      table, time_fn, time_pair)
 
 from models import FAMILIES as MODEL_FAMILIES  # noqa: E402
+from videosspo.methods import get_method  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "bench_train.json"
 # Every family but `stacked` (pixel space, its frame count fixed by the UNet's channels).
@@ -365,7 +366,7 @@ def case_row(case: dict) -> dict:
            "loser_rows_per_step": work["losers"],
            # backward ~ 2 forwards: a machine-independent cost in forward passes of one sample
            "forward_equivalents_per_step": 3 * work["policy"] + work["reference"] + work["losers"]}
-    if cfg.method.name == "sspo":
+    if get_method(cfg.method.name).losers == "sampled":
         losers = summarize(case["losers"])["median_s"]
         row.update({f"loser_{k}": v for k, v in dataclasses.asdict(cfg.loser).items()})
         row.update({"losers_s": losers, "s_per_step_wo_losers": max(timing["median_s"] - losers, 1e-9),

@@ -1068,8 +1068,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_trust.py::test_an_unmarked_newest_checkpoint_is_skipped_and_upgrade_refuses_a_partial_one",)),
     Mutation(
         "divergence trains on", "videosspo/trainer.py",
-        "        if self.config.train.on_anomaly == \"stop\":\n",
-        "        if False:\n",
+        "            if why and self.config.train.on_anomaly == \"stop\":\n",
+        "            if False:\n",
         "a blown-up run trains on, checkpoints wrecked weights and ends in a FloatingPointError traceback",
         ("tests/test_trust.py::test_a_divergent_run_stops_in_one_line_and_never_checkpoints_it",)),
     Mutation(
@@ -1127,4 +1127,46 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if False:\n",
         "captions past the text encoder's limit lose their end without a word",
         ("tests/test_inputs.py::test_captions_longer_than_the_text_encoder_takes_are_counted_once",)),
+    Mutation(
+        "sspo-ipo reads no margin target", "videosspo/methods.py",
+        '"sspo-ipo": Method(sspo_loss, (*SSPO, "margin_target")',
+        '"sspo-ipo": Method(sspo_loss, SSPO',
+        "method.name: sspo-ipo silently trains the paper's unbounded logistic loss",
+        ("tests/test_methods.py::test_bounded_margin_is_squared_distance_to_the_target",)),
+    Mutation(
+        "DPO-Positive penalty charged both ways", "videosspo/losses.py",
+        "dpop_lambda * F.relu(delta_w)",
+        "dpop_lambda * delta_w",
+        "sspo-dpop rewards a winner predicted better than the reference, not only charges one predicted worse",
+        ("tests/test_methods.py::test_dpo_positive_charges_a_winner_error_above_the_reference",)),
+    Mutation(
+        "loser weight on the winner term", "videosspo/losses.py",
+        "z = 0.5 * beta * (loser_weight * delta_l - delta_w",
+        "z = 0.5 * beta * (delta_l - loser_weight * delta_w",
+        "sspo-lw weakens the winner's term instead of the loser's",
+        ("tests/test_methods.py::test_loser_weight_scales_the_loser_term_only",)),
+    Mutation(
+        "slow reference snapshots the policy", "videosspo/trainer.py",
+        "with self.slow.applied() if self.slow else contextlib.nullcontext():",
+        "with contextlib.nullcontext():",
+        "sspo-ema's reference chases the policy exactly like sspo's",
+        ("tests/test_methods.py::test_slow_reference_snapshots_the_moving_average",)),
+    Mutation(
+        "guard drift against the wrong model", "videosspo/guard.py",
+        "drift = e_fixed / e0 - 1",
+        "drift = e0 / e_fixed - 1",
+        "a run displacing its winners reads as improving: the guard never fires",
+        ("tests/test_guard.py::test_fires_once_when_the_winners_error_drifts_up_against_theta0",)),
+    Mutation(
+        "guard fires on a part-filled loser window", "videosspo/guard.py",
+        "if len(self.losers) == WINDOW and loser > self.max_loser:",
+        "if loser > self.max_loser:",
+        "one noisy first step raises a false alarm",
+        ("tests/test_guard.py::test_fires_when_the_loser_term_dominates_over_a_full_window",)),
+    Mutation(
+        "guard state not checkpointed", "videosspo/trainer.py",
+        "            self.guard.load_state_dict(state.get(\"guard\", {}))\n",
+        "",
+        "a resumed run loses θ0's errors on the fixed winners: the drift is no longer watched",
+        ("tests/test_guard.py::test_a_real_run_trips_the_guard_and_stops_naming_the_kept_checkpoint",)),
 )

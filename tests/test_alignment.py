@@ -263,3 +263,11 @@ def test_demo_verdict_is_the_paired_interval_over_prompts():
     assert result["verdict"] == "better" and paired(up, zero)["verdict"] == "worse"
     mixed = {**zero, "color": np.array([[0.8, 0.8], [-0.8, -0.8], [0.4, 0.0]])}  # Δ .2 -.2 .05: 0 inside
     assert paired(zero, mixed)["verdict"] == "tied"
+
+
+def test_study_runs_stay_comparable_across_a_config_comment():
+    from benchmarks.alignment_study import settings_key
+
+    run = {"study": {"steps": 60}, "config": "method:\n  beta: 150   # see README\n"}
+    assert settings_key(run) == settings_key({**run, "config": "method:\n  beta: 150   # see docs/\n"})
+    assert settings_key(run) != settings_key({**run, "config": "method:\n  beta: 151\n"})

@@ -90,6 +90,9 @@ def test_stats_hand_checked(name):
     expected = {
         "loss/mean": sum(DPO if name == "dpo" else SSR_EXPECTED["sft"]) / 4,
         "loss/e_w": 6.5 / 4,
+        "loss/e_l": 6.5 / 4,
+        "ref/e_w": 4.0 / 4,
+        "ref/e_l": 7.0 / 4,
         "rewards/delta_w": 2.5 / 4,  # [-0.5, 1, 0, 2]
         "rewards/delta_l": -0.5 / 4,  # [1, -0.5, 1, -2]
         "rewards/margin": -3.0 / 4,  # delta_l - delta_w = [1.5, -1.5, 1, -4]

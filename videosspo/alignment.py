@@ -124,12 +124,14 @@ def forwards_per_step(config: Config) -> int:
     """UNet sample-forwards of one optimizer step, a backward counted as two forwards.
 
     Per sample: policy forward + backward on the winner (and on the loser for dpo/sspo), the
-    reference's forward on the same inputs (dpo/sspo), and for sspo the loser's sampling by the
+    reference's forward on the same inputs (dpo/sspo), and with sampled losers (sspo) their sampling by the
     reference (`LoserConfig`: steps x (2 with CFG) x strength, paid once per `loser.reuse` steps).
     """
-    b, method, loser = config.optim.batch_size * config.optim.grad_accum, config.method.name, config.loser
-    k = 1 if method == "sft" else 2
-    train = 3 * k + (k if method != "sft" else 0)
+    from videosspo.methods import get_method
+
+    b, method, loser = config.optim.batch_size * config.optim.grad_accum, get_method(config.method.name), config.loser
+    k = 2 if method.pairs else 1
+    train = 3 * k + (k if method.reference != "none" else 0)
     losers = (round(loser.strength * loser.steps) * (2 if loser.guidance > 1 else 1) / loser.reuse
-              if method == "sspo" else 0)
+              if method.losers == "sampled" else 0)
     return round(b * (train + losers))

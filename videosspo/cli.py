@@ -85,6 +85,7 @@ def _prepare_data(config, given: bool, source: str | None) -> None:
     """data.path must exist, except that a config's own data.path with data.synth_if_missing N > 0 is written
     as a synthetic dataset of N clips when missing; a path given on the command line (`given`) always must."""
     from videosspo.errors import PathError
+    from videosspo.methods import get_method
     from videosspo.shards import is_shards
     from videosspo.synth import make_dataset
 
@@ -98,7 +99,7 @@ def _prepare_data(config, given: bool, source: str | None) -> None:
     print(f"data.path {path} is missing: writing {n} synthetic clips there (data.synth_if_missing: {n}"
           f"{f' in {source}' if source else ''}; for your own clips give --data.path DIR)")
     make_dataset(path, n=n, frames=frames, height=config.data.height, width=config.data.width,
-                 paired=config.method.name == "dpo")
+                 paired=get_method(config.method.name).losers == "data")
 
 
 def cmd_train(args, overrides: list[str]) -> dict:

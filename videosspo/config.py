@@ -180,9 +180,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """The objective: `sft` (e_w), `dpo` (Diffusion-DPO on paired data) or `sspo`."""
+    """The objective: an entry of `videosspo.methods.METHODS` and the hyperparameters its loss reads.
 
-    name: Literal["sft", "dpo", "sspo"] = "sspo"  # sft: e_w alone; dpo: paired data (loser_video); sspo: self-sampled losers
+    `sft` (e_w), `dpo` (Diffusion-DPO on paired data), `sspo` (the paper's formulation) and the sspo
+    variants `sspo-ipo`, `sspo-dpop`, `sspo-lw`, `sspo-ema` (each reads one field below; docs/alignment.md).
+    """
+
+    # an entry of videosspo.methods.METHODS (tests/test_methods.py checks the two lists agree)
+    name: Literal["sft", "dpo", "sspo", "sspo-ipo", "sspo-dpop", "sspo-lw", "sspo-ema"] = "sspo"
     beta: float = 2000.0     # beta of -log sigmoid(-(beta/2)(dw - dl)); absorbs T * omega(lambda_t)
     # SSR switched branch when e_ref^w < e_theta^w: sft | sign (v1 flipper) | drop | off (always DPO).
     ssr_mode: Literal["sft", "sign", "drop", "off"] = "sft"
@@ -193,11 +198,27 @@ class MethodConfig:
     # sample's loss (L = L_SSPO + lambda e_theta^w), so the winners' error cannot drift up while the
     # preference term chases the losers. 0: the paper's loss. Comparable to the DPO branch at beta/4.
     sft_anchor: float = 0.0
+    # sspo-ipo: the target tau of the bounded margin (z - tau)^2, z = (beta/2)(dl - dw) (z = 1 at a margin of
+    # 2/beta); past it the loser's error is pulled back down.
+    margin_target: float = 1.0
+    # sspo-dpop (with ssr_mode off: any switch takes every sample with dw > 0 away from the penalty): lambda of
+    # DPO-Positive's penalty, z = (beta/2)(dl - dw - lambda max(0, dw)): a winner predicted worse than by the
+    # reference costs (1 + lambda) times more.
+    dpop_lambda: float = 5.0
+    # sspo-lw: the loser term's weight gamma, z = (beta/2)(gamma dl - dw).
+    loser_weight: float = 0.5
+    # sspo-ema: the decay of the moving average of the policy whose snapshots the replay pool holds
+    # (no warm-up: it starts at theta_0); 0.95 lags the policy by about 20 steps.
+    reference_decay: float = 0.95
 
     def __post_init__(self):
         _check(self.beta > 0, "method.beta", self.beta, "> 0")
         _check(self.sft_weight > 0, "method.sft_weight", self.sft_weight, "> 0")
         _check(self.sft_anchor >= 0, "method.sft_anchor", self.sft_anchor, ">= 0 (0 = no anchor)")
+        _check(self.margin_target > 0, "method.margin_target", self.margin_target, "> 0")
+        _check(self.dpop_lambda >= 0, "method.dpop_lambda", self.dpop_lambda, ">= 0")
+        _check(0 < self.loser_weight <= 1, "method.loser_weight", self.loser_weight, "in (0, 1]")
+        _check(0 < self.reference_decay < 1, "method.reference_decay", self.reference_decay, "in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -341,11 +362,25 @@ class TrainConfig:
     # `adapter` also writes `lora_comfyui.safetensors` where the family has a ComfyUI format (docs/lora-formats.md).
     # Both load with `models.load_model` / `videosspo sample`.
     export: Literal["merged", "adapter"] = "merged"
+    # The preference guard (videosspo.guard, docs/alignment.md): every guard_every steps the policy's error
+    # on a fixed batch of guard_winners winners is compared with theta_0's; it fires when that error has risen
+    # more than guard_drift (relative), or the policy's error on the losers exceeds the reference's by more
+    # than guard_loser (relative, over 5 steps: 1.0 = twice it). warn: a warning, and the last checkpoint before it is kept out of
+    # pruning; stop: also ends the run with one line; off: nothing is computed. The thresholds are calibrated
+    # on the synthetic world's study runs (docs/alignment.md, "The preference guard").
+    guard: Literal["warn", "stop", "off"] = "warn"
+    guard_every: int = 5         # optimizer steps between two measurements of the fixed batch of winners
+    guard_winners: int = 8       # the fixed batch: the first N clips of data.path, fixed noise and timesteps
+    guard_drift: float = 0.25    # winners' error over theta_0's on the fixed batch, minus 1 (last 3 measurements)
+    guard_loser: float = 1.0     # policy's error on the losers over the reference's, minus 1 (last 5 steps)
 
     def __post_init__(self):
         _check(self.max_steps >= 1, "train.max_steps", self.max_steps, ">= 1")
         _check(self.log_every >= 1, "train.log_every", self.log_every, ">= 1")
-        for key in ("checkpoint_every", "sample_every", "keep_checkpoints", "anomaly_factor"):
+        _check(self.guard_every >= 1 and self.guard_winners >= 1, "train.guard_every/guard_winners",
+               (self.guard_every, self.guard_winners), ">= 1")
+        for key in ("checkpoint_every", "sample_every", "keep_checkpoints", "anomaly_factor", "guard_drift",
+                    "guard_loser"):
             _check(getattr(self, key) >= 0, f"train.{key}", getattr(self, key), ">= 0")
 
 

@@ -35,15 +35,15 @@ class EMA:
     """The moving average of `module`'s trainable parameters (fp32, on their device), by their state dict names
     (nested FSDP units' wrapper names left out)."""
 
-    def __init__(self, module: torch.nn.Module, decay: float):
-        self.decay = decay
+    def __init__(self, module: torch.nn.Module, decay: float, warmup: bool = True):
+        self.decay, self.warmup = decay, warmup  # warmup False: `decay` from the first update (a lagging copy)
         self.params = {name.replace(FSDP_UNIT, ""): p for name, p in module.named_parameters() if p.requires_grad}
         self.average = {name: p.detach().float().clone() for name, p in self.params.items()}
 
     @torch.no_grad()
     def update(self, update: int) -> None:
         """Move the average towards the current weights after optimizer update `update` (1-based)."""
-        d = ema_decay(self.decay, update)
+        d = ema_decay(self.decay, update) if self.warmup else self.decay
         for name, p in self.params.items():
             self.average[name].lerp_(p.detach().float(), 1 - d)  # ema + (1 - d)(theta - ema)
 

@@ -63,7 +63,9 @@ from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, load_config, sa
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate, report_long_captions
 from videosspo.ema import EMA
 from videosspo.latents import LatentDataset, encoder_identity, encoders_on_cpu
-from videosspo.losses import get_loss, per_sample_error
+from videosspo.guard import Guard, GuardStop, winner_probe
+from videosspo.losses import per_sample_error
+from videosspo.methods import get_method
 from videosspo.objectives import density_note, get_objective
 from videosspo.reference import Policy
 from videosspo.replay import NodeShare, ReplayPool
@@ -75,6 +77,7 @@ from videosspo.video import write_video
 log = logging.getLogger("videosspo.trainer")
 
 ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter inside `accelerate/`
+SLOW_REFERENCE_FILE = "reference_ema.safetensors"  # sspo-ema: the moving average the replay pool snapshots
 EMA_FILE = "ema.safetensors"  # optim.ema_decay > 0: the moving average of the trainable weights
 FSDP_MODEL_FILE = "fsdp_model.safetensors"  # FSDP, full fine-tuning: the whole weights inside `accelerate/`
 FSDP_OPTIMIZER_FILE = "fsdp_optimizer.bin"  # FSDP: the whole optimizer state by parameter name, inside `accelerate/`
@@ -301,13 +304,15 @@ class Trainer:
         # Training draws from no global RNG (videosspo.rng), but they are seeded (a library may draw) and
         # checkpointed, so a resumed run's RNG state equals an uninterrupted one's
         set_seed(cfg.train.seed)
-        self.loss_fn = get_loss(cfg.method.name)
+        self.method = get_method(cfg.method.name)  # the objective's loss and what it needs (videosspo.methods)
+        self.loss_fn = self.method.bind(cfg.method)
         self.step = 0
         self.counters = {"skipped_clips": 0, "nonfinite_steps": 0}  # skipped_clips: failed reads, all processes
         self.stream_skips = 0  # micro-batches this process drew to replace all-unreadable ones (StreamSampler.skip)
         self.lineage, self.parent = new_lineage(), None  # resume keeps or branches them (checkpoint.py)
         self.resumed: Path | None = None  # the checkpoint of this folder resumed from: never rewritten
         self.watchdog, self.divergence = Watchdog(cfg.train.anomaly_factor), None
+        self.guard = Guard.of(cfg.train)
 
         self.model = build_model(cfg.model)
         for sampler, steps, spacing in {(cfg.sample.scheduler, cfg.sample.steps, None),
@@ -326,7 +331,7 @@ class Trainer:
         self.model.enable_attention(cfg.model.attention)
 
         data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
-                         width=cfg.data.width, require_loser=cfg.method.name == "dpo")
+                         width=cfg.data.width, require_loser=self.method.losers == "data")
         if cfg.data.latent_cache:
             if is_shards(cfg.data.path):
                 raise ConfigError(f"data.latent_cache needs a metadata folder, but data.path {cfg.data.path!r} names "
@@ -371,7 +376,7 @@ class Trainer:
         self._load_kwargs = {"load_module_strict": False} if deepspeed_lora else {}
 
         replay = cfg.replay
-        if cfg.method.name == "dpo":  # Diffusion-DPO: the frozen initial model is the reference
+        if self.method.reference == "initial":  # Diffusion-DPO: the frozen initial model is the reference
             replay = dataclasses.replace(replay, size=1, strategy="initial")
         # Every process holds the pool (each needs its reference): its own copy, spilling to a folder per
         # process; or, with replay.node_dir, a memory map of the node's one copy (a folder per run).
@@ -380,11 +385,15 @@ class Trainer:
                  if replay.node_dir else None)
         self.pool = ReplayPool(size=replay.size, interval=replay.interval, strategy=replay.strategy, evict=replay.evict,
                                cpu_budget_gb=replay.cpu_budget_gb, spill_dir=spill_dir, share=share)
-        if cfg.method.name != "sft":
+        if self.method.reference != "none":
             self.pool.add(0, self.policy.snapshot())
+        # a slower reference (sspo-ema): snapshots of a moving average of the policy, starting at θ0
+        self.slow = EMA(self.model.unet, cfg.method.reference_decay, warmup=False) if self.method.slow_reference else None
+        if self.slow and self.policy.sharded:
+            raise ConfigError(f"method.name {cfg.method.name} keeps an unsharded moving average: not with FSDP")
         self.losers = LoserCache(cfg.loser.reuse)
         self._fixed_prompts: dict[str, torch.Tensor] = {}  # embeddings of fixed prompts, encoded once per run
-        self.overlap = LoserOverlap(self) if cfg.loser.overlap and cfg.method.name == "sspo" else None
+        self.overlap = LoserOverlap(self) if cfg.loser.overlap and self.method.losers == "sampled" else None
 
     def _save_adapter_only(self, models, weights, output_dir):
         """With LoRA a checkpoint's `accelerate/` holds the adapter (MBs), not the frozen base (GBs)."""
@@ -410,9 +419,9 @@ class Trainer:
         # 1. losers: given (dpo, paired data) or sampled by the drawn reference (sspo)
         ref_index = self.pool.draw(cfg.train.seed, self.step) if len(self.pool) else None
         x_l = None
-        if cfg.method.name == "dpo":
+        if self.method.losers == "data":
             x_l = self.latents(batch, "loser_")
-        elif cfg.method.name == "sspo":
+        elif self.method.losers == "sampled":
             t0 = time.perf_counter()
             x_l = self.sample_losers(batch, ref_index, cond, x_w)
             stats["time/losers_s"] = time.perf_counter() - t0
@@ -446,8 +455,7 @@ class Trainer:
             stats["replay/ref_step"] = float(self.pool.steps[ref_index])
 
         # 5. per-sample loss, reduced here
-        per_sample, loss_stats = self.loss_fn(e_w, e_l, ref_w, ref_l, beta=cfg.method.beta, ssr_mode=cfg.method.ssr_mode,
-                                              sft_weight=cfg.method.sft_weight, sft_anchor=cfg.method.sft_anchor)
+        per_sample, loss_stats = self.loss_fn(e_w, e_l, ref_w, ref_l)
         stats.update({key: float(v) for key, v in loss_stats.items()})
         return per_sample.mean(), stats
 
@@ -555,6 +563,7 @@ class Trainer:
         log.info(density_note(self.model, cfg.method.beta, math.prod(self.model.latent_shape(
             cfg.data.frames, cfg.data.height, cfg.data.width)[1:])))
         loader = self._loader()
+        self.guard.attach(lambda: winner_probe(self, cfg.train.guard_winners), self.step)  # at step 0: θ0's errors
         bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
                    dynamic_ncols=True)
         t_start, bad_steps, history = time.perf_counter(), 0, []
@@ -572,8 +581,11 @@ class Trainer:
                 self.step += 1
                 if self.ema:
                     self.ema.update(self.step)
-                if cfg.method.name != "sft" and self.pool.due(self.step):  # replay: snapshot after this update
-                    self.pool.add(self.step, self.policy.snapshot())
+                if self.slow:
+                    self.slow.update(self.step)
+                if self.method.reference != "none" and self.pool.due(self.step):  # replay: snapshot after this update
+                    with self.slow.applied() if self.slow else contextlib.nullcontext():
+                        self.pool.add(self.step, self.policy.snapshot())
                 stats.update({"lr": self.lr_schedule.get_last_lr()[0], "time/step_s": time.perf_counter() - t_step})
                 history.append(stats["loss"])
                 if self.step % cfg.train.log_every == 0:
@@ -604,15 +616,21 @@ class Trainer:
         return summary
 
     def watch(self, stats: dict) -> None:
-        """At the first anomalous step (`Watchdog`), keep the newest checkpoint written before it out of pruning."""
+        """At the first anomalous step (`Watchdog`) or preference-guard alarm (`videosspo.guard`, which adds
+        `guard/*` to `stats`), keep the newest checkpoint written before it out of pruning; `train.guard: stop`
+        ends the run at the alarm."""
         why = self.watchdog.check(stats)
-        if why is None or self.divergence is not None:
-            return
-        kept = latest_checkpoint(self.out)
-        self.divergence = {"step": self.step + 1, "why": why, "kept": kept.name if kept else None}
-        if self.config.train.on_anomaly == "stop":
-            raise stopped(self.step + 1, why, kept)
-        log.warning(self._divergence_note())
+        alarm = self.guard.observe(self.step + 1, stats)
+        if (why or alarm) and self.divergence is None:
+            kept = latest_checkpoint(self.out)
+            self.divergence = {"step": self.step + 1, "why": why or alarm, "kept": kept.name if kept else None}
+            if why and self.config.train.on_anomaly == "stop":
+                raise stopped(self.step + 1, why, kept)
+            log.warning(self._divergence_note())
+        if alarm and self.guard.mode == "stop":  # one line: the step, the numbers, the kept checkpoint
+            note = self._divergence_note()
+            raise GuardStop(f"train.guard: stop ended the run at step {self.step + 1}"
+                            f"{'' if alarm in note else ': ' + alarm}. {note}")
 
     def _divergence_note(self) -> str:
         root = self.out / CHECKPOINTS
@@ -692,7 +710,7 @@ class Trainer:
     def _loader(self) -> DataLoader:
         cfg, acc = self.config, self.accelerator
         args = (cfg.optim.batch_size, cfg.optim.grad_accum, acc.num_processes, acc.process_index, cfg.train.seed, self.step)
-        kwargs = dict(repeat=cfg.loser.reuse if cfg.method.name == "sspo" else 1, skip=self.stream_skips)
+        kwargs = dict(repeat=cfg.loser.reuse if self.method.losers == "sampled" else 1, skip=self.stream_skips)
         sampler = (ShardSampler(self.data.shard_sizes, *args, **kwargs) if isinstance(self.data, ShardDataset)
                    else StreamSampler(len(self.data), *args, **kwargs, buckets=self.data.buckets))
         # its own generator: making an iterator draws a worker seed, which would otherwise advance the global RNG
@@ -833,6 +851,8 @@ class Trainer:
             self.pool.save(tmp, store)
             if self.ema:  # under FSDP this process's average is its shard: the whole one is in `whole`
                 save_file(self.ema.state_dict(whole), str(tmp / EMA_FILE))
+            if self.slow:
+                save_file(self.slow.state_dict(), str(tmp / SLOW_REFERENCE_FILE))
             with self.inference_weights():
                 if self.config.train.export == "adapter":
                     save_adapter(tmp / "model", self.policy.snapshot(whole), self.config.model)
@@ -840,7 +860,8 @@ class Trainer:
                     self.model.save_pretrained(tmp / "model", unet=self.policy.merged_unet(whole))
         save_config(self.config, tmp / "config.yaml")
         state = {"step": self.step, "counters": self.counters, "divergence": self.divergence,
-                 "unreadable": self.unreadable.state_dict(), "stream_skips": stream_skips}
+                 "unreadable": self.unreadable.state_dict(), "stream_skips": stream_skips,
+                 "guard": self.guard.state_dict()}
         (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
         snapshots = {d: store.path(d).stat().st_size for d in self.pool.digests}
         write_marker(tmp, self.lineage, self.parent, snapshots)
@@ -897,6 +918,7 @@ class Trainer:
             # optim.grad_accum, or a process the saving run did not have and so no count)
             acc.step = self.step * optim.grad_accum
             self.unreadable.load_state_dict(state.get("unreadable", []))
+            self.guard.load_state_dict(state.get("guard", {}))
             self.pool.load(path, store_of(path))
             if self.ema and (path / EMA_FILE).is_file():
                 self.ema.load_state_dict(load_file(str(path / EMA_FILE), device=str(self.accelerator.device)),
@@ -906,6 +928,8 @@ class Trainer:
                 self.ema = EMA(self.model.unet, self.config.optim.ema_decay)
             self.losers = LoserCache(self.config.loser.reuse)
             self.losers.load(path / "losers")
+            if self.slow:
+                self.slow.load_state_dict(load_file(str(path / SLOW_REFERENCE_FILE), device=str(acc.device)))
         except Exception as e:  # a file that verified but does not load: name the checkpoint
             raise CheckpointError(f"{path} could not be loaded ({first_line(e)})") from e
 
