@@ -7,7 +7,7 @@ Run it first on a lent GPU (at most ~8 minutes on one H100; `--budget-s` stops s
 
 Architectures (random weights, built on the meta device and filled on the GPU: no download): AnimateDiff's UNet
 (SD 1.5 + motion adapter v1-5-2) at 16x512x512, Wan 2.1 1.3B at 33x480x832, Wan 2.1 14B at 33x480x832 with
-fp8 + block swap. Per case: SFT / DPO / SSPO steps of the denoiser alone (LoRA rank 32, bf16 autocast, AdamW):
+fp8 + block swap (+ offloaded checkpoints: docs/low-memory.md's headline). Per case: SFT / DPO / SSPO steps of the denoiser alone (LoRA rank 32, bf16 autocast, AdamW):
 SSPO's loser sampling (`LOSER_STEPS` no-grad passes, CFG batch) and reference pass (the adapter swap), DPO's
 reference pass, then the policy forward on winners + losers, backward and update. Text encoder and VAE are not
 built (the estimate beside each row leaves them out too). A case that fails (out of memory, xformers missing)
@@ -48,11 +48,12 @@ class Case:
     checkpointing: bool = True
     fp8: bool = False
     swap: int = 0
+    offload: bool = False  # model.offload_checkpoints
 
     @property
     def name(self) -> str:
         return (f"{self.arch} {self.method} {self.attention} ckpt={int(self.checkpointing)} fp8={int(self.fp8)} "
-                f"swap={self.swap}")
+                f"swap={self.swap}" + (" offload" if self.offload else ""))
 
 
 def cases(tiny: bool) -> list[Case]:
@@ -61,13 +62,16 @@ def cases(tiny: bool) -> list[Case]:
         size = (5, 16, 16)
         return [Case("tiny-wan", size, "sft", "sdpa", False), Case("tiny-wan", size, "dpo", "sdpa", True),
                 Case("tiny-wan", size, "sspo", "sdpa", True), Case("tiny-wan", size, "sspo", "xformers", True),
-                Case("tiny-wan", size, "sspo", "sdpa", True, True), Case("tiny-wan", size, "sspo", "sdpa", True, True, 1)]
+                Case("tiny-wan", size, "sspo", "sdpa", True, True), Case("tiny-wan", size, "sspo", "sdpa", True, True, 1),
+                Case("tiny-wan", size, "sspo", "sdpa", True, True, 1, True)]
     out = []
     for arch, size in (("animatediff", (16, 512, 512)), ("wan2.1-1.3b", (33, 480, 832))):
         out += [Case(arch, size, m, a, ck) for a in ("sdpa", "xformers") for m in ("sft", "dpo", "sspo")
                 for ck in (True, False)]
+        out += [Case(arch, size, "sspo", "sdpa", True, False, 0, True)]
         out += [Case(arch, size, m, "sdpa", True, True) for m in ("sft", "sspo")]
         out += [Case(arch, size, "sspo", "sdpa", True, True, n) for n in ((4, 8) if arch == "animatediff" else (10, 20))]
+    out += [Case("wan2.1-14b", (33, 480, 832), "sspo", "sdpa", True, True, 36, True)]  # docs/low-memory.md's headline
     out += [Case("wan2.1-14b", (33, 480, 832), "sspo", "sdpa", True, True, n) for n in (30, 20)]
     return out
 
@@ -81,6 +85,7 @@ def config_of(case: Case):
                               "--data.frames", str(f), "--data.height", str(h), "--data.width", str(w),
                               "--model.gradient_checkpointing", str(case.checkpointing).lower(),
                               "--model.fp8_base", str(case.fp8).lower(), "--model.blocks_to_swap", str(case.swap),
+                              "--model.offload_checkpoints", str(case.offload).lower(),
                               "--train.mixed_precision", "no" if family else "bf16", "--loser.guidance", "5.0",
                               "--optim.batch_size", "1"])
 
@@ -127,9 +132,10 @@ class Built:
         return unet
 
     def apply(self, case: Case) -> None:
-        """The case's switches: attention, checkpointing, fp8 (once), block swap (re-installed per count)."""
+        """The case's switches: attention, checkpointing, fp8 (once), block swap (re-installed per count), offloaded
+        checkpoints."""
         from models.fp8 import enable_fp8_storage
-        from models.offload import enable_block_swap
+        from models.offload import CheckpointOffload, enable_block_swap
 
         if case.attention == "sdpa" and getattr(self, "xformers", False):  # back from an xformers case
             self.unet.disable_xformers_memory_efficient_attention()
@@ -149,6 +155,7 @@ class Built:
         if self.swap is not None:
             self.swap.remove()
             self.swap = None
+        self.view.checkpoint_offload = CheckpointOffload(self.unet) if case.offload else None
         if case.swap:
             self.swap = enable_block_swap(self.unet, case.swap, self.device)
             if self.device.type == "cuda":
@@ -181,7 +188,7 @@ class Built:
                         set_adapter(self.unet, REFERENCE)
                         ref = self.view._denoise(x, t, cond)
                         set_adapter(self.unet, POLICY)
-                out = self.view._denoise(x, t, cond)
+                out = self.view.predict(x, t, cond)  # (predict: with model.offload_checkpoints' hooks)
                 loss = (out.float() - x).square().mean() + (0 if case.method == "sft" else 1e-3 * (out.float() - ref.float()).square().mean())
             loss.backward()
             opt.step()
@@ -204,6 +211,7 @@ def run_case(built: Built, case: Case, repeat: int) -> dict:
     cfg = config_of(case)
     row = {"case": case.name, "arch": case.arch, "method": case.method, "attention": case.attention,
            "checkpointing": case.checkpointing, "fp8": case.fp8, "blocks_to_swap": case.swap,
+           "offload_checkpoints": case.offload,
            "size": "x".join(map(str, case.size))}
     try:
         row["predicted_gb"] = built.predicted_gb(cfg)

@@ -12,6 +12,7 @@ LTX: `temporal_factor` k) maps F = k n + 1 pixel frames to n + 1 latent frames.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -66,6 +67,8 @@ class VideoDiffusionModel:
     # True where a training step may leave trainable parameters without a gradient (DDP must then look for them).
     unused_parameters: ClassVar[bool] = False
     block_swap = None  # the denoiser's `models.offload.BlockSwap` once `enable_low_memory` swaps blocks
+    checkpoint_offload = None  # `models.offload.CheckpointOffload` with `model.offload_checkpoints`
+    compute_device = None  # where `to` put the denoiser (None: never moved; the text encoder's device)
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
                  inference_scheduler: str = "DDIMScheduler", sources: dict[str, Path] | None = None):
@@ -91,7 +94,8 @@ class VideoDiffusionModel:
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The denoiser's output (epsilon or v, per `prediction_type`) for noisy latents `b c f h w`."""
         assert x_t.ndim == 5, f"latents must be b c f h w, got shape {tuple(x_t.shape)}"
-        return self._denoise(x_t, t, cond)
+        with self.checkpoint_offload() if self.checkpoint_offload else contextlib.nullcontext():
+            return self._denoise(x_t, t, cond)
 
     def _denoise(self, x_t, t, cond):
         raise NotImplementedError
@@ -99,13 +103,13 @@ class VideoDiffusionModel:
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """The text encoder's last hidden state `b l d` (as Stable Diffusion uses), l = `text_length`, in the
-        denoiser's dtype."""
-        return self.text_encoder(self.tokenize(prompts).input_ids)[0].to(self.unet.dtype)
+        denoiser's dtype, on its device (the encoder may run on the CPU: `to(keep_on_cpu=...)`)."""
+        return self.text_encoder(self.tokenize(prompts).input_ids)[0].to(self.device, self.unet.dtype)
 
     def tokenize(self, prompts: list[str]):
         """Token ids and attention mask `b l` (1 on the prompt's tokens), padded or truncated to `text_length`."""
         return self.tokenizer(list(prompts), padding="max_length", max_length=self.text_length, truncation=True,
-                              return_attention_mask=True, return_tensors="pt").to(self.device)
+                              return_attention_mask=True, return_tensors="pt").to(self.text_encoder.device)
 
     @property
     def text_length(self) -> int:
@@ -212,13 +216,17 @@ class VideoDiffusionModel:
 
     @property
     def device(self) -> torch.device:
-        return self.text_encoder.device
+        """Where latents, noise and text embeddings live: the denoiser's device (`to`)."""
+        return self.compute_device or self.text_encoder.device
 
-    def to(self, device=None, dtype=None) -> "VideoDiffusionModel":
-        """Move every module; `dtype` applies to the frozen parts (trainable weights stay fp32)."""
-        for module in (self.unet, self.vae, self.text_encoder):
+    def to(self, device=None, dtype=None, keep_on_cpu: tuple[str, ...] = ()) -> "VideoDiffusionModel":
+        """Move every module but those named in `keep_on_cpu` ("text_encoder", "vae": a run that never needs them on
+        the accelerator, `encoders_on_cpu`); `dtype` applies to the frozen parts (trainable weights stay fp32)."""
+        if device is not None:
+            self.compute_device = torch.device(device)
+        for name, module in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder)):
             if module is not None:
-                module.to(device)
+                module.to("cpu" if name in keep_on_cpu else device)
         for name, module in self._frozen().items():
             if dtype is not None and dtype != module.dtype:
                 if name not in self.sources and name not in self._as_loaded:
@@ -235,11 +243,12 @@ class VideoDiffusionModel:
         self.unet.enable_gradient_checkpointing()
 
     def enable_low_memory(self, cfg: ModelConfig, device, distributed: str = "NO") -> None:
-        """`model.fp8_base` (models/fp8.py) and `model.blocks_to_swap` (models/offload.py) on the denoiser: after LoRA
-        is added and before the model moves to `device`. `distributed`: accelerate's DistributedType name; sharding
-        (FSDP, DeepSpeed) owns where the weights live and what dtype they have, so both are refused under it."""
+        """`model.fp8_base` (models/fp8.py), `model.blocks_to_swap` and `model.offload_checkpoints` (models/offload.py)
+        on the denoiser: after LoRA and checkpointing are added and before the model moves to `device`. `distributed`:
+        accelerate's DistributedType name; sharding (FSDP, DeepSpeed) owns where the weights live and what dtype
+        they have, so fp8 and block swap are refused under it."""
         from models.fp8 import enable_fp8_storage
-        from models.offload import enable_block_swap
+        from models.offload import CheckpointOffload, enable_block_swap
 
         for on, key in ((cfg.fp8_base, "model.fp8_base"), (cfg.blocks_to_swap, "model.blocks_to_swap")):
             if on and distributed in ("FSDP", "DEEPSPEED"):
@@ -253,6 +262,8 @@ class VideoDiffusionModel:
             log.info("fp8_base: %d frozen layers of the denoiser stored in float8_e4m3fn", layers)
         if cfg.blocks_to_swap:
             self.block_swap = enable_block_swap(self.unet, cfg.blocks_to_swap, device)
+        if cfg.offload_checkpoints:
+            self.checkpoint_offload = CheckpointOffload(self.unet)
 
     def enable_vae_tiling(self) -> None:
         """Encode/decode in overlapping spatial tiles (diffusers' `enable_tiling`): bounded memory at high resolution."""

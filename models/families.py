@@ -185,7 +185,7 @@ class Wan(VideoDiffusionModel):
         """UMT5 last hidden state `b l d`, zero past each prompt's tokens (as `WanPipeline` pads), in the denoiser's dtype."""
         tokens = self.tokenize(prompts)
         hidden = self.text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
-        return zero_padding(hidden, tokens.attention_mask).to(self.unet.dtype)
+        return zero_padding(hidden, tokens.attention_mask).to(self.device, self.unet.dtype)
 
     @property
     def latent_channels(self) -> int:
@@ -464,7 +464,7 @@ class LTXVideo(VideoDiffusionModel):
         prompt's tokens (the transformer's attention mask), in the denoiser's dtype."""
         tokens = self.tokenize(prompts)
         hidden = self.text_encoder(tokens.input_ids).last_hidden_state
-        return zero_padding(hidden, tokens.attention_mask).to(self.unet.dtype)
+        return zero_padding(hidden, tokens.attention_mask).to(self.device, self.unet.dtype)
 
     @property
     def vae_factor(self) -> int:

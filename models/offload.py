@@ -17,11 +17,18 @@ diffusers 0.42's `enable_group_offload(offload_type="block_level")` has the same
 offloads every parameter of a group, the trainable LoRA too (its `_offload_to_memory` points a parameter back
 at the copy taken when the hook was installed, which drops every optimizer update since; without streams it
 moves the parameter off the device its optimizer state lives on), hence this variant.
+
+`CheckpointOffload` (`model.offload_checkpoints`) is the same idea for activations: what the checkpointed blocks keep
+(their inputs) waits in CPU memory for the backward pass. Its copies are synchronous (a side stream would overlap
+them with compute: not yet measured on a GPU).
 """
 
 from __future__ import annotations
 
+import itertools
 import types
+import weakref
+from contextlib import contextmanager
 
 import torch
 
@@ -200,3 +207,49 @@ def _tensors(output):
 def enable_block_swap(denoiser: torch.nn.Module, n: int, device, absent=None) -> BlockSwap:
     """Swap the last `n` blocks of `denoiser` (`swapped_blocks`) between CPU memory and `device`."""
     return BlockSwap(swapped_blocks(denoiser, n), device, absent)
+
+
+def to_host(t: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of a tensor autograd keeps (pinned on CUDA, so the copy back can overlap compute)."""
+    host = torch.empty(t.size(), dtype=t.dtype, layout=t.layout, pin_memory=t.is_cuda)
+    return host.copy_(t)
+
+
+def from_host(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The tensor `to_host` copied, back on `device` (the same tensor when `device` is the CPU)."""
+    return host.to(device, non_blocking=host.is_pinned())
+
+
+class CheckpointOffload:
+    """`model.offload_checkpoints`: the tensors autograd keeps outside the checkpointed regions of `denoiser` --
+    with gradient checkpointing chiefly each checkpointed block's inputs (`torch.utils.checkpoint` saves them with
+    `ctx.save_for_backward`, outside its own hooks) -- live in CPU memory and come back when the backward pass
+    needs them (the block's recomputation). `torch.autograd.graph.save_on_cpu`'s design (musubi-tuner's
+    `--gradient_checkpointing_cpu_offload` moves the same tensors), except that the denoiser's own weights stay
+    where they are and a tensor several blocks keep (text, timestep, rotary embeddings) is copied once.
+
+    Use: `with offload(): out = denoiser(...)`; the backward pass may run after the block ends."""
+
+    def __init__(self, denoiser: torch.nn.Module):
+        self.denoiser = denoiser
+
+    @contextmanager
+    def __call__(self):
+        weights = {t.data_ptr() for t in itertools.chain(self.denoiser.parameters(), self.denoiser.buffers())}
+        copies: dict[int, tuple] = {}  # id(tensor) -> (its weak reference, what pack returned)
+
+        def pack(t):
+            if t.data_ptr() in weights:
+                return t
+            seen = copies.get(id(t))
+            if seen is not None and seen[0]() is t:  # the same live tensor (an id is reused only after it died)
+                return seen[1]
+            packed = (t.device, to_host(t))
+            copies[id(t)] = (weakref.ref(t), packed)
+            return packed
+
+        def unpack(packed):
+            return packed if isinstance(packed, torch.Tensor) else from_host(packed[1], packed[0])
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            yield

@@ -38,6 +38,49 @@ class Mutation:
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
+        "sample prompts re-encoded on the CPU each time", "videosspo/trainer.py",
+        '            on_cpu = "text_encoder" in encoders_on_cpu(cfg)',
+        "            on_cpu = False",
+        "with cached text every sample event runs the CPU text encoder again on the same prompts",
+        ("tests/test_fit24gb.py::test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit",)),
+    Mutation(
+        "cached text still moves the text encoder", "videosspo/latents.py",
+        '    return ("text_encoder",) if config.data.latent_cache else ()\n',
+        "    return ()\n",
+        "a run with data.latent_cache keeps the 11 GB UMT5 encoder on the GPU (and the estimate counts it)",
+        ("tests/test_fit24gb.py::test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit",
+         "tests/test_memory.py::test_cached_text_and_offloaded_checkpoints_rows")),
+    Mutation(
+        "keep_on_cpu ignored", "models/base.py",
+        '                module.to("cpu" if name in keep_on_cpu else device)\n',
+        "                module.to(device)\n",
+        "the text encoder goes to the GPU although the run never uses it there",
+        ("tests/test_fit24gb.py::test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit",)),
+    Mutation(
+        "offloaded checkpoints not hooked", "models/base.py",
+        "        with self.checkpoint_offload() if self.checkpoint_offload else contextlib.nullcontext():\n",
+        "        with contextlib.nullcontext():\n",
+        "model.offload_checkpoints: true keeps every checkpointed block input on the GPU",
+        ("tests/test_fit24gb.py::test_offloaded_checkpoints_give_the_same_outputs_and_gradients",)),
+    Mutation(
+        "offloaded checkpoints copy the weights", "models/offload.py",
+        "            if t.data_ptr() in weights:\n",
+        "            if False:\n",
+        "every step copies the frozen weights autograd saves to the host and back",
+        ("tests/test_fit24gb.py::test_offloaded_checkpoints_give_the_same_outputs_and_gradients",)),
+    Mutation(
+        "offloaded checkpoints copy shared inputs per block", "models/offload.py",
+        "            if seen is not None and seen[0]() is t:  # the same live tensor (an id is reused only after it died)\n",
+        "            if False:\n",
+        "the text / timestep / rotary tensors are copied to pinned memory once per block",
+        ("tests/test_fit24gb.py::test_offloaded_checkpoints_give_the_same_outputs_and_gradients",)),
+    Mutation(
+        "estimate ignores offloaded checkpoints", "videosspo/memory.py",
+        "        if checkpointing and offload:\n",
+        "        if False:\n",
+        "the estimate keeps counting the checkpointed inputs on the GPU with model.offload_checkpoints",
+        ("tests/test_memory.py::test_cached_text_and_offloaded_checkpoints_rows",)),
+    Mutation(
         "fp8 backward up-casts without the scale", "models/fp8.py",
         "        module, w = ctx.module, dequantize(w8, scale, grad.dtype)\n",
         "        module, w = ctx.module, w8.to(grad.dtype)\n",

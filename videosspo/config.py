@@ -89,6 +89,10 @@ class ModelConfig:
     # LoRA only; one process per model (FSDP/DeepSpeed shard the weights themselves, DDP wants every weight on its
     # GPU). Saves training memory with gradient_checkpointing (docs/low-memory.md). 0: every block stays resident.
     blocks_to_swap: int = 0
+    # Keep what the checkpointed blocks save for the backward pass (their inputs) in CPU memory (pinned on CUDA),
+    # copied back for the recomputation (models/offload.py): a DiT step's activations become about one block's.
+    # Needs gradient_checkpointing.
+    offload_checkpoints: bool = False
     # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
     stacked_frames: int = 8
     # `wan22` only: which expert trains. `high` (transformer) or `low` (transformer_2): LoRA in that expert alone
@@ -115,6 +119,9 @@ class ModelConfig:
         _check(self.blocks_to_swap >= 0, "model.blocks_to_swap", self.blocks_to_swap, ">= 0 (0: no block swap)")
         _check(not self.blocks_to_swap or self.lora_rank > 0, "model.blocks_to_swap", self.blocks_to_swap,
                "0 with full fine-tuning (model.lora_rank: 0): swapped blocks hold frozen weights only")
+        _check(not self.offload_checkpoints or self.gradient_checkpointing, "model.offload_checkpoints",
+               self.offload_checkpoints, "false without model.gradient_checkpointing: true (it offloads what the "
+               "checkpointed blocks keep)")
         _check(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
         _check(self.experts == "both" or self.family == "wan22", "model.experts", self.experts,
                "'both' for a one-denoiser family (only model.family: wan22 has two experts)")

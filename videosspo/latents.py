@@ -357,3 +357,11 @@ class LatentDataset(ClipDataset):
         item = {"caption": record.caption, "index": record.index, **tensors}
         return item
 
+
+
+def encoders_on_cpu(config) -> tuple[str, ...]:
+    """The frozen parts a run never needs on the accelerator (`VideoDiffusionModel.to(keep_on_cpu=...)`): with
+    `data.latent_cache` the text encoder (UMT5-XXL: 11.4 GB in bf16), since every caption's embedding is cached; the
+    few prompts still encoded (the dropped caption "", the negative prompt: once each per run; sample prompts)
+    run on the CPU and their embeddings move to the accelerator. The VAE stays: sample videos are decoded there."""
+    return ("text_encoder",) if config.data.latent_cache else ()

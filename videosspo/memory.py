@@ -6,6 +6,8 @@ a fused kernel keeps them (q, k, v, output, log-sum-exp: flash / memory-efficien
 
     activations (no checkpointing) = outside the blocks + sum of the blocks'
     activations (checkpointing)    = outside + the blocks' inputs + the largest block (recomputed in backward)
+    activations (checkpointing, model.offload_checkpoints: the saved tensors in CPU memory)
+                                   = the largest block's inputs (copied back) + the largest of a block and outside
 
 scaled by the forward's batch (DPO/SSPO: winners and losers in one forward, 2 b). The step's peak is the
 larger of its two phases, each on top of the resident weights:
@@ -16,9 +18,10 @@ larger of its two phases, each on top of the resident weights:
 
 Weights: the denoiser as the trainer holds it (float32; with `model.fp8_base` its float8 layers, models/fp8.py,
 one byte each; with `model.blocks_to_swap` the swapped blocks' frozen weights off the device but one or two,
-models/offload.py); the text encoder and VAE in the mixed-precision dtype, resident (the trainer keeps them on
-the device even when `data.latent_cache` makes their per-step passes unnecessary). Not counted: the CUDA context and
-allocator fragmentation (`OVERHEAD_GB` on GPUs), the replay pool (CPU memory), the export.
+models/offload.py); the text encoder and VAE in the mixed-precision dtype, resident, except the text encoder with
+`data.latent_cache` (`videosspo.latents.encoders_on_cpu`: cached text, the encoder stays on the CPU). Not counted:
+the CUDA context and allocator fragmentation (`OVERHEAD_GB` on GPUs), the replay pool and offloaded checkpoints (CPU
+memory: printed, not summed), the export.
 """
 
 from __future__ import annotations
@@ -154,10 +157,18 @@ class Activations:
     inputs: list = dataclasses.field(default_factory=list)
     largest: float = 0.0  # the largest single saved tensor
 
-    def total(self, checkpointing: bool) -> float:
+    def total(self, checkpointing: bool, offload: bool = False) -> float:
+        """Bytes on the device; `offload` (model.offload_checkpoints): what checkpointing keeps is in CPU memory, and
+        the backward pass brings back one block's inputs at a time to recompute it."""
+        if checkpointing and offload:
+            return max(self.inputs, default=0.0) + max(*self.blocks, self.outside)
         if checkpointing:
             return self.outside + sum(self.inputs) + max(self.blocks, default=0.0)
         return self.outside + sum(self.blocks)
+
+    def offloaded(self) -> float:
+        """Bytes `model.offload_checkpoints` keeps in CPU memory: what checkpointing keeps."""
+        return self.outside + sum(self.inputs)
 
 
 def trace_activations(den: Denoiser, dtype: torch.dtype) -> Activations:
@@ -272,16 +283,24 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
         rows["EMA of the trainable weights (fp32)"] = trainable * 4
     if method != "sft":
         rows["reference (" + ("adapter slot" if m.lora_rank else "whole fp32 copy") + ")"] = trainable * 4
+    from videosspo.latents import encoders_on_cpu
+
     enc, dt = dtype_bytes(config.train.mixed_precision), {2: "bf16/fp16", 4: "fp32"}[dtype_bytes(config.train.mixed_precision)]
-    # Resident even with data.latent_cache: the trainer keeps both encoders on the device (sample prompts, exports).
-    rows[f"text encoder ({dt})"] = den.text_params * enc
+    if "text_encoder" in encoders_on_cpu(config):  # cached text: the encoder stays in CPU memory
+        rows[f"text encoder ({dt}, on the CPU: cached text)"] = 0.0
+    else:
+        rows[f"text encoder ({dt})"] = den.text_params * enc
     rows[f"VAE ({dt})"] = den.vae_params * enc
     b = config.optim.batch_size
     forward_batch = b * (1 if method == "sft" else 2)
-    act = acts.total(m.gradient_checkpointing) * forward_batch
-    rows[f"activations ({'checkpointing' if m.gradient_checkpointing else 'no checkpointing'}, batch {forward_batch})"] = act
+    offload = m.gradient_checkpointing and m.offload_checkpoints
+    act = acts.total(m.gradient_checkpointing, offload) * forward_batch
+    setting = ("checkpointing, offloaded" if offload else "checkpointing") if m.gradient_checkpointing else "no checkpointing"
+    rows[f"activations ({setting}, batch {forward_batch})"] = act
     other = acts.total(not m.gradient_checkpointing) * forward_batch
     rows[f"  (the other setting: {'no checkpointing' if m.gradient_checkpointing else 'checkpointing'})"] = other
+    if offload:
+        rows["  (checkpoints in CPU memory, pinned)"] = acts.offloaded() * forward_batch
     backward = acts.largest * forward_batch
     rows["backward working set"] = backward
     cfg_batch = b * (2 if config.loser.guidance > 1 else 1)
@@ -294,8 +313,10 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
     return Estimate(rows, max(training, sampling_peak), phase)
 
 
-# Switches tried, cheapest in speed first, to make a run fit `--gpu-gb`.
-SWITCHES = (("model.gradient_checkpointing", True), ("model.fp8_base", True))
+# Switches tried, cheapest in speed first, to make a run fit `--gpu-gb` (cached text costs no step time: the cache
+# is made once, `videosspo data cache-latents`; offloaded checkpoints are only tried with checkpointing).
+SWITCHES = (("data.latent_cache", "<cache folder>"), ("model.gradient_checkpointing", True),
+            ("model.offload_checkpoints", True), ("model.fp8_base", True))
 
 
 def fitting_switches(config, gpu_gb: float, den: Denoiser | None = None,
@@ -303,6 +324,7 @@ def fitting_switches(config, gpu_gb: float, den: Denoiser | None = None,
     """The fewest switches (checkpointing, fp8, then the fewest swapped blocks) whose
     estimate fits `gpu_gb` with the GPU overhead; None when nothing does."""
     from models.offload import block_lists
+    from videosspo.config import ConfigError
 
     den = den or denoiser_for(config)
     acts = acts or trace_activations(den, compute_dtype(config))
@@ -312,7 +334,10 @@ def fitting_switches(config, gpu_gb: float, den: Denoiser | None = None,
         for chosen in itertools.combinations(SWITCHES, k):
             if ("model.fp8_base", True) in chosen and not config.model.lora_rank:
                 continue
-            cfg = with_switches(config, chosen)
+            try:
+                cfg = with_switches(config, chosen)
+            except ConfigError:  # not with this run (offloaded checkpoints without checkpointing, buckets + cache)
+                continue
             for swap in range(config.model.blocks_to_swap, blocks):
                 trial = with_switches(cfg, [("model.blocks_to_swap", swap)])
                 est = estimate(trial, den, acts)
@@ -340,14 +365,16 @@ def report(config, gpu_gb: float) -> tuple[str, dict]:
     m, d = config.model, config.data
     head = (f"{m.family} {m.pretrained or '(tiny)'}, {config.method.name}, LoRA rank {m.lora_rank}, "
             f"{d.frames}x{d.height}x{d.width}, batch {config.optim.batch_size}, {config.train.mixed_precision} "
-            f"(fp8_base {m.fp8_base}, blocks_to_swap {m.blocks_to_swap}, checkpointing {m.gradient_checkpointing})")
+            f"(fp8_base {m.fp8_base}, blocks_to_swap {m.blocks_to_swap}, checkpointing {m.gradient_checkpointing}, "
+            f"offload_checkpoints {m.offload_checkpoints}, cached text {d.latent_cache is not None})")
     lines = [head, est.table(gpu_gb)]
     total = est.peak / GB + OVERHEAD_GB
     fit = None
     if total > gpu_gb:
         found = fitting_switches(config, gpu_gb, den, acts)
         if found is None:
-            lines.append(f"nothing the estimator knows fits {gpu_gb:g} GB (checkpointing, fp8_base, every block swapped)")
+            lines.append(f"nothing the estimator knows fits {gpu_gb:g} GB (cached text, checkpointing, offloaded "
+                         "checkpoints, fp8_base, every block swapped)")
         else:
             fit = {"switches": found[0], "peak_gb": found[1].peak / GB + OVERHEAD_GB}
             lines.append(f"fits {gpu_gb:g} GB with: {', '.join(found[0])} ({fit['peak_gb']:.2f} GB)")

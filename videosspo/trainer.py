@@ -62,7 +62,7 @@ from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, Diverged,
 from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, load_config, save_config
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate, report_long_captions
 from videosspo.ema import EMA
-from videosspo.latents import LatentDataset, encoder_identity
+from videosspo.latents import LatentDataset, encoder_identity, encoders_on_cpu
 from videosspo.guard import Guard, GuardStop, winner_probe
 from videosspo.losses import per_sample_error
 from videosspo.methods import get_method
@@ -327,7 +327,7 @@ class Trainer:
             self.model.enable_gradient_checkpointing()
         self.model.enable_low_memory(cfg.model, acc.device, acc.distributed_type.name)  # fp8_base, blocks_to_swap
         frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision)
-        self.model.to(acc.device, frozen_dtype)
+        self.model.to(acc.device, frozen_dtype, keep_on_cpu=encoders_on_cpu(cfg))  # cached text: encoder on CPU
         self.model.enable_attention(cfg.model.attention)
 
         data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
@@ -738,11 +738,15 @@ class Trainer:
             if whole is not None:  # FSDP: the unwrapped unet holds this process's shard; sample a whole copy
                 view.unet = self.policy.merged_unet(whole)
             view.unet.eval()
+            on_cpu = "text_encoder" in encoders_on_cpu(cfg)  # its prompts encoded once per run, not per sample event
             pixels = view.decode(sample_latents(view, prompts, frames=cfg.data.frames, height=cfg.data.height,
                                                 width=cfg.data.width, steps=cfg.sample.steps,
                                                 guidance=cfg.sample.guidance, guidance_2=cfg.sample.guidance_2,
                                                 negative_prompt=cfg.sample.negative_prompt,
-                                                scheduler=cfg.sample.scheduler, seeds=list(range(len(prompts)))))
+                                                scheduler=cfg.sample.scheduler, seeds=list(range(len(prompts))),
+                                                cond=torch.cat([self.embed_once(p) for p in prompts]) if on_cpu else None,
+                                                uncond=self.embed_once(cfg.sample.negative_prompt)
+                                                if on_cpu and cfg.sample.guidance > 1 else None))
             view.unet.train()
         folder = self.out / "samples" / f"step_{self.step:06d}"
         paths = [write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
