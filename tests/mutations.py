@@ -1169,4 +1169,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
         "a resumed run loses θ0's errors on the fixed winners: the drift is no longer watched",
         ("tests/test_guard.py::test_a_real_run_trips_the_guard_and_stops_naming_the_kept_checkpoint",)),
+    Mutation(
+        "guard's fixed batch mixes buckets", "videosspo/guard.py",
+        'collate([item for item in items if item.get("size") == items[0].get("size")])',
+        'collate(items)',
+        "a bucketed run stops at its start: the guard's fixed batch of winners mixes clip shapes",
+        ("tests/test_buckets.py::test_bucketed_resume_equals_uninterrupted",)),
 )

@@ -225,7 +225,8 @@ def test_noise_and_timestep_are_drawn_per_step_inside_a_loser_reuse_window(tiny_
     drawn = []
     real = trainer_module.rng.sample_noise
     monkeypatch.setattr(trainer_module.rng, "sample_noise", lambda *a: drawn.append(real(*a)) or drawn[-1])
-    trainer = Trainer(tiny_config(**{"loser.reuse": 3, "loser.guidance": 3.0, "train.max_steps": 3}))
+    trainer = Trainer(tiny_config(**{"loser.reuse": 3, "loser.guidance": 3.0, "train.max_steps": 3,
+                                     "train.guard": "off"}))  # its fixed-batch probe draws noise too
     timesteps = []
     real_t = trainer_module.get_objective(trainer.model.objective).timesteps
     monkeypatch.setattr(trainer_module, "get_objective", lambda name: dataclasses.replace(

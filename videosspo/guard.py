@@ -29,8 +29,8 @@ from typing import Callable
 import torch
 
 from videosspo import rng
-from videosspo.data import collate
-from videosspo.errors import DataError, UserError
+from videosspo.data import Unreadable, collate
+from videosspo.errors import UserError
 from videosspo.losses import per_sample_error
 from videosspo.objectives import get_objective
 
@@ -67,6 +67,8 @@ class Guard:
         if self.mode == "off":
             return
         self.probe = probe = make_probe()
+        if probe is None:
+            return
         if self.theta0 is None and step == 0:
             self.theta0 = probe()
         elif self.theta0 is None:
@@ -109,15 +111,20 @@ class Guard:
         self.losers.extend(tuple(pair) for pair in state.get("losers", []))
 
 
-def winner_probe(trainer, n: int) -> Callable[[], list[float]]:
-    """The policy's per-sample errors on a fixed batch: the first `n` clips of the training data, each with
-    noise and timestep drawn from (seed, PROBE_STEP, index); no grad, eval mode, the global RNG untouched."""
+def winner_probe(trainer, n: int) -> Callable[[], list[float]] | None:
+    """The policy's per-sample errors on a fixed batch: the first `n` readable clips of the training data of the
+    first one's shape (with `data.buckets`, one bucket), each with noise and timestep drawn from (seed, PROBE_STEP,
+    index); no grad, eval mode, the global RNG untouched. None when none of them can be read (the data stream
+    then reports the unreadable clips itself)."""
     cfg, model, seed = trainer.config, trainer.model, trainer.config.train.seed
-    batch = collate([trainer.data.try_get(i, rng.derive_seed(seed, PROBE_STEP, i, "frames"))
-                     for i in range(min(n, len(trainer.data)))])  # unreadable clips dropped
+    items = [item for i in range(min(n, len(trainer.data)))
+             if not isinstance(item := trainer.data.try_get(i, rng.derive_seed(seed, PROBE_STEP, i, "frames")),
+                               Unreadable)]
+    batch = collate([item for item in items if item.get("size") == items[0].get("size")]) if items else None
     if batch is None:
-        raise DataError(f"train.guard: none of the first {n} clips of {cfg.data.path} can be read for the fixed "
-                        f"batch of winners; set train.guard: off")
+        log.warning("train.guard: none of the first %d clips of %s can be read for the fixed batch of winners; "
+                    "the winners' drift is not watched", n, cfg.data.path)
+        return None
     positions = list(range(len(batch["captions"])))
     with torch.no_grad():
         x0, cond = trainer.latents(batch, ""), trainer.prompt_embeds(batch)
