@@ -1175,4 +1175,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         'collate(items)',
         "a bucketed run stops at its start: the guard's fixed batch of winners mixes clip shapes",
         ("tests/test_buckets.py::test_bucketed_resume_equals_uninterrupted",)),
+    Mutation(
+        "empty sample_prompts sampled", "videosspo/trainer.py",
+        "        if not prompts:  # the same config on every process: none of them enters the collective below\n",
+        "        if False:\n",
+        "a run with train.sample_prompts: [] crashes in the tokenizer after its final checkpoint",
+        ("tests/test_trainer.py::test_a_run_without_sample_prompts_writes_no_samples",)),
 )

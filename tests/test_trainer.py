@@ -444,3 +444,9 @@ def test_full_finetuning_snapshots_spill_to_disk_past_the_budget_and_resume(tiny
     assert spilled == ["snap_00000002.safetensors", "snap_00000003.safetensors"]  # pool [0, 2, 3]; 1 evicted
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_without_sample_prompts_writes_no_samples(tiny_config):
+    """`train.sample_prompts: []` turns samples off (it crashed in the tokenizer at the end of the run)."""
+    summary = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 1, "train.sample_prompts": []})).fit()
+    assert summary["samples"] == [] and summary["steps"] == 1

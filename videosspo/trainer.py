@@ -730,6 +730,8 @@ class Trainer:
         """Videos of `train.sample_prompts` from the current policy (its EMA when on), with their prompts."""
         cfg, acc = self.config, self.accelerator
         prompts = list(cfg.train.sample_prompts)
+        if not prompts:  # the same config on every process: none of them enters the collective below
+            return []
         with self.inference_weights():
             whole = self.policy.state() if self.policy.sharded else None  # every process: a collective under FSDP
             if not acc.is_main_process:
