@@ -8,6 +8,7 @@ diffusers, transformers) but none of the project's code, so a run costs its test
 
     python tests/mutate.py                 # every mutation
     python tests/mutate.py --only rename   # mutations whose name contains "rename"
+    python tests/mutate.py --shard 1/2 & python tests/mutate.py --shard 2/2   # both cores, half each
 """
 
 from __future__ import annotations
@@ -109,8 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", help="run the mutations whose name contains this text")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per mutation's tests (default 300)")
+    parser.add_argument("--shard", default="1/1", metavar="K/N",
+                        help="run every N-th mutation from the K-th (one process per core: --shard 1/2, --shard 2/2)")
     args = parser.parse_args(argv)
-    chosen = [m for m in MUTATIONS if args.only in m.name]
+    try:
+        k, n = map(int, args.shard.split("/"))
+        assert 1 <= k <= n
+    except (ValueError, AssertionError):
+        parser.error(f"--shard {args.shard!r}: expected K/N with 1 <= K <= N, e.g. 1/2")
+    chosen = [m for m in MUTATIONS if args.only in m.name][k - 1::n]
     if not chosen:
         parser.error(f"--only {args.only!r} matches no mutation; names: {', '.join(m.name for m in MUTATIONS)}")
     for m in chosen:  # fail fast on a stale snippet, before any test runs
