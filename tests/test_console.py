@@ -58,6 +58,18 @@ def test_a_training_run_exits_0_with_its_summary_on_stdout(synth_data, tmp_path)
     assert "'steps'" not in result.stderr  # the summary is not printed a second time, as a dict, by sys.exit
 
 
+def test_library_deprecation_notes_stay_out_of_a_run(synth_data, tmp_path):
+    """An SD run's merged export made diffusers print a FutureWarning with a whole scheduler config: hidden
+    unless --verbose."""
+    args = ("train", "--config", str(ROOT / "configs" / "tiny_sd_sft.yaml"), "--data.path", str(synth_data),
+            "--train.max_steps", "1")
+    quiet = videosspo(*args, "--train.output_dir", str(tmp_path / "quiet"))
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "FutureWarning" not in quiet.stderr and "_class_name" not in quiet.stderr
+    loud = videosspo(*args, "--train.output_dir", str(tmp_path / "loud"), "--verbose")
+    assert loud.returncode == 0 and "FutureWarning" in loud.stderr  # the filter is what hides it
+
+
 def test_the_documented_demo_checkpoint_is_the_one_the_demo_writes():
     from videosspo.alignment import ALIGN_CONFIG
     from videosspo.config import load_config

@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import get_args
 
@@ -63,6 +64,9 @@ def _quiet_libraries(verbose: bool) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # per-file load bars (transformers reads it too)
         logging.getLogger("accelerate").setLevel(logging.WARNING)  # per-file "saving state" lines
         logging.getLogger("videosspo.video").setLevel(logging.WARNING)  # "decord could not read X: read with PyAV"
+        # libraries' notes to their own developers (diffusers prints a whole scheduler config with one)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.getLogger("videosspo").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
