@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 from videosspo.checkpoint import first_line
 from videosspo.data import ClipDataset, Record, VideoDataset, frame_windows, resize_center_crop
 from videosspo.errors import DataError, PathError
-from videosspo.files import chmod_like_open
+from videosspo.files import atomic_write_text, chmod_like_open
 from videosspo.video import VideoReadError, count_frames, to_tensor
 
 log = logging.getLogger("videosspo.latents")
@@ -154,14 +154,6 @@ def _read_info(cache_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    chmod_like_open(tmp)
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -249,7 +241,7 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".*.safetensors.*.tmp"):  # left by an interrupted run
         stale.unlink(missing_ok=True)
-    _atomic_write_text(out_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
+    atomic_write_text(out_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
 
     written = kept = 0
     unreadable: dict[str, str] = {}
@@ -275,7 +267,7 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
             raise
         written += 1
     info.update(complete=True, unreadable=unreadable)
-    _atomic_write_text(out_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
+    atomic_write_text(out_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
     if unreadable:
         log.warning("%s: %d of %d clips could not be read and were not cached (listed in %s)",
                     out_dir, len(unreadable), len(records), INFO_FILE)
