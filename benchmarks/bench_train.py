@@ -220,12 +220,11 @@ def frames_for(family: str, s: Settings) -> int:
 
 def families_for(names: list[str], s: Settings) -> list[str]:
     """`names` (`all`: every family whose samplers include the config's sample and loser schedulers)."""
-    from videosspo.sampling import samplers_for
 
     if names != ["all"]:
         return names
     cfg = base_config(s)
-    return [f for f in FAMILIES if {cfg.sample.scheduler, cfg.loser.scheduler} <= set(samplers_for(tiny_model(f)))]
+    return [f for f in FAMILIES if {cfg.sample.scheduler, cfg.loser.scheduler} <= set(tiny_model(f).samplers)]
 
 
 def make_config(family: str, method: str, lora_rank: int, data: Path, out: Path, s: Settings, device: str, **extra):
@@ -431,13 +430,12 @@ def bench_loser_options(family, data, tmp, s: Settings, device) -> list[dict]:
     """An sspo trainer per loser option and one sft trainer (the ratio's denominator), timed round-robin.
 
     Options whose sampler does not apply to the family (`dpm++` for the DiTs, `unipc` for CogVideoX) are left out."""
-    from videosspo.sampling import samplers_for
 
     names = s.loser_options or tuple(LOSER_OPTIONS)
     unknown = [n for n in names if n not in LOSER_OPTIONS]
     if unknown:
         raise SystemExit(f"--loser-options {' '.join(unknown)}: unknown; choose from {', '.join(LOSER_OPTIONS)}")
-    samplers = samplers_for(tiny_model(family))
+    samplers = tiny_model(family).samplers
     names = [n for n in names if LOSER_OPTIONS[n].get("loser.scheduler", base_config(s).loser.scheduler) in samplers]
     cases = []
     for name in ("sft", *names):
@@ -603,10 +601,9 @@ def bench_sampling(family, data, tmp, s: Settings, device) -> list[dict]:
     prompts = fixed_batch(tr, s.batch)["captions"]
     f = frames_for(family, s)
     rows = []
-    from videosspo.sampling import samplers_for
 
     sample = tr.config.sample  # every sampler without CFG, then the config's sampler with its CFG
-    for scheduler, guidance in [(name, 1.0) for name in samplers_for(model)] + [(sample.scheduler, sample.guidance)]:
+    for scheduler, guidance in [(name, 1.0) for name in model.samplers] + [(sample.scheduler, sample.guidance)]:
         def run():
             sample_latents(model, prompts, frames=f, height=s.height, width=s.width, seeds=list(range(len(prompts))),
                            steps=s.sample_steps, guidance=guidance, scheduler=scheduler)

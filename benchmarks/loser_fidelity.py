@@ -52,7 +52,7 @@ def options(model, config, steps: tuple[int, ...]) -> list[tuple[str, int, str |
     """(sampler, steps, spacing): the config's loser first, then SSPO_METHOD.md's (DDIM 20, or Euler 20 for flow,
     on the schedule's own spacing), then every deterministic sampler of the family that applies to its schedule
     (Euler does not to a `clip_sample` one) at each of `steps`, with the config's `loser.spacing`."""
-    from videosspo.sampling import STOCHASTIC, samplers_for
+    from videosspo.sampling import STOCHASTIC
 
     def applies(build) -> bool:
         try:
@@ -62,16 +62,14 @@ def options(model, config, steps: tuple[int, ...]) -> list[tuple[str, int, str |
 
     spacing = config.loser.spacing
     own, method = (config.loser.scheduler, config.loser.steps, spacing), (reference_sampler(model), 20, None)
-    names = [n for n, build in samplers_for(model).items() if n not in STOCHASTIC and applies(build)]
+    names = [n for n, build in model.samplers.items() if n not in STOCHASTIC and applies(build)]
     candidates = [(n, k, spacing) for n in names for k in steps]
     return [own] + [o for o in dict.fromkeys([method, *candidates]) if o != own]
 
 
 def reference_sampler(model) -> str:
     """The first-order sampler whose many-step sample stands in for the exact one: DDIM, or Euler for flow."""
-    from videosspo.sampling import samplers_for
-
-    return "ddim" if "ddim" in samplers_for(model) else "euler"
+    return "ddim" if "ddim" in model.samplers else "euler"
 
 
 def relative_error(x: torch.Tensor, exact: torch.Tensor) -> np.ndarray:

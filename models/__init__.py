@@ -11,17 +11,48 @@ from peft.utils import set_peft_model_state_dict
 from models.base import MODEL_FILE, VideoDiffusionModel
 from models.families import FAMILIES
 from models.lora import POLICY, add_lora, lora_config
-from videosspo.config import ModelConfig
+from videosspo.config import Config, ConfigError, ModelConfig
 from videosspo.errors import PathError
 
 ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name: `load_lora_weights` finds it
 
 
+def check_config(config: Config) -> Config:
+    """The model family's rules on a loaded config, before anything is built: the family exists, a key another
+    family owns (`owns`) keeps its default, `model.vae: none` only for a pixel-space family, and the family's own
+    `check_config`. Each a one-line `ConfigError` naming the key and the fix. Returns `config`."""
+    family = family_of(config.model.family)
+    if config.model.vae == "none" and not family.pixel_space:
+        pixel = ", ".join(name for name, f in FAMILIES.items() if f.pixel_space)
+        raise ConfigError(f"model.vae='none' is not allowed: 'auto' for model.family={family.family} "
+                          f"(pixel space only for {pixel})")
+    defaults = Config()
+    for owner in FAMILIES.values():
+        for key, meaning in owner.owns.items():
+            value, default = _get(config, key), _get(defaults, key)
+            if not issubclass(family, owner) and value != default:
+                raise ConfigError(f"{key}={value!r} is not allowed: {'null' if default is None else repr(default)} "
+                                  f"for model.family={family.family} (only model.family: {owner.family} reads it: "
+                                  f"{meaning})")
+    family.check_config(config)
+    return config
+
+
+def _get(config: Config, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def family_of(name: str) -> type[VideoDiffusionModel]:
+    """The family registered as `name` (`model.family`), or a ConfigError listing the families."""
+    if name not in FAMILIES:
+        raise ConfigError(f"model.family={name!r} is not allowed: one of {', '.join(map(repr, FAMILIES))}")
+    return FAMILIES[name]
+
+
 def build_model(cfg: ModelConfig) -> VideoDiffusionModel:
     """The family's model from `cfg.pretrained`, or its tiny random model when that is None."""
-    if cfg.family not in FAMILIES:
-        raise ValueError(f"model.family={cfg.family!r} is unknown; families: {', '.join(FAMILIES)}")
-    return FAMILIES[cfg.family].from_config(cfg)
+    return family_of(cfg.family).from_config(cfg)
 
 
 def load_model(path: str | Path, **overrides) -> VideoDiffusionModel:
@@ -64,4 +95,4 @@ def _load_adapter(path: Path, info: dict, overrides: dict) -> VideoDiffusionMode
     return model
 
 
-__all__ = ["FAMILIES", "VideoDiffusionModel", "build_model", "load_model", "save_adapter"]
+__all__ = ["FAMILIES", "VideoDiffusionModel", "build_model", "check_config", "family_of", "load_model", "save_adapter"]

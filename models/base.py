@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import diffusers
 import torch
@@ -25,7 +25,8 @@ from peft import LoraConfig
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from videosspo.config import ConfigError, ModelConfig
+from models.samplers import DDPM_SAMPLERS
+from videosspo.config import Config, ConfigError, ModelConfig
 
 log = logging.getLogger("videosspo.models")
 
@@ -43,6 +44,10 @@ class VideoDiffusionModel:
     """
 
     family: ClassVar[str]
+    # The config keys only this family reads, each with what it means to it: another family refuses them set
+    # (`models.check_config`). Its other rules on a config: `check_config`.
+    owns: ClassVar[dict[str, str]] = {}
+    pixel_space: ClassVar[bool] = False  # its denoiser also runs on pixels, with no VAE (model.vae: none)
     tiny_options: ClassVar[dict] = {}  # the family's keyword arguments to `models.tiny.tiny_components`
     # The diffusers layout: the denoiser's subfolder and class, the other components' classes.
     denoiser: ClassVar[str] = "unet"
@@ -54,6 +59,8 @@ class VideoDiffusionModel:
     # The noise schedule the family was trained and is sampled with: scheduler config values over
     # the folder's `scheduler/` ({}: the folder's as shipped). `model.schedule` overrides them.
     schedule: ClassVar[dict] = {}
+    # The latent samplers that apply, by name (`models.samplers`): each builds from the training scheduler's config.
+    samplers: ClassVar[dict[str, Callable]] = DDPM_SAMPLERS
     # The diffusers scheduler class it samples with (None: the class of the folder's `scheduler/`).
     sampler_class: ClassVar[str | None] = None
     # Exports: the pipeline's other (empty) components; the LoRA file format (`models.export.LORA_FORMATS`).
@@ -328,6 +335,11 @@ class VideoDiffusionModel:
         from models.export import LORA_FORMATS
 
         return LORA_FORMATS[cls.lora_format].load(path, cls)
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """The family's own rules on a whole `videosspo.config.Config` (a `ConfigError` naming the key and the fix);
+        run by `models.check_config` when the config is loaded, before anything is built."""
 
     # -- building ----------------------------------------------------------------------------------
 

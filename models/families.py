@@ -11,7 +11,7 @@ import torch
 from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLLTXVideo, AutoencoderKLWan, CogVideoXDDIMScheduler,
                        CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel,
                        MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel,
-                       UniPCMultistepScheduler, WanTransformer3DModel)
+                       WanTransformer3DModel)
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from einops import rearrange, repeat
 from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
@@ -19,8 +19,9 @@ from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, clip_posterior_mode, per_clip, zero_padding
 from models.experts import EXPERTS, WanExperts
 from models.export import MOTION, motion_adapter, motion_only
+from models.samplers import COGVIDEOX_SAMPLERS, DYNAMIC_FLOW_SAMPLERS, FLOW_SAMPLERS, flow_unipc
 from models.tiny import CHANNELS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan, tiny_wan22
-from videosspo.config import ConfigError, ModelConfig
+from videosspo.config import Config, ConfigError, ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
 
@@ -31,6 +32,8 @@ class AnimateDiff(VideoDiffusionModel):
     """SD-1.5 2-D UNet + MotionAdapter = diffusers' `UNetMotionModel`."""
 
     family = "animatediff"
+    owns = {"model.motion_adapter": "a MotionAdapter combined with `pretrained`'s 2-D UNet"}
+    pixel_space = True
     denoiser_class = UNetMotionModel
     # The motion modules were trained on linear betas, and diffusers' AnimateDiff docs sample them so.
     schedule = {"beta_schedule": "linear", "beta_start": 0.00085, "beta_end": 0.012, "clip_sample": False,
@@ -87,6 +90,7 @@ class ModelScope(VideoDiffusionModel):
     """ModelScope text-to-video: diffusers' `UNet3DConditionModel` (repeats the text per frame itself)."""
 
     family = "modelscope"
+    pixel_space = True
     denoiser_class = UNet3DConditionModel
     pipeline = "TextToVideoSDPipeline"
     lora_format = "peft"  # diffusers' UNet3DConditionModel has no LoRA loader (0.42): peft's PeftModel loads it
@@ -132,6 +136,7 @@ class StableDiffusion(VideoDiffusionModel):
     """An image UNet; frames are independent images, so f = 1 is plain text-to-image."""
 
     family = "sd"
+    pixel_space = True
     denoiser_class = UNet2DConditionModel
     pipeline = "StableDiffusionPipeline"
     comfy_format = "kohya"
@@ -148,12 +153,6 @@ class StableDiffusion(VideoDiffusionModel):
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
         return UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
-
-
-def flow_unipc(config):
-    """UniPC on flow-matching σ (Wan's sampler): velocity prediction, the training scheduler's shift."""
-    return UniPCMultistepScheduler(num_train_timesteps=config.num_train_timesteps, prediction_type="flow_prediction",
-                                   use_flow_sigmas=True, flow_shift=config.shift)
 
 
 class Wan(VideoDiffusionModel):
@@ -175,6 +174,7 @@ class Wan(VideoDiffusionModel):
     comfy_format = "wan"  # per expert for Wan 2.2 A14B: transformer/ and transformer_2/ each hold one
     lora_targets = (*ATTENTION_PROJECTIONS, "ffn.net.0.proj", "ffn.net.2")
     objective = "flow_shifted"
+    samplers = FLOW_SAMPLERS
     max_text_tokens = 512  # WanPipeline's max_sequence_length
 
     def _denoise(self, x_t, t, cond):
@@ -270,6 +270,9 @@ class Wan22(Wan):
     """
 
     family = "wan22"
+    owns = {"model.experts": "which of its two experts trains",
+            "sample.guidance_2": "the CFG scale of its low-noise expert's steps",
+            "loser.guidance_2": "the CFG scale of its low-noise expert's steps"}
     denoiser_class = WanExperts
     unused_parameters = True  # a micro-batch whose samples all fall on one side of the boundary skips the other expert
     experts = "both"  # model.experts
@@ -319,6 +322,12 @@ class Wan22(Wan):
                 for k, v in load(Path(path) / name).items()}
 
     @classmethod
+    def check_config(cls, config: Config) -> None:
+        if config.model.lora_rank == 0:
+            raise ConfigError("model.lora_rank=0 is not allowed: > 0 for model.family: wan22 (full fine-tuning of two "
+                              "14B experts is not supported; e.g. 32)")
+
+    @classmethod
     def build_tiny(cls, cfg: ModelConfig) -> dict:
         return tiny_wan22(cfg)
 
@@ -358,6 +367,7 @@ class CogVideoX(VideoDiffusionModel):
                   "scheduler": CogVideoXDDIMScheduler}
     pipeline = "CogVideoXPipeline"
     lora_targets = (*ATTENTION_PROJECTIONS, *FEED_FORWARD)
+    samplers = COGVIDEOX_SAMPLERS
     noise_layout = "f c h w"  # CogVideoXPipeline.prepare_latents draws its noise frames first
 
     def _denoise(self, x_t, t, cond):
@@ -444,6 +454,7 @@ class LTXVideo(VideoDiffusionModel):
     sampler_class = "FlowMatchEulerDiscreteScheduler"
     lora_targets = (*ATTENTION_PROJECTIONS, *FEED_FORWARD)
     objective = "flow_shifted_logit_normal"
+    samplers = DYNAMIC_FLOW_SAMPLERS
     max_text_tokens = 128  # LTXPipeline's max_sequence_length
     frame_rate = 25  # LTXPipeline's default frame_rate: the time scale of the rotary positions
 
@@ -515,6 +526,8 @@ class Stacked(VideoDiffusionModel):
     """
 
     family = "stacked"
+    owns = {"model.stacked_frames": "the frames its tiny model folds into channels"}
+    pixel_space = True
     denoiser_class = UNet2DConditionModel
     pipeline = "StableDiffusionPipeline"  # its LoRA format: a 2-D UNet's
     tiny_options = {"words": ("a", "moving", *COLORS, *SHAPES, *DIRECTIONS), "max_tokens": 8, "text_layers": 0,
@@ -527,6 +540,19 @@ class Stacked(VideoDiffusionModel):
                              f"got {f} frames: set data.frames to {self.unet.config.in_channels // c}")
         out = self.unet(rearrange(x_t, "b c f h w -> b (f c) h w"), t, encoder_hidden_states=cond).sample
         return rearrange(out, "b (f c) h w -> b c f h w", f=f)
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """A tiny model's frame count is `model.stacked_frames`: every clip must have it."""
+        m, data = config.model, config.data
+        if m.pretrained is not None:
+            return  # the loaded UNet's channels fix it (checked at its first forward)
+        if data.frames != m.stacked_frames:
+            raise ConfigError(f"data.frames={data.frames} is not allowed: the stacked family's model.stacked_frames "
+                              f"({m.stacked_frames})")
+        if isinstance(data.buckets, tuple) and {b[0] for b in data.buckets} != {m.stacked_frames}:
+            raise ConfigError(f"data.buckets={[list(b) for b in data.buckets]} is not allowed: frame counts all the "
+                              f"stacked family's model.stacked_frames ({m.stacked_frames})")
 
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):

@@ -11,7 +11,8 @@ from diffusers import DDPMScheduler
 from models import build_model
 from videosspo import rng
 from videosspo.config import ModelConfig
-from videosspo.sampling import SCHEDULERS, generate, make_scheduler, per_sample_noise, sample_latents
+from models.samplers import DDPM_SAMPLERS
+from videosspo.sampling import generate, make_scheduler, per_sample_noise, sample_latents
 
 PROMPTS = ["a red square moving left", "a blue circle moving up", "a green triangle moving right"]
 SIZE = dict(frames=2, height=16, width=16)
@@ -84,7 +85,7 @@ def test_ddpm_step_noise_does_not_reuse_another_samples_initial_noise(monkeypatc
 # -- schedulers and CFG ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS["DDPMScheduler"]))
+@pytest.mark.parametrize("scheduler", sorted(DDPM_SAMPLERS))
 def test_every_scheduler_runs(scheduler):
     model = tiny("sd", "auto")
     out = sample(model, PROMPTS[:2], [0, 1], scheduler=scheduler, steps=4)
@@ -95,7 +96,7 @@ def test_every_scheduler_runs(scheduler):
 
 def test_make_scheduler_shares_the_training_schedule():
     model = tiny(prediction_type="v_prediction")
-    for name in SCHEDULERS["DDPMScheduler"]:
+    for name in DDPM_SAMPLERS:
         sched = make_scheduler(model, name)
         assert sched.config.prediction_type == "v_prediction"
         assert sched.config.num_train_timesteps == model.scheduler.config.num_train_timesteps
@@ -288,15 +289,15 @@ def test_multistep_solvers_clip_x0_on_a_clip_sample_schedule(name):
                        seeds=[0, 1], steps=4, guidance=4.0, scheduler=name)
     assert x.abs().max() <= 1.0 + 1e-5 and x.std() > 0.1
     assert make_scheduler(model, name).config.thresholding  # and a schedule without clip_sample is left alone:
-    assert not SCHEDULERS["DDPMScheduler"][name](DDPMScheduler(clip_sample=False).config).config.thresholding
+    assert not DDPM_SAMPLERS[name](DDPMScheduler(clip_sample=False).config).config.thresholding
 
 
 def test_euler_is_refused_on_a_clip_sample_schedule():
     """Euler has no x0 clipping: on the stacked base's schedule its losers diverge (benchmarks/loser_fidelity.py:
     relative error ~1e4 at 4-20 steps), so it is refused in one line naming the samplers that clip."""
     with pytest.raises(ValueError, match="clip_sample: true.*ddim, ddpm, dpm.. or unipc"):
-        SCHEDULERS["DDPMScheduler"]["euler"](DDPMScheduler(clip_sample=True).config)
-    assert SCHEDULERS["DDPMScheduler"]["euler"](DDPMScheduler(clip_sample=False).config).config.num_train_timesteps
+        DDPM_SAMPLERS["euler"](DDPMScheduler(clip_sample=True).config)
+    assert DDPM_SAMPLERS["euler"](DDPMScheduler(clip_sample=False).config).config.num_train_timesteps
 
 
 def test_loser_spacing_replaces_the_schedules_own():

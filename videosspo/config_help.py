@@ -1,4 +1,4 @@
-"""Every config key with its default and meaning, read from `videosspo/config.py` itself (`videosspo config --list`).
+"""Every config key with its default and meaning, read from `videosspo/config_sections.py` itself (`videosspo config --list`).
 
 A field's meaning is the comment block right above its declaration plus the comment at the end of its line:
 the documentation STYLE.md asks for next to each field is the one source, nothing is repeated here.
@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from videosspo import config as config_module
+from videosspo import config_sections
 from videosspo.config import Config
 
 
@@ -40,8 +40,9 @@ def _comments(source: str) -> dict[int, tuple[str, bool]]:
 
 
 def field_meanings(source: str | None = None) -> dict[str, dict[str, str]]:
-    """{class name: {field: meaning}} for the dataclasses of config.py (comments above + at the end of the line)."""
-    source = source if source is not None else Path(config_module.__file__).read_text()
+    """{class name: {field: meaning}} for the dataclasses of config_sections.py (comments above + at the end of the
+    line)."""
+    source = source if source is not None else Path(config_sections.__file__).read_text()
     comments, out = _comments(source), {}
     for node in ast.parse(source).body:
         if not isinstance(node, ast.ClassDef):

@@ -13,6 +13,10 @@ class UserError(Exception):
     """A problem in what the user gave (config, data, paths) or in their machine (disk, a busy folder)."""
 
 
+class ConfigError(UserError, ValueError):
+    """A configuration value is unknown, of the wrong type, or impossible; or the YAML does not parse."""
+
+
 class DataError(UserError, ValueError):
     """The data cannot train the run: a bad metadata row or column, no usable rows, too many unreadable clips."""
 

@@ -20,108 +20,27 @@ steps; s = 1 is the plain loop from noise.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
-from diffusers import (CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-                       FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)
-from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from einops import rearrange
 from tqdm.auto import tqdm
 
-from models.families import flow_unipc
 from videosspo import rng
 from videosspo.config import ConfigError
 from videosspo.objectives import dynamic_shift_mu, get_objective
 
 
-def _cogvideox_dpm(config):
-    """CogVideoX-5b's sampler (`CogVideoXDPMScheduler`, a stochastic 2nd-order DPM-Solver on the same schedule).
-
-    Its `step` also takes the previous step's x0 estimate and timestep; this instance keeps them, so the
-    loop calls `step(out, t, x, generator=...)` as on any scheduler, exactly as `CogVideoXPipeline` steps it.
-    The step runs on frames-first latents (`b f c h w`, the pipeline's layout): its noise is drawn in that
-    layout, so the same generator gives the pipeline's sample.
-    """
-    sched = CogVideoXDPMScheduler.from_config(config)
-    step, previous = sched.step, {"x0": None, "t": None}
-    frames_first = lambda x: rearrange(x, "b c f h w -> b f c h w")  # noqa: E731
-    channels_first = lambda x: rearrange(x, "b f c h w -> b c f h w")  # noqa: E731
-
-    def two_step(model_output, timestep, sample, generator=None, return_dict=True):
-        prev_sample, x0 = step(frames_first(model_output), previous["x0"], timestep, previous["t"],
-                               frames_first(sample), generator=generator)
-        previous.update(x0=x0, t=timestep)
-        return DDIMSchedulerOutput(prev_sample=channels_first(prev_sample), pred_original_sample=channels_first(x0))
-
-    sched.step = two_step
-    return sched
-
-
-def _clipping_x0(cls) -> Callable:
-    """`cls.from_config` that honours the schedule's `clip_sample` as DDIM does, for solvers without it.
-
-    DPM-Solver++ and UniPC predict x0 = (x − √(1−ᾱ) ε) / √ᾱ; on a schedule whose first step has ᾱ ≈ 0
-    (cosine with trailing spacing: the stacked base) x0 diverges unless clipped (latents of std ~2000
-    after 4 UniPC steps). Their `thresholding` with `sample_max_value` r clamps x0 to ±s, s = clamp(
-    quantile |x0|, 1, r): DDIM's clip to [−r, r] exactly for r = 1, the range pixel-space models use.
-    """
-    def build(config):
-        if not config.get("clip_sample"):
-            return cls.from_config(config)
-        return cls.from_config(config, thresholding=True, sample_max_value=config.get("clip_sample_range", 1.0))
-    return build
-
-
-def _unclipped(cls) -> Callable:
-    """`cls.from_config` for a solver that cannot clip x0 (Euler): refused on a `clip_sample` schedule, where
-    its samples diverge (the stacked base: latents of std ~1e4 at any step count)."""
-    def build(config):
-        if config.get("clip_sample"):
-            raise ConfigError(f"{cls.__name__} cannot clip x0 as this model's schedule does (clip_sample: true): its "
-                              "samples diverge; use sampler ddim, ddpm, dpm++ or unipc")
-        return cls.from_config(config)
-    return build
-
-
-# Samplers by name, per training-scheduler class: each builds from the training scheduler's config.
-SCHEDULERS: dict[str, dict[str, Callable]] = {
-    "DDPMScheduler": {
-        "ddim": DDIMScheduler.from_config,
-        "ddpm": DDPMScheduler.from_config,
-        "euler": _unclipped(EulerDiscreteScheduler),
-        "dpm++": _clipping_x0(DPMSolverMultistepScheduler),  # DPM-Solver++ 2M (dpmsolver++, order 2)
-        "unipc": _clipping_x0(UniPCMultistepScheduler),  # UniPC (bh2): few-step, 5-10 steps
-    },
-    "CogVideoXDDIMScheduler": {"ddim": CogVideoXDDIMScheduler.from_config,  # as CogVideoXPipeline samples 2b
-                               "dpm": _cogvideox_dpm},                       # and 5b
-    "FlowMatchEulerDiscreteScheduler": {
-        "euler": FlowMatchEulerDiscreteScheduler.from_config,
-        "unipc": flow_unipc,
-    },
-    # σ shifted by the latent sequence length (LTX-Video): Euler, as LTXPipeline samples.
-    "FlowMatchEulerDiscreteScheduler+dynamic_shifting": {"euler": FlowMatchEulerDiscreteScheduler.from_config},
-}
-
-
-STOCHASTIC = ("ddpm", "dpm")  # samplers that add noise at each step
-
-
-def samplers_for(model) -> dict[str, Callable]:
-    """The samplers that apply to `model`: those of its training scheduler's class (and shift)."""
-    name = type(model.scheduler).__name__
-    return SCHEDULERS[name + "+dynamic_shifting" if model.scheduler.config.get("use_dynamic_shifting") else name]
+STOCHASTIC = ("ddpm", "dpm")  # samplers that add noise at each step (names of the families' `samplers`)
 
 
 def make_scheduler(model, name: str = "ddim", steps: int | None = None, spacing: str | None = None):
-    """A sampling scheduler sharing the model's training noise schedule (checked to take `steps` steps).
+    """The family's sampler `name`, sharing the model's training noise schedule (checked to take `steps` steps).
 
     `spacing` (`leading | linspace | trailing`) replaces the schedule's `timestep_spacing`: with `leading`
     (SD 1.5, ModelScope) N steps start near T − T/N (852 of 1000 for 6 UniPC steps), far below T for a few-step
     sampler; `trailing` starts at T − 1.
     """
-    table = samplers_for(model)
+    table = model.samplers  # the family's (models.samplers)
     if name not in table:
         raise ConfigError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
                           f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
