@@ -11,7 +11,7 @@ from peft.utils import set_peft_model_state_dict
 from models.base import MODEL_FILE, VideoDiffusionModel
 from models.families import FAMILIES
 from models.lora import POLICY, add_lora, lora_config
-from videosspo.config import Config, ConfigError, ModelConfig
+from videosspo.config import Config, ConfigError, ModelConfig, load_config
 from videosspo.errors import PathError
 
 ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name: `load_lora_weights` finds it
@@ -36,6 +36,11 @@ def check_config(config: Config) -> Config:
                                   f"{meaning})")
     family.check_config(config)
     return config
+
+
+def load_checked_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
+    """`videosspo.config.load_config`, then the family's rules (`check_config`): what a command runs on."""
+    return check_config(load_config(path, overrides))
 
 
 def _get(config: Config, key: str):
@@ -95,4 +100,4 @@ def _load_adapter(path: Path, info: dict, overrides: dict) -> VideoDiffusionMode
     return model
 
 
-__all__ = ["FAMILIES", "VideoDiffusionModel", "build_model", "check_config", "family_of", "load_model", "save_adapter"]
+__all__ = ["FAMILIES", "VideoDiffusionModel", "build_model", "check_config", "family_of", "load_checked_config", "load_model", "save_adapter"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from models import load_checked_config
 from videosspo.config import (Config, ConfigError, DataConfig, ModelConfig, OptimConfig, load_config,
                               parse_overrides, save_config)
 
@@ -135,8 +136,8 @@ def test_yaml11_boolean_words_are_the_choices_they_spell(tmp_path):
     assert load_config(path).train.mixed_precision == "no"
     assert load_config(overrides=["--train.mixed_precision", "no"]).train.mixed_precision == "no"
     assert load_config(overrides=["--method.ssr_mode=off"]).method.ssr_mode == "off"
-    with pytest.raises(ConfigError, match=r"model\.family=True.*'animatediff'"):  # no word of `yes` is a family
-        load_config(overrides=["--model.family", "yes"])
+    with pytest.raises(ConfigError, match=r"method\.name=True.*'sft'"):  # no word of `yes` is a method
+        load_config(overrides=["--method.name", "yes"])
 
 
 def test_null_clears_an_optional(tmp_path):
@@ -184,7 +185,7 @@ def test_wrong_type(override, match):
 
 def test_literal_not_in_choices():
     with pytest.raises(ConfigError, match=r"model\.family='svd'.*'animatediff', 'modelscope', 'sd'"):
-        load_config(overrides=["--model.family", "svd"])
+        load_checked_config(overrides=["--model.family", "svd"])  # the families are the registry's
     with pytest.raises(ConfigError, match=r"method\.ssr_mode='flip'.*'sft', 'sign', 'drop', 'off'"):
         load_config(overrides=["--method.ssr_mode=flip"])
     with pytest.raises(ConfigError, match=r"loser\.scheduler='heun'.*'ddim'.*'unipc'"):
@@ -203,12 +204,12 @@ def test_literal_not_in_choices():
     (["--loser.init=winner", "--loser.strength=0.5", "--loser.scheduler=euler"], r"loser\.scheduler='euler'.*sigma"),
     (["--model.family=wan", "--model.experts=high"], r"model\.experts='high'.*only model\.family: wan22"),
     (["--model.family=wan22", "--model.lora_rank=0"], r"model\.lora_rank=0.*full fine-tuning of two 14B experts"),
-    (["--model.family=wan", "--sample.guidance_2=3"], r"sample\.guidance_2=3\.0.*null for a one-denoiser family"),
+    (["--model.family=wan", "--sample.guidance_2=3"], r"sample\.guidance_2=3\.0.*null for model\.family=wan.*wan22"),
     (["--model.family=wan22", "--model.lora_rank=4", "--loser.guidance_2=-1"], r"loser\.guidance_2=-1\.0.*>= 0"),
 ])
 def test_impossible_values(override, match):
     with pytest.raises(ConfigError, match=match):
-        load_config(overrides=override)
+        load_checked_config(overrides=override)  # the section's rules, or the model family's (models.check_config)
 
 
 def test_frames_below_one_direct():

@@ -107,9 +107,9 @@ def _prepare_data(config, given: bool, source: str | None) -> None:
 
 
 def cmd_train(args, overrides: list[str]) -> dict:
-    from videosspo.config import load_config
+    from models import load_checked_config
 
-    config = load_config(args.config, overrides)
+    config = load_checked_config(args.config, overrides)
     _prepare_data(config, _given_data_path(overrides), args.config)
     return _fit(config)
 
@@ -137,9 +137,9 @@ def _fit(config, resumable: bool = True) -> dict:
 def cmd_pretrain_base(args, overrides: list[str]) -> dict:
     """The synthetic world's base model: world data and latent cache when missing, then SFT on web/."""
     from videosspo.alignment import BASE_CONFIG, prepare
-    from videosspo.config import load_config
+    from models import load_checked_config
 
-    config = load_config(args.config or BASE_CONFIG, overrides)
+    config = load_checked_config(args.config or BASE_CONFIG, overrides)
     prepare(config)
     summary = _fit(config)
     print(f"base model: {summary['checkpoint']}/model ({summary['steps']} steps in {summary['seconds']} s); "
@@ -259,11 +259,11 @@ def cmd_cache_latents(args, overrides: list[str]) -> None:
     import torch
 
     from models import build_model
-    from videosspo.config import load_config
+    from models import load_checked_config
     from videosspo.data import VideoDataset
     from videosspo.latents import cache_latents
 
-    config = load_config(args.config, overrides)
+    config = load_checked_config(args.config, overrides)
     _prepare_data(config, _given_data_path(overrides), args.config)
     _quiet_diffusers()
     model = build_model(config.model).to("cuda" if torch.cuda.is_available() else "cpu")
@@ -279,10 +279,10 @@ def cmd_cache_latents(args, overrides: list[str]) -> None:
 
 def cmd_estimate(args, overrides: list[str]) -> None:
     """Print the expected peak GPU memory of one step of the config, and the switches that fit --gpu-gb."""
-    from videosspo.config import load_config
+    from models import load_checked_config
     from videosspo.memory import report
 
-    print(report(load_config(args.config, overrides), args.gpu_gb)[0])
+    print(report(load_checked_config(args.config, overrides), args.gpu_gb)[0])
 
 
 def cmd_upgrade_checkpoints(args, overrides: list[str]) -> None:
@@ -315,14 +315,14 @@ def cmd_demo(args, overrides: list[str]) -> dict:
 
     from models import load_model
     from videosspo.alignment import ALIGN_CONFIG, SCORES, adherence, paired, prepare, side_by_side
-    from videosspo.config import load_config
+    from models import load_checked_config
     from videosspo.synth import heldout_prompts
     from videosspo.video import write_video
 
     t0 = time.perf_counter()
-    config = load_config(args.config or ALIGN_CONFIG, overrides)
+    config = load_checked_config(args.config or ALIGN_CONFIG, overrides)
     base = _demo_base(config.model.pretrained)
-    config = load_config(args.config or ALIGN_CONFIG, [*overrides, "--model.pretrained", str(base)])
+    config = load_checked_config(args.config or ALIGN_CONFIG, [*overrides, "--model.pretrained", str(base)])
     out = Path(config.train.output_dir)
     if (out / "checkpoints").is_dir():  # the demo's own folder: a rerun replaces the previous demo run
         print(f"videosspo demo: replacing the previous demo run in {out}")
@@ -396,14 +396,14 @@ def cmd_config(args, overrides: list[str]) -> None:
     """`--list`: every key, its default and meaning; `--show [CONFIG]`: the config a run would use, as YAML."""
     import yaml
 
-    from videosspo.config import load_config
+    from models import load_checked_config
     from videosspo.config_help import describe_keys
 
     if args.list:
         no_overrides(overrides)
         print(describe_keys())
         return
-    config = load_config(args.show or None, overrides)
+    config = load_checked_config(args.show or None, overrides)
     print(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False), end="")
 
 

@@ -51,7 +51,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from models import FAMILIES, build_model, save_adapter
+from models import FAMILIES, build_model, check_config, save_adapter
 from models.lora import add_lora
 from videosspo import rng
 from videosspo.buckets import Buckets, check_shape, plan as plan_buckets
@@ -293,7 +293,7 @@ class Trainer:
     """Builds model, data, optimizer and replay pool from a `Config`; `fit()` trains to `max_steps`."""
 
     def __init__(self, config: Config, accelerator: Accelerator | None = None):
-        self.config = cfg = config
+        self.config = cfg = check_config(config)  # the model family's rules (models.check_config)
         self.out = Path(cfg.train.output_dir)
         self.accelerator = accelerator or Accelerator(
             gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=cfg.train.mixed_precision,
