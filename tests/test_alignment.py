@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import CLIPTokenizer
 
-from models import build_model, load_model
+from models import build_model, load_checked_config, load_model
 from videosspo import rng
 from videosspo.config import ConfigError, ModelConfig, load_config
 from videosspo.synth import COLORS, DIRECTIONS, HELDOUT, SHAPES, heldout_prompts, make_world, parse_caption, seen_prompts
@@ -67,7 +67,7 @@ def test_stacked_word_tokens_and_round_trip(stacked, tmp_path):
 
 def test_stacked_frames_must_match_data_frames():
     with pytest.raises(ConfigError, match=r"data.frames=4 .*model.stacked_frames \(8\)"):
-        load_config(overrides={"model": {"family": "stacked", "vae": "none"}, "data": {"frames": 4}})
+        load_checked_config(overrides={"model": {"family": "stacked", "vae": "none"}, "data": {"frames": 4}})
 
 
 def test_world_splits(world):

@@ -17,9 +17,9 @@ from diffusers import (AutoencoderKLLTXVideo, CogVideoXDDIMScheduler, CogVideoXD
                        FlowMatchEulerDiscreteScheduler, LTXPipeline, UniPCMultistepScheduler, WanPipeline)
 from einops import rearrange
 
-from models import build_model, load_model
+from models import build_model, load_checked_config, load_model
 from videosspo import rng
-from videosspo.config import ConfigError, ModelConfig, load_config
+from videosspo.config import ConfigError, ModelConfig
 from videosspo.latents import cache_latents
 from videosspo.losses import LOSSES, per_sample_error
 from videosspo.objectives import OBJECTIVES
@@ -139,7 +139,7 @@ def test_invalid_frame_count_and_size_are_clear_errors():
     with pytest.raises(ValueError, match=r"data\.frames=5 is invalid for model\.family=cogvideox.*8k\+1 \(e\.g\. 9"):
         tiny("cogvideox").latent_shape(5, 32, 32)  # its VAE decodes 2 latent frames to 8, not 5
     with pytest.raises(ConfigError, match=r"model\.vae='none'.*'auto' for model\.family=wan"):
-        load_config(overrides=["--model.family=wan", "--model.vae=none"])
+        load_checked_config(overrides=["--model.family=wan", "--model.vae=none"])
 
 
 def test_cogvideox_prompts_latents_and_sampler_follow_its_pipeline():
