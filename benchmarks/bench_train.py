@@ -7,7 +7,8 @@
 
 Every trainer is built from `--config` (default configs/animatediff_sspo.yaml) with the method
 switched (sft / dpo / sspo) and only shapes overridden: the model is the family's tiny random-weight
-denoiser (`--size medium`: UNets with block_out_channels (64, 128, 256), DiTs of width 128 and 4 blocks)
+denoiser (`--size medium`: `model.size: medium`, UNets with block_out_channels (64, 128, 256), DiTs of width 128 and
+4 blocks, models/tiny.py)
 instead of the pretrained one, frames / height / width / batch / LoRA rank from the flags, fp32 on CPU. Everything else,
 loser.* (steps, CFG, scheduler, reuse, init), method.beta, gradient checkpointing, attention, comes
 from the config, defaults included. `--quick` shrinks shapes and repeats, never the method's settings.
@@ -79,11 +80,9 @@ from models import FAMILIES as MODEL_FAMILIES  # noqa: E402
 from videosspo.methods import get_method  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "bench_train.json"
-# Every family but `stacked` (pixel space, its frame count fixed by the UNet's channels).
-FAMILIES = tuple(name for name in MODEL_FAMILIES if name != "stacked")
-UNET_FAMILIES = ("animatediff", "modelscope", "sd")
+# Every family whose frame count the benchmark may choose (not one whose weights fix it).
+FAMILIES = tuple(name for name, family in MODEL_FAMILIES.items() if not family.fixed_frames)
 METHODS = ("sft", "dpo", "sspo")
-MEDIUM_CHANNELS = (64, 128, 256)
 
 
 @dataclasses.dataclass
@@ -131,76 +130,6 @@ def base_config(s: Settings):
 # ----------------------------------------------------------------------------- model & trainer plumbing
 
 
-def _medium_unet(family: str):
-    """A wider UNet (block_out_channels (64, 128, 256)) of the family's diffusers class."""
-    from diffusers import MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
-
-    def build(cls, in_channels, cross_attention_dim, cfg=None):
-        common = dict(sample_size=16, in_channels=in_channels, out_channels=in_channels,
-                      block_out_channels=MEDIUM_CHANNELS, layers_per_block=1, norm_num_groups=8,
-                      cross_attention_dim=cross_attention_dim, attention_head_dim=8)
-        if family == "modelscope":
-            return UNet3DConditionModel(**common,
-                                        down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-                                        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"))
-        unet2d = UNet2DConditionModel(**common,
-                                      down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                                      up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
-        if family == "sd":
-            return unet2d
-        adapter = MotionAdapter(block_out_channels=MEDIUM_CHANNELS, motion_layers_per_block=1, motion_norm_num_groups=8,
-                                motion_num_attention_heads=4, motion_max_seq_length=32)
-        return UNetMotionModel.from_unet2d(unet2d, adapter)
-
-    return build
-
-
-def _medium_dit(family: str):
-    """A wider diffusion transformer (4 heads x 32 = width 128, 4 blocks, the tiny model's text and latent sizes)."""
-    from diffusers import CogVideoXTransformer3DModel, LTXVideoTransformer3DModel, WanTransformer3DModel
-
-    from models.tiny import T5_MAX_TOKENS, TEXT_DIM
-
-    builders = {
-        "wan": lambda: WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32,
-                                             in_channels=4, out_channels=4, text_dim=TEXT_DIM, freq_dim=64, ffn_dim=512,
-                                             num_layers=4, rope_max_seq_len=64),
-        "cogvideox": lambda: CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=32, in_channels=4,
-                                                         out_channels=4, time_embed_dim=128, text_embed_dim=TEXT_DIM,
-                                                         num_layers=4, sample_width=4, sample_height=4, sample_frames=9,
-                                                         patch_size=2, temporal_compression_ratio=4,
-                                                         max_text_seq_length=T5_MAX_TOKENS),
-        "ltx": lambda: LTXVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=4,
-                                                  attention_head_dim=32, cross_attention_dim=128, num_layers=4,
-                                                  caption_channels=TEXT_DIM),
-    }
-    if family not in builders:
-        raise SystemExit(f"--size medium: no medium model for family {family}; families: "
-                         f"{', '.join((*UNET_FAMILIES, *builders))}")
-    tiny = MODEL_FAMILIES[family].build_tiny
-    return lambda cls, cfg: {**tiny(cfg), "unet": builders[family]()}
-
-
-@contextlib.contextmanager
-def model_size(family: str, size: str):
-    """While active, `build_model` of a tiny `family` model builds the `size` denoiser (tiny: unchanged)."""
-    if size == "tiny":
-        yield
-        return
-    cls = MODEL_FAMILIES[family]
-    name, build = (("build_tiny_unet", _medium_unet(family)) if family in UNET_FAMILIES
-                   else ("build_tiny", _medium_dit(family)))
-    saved = cls.__dict__.get(name)
-    setattr(cls, name, classmethod(build))
-    try:
-        yield
-    finally:
-        if saved is None:
-            delattr(cls, name)
-        else:
-            setattr(cls, name, saved)
-
-
 @functools.cache
 def tiny_model(family: str):
     """The family's tiny model, built once: what its VAE takes and which samplers apply."""
@@ -212,7 +141,7 @@ def tiny_model(family: str):
 
 def frames_for(family: str, s: Settings) -> int:
     """`s.frames`, rounded up to a count the family's VAE takes (k n + 1 frames when it compresses time k x)."""
-    if family == "sd":
+    if MODEL_FAMILIES[family].image_model:
         return 1
     step = tiny_model(family).frame_step
     return s.frames if step == 1 else 1 + step * math.ceil((s.frames - 1) / step)
@@ -233,7 +162,7 @@ def make_config(family: str, method: str, lora_rank: int, data: Path, out: Path,
 
     base = base_config(s)
     overrides = {
-        "model": {"family": family, "pretrained": None, "motion_adapter": None, "lora_rank": lora_rank},
+        "model": {"family": family, "pretrained": None, "motion_adapter": None, "lora_rank": lora_rank, "size": s.size},
         "data": {"path": str(data), "synth_if_missing": 0, "frames": frames_for(family, s), "height": s.height,
                  "width": s.width, "num_workers": 0, "latent_cache": None},
         "method": {"name": method},
@@ -254,8 +183,7 @@ def make_trainer(cfg, s: Settings, device: str):
 
     from videosspo.trainer import Trainer
 
-    with model_size(cfg.model.family, s.size):
-        return Trainer(cfg, Accelerator(cpu=device == "cpu", mixed_precision="no"))
+    return Trainer(cfg, Accelerator(cpu=device == "cpu", mixed_precision="no"))
 
 
 def fixed_batch(trainer, n: int) -> dict:

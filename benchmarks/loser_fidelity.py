@@ -77,16 +77,21 @@ def relative_error(x: torch.Tensor, exact: torch.Tensor) -> np.ndarray:
     return ((x - exact).flatten(1).norm(dim=1) / exact.flatten(1).norm(dim=1)).double().numpy()
 
 
+def committed_base(config) -> Path | None:
+    """The config's `model.pretrained` when it is a model committed to this repository (the synthetic world's base)."""
+    path = config.model.pretrained and (ROOT / config.model.pretrained).resolve()
+    return path if path and path.is_dir() and path.is_relative_to(ROOT) else None
+
+
 def build(config, size: str):
-    """The config's model: a stacked family's committed base, else the family's random-weight denoiser of `size`."""
-    from benchmarks.bench_train import model_size
+    """The config's model: a committed base (the synthetic world's), else the family's random-weight denoiser of
+    `size`."""
     from models import build_model
 
     m = config.model
-    if m.family == "stacked" and m.pretrained:
-        return build_model(dataclasses.replace(m, pretrained=str(ROOT / m.pretrained)))
-    with model_size(m.family, size):
-        return build_model(dataclasses.replace(m, pretrained=None, motion_adapter=None, lora_rank=0))
+    if committed_base(config):
+        return build_model(dataclasses.replace(m, pretrained=str(committed_base(config))))
+    return build_model(dataclasses.replace(m, pretrained=None, motion_adapter=None, lora_rank=0, size=size))
 
 
 def measure(model, config, prompts: list[str], seeds: list[int], *, frames: int, height: int, width: int,
@@ -101,7 +106,7 @@ def measure(model, config, prompts: list[str], seeds: list[int], *, frames: int,
                   guidance_2=loser.guidance_2, negative_prompt=config.sample.negative_prompt)
     model.unet.eval()
     exact = sample_latents(model, prompts, steps=ref_steps, scheduler=reference_sampler(model), **kwargs)
-    scored = model.family == "stacked"
+    scored = committed_base(config) is not None  # the synthetic world's model: its scorers apply
     rows, own = [], None
     for name, n, spacing in options(model, config, steps):
         t0 = time.perf_counter()
@@ -146,13 +151,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     config = load_config(args.config)
     model = build(config, args.size)
-    stacked = model.family == "stacked"
+    stacked = committed_base(config) is not None  # the synthetic world's base: its prompts, shapes and scorers
     clips = args.clips or (4 if args.quick else 8) * (4 if stacked else 1)
     pool = [p for pair in zip(heldout_prompts(), seen_prompts()) for p in pair] if stacked else PROMPTS
     prompts = [pool[i % len(pool)] for i in range(clips)]
     size = config.data.height if stacked else 32
     frames = config.data.frames if stacked else min(config.data.frames, 4)
-    frames = 1 if model.family == "sd" else frames
+    frames = 1 if model.image_model else frames
     if model.frame_step > 1:  # k n + 1 frames for a VAE that compresses time k x
         frames = 1 + model.frame_step * max(1, (frames - 1) // model.frame_step)
     shape = dict(frames=args.frames or frames, height=args.height or size, width=args.width or args.height or size)

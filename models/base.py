@@ -48,6 +48,8 @@ class VideoDiffusionModel:
     # (`models.check_config`). Its other rules on a config: `check_config`.
     owns: ClassVar[dict[str, str]] = {}
     pixel_space: ClassVar[bool] = False  # its denoiser also runs on pixels, with no VAE (model.vae: none)
+    image_model: ClassVar[bool] = False  # frames are independent images: its clips are one frame (f = 1)
+    fixed_frames: ClassVar[bool] = False  # the denoiser's weights fix the frame count (frames in its channels)
     tiny_options: ClassVar[dict] = {}  # the family's keyword arguments to `models.tiny.tiny_components`
     # The diffusers layout: the denoiser's subfolder and class, the other components' classes.
     denoiser: ClassVar[str] = "unet"

@@ -20,7 +20,8 @@ from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, clip_posteri
 from models.experts import EXPERTS, WanExperts
 from models.export import MOTION, motion_adapter, motion_only
 from models.samplers import COGVIDEOX_SAMPLERS, DYNAMIC_FLOW_SAMPLERS, FLOW_SAMPLERS, flow_unipc
-from models.tiny import CHANNELS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan, tiny_wan22
+from models.tiny import (UNET_WIDTHS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_unet_kwargs,
+                         tiny_wan, tiny_wan22)
 from videosspo.config import Config, ConfigError, ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
@@ -71,8 +72,9 @@ class AnimateDiff(VideoDiffusionModel):
 
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
-        unet2d = UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
-        return UNetMotionModel.from_unet2d(unet2d, tiny_motion_adapter())
+        widths = UNET_WIDTHS[(cfg or ModelConfig()).size]
+        unet2d = UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim, widths))
+        return UNetMotionModel.from_unet2d(unet2d, tiny_motion_adapter(widths))
 
     @classmethod
     def load_unet(cls, cfg: ModelConfig):
@@ -103,11 +105,8 @@ class ModelScope(VideoDiffusionModel):
 
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
-        return UNet3DConditionModel(sample_size=16, in_channels=in_channels, out_channels=in_channels,
-                                    block_out_channels=CHANNELS, layers_per_block=1, norm_num_groups=8,
-                                    cross_attention_dim=cross_attention_dim, attention_head_dim=8,
-                                    down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                                    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))
+        widths = UNET_WIDTHS[(cfg or ModelConfig()).size]
+        return UNet3DConditionModel(**tiny_unet_kwargs(in_channels, cross_attention_dim, widths, dims="3D"))
 
 
 def checkpoint_blocks(unet: UNet3DConditionModel) -> None:
@@ -137,6 +136,7 @@ class StableDiffusion(VideoDiffusionModel):
 
     family = "sd"
     pixel_space = True
+    image_model = True
     denoiser_class = UNet2DConditionModel
     pipeline = "StableDiffusionPipeline"
     comfy_format = "kohya"
@@ -152,7 +152,8 @@ class StableDiffusion(VideoDiffusionModel):
 
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
-        return UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim))
+        widths = UNET_WIDTHS[(cfg or ModelConfig()).size]
+        return UNet2DConditionModel(**tiny_unet2d_kwargs(in_channels, cross_attention_dim, widths))
 
 
 class Wan(VideoDiffusionModel):
@@ -528,6 +529,7 @@ class Stacked(VideoDiffusionModel):
     family = "stacked"
     owns = {"model.stacked_frames": "the frames its tiny model folds into channels"}
     pixel_space = True
+    fixed_frames = True
     denoiser_class = UNet2DConditionModel
     pipeline = "StableDiffusionPipeline"  # its LoRA format: a 2-D UNet's
     tiny_options = {"words": ("a", "moving", *COLORS, *SHAPES, *DIRECTIONS), "max_tokens": 8, "text_layers": 0,
@@ -556,12 +558,9 @@ class Stacked(VideoDiffusionModel):
 
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
-        channels = in_channels * (cfg or ModelConfig()).stacked_frames
-        return UNet2DConditionModel(sample_size=16, in_channels=channels, out_channels=channels,
-                                    block_out_channels=CHANNELS, layers_per_block=1, norm_num_groups=8,
-                                    cross_attention_dim=cross_attention_dim, attention_head_dim=8,
-                                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+        cfg = cfg or ModelConfig()
+        return UNet2DConditionModel(**tiny_unet_kwargs(in_channels * cfg.stacked_frames, cross_attention_dim,
+                                                       UNET_WIDTHS[cfg.size], attention_first=False))
 
 
 FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan, Wan22, CogVideoX, LTXVideo)}

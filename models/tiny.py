@@ -22,7 +22,10 @@ from models.experts import WanExperts
 from videosspo.config import ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
-CHANNELS = (32, 64)       # UNet block widths
+CHANNELS = (32, 64)       # UNet block widths (tiny)
+# The random-weight model's sizes (`model.size`): UNet block widths; the DiT families' transformer shapes below.
+# `medium` (benchmarks) is about 10x the tiny model's compute with the same text encoder, VAE and latents.
+UNET_WIDTHS = {"tiny": CHANNELS, "medium": (64, 128, 256)}
 TEXT_DIM = 32             # CLIP hidden size = UNet cross-attention dim
 MAX_TOKENS = 77
 
@@ -92,17 +95,25 @@ def tiny_components(cfg: ModelConfig, words: tuple[str, ...] = (), max_tokens: i
             "in_channels": vae.config.latent_channels if vae is not None else 3}
 
 
-def tiny_unet2d_kwargs(in_channels: int, cross_attention_dim: int) -> dict:
-    """The SD-1.5-shaped 2-D UNet, shrunk; shared by the `sd` and `animatediff` families."""
-    return dict(sample_size=16, in_channels=in_channels, out_channels=in_channels, block_out_channels=CHANNELS,
+def tiny_unet_kwargs(in_channels: int, cross_attention_dim: int, widths: tuple[int, ...] = CHANNELS,
+                     dims: str = "2D", attention_first: bool = True) -> dict:
+    """A shrunk UNet of blocks `widths`, cross-attention in all but the coarsest block (`attention_first`), or all
+    but the finest; `dims` "3D": ModelScope's blocks."""
+    plain, attend = (f"DownBlock{dims}",), (f"CrossAttnDownBlock{dims}",) * (len(widths) - 1)
+    down = attend + plain if attention_first else plain + attend
+    return dict(sample_size=16, in_channels=in_channels, out_channels=in_channels, block_out_channels=widths,
                 layers_per_block=1, norm_num_groups=8, cross_attention_dim=cross_attention_dim, attention_head_dim=8,
-                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+                down_block_types=down, up_block_types=tuple(b.replace("Down", "Up") for b in reversed(down)))
 
 
-def tiny_motion_adapter() -> MotionAdapter:
+def tiny_unet2d_kwargs(in_channels: int, cross_attention_dim: int, widths: tuple[int, ...] = CHANNELS) -> dict:
+    """The SD-1.5-shaped 2-D UNet, shrunk; shared by the `sd` and `animatediff` families."""
+    return tiny_unet_kwargs(in_channels, cross_attention_dim, widths)
+
+
+def tiny_motion_adapter(widths: tuple[int, ...] = CHANNELS) -> MotionAdapter:
     """AnimateDiff motion modules for the tiny 2-D UNet (one motion layer per block, 4 heads)."""
-    return MotionAdapter(block_out_channels=CHANNELS, motion_layers_per_block=1, motion_norm_num_groups=8,
+    return MotionAdapter(block_out_channels=widths, motion_layers_per_block=1, motion_norm_num_groups=8,
                          motion_num_attention_heads=4, motion_max_seq_length=32)
 
 
@@ -130,16 +141,21 @@ def tiny_wan(cfg: ModelConfig) -> dict:
     vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True],
                            latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 2.0, 0.5, 1.0])
-    return {"unet": tiny_wan_transformer(), "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+    return {"unet": tiny_wan_transformer(cfg.size), "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
             "inference_scheduler": "UniPCMultistepScheduler"}  # the hub layout's: its exports sample as WanPipeline does
 
 
-def tiny_wan_transformer() -> WanTransformer3DModel:
-    """Wan's transformer, shrunk: 2 blocks of width 16, patches 1 x 2 x 2 (random weights from the global RNG)."""
-    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4,
-                                 out_channels=4, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=32, num_layers=2,
-                                 rope_max_seq_len=32)
+WAN_SIZES = {"tiny": dict(num_attention_heads=2, attention_head_dim=8, freq_dim=32, ffn_dim=32, num_layers=2,
+                          rope_max_seq_len=32),
+             "medium": dict(num_attention_heads=4, attention_head_dim=32, freq_dim=64, ffn_dim=512, num_layers=4,
+                            rope_max_seq_len=64)}
+
+
+def tiny_wan_transformer(size: str = "tiny") -> WanTransformer3DModel:
+    """Wan's transformer, shrunk (tiny: 2 blocks of width 16), patches 1 x 2 x 2 (random weights from the global RNG)."""
+    return WanTransformer3DModel(patch_size=(1, 2, 2), in_channels=4, out_channels=4, text_dim=TEXT_DIM,
+                                 **WAN_SIZES[size])
 
 
 def tiny_wan22(cfg: ModelConfig) -> dict:
@@ -149,7 +165,7 @@ def tiny_wan22(cfg: ModelConfig) -> dict:
     torch.manual_seed(1)
     high = parts["unet"]
     parts["unet"] = WanExperts(expert=dict(high.config), boundary_ratio=0.875, transformer=high,
-                               transformer_2=tiny_wan_transformer())
+                               transformer_2=tiny_wan_transformer(cfg.size))
     return parts
 
 
@@ -166,6 +182,10 @@ def tiny_t5(tokenizer: T5Tokenizer) -> T5EncoderModel:
                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
 
 
+COGVIDEOX_SIZES = {"tiny": dict(num_attention_heads=4, attention_head_dim=8, time_embed_dim=2, num_layers=1),
+                   "medium": dict(num_attention_heads=4, attention_head_dim=32, time_embed_dim=128, num_layers=4)}
+
+
 def tiny_cogvideox(cfg: ModelConfig) -> dict:
     """CogVideoX-2b's stack, shrunk: T5 (32-d), AutoencoderKLCogVideoX (4x time, 8x space), a 1-block transformer."""
     torch.manual_seed(0)
@@ -174,10 +194,9 @@ def tiny_cogvideox(cfg: ModelConfig) -> dict:
     vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2,
                                  down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
                                  temporal_compression_ratio=4)
-    transformer = CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4,
-                                              time_embed_dim=2, text_embed_dim=TEXT_DIM, num_layers=1, sample_width=4,
+    transformer = CogVideoXTransformer3DModel(in_channels=4, out_channels=4, text_embed_dim=TEXT_DIM, sample_width=4,
                                               sample_height=4, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
-                                              max_text_seq_length=T5_MAX_TOKENS)
+                                              max_text_seq_length=T5_MAX_TOKENS, **COGVIDEOX_SIZES[cfg.size])
     return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER), "inference_scheduler": "CogVideoXDDIMScheduler"}
 
@@ -187,6 +206,10 @@ def tiny_cogvideox(cfg: ModelConfig) -> dict:
 # sampler's grid stretched to end at σ = 0.1 before the last step.
 LTX_SCHEDULER = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
                      base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
+
+
+LTX_SIZES = {"tiny": dict(num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16, num_layers=2),
+             "medium": dict(num_attention_heads=4, attention_head_dim=32, cross_attention_dim=128, num_layers=4)}
 
 
 def tiny_ltx(cfg: ModelConfig) -> dict:
@@ -199,7 +222,6 @@ def tiny_ltx(cfg: ModelConfig) -> dict:
                                 layers_per_block=(1,) * 5, decoder_layers_per_block=(1,) * 5, patch_size=1)
     vae.latents_mean.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
     vae.latents_std.copy_(torch.tensor([1.5, 2.0, 0.5, 1.0]))
-    transformer = LTXVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8,
-                                             cross_attention_dim=16, num_layers=2, caption_channels=TEXT_DIM)
+    transformer = LTXVideoTransformer3DModel(in_channels=4, out_channels=4, caption_channels=TEXT_DIM, **LTX_SIZES[cfg.size])
     return {"unet": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER)}

@@ -37,6 +37,9 @@ class ModelConfig:
     # checkpoint.
     # None builds the family's tiny random-weight model from configs (offline tests, the demo).
     pretrained: str | None = None
+    # The random-weight model's size (pretrained: null): `tiny` (tests, the demo: seconds on a CPU) or `medium`
+    # (benchmarks: the family's denoiser at about 10x the compute, same text encoder, VAE and latents; models/tiny.py).
+    size: Literal["tiny", "medium"] = "tiny"
     # AnimateDiff only: a MotionAdapter directory or hub id, combined with `pretrained`'s 2-D UNet.
     motion_adapter: str | None = None
     # `none`: the model works in pixel space (latents are the [-1, 1] pixels; UNet families only); `auto`: the
@@ -95,6 +98,8 @@ class ModelConfig:
                 self.offload_checkpoints, "false without model.gradient_checkpointing: true (it offloads what the "
                 "checkpointed blocks keep)")
         require(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
+        require(self.size == "tiny" or self.pretrained is None, "model.size", self.size,
+                "'tiny' with model.pretrained set (the size is the random-weight model's)")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ log = logging.getLogger("videosspo.resume")
 
 # Keys that must match between a checkpoint and the config that resumes it.
 REFUSED = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank", "model.lora_alpha",
-           "model.experts", "model.stacked_frames", "model.schedule", "model.prediction_type", "method.name",
+           "model.experts", "model.stacked_frames", "model.size", "model.schedule", "model.prediction_type", "method.name",
            "replay.size", "replay.strategy", "replay.interval", "data.frames", "data.height", "data.width")
 # Keys that may differ and say nothing about the run itself.
 UNLOGGED = ("train.resume", "train.output_dir")
