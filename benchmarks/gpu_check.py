@@ -65,21 +65,21 @@ def cases(tiny: bool) -> list[Case]:
                 Case("tiny-wan", size, "sspo", "sdpa", True, True), Case("tiny-wan", size, "sspo", "sdpa", True, True, 1),
                 Case("tiny-wan", size, "sspo", "sdpa", True, True, 1, True)]
     out = []
-    for arch, size in (("animatediff", (16, 512, 512)), ("wan2.1-1.3b", (33, 480, 832))):
+    for arch, size in (("animatediff-v1-5-2", (16, 512, 512)), ("wan2.1-1.3b", (33, 480, 832))):
         out += [Case(arch, size, m, a, ck) for a in ("sdpa", "xformers") for m in ("sft", "dpo", "sspo")
                 for ck in (True, False)]
         out += [Case(arch, size, "sspo", "sdpa", True, False, 0, True)]
         out += [Case(arch, size, m, "sdpa", True, True) for m in ("sft", "sspo")]
-        out += [Case(arch, size, "sspo", "sdpa", True, True, n) for n in ((4, 8) if arch == "animatediff" else (10, 20))]
+        out += [Case(arch, size, "sspo", "sdpa", True, True, n) for n in ((4, 8) if arch == "animatediff-v1-5-2" else (10, 20))]
     out += [Case("wan2.1-14b", (33, 480, 832), "sspo", "sdpa", True, True, 36, True)]  # docs/low-memory.md's headline
     out += [Case("wan2.1-14b", (33, 480, 832), "sspo", "sdpa", True, True, n) for n in (30, 20)]
     return out
 
 
 def config_of(case: Case):
-    family = {"tiny-wan": "wan", "tiny-animatediff": "animatediff"}.get(case.arch)
+    family = case.arch.removeprefix("tiny-") if case.arch.startswith("tiny-") else None
     base = (["--model.family", family, "--model.pretrained", "null"] if family else
-            ["--model.family", "animatediff" if case.arch == "animatediff" else "wan", "--model.pretrained", case.arch])
+            ["--model.family", ARCHITECTURES[case.arch]["family"], "--model.pretrained", case.arch])
     f, h, w = case.size
     return load_config(None, [*base, "--model.lora_rank", str(4 if family else LORA_RANK), "--method.name", case.method,
                               "--data.frames", str(f), "--data.height", str(h), "--data.width", str(w),

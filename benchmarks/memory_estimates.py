@@ -21,8 +21,8 @@ RUNS = {
     "14B, fp8 + swap 30 + checkpointing": f"{WAN} --model.pretrained Wan-AI/Wan2.1-T2V-14B-Diffusers {LOW} "
                                           "--model.blocks_to_swap 30 --gpu-gb 24",
     "1.3B as shipped": f"{WAN} --model.pretrained Wan-AI/Wan2.1-T2V-1.3B-Diffusers --gpu-gb 24",
-    "animatediff": "--config configs/animatediff_sspo.yaml --model.pretrained guoyww/animatediff-motion-adapter-v1-5-2 "
-                   "--data.frames 16 --data.height 512 --data.width 512 --train.mixed_precision bf16 --gpu-gb 24",
+    "AnimateDiff as shipped": "--config configs/animatediff_sspo.yaml --model.pretrained guoyww/animatediff-motion-adapter-v1-5-2 "
+                              "--data.frames 16 --data.height 512 --data.width 512 --train.mixed_precision bf16 --gpu-gb 24",
 }
 
 

@@ -163,7 +163,7 @@ def test_gpu_check_builds_a_real_architecture_from_its_config(tmp_path, monkeypa
     """The real-size path (meta build, random fill, LoRA, fp8, block swap, the estimate) on a narrowed Wan 2.1
     config at a tiny size, so the day a GPU is lent it is not the first run."""
     from benchmarks import gpu_check
-    from videosspo.memory import ARCHITECTURES, WAN_1_3B
+    from models.architectures import ARCHITECTURES, WAN_1_3B
 
     small = {**WAN_1_3B, "num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16, "ffn_dim": 64,
              "text_dim": 32}
