@@ -206,7 +206,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "SSPO falls back to SFT exactly when it should apply DPO",
         ("tests/test_losses.py",)),
     Mutation(
-        "multistep solvers ignore clip_sample", "videosspo/sampling.py",
+        "multistep solvers ignore clip_sample", "models/samplers.py",
         '        if not config.get("clip_sample"):\n',
         "        if True:\n",
         "4-step UniPC / DPM++ losers of the stacked base diverge (std ~2000): SSPO trains against garbage",
@@ -678,7 +678,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_wan22.py::test_one_expert_trains_alone_on_its_timesteps",
          "tests/test_wan22.py::test_ddp_needs_unused_parameters_for_an_idle_expert")),
     Mutation(
-        "few-step solvers built on another noise schedule", "videosspo/sampling.py",
+        "few-step solvers built on another noise schedule", "models/samplers.py",
         "            return cls.from_config(config)\n",
         '            return cls.from_config({**config, "beta_schedule": "scaled_linear"})\n',
         "UniPC / DPM-Solver++ losers (animatediff_sspo.yaml's UniPC 6) integrate SD's schedule, not AnimateDiff's: "
@@ -861,9 +861,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "every clip is read at data.frames x height x width: buckets silently do nothing",
         ("tests/test_buckets.py::test_bucketed_sspo_micro_batches_have_one_shape_and_losers_take_it",)),
     Mutation(
-        "data.buckets accepted with a latent cache", "videosspo/config.py",
-        '        _check(self.buckets is None or self.latent_cache is None, "data.buckets", self.buckets,',
-        '        _check(True, "data.buckets", self.buckets,',
+        "data.buckets accepted with a latent cache", "videosspo/config_sections.py",
+        '        require(self.buckets is None or self.latent_cache is None, "data.buckets", self.buckets,',
+        '        require(True, "data.buckets", self.buckets,',
         "the cache's one clip shape silently overrides the buckets",
         ("tests/test_buckets.py::test_bad_buckets_are_refused_in_one_line",)),
     Mutation(
@@ -1182,4 +1182,35 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if False:\n",
         "a run with train.sample_prompts: [] crashes in the tokenizer after its final checkpoint",
         ("tests/test_trainer.py::test_a_run_without_sample_prompts_writes_no_samples",)),
+    Mutation(
+        "a key another family owns accepted", "models/__init__.py",
+        "            if not issubclass(family, owner) and value != default:\n",
+        "            if False:\n",
+        "model.experts: high on a one-denoiser family trains every timestep silently; guidance_2 on Wan 2.1 is ignored",
+        ("tests/test_families.py::test_each_family_checks_only_what_it_owns",)),
+    Mutation(
+        "the family's own config rules skipped", "models/__init__.py",
+        "    family.check_config(config)\n",
+        "",
+        "a wan22 full fine-tune or a stacked run with the wrong frame count starts and fails later, or not at all",
+        ("tests/test_alignment.py::test_stacked_frames_must_match_data_frames",
+         "tests/test_config.py::test_impossible_values")),
+    Mutation(
+        "vae: none allowed for a latent family", "models/__init__.py",
+        '    if config.model.vae == "none" and not family.pixel_space:\n',
+        "    if False:\n",
+        "a Wan run with model.vae: none feeds pixels to a latent transformer",
+        ("tests/test_dit.py::test_invalid_frame_count_and_size_are_clear_errors",)),
+    Mutation(
+        "CogVideoX samples with the DDPM samplers", "models/families.py",
+        "    samplers = COGVIDEOX_SAMPLERS\n",
+        "",
+        "CogVideoX-5b's DPM sampler is refused and ddim builds diffusers' DDIM, not CogVideoXDDIMScheduler",
+        ("tests/test_dit.py::test_cogvideox_dpm_sampler_equals_the_pipeline_with_it",)),
+    Mutation(
+        "model.size ignored by Wan", "models/tiny.py",
+        "                                 **WAN_SIZES[size])\n",
+        '                                 **WAN_SIZES["tiny"])\n',
+        "bench_train --size medium measures the tiny Wan and reports it as medium",
+        ("tests/test_families.py::test_medium_size_is_the_same_family_wider",)),
 )
