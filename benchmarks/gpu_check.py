@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_common import PeakMemory, environment, table
+from models.architectures import ARCHITECTURES
 from models.lora import POLICY, REFERENCE, set_adapter
 from videosspo.config import load_config
 from videosspo.memory import GB, denoiser_for, estimate, trace_activations
