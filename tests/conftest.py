@@ -160,8 +160,9 @@ def mixed_data(tmp_path_factory):
 
 
 def tiny(data: Path, output_dir: Path, config: str = "tiny_animatediff_sspo.yaml", **overrides):
-    """The demo config (or another of configs/) shrunk to run in about a second, on `data`, writing to `output_dir`."""
-    from videosspo.config import load_config
+    """The demo config (or another of configs/) shrunk to run in about a second, on `data`, writing to `output_dir`;
+    loaded as a command loads it (the family's rules checked: `models.load_checked_config`)."""
+    from models import load_checked_config
 
     base = {"data.path": str(data), "data.frames": 2, "data.height": 16, "data.width": 16,
             "train.output_dir": str(output_dir), "train.max_steps": 2, "train.checkpoint_every": 0,
@@ -173,7 +174,7 @@ def tiny(data: Path, output_dir: Path, config: str = "tiny_animatediff_sspo.yaml
     for key, value in base.items():
         section, name = key.split(".")
         nested.setdefault(section, {})[name] = value
-    return load_config(ROOT / "configs" / config, nested)
+    return load_checked_config(ROOT / "configs" / config, nested)
 
 
 @pytest.fixture
