@@ -57,7 +57,7 @@ def test_configs_are_frozen():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_load(path):
-    config = load_config(path)
+    config = load_checked_config(path)  # the family's rules too
     text = path.read_text()
     assert text.startswith("#"), f"{path.name} must start with a comment saying what it is"
     assert "effective batch" in text.lower(), f"{path.name} must spell out its effective batch"
