@@ -1056,6 +1056,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "--data.frames or --data.height on resume ends in 'Sizes of tensors must match' inside a reuse window",
         ("tests/test_trust.py::test_each_refused_flag_is_one_line_and_exit_2",)),
     Mutation(
+        "data.buckets changeable on resume", "videosspo/resume.py",
+        "           \"data.buckets\")",
+        "           )",
+        "--data.buckets on resume: the window's cached losers and the replay pool hold latents of the old buckets' "
+        "shapes, and the stream draws other clips than the run it continues",
+        ("tests/test_trust.py::test_each_refused_flag_is_one_line_and_exit_2",)),
+    Mutation(
         "an interrupted newest checkpoint blocks resume", "videosspo/checkpoint.py",
         "    if legacy and not done and where in (None, \"latest\"):",
         "    if legacy and where in (None, \"latest\"):",
