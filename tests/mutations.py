@@ -1051,8 +1051,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_trust.py::test_each_resumable_flag_changes_what_the_resumed_run_does",)),
     Mutation(
         "data shape changeable on resume", "videosspo/resume.py",
-        "           \"replay.size\", \"replay.strategy\", \"replay.interval\", \"data.frames\", \"data.height\", \"data.width\")",
-        "           \"replay.size\", \"replay.strategy\", \"replay.interval\")",
+        "           \"replay.size\", \"replay.strategy\", \"replay.interval\", \"data.frames\", \"data.height\", \"data.width\",\n",
+        "           \"replay.size\", \"replay.strategy\", \"replay.interval\",\n",
         "--data.frames or --data.height on resume ends in 'Sizes of tensors must match' inside a reuse window",
         ("tests/test_trust.py::test_each_refused_flag_is_one_line_and_exit_2",)),
     Mutation(
