@@ -1062,7 +1062,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a newest checkpoint missing COMPLETE.json stops --train.resume latest although the previous one is good",
         ("tests/test_trust.py::test_an_unmarked_newest_checkpoint_is_skipped_and_upgrade_refuses_a_partial_one",)),
     Mutation(
-        "upgrade blesses a partial checkpoint", "videosspo/checkpoint.py",
+        "upgrade blesses a partial checkpoint", "videosspo/upgrade.py",
         "        missing = _missing(folder, store)\n",
         "        missing = []\n",
         "upgrade-checkpoints marks a half-deleted checkpoint (no EMA, no losers) complete; it then diverges",

@@ -157,7 +157,8 @@ def test_vbench_eval_compare_prints_the_comparison(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_stops_in_one_line_and_releases_its_lock(signum, synth_data, tmp_path):
-    from videosspo.checkpoint import LOCK, MARKER, latest_checkpoint
+    from videosspo.checkpoint import MARKER, latest_checkpoint
+    from videosspo.runlock import LOCK
 
     out = tmp_path / "run"
     process = subprocess.Popen([str(BIN / "videosspo"), "train", *TINY, "--data.path", str(synth_data),

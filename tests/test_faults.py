@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from videosspo import checkpoint
-from videosspo.checkpoint import MARKER, CheckpointError, RunLock, checkpoints, latest_checkpoint, verify
+from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, verify
+from videosspo.runlock import RunLock
 from videosspo.config import save_config
 from videosspo.trainer import Trainer, Watchdog
 
@@ -407,7 +408,7 @@ def test_runs_racing_for_the_lock_never_hold_it_together(tmp_path):
     processes): at most one holds it at any time, and the others are refused with RunLocked."""
     import threading
 
-    from videosspo.checkpoint import RunLocked
+    from videosspo.runlock import RunLocked
 
     holders, overlaps, acquired, refused = [0], [], [0], [0]
     guard = threading.Lock()

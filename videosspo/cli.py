@@ -287,9 +287,10 @@ def cmd_estimate(args, overrides: list[str]) -> None:
 
 def cmd_upgrade_checkpoints(args, overrides: list[str]) -> None:
     """Checkpoints of an earlier videosspo (no COMPLETE.json, or a pickled LR schedule): made current in place
-    (`checkpoint.upgrade`), under the run lock, so `--train.resume latest` takes them again."""
-    from videosspo.checkpoint import RunLock, to_upgrade, upgrade
+    (`videosspo.upgrade`), under the run lock, so `--train.resume latest` takes them again."""
     from videosspo.errors import PathError
+    from videosspo.runlock import RunLock
+    from videosspo.upgrade import to_upgrade, upgrade
 
     no_overrides(overrides)
     run = Path(args.run)
