@@ -260,7 +260,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a clip whose header claims frames that do not decode is sampled past its end",
         ("tests/test_video.py::test_count_is_what_decodes_not_what_the_header_claims",)),
     Mutation(
-        "decord's count not cross-checked", "videosspo/video.py",
+        "decord's count not cross-checked", "videosspo/decoders.py",
         "if expected is not None and len(reader) != expected:",
         "if False:",
         "decord pads a clip whose index lists more frames than decode with a repeated frame",
@@ -735,7 +735,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "sampled clips are mode 0600 whatever the umask: other users and web servers cannot read them",
         ("tests/test_console.py::test_sample_writes_captions_vbench_eval_reads_and_honours_the_umask",)),
     Mutation(
-        "decord's FFmpeg left talking", "videosspo/video.py",
+        "decord's FFmpeg left talking", "videosspo/decoders.py",
         "decord.logging.ERROR if log.isEnabledFor(logging.DEBUG) else decord.logging.QUIET",
         "decord.logging.ERROR",
         "every damaged packet prints `[h264 @ 0x...]` lines into the progress bar",
@@ -1099,7 +1099,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a 140-byte 1 x 20000 PNG is scaled to 32 x 640000 (2.2 GB) before cropping",
         ("tests/test_inputs.py::test_a_thin_image_is_cropped_before_it_is_scaled",)),
     Mutation(
-        "rotation metadata ignored", "videosspo/video.py",
+        "rotation metadata ignored", "videosspo/decoders.py",
         "    turns = round(frame.rotation / 90) % 4  # counterclockwise, as np.rot90\n",
         "    turns = 0\n",
         "phone videos train sideways",

@@ -203,7 +203,7 @@ def test_a_stale_lock_of_a_dead_process_is_reported_and_taken_over(tiny_config, 
     trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 1}))
     trainer.out.mkdir(parents=True)
     (trainer.out / ".lock").write_text(json.dumps({"host": "h", "pid": int(dead.stdout), "since": "then"}))
-    with caplog.at_level(logging.WARNING, logger="videosspo.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="videosspo.runlock"):
         trainer.fit()
     assert f"stale lock of pid {int(dead.stdout)} on host h" in caplog.text
     assert not (trainer.out / ".lock").exists()
