@@ -710,7 +710,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "every successful `videosspo train` exits 1 (sys.exit of a dict) and prints the summary again on stderr",
         ("tests/test_console.py::test_a_training_run_exits_0_with_its_summary_on_stdout",)),
     Mutation(
-        "synthetic data for a --data.path typed on the command line", "videosspo/cli.py",
+        "synthetic data for a --data.path typed on the command line", "videosspo/commands.py",
         "    if given or not n or path.suffix",
         "    if not n or path.suffix",
         "a typo in --data.path with a tiny config trains on coloured shapes instead of the user's clips",
@@ -722,7 +722,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a SIGTERM (a scheduler's stop) kills the run without releasing its lock or saying where to resume",
         ("tests/test_console.py::test_an_interrupted_run_stops_in_one_line_and_releases_its_lock",)),
     Mutation(
-        "sample writes no captions", "videosspo/cli.py",
+        "sample writes no captions", "videosspo/commands.py",
         '        rows.append({"video": path.name, "caption": prompts[i], "seed": seeds[i], '
         '"checkpoint": str(args.checkpoint)})\n',
         "",
@@ -753,7 +753,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a second config without train.output_dir is told to resume the first one's run",
         ("tests/test_console.py::test_run_folders_default_to_the_config_name_and_no_two_configs_share_one",)),
     Mutation(
-        "the demo's base looked up in the current directory only", "videosspo/cli.py",
+        "the demo's base looked up in the current directory only", "videosspo/demo.py",
         "    for candidate in (Path(pretrained), ROOT / pretrained) if pretrained else ():\n",
         "    for candidate in (Path(pretrained),) if pretrained else ():\n",
         "`videosspo demo` run outside the repository ignores the committed base and pre-trains one for minutes",

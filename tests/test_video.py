@@ -147,7 +147,7 @@ def test_uint8_tensor_round_trip():
 def test_without_decord_everything_goes_through_pyav(tmp_path, monkeypatch):
     path = write_video(tmp_path / "c.mp4", smooth_clip(4))
     expected = read_video(path, backend="pyav")
-    monkeypatch.setattr(V, "_decord", lambda: None)
+    monkeypatch.setattr(V, "decord_module", lambda: None)
     np.testing.assert_array_equal(read_video(path), expected)
     with pytest.raises(ImportError, match="pip install decord"):
         read_video(path, backend="decord")
