@@ -272,7 +272,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "with data.max_bad_fraction 1 a dataset whose every clip is unreadable loops forever",
         ("tests/test_data.py::test_unreadable_rows_are_logged_once_and_stop_the_run_past_the_fraction",)),
     Mutation(
-        "metadata decoded strictly", "videosspo/data.py",
+        "metadata decoded strictly", "videosspo/metadata.py",
         'decode("utf-8-sig", errors="surrogateescape")',
         'decode("utf-8-sig")',
         "one Latin-1 caption crashes the run with a bare UnicodeDecodeError naming neither file nor line",
@@ -1105,13 +1105,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "phone videos train sideways",
         ("tests/test_inputs.py::test_a_clip_with_rotation_metadata_comes_out_upright",)),
     Mutation(
-        "JSON list captions stringified", "videosspo/data.py",
+        "JSON list captions stringified", "videosspo/metadata.py",
         "    if isinstance(row.get(\"caption\"), (list, dict)):\n",
         "    if False:\n",
         "a caption [\"a\", \"b\"] trains as the text \"['a', 'b']\"",
         ("tests/test_inputs.py::test_rows_that_are_no_readable_file_or_text_are_named_for_what_they_are",)),
     Mutation(
-        "a FIFO or a symlink loop reported as not found", "videosspo/data.py",
+        "a FIFO or a symlink loop reported as not found", "videosspo/metadata.py",
         "            return f\"{key} {problem}\" if problem == \"file not found\" else f\"{key} is {problem}\"\n",
         "            return f\"{key} file not found\"\n",
         "a symlink loop, a FIFO or /dev/zero is reported as 'video file not found'",

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from videosspo import data as data_module
-from videosspo.data import MAX_COVER, Record, VideoDataset, load_metadata, report_long_captions
+from videosspo.data import MAX_COVER, VideoDataset, report_long_captions
+from videosspo.metadata import Record, load_metadata
 from videosspo.decoders import decord_module
 from videosspo.video import VideoReadError, probe, read_video, write_video
 
@@ -118,7 +119,7 @@ def test_rows_that_are_no_readable_file_or_text_are_named_for_what_they_are(tmp_
         {"video": "ok.mp4", "caption": ["a", "list"]},
         {"video": "ok.mp4", "caption": {"en": "an object"}},
         {"video": "ok.mp4", "caption": "fine", "loser_video": "pipe.mp4"}])
-    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+    with caplog.at_level(logging.WARNING, logger="videosspo.metadata"):
         records = load_metadata(tmp_path / "m.jsonl")
     assert [r.caption for r in records] == ["fine"]
     (line,) = [r.getMessage() for r in caplog.records]
