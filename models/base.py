@@ -187,7 +187,7 @@ class VideoDiffusionModel:
         return (self.latent_channels, 1 + (frames - 1) // self.temporal_factor, height // k, width // k)
 
     @torch.no_grad()
-    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels `b c f h w` in [-1, 1] -> scaled latents, `vae_chunk_frames` frames per VAE call.
 
         Takes the posterior mean (the mode): deterministic, so a cached latent equals a fresh one.
