@@ -68,7 +68,7 @@ def test_csv_and_skipped_rows_are_counted(folder, caplog):
         records = load_metadata(folder / "data.csv")
     assert [r.caption for r in records] == ["first", "second"]
     assert [r.index for r in records] == [0, 1] and records[0].extra == {"note": "x"}
-    (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.data"]
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.metadata"]
     for part in ["skipped 4 of 6 rows", "1 missing caption (line 3)", "1 missing video (line 4)",
                  "1 video file not found (line 5)", "1 loser_video file not found (line 6)"]:
         assert part in message
