@@ -42,6 +42,7 @@ log = logging.getLogger("videosspo.decoders")
 # and AVI stores no presentation timestamps; everything outside the lists is decoded by PyAV, sequentially.
 DECORD_CONTAINERS = ("mov", "mp4", "matroska", "webm")
 DECORD_CODECS = ("h264", "hevc", "vp8", "vp9")
+
 _damaged_warned: set[str] = set()  # files already reported as "damaged after frame k"
 
 
