@@ -14,9 +14,6 @@ from models.lora import POLICY, add_lora, lora_config
 from videosspo.config import ModelConfig
 from videosspo.errors import PathError
 
-ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name: `load_lora_weights` finds it
-
-
 def build_model(cfg: ModelConfig) -> VideoDiffusionModel:
     """The family's model from `cfg.pretrained`, or its tiny random model when that is None."""
     if cfg.family not in FAMILIES:

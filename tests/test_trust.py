@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, sha256, upgrade, verify
+from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, sha256, verify
 from videosspo.config import save_config
 from videosspo.trainer import Trainer
+from videosspo.upgrade import upgrade
 
 from conftest import ROOT, run_state, tiny
 
