@@ -14,9 +14,6 @@ from models.lora import POLICY, add_lora, lora_config
 from videosspo.config import Config, ConfigError, ModelConfig, load_config
 from videosspo.errors import PathError
 
-ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name: `load_lora_weights` finds it
-
-
 def check_config(config: Config) -> Config:
     """The model family's rules on a loaded config, before anything is built: the family exists, a key another
     family owns (`owns`) keeps its default, `model.vae: none` only for a pixel-space family, and the family's own

@@ -25,6 +25,7 @@ from peft import LoraConfig
 from einops import rearrange
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from models.loading import load_components, with_schedule
 from models.samplers import DDPM_SAMPLERS
 from videosspo.config import Config, ConfigError, ModelConfig
 
@@ -196,7 +197,7 @@ class VideoDiffusionModel:
         return (self.latent_channels, 1 + (frames - 1) // self.temporal_factor, height // k, width // k)
 
     @torch.no_grad()
-    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels `b c f h w` in [-1, 1] -> scaled latents, `vae_chunk_frames` frames per VAE call.
 
         Takes the posterior mean (the mode): deterministic, so a cached latent equals a fresh one.
@@ -386,18 +387,6 @@ class VideoDiffusionModel:
         return model
 
 
-def with_schedule(config, *overrides: dict) -> dict:
-    """The scheduler `config` with `overrides` applied in order (later wins).
-
-    diffusers drops the keys a config lists in `_use_default_values` when it loads one, so that
-    list goes first: an override of a defaulted value must survive.
-    """
-    merged = {k: v for k, v in config.items() if k != "_use_default_values"}
-    for values in overrides:
-        merged.update(values)
-    return merged
-
-
 def zero_padding(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Text embeddings `b l d` with the positions past each prompt's tokens (mask `b l` = 0) set to zero."""
     return hidden * rearrange(mask, "b l -> b l 1").to(hidden.dtype)
@@ -414,37 +403,3 @@ def clip_posterior_mode(vae, pixels: torch.Tensor) -> torch.Tensor:
     return per_clip(lambda clip: vae.encode(clip.to(vae.dtype)).latent_dist.mode(), pixels)
 
 
-def load_components(cfg: ModelConfig, classes: dict[str, type], training_scheduler) -> dict:
-    """VAE, text encoder, tokenizer (of the family's `classes`), training scheduler (and its shipped class)."""
-    src = cfg.pretrained
-    vae = None
-    if cfg.vae == "auto":
-        try:  # works the same for a local folder and a hub id (cached or online)
-            vae = classes["vae"].from_pretrained(src, subfolder="vae")
-        except OSError as e:
-            raise FileNotFoundError(f"model.pretrained={src!r} has no loadable vae/ ({str(e).splitlines()[0]}); "
-                                    "set model.vae: none for a pixel-space model") from e
-    scheduler_config = classes["scheduler"].load_config(src, subfolder="scheduler")
-    root = source_folder(src)
-    return {
-        "sources": {} if root is None else {name: root / name for name in ("vae", "text_encoder")
-                                            if (root / name).is_dir() and (name != "vae" or vae is not None)},
-        "vae": vae,
-        "text_encoder": classes["text_encoder"].from_pretrained(src, subfolder="text_encoder"),
-        "tokenizer": classes["tokenizer"].from_pretrained(src, subfolder="tokenizer"),
-        "scheduler": training_scheduler(scheduler_config),
-        "inference_scheduler": scheduler_config["_class_name"],
-    }
-
-
-def source_folder(pretrained: str) -> Path | None:
-    """The local folder of `model.pretrained`: itself, or a hub id's snapshot in the Hugging Face cache (None if
-    neither resolves: its frozen parts are then exported from memory)."""
-    if Path(pretrained).is_dir():
-        return Path(pretrained)
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(pretrained, local_files_only=True))
-    except Exception:  # not cached as a whole snapshot (or not a hub id): the in-memory path is exact too
-        return None

@@ -186,7 +186,7 @@ def tiny_config(synth_data, tmp_path):
 
 def with_broken_clips(data: Path, folder: Path, rows: list[int]) -> Path:
     """A metadata file listing `data`'s clips but with rows `rows` pointing at undecodable files in `folder`."""
-    from videosspo.data import load_metadata
+    from videosspo.metadata import load_metadata
 
     lines = []
     for r in load_metadata(data):

@@ -260,7 +260,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a clip whose header claims frames that do not decode is sampled past its end",
         ("tests/test_video.py::test_count_is_what_decodes_not_what_the_header_claims",)),
     Mutation(
-        "decord's count not cross-checked", "videosspo/video.py",
+        "decord's count not cross-checked", "videosspo/decoders.py",
         "if expected is not None and len(reader) != expected:",
         "if False:",
         "decord pads a clip whose index lists more frames than decode with a repeated frame",
@@ -272,7 +272,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "with data.max_bad_fraction 1 a dataset whose every clip is unreadable loops forever",
         ("tests/test_data.py::test_unreadable_rows_are_logged_once_and_stop_the_run_past_the_fraction",)),
     Mutation(
-        "metadata decoded strictly", "videosspo/data.py",
+        "metadata decoded strictly", "videosspo/metadata.py",
         'decode("utf-8-sig", errors="surrogateescape")',
         'decode("utf-8-sig")',
         "one Latin-1 caption crashes the run with a bare UnicodeDecodeError naming neither file nor line",
@@ -710,7 +710,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "every successful `videosspo train` exits 1 (sys.exit of a dict) and prints the summary again on stderr",
         ("tests/test_console.py::test_a_training_run_exits_0_with_its_summary_on_stdout",)),
     Mutation(
-        "synthetic data for a --data.path typed on the command line", "videosspo/cli.py",
+        "synthetic data for a --data.path typed on the command line", "videosspo/commands.py",
         "    if given or not n or path.suffix",
         "    if not n or path.suffix",
         "a typo in --data.path with a tiny config trains on coloured shapes instead of the user's clips",
@@ -722,7 +722,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a SIGTERM (a scheduler's stop) kills the run without releasing its lock or saying where to resume",
         ("tests/test_console.py::test_an_interrupted_run_stops_in_one_line_and_releases_its_lock",)),
     Mutation(
-        "sample writes no captions", "videosspo/cli.py",
+        "sample writes no captions", "videosspo/commands.py",
         '        rows.append({"video": path.name, "caption": prompts[i], "seed": seeds[i], '
         '"checkpoint": str(args.checkpoint)})\n',
         "",
@@ -735,7 +735,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "sampled clips are mode 0600 whatever the umask: other users and web servers cannot read them",
         ("tests/test_console.py::test_sample_writes_captions_vbench_eval_reads_and_honours_the_umask",)),
     Mutation(
-        "decord's FFmpeg left talking", "videosspo/video.py",
+        "decord's FFmpeg left talking", "videosspo/decoders.py",
         "decord.logging.ERROR if log.isEnabledFor(logging.DEBUG) else decord.logging.QUIET",
         "decord.logging.ERROR",
         "every damaged packet prints `[h264 @ 0x...]` lines into the progress bar",
@@ -753,7 +753,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a second config without train.output_dir is told to resume the first one's run",
         ("tests/test_console.py::test_run_folders_default_to_the_config_name_and_no_two_configs_share_one",)),
     Mutation(
-        "the demo's base looked up in the current directory only", "videosspo/cli.py",
+        "the demo's base looked up in the current directory only", "videosspo/demo.py",
         "    for candidate in (Path(pretrained), ROOT / pretrained) if pretrained else ():\n",
         "    for candidate in (Path(pretrained),) if pretrained else ():\n",
         "`videosspo demo` run outside the repository ignores the committed base and pre-trains one for minutes",
@@ -1051,9 +1051,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_trust.py::test_each_resumable_flag_changes_what_the_resumed_run_does",)),
     Mutation(
         "data shape changeable on resume", "videosspo/resume.py",
-        "           \"replay.size\", \"replay.strategy\", \"replay.interval\", \"data.frames\", \"data.height\", \"data.width\")",
-        "           \"replay.size\", \"replay.strategy\", \"replay.interval\")",
+        "           \"replay.size\", \"replay.strategy\", \"replay.interval\", \"data.frames\", \"data.height\", \"data.width\",\n",
+        "           \"replay.size\", \"replay.strategy\", \"replay.interval\",\n",
         "--data.frames or --data.height on resume ends in 'Sizes of tensors must match' inside a reuse window",
+        ("tests/test_trust.py::test_each_refused_flag_is_one_line_and_exit_2",)),
+    Mutation(
+        "data.buckets changeable on resume", "videosspo/resume.py",
+        "           \"data.buckets\")",
+        "           )",
+        "--data.buckets on resume: the window's cached losers and the replay pool hold latents of the old buckets' "
+        "shapes, and the stream draws other clips than the run it continues",
         ("tests/test_trust.py::test_each_refused_flag_is_one_line_and_exit_2",)),
     Mutation(
         "an interrupted newest checkpoint blocks resume", "videosspo/checkpoint.py",
@@ -1062,7 +1069,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a newest checkpoint missing COMPLETE.json stops --train.resume latest although the previous one is good",
         ("tests/test_trust.py::test_an_unmarked_newest_checkpoint_is_skipped_and_upgrade_refuses_a_partial_one",)),
     Mutation(
-        "upgrade blesses a partial checkpoint", "videosspo/checkpoint.py",
+        "upgrade blesses a partial checkpoint", "videosspo/upgrade.py",
         "        missing = _missing(folder, store)\n",
         "        missing = []\n",
         "upgrade-checkpoints marks a half-deleted checkpoint (no EMA, no losers) complete; it then diverges",
@@ -1099,19 +1106,19 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a 140-byte 1 x 20000 PNG is scaled to 32 x 640000 (2.2 GB) before cropping",
         ("tests/test_inputs.py::test_a_thin_image_is_cropped_before_it_is_scaled",)),
     Mutation(
-        "rotation metadata ignored", "videosspo/video.py",
+        "rotation metadata ignored", "videosspo/decoders.py",
         "    turns = round(frame.rotation / 90) % 4  # counterclockwise, as np.rot90\n",
         "    turns = 0\n",
         "phone videos train sideways",
         ("tests/test_inputs.py::test_a_clip_with_rotation_metadata_comes_out_upright",)),
     Mutation(
-        "JSON list captions stringified", "videosspo/data.py",
+        "JSON list captions stringified", "videosspo/metadata.py",
         "    if isinstance(row.get(\"caption\"), (list, dict)):\n",
         "    if False:\n",
         "a caption [\"a\", \"b\"] trains as the text \"['a', 'b']\"",
         ("tests/test_inputs.py::test_rows_that_are_no_readable_file_or_text_are_named_for_what_they_are",)),
     Mutation(
-        "a FIFO or a symlink loop reported as not found", "videosspo/data.py",
+        "a FIFO or a symlink loop reported as not found", "videosspo/metadata.py",
         "            return f\"{key} {problem}\" if problem == \"file not found\" else f\"{key} is {problem}\"\n",
         "            return f\"{key} file not found\"\n",
         "a symlink loop, a FIFO or /dev/zero is reported as 'video file not found'",

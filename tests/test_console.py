@@ -157,7 +157,8 @@ def test_vbench_eval_compare_prints_the_comparison(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_stops_in_one_line_and_releases_its_lock(signum, synth_data, tmp_path):
-    from videosspo.checkpoint import LOCK, MARKER, latest_checkpoint
+    from videosspo.checkpoint import MARKER, latest_checkpoint
+    from videosspo.runlock import LOCK
 
     out = tmp_path / "run"
     process = subprocess.Popen([str(BIN / "videosspo"), "train", *TINY, "--data.path", str(synth_data),
@@ -276,7 +277,7 @@ def test_run_folders_default_to_the_config_name_and_no_two_configs_share_one(tmp
 
 
 def test_synthetic_data_only_where_the_config_asks_for_it(tmp_path, capsys):
-    from videosspo.cli import _prepare_data
+    from videosspo.commands import _prepare_data
     from videosspo.config import load_config
     from videosspo.errors import PathError
 
@@ -319,13 +320,13 @@ def test_sample_writes_captions_vbench_eval_reads_and_honours_the_umask(tiny_con
 
 
 def test_demo_finds_the_committed_base_from_any_directory(tmp_path, monkeypatch):
-    import videosspo.cli as cli
-    from videosspo.cli import _demo_base
+    import videosspo.demo as demo
+    from videosspo.demo import _demo_base
 
     def no_pretraining(*args):
         raise AssertionError("the demo pre-trains a base instead of using the committed one")
 
-    monkeypatch.setattr(cli, "cmd_pretrain_base", no_pretraining)
+    monkeypatch.setattr(demo, "cmd_pretrain_base", no_pretraining)
     monkeypatch.chdir(tmp_path)
     assert _demo_base("assets/stacked_base") == ROOT / "assets/stacked_base"
     (tmp_path / "assets/stacked_base").mkdir(parents=True)  # a base of the user's own, here, comes first

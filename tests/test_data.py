@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from videosspo.data import (DataError, Unreadable, UnreadableClips, VideoDataset, collate, frame_indices,
-                            load_metadata, resize_center_crop)
+                            resize_center_crop)
+from videosspo.metadata import load_metadata
 from videosspo.video import VideoReadError, read_video, to_tensor, write_video
 
 
@@ -63,11 +64,11 @@ def test_csv_and_skipped_rows_are_counted(folder, caplog):
         writer.writerow(["clips/gone.mp4", "missing file", "", ""])
         writer.writerow(["clips/b.mp4", "missing loser", "clips/gone.mp4", ""])
         writer.writerow(["clips/b.mp4", "second", "", ""])
-    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+    with caplog.at_level(logging.WARNING, logger="videosspo.metadata"):
         records = load_metadata(folder / "data.csv")
     assert [r.caption for r in records] == ["first", "second"]
     assert [r.index for r in records] == [0, 1] and records[0].extra == {"note": "x"}
-    (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.data"]
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.metadata"]
     for part in ["skipped 4 of 6 rows", "1 missing caption (line 3)", "1 missing video (line 4)",
                  "1 video file not found (line 5)", "1 loser_video file not found (line 6)"]:
         assert part in message
@@ -205,10 +206,10 @@ def test_rows_that_are_not_utf8_are_skipped_with_their_line(folder, caplog, suff
         lines = ["video,caption", "clips/a.mp4,first", "clips/b.mp4,caf\xe9", "clips/b.mp4,third"]
     path = folder / f"meta{suffix}"
     path.write_bytes("\n".join(lines).encode("latin-1"))  # "café" in Latin-1: byte 0xe9 is not UTF-8
-    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+    with caplog.at_level(logging.WARNING, logger="videosspo.metadata"):
         records = load_metadata(path)
     assert [r.caption for r in records] == ["first", "third"]
-    (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.data"]
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.metadata"]
     line = 3 if suffix == ".csv" else 2
     assert f"meta{suffix}: skipped 1 of 3 rows: 1 not valid UTF-8 (save the file as UTF-8) (line {line})" in message
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from videosspo import checkpoint
-from videosspo.checkpoint import MARKER, CheckpointError, RunLock, checkpoints, latest_checkpoint, verify
+from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, verify
+from videosspo.runlock import RunLock
 from videosspo.config import save_config
 from videosspo.trainer import Trainer, Watchdog
 
@@ -202,7 +203,7 @@ def test_a_stale_lock_of_a_dead_process_is_reported_and_taken_over(tiny_config, 
     trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 1}))
     trainer.out.mkdir(parents=True)
     (trainer.out / ".lock").write_text(json.dumps({"host": "h", "pid": int(dead.stdout), "since": "then"}))
-    with caplog.at_level(logging.WARNING, logger="videosspo.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="videosspo.runlock"):
         trainer.fit()
     assert f"stale lock of pid {int(dead.stdout)} on host h" in caplog.text
     assert not (trainer.out / ".lock").exists()
@@ -407,7 +408,7 @@ def test_runs_racing_for_the_lock_never_hold_it_together(tmp_path):
     processes): at most one holds it at any time, and the others are refused with RunLocked."""
     import threading
 
-    from videosspo.checkpoint import RunLocked
+    from videosspo.runlock import RunLocked
 
     holders, overlaps, acquired, refused = [0], [], [0], [0]
     guard = threading.Lock()

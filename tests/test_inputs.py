@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from videosspo import data as data_module
-from videosspo.data import MAX_COVER, Record, VideoDataset, load_metadata, report_long_captions
-from videosspo.video import VideoReadError, _decord, probe, read_video, write_video
+from videosspo.data import MAX_COVER, VideoDataset, report_long_captions
+from videosspo.metadata import Record, load_metadata
+from videosspo.decoders import decord_module
+from videosspo.video import VideoReadError, probe, read_video, write_video
 
 
 def write_jsonl(path, rows):
@@ -63,7 +65,7 @@ def test_a_clip_with_rotation_metadata_comes_out_upright(tmp_path, degrees):
     info = probe(tmp_path / "phone.mp4")
     assert (info.height, info.width, info.rotation) == (*upright.shape[1:3], degrees % 360)
     assert np.array_equal(read_video(tmp_path / "phone.mp4"), upright)  # PyAV, sequentially
-    for backend in ("auto", "pyav", *(("decord",) if _decord() else ())):
+    for backend in ("auto", "pyav", *(("decord",) if decord_module() else ())):
         assert np.array_equal(read_video(tmp_path / "phone.mp4", [2, 0], backend=backend), upright[[2, 0]]), backend
     write_jsonl(tmp_path / "m.jsonl", [{"video": "phone.mp4", "caption": "upright"}])
     h, w = upright.shape[1:3]
@@ -117,7 +119,7 @@ def test_rows_that_are_no_readable_file_or_text_are_named_for_what_they_are(tmp_
         {"video": "ok.mp4", "caption": ["a", "list"]},
         {"video": "ok.mp4", "caption": {"en": "an object"}},
         {"video": "ok.mp4", "caption": "fine", "loser_video": "pipe.mp4"}])
-    with caplog.at_level(logging.WARNING, logger="videosspo.data"):
+    with caplog.at_level(logging.WARNING, logger="videosspo.metadata"):
         records = load_metadata(tmp_path / "m.jsonl")
     assert [r.caption for r in records] == ["fine"]
     (line,) = [r.getMessage() for r in caplog.records]

@@ -13,9 +13,10 @@ import torch
 
 from models import build_model
 from videosspo.config import ModelConfig
-from videosspo.data import Unreadable, VideoDataset, load_metadata
+from videosspo.data import Unreadable, VideoDataset
 from videosspo.data import collate
 from videosspo.latents import LatentDataset, cache_latents, encoder_identity
+from videosspo.metadata import load_metadata
 from videosspo.video import VideoReadError
 
 ROOT = Path(__file__).resolve().parents[1]

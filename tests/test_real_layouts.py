@@ -321,7 +321,7 @@ def test_the_source_of_a_hub_id_is_its_snapshot_in_the_cache(tmp_path, monkeypat
     """`model.pretrained` as a hub id: the frozen parts are copied from the cached snapshot from_pretrained read."""
     import huggingface_hub
 
-    from models.base import source_folder
+    from models.loading import source_folder
 
     snapshot = tmp_path / "models--org--name" / "snapshots" / ("a" * 40)
     (snapshot / "vae").mkdir(parents=True)

@@ -207,26 +207,6 @@ def assert_same_pool(a, b):
     assert [a.draw(seed=1, step=s) for s in range(200)] == [b.draw(seed=1, step=s) for s in range(200)]
 
 
-def test_state_dict_round_trip(tmp_path):
-    kwargs = dict(size=4, cpu_budget_gb=TINY_GB, spill_dir=tmp_path / "spill")
-    pool = filled(ReplayPool(**kwargs), range(0, 60, 10))  # steps 0, 30, 40, 50; 30 and 40 spilled
-    torch.save(pool.state_dict(), tmp_path / "replay.pt")
-    restored = ReplayPool(**kwargs)
-    restored.load_state_dict(torch.load(tmp_path / "replay.pt"))
-    assert_same_pool(pool, restored)
-    restored.add(60, snap(60))  # training goes on: evicts the spilled step 30 and deletes its file
-    assert restored.steps == [0, 40, 50, 60]
-    assert not (tmp_path / "spill" / "snap_00000030.safetensors").exists()
-
-
-def test_load_state_dict_rejects_config_mismatch():
-    state = filled(ReplayPool(size=4), [0, 10]).state_dict()
-    with pytest.raises(ValueError, match=r"size: saved 4, configured 7"):
-        ReplayPool(size=7).load_state_dict(state)
-    with pytest.raises(ValueError, match=r"strategy: saved 'random', configured 'latest'"):
-        ReplayPool(size=4, strategy="latest").load_state_dict(state)
-
-
 def test_save_load_round_trip(tmp_path):
     pool = filled(ReplayPool(size=4, evict="random", cpu_budget_gb=TINY_GB, spill_dir=tmp_path / "a"), range(0, 90, 10))
     pool.save(tmp_path / "ckpt")
@@ -242,10 +222,27 @@ def test_save_load_round_trip(tmp_path):
     assert_same_pool(pool, restored)
 
 
+def test_a_loaded_pool_spills_and_evicts_like_the_saved_one(tmp_path):
+    kwargs = dict(size=4, cpu_budget_gb=TINY_GB)
+    pool = filled(ReplayPool(**kwargs, spill_dir=tmp_path / "a"), range(0, 60, 10))  # 0, 30, 40, 50; 30, 40 spilled
+    pool.save(tmp_path / "ckpt")
+    restored = ReplayPool(**kwargs, spill_dir=tmp_path / "b")
+    restored.load(tmp_path / "ckpt")
+    assert_same_pool(pool, restored)
+    assert (tmp_path / "b" / "snap_00000030.safetensors").exists()  # over the budget again: spilled as before
+    restored.add(60, snap(60))  # training goes on: evicts the spilled step 30 and deletes its file
+    assert restored.steps == [0, 40, 50, 60]
+    assert not (tmp_path / "b" / "snap_00000030.safetensors").exists()
+
+
 def test_load_rejects_config_mismatch(tmp_path):
     filled(ReplayPool(size=4), [0, 10]).save(tmp_path)
     with pytest.raises(ValueError, match="interval: saved 30, configured 10"):
         ReplayPool(size=4, interval=10).load(tmp_path)
+    with pytest.raises(ValueError, match=r"size: saved 4, configured 7"):
+        ReplayPool(size=7).load(tmp_path)
+    with pytest.raises(ValueError, match=r"strategy: saved 'random', configured 'latest'"):
+        ReplayPool(size=4, strategy="latest").load(tmp_path)
 
 
 # Two processes of one node (torchrun, gloo): the first writes each snapshot, both map the same files.

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from test_trainer import straight_and_resumed, unet_state
-from videosspo.data import Unreadable, VideoDataset, load_metadata
+from videosspo.data import Unreadable, VideoDataset
+from videosspo.metadata import load_metadata
 from videosspo.config import ConfigError
 from videosspo.errors import DataError
 from videosspo.shards import ShardDataset, check_shares, epoch_share, expand_braces, is_shards

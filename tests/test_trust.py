@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, sha256, upgrade, verify
+from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, sha256, verify
 from videosspo.config import save_config
 from videosspo.trainer import Trainer
+from videosspo.upgrade import upgrade
 
 from conftest import ROOT, run_state, tiny
 
@@ -196,7 +197,8 @@ def test_each_resumable_flag_changes_what_the_resumed_run_does(finished_sft, syn
 
 
 @pytest.mark.parametrize("flag, value", [("data.frames", 3), ("data.height", 24), ("data.width", 24),
-                                         ("model.lora_rank", 4), ("method.name", "dpo"), ("model.family", "sd")])
+                                         ("model.lora_rank", 4), ("method.name", "dpo"), ("model.family", "sd"),
+                                         ("data.buckets", "auto")])
 def test_each_refused_flag_is_one_line_and_exit_2(finished_sft, synth_data, tmp_path, capsys, flag, value):
     from videosspo.cli import main
 

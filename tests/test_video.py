@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videosspo import video as V
+from videosspo import decoders, video as V
 from videosspo.video import (VideoReadError, count_frames, probe, read_video, to_tensor, to_uint8, video_fps,
                              write_video)
 
-needs_decord = pytest.mark.requires("decord", V._decord() is not None)  # CI requires it (.ci/run)
+needs_decord = pytest.mark.requires("decord", decoders.decord_module() is not None)  # CI requires it (.ci/run)
 
 
 def smooth_clip(frames=6, height=32, width=32) -> np.ndarray:
@@ -147,7 +147,7 @@ def test_uint8_tensor_round_trip():
 def test_without_decord_everything_goes_through_pyav(tmp_path, monkeypatch):
     path = write_video(tmp_path / "c.mp4", smooth_clip(4))
     expected = read_video(path, backend="pyav")
-    monkeypatch.setattr(V, "_decord", lambda: None)
+    monkeypatch.setattr(V, "decord_module", lambda: None)
     np.testing.assert_array_equal(read_video(path), expected)
     with pytest.raises(ImportError, match="pip install decord"):
         read_video(path, backend="decord")
@@ -198,7 +198,7 @@ def test_exact_frames_deep_in_every_container(tmp_path, kind):
     for backend in ("auto", "pyav"):
         assert frame_numbers(read_video(path, window, backend=backend)) == window
         assert frame_numbers(read_video(path, [103, 5, 96, 119], backend=backend)) == [103, 5, 96, 119]
-    if V._decord() is not None and kind != "gif":  # decord cannot open gifs
+    if decoders.decord_module() is not None and kind != "gif":  # decord cannot open gifs
         # where decord is trusted its answer is exact; elsewhere the clip shows why it is not trusted
         assert (frame_numbers(read_video(path, window, backend="decord")) == window) == decord_exact
 
@@ -258,10 +258,10 @@ def test_decoding_stops_at_the_first_error_after_a_frame(tmp_path, caplog, monke
             yield from range(self.good)
             raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
 
-    monkeypatch.setattr(V, "_damaged_warned", set())
-    with caplog.at_level(logging.WARNING, logger="videosspo.video"):
-        assert list(V._decode(Damaged(3), tmp_path / "d.mp4")) == [0, 1, 2]
-        assert list(V._decode(Damaged(3), tmp_path / "d.mp4")) == [0, 1, 2]
+    monkeypatch.setattr(decoders, "_damaged_warned", set())
+    with caplog.at_level(logging.WARNING, logger="videosspo.decoders"):
+        assert list(decoders.decode(Damaged(3), tmp_path / "d.mp4")) == [0, 1, 2]
+        assert list(decoders.decode(Damaged(3), tmp_path / "d.mp4")) == [0, 1, 2]
     assert sum("d.mp4 is damaged after frame 3" in r.message for r in caplog.records) == 1
     with pytest.raises(av.InvalidDataError):
-        list(V._decode(Damaged(0), tmp_path / "d.mp4"))
+        list(decoders.decode(Damaged(0), tmp_path / "d.mp4"))

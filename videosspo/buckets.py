@@ -31,7 +31,7 @@ import numpy as np
 
 from videosspo import rng
 from videosspo.config import ConfigError, DataConfig
-from videosspo.data import Record
+from videosspo.metadata import Record
 from videosspo.video import VideoReadError, probe
 
 log = logging.getLogger("videosspo.buckets")

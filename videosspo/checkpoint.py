@@ -1,43 +1,29 @@
 """Checkpoints on disk: written completely or not at all, verified before use, pruned only within their run.
 
-A run folder (`train.output_dir`) holds one lineage of checkpoints:
+docs/checkpoints.md holds the one description of the run folder and of a checkpoint: its files, when it
+*verifies* (exactly the files COMPLETE.json lists, with their sizes and SHA-256; no pickle but `PICKLES`)
+and what each kill point leaves. Here: the snapshot store, writing (`write_marker`, `commit`, `prune`,
+`tidy`), reading (`verify`, `resume_candidates`). The names a save passes through in `checkpoints/`:
 
-    .lock                            host and pid of the run writing here (`RunLock`, held for the whole run)
-    checkpoints/step_N/              a complete checkpoint: its COMPLETE.json is the last file written
-    checkpoints/.tmp-step_N/         being written; removed on failure, never resumed from
-    checkpoints/.old-step_N/         a checkpoint being replaced; restored if the run died mid-replacement
-    checkpoints/.del-*/              a checkpoint being deleted (renamed first: never a partial step_N)
-    snapshots/<sha256>.safetensors   replay snapshots, each stored once; checkpoints refer to them
+    .tmp-step_N/   being written; removed on failure, never resumed from
+    .old-step_N/   a checkpoint being replaced; restored if the run died mid-replacement
+    .del-*/        a checkpoint being deleted (renamed first: never a partial step_N)
 
-COMPLETE.json lists every file of the checkpoint with its size and SHA-256 (hashed as it is written),
-the snapshots it refers to (with theirs: their name is their SHA-256) and its lineage: an id drawn at
-a fresh start and kept by resumes in the same folder. A checkpoint *verifies* when exactly those
-files exist, with those sizes and digests, every safetensors header and JSON file parses, and it
-holds no pickle but the few accelerate loads with `weights_only=True` (`PICKLES`): a checkpoint from
-someone else's disk is data, never code. docs/checkpoints.md says what survives what.
-
-Order of a save (docs/checkpoints.md says what each kill point leaves):
-    write .tmp-step_N -> marker -> fsync files and folders -> rename an existing step_N aside ->
-    rename .tmp-step_N to step_N -> fsync checkpoints/ -> delete the old one -> prune.
-
-So a `step_N` without COMPLETE.json was written by a videosspo older than the marker (its snapshots
-inside it, `replay/snap_*.safetensors`), or, beside marked ones, by a write that was interrupted
-(skipped); `upgrade` makes the former resumable in place, when every part of them is there.
+Order of a save: write .tmp-step_N -> marker -> fsync files and folders -> rename an existing step_N
+aside -> rename .tmp-step_N to step_N -> fsync checkpoints/ -> delete the old one -> prune.
+The run lock is `videosspo.runlock`; checkpoints of an earlier videosspo: `videosspo.upgrade`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -53,7 +39,6 @@ log = logging.getLogger("videosspo.checkpoint")
 CHECKPOINTS = "checkpoints"
 STORE = "snapshots"
 MARKER = "COMPLETE.json"
-LOCK = ".lock"
 GB = 1e9
 # The only pickles a checkpoint may hold (relative paths): accelerate loads them with weights_only=True, which builds
 # tensors and plain containers, never runs code (as diffusers and transformers load an export's .bin weights).
@@ -65,10 +50,6 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt")
 
 class CheckpointError(UserError):
     """A checkpoint cannot be written (disk full, I/O error) or read (missing, damaged, another run's)."""
-
-
-class RunLocked(UserError):
-    """Another live run holds the output folder."""
 
 
 class Diverged(UserError, FloatingPointError):
@@ -113,71 +94,6 @@ def free_bytes(path: Path) -> int:
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free
-
-
-# -- the run lock ----------------------------------------------------------------------------------
-
-
-class RunLock:
-    """An exclusive lock on a run folder, held while a run writes there.
-
-    `.lock` holds the holder's host and pid; an flock on it is what excludes (the kernel drops it
-    when its process dies), so a lock file whose flock is free was left by a dead run: stale,
-    reported, and taken over.
-    """
-
-    def __init__(self, folder: str | Path):
-        self.path = Path(folder) / LOCK
-        self.fd: int | None = None
-
-    def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _holder(fd)
-                os.close(fd)
-                raise RunLocked(f"train.output_dir={str(self.path.parent)!r} is in use by another run ({holder}); "
-                                f"wait for it to end or choose another train.output_dir") from None
-            if _same_file(self.path, fd):
-                break
-            os.close(fd)  # the holder released and removed the file between our open and flock: retry
-        stale = _holder(fd)
-        if stale:
-            log.warning("%s: stale lock of %s, which is no longer running; taking it over", self.path, stale)
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
-        os.fsync(fd)
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
-        os.close(self.fd)
-        self.fd = None
-
-
-def _same_file(path: Path, fd: int) -> bool:
-    """Whether `path` still names the file open as `fd` (it may be removed, or replaced, at any moment)."""
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-        return False
-
-
-def _holder(fd: int) -> str:
-    """'pid P on host H since T' from a lock file's content, '' when empty."""
-    raw = os.pread(fd, 4096, 0)
-    if not raw:
-        return ""
-    try:
-        info = json.loads(raw)
-        return f"pid {info['pid']} on host {info['host']} since {info['since']}"
-    except (ValueError, KeyError, TypeError):
-        return f"lock file content {raw[:80]!r}"
 
 
 # -- the snapshot store ----------------------------------------------------------------------------
@@ -239,7 +155,7 @@ def write_marker(folder: Path, lineage: str, parent: str | None, snapshots: dict
     files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in paths}
     digests = {p.relative_to(folder).as_posix(): sha256(p) for p in paths}
     info = {"lineage": lineage, "parent": parent, "files": files, "sha256": digests, "snapshots": snapshots}
-    _write_json(folder / MARKER, info)
+    write_json(folder / MARKER, info)
 
 
 def read_marker(folder: Path) -> dict:
@@ -433,113 +349,11 @@ def verify(folder: Path) -> dict:
     return info
 
 
-def expected_parts(folder: Path) -> list[str]:
-    """The parts every checkpoint written with `folder`'s config.yaml and trainer.json holds (alternatives joined
-    by ' or '): `upgrade` refuses one that lacks any, e.g. a checkpoint half deleted."""
-    from videosspo.config import load_config
-
-    cfg = load_config(folder / "config.yaml")
-    processes = range(len(json.loads((folder / "trainer.json").read_text()).get("stream_skips") or [0]))
-    weights = "lora_adapter.safetensors" if cfg.model.lora_rank else "model.safetensors"
-    parts = [f"accelerate/{weights} or accelerate/fsdp_model.safetensors or accelerate/pytorch_model",
-             "accelerate/optimizer.bin or accelerate/fsdp_optimizer.bin or accelerate/pytorch_model", "model",
-             *(f"accelerate/random_states_{r}.pkl" for r in processes)]
-    if cfg.optim.ema_decay:
-        parts.append("ema.safetensors")
-    if cfg.loser.reuse > 1:
-        parts += [f"losers/rank{r}.safetensors" for r in processes]
-    return parts
-
-
-def _missing(folder: Path, store: SnapshotStore) -> list[str]:
-    """The parts of a pre-marker checkpoint that are not there (its replay snapshots included)."""
-    missing = [name for name in ("trainer.json", "config.yaml", "replay/index.json") if not (folder / name).exists()]
-    if missing:
-        return missing
-    missing = [part for part in expected_parts(folder)
-               if not any((folder / name).exists() for name in part.split(" or "))]
-    for entry in json.loads((folder / "replay" / "index.json").read_text())["snapshots"]:
-        snapshot = folder / "replay" / entry["file"] if "file" in entry else store.path(entry["digest"])
-        if not snapshot.is_file():
-            missing.append(str(snapshot))
-    return missing
-
-
-def _drop_custom_states(folder: Path) -> list[str]:
-    """Delete, unread, accelerate's pickled custom states (earlier videosspos kept the LR schedule's there; it is
-    now derived from the step and the config)."""
-    names = sorted(p.relative_to(folder).as_posix() for p in (folder / "accelerate").glob("custom_checkpoint_*"))
-    for name in names:
-        (folder / name).unlink()
-    return names
-
-
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
+    """`data` as JSON at `path`, replacing it whole (written to a temporary name, then renamed)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
-
-
-def to_upgrade(output_dir: str | Path) -> list[Path]:
-    """The checkpoints `upgrade` works on: those without a marker, and marked ones holding a pickled custom state."""
-    marked = [c for c in checkpoints(output_dir) if list((c / "accelerate").glob("custom_checkpoint_*"))]
-    return sorted([*legacy_checkpoints(output_dir), *marked], key=lambda p: p.name)
-
-
-def upgrade(output_dir: Path) -> list[str]:
-    """Make a run folder's checkpoints of an earlier videosspo resumable, in place; one line per checkpoint saying
-    what it did.
-
-    Pre-marker ones: when every part is there (`expected_parts`) and every JSON and safetensors file parses, their
-    replay snapshots move into the run's store (`replay/index.json` then names their digests) and their marker
-    is written last, under one new lineage for the folder; one that lacks a part or holds a damaged file keeps no
-    marker and is named. Any: the pickled LR schedule state (`accelerate/custom_checkpoint_0.pkl`) is deleted
-    unread and the marker gains its digests. Rerunning after a kill finishes the job (nothing is deleted before
-    its copy is in the store).
-    """
-    store, lineage, report = SnapshotStore(output_dir / STORE), new_lineage(), []
-    for folder in to_upgrade(output_dir):
-        if (folder / MARKER).is_file():  # marked: drop the pickle from the marker, then from the disk
-            info = read_marker(folder)
-            pickles = sorted(p.relative_to(folder).as_posix() for p in (folder / "accelerate").glob("custom_*"))
-            info["files"] = {k: v for k, v in info["files"].items() if k not in pickles}
-            info.get("sha256", {}).clear()  # recomputed below, once the rest is verified
-            _write_json(folder / MARKER, info)
-            _drop_custom_states(folder)
-            try:
-                verify(folder)
-            except CheckpointError as e:
-                report.append(f"{e}: {folder} not upgraded")
-                continue
-            write_marker(folder, info["lineage"], info["parent"], info["snapshots"])
-            report.append(f"{folder}: upgraded (its pickled LR schedule state deleted unread; file digests added)")
-            continue
-        missing = _missing(folder, store)
-        if missing:
-            report.append(f"{folder}: not upgraded, it lacks {', '.join(missing)} (a run stopped while writing or "
-                          f"deleting it); delete it")
-            continue
-        try:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file() and "custom_checkpoint_" not in path.name:
-                    check_file(path)
-        except CheckpointError as e:
-            report.append(f"{e}: {folder} not upgraded")
-            continue
-        index_path = folder / "replay" / "index.json"
-        index = json.loads(index_path.read_text())
-        for entry in index["snapshots"]:
-            if "file" in entry:  # else moved by an upgrade that was killed
-                entry["digest"] = store.put(file=folder / "replay" / entry.pop("file"))
-        _write_json(index_path, index)
-        for path in (folder / "replay").glob("*.safetensors"):  # now in the store
-            path.unlink()
-        _drop_custom_states(folder)
-        snapshots = {e["digest"]: store.path(e["digest"]).stat().st_size for e in index["snapshots"]}
-        write_marker(folder, lineage, None, snapshots)
-        fsync_tree(folder)
-        report.append(f"{folder}: upgraded ({len(snapshots)} replay snapshots moved to {store.folder})")
-    return report
 
 
 def resume_candidates(output_dir: Path, where: str | None) -> list[Path]:

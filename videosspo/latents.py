@@ -56,9 +56,10 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from videosspo.checkpoint import first_line
-from videosspo.data import ClipDataset, Record, VideoDataset, frame_windows, resize_center_crop
+from videosspo.data import ClipDataset, VideoDataset, frame_windows, resize_center_crop
 from videosspo.errors import DataError, PathError
 from videosspo.files import atomic_write_text, chmod_like_open
+from videosspo.metadata import Record
 from videosspo.video import VideoReadError, count_frames, to_tensor
 
 log = logging.getLogger("videosspo.latents")

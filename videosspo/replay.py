@@ -226,31 +226,6 @@ class ReplayPool:
             detail = ", ".join(f"{k}: saved {saved!r}, configured {ours!r}" for k, (ours, saved) in mismatched.items())
             raise ValueError(f"replay pool config does not match the saved pool ({detail})")
 
-    def state_dict(self) -> dict:
-        """Config and snapshots with their steps: tensors for in-memory ones, the spill file path for spilled ones.
-
-        Spilled entries point into ``spill_dir``, which changes as training goes on; use :meth:`save` for checkpoints.
-        """
-        snapshots = [
-            {"step": s.step, "tensors": s.tensors} if s.tensors is not None else {"step": s.step, "path": str(s.path)}
-            for s in self._snaps
-        ]
-        return {"config": self._config(), "snapshots": snapshots}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Replace the pool by ``state``; its size, interval, strategy and evict must match this pool's."""
-        self._check_config(state["config"])
-        kept = {Path(e["path"]) for e in state["snapshots"] if "path" in e}
-        for snap in self._snaps:  # spill files of the replaced pool that the new state does not use
-            if snap.path is not None and snap.path not in kept:
-                snap.path.unlink(missing_ok=True)
-        self._snaps = []
-        for entry in state["snapshots"]:
-            if "tensors" in entry:
-                self._insert(entry["step"], {k: v.detach().to("cpu", copy=True) for k, v in entry["tensors"].items()})
-            else:
-                self._snaps.append(_Snapshot(entry["step"], None, Path(entry["path"])))
-
     @property
     def digests(self) -> list[str | None]:
         """Each snapshot's digest in the store it was last saved to or loaded from (None before)."""
@@ -277,7 +252,8 @@ class ReplayPool:
         (out / INDEX_FILE).write_text(json.dumps({"config": self._config(), "snapshots": entries}, indent=2))
 
     def load(self, directory: str | Path, store: SnapshotStore | None = None) -> None:
-        """Replace the pool by the one :meth:`save` wrote into ``directory`` (config checked as in load_state_dict)."""
+        """Replace the pool by the one :meth:`save` wrote into ``directory``; its size, interval, strategy and evict must
+        match this pool's."""
         src = Path(directory) / "replay"
         store = store or SnapshotStore(src)
         index = json.loads((src / INDEX_FILE).read_text())

@@ -2,8 +2,8 @@
 
 A checkpoint restores the whole training state; the config that resumes it then decides:
 
-- `REFUSED`: the architecture and the shape of the data (the weights, the replay pool and the window's
-  losers are of that shape): a difference is one line, exit 2, before anything trains.
+- `REFUSED`: the architecture and the shape of the data, buckets included (the weights, the replay pool
+  and the window's losers are of that shape): a difference is one line, exit 2, before anything trains.
 - The optimizer's hyperparameters and the LR schedule (optim.lr, weight_decay, betas, schedule,
   warmup_steps; train.max_steps, which ends the schedule) are written into the restored optimizer,
   and the schedule is rebuilt at the checkpoint's step (`lr_schedule`): its state is (config, step),
@@ -29,7 +29,8 @@ log = logging.getLogger("videosspo.resume")
 # Keys that must match between a checkpoint and the config that resumes it.
 REFUSED = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank", "model.lora_alpha",
            "model.experts", "model.stacked_frames", "model.size", "model.schedule", "model.prediction_type", "method.name",
-           "replay.size", "replay.strategy", "replay.interval", "data.frames", "data.height", "data.width")
+           "replay.size", "replay.strategy", "replay.interval", "data.frames", "data.height", "data.width",
+           "data.buckets")
 # Keys that may differ and say nothing about the run itself.
 UNLOGGED = ("train.resume", "train.output_dir")
 

@@ -43,7 +43,8 @@ from typing import Sequence
 import numpy as np
 
 from videosspo import rng
-from videosspo.data import METADATA_NAMES, VideoDataset
+from videosspo.data import VideoDataset
+from videosspo.metadata import METADATA_NAMES
 from videosspo.errors import DataError, PathError
 from videosspo.video import IMAGE_EXTENSIONS, VideoReadError, count_frames
 

@@ -55,7 +55,7 @@ from models import FAMILIES, build_model, check_config, save_adapter
 from models.lora import add_lora
 from videosspo import rng
 from videosspo.buckets import Buckets, check_shape, plan as plan_buckets
-from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, Diverged, RunLock, SnapshotStore, check_space,
+from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, Diverged, SnapshotStore, check_space,
                                   checkpoint_bytes, commit, disk_full, first_line, latest_checkpoint, new_lineage,
                                   nonfinite, prune, resume_candidates, save_failed, stopped, store_of, tidy, verify,
                                   write_marker)
@@ -70,6 +70,7 @@ from videosspo.objectives import density_note, get_objective
 from videosspo.reference import Policy
 from videosspo.replay import NodeShare, ReplayPool
 from videosspo.resume import check_resume, log_changes, lr_schedule
+from videosspo.runlock import RunLock
 from videosspo.sampling import make_scheduler, sample_latents
 from videosspo.shards import ProcessStream, ShardDataset, check_shares, is_shards
 from videosspo.video import write_video

@@ -2,31 +2,14 @@
 
 Reading
     ``read_video(path, indices, size=None)`` returns ``uint8 (f, h, w, 3)``; with ``backend="auto"``
-    (the default) these are exactly the frames asked for, in every container:
+    (the default) these are exactly the frames asked for, in every container: decord only where its
+    seeking was verified exact (``VideoInfo.decord_exact``) and its frame count equals the count that
+    decodes, PyAV (sequential, exact) for every other clip (.avi, .gif, MPEG-4 Part 2, ...) and for
+    every clip decord fails on. What each decoder gets wrong, and the resizing: `videosspo.decoders`.
 
-    - decord's seeking lands on wrong frames for some codecs and containers: asked for frames 100-107
-      of an MPEG-4 Part 2 .avi with B-frames it returns 90-97, and in .mp4/.mkv the same codec is
-      wrong for windows that start on a keyframe. So decord is used only where its seeking was
-      verified exact (h264/hevc/vp8/vp9 in mp4/mov/mkv/webm: ``DECORD_CODECS``, ``DECORD_CONTAINERS``)
-      and its frame count equals the count that decodes; every other clip (.avi, .gif, MPEG-4 Part 2,
-      ...) is decoded sequentially by PyAV, which is exact.
-    - Frame counts (``probe``, ``count_frames``) are of the frames PyAV decodes, counted once per
-      file and cached: headers can claim frames that do not decode, and a decoder asked for one pads
-      with a repeated frame. A damaged file's frames before the damage are used (a warning names it).
-    - decord 0.6 fails on some frame widths (48 px: ``DECORDArrayCopyFromTo: The size must exactly
-      match``); such a clip is re-read with PyAV (an INFO line names the first few files). Only decord's
-      batch API is used (its ``vr[i]`` returns a wrong ``(h, w, 4)`` array there) and its output shape
-      is checked. decord and PyAV decode bit-identical frames where both work (the same FFmpeg
-      decoders and yuv->rgb conversion).
-    - ``size=(h, w)`` resizes each frame as soon as it is decoded (torch's antialiased bilinear on
-      uint8), so a 4096x4096 clip is never held at full size. The decoders' own scalers (decord's
-      width/height, PyAV's reformat; both FFmpeg's swscale on yuv) were measured less faithful: a
-      512x512 -> 64x64 clip was 5.8 levels (of 255) from the source on average, against 1.2 for
-      decoding at full size and resizing.
-
-    - Clips with rotation metadata (a display matrix, as phones record) come out upright, turned as FFmpeg's
-      players turn them: decord 0.6 applies the matrix itself (checked for 90, 180 and 270 degrees), PyAV's
-      frames are turned here; ``probe`` reports the upright size.
+    Frame counts (``probe``, ``count_frames``) are of the frames PyAV decodes, counted once per file and
+    cached: headers can claim frames that do not decode, and a decoder asked for one pads with a repeated
+    frame. Clips with rotation metadata come out upright, and ``probe`` reports the upright size.
 
     A file that cannot be decoded raises ``VideoReadError``; a path that is no regular file is named for
     what it is (``file_problem``). Still images (.png, .jpg, ...) are 1-frame clips, so image datasets
@@ -37,7 +20,8 @@ Writing
     sizes, which yuv420p cannot hold, are written as yuv444p so the exact size is kept) or .gif
     (looping). ``lossless=True`` writes mp4 as lossless RGB H.264 (libx264rgb, CRF 0) in-process
     with PyAV: pixels read back exactly and a small clip takes about a millisecond (no ffmpeg
-    process per file), which is what a synthetic dataset with exact ground truth needs. Input is ``uint8 (f, h, w, 3)`` or a float tensor ``c f h w`` in [-1, 1].
+    process per file), which is what a synthetic dataset with exact ground truth needs. Input is
+    ``uint8 (f, h, w, 3)`` or a float tensor ``c f h w`` in [-1, 1].
 """
 
 from __future__ import annotations
@@ -46,7 +30,6 @@ import errno
 import functools
 import logging
 import os
-import re
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -57,10 +40,11 @@ import imageio.v2 as iio2
 import imageio.v3 as iio3
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image
 
+from videosspo.decoders import (DECORD_CODECS, DECORD_CONTAINERS, check_indices, decode, decord_module, first_line,
+                                read_decord, read_pyav, resize_frames, upright)
 from videosspo.files import chmod_like_open
 
 log = logging.getLogger("videosspo.video")
@@ -70,17 +54,11 @@ WRITE_EXTENSIONS = (".mp4", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MP4_CRF = 10  # x264 constant rate factor: 0 is lossless, 10 is visually lossless, 23 is x264's default
 
-# Where decord's seeking was verified exact (frame-numbered clips, every start frame; tests/test_video.py): these
-# codecs in these FFmpeg demuxers. MPEG-4 Part 2 and MPEG-2 with B-frames land on wrong frames in every container,
-# and AVI stores no presentation timestamps; everything outside the lists is decoded by PyAV, sequentially.
-DECORD_CONTAINERS = ("mov", "mp4", "matroska", "webm")
-DECORD_CODECS = ("h264", "hevc", "vp8", "vp9")
 
 _fallback_warned: set[str] = set()  # files already reported as "decord failed, read with PyAV"
 # Files reported at INFO (the frames are exact either way: not a warning); later ones at DEBUG (a dataset of one
 # odd size hits them all).
 FALLBACK_WARNINGS = 3
-_damaged_warned: set[str] = set()  # files already reported as "damaged after frame k"
 
 
 class VideoReadError(RuntimeError):
@@ -118,19 +96,6 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-@functools.cache
-def _decord():
-    """The decord module, or None when it is not installed (PyAV is then used for everything)."""
-    try:
-        import decord
-    except ImportError:
-        return None
-    # its bundled FFmpeg prints "[h264 @ 0x...] error while decoding" to stderr for every damaged packet; the
-    # failure reaches us as an exception anyway. Shown when our own log is at DEBUG (`videosspo --verbose`).
-    decord.logging.set_level(decord.logging.ERROR if log.isEnabledFor(logging.DEBUG) else decord.logging.QUIET)
-    return decord
 
 
 @dataclass(frozen=True)
@@ -175,66 +140,13 @@ def _check_exists(path: Path) -> None:
         raise VideoReadError(path, f"not a regular file: {problem}")
 
 
-def _upright(frame) -> np.ndarray:
-    """A PyAV frame as ``uint8 (h, w, 3)``, turned by its display matrix as players show it."""
-    rgb = frame.to_ndarray(format="rgb24")
-    turns = round(frame.rotation / 90) % 4  # counterclockwise, as np.rot90
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
-
-
-def _check_indices(indices: Sequence[int] | None, count: int, path: Path) -> list[int]:
-    """All frames when ``indices`` is None; otherwise the indices, each checked to lie in [0, count)."""
-    if indices is None:
-        return list(range(count))
-    indices = [int(i) for i in indices]
-    bad = [i for i in indices if not 0 <= i < count]
-    if bad:
-        raise IndexError(f"{path} has {count} frames; frame indices {bad[:5]} are out of range")
-    return indices
-
-
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``uint8 (f, H, W, 3)`` -> ``(f, h, w, 3)``: torch's antialiased bilinear on uint8 (its fast kernel).
-
-    Within one level (of 255) of resizing the float frames: the uint8 kernel rounds its output.
-    """
-    if frames.shape[1:3] == tuple(size):
-        return frames
-    pixels = torch.from_numpy(rearrange(frames, "f h w c -> f c h w"))
-    pixels = F.interpolate(pixels, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    return rearrange(pixels, "f c h w -> f h w c").numpy()
-
-
 def _read_image(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None) -> np.ndarray:
     try:
         image = iio3.imread(path, mode="RGB")
     except Exception as e:  # imageio/Pillow raise assorted types for bad files
         raise VideoReadError(path, f"image decoder: {e}") from e
-    frames = image[None][_check_indices(indices, 1, path)]  # (f, h, w, 3)
+    frames = image[None][check_indices(indices, 1, path)]  # (f, h, w, 3)
     return frames if size is None else resize_frames(frames, size)
-
-
-def _decode(container, path: Path):
-    """PyAV's decoded frames of an open container, in order. Decoding stops at the first error once a frame has
-    decoded (a damaged or truncated file: its frames before the damage are used; a warning names the file once)."""
-    import av
-
-    if not container.streams.video:
-        raise RuntimeError("the file has no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    decoded = 0
-    try:
-        for frame in container.decode(stream):
-            yield frame
-            decoded += 1
-    except av.FFmpegError as e:
-        if decoded == 0:
-            raise
-        if str(path) not in _damaged_warned:
-            _damaged_warned.add(str(path))
-            log.warning("%s is damaged after frame %d (%s): using its first %d frames",
-                        path, decoded, _first_line(e), decoded)
 
 
 @functools.lru_cache(maxsize=2**16)
@@ -244,7 +156,7 @@ def _probe_video(path: Path, mtime_ns: int, size: int) -> VideoInfo:
 
     frames, height, width, rotation = 0, 0, 0, 0
     with av.open(str(path)) as container:
-        for frame in _decode(container, path):  # decode only: no conversion to RGB
+        for frame in decode(container, path):  # decode only: no conversion to RGB
             frames, height, width = frames + 1, frame.height, frame.width
             if frames == 1:
                 rotation = round(frame.rotation / 90) % 4 * 90
@@ -279,48 +191,10 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     try:
         return _probe_video(path.resolve(), stat.st_mtime_ns, stat.st_size)
     except Exception as e:  # PyAV raises av.FFmpegError (a ValueError) for files it cannot open or decode
-        raise VideoReadError(path, f"pyav: {_first_line(e)}") from e
+        raise VideoReadError(path, f"pyav: {first_line(e)}") from e
 
 
-def _read_decord(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None,
-                 expected: int | None = None) -> np.ndarray:
-    """decord's frames; ``expected`` (the count that decodes) is checked against decord's own count."""
-    reader = _decord().VideoReader(str(path))
-    if expected is not None and len(reader) != expected:
-        raise RuntimeError(f"decord counts {len(reader)} frames where {expected} decode")
-    indices = _check_indices(indices, len(reader), path)
-    chunks = [indices] if size is None else [[i] for i in indices]  # resizing: hold one full-size frame at a time
-    out = []
-    for chunk in chunks:
-        frames = reader.get_batch(chunk).asnumpy()
-        if frames.ndim != 4 or frames.shape[0] != len(chunk) or frames.shape[-1] != 3:
-            raise RuntimeError(f"decord returned frames of shape {frames.shape} for {len(chunk)} indices")
-        out.append(frames if size is None else resize_frames(frames, size))
-    return np.concatenate(out)
-
-
-def _read_pyav(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None) -> np.ndarray:
-    """Decode sequentially (exact: no seeking) up to the last wanted frame, converting only the wanted ones."""
-    import av
-
-    wanted = None if indices is None else set(indices)
-    last = None if indices is None else max(indices)
-    kept: dict[int, np.ndarray] = {}
-    count = 0
-    with av.open(str(path)) as container:
-        for count, frame in enumerate(_decode(container, path), start=1):
-            k = count - 1
-            if wanted is None or k in wanted:
-                rgb = _upright(frame)[None]
-                kept[k] = rgb if size is None else resize_frames(rgb, size)
-            if k == last:
-                break
-    if count == 0:
-        raise RuntimeError("no video frames decoded")
-    return np.concatenate([kept[i] for i in _check_indices(indices, count, path)])
-
-
-_READERS = {"decord": _read_decord, "pyav": _read_pyav}
+_READERS = {"decord": read_decord, "pyav": read_pyav}
 
 
 def _run(backend: str, path: Path, *args):
@@ -330,19 +204,13 @@ def _run(backend: str, path: Path, *args):
     except IndexError:
         raise
     except Exception as e:  # decord raises RuntimeError/DECORDError, PyAV raises av.FFmpegError (a ValueError)
-        raise VideoReadError(path, f"{backend}: {_first_line(e)}") from e
-
-
-def _first_line(error: Exception) -> str:
-    """The first line of an error message (decord appends C++ stack traces), or the error's type."""
-    lines = str(error).strip().splitlines()
-    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[0]) if lines else type(error).__name__  # decord's "[time] file.cc:N: "
+        raise VideoReadError(path, f"{backend}: {first_line(e)}") from e
 
 
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; choose one of {BACKENDS}")
-    if backend == "decord" and _decord() is None:
+    if backend == "decord" and decord_module() is None:
         raise ImportError("backend='decord' needs the decord package: pip install decord")
 
 
@@ -352,10 +220,10 @@ def _read_auto(path: Path, indices: Sequence[int] | None, size: tuple[int, int] 
     PyAV also serves every clip decord fails on (an INFO line names the first few files), and whole clips
     (``indices=None``: a sequential decode, where decord's random access gains nothing).
     """
-    if _decord() is None or indices is None:
+    if decord_module() is None or indices is None:
         return _run("pyav", path, indices, size)
     info = probe(path)
-    indices = _check_indices(indices, info.frames, path)
+    indices = check_indices(indices, info.frames, path)
     if not info.decord_exact:
         return _run("pyav", path, indices, size)
     try:
@@ -415,13 +283,13 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     try:
         with av.open(str(path)) as container:
             decoded = 0
-            for frame in _decode(container, path):
+            for frame in decode(container, path):
                 decoded += 1
-                yield _upright(frame)
+                yield upright(frame)
             if decoded == 0:
                 raise RuntimeError("no video frames decoded")
     except Exception as e:  # PyAV raises av.FFmpegError (a ValueError) for files it cannot open or decode
-        raise VideoReadError(path, f"pyav: {_first_line(e)}") from e
+        raise VideoReadError(path, f"pyav: {first_line(e)}") from e
 
 
 def video_fps(path: str | os.PathLike) -> float:
