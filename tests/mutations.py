@@ -1220,4 +1220,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         '                                 **WAN_SIZES["tiny"])\n',
         "bench_train --size medium measures the tiny Wan and reports it as medium",
         ("tests/test_families.py::test_medium_size_is_the_same_family_wider",)),
+    Mutation(
+        "model.size changeable on resume", "videosspo/resume.py",
+        '"model.stacked_frames", "model.size", "model.schedule"',
+        '"model.stacked_frames", "model.schedule"',
+        "a tiny run resumed with --model.size medium fails loading its weights with a shape-mismatch traceback",
+        ("tests/test_trust.py::test_each_refused_flag_is_one_line_and_exit_2",)),
 )

@@ -198,7 +198,7 @@ def test_each_resumable_flag_changes_what_the_resumed_run_does(finished_sft, syn
 
 @pytest.mark.parametrize("flag, value", [("data.frames", 3), ("data.height", 24), ("data.width", 24),
                                          ("model.lora_rank", 4), ("method.name", "dpo"), ("model.family", "sd"),
-                                         ("data.buckets", "auto")])
+                                         ("data.buckets", "auto"), ("model.size", "medium")])
 def test_each_refused_flag_is_one_line_and_exit_2(finished_sft, synth_data, tmp_path, capsys, flag, value):
     from videosspo.cli import main
 
