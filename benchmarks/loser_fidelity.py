@@ -14,9 +14,10 @@ stands in for it. A cheaper loser is as good as the shipped one when it is at le
 at the config's loser guidance (CFG), timestep spacing (`loser.spacing`), negative prompt and shapes. The model is the config's family
 with tiny random weights (`--size medium`: bench_train's wider denoiser), so the schedule, the
 prediction type and the CFG are the shipped ones and the denoiser is not: the numbers say how each
-solver integrates this family's schedule, not a trained model's curvature. `stacked` configs load
-their committed, trained base instead, and there each loser's own clips are also scored with the
-synthetic world's four exact scores, paired with the config's loser on the same (prompt, noise).
+solver integrates this family's schedule, not a trained model's curvature. A config whose
+`model.pretrained` is a model committed to this repository (stacked_sspo.yaml's synthetic-world base) loads
+it instead, and there each loser's own clips are also scored with the synthetic world's four exact scores,
+paired with the config's loser on the same (prompt, noise).
 
 Per option: UNet rows per loser (steps x 2 with CFG), error, its ratio to the config's loser's error,
 seconds for the batch. JSON (`--out`) and a table.
