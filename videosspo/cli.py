@@ -379,7 +379,7 @@ def _demo_base(pretrained: str | None) -> Path:
     """The base model folder: `pretrained` if it exists (a relative path: here, else in the repository, where the
     committed assets/stacked_base is), else runs/base's newest checkpoint, else a short pretrain-base."""
     from videosspo.alignment import ROOT
-    from videosspo.trainer import latest_checkpoint
+    from videosspo.checkpoint import latest_checkpoint
 
     for candidate in (Path(pretrained), ROOT / pretrained) if pretrained else ():
         if candidate.is_dir():
