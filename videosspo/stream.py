@@ -21,7 +21,7 @@ from videosspo.buckets import Buckets
 from videosspo.config import Config, ConfigError
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
 from videosspo.latents import LatentDataset
-from videosspo.shards import ProcessStream, ShardDataset
+from videosspo.shards import ProcessStream, ShardDataset, check_shares, is_shards
 class StreamSampler(Sampler):
     """This process's share of the global data stream, from optimizer step `start_step` on.
 
@@ -143,6 +143,23 @@ def stream_shift(skips: list[int], saved_batch: int, batch: int, processes: int,
                           f"resume with it")
     return shift // (batch * processes)
 
+
+
+def open_dataset(cfg: Config, processes: int, require_loser: bool, encoder=None):
+    """The training data data.path names: cached latents (data.latent_cache, written by `encoder`), WebDataset
+    shards (a share for each of `processes`) or a metadata file's clips."""
+    data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
+                     width=cfg.data.width, require_loser=require_loser)
+    if cfg.data.latent_cache:
+        if is_shards(cfg.data.path):
+            raise ConfigError(f"data.latent_cache needs a metadata folder, but data.path {cfg.data.path!r} names "
+                              f"WebDataset shards; unset data.latent_cache")
+        return LatentDataset(cfg.data.latent_cache, cfg.data.path, expect=encoder, **data_args)
+    if is_shards(cfg.data.path):
+        data = ShardDataset(cfg.data.path, **data_args)
+        check_shares(data.shard_sizes, processes, cfg.data.path)
+        return data
+    return VideoDataset(cfg.data.path, **data_args)
 
 
 class Stream:

@@ -38,11 +38,11 @@ from videosspo.backend import Backend, make_accelerator
 from videosspo.buckets import check_shape, plan as plan_buckets
 from videosspo.checkpoint import RunLock, disk_full, tidy
 from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, save_config
-from videosspo.data import VideoDataset, report_long_captions
+from videosspo.data import report_long_captions
 from videosspo.ema import EMA
 from videosspo.guard import winner_probe
 from videosspo.health import Health
-from videosspo.latents import LatentDataset, encoder_identity, encoders_on_cpu
+from videosspo.latents import encoder_identity, encoders_on_cpu
 from videosspo.losers import Losers
 from videosspo.losses import per_sample_error
 from videosspo.methods import get_method
@@ -50,9 +50,8 @@ from videosspo.objectives import density_note, get_objective
 from videosspo.replay import NodeShare, ReplayPool
 from videosspo.resume import lr_schedule
 from videosspo.sampling import make_scheduler, sample_latents
-from videosspo.shards import ShardDataset, check_shares, is_shards
 from videosspo.state import TrainingState, run_key, truncate_metrics
-from videosspo.stream import Lookahead, Stream
+from videosspo.stream import Lookahead, Stream, open_dataset
 from videosspo.video import write_video
 
 log = logging.getLogger("videosspo.trainer")
@@ -98,18 +97,7 @@ class Trainer:
         self.model.to(acc.device, frozen_dtype, keep_on_cpu=encoders_on_cpu(cfg))  # cached text: encoder on CPU
         self.model.enable_attention(cfg.model.attention)
 
-        data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
-                         width=cfg.data.width, require_loser=self.method.losers == "data")
-        if cfg.data.latent_cache:
-            if is_shards(cfg.data.path):
-                raise ConfigError(f"data.latent_cache needs a metadata folder, but data.path {cfg.data.path!r} names "
-                                  f"WebDataset shards; unset data.latent_cache")
-            self.data = LatentDataset(cfg.data.latent_cache, cfg.data.path, expect=encoder, **data_args)
-        elif is_shards(cfg.data.path):
-            self.data = ShardDataset(cfg.data.path, **data_args)
-            check_shares(self.data.shard_sizes, acc.num_processes, cfg.data.path)
-        else:
-            self.data = VideoDataset(cfg.data.path, **data_args)
+        self.data = open_dataset(cfg, acc.num_processes, require_loser=self.method.losers == "data", encoder=encoder)
         repeat = cfg.loser.reuse if self.method.losers == "sampled" else 1  # each global batch serves a reuse window
         self.stream = Stream(self.data, cfg, acc.num_processes, acc.process_index, repeat, self.backend.gather,
                              verbose=acc.is_main_process)
