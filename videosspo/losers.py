@@ -25,6 +25,7 @@ from videosspo.sampling import sample_latents
 if TYPE_CHECKING:
     from videosspo.trainer import Trainer
 
+
 class LoserCache:
     """The losers of the current reuse window (`reuse` steps from step w = s - s % reuse), by stream position.
 

@@ -22,6 +22,8 @@ from videosspo.config import Config, ConfigError
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
 from videosspo.latents import LatentDataset
 from videosspo.shards import ProcessStream, ShardDataset, check_shares, is_shards
+
+
 class StreamSampler(Sampler):
     """This process's share of the global data stream, from optimizer step `start_step` on.
 
@@ -142,7 +144,6 @@ def stream_shift(skips: list[int], saved_batch: int, batch: int, processes: int,
                           f"replace unreadable ones, a shift of the data that only that layout continues exactly; "
                           f"resume with it")
     return shift // (batch * processes)
-
 
 
 def open_dataset(cfg: Config, processes: int, require_loser: bool, encoder=None):
