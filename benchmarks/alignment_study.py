@@ -204,7 +204,7 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
     trainer.fit(on_step=on_step)
     return {"variant": variant, "seed": seed, "forwards_per_step": per_step, "sspo_forwards_per_step": sspo,
             "steps": s.steps, "equal_compute_steps": equal_compute, "evals": evals,
-            "guard_fired": trainer.guard.fired,  # the preference guard's first alarm (train.guard), None if silent
+            "guard_fired": trainer.health.guard.fired,  # the preference guard's first alarm (train.guard), None if silent
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
 
 

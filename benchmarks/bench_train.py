@@ -25,7 +25,7 @@ Sections (each a key of the JSON and a table on stdout):
                     sspo trainer: loser s/step, SSPO/SFT, UNet rows per step
   concat_forward    one `predict` at batch 2b (winners + losers) vs two at b: time ratio and max |difference|
   reference_memory  bytes the reference costs: LoRA adapter swap vs full fine-tuning's reference copy
-  loser_cost        `Trainer.sample_losers` seconds per loser.steps vs the training forward/backward
+  loser_cost        `Losers.sample` seconds per loser.steps vs the training forward/backward
   sampling          `sample_latents` throughput (frames/s) per scheduler
   memory            peak memory of an SSPO step at 16 frames (17 for the DiTs): naive attention / + efficient
                     attention / + gradient checkpointing / + both / + LoRA, each in a fresh subprocess (CPU:
@@ -198,7 +198,7 @@ def fixed_batch(trainer, n: int) -> dict:
 
 def repeated(batch: dict):
     """The trainer's batch stream, always `batch` (a `Lookahead`: loser.overlap peeks at the next step's)."""
-    from videosspo.trainer import Lookahead
+    from videosspo.stream import Lookahead
 
     return Lookahead(itertools.repeat(batch))
 
@@ -215,9 +215,9 @@ def train_window(trainer, batches, first_step: int) -> float:
     for step in range(first_step, first_step + trainer.config.loser.reuse):
         trainer.step = step
         losers += train_step(trainer, batches).get("time/losers_s", 0.0)
-    if trainer.overlap:  # the next step's losers: what the worker has not hidden behind this step, step r+1 waits for
+    if trainer.losers.overlap:  # the next step's losers: what the worker has not hidden behind this step, step r+1 waits for
         t0 = time.perf_counter()
-        for future in trainer.overlap.pending.values():
+        for future in trainer.losers.overlap.pending.values():
             future.result()
         losers += time.perf_counter() - t0
     return losers
@@ -229,7 +229,7 @@ def count_unet_work(trainer):
     counts = {"calls": 0, "policy": 0, "reference": 0, "losers": 0}
     sampling = threading.local()  # per thread: loser.overlap samples in a worker thread
     lock = threading.Lock()
-    cls, real_predict, real_sample = type(trainer.model), type(trainer.model).predict, trainer._sample
+    cls, real_predict, real_sample = type(trainer.model), type(trainer.model).predict, trainer.losers.sample_now
 
     def predict(self, x_t, t, cond):
         phase = "losers" if getattr(sampling, "on", False) else "policy" if torch.is_grad_enabled() else "reference"
@@ -245,12 +245,12 @@ def count_unet_work(trainer):
         finally:
             sampling.on = False
 
-    cls.predict, trainer._sample = predict, sample
+    cls.predict, trainer.losers.sample_now = predict, sample
     try:
         yield counts
     finally:
         cls.predict = real_predict
-        del trainer._sample
+        del trainer.losers.sample_now
 
 
 def run_cases(cases: list[dict], s: Settings, device) -> None:
@@ -494,13 +494,13 @@ def bench_reference_memory(family, data, tmp, s: Settings, device) -> list[dict]
 
 
 def bench_losers(family, data, tmp, s: Settings, device) -> dict:
-    from videosspo.trainer import LoserCache
+    from videosspo.losers import LoserCache
 
     tr = make_trainer(make_config(family, "sspo", 0, data, tmp / "losers", s, device, **{"loser.reuse": 1}), s, device)
     batch = fixed_batch(tr, s.batch)
     base_cfg = tr.config
     # The training forward/backward: the sspo step with its losers served from the cache (reuse huge).
-    tr.losers = LoserCache(10**9)
+    tr.losers.cache = LoserCache(10**9)
     batches = repeated(batch)
     train_step(tr, batches)
     fb = time_fn(lambda: train_step(tr, batches), s.warmup, s.repeat, device)["median_s"]
@@ -508,8 +508,8 @@ def bench_losers(family, data, tmp, s: Settings, device) -> dict:
     rows = []
     for steps in s.loser_steps:
         tr.config = dataclasses.replace(base_cfg, loser=dataclasses.replace(base_cfg.loser, steps=steps, reuse=1))
-        tr.losers = LoserCache(1)
-        gen = time_fn(lambda: tr.sample_losers(batch, 0), s.warmup, s.repeat, device)["median_s"]
+        tr.losers.cache = LoserCache(1)
+        gen = time_fn(lambda: tr.losers.sample(batch, 0), s.warmup, s.repeat, device)["median_s"]
         rows.append({"family": family, "loser_steps": steps, "losers_s": gen, "train_fwd_bwd_s": fb,
                      "ratio_losers_over_train": gen / fb, "s_per_sampler_step": gen / steps,
                      "sspo_step_s_est": gen + fb})
@@ -613,11 +613,11 @@ def memory_peaks(tr, s: Settings, device: str) -> dict:
     t = torch.full((len(x0),), 500, device=x0.device)
     cond = tr.model.encode_prompt(batch["captions"] * 2).float()
     with PeakMemory(device) as policy:
-        per_sample_error(tr.policy_model.predict(x0, t, cond), x0).mean().backward()
+        per_sample_error(tr.policy.predict(x0, t, cond), x0).mean().backward()
     tr.optimizer.zero_grad(set_to_none=True)
     tr.step = cfg.loser.reuse  # a reuse window of its own: its losers are sampled, not window 0's cached ones
     with PeakMemory(device) as losers:
-        tr.sample_losers(batch, 0)
+        tr.losers.sample(batch, 0)
     tr.step = 2 * cfg.loser.reuse  # and a fresh window for the step, whose first step samples
     with PeakMemory(device) as step:
         train_window(tr, batches, tr.step)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from videosspo.cli import main
+from videosspo.state import TrainingState
 from videosspo.trainer import Trainer
 
 RANK = int(os.environ["RANK"])
@@ -48,7 +49,7 @@ def audit(name: str, args: tuple) -> None:
         event()
 
 
-real_step, real_save = Trainer.optimizer_step, Trainer.save_checkpoint
+real_step, real_save = Trainer.optimizer_step, TrainingState.save
 
 
 def optimizer_step(self, batches):
@@ -64,7 +65,7 @@ def save_checkpoint(self):
         saving[0] = False
 
 
-Trainer.optimizer_step, Trainer.save_checkpoint = optimizer_step, save_checkpoint
+Trainer.optimizer_step, TrainingState.save = optimizer_step, save_checkpoint
 sys.addaudithook(audit)
 code = main(["train", *sys.argv[1:]])
 if os.environ.get("CRASH_LOG"):

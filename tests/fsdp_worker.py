@@ -33,5 +33,5 @@ if processes > 1:
 else:
     accelerator = Accelerator(cpu=True)
 trainer = Trainer(cfg, accelerator=accelerator)
-assert (type(trainer.unet).__name__ == "FullyShardedDataParallel") == (processes > 1)
+assert (type(trainer.policy.wrapped).__name__ == "FullyShardedDataParallel") == (processes > 1)
 trainer.fit()

@@ -36,7 +36,7 @@ def test_deepspeed_takes_the_run_configs_micro_batch_and_clipping_and_refuses_ze
     from accelerate.utils import DeepSpeedPlugin
 
     from videosspo.config import ConfigError
-    from videosspo.trainer import _check_deepspeed
+    from videosspo.backend import _check_deepspeed
 
     plugin = DeepSpeedPlugin(zero_stage=2)  # as the shipped config: batch sizes and clipping "auto"
     _check_deepspeed(plugin, batch_size=3, max_grad_norm=0.5)
@@ -50,7 +50,7 @@ def test_deepspeed_without_an_accelerator_names_gloo(monkeypatch):
     """accelerate finds no process-group backend for DeepSpeed on a CPU (it then counts 1 process of 2)."""
     import torch
 
-    from videosspo.trainer import _process_group
+    from videosspo.backend import _process_group
 
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
@@ -66,7 +66,7 @@ def test_deepspeed_checkpoints_resume_under_deepspeed_on_their_process_count_onl
     """ZeRO's optimizer state is a file per process, partitioned over them: DeepSpeed reads no other count and
     nothing from a checkpoint written without it; each mix is refused in one line naming the fix."""
     from videosspo.config import ConfigError
-    from videosspo.trainer import check_zero_partitions
+    from videosspo.backend import check_zero_partitions
 
     plain, zero2 = tmp_path / "plain" / "accelerate", tmp_path / "zero2" / "accelerate"
     (zero2 / "pytorch_model").mkdir(parents=True)

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-import videosspo.trainer as trainer_module
+import videosspo.losers as losers_module
 from test_trainer import assert_two_processes_equal_one, grads_after_one_step, straight_and_resumed, unet_state
 from videosspo.buckets import Buckets, auto_size, nearest
 from videosspo.cli import main
 from videosspo.config import ConfigError, load_config
 from videosspo.data import VideoDataset
-from videosspo.trainer import StreamSampler, Trainer
+from videosspo.stream import StreamSampler
+from videosspo.trainer import Trainer
 
 # mixed_data: rows 0-3 are 4 frames of 32x32, rows 4-7 six frames of 32x64
 BUCKETS = [[2, 16, 16], [3, 16, 32]]  # square clips -> 2x16x16, wide ones -> 3x16x32
@@ -83,8 +84,8 @@ def test_bucketed_sspo_micro_batches_have_one_shape_and_losers_take_it(tiny_conf
     trainer = Trainer(bucketed(tiny_config, mixed_data, **{"train.max_steps": 4, "optim.batch_size": 2, "loser.reuse": 1,
                                                            "train.sample_every": 0}))
     assert [trainer.data.shape(i) for i in range(8)] == [SQUARE] * 4 + [WIDE] * 4
-    seen, sample = [], trainer_module.sample_latents
-    monkeypatch.setattr(trainer_module, "sample_latents", lambda *a, **k: seen.append((k["frames"], k["height"], k["width"]))
+    seen, sample = [], losers_module.sample_latents
+    monkeypatch.setattr(losers_module, "sample_latents", lambda *a, **k: seen.append((k["frames"], k["height"], k["width"]))
                         or sample(*a, **k))
     shapes, loss = [], trainer.loss
     monkeypatch.setattr(trainer, "loss", lambda batch: shapes.append(batch["size"]) or loss(batch))

@@ -365,6 +365,6 @@ def test_divergence_is_warned_once(tiny_config, monkeypatch, caplog):
     real_loss = trainer.loss
     monkeypatch.setattr(trainer, "loss", lambda batch: (lambda loss, stats: (
         loss * float("nan") if trainer.step >= 1 else loss, stats))(*real_loss(batch)))
-    with caplog.at_level(logging.WARNING, logger="videosspo.trainer"):
+    with caplog.at_level(logging.WARNING, logger="videosspo.health"):
         trainer.fit()
     assert sum("turned anomalous" in r.getMessage() for r in caplog.records) == 1

@@ -9,7 +9,9 @@ from safetensors.torch import load_file
 
 from models import load_model
 from videosspo.ema import EMA, ema_decay
-from videosspo.trainer import EMA_FILE, Trainer, latest_checkpoint
+from videosspo.checkpoint import latest_checkpoint
+from videosspo.state import EMA_FILE
+from videosspo.trainer import Trainer
 
 
 def test_decay_warms_up_to_its_value():

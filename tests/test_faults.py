@@ -20,7 +20,8 @@ from videosspo import checkpoint
 from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, verify
 from videosspo.runlock import RunLock
 from videosspo.config import save_config
-from videosspo.trainer import Trainer, Watchdog
+from videosspo.health import Watchdog
+from videosspo.trainer import Trainer
 
 from conftest import ROOT, run_state
 
@@ -128,10 +129,10 @@ def test_truncated_file_in_the_newest_checkpoint_falls_back_to_the_previous(tiny
     with pytest.raises(CheckpointError, match=f"{damaged} is damaged: 1000 bytes"):
         Trainer(tiny_config(**{"method.name": "sft", "train.resume": str(newest)})).fit()
     resumed = Trainer(tiny_config(**{"method.name": "sft", "train.checkpoint_every": 1, "train.resume": "latest"}))
-    real_load = resumed._load
+    real_load = resumed.state.load
     loaded = []
-    resumed._load = lambda path: loaded.append(path.name) or real_load(path)
-    with caplog.at_level(logging.WARNING, logger="videosspo.trainer"):
+    resumed.state.load = lambda path: loaded.append(path.name) or real_load(path)
+    with caplog.at_level(logging.WARNING, logger="videosspo.state"):
         resumed.fit()
     assert loaded == ["step_00000001"]
     assert str(damaged) in caplog.text and "resumed from" in caplog.text and "step_00000001 instead" in caplog.text
@@ -168,7 +169,7 @@ def test_a_failed_save_removes_its_folder_reports_space_and_keeps_the_previous(t
     needed = checkpoint.checkpoint_bytes(good) / 1e9
     with pytest.raises(CheckpointError, match=rf"step_00000003 failed \({type(error).__name__}: .*\); [\d.]+ GB free on "
                                               rf"its disk, about {needed:.2f} GB needed;.* earlier checkpoints .* intact"):
-        trainer.save_checkpoint()
+        trainer.state.save()
     assert latest_checkpoint(trainer.out) == good and verify(good)
     assert not list((trainer.out / "checkpoints").glob(".tmp-*"))
 
@@ -180,7 +181,7 @@ def test_a_save_is_refused_before_writing_when_the_disk_is_too_full(tiny_config,
     trainer.step += 1
     monkeypatch.setattr(checkpoint, "free_bytes", lambda path: 1000)
     with pytest.raises(CheckpointError, match=r"0\.00 GB free, about \d+\.\d\d GB needed"):
-        trainer.save_checkpoint()
+        trainer.state.save()
     assert names(trainer.out) == [good.name] and not list((trainer.out / "checkpoints").glob(".tmp-*"))
 
 
@@ -449,6 +450,6 @@ def test_a_full_disk_while_storing_a_snapshot_leaves_no_partial_file(tiny_config
 
     monkeypatch.setattr(checkpoint, "save_file", full)
     with pytest.raises(CheckpointError, match=r"step_00000003 failed \(OSError: .*No space left on device\)"):
-        trainer.save_checkpoint()
+        trainer.state.save()
     assert not list((trainer.out / "snapshots").glob(".tmp-*"))  # else it keeps the disk full
     assert latest_checkpoint(trainer.out) == good and verify(good)

@@ -106,4 +106,4 @@ def test_a_real_run_trips_the_guard_and_stops_naming_the_kept_checkpoint(tiny_co
     resumed = Trainer(tiny_config(**{"method.name": "dpo", "train.resume": "latest", "train.max_steps": 7,
                                      "train.guard_every": 3}))
     resumed.fit()
-    assert resumed.guard.theta0 == trainer.guard.theta0
+    assert resumed.health.guard.theta0 == trainer.health.guard.theta0

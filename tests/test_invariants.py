@@ -266,16 +266,16 @@ def test_wan22_step_at_exactly_the_boundary_is_a_high_noise_step_as_in_wan_pipel
 def test_wan22_losers_are_sampled_with_the_loser_guidance_2(tiny_config, monkeypatch):
     """The losers of a two-expert model use loser.guidance on the high-noise steps and loser.guidance_2 below, as
     the samples do: the sampler receives both."""
-    import videosspo.trainer as trainer_module
+    import videosspo.losers as losers_module
 
     seen = []
-    real = trainer_module.sample_latents
-    monkeypatch.setattr(trainer_module, "sample_latents",
+    real = losers_module.sample_latents
+    monkeypatch.setattr(losers_module, "sample_latents",
                         lambda *a, **k: seen.append((k["guidance"], k.get("guidance_2"))) or real(*a, **k))
     trainer = Trainer(tiny_config("tiny_wan22_sspo.yaml", **{"loser.guidance": 3.0, "loser.guidance_2": 1.5,
                                                                "loser.steps": 2, "train.max_steps": 1,
                                                                "data.frames": 5, "data.height": 32, "data.width": 32}))
-    trainer.sample_losers(next(iter(trainer._loader())), 0)
+    trainer.losers.sample(next(iter(trainer.stream.loader(trainer.step))), 0)
     assert seen == [(3.0, 1.5)]
 
 
@@ -287,7 +287,7 @@ def test_ltx_trains_with_the_timestep_shift_of_its_latent_sequence_length(tiny_c
     seen = []
     trainer = Trainer(tiny_config(**{**LTX, "method.name": "sft", "train.max_steps": 1}))
     trainer.model.unet.register_forward_pre_hook(lambda m, a, k: seen.append(k["timestep"].clone()), with_kwargs=True)
-    batch = next(iter(trainer._loader()))
+    batch = next(iter(trainer.stream.loader(trainer.step)))
     trainer.loss(batch)
     c, f, h, w = trainer.model.latent_shape(9, 32, 32)
     draw = get_objective("flow_shifted_logit_normal").timesteps
@@ -302,7 +302,7 @@ def test_ltx_trains_with_the_timestep_shift_of_its_latent_sequence_length(tiny_c
 def test_each_epoch_is_a_new_permutation_and_each_read_of_a_clip_a_new_frame_window():
     """Stream position p reads clip epoch_order(seed, p // n)[p % n] with its frame window seeded by p: every epoch
     is a permutation of the clips, epochs differ, and a clip read again in a later epoch gets a fresh window."""
-    from videosspo.trainer import StreamDataset, StreamSampler
+    from videosspo.stream import StreamDataset, StreamSampler
 
     n = 6
     reads = iter(StreamSampler(n=n, batch=1, accum=1, processes=1, rank=0, seed=0, start_step=0))

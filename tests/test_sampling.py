@@ -318,14 +318,14 @@ def test_loser_spacing_replaces_the_schedules_own():
 
 
 def test_the_trainer_samples_losers_with_loser_spacing(tiny_config, monkeypatch):
-    import videosspo.trainer as trainer_module
+    import videosspo.losers as losers_module
     from videosspo.trainer import Trainer
 
     seen = []
-    real = trainer_module.sample_latents
-    monkeypatch.setattr(trainer_module, "sample_latents", lambda *a, **k: seen.append(k["spacing"]) or real(*a, **k))
+    real = losers_module.sample_latents
+    monkeypatch.setattr(losers_module, "sample_latents", lambda *a, **k: seen.append(k["spacing"]) or real(*a, **k))
     trainer = Trainer(tiny_config("tiny_sd_sspo.yaml", **{"loser.spacing": "trailing", "model.vae": "none"}))
     from tests.test_trainer import fixed_batch
 
-    trainer.sample_losers(fixed_batch(trainer), 0)
+    trainer.losers.sample(fixed_batch(trainer), 0)
     assert seen == ["trailing"]

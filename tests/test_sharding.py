@@ -20,7 +20,7 @@ from benchmarks.fsdp_check import TOLERANCE, compare_runs, final, max_diff, snap
 from conftest import run_state
 from models.lora import POLICY
 from videosspo.reference import with_adapter_name
-from videosspo.trainer import ADAPTER_FILE, FSDP_OPTIMIZER_FILE
+from videosspo.backend import ADAPTER_FILE, FSDP_OPTIMIZER_FILE
 
 CPU = argparse.Namespace(processes=2, lora_rank=4, cpu=True)
 

@@ -17,7 +17,8 @@ from videosspo.metadata import load_metadata
 from videosspo.config import ConfigError
 from videosspo.errors import DataError
 from videosspo.shards import ShardDataset, check_shares, epoch_share, expand_braces, is_shards
-from videosspo.trainer import ShardSampler, Trainer
+from videosspo.stream import ShardSampler
+from videosspo.trainer import Trainer
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

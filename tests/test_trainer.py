@@ -19,7 +19,9 @@ from models.lora import add_lora
 from videosspo import rng
 from videosspo.losses import per_sample_error
 from videosspo.config import ConfigError
-from videosspo.trainer import Trainer, latest_checkpoint, stream_shift
+from videosspo.checkpoint import latest_checkpoint
+from videosspo.stream import Lookahead, stream_shift
+from videosspo.trainer import Trainer
 
 from conftest import ROOT
 
@@ -128,7 +130,7 @@ def test_resume_rejects_a_different_architecture(tiny_config, tmp_path):
 def grads_after_one_step(trainer) -> dict[str, torch.Tensor]:
     trainer.optimizer.step = lambda *a, **k: None  # keep the accumulated gradients for inspection
     trainer.optimizer.zero_grad = lambda *a, **k: None
-    trainer.optimizer_step(iter(trainer._loader()))
+    trainer.optimizer_step(Lookahead(iter(trainer.stream.loader(trainer.step))))
     return {n: p.grad.clone() for n, p in trainer.model.unet.named_parameters() if p.grad is not None}
 
 
@@ -227,9 +229,9 @@ def test_sspo_with_initial_reference_and_no_switch_equals_dpo(tiny_config):
             for p in t.model.unet.parameters():
                 p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     batch = fixed_batch(sspo)
-    losers = sspo.sample_losers(batch, 0)
+    losers = sspo.losers.sample(batch, 0)
     batch["loser_pixels"] = losers  # pixel space: latents are pixels, so DPO sees the same losers
-    sspo.sample_losers = lambda *a: losers
+    sspo.losers.sample = lambda *a: losers
     loss_s, stats_s = sspo.loss(batch)
     loss_d, stats_d = dpo.loss(batch)
     assert loss_s.item() == pytest.approx(loss_d.item(), rel=1e-6)
@@ -285,23 +287,23 @@ def test_lora_reference_equals_a_separately_built_model(tiny_config):
 
 
 def test_loser_reuse_serves_one_batch_and_its_losers_for_a_window_of_steps(tiny_config, monkeypatch):
-    import videosspo.trainer as trainer_module
+    import videosspo.losers as losers_module
 
     calls = []
-    real = trainer_module.sample_latents
-    monkeypatch.setattr(trainer_module, "sample_latents", lambda *a, **k: calls.append(k["seeds"]) or real(*a, **k))
+    real = losers_module.sample_latents
+    monkeypatch.setattr(losers_module, "sample_latents", lambda *a, **k: calls.append(k["seeds"]) or real(*a, **k))
     trainer = Trainer(tiny_config(**{"loser.reuse": 3, "loser.guidance": 3.0}))
-    batches = iter(trainer._loader())
+    batches = iter(trainer.stream.loader(trainer.step))
     got = []
     for step in range(4):
         trainer.step = step
         batch = next(batches)
-        got.append((batch["positions"], trainer.sample_losers(batch, 0)))
+        got.append((batch["positions"], trainer.losers.sample(batch, 0)))
     assert [p for p, _ in got] == [[0, 1]] * 3 + [[2, 3]]  # the stream advances once per window
     assert torch.equal(got[0][1], got[1][1]) and torch.equal(got[0][1], got[2][1])
     loser_seeds = [[rng.derive_seed(0, w, p, "loser") for p in ps] for w, ps in ((0, [0, 1]), (3, [2, 3]))]
     assert calls == loser_seeds  # sampled at each window's first step, seeded by it
-    assert "" in trainer._fixed_prompts and trainer.losers.start == 3 and set(trainer.losers.latents) == {2, 3}
+    assert "" in trainer._fixed_prompts and trainer.losers.cache.start == 3 and set(trainer.losers.cache.latents) == {2, 3}
 
 
 def test_losers_from_the_winner_are_per_sample(tiny_config):
@@ -309,12 +311,12 @@ def test_losers_from_the_winner_are_per_sample(tiny_config):
     from its own winner."""
     trainer = Trainer(tiny_config(**{"loser.init": "winner", "loser.strength": 0.25, "loser.steps": 4}))
     batch = fixed_batch(trainer)
-    both = trainer.sample_losers(batch, 0)
-    alone = trainer.sample_losers({k: v[1:] for k, v in batch.items()}, 0)
+    both = trainer.losers.sample(batch, 0)
+    alone = trainer.losers.sample({k: v[1:] for k, v in batch.items()}, 0)
     torch.testing.assert_close(both[1:], alone, atol=1e-5, rtol=1e-5)
     x_w = trainer.latents(batch, "")
     noise_init = Trainer(tiny_config(**{"loser.steps": 4, "train.output_dir": str(trainer.out) + "_n"}))
-    far = noise_init.sample_losers(batch, 0)
+    far = noise_init.losers.sample(batch, 0)
     assert ((both - x_w).norm() < 0.5 * (far - x_w).norm())  # one step from t = T/4 stays near the winner
 
 
@@ -326,8 +328,8 @@ def test_overlapped_losers_give_the_serial_losses(tiny_config, tmp_path, lora):
     serial.fit()
     overlap = Trainer(tiny_config(**common, **{"train.output_dir": str(tmp_path / "overlap"), "loser.overlap": True}))
     served = []
-    real = overlap.overlap.take
-    overlap.overlap.take = lambda *a: (lambda x: served.append(a[0] if x is not None else None) or x)(real(*a))
+    real = overlap.losers.overlap.take
+    overlap.losers.overlap.take = lambda *a: (lambda x: served.append(a[0] if x is not None else None) or x)(real(*a))
     overlap.fit()
     assert served == [None, 1, None, 3]  # steps 2 and 4 follow a snapshot: sampled serially
     m1, m2 = ([json.loads(line) for line in open(tmp_path / d / "metrics.jsonl")] for d in ("serial", "overlap"))
@@ -344,7 +346,7 @@ def test_negative_prompt_is_encoded_once_per_run(tiny_config, monkeypatch):
     batch = fixed_batch(trainer)
     for step in range(3):
         trainer.step = step
-        trainer.sample_losers(batch, 0, real(batch["captions"]))
+        trainer.losers.sample(batch, 0, real(batch["captions"]))
     assert prompts == [""]
 
 
@@ -380,7 +382,7 @@ def test_training_from_cached_latents_equals_encoding_on_the_fly(tiny_config, tm
     cache = cache_latents(plain.model, plain.data, tmp_path / "cache", progress=False)
     cached = Trainer(tiny_config(**{"method.name": "dpo", "train.output_dir": str(tmp_path / "b"),
                                     "data.latent_cache": str(cache)}))
-    batch = next(iter(cached._loader()))
+    batch = next(iter(cached.stream.loader(cached.step)))
     assert "latents" in batch and "pixels" not in batch and "loser_latents" in batch
     plain.fit()
     cached.fit()
@@ -396,8 +398,8 @@ def test_winner_and_loser_share_timestep_and_noise_in_one_forward(tiny_config, m
     trainer = Trainer(tiny_config(**{"method.name": "dpo", "model.vae": "none"}))
     batch = fixed_batch(trainer)
     calls = []
-    real = trainer.policy_model.predict
-    monkeypatch.setattr(trainer.policy_model, "predict", lambda x_t, t, cond: calls.append((x_t, t)) or real(x_t, t, cond))
+    real = trainer.policy.predict
+    monkeypatch.setattr(trainer.policy, "predict", lambda x_t, t, cond: calls.append((x_t, t)) or real(x_t, t, cond))
     trainer.loss(batch)
     assert len(calls) == 1  # winners and losers in one pass
     x_t, t = calls[0]

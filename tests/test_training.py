@@ -16,7 +16,8 @@ import torch.utils.checkpoint
 
 from videosspo import rng
 from videosspo.sampling import sample_latents
-from videosspo.trainer import Trainer, latest_checkpoint
+from videosspo.checkpoint import latest_checkpoint
+from videosspo.trainer import Trainer
 from videosspo.video import read_video, to_uint8
 
 from test_trainer import fixed_batch, grads_after_one_step, unet_state
@@ -52,8 +53,8 @@ def test_v_prediction_trains_on_the_velocity(tiny_config, monkeypatch):
     trainer = Trainer(tiny_config(**SFT, **{"model.prediction_type": "v_prediction", "model.vae": "none"}))
     batch = fixed_batch(trainer)
     calls = []
-    real = trainer.policy_model.predict
-    monkeypatch.setattr(trainer.policy_model, "predict",
+    real = trainer.policy.predict
+    monkeypatch.setattr(trainer.policy, "predict",
                         lambda x_t, t, cond: calls.append((x_t, t, real(x_t, t, cond))) or calls[-1][2])
     loss, _ = trainer.loss(batch)
     (x_t, t, pred), = calls
@@ -76,7 +77,7 @@ def killed_while_saving(trainer: Trainer, kill_at: str) -> int:
     if pid == 0:
         try:
             setattr(trainer.model, kill_at, lambda *a, **k: os._exit(17))
-            trainer.save_checkpoint()
+            trainer.state.save()
         finally:
             os._exit(1)  # never reached the kill point
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
@@ -92,7 +93,7 @@ def test_a_writer_killed_between_files_leaves_the_previous_checkpoint_to_resume(
     final_names = [p.name for p in (trainer.out / "checkpoints").iterdir() if re.fullmatch(r"step_\d+", p.name)]
     assert final_names == [good.name]
     resumed = Trainer(tiny_config(**SFT, **{"train.max_steps": 2}))
-    resumed.resume("latest")
+    resumed.state.resume("latest")
     assert resumed.step == 1 and all(torch.equal(a, b) for a, b in zip(unet_state(trainer).values(),
                                                                        unet_state(resumed).values()))
 
@@ -130,7 +131,7 @@ def test_data_workers_give_the_same_batches_as_the_main_process(tiny_config):
     batches = {}
     for workers in (0, 2):
         trainer = Trainer(tiny_config(**{"data.num_workers": workers, "optim.batch_size": 2}))
-        stream = iter(trainer._loader())
+        stream = iter(trainer.stream.loader(trainer.step))
         batches[workers] = [next(stream) for _ in range(4)]  # 8 samples: past the end of the first epoch of 6
     for a, b in zip(batches[0], batches[2], strict=True):
         assert a.keys() == b.keys() and "pixels" in a
@@ -156,7 +157,7 @@ def test_a_runs_metrics_and_samples_hold_what_the_trainer_computed(tiny_config):
     cfg = tiny_config(**{"optim.lr": 1e-3})  # sspo, 2 steps, pool [0, 1, 2]
     fresh = Trainer(cfg)
     with torch.no_grad():
-        loss, stats = fresh.loss(next(iter(fresh._loader())))
+        loss, stats = fresh.loss(next(iter(fresh.stream.loader(fresh.step))))
     trainer = Trainer(cfg)
     summary = trainer.fit()
     metrics = [json.loads(line) for line in open(trainer.out / "metrics.jsonl")]

@@ -72,7 +72,7 @@ def test_a_crafted_pickle_never_runs(two_checkpoints, synth_data, tmp_path, name
     expected = "is a pickle videosspo does not load" if name.endswith(("custom_checkpoint_0.pkl", "extra.pt")) else \
         "could not be loaded|is damaged"
     with pytest.raises(CheckpointError, match=expected):
-        trainer.resume(str(newest))
+        trainer.state.resume(str(newest))
     assert not canary.exists()
 
 
@@ -97,7 +97,7 @@ def test_an_earlier_checkpoint_with_a_pickled_lr_schedule_is_upgraded_without_re
     assert not (tmp_path / "canary").exists() and not list(run.glob("checkpoints/*/accelerate/custom_*"))
     assert all("sha256" in verify(c) for c in checkpoints(run))
     trainer = Trainer(tiny(synth_data, run, **two_checkpoints[0], **{"train.resume": "latest"}))
-    trainer.resume("latest")
+    trainer.state.resume("latest")
     assert trainer.step == 2
 
 
@@ -123,8 +123,8 @@ def test_a_flipped_byte_in_any_file_falls_back_naming_it(two_checkpoints, synth_
     data[-len(data) // 3] ^= 0x01
     damaged.write_bytes(bytes(data))
     trainer = Trainer(tiny(synth_data, run, **two_checkpoints[0], **{"train.resume": "latest"}))
-    with caplog.at_level(logging.WARNING, logger="videosspo.trainer"):
-        trainer.resume("latest")
+    with caplog.at_level(logging.WARNING, logger="videosspo.state"):
+        trainer.state.resume("latest")
     assert trainer.step == 1
     warned = [r for r in caplog.records if r.levelno == logging.WARNING and str(damaged) in r.getMessage()]
     assert len(warned) == 1 and "SHA-256 differs" in warned[0].getMessage()
@@ -141,8 +141,8 @@ def test_a_damaged_rng_state_without_digests_falls_back(two_checkpoints, synth_d
     rng = newest / "accelerate/random_states_0.pkl"
     rng.write_bytes(bytes(rng.stat().st_size))
     trainer = Trainer(tiny(synth_data, run, **two_checkpoints[0], **{"train.resume": "latest"}))
-    with caplog.at_level(logging.WARNING, logger="videosspo.trainer"):
-        trainer.resume("latest")
+    with caplog.at_level(logging.WARNING, logger="videosspo.state"):
+        trainer.state.resume("latest")
     assert trainer.step == 1 and f"{rng} is damaged" in caplog.text
 
 
@@ -229,7 +229,7 @@ def test_an_unmarked_newest_checkpoint_is_skipped_and_upgrade_refuses_a_partial_
     assert not (newest / MARKER).exists()
     trainer = Trainer(tiny(synth_data, run, **two_checkpoints[0], **{"train.resume": "latest"}))
     with caplog.at_level(logging.WARNING, logger="videosspo.checkpoint"):
-        trainer.resume("latest")
+        trainer.state.resume("latest")
     assert trainer.step == 1
     assert f"skipping {newest}: it has no {MARKER} beside complete checkpoints" in caplog.text
 
@@ -311,13 +311,14 @@ def test_a_full_disk_between_checkpoints_is_one_line(tiny_config, tmp_path, caps
 KILL_IN_FINAL_SAVE = """
 import json, os, signal, sys
 from videosspo.config import load_config
+from videosspo.state import TrainingState
 from videosspo.trainer import Trainer
 
 cfg, at, events, saving = load_config(sys.argv[1]), int(sys.argv[2]), [], [False]
-real_save = Trainer.save_checkpoint
+real_save = TrainingState.save
 
 def save(self):
-    saving[0] = self.step == cfg.train.max_steps
+    saving[0] = self.trainer.step == cfg.train.max_steps
     try:
         return real_save(self)
     finally:
@@ -331,7 +332,7 @@ def audit(name, args):
         if len(events) == at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-Trainer.save_checkpoint = save
+TrainingState.save = save
 sys.addaudithook(audit)
 Trainer(cfg).fit()
 print("EVENTS", json.dumps(events))

@@ -141,7 +141,7 @@ def winner_probe(trainer, n: int) -> Callable[[], list[float]] | None:
         with torch.random.fork_rng(devices=[]), trainer.accelerator.autocast():
             unet.eval()
             try:
-                return per_sample_error(trainer.policy_model.predict(x_t, t, cond), target).tolist()
+                return per_sample_error(trainer.policy.predict(x_t, t, cond), target).tolist()
             finally:
                 unet.train(training)
 

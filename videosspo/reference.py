@@ -86,6 +86,11 @@ class Policy:
         self.lora = is_lora(model.unet)
         self._ref_unet = None        # full fine-tuning only
         self._ref_loaded = None      # (pool identity, snapshot step) currently in the reference slot
+        self._trainable = self._with_unet(self.wrapped)  # the model viewed through the wrapped denoiser
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The trainable forward, through the wrapped denoiser (DDP syncs its gradients, FSDP gathers its shards)."""
+        return self._trainable.predict(x_t, t, cond)
 
     def state(self) -> dict[str, torch.Tensor]:
         """The denoiser's whole state dict (LoRA: base and adapters), gathered on every process when sharded
