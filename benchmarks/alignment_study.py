@@ -9,6 +9,8 @@ their wrong clips (pairs).
     python benchmarks/alignment_study.py                          # GPU: longer runs, 3 seeds
     python benchmarks/alignment_study.py --quick --variants sft sspo --seeds 0   # a subset
     python benchmarks/alignment_study.py --quick --optim.lr 3e-4   # any config key, for every run
+    python benchmarks/alignment_study.py --quick --config configs/stacked_sspo_v2.yaml --out DIR --work DIR
+                                                                  # another world and base (the v2 testbed)
 
 Two comparisons from the same runs:
 - equal steps: every variant read after `steps` optimizer steps;
@@ -374,6 +376,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sample-seeds", dest="sample_seeds", type=int)
     p.add_argument("--sample-steps", dest="sample_steps", type=int)
     p.add_argument("--prompts", type=int, help="use the first N held-out and seen prompts (default: all 24 each)")
+    p.add_argument("--config", help="a config whose keys override configs/stacked_sspo.yaml's for every run (recorded "
+                   "with the runs as overrides), e.g. configs/stacked_sspo_v2.yaml: the v2 world and base")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--work", default=str(ROOT / "runs" / "alignment_study"), help="training runs' folders")
     p.add_argument("--report-only", dest="report_only", action="store_true",
@@ -385,6 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
     args, rest = p.parse_known_args(argv)
 
     import torch
+    import yaml
 
     from videosspo.config import parse_overrides
     from videosspo.synth import heldout_prompts, seen_prompts
@@ -405,6 +410,8 @@ def main(argv: list[str] | None = None) -> dict:
         s = dataclasses.replace(QUICK if args.quick else FULL,
                                 **{k: tuple(v) if k == "seeds" else v for k, v in given.items()})
         extra = parse_overrides(rest)  # e.g. --model.pretrained DIR (default: the committed base)
+        if args.config:  # a whole config's keys, under the command line's
+            extra = _merge(yaml.safe_load(Path(args.config).read_text()), extra)
     # what makes two runs comparable (the seeds run are not part of it: a study extends over seeds)
     run_settings = saved[0]["settings"] if args.report_only else {
         "study": {k: v for k, v in dataclasses.asdict(s).items() if k != "seeds"}, "overrides": extra,

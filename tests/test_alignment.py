@@ -271,3 +271,13 @@ def test_study_runs_stay_comparable_across_a_config_comment():
     run = {"study": {"steps": 60}, "config": "method:\n  beta: 150   # see README\n"}
     assert settings_key(run) == settings_key({**run, "config": "method:\n  beta: 150   # see docs/\n"})
     assert settings_key(run) != settings_key({**run, "config": "method:\n  beta: 151\n"})
+
+
+def test_prepare_refuses_an_unknown_world_in_one_line(tmp_path):
+    from videosspo.alignment import prepare
+
+    config = load_config(overrides={"model": {"family": "stacked", "vae": "none"},
+                                    "data": {"path": str(tmp_path / "w" / "web"), "world": "v9"}})
+    with pytest.raises(ConfigError, match=r"data.world 'v9' is not a synthetic world; choose one of \['v1', 'v2'\]"):
+        prepare(config, progress=False)
+    assert not (tmp_path / "w").exists()
