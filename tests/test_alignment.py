@@ -281,3 +281,15 @@ def test_prepare_refuses_an_unknown_world_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"data.world 'v9' is not a synthetic world; choose one of \['v1', 'v2'\]"):
         prepare(config, progress=False)
     assert not (tmp_path / "w").exists()
+
+
+def test_prepare_writes_the_named_world(tmp_path):
+    from videosspo.alignment import prepare
+
+    config = load_config(overrides={"model": {"family": "stacked", "vae": "none", "stacked_frames": FRAMES},
+                                    "data": {"path": str(tmp_path / "w" / "web"), "world": "v2", "synth_if_missing": 16,
+                                             "frames": FRAMES, "height": SIZE, "width": SIZE}})
+    prepare(config, progress=False)
+    for split in ("web", "curated"):
+        info = json.loads((tmp_path / "w" / split / "synth_info.json").read_text())
+        assert (info["sizes"], info["travel"]) == ([5, 7], [0.8, 1.0])
