@@ -78,6 +78,12 @@ VARIANTS: dict[str, dict] = {
     "sspo/sft_anchor=37.5": {"method": {"name": "sspo", "sft_anchor": 37.5}},  # + (beta / 4) e_w on every sample
     "sspo/sft_anchor=375": {"method": {"name": "sspo", "sft_anchor": 375.0}},  # 10 beta / 4: SFT-dominated
     "dpo/sft_anchor=37.5": {"method": {"name": "dpo", "sft_anchor": 37.5}},
+    # Diffusion-DPO's small sweep on the v2 testbed (docs/alignment.md, "A testbed with headroom"): anchor, lr, beta
+    "dpo/sft_anchor=150": {"method": {"name": "dpo", "sft_anchor": 150.0}},  # beta: the anchor outweighs the pairs
+    "dpo/lr=1e-4": {"method": {"name": "dpo"}, "optim": {"lr": 1.0e-4}},
+    "dpo/beta=1000+lr=1e-4": {"method": {"name": "dpo", "beta": 1000.0}, "optim": {"lr": 1.0e-4}},
+    "dpo/beta=1000+lr=1e-4+sft_anchor=250": {"method": {"name": "dpo", "beta": 1000.0, "sft_anchor": 250.0},
+                                              "optim": {"lr": 1.0e-4}},
     "sspo/loser_guidance=1": {"method": {"name": "sspo"}, "loser": {"guidance": 1.0}},  # losers without CFG
     "sspo/ssr=sign+loser=winner0.5": {"method": {"name": "sspo", "ssr_mode": "sign"},
                                       "loser": {"init": "winner", "strength": 0.5}},
@@ -149,6 +155,16 @@ def make_config(variant: str, seed: int, s: Settings, out: Path, extra: dict, ma
                            "log_every": 5, "sample_prompts": ["a red square moving left"]},
                  "sample": {"steps": s.sample_steps}}
     return load_config(ALIGN_CONFIG, _merge(_merge(overrides, extra), VARIANTS[variant]))
+
+
+def study_overrides(config: str | None, rest: list[str]) -> dict:
+    """The keys every run sets over configs/stacked_sspo.yaml: `config`'s (a YAML file, e.g. the v2 testbed's),
+    then the command line's (`--model.pretrained DIR`...), which win."""
+    import yaml
+
+    from videosspo.config import parse_overrides
+
+    return _merge(yaml.safe_load(Path(config).read_text()) if config else {}, parse_overrides(rest))
 
 
 def evaluate(model, config, prompts: dict[str, list[str]], sample_seeds: list[int]) -> dict:
@@ -389,9 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
     args, rest = p.parse_known_args(argv)
 
     import torch
-    import yaml
 
-    from videosspo.config import parse_overrides
     from videosspo.synth import heldout_prompts, seen_prompts
 
     torch.set_num_threads(1)  # tiny models on shared cores: more threads are slower
@@ -409,9 +423,7 @@ def main(argv: list[str] | None = None) -> dict:
         given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)} and v}
         s = dataclasses.replace(QUICK if args.quick else FULL,
                                 **{k: tuple(v) if k == "seeds" else v for k, v in given.items()})
-        extra = parse_overrides(rest)  # e.g. --model.pretrained DIR (default: the committed base)
-        if args.config:  # a whole config's keys, under the command line's
-            extra = _merge(yaml.safe_load(Path(args.config).read_text()), extra)
+        extra = study_overrides(args.config, rest)
     # what makes two runs comparable (the seeds run are not part of it: a study extends over seeds)
     run_settings = saved[0]["settings"] if args.report_only else {
         "study": {k: v for k, v in dataclasses.asdict(s).items() if k != "seeds"}, "overrides": extra,

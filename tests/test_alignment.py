@@ -293,3 +293,16 @@ def test_prepare_writes_the_named_world(tmp_path):
     for split in ("web", "curated"):
         info = json.loads((tmp_path / "w" / split / "synth_info.json").read_text())
         assert (info["sizes"], info["travel"]) == ([5, 7], [0.8, 1.0])
+
+
+def test_study_config_keys_go_under_the_command_line(tmp_path):
+    from benchmarks.alignment_study import QUICK, make_config, study_overrides
+
+    (tmp_path / "v2.yaml").write_text("method:\n  beta: 7\ndata:\n  world: v2\n  path: w2/curated\n")
+    extra = study_overrides(str(tmp_path / "v2.yaml"), ["--method.beta", "9"])
+    assert extra == {"method": {"beta": 9}, "data": {"world": "v2", "path": "w2/curated"}}
+    config = make_config("dpo", 0, QUICK, tmp_path, extra, 5)
+    assert (config.method.name, config.method.beta, config.data.world, config.data.path) == ("dpo", 9, "v2", "w2/curated")
+    assert config.optim.lr == 5e-4 and study_overrides(None, []) == {}  # the rest: configs/stacked_sspo.yaml's
+    v2 = make_config("sft", 0, QUICK, tmp_path, study_overrides("configs/stacked_sspo_v2.yaml", []), 5)
+    assert (v2.data.world, v2.model.pretrained, v2.method.beta) == ("v2", "assets/stacked_base_v2", 150)
