@@ -159,12 +159,17 @@ def make_config(variant: str, seed: int, s: Settings, out: Path, extra: dict, ma
 
 def study_overrides(config: str | None, rest: list[str]) -> dict:
     """The keys every run sets over configs/stacked_sspo.yaml: `config`'s (a YAML file, e.g. the v2 testbed's),
-    then the command line's (`--model.pretrained DIR`...), which win."""
+    then the command line's (`--model.pretrained DIR`...), which win. The file's `train` section and
+    `sample.steps` are left out: the study sets them per run (`make_config`, --sample-steps)."""
     import yaml
 
     from videosspo.config import parse_overrides
 
-    return _merge(yaml.safe_load(Path(config).read_text()) if config else {}, parse_overrides(rest))
+    keys = yaml.safe_load(Path(config).read_text()) if config else {}
+    keys = {k: v for k, v in keys.items() if k != "train"}
+    if "sample" in keys:
+        keys["sample"] = {k: v for k, v in keys["sample"].items() if k != "steps"}
+    return _merge(keys, parse_overrides(rest))
 
 
 def evaluate(model, config, prompts: dict[str, list[str]], sample_seeds: list[int]) -> dict:

@@ -298,11 +298,14 @@ def test_prepare_writes_the_named_world(tmp_path):
 def test_study_config_keys_go_under_the_command_line(tmp_path):
     from benchmarks.alignment_study import QUICK, make_config, study_overrides
 
-    (tmp_path / "v2.yaml").write_text("method:\n  beta: 7\ndata:\n  world: v2\n  path: w2/curated\n")
+    (tmp_path / "v2.yaml").write_text("method:\n  beta: 7\ndata:\n  world: v2\n  path: w2/curated\n"
+                                      "sample:\n  steps: 3\n  guidance: 2.0\ntrain:\n  max_steps: 30\n  output_dir: x\n")
     extra = study_overrides(str(tmp_path / "v2.yaml"), ["--method.beta", "9"])
-    assert extra == {"method": {"beta": 9}, "data": {"world": "v2", "path": "w2/curated"}}
+    # the file's train section and sample.steps are the study's own per-run keys
+    assert extra == {"method": {"beta": 9}, "data": {"world": "v2", "path": "w2/curated"}, "sample": {"guidance": 2.0}}
     config = make_config("dpo", 0, QUICK, tmp_path, extra, 5)
     assert (config.method.name, config.method.beta, config.data.world, config.data.path) == ("dpo", 9, "v2", "w2/curated")
+    assert (config.train.max_steps, config.train.output_dir, config.sample.steps) == (5, str(tmp_path), QUICK.sample_steps)
     assert config.optim.lr == 5e-4 and study_overrides(None, []) == {}  # the rest: configs/stacked_sspo.yaml's
     v2 = make_config("sft", 0, QUICK, tmp_path, study_overrides("configs/stacked_sspo_v2.yaml", []), 5)
     assert (v2.data.world, v2.model.pretrained, v2.method.beta) == ("v2", "assets/stacked_base_v2", 150)
