@@ -309,3 +309,18 @@ def test_study_config_keys_go_under_the_command_line(tmp_path):
     assert config.optim.lr == 5e-4 and study_overrides(None, []) == {}  # the rest: configs/stacked_sspo.yaml's
     v2 = make_config("sft", 0, QUICK, tmp_path, study_overrides("configs/stacked_sspo_v2.yaml", []), 5)
     assert (v2.data.world, v2.model.pretrained, v2.method.beta) == ("v2", "assets/stacked_base_v2", 150)
+
+
+def test_word_test_swaps_one_word_and_is_zero_for_a_model_that_ignores_captions(stacked, world, monkeypatch):
+    from benchmarks.testbed_check import TIMESTEPS, swapped, word_test
+    from videosspo.synth import ClipSpec
+
+    spec = ClipSpec("red", "square", "left", "black", 4, 8.0, 8.0, 1.0)
+    assert (swapped(spec, "color"), swapped(spec, "direction"), swapped(spec, "none")) == (
+        "a green square moving left", "a red square moving right", "")
+    result = word_test(stacked, world.root, n=4)
+    assert set(result) == set(TIMESTEPS) and all(v["own"] > 0 for v in result.values())
+    fixed = stacked.encode_prompt(["a red square moving left"])
+    monkeypatch.setattr(stacked, "encode_prompt", lambda prompts: fixed.expand(len(prompts), -1, -1))  # captions alike
+    for v in word_test(stacked, world.root, n=4).values():
+        assert v["gap_color"] == v["gap_direction"] == v["gap_none"] == 0.0
