@@ -3,8 +3,9 @@
 For each model folder (a base, or a `pretrain-base` checkpoint's `model`):
 - the word test: the denoising error (ε-MSE) on clips of the world's curated split with their own
   caption, against the same clips and noise with one word swapped (the colour for the next colour,
-  the direction for the opposite one) or the caption dropped, at a few timesteps. A word the model
-  ignores leaves the error unchanged: `gap` = error(swapped) / error(own) - 1 is 0 for it;
+  the shape for the next shape, the direction for the opposite one) or the caption dropped, at a few
+  timesteps. A word the model ignores leaves the error unchanged: `gap` = error(swapped) / error(own) - 1
+  is 0 for it;
 - adherence: the four exact scores on the held-out and seen prompts (DDIM 20 steps, CFG 4, sample
   seeds 0..n-1, `videosspo.alignment.adherence`), each attribute beside their mean.
 
@@ -28,16 +29,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TIMESTEPS = (100, 300, 500, 700, 900)
+WORDS = ("color", "shape", "direction", "none")
 
 
 def swapped(spec, word: str) -> str:
-    """`spec`'s caption with `word` (color / direction / none) changed: the next colour, the opposite direction."""
-    from videosspo.synth import COLORS, DIRECTIONS
+    """`spec`'s caption with `word` (color / shape / direction / none) changed: the next colour or shape, the
+    opposite direction, no caption."""
+    from videosspo.synth import COLORS, DIRECTIONS, SHAPES
 
     colors, directions = list(COLORS), list(DIRECTIONS)
     opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
     if word == "color":
         return dataclasses.replace(spec, color=colors[(colors.index(spec.color) + 1) % len(colors)]).caption
+    if word == "shape":
+        return dataclasses.replace(spec, shape=SHAPES[(SHAPES.index(spec.shape) + 1) % len(SHAPES)]).caption
     if word == "direction":
         return dataclasses.replace(spec, direction=opposite.get(spec.direction, directions[0])).caption
     return ""
@@ -64,10 +69,10 @@ def word_test(model, world: Path, n: int = 256) -> dict:
             x_t = alphas[t].sqrt() * x0 + (1 - alphas[t]).sqrt() * eps
             steps = torch.full((len(specs),), t)
             err = {}
-            for word in ("own", "color", "direction", "none"):
+            for word in ("own", *WORDS):
                 captions = [s.caption for s in specs] if word == "own" else [swapped(s, word) for s in specs]
                 err[word] = float(((model.predict(x_t, steps, model.encode_prompt(captions)) - eps) ** 2).mean())
-            out[t] = {**err, **{f"gap_{w}": err[w] / err["own"] - 1 for w in ("color", "direction", "none")}}
+            out[t] = {**err, **{f"gap_{w}": err[w] / err["own"] - 1 for w in WORDS}}
     return out
 
 
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         results[folder] = entry
         gaps = {w: round(float(np.mean([v[f"gap_{w}"] for v in entry["word_test"].values()])), 4)
-                for w in ("color", "direction", "none")}
+                for w in WORDS}
         print(folder, "| mean gap over t:", gaps, "|", {s: {k: round(v, 3) for k, v in entry[s].items()}
                                                       for s in ("heldout", "seen")}, flush=True)
     if args.out:

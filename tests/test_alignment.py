@@ -316,11 +316,11 @@ def test_word_test_swaps_one_word_and_is_zero_for_a_model_that_ignores_captions(
     from videosspo.synth import ClipSpec
 
     spec = ClipSpec("red", "square", "left", "black", 4, 8.0, 8.0, 1.0)
-    assert (swapped(spec, "color"), swapped(spec, "direction"), swapped(spec, "none")) == (
-        "a green square moving left", "a red square moving right", "")
+    assert [swapped(spec, w) for w in ("color", "shape", "direction", "none")] == [
+        "a green square moving left", "a red circle moving left", "a red square moving right", ""]
     result = word_test(stacked, world.root, n=4)
     assert set(result) == set(TIMESTEPS) and all(v["own"] > 0 for v in result.values())
     fixed = stacked.encode_prompt(["a red square moving left"])
     monkeypatch.setattr(stacked, "encode_prompt", lambda prompts: fixed.expand(len(prompts), -1, -1))  # captions alike
     for v in word_test(stacked, world.root, n=4).values():
-        assert v["gap_color"] == v["gap_direction"] == v["gap_none"] == 0.0
+        assert v["gap_color"] == v["gap_shape"] == v["gap_direction"] == v["gap_none"] == 0.0
