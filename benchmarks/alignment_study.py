@@ -9,6 +9,8 @@ their wrong clips (pairs).
     python benchmarks/alignment_study.py                          # GPU: longer runs, 3 seeds
     python benchmarks/alignment_study.py --quick --variants sft sspo --seeds 0   # a subset
     python benchmarks/alignment_study.py --quick --optim.lr 3e-4   # any config key, for every run
+    python benchmarks/alignment_study.py --quick --config configs/stacked_sspo_v2.yaml --out DIR --work DIR
+                                                                  # another world and base (the v2 testbed)
 
 Two comparisons from the same runs:
 - equal steps: every variant read after `steps` optimizer steps;
@@ -76,6 +78,12 @@ VARIANTS: dict[str, dict] = {
     "sspo/sft_anchor=37.5": {"method": {"name": "sspo", "sft_anchor": 37.5}},  # + (beta / 4) e_w on every sample
     "sspo/sft_anchor=375": {"method": {"name": "sspo", "sft_anchor": 375.0}},  # 10 beta / 4: SFT-dominated
     "dpo/sft_anchor=37.5": {"method": {"name": "dpo", "sft_anchor": 37.5}},
+    # Diffusion-DPO's small sweep on the v2 testbed (docs/alignment.md, "A testbed with headroom"): anchor, lr, beta
+    "dpo/sft_anchor=150": {"method": {"name": "dpo", "sft_anchor": 150.0}},  # beta: the anchor outweighs the pairs
+    "dpo/lr=1e-4": {"method": {"name": "dpo"}, "optim": {"lr": 1.0e-4}},
+    "dpo/beta=1000+lr=1e-4": {"method": {"name": "dpo", "beta": 1000.0}, "optim": {"lr": 1.0e-4}},
+    "dpo/beta=1000+lr=1e-4+sft_anchor=250": {"method": {"name": "dpo", "beta": 1000.0, "sft_anchor": 250.0},
+                                              "optim": {"lr": 1.0e-4}},
     "sspo/loser_guidance=1": {"method": {"name": "sspo"}, "loser": {"guidance": 1.0}},  # losers without CFG
     "sspo/ssr=sign+loser=winner0.5": {"method": {"name": "sspo", "ssr_mode": "sign"},
                                       "loser": {"init": "winner", "strength": 0.5}},
@@ -147,6 +155,21 @@ def make_config(variant: str, seed: int, s: Settings, out: Path, extra: dict, ma
                            "log_every": 5, "sample_prompts": ["a red square moving left"]},
                  "sample": {"steps": s.sample_steps}}
     return load_config(ALIGN_CONFIG, _merge(_merge(overrides, extra), VARIANTS[variant]))
+
+
+def study_overrides(config: str | None, rest: list[str]) -> dict:
+    """The keys every run sets over configs/stacked_sspo.yaml: `config`'s (a YAML file, e.g. the v2 testbed's),
+    then the command line's (`--model.pretrained DIR`...), which win. The file's `train` section and
+    `sample.steps` are left out: the study sets them per run (`make_config`, --sample-steps)."""
+    import yaml
+
+    from videosspo.config import parse_overrides
+
+    keys = yaml.safe_load(Path(config).read_text()) if config else {}
+    keys = {k: v for k, v in keys.items() if k != "train"}
+    if "sample" in keys:
+        keys["sample"] = {k: v for k, v in keys["sample"].items() if k != "steps"}
+    return _merge(keys, parse_overrides(rest))
 
 
 def evaluate(model, config, prompts: dict[str, list[str]], sample_seeds: list[int]) -> dict:
@@ -374,6 +397,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sample-seeds", dest="sample_seeds", type=int)
     p.add_argument("--sample-steps", dest="sample_steps", type=int)
     p.add_argument("--prompts", type=int, help="use the first N held-out and seen prompts (default: all 24 each)")
+    p.add_argument("--config", help="a config whose keys override configs/stacked_sspo.yaml's for every run (recorded "
+                   "with the runs as overrides), e.g. configs/stacked_sspo_v2.yaml: the v2 world and base")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--work", default=str(ROOT / "runs" / "alignment_study"), help="training runs' folders")
     p.add_argument("--report-only", dest="report_only", action="store_true",
@@ -386,7 +411,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from videosspo.config import parse_overrides
     from videosspo.synth import heldout_prompts, seen_prompts
 
     torch.set_num_threads(1)  # tiny models on shared cores: more threads are slower
@@ -404,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict:
         given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)} and v}
         s = dataclasses.replace(QUICK if args.quick else FULL,
                                 **{k: tuple(v) if k == "seeds" else v for k, v in given.items()})
-        extra = parse_overrides(rest)  # e.g. --model.pretrained DIR (default: the committed base)
+        extra = study_overrides(args.config, rest)
     # what makes two runs comparable (the seeds run are not part of it: a study extends over seeds)
     run_settings = saved[0]["settings"] if args.report_only else {
         "study": {k: v for k, v in dataclasses.asdict(s).items() if k != "seeds"}, "overrides": extra,

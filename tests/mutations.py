@@ -1226,4 +1226,30 @@ MUTATIONS: tuple[Mutation, ...] = (
         '"model.stacked_frames", "model.schedule"',
         "a tiny run resumed with --model.size medium fails loading its weights with a shape-mismatch traceback",
         ("tests/test_trust.py::test_each_refused_flag_is_one_line_and_exit_2",)),
+    Mutation(
+        "travel option ignored", "videosspo/synth.py",
+        "    speed = rng.uniform(*travel) * room / max(frames - 1, 1)\n",
+        "    speed = rng.uniform(0.4, 0.8) * room / max(frames - 1, 1)\n",
+        "a v2 world's objects crawl across part of the frame as in v1: the direction word no longer fixes positions",
+        ("tests/test_synth.py::test_travel_one_crosses_the_frame_from_edge_to_edge",
+         "tests/test_synth.py::test_world_records_its_object_options_and_refuses_others")),
+    Mutation(
+        "world options not passed to the mismatched clip", "videosspo/synth.py",
+        "    x0, y0, speed = _place(rng, new, spec.size, frames, height, width, travel)\n",
+        "    x0, y0, speed = _place(rng, new, spec.size, frames, height, width)\n",
+        "v2 web clips relabelled in direction (and DPO losers) move like v1 clips: the world mixes two kinds of motion",
+        ("tests/test_synth.py::test_travel_one_crosses_the_frame_from_edge_to_edge",
+         "tests/test_synth.py::test_world_records_its_object_options_and_refuses_others")),
+    Mutation(
+        "world options not recorded", "videosspo/synth.py",
+        "    if sizes is not None or tuple(travel) != TRAVEL:",
+        "    if False:",
+        "a v1 and a v2 world in the same folder pass for one another: the rerun check cannot tell them apart",
+        ("tests/test_synth.py::test_world_records_its_object_options_and_refuses_others",)),
+    Mutation(
+        "named world not applied", "videosspo/alignment.py",
+        "                   size=data.height, progress=progress, **WORLDS[data.world])",
+        "                   size=data.height, progress=progress)",
+        "data.world: v2 writes a v1 world",
+        ("tests/test_alignment.py::test_prepare_writes_the_named_world",)),
 )

@@ -271,3 +271,56 @@ def test_study_runs_stay_comparable_across_a_config_comment():
     run = {"study": {"steps": 60}, "config": "method:\n  beta: 150   # see README\n"}
     assert settings_key(run) == settings_key({**run, "config": "method:\n  beta: 150   # see docs/\n"})
     assert settings_key(run) != settings_key({**run, "config": "method:\n  beta: 151\n"})
+
+
+def test_prepare_refuses_an_unknown_world_in_one_line(tmp_path):
+    from videosspo.alignment import prepare
+
+    config = load_config(overrides={"model": {"family": "stacked", "vae": "none"},
+                                    "data": {"path": str(tmp_path / "w" / "web"), "world": "v9"}})
+    with pytest.raises(ConfigError, match=r"data.world 'v9' is not a synthetic world; choose one of \['v1', 'v2'\]"):
+        prepare(config, progress=False)
+    assert not (tmp_path / "w").exists()
+
+
+def test_prepare_writes_the_named_world(tmp_path):
+    from videosspo.alignment import prepare
+
+    config = load_config(overrides={"model": {"family": "stacked", "vae": "none", "stacked_frames": FRAMES},
+                                    "data": {"path": str(tmp_path / "w" / "web"), "world": "v2", "synth_if_missing": 16,
+                                             "frames": FRAMES, "height": SIZE, "width": SIZE}})
+    prepare(config, progress=False)
+    for split in ("web", "curated"):
+        info = json.loads((tmp_path / "w" / split / "synth_info.json").read_text())
+        assert (info["sizes"], info["travel"]) == ([5, 7], [0.8, 1.0])
+
+
+def test_study_config_keys_go_under_the_command_line(tmp_path):
+    from benchmarks.alignment_study import QUICK, make_config, study_overrides
+
+    (tmp_path / "v2.yaml").write_text("method:\n  beta: 7\ndata:\n  world: v2\n  path: w2/curated\n"
+                                      "sample:\n  steps: 3\n  guidance: 2.0\ntrain:\n  max_steps: 30\n  output_dir: x\n")
+    extra = study_overrides(str(tmp_path / "v2.yaml"), ["--method.beta", "9"])
+    # the file's train section and sample.steps are the study's own per-run keys
+    assert extra == {"method": {"beta": 9}, "data": {"world": "v2", "path": "w2/curated"}, "sample": {"guidance": 2.0}}
+    config = make_config("dpo", 0, QUICK, tmp_path, extra, 5)
+    assert (config.method.name, config.method.beta, config.data.world, config.data.path) == ("dpo", 9, "v2", "w2/curated")
+    assert (config.train.max_steps, config.train.output_dir, config.sample.steps) == (5, str(tmp_path), QUICK.sample_steps)
+    assert config.optim.lr == 5e-4 and study_overrides(None, []) == {}  # the rest: configs/stacked_sspo.yaml's
+    v2 = make_config("sft", 0, QUICK, tmp_path, study_overrides("configs/stacked_sspo_v2.yaml", []), 5)
+    assert (v2.data.world, v2.model.pretrained, v2.method.beta) == ("v2", "assets/stacked_base_v2", 150)
+
+
+def test_word_test_swaps_one_word_and_is_zero_for_a_model_that_ignores_captions(stacked, world, monkeypatch):
+    from benchmarks.testbed_check import TIMESTEPS, swapped, word_test
+    from videosspo.synth import ClipSpec
+
+    spec = ClipSpec("red", "square", "left", "black", 4, 8.0, 8.0, 1.0)
+    assert [swapped(spec, w) for w in ("color", "shape", "direction", "none")] == [
+        "a green square moving left", "a red circle moving left", "a red square moving right", ""]
+    result = word_test(stacked, world.root, n=4)
+    assert set(result) == set(TIMESTEPS) and all(v["own"] > 0 for v in result.values())
+    fixed = stacked.encode_prompt(["a red square moving left"])
+    monkeypatch.setattr(stacked, "encode_prompt", lambda prompts: fixed.expand(len(prompts), -1, -1))  # captions alike
+    for v in word_test(stacked, world.root, n=4).values():
+        assert v["gap_color"] == v["gap_shape"] == v["gap_direction"] == v["gap_none"] == 0.0

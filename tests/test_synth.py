@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from videosspo.synth import (BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, ClipSpec, make_dataset, mismatched_spec,
-                             parse_caption, random_spec, render_clip, shape_stamp)
+from videosspo.synth import (BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, TRAVEL, WORLDS, ClipSpec, make_dataset, make_world,
+                             mismatched_spec, parse_caption, random_spec, render_clip, shape_stamp)
 from videosspo.video import read_video
 
 
@@ -125,3 +125,52 @@ def test_interrupted_dataset_is_completed(tmp_path):
     (out / "metadata.jsonl").unlink()  # as if the run stopped before the end
     make_dataset(out, n=2, frames=3, height=32, width=32, progress=False)
     assert len((out / "metadata.jsonl").read_text().splitlines()) == 2
+
+
+def test_default_world_is_unchanged_by_the_object_options(tmp_path):
+    """v1 worlds (assets/stacked_base's): the same clips as before `sizes`/`travel`, and the same info file."""
+    rng = np.random.default_rng((0, 0))  # web/ clip 0 of the v1 world, as the code before the options drew it
+    assert random_spec(rng, 16, 16, 8) == ClipSpec("purple", "circle", "right", "charcoal", 4, 7.7910268385633925,
+                                                   12.95306692733266, 0.697047521505277)
+    assert WORLDS["v1"] == {} and TRAVEL == (0.4, 0.8)
+    out = make_dataset(tmp_path / "ds", n=1, frames=3, height=16, width=16, caption_noise=0.4, progress=False)
+    assert set(json.loads((out / "synth_info.json").read_text())) == {
+        "n", "frames", "height", "width", "fps", "seed", "paired", "caption_noise", "exclude", "lossless"}
+
+
+@pytest.mark.parametrize("direction, axis, entry", [("right", 1, 0), ("left", 1, 15), ("down", 0, 0), ("up", 0, 15)])
+def test_travel_one_crosses_the_frame_from_edge_to_edge(direction, axis, entry):
+    """travel (1, 1): frame 0 touches the entry edge, the last frame the opposite one, at constant speed."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        spec = random_spec(rng, 16, 16, 8, sizes=(5, 7), travel=(1.0, 1.0))
+        spec = mismatched_spec(spec, rng, 16, 16, 8, attributes=("direction",), travel=(1.0, 1.0)) \
+            if spec.direction != direction else spec
+        if spec.direction != direction:
+            continue
+        assert 5 <= spec.size <= 7
+        assert spec.speed == pytest.approx((16 - spec.size) / 7)  # the centre's whole room in 7 frame steps
+        square = ClipSpec.from_dict(spec.to_dict() | {"shape": "square"})  # fills its box (a triangle's apex may not)
+        mask = object_mask(render_clip(square, 8, 16, 16), spec)
+        cover = [np.flatnonzero(m.any(axis=1 - axis)) for m in mask]  # rows (axis 0) or columns (axis 1) covered
+        first, last = (cover[0][0], cover[-1][-1]) if entry == 0 else (cover[0][-1], cover[-1][0])
+        assert (first, last) == (entry, 15 - entry)
+
+
+def test_world_records_its_object_options_and_refuses_others(tmp_path):
+    world = make_world(tmp_path / "w", n_web=6, n_curated=2, frames=4, progress=False, **WORLDS["v2"])
+    info = json.loads((world.web / "synth_info.json").read_text())
+    assert (info["sizes"], info["travel"], info["caption_noise"]) == ([5, 7], [0.8, 1.0], 0.4)
+    for split in (world.web, world.curated):
+        for row in map(json.loads, (split / "metadata.jsonl").read_text().splitlines()):
+            for key in ("attributes", "loser_attributes"):
+                if key in row:
+                    spec = ClipSpec.from_dict(row[key])
+                    # 5-7 px, crossing 80-100% of the centre's room along the motion axis in the 3 frame steps
+                    assert 5 <= spec.size <= 7 and 0.8 - 1e-9 <= spec.speed * 3 / (16 - spec.size) <= 1 + 1e-9
+    with pytest.raises(ValueError, match="choose another output folder"):  # same folder, other objects
+        make_world(tmp_path / "w", n_web=6, n_curated=2, frames=4, progress=False)
+    with pytest.raises(ValueError, match=r"sizes must be .* < 16 px, got \(5, 16\)"):
+        make_dataset(tmp_path / "bad", n=1, height=16, width=16, sizes=(5, 16), progress=False)
+    with pytest.raises(ValueError, match=r"travel must be .*got \(0.9, 0.5\)"):
+        make_dataset(tmp_path / "bad", n=1, height=16, width=16, travel=(0.9, 0.5), progress=False)

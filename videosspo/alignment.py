@@ -2,7 +2,8 @@
 
 Shared by `videosspo pretrain-base`, `videosspo demo` and `benchmarks/alignment_study.py`:
 
-    prepare(config)   the world's data (web/ + curated/, `synth.make_world`) and the identity
+    prepare(config)   the world's data (web/ + curated/, `synth.make_world` with the objects of
+                      `synth.WORLDS[data.world]`) and the identity
                       latent cache of data.path, written when missing
     adherence(...)    sample prompts x seeds from a model and score each clip with the exact
                       synthetic-world scorers of `videosspo/synth_scores.py`
@@ -18,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from videosspo.config import Config
+from videosspo.config import Config, ConfigError
 from videosspo.sampling import generate
-from videosspo.synth import COLORS, DIRECTIONS, make_world, parse_caption
+from videosspo.synth import COLORS, DIRECTIONS, WORLDS, make_world, parse_caption
 from videosspo.synth_scores import score_clip
 from videosspo.video import to_uint8
 
@@ -48,10 +49,12 @@ def prepare(config: Config, progress: bool = True) -> None:
     from videosspo.latents import cache_latents
 
     data = config.data
+    if data.world not in WORLDS:
+        raise ConfigError(f"data.world {data.world!r} is not a synthetic world; choose one of {sorted(WORLDS)}")
     if not Path(data.path).exists():  # web/: data.synth_if_missing clips (default 4096); curated/: 1/16 of that
         n_web = data.synth_if_missing or 4096
         make_world(world_root(config), n_web=n_web, n_curated=max(8, n_web // 16), frames=data.frames,
-                   size=data.height, progress=progress)
+                   size=data.height, progress=progress, **WORLDS[data.world])
     if data.latent_cache and not (Path(data.latent_cache) / "cache_info.json").is_file():
         model = build_model(config.model)
         dataset = VideoDataset(data.path, frames=data.frames, height=data.height, width=data.width)

@@ -114,6 +114,7 @@ class DataConfig:
     # When `path` is missing, write a synthetic-world dataset of this many clips there first (the tiny configs
     # set 32). Applies only to a data.path the config file names: one given on the command line must exist.
     synth_if_missing: int = 0
+    world: str = "v1"        # the alignment world's objects when `prepare` writes it: a name of videosspo.synth.WORLDS
     frames: int = 8          # frames per clip (1 = image training)
     stride: int = 1          # take every `stride`-th frame
     height: int = 32         # clip height in pixels (frames are resized to it)

@@ -133,12 +133,17 @@ def render_clip(spec: ClipSpec, frames: int, height: int, width: int) -> np.ndar
     return clip
 
 
-def _place(rng: np.random.Generator, direction: str, size: int, frames: int, height: int, width: int):
-    """A start centre and speed such that the object travels 40-80% of the free room and stays inside."""
+# How far an object travels over a clip, as a fraction of the room its centre has along the motion axis.
+TRAVEL: tuple[float, float] = (0.4, 0.8)
+
+
+def _place(rng: np.random.Generator, direction: str, size: int, frames: int, height: int, width: int,
+           travel: tuple[float, float] = TRAVEL):
+    """A start centre and speed such that the object travels a fraction in `travel` of the free room and stays inside."""
     dx, dy = DIRECTIONS[direction]
     half = size / 2
     room = (width if dx else height) - size  # how far the centre can move along the motion axis
-    speed = rng.uniform(0.4, 0.8) * room / max(frames - 1, 1)
+    speed = rng.uniform(*travel) * room / max(frames - 1, 1)
     travel = speed * (frames - 1)
 
     def start(step: int, extent: int) -> float:
@@ -151,23 +156,35 @@ def _place(rng: np.random.Generator, direction: str, size: int, frames: int, hei
     return start(dx, width), start(dy, height), speed
 
 
-def random_spec(rng: np.random.Generator, height: int, width: int, frames: int) -> ClipSpec:
-    """A random clip that keeps the whole object inside the frame for all ``frames``."""
+def default_sizes(height: int, width: int) -> tuple[int, int]:
+    """Object sizes (smallest, largest) in px of a world without `sizes`: 1/8 to 1/4 of the shorter side, at least 3."""
     short = min(height, width)
     lo = max(3, short // 8)
-    size = int(rng.integers(lo, max(lo, short // 4) + 1))
+    return lo, max(lo, short // 4)
+
+
+def random_spec(rng: np.random.Generator, height: int, width: int, frames: int, sizes: tuple[int, int] | None = None,
+                travel: tuple[float, float] = TRAVEL) -> ClipSpec:
+    """A random clip that keeps the whole object inside the frame for all ``frames``.
+
+    ``sizes``: (smallest, largest) object side in px (default ``default_sizes``); ``travel``: see ``_place``.
+    """
+    short = min(height, width)
+    lo, hi = sizes or default_sizes(height, width)
+    size = int(rng.integers(lo, hi + 1))
     if size >= short:
         raise ValueError(f"frames of {height}x{width} are too small for a {size} px object")
     color = str(rng.choice(list(COLORS)))
     shape = str(rng.choice(SHAPES))
     direction = str(rng.choice(list(DIRECTIONS)))
     background = str(rng.choice(list(BACKGROUNDS)))
-    x0, y0, speed = _place(rng, direction, size, frames, height, width)
+    x0, y0, speed = _place(rng, direction, size, frames, height, width, travel)
     return ClipSpec(color, shape, direction, background, size, x0, y0, speed)
 
 
 def mismatched_spec(spec: ClipSpec, rng: np.random.Generator, height: int, width: int, frames: int,
-                    attributes: tuple[str, ...] = ("color", "shape", "direction")) -> ClipSpec:
+                    attributes: tuple[str, ...] = ("color", "shape", "direction"),
+                    travel: tuple[float, float] = TRAVEL) -> ClipSpec:
     """``spec`` with exactly one of ``attributes`` changed: a clip that contradicts its caption.
 
     Everything else (background, size, position, speed) is kept, except that a new direction gets a
@@ -178,14 +195,15 @@ def mismatched_spec(spec: ClipSpec, rng: np.random.Generator, height: int, width
     new = str(rng.choice([o for o in options if o != getattr(spec, attribute)]))
     if attribute != "direction":
         return dataclasses.replace(spec, **{attribute: new})
-    x0, y0, speed = _place(rng, new, spec.size, frames, height, width)
+    x0, y0, speed = _place(rng, new, spec.size, frames, height, width, travel)
     return dataclasses.replace(spec, direction=new, x0=x0, y0=y0, speed=speed)
 
 
 def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: int = 64, width: int = 64,
                  fps: float = 8, seed: int = 0, paired: bool = False, progress: bool = True,
                  caption_noise: float = 0.0, exclude: tuple[tuple[str, str], ...] = (),
-                 lossless: bool = False) -> Path:
+                 lossless: bool = False, sizes: tuple[int, int] | None = None,
+                 travel: tuple[float, float] = TRAVEL) -> Path:
     """Write ``n`` clips to ``out_dir/videos/`` and ``out_dir/metadata.jsonl``; returns ``out_dir``.
 
     Clip i depends only on (seed, i), so a smaller ``n`` gives a prefix of a larger one. The args are
@@ -197,16 +215,26 @@ def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: i
     direction than its caption says, like web captions (``attributes`` is what the video shows,
     ``caption_correct`` says whether it matches). ``exclude``: (colour, direction) pairs no caption
     uses (held-out combinations). ``lossless``: exact pixels (see ``videosspo.video.write_video``).
+    ``sizes``: (smallest, largest) object side in px (default: 1/8 to 1/4 of the frame, ``default_sizes``);
+    ``travel``: the range of the fraction of the free room an object crosses in a clip (default 0.4-0.8;
+    (1, 1): from one edge to the other, so the direction fixes where the object is in each frame).
     """
     if n < 1 or frames < 1:
         raise DataError(f"n and frames must be >= 1, got n={n}, frames={frames}")
     if not 0 <= caption_noise <= 1:
         raise ValueError(f"caption_noise must be in [0, 1], got {caption_noise}")
+    if sizes is not None and not 1 <= sizes[0] <= sizes[1] < min(height, width):
+        raise DataError(f"sizes must be (smallest, largest) with 1 <= smallest <= largest < {min(height, width)} px, "
+                        f"got {sizes}")
+    if not 0 <= travel[0] <= travel[1] <= 1:
+        raise DataError(f"travel must be (lowest, highest) fractions with 0 <= lowest <= highest <= 1, got {travel}")
     exclude = tuple(tuple(pair) for pair in exclude)
     out_dir = Path(out_dir)
     info = {"n": n, "frames": frames, "height": height, "width": width, "fps": fps, "seed": seed, "paired": paired}
     if caption_noise or exclude or lossless:  # recorded only when used, so older folders stay valid
         info |= {"caption_noise": caption_noise, "exclude": [list(p) for p in exclude], "lossless": lossless}
+    if sizes is not None or tuple(travel) != TRAVEL:  # likewise: the worlds written before these options keep their info
+        info |= {"sizes": list(sizes or default_sizes(height, width)), "travel": list(travel)}
     info_path, metadata_path = out_dir / "synth_info.json", out_dir / "metadata.jsonl"
     if info_path.exists():
         previous = json.loads(info_path.read_text())
@@ -223,19 +251,19 @@ def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: i
     rows = []
     for i in tqdm(range(n), desc="synthetic clips", disable=not progress):
         rng = np.random.default_rng((seed, i))
-        spec = random_spec(rng, height, width, frames)
+        spec = random_spec(rng, height, width, frames, sizes, travel)
         while (spec.color, spec.direction) in exclude:
-            spec = random_spec(rng, height, width, frames)
+            spec = random_spec(rng, height, width, frames, sizes, travel)
         shown = spec
         if caption_noise and rng.random() < caption_noise:
-            shown = mismatched_spec(spec, rng, height, width, frames, attributes=("color", "direction"))
+            shown = mismatched_spec(spec, rng, height, width, frames, attributes=("color", "direction"), travel=travel)
         row = {"video": f"videos/{i:05d}.mp4", "caption": spec.caption, "attributes": shown.to_dict(),
                "frames": frames, "fps": fps}
         if caption_noise:
             row["caption_correct"] = shown == spec
         write_video(out_dir / row["video"], render_clip(shown, frames, height, width), fps=fps, lossless=lossless)
         if paired:
-            loser = mismatched_spec(spec, rng, height, width, frames)
+            loser = mismatched_spec(spec, rng, height, width, frames, travel=travel)
             row |= {"loser_video": f"videos/{i:05d}_loser.mp4", "loser_attributes": loser.to_dict()}
             write_video(out_dir / row["loser_video"], render_clip(loser, frames, height, width), fps=fps,
                         lossless=lossless)
@@ -280,8 +308,15 @@ class World:
         return self.root / "curated"
 
 
+# Named worlds (`data.world`): make_world's object options. v1 wrote assets/stacked_base's world. v2 shows
+# direction at 16x16: objects of 5-7 px crossing 80-100% of the frame, so a caption's direction word says
+# where the object is in each frame (v1's base ignores that word: docs/alignment.md, "A testbed with headroom").
+WORLDS: dict[str, dict] = {"v1": {}, "v2": {"sizes": (5, 7), "travel": (0.8, 1.0)}}
+
+
 def make_world(out_dir: str | os.PathLike, n_web: int = 4096, n_curated: int = 256, caption_noise: float = 0.4,
-               frames: int = 8, size: int = 16, seed: int = 0, progress: bool = True) -> World:
+               frames: int = 8, size: int = 16, seed: int = 0, progress: bool = True,
+               sizes: tuple[int, int] | None = None, travel: tuple[float, float] = TRAVEL) -> World:
     """The data of the alignment study: a noisy ``web/`` split and a small ``curated/`` one.
 
     web/      ``n_web`` clips, ``caption_noise`` of them showing another colour or direction than
@@ -289,9 +324,10 @@ def make_world(out_dir: str | os.PathLike, n_web: int = 4096, n_curated: int = 2
     curated/  ``n_curated`` correct clips of the non-held-out combinations (the winners), each with
               a wrong clip for the same caption as ``loser_video`` (Diffusion-DPO's pairs).
     Held-out prompts (``heldout_prompts``) use combinations absent from curated/. Clips are lossless.
+    ``sizes`` and ``travel``: the objects and their motion (``make_dataset``; ``WORLDS`` names sets of them).
     """
     world = World(Path(out_dir))
-    args = dict(frames=frames, height=size, width=size, progress=progress, lossless=True)
+    args = dict(frames=frames, height=size, width=size, progress=progress, lossless=True, sizes=sizes, travel=travel)
     make_dataset(world.web, n_web, seed=seed, caption_noise=caption_noise, **args)
     make_dataset(world.curated, n_curated, seed=seed + 1, paired=True, exclude=HELDOUT, **args)
     return world
