@@ -27,8 +27,9 @@ demo: install   ## align the committed synthetic-world base with SSPO: before/af
 test: install   ## the whole test suite (CPU), JOBS processes in parallel
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 
-lint: install   ## ruff (pyflakes, isort, pyupgrade, bugbear: the rules in pyproject.toml), then the import layers
+lint: install   ## ruff (pyflakes, isort, pyupgrade, bugbear: the rules in pyproject.toml; the format), then the import layers
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 imports: install  ## import-linter alone: the one-way layers contract in pyproject.toml (also run by `make lint`)

@@ -82,11 +82,15 @@ VARIANTS: dict[str, dict] = {
     "dpo/sft_anchor=150": {"method": {"name": "dpo", "sft_anchor": 150.0}},  # beta: the anchor outweighs the pairs
     "dpo/lr=1e-4": {"method": {"name": "dpo"}, "optim": {"lr": 1.0e-4}},
     "dpo/beta=1000+lr=1e-4": {"method": {"name": "dpo", "beta": 1000.0}, "optim": {"lr": 1.0e-4}},
-    "dpo/beta=1000+lr=1e-4+sft_anchor=250": {"method": {"name": "dpo", "beta": 1000.0, "sft_anchor": 250.0},
-                                              "optim": {"lr": 1.0e-4}},
+    "dpo/beta=1000+lr=1e-4+sft_anchor=250": {
+        "method": {"name": "dpo", "beta": 1000.0, "sft_anchor": 250.0},
+        "optim": {"lr": 1.0e-4},
+    },
     "sspo/loser_guidance=1": {"method": {"name": "sspo"}, "loser": {"guidance": 1.0}},  # losers without CFG
-    "sspo/ssr=sign+loser=winner0.5": {"method": {"name": "sspo", "ssr_mode": "sign"},
-                                      "loser": {"init": "winner", "strength": 0.5}},
+    "sspo/ssr=sign+loser=winner0.5": {
+        "method": {"name": "sspo", "ssr_mode": "sign"},
+        "loser": {"init": "winner", "strength": 0.5},
+    },
     # loser cost against quality (LoserConfig): DDIM steps, a multistep solver, reuse windows, SDEdit losers
     "sspo/loser_steps=4": {"method": {"name": "sspo"}, "loser": {"steps": 4}},
     "sspo/loser_steps=20": {"method": {"name": "sspo"}, "loser": {"steps": 20}},
@@ -95,45 +99,70 @@ VARIANTS: dict[str, dict] = {
     "sspo/loser=unipc4": {"method": {"name": "sspo"}, "loser": {"steps": 4, "scheduler": "unipc"}},
     "sspo/loser=winner0.5": {"method": {"name": "sspo"}, "loser": {"init": "winner", "strength": 0.5}},
     # the losers at issue 10's target, SSPO/SFT = 4 by count, against the 20-step DDIM loser (also under `sign`)
-    "sspo/loser=unipc4+loser_reuse=2": {"method": {"name": "sspo"}, "loser": {"steps": 4, "scheduler": "unipc",
-                                                                             "reuse": 2}},
-    "sspo/loser=unipc8+loser_reuse=4": {"method": {"name": "sspo"}, "loser": {"steps": 8, "scheduler": "unipc",
-                                                                             "reuse": 4}},
-    "sspo/loser=unipc6+loser_reuse=3": {"method": {"name": "sspo"}, "loser": {"steps": 6, "scheduler": "unipc",
-                                                                             "reuse": 3}},
-    "sspo/ssr=sign+loser=unipc6+loser_reuse=3": {"method": {"name": "sspo", "ssr_mode": "sign"},
-                                                 "loser": {"steps": 6, "scheduler": "unipc", "reuse": 3}},
+    "sspo/loser=unipc4+loser_reuse=2": {
+        "method": {"name": "sspo"},
+        "loser": {"steps": 4, "scheduler": "unipc", "reuse": 2},
+    },
+    "sspo/loser=unipc8+loser_reuse=4": {
+        "method": {"name": "sspo"},
+        "loser": {"steps": 8, "scheduler": "unipc", "reuse": 4},
+    },
+    "sspo/loser=unipc6+loser_reuse=3": {
+        "method": {"name": "sspo"},
+        "loser": {"steps": 6, "scheduler": "unipc", "reuse": 3},
+    },
+    "sspo/ssr=sign+loser=unipc6+loser_reuse=3": {
+        "method": {"name": "sspo", "ssr_mode": "sign"},
+        "loser": {"steps": 6, "scheduler": "unipc", "reuse": 3},
+    },
     "sspo/ssr=sign+loser_steps=20": {"method": {"name": "sspo", "ssr_mode": "sign"}, "loser": {"steps": 20}},
-    "sspo/ssr=sign+loser=unipc4+loser_reuse=2": {"method": {"name": "sspo", "ssr_mode": "sign"},
-                                                 "loser": {"steps": 4, "scheduler": "unipc", "reuse": 2}},
+    "sspo/ssr=sign+loser=unipc4+loser_reuse=2": {
+        "method": {"name": "sspo", "ssr_mode": "sign"},
+        "loser": {"steps": 4, "scheduler": "unipc", "reuse": 2},
+    },
     # the formulations that do not displace (videosspo.methods; docs/alignment.md), at their config defaults
-    "sspo-ipo": {"method": {"name": "sspo-ipo"}},    # bounded margin (z - 1)^2
+    "sspo-ipo": {"method": {"name": "sspo-ipo"}},  # bounded margin (z - 1)^2
     "sspo-dpop": {"method": {"name": "sspo-dpop", "ssr_mode": "off"}},  # DPO-Positive (lambda 5) instead of the switch
-    "sspo-lw": {"method": {"name": "sspo-lw"}},      # loser term weight 0.5
-    "sspo-ema": {"method": {"name": "sspo-ema"}},    # replay snapshots of an EMA of the policy (decay 0.95)
+    "sspo-lw": {"method": {"name": "sspo-lw"}},  # loser term weight 0.5
+    "sspo-ema": {"method": {"name": "sspo-ema"}},  # replay snapshots of an EMA of the policy (decay 0.95)
     "sft/caption_dropout=0.1": {"method": {"name": "sft"}, "data": {"caption_dropout": 0.1}},
     "dpo/caption_dropout=0.1": {"method": {"name": "dpo"}, "data": {"caption_dropout": 0.1}},
     "sspo/caption_dropout=0.1": {"method": {"name": "sspo"}, "data": {"caption_dropout": 0.1}},
 }
 # The default set: the methods and the ablations issue 8 asks for. The rest of VARIANTS is the extension
 # (more loser options for issue 10's cost table, the SFT anchor, losers without CFG): name them with --variants.
-STUDY = ("base", "sft", "dpo", "sspo", "sspo/replay=latest", "sspo/replay=initial", "sspo/ssr=sign", "sspo/ssr=drop",
-         "sspo/ssr=off", "sspo/sft_weight=37.5", "sspo/loser_steps=4", "sspo/loser_steps=20", "sspo/loser_reuse=2",
-         "sft/caption_dropout=0.1", "dpo/caption_dropout=0.1", "sspo/caption_dropout=0.1")
+STUDY = (
+    "base",
+    "sft",
+    "dpo",
+    "sspo",
+    "sspo/replay=latest",
+    "sspo/replay=initial",
+    "sspo/ssr=sign",
+    "sspo/ssr=drop",
+    "sspo/ssr=off",
+    "sspo/sft_weight=37.5",
+    "sspo/loser_steps=4",
+    "sspo/loser_steps=20",
+    "sspo/loser_reuse=2",
+    "sft/caption_dropout=0.1",
+    "dpo/caption_dropout=0.1",
+    "sspo/caption_dropout=0.1",
+)
 METHODS = ("sft", "dpo", "sspo")  # evaluated along the way (the curve); ablations only at `steps`
-EQUAL_COMPUTE = ("sft", "dpo")    # run on to SSPO's compute; the others stop at `steps`
+EQUAL_COMPUTE = ("sft", "dpo")  # run on to SSPO's compute; the others stop at `steps`
 METRICS = ("adherence", "color", "shape", "direction", "persistence", "flicker", "diversity")
 SCORES = ("color", "shape", "direction", "persistence")
 
 
 @dataclass(frozen=True)
 class Settings:
-    steps: int            # optimizer steps of the equal-steps comparison
-    eval_every: int       # evaluation interval up to `steps` (the curve of the four methods)
-    seeds: tuple[int, ...]          # training seeds
-    sample_seeds: int     # clips per prompt at each evaluation: sample seeds 0..n-1, the same for every model
-    sample_steps: int     # DDIM steps of the evaluation's sampler (CFG: the config's sample.guidance)
-    prompts: int          # the first N held-out and N seen prompts (each of 24)
+    steps: int  # optimizer steps of the equal-steps comparison
+    eval_every: int  # evaluation interval up to `steps` (the curve of the four methods)
+    seeds: tuple[int, ...]  # training seeds
+    sample_seeds: int  # clips per prompt at each evaluation: sample seeds 0..n-1, the same for every model
+    sample_steps: int  # DDIM steps of the evaluation's sampler (CFG: the config's sample.guidance)
+    prompts: int  # the first N held-out and N seen prompts (each of 24)
 
 
 QUICK = Settings(steps=60, eval_every=60, seeds=(0, 1, 2), sample_seeds=2, sample_steps=20, prompts=24)
@@ -151,9 +180,17 @@ def make_config(variant: str, seed: int, s: Settings, out: Path, extra: dict, ma
     """configs/stacked_sspo.yaml + the study's run keys + `extra` (command-line keys) + the variant's keys."""
     from videosspo.config import load_config
 
-    overrides = {"train": {"seed": seed, "output_dir": str(out), "max_steps": max_steps, "checkpoint_every": 0,
-                           "log_every": 5, "sample_prompts": ["a red square moving left"]},
-                 "sample": {"steps": s.sample_steps}}
+    overrides = {
+        "train": {
+            "seed": seed,
+            "output_dir": str(out),
+            "max_steps": max_steps,
+            "checkpoint_every": 0,
+            "log_every": 5,
+            "sample_prompts": ["a red square moving left"],
+        },
+        "sample": {"steps": s.sample_steps},
+    }
     return load_config(ALIGN_CONFIG, _merge(_merge(overrides, extra), VARIANTS[variant]))
 
 
@@ -180,16 +217,29 @@ def evaluate(model, config, prompts: dict[str, list[str]], sample_seeds: list[in
     data = config.data
     out = {}
     for split, split_prompts in prompts.items():
-        scores, clips = adherence(model, split_prompts, sample_seeds, frames=data.frames, size=data.height,
-                                  steps=config.sample.steps, guidance=config.sample.guidance)
+        scores, clips = adherence(
+            model,
+            split_prompts,
+            sample_seeds,
+            frames=data.frames,
+            size=data.height,
+            steps=config.sample.steps,
+            guidance=config.sample.guidance,
+        )
         x = clips.astype(np.float32) / 255.0  # (prompts, seeds, f, h, w, 3)
         pairs = [(i, j) for i in range(x.shape[1]) for j in range(i + 1, x.shape[1])]
-        diversity = float(np.mean([np.sqrt(((x[:, i] - x[:, j]) ** 2).mean(axis=(1, 2, 3, 4))).mean()
-                                   for i, j in pairs])) if pairs else float("nan")
-        out[split] = {"adherence": float(np.mean([v.mean() for v in scores.values()])),
-                      **{k: float(v.mean()) for k, v in scores.items()},
-                      "flicker": float(np.mean([temporal_flickering_score(v) for v in clips.reshape(-1, *clips.shape[2:])])),
-                      "diversity": diversity, "scores": {k: v.reshape(-1).tolist() for k, v in scores.items()}}
+        diversity = (
+            float(np.mean([np.sqrt(((x[:, i] - x[:, j]) ** 2).mean(axis=(1, 2, 3, 4))).mean() for i, j in pairs]))
+            if pairs
+            else float("nan")
+        )
+        out[split] = {
+            "adherence": float(np.mean([v.mean() for v in scores.values()])),
+            **{k: float(v.mean()) for k, v in scores.items()},
+            "flicker": float(np.mean([temporal_flickering_score(v) for v in clips.reshape(-1, *clips.shape[2:])])),
+            "diversity": diversity,
+            "scores": {k: v.reshape(-1).tolist() for k, v in scores.items()},
+        }
     model.unet.train()
     return out
 
@@ -208,8 +258,14 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
     t0, cpu0 = time.perf_counter(), time.process_time()
     if variant == "base":
         evals = {0: evaluate(load_model(probe.model.pretrained), probe, prompts, sample_seeds)}
-        return {"variant": variant, "seed": seed, "forwards_per_step": 0, "evals": evals,
-                "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
+        return {
+            "variant": variant,
+            "seed": seed,
+            "forwards_per_step": 0,
+            "evals": evals,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": round(time.process_time() - cpu0, 1),
+        }
     sspo = forwards_per_step(make_config("sspo", seed, s, out_dir, extra, s.steps))
     per_step = forwards_per_step(probe)
     equal_compute = max(s.steps, round(s.steps * sspo / per_step)) if variant in EQUAL_COMPUTE else s.steps
@@ -225,10 +281,18 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
 
     trainer = Trainer(config)
     trainer.fit(on_step=on_step)
-    return {"variant": variant, "seed": seed, "forwards_per_step": per_step, "sspo_forwards_per_step": sspo,
-            "steps": s.steps, "equal_compute_steps": equal_compute, "evals": evals,
-            "guard_fired": trainer.health.guard.fired,  # the preference guard's first alarm (train.guard), None if silent
-            "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1)}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "forwards_per_step": per_step,
+        "sspo_forwards_per_step": sspo,
+        "steps": s.steps,
+        "equal_compute_steps": equal_compute,
+        "evals": evals,
+        "guard_fired": trainer.health.guard.fired,  # the preference guard's first alarm (train.guard), None if silent
+        "seconds": round(time.perf_counter() - t0, 1),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),
+    }
 
 
 def _run_and_save(job: tuple) -> dict:
@@ -272,16 +336,20 @@ def clip_adherence(evaluation: dict, split: str) -> np.ndarray:
     return np.mean([evaluation[split]["scores"][k] for k in SCORES], axis=0)
 
 
-def paired_delta(runs: list[dict], others: dict[int, dict], point: str, split: str, other_point: str,
-           sample_seeds: int) -> dict:
+def paired_delta(
+    runs: list[dict], others: dict[int, dict], point: str, split: str, other_point: str, sample_seeds: int
+) -> dict:
     """Paired adherence difference `runs - others` on the same clips: mean and 95% t-interval.
 
     `others` maps a training seed to the run compared against (the base: every seed). With two or
     more seeds the interval is over seeds (one mean difference each); with one, over prompts.
     """
-    diffs = [clip_adherence(r["evals"][str(_point(r, point))], split)
-             - clip_adherence(others[r["seed"]]["evals"][str(_point(others[r["seed"]], other_point))], split)
-             for r in runs if r["seed"] in others]
+    diffs = [
+        clip_adherence(r["evals"][str(_point(r, point))], split)
+        - clip_adherence(others[r["seed"]]["evals"][str(_point(others[r["seed"]], other_point))], split)
+        for r in runs
+        if r["seed"] in others
+    ]
     if not diffs:
         return {"mean": float("nan"), "half": float("nan"), "over": "", "n": 0}
     if len(diffs) >= 2:
@@ -309,8 +377,9 @@ def summarize(records: list[dict], sample_seeds: int) -> dict:
             for split in evals[0]:
                 entry[point][split] = {m: t_interval([e[split][m] for e in evals]) for m in METRICS}
                 if base_any is not None and variant != "base":
-                    entry[point][split]["delta_base"] = paired_delta(runs, {r["seed"]: base_any for r in runs}, point, split,
-                                                               "equal_steps", sample_seeds)
+                    entry[point][split]["delta_base"] = paired_delta(
+                        runs, {r["seed"]: base_any for r in runs}, point, split, "equal_steps", sample_seeds
+                    )
                 if sft and variant not in ("base", "sft"):
                     entry[point][split]["delta_sft"] = paired_delta(runs, sft, point, split, point, sample_seeds)
         out[variant] = entry
@@ -336,24 +405,42 @@ def report(summary: dict, settings: dict, env: dict) -> str:
         return f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
     sft_fwd = summary.get("sft", {}).get("forwards_per_step")
-    parts = [f"# Alignment study ({settings['mode']})", "",
-             f"{env.get('platform')}, {env.get('cpu_count')} CPUs, torch {env.get('torch')}, "
-             f"{env.get('device')}; settings {json.dumps({k: v for k, v in settings.items() if k != 'mode'})}; "
-             f"{settings['runs']} runs, {settings['seconds'] / 60:.1f} min wall and {settings['cpu_seconds'] / 60:.1f} "
-             "min CPU in all (training and evaluation)", "",
-             "Δ base / Δ SFT: paired adherence difference on the same clips (same prompt, sample seed and initial "
-             "noise), mean ± 95% t-interval over training seeds; † one seed: the interval is over prompts "
-             "(sampling noise only). Other columns: mean ± 95% t-interval over training seeds.", ""]
+    parts = [
+        f"# Alignment study ({settings['mode']})",
+        "",
+        f"{env.get('platform')}, {env.get('cpu_count')} CPUs, torch {env.get('torch')}, "
+        f"{env.get('device')}; settings {json.dumps({k: v for k, v in settings.items() if k != 'mode'})}; "
+        f"{settings['runs']} runs, {settings['seconds'] / 60:.1f} min wall and {settings['cpu_seconds'] / 60:.1f} "
+        "min CPU in all (training and evaluation)",
+        "",
+        "Δ base / Δ SFT: paired adherence difference on the same clips (same prompt, sample seed and initial "
+        "noise), mean ± 95% t-interval over training seeds; † one seed: the interval is over prompts "
+        "(sampling noise only). Other columns: mean ± 95% t-interval over training seeds.",
+        "",
+    ]
     for point, title in (("equal_steps", "equal optimizer steps"), ("equal_compute", "equal compute (UNet forwards)")):
         for split in ("heldout", "seen"):
-            rows = [{"variant": v, "seeds": len(e["seeds"]), "step": e[point]["step"],
-                     "forwards": e["forwards_per_step"] * e[point]["step"],
-                     "cost/SFT": f"{e['forwards_per_step'] / sft_fwd:.1f}" if sft_fwd and e["forwards_per_step"] else "",
-                     "Δ base": _delta(e[point][split].get("delta_base")),
-                     "Δ SFT": _delta(e[point][split].get("delta_sft")),
-                     **{m: cell(e[point][split][m]) for m in METRICS}} for v, e in summary.items()]
-            parts += [table(rows, ["variant", "seeds", "step", "forwards", "cost/SFT", "Δ base", "Δ SFT", *METRICS],
-                            title=f"{split} prompts, {title}"), ""]
+            rows = [
+                {
+                    "variant": v,
+                    "seeds": len(e["seeds"]),
+                    "step": e[point]["step"],
+                    "forwards": e["forwards_per_step"] * e[point]["step"],
+                    "cost/SFT": f"{e['forwards_per_step'] / sft_fwd:.1f}" if sft_fwd and e["forwards_per_step"] else "",
+                    "Δ base": _delta(e[point][split].get("delta_base")),
+                    "Δ SFT": _delta(e[point][split].get("delta_sft")),
+                    **{m: cell(e[point][split][m]) for m in METRICS},
+                }
+                for v, e in summary.items()
+            ]
+            parts += [
+                table(
+                    rows,
+                    ["variant", "seeds", "step", "forwards", "cost/SFT", "Δ base", "Δ SFT", *METRICS],
+                    title=f"{split} prompts, {title}",
+                ),
+                "",
+            ]
     return "\n".join(parts)
 
 
@@ -374,8 +461,9 @@ def plot(records: list[dict], path: Path) -> None:
         ys = [np.mean(base)] + [np.mean([r["evals"][str(k)]["heldout"]["adherence"] for r in runs]) for k in steps]
         style = "-" if variant in METHODS else ":"
         inside = [x <= runs[0]["steps"] for x in xs]
-        axes[0].plot([x for x, i in zip(xs, inside) if i], [y for y, i in zip(ys, inside) if i], style, marker="o",
-                     label=variant)
+        axes[0].plot(
+            [x for x, i in zip(xs, inside) if i], [y for y, i in zip(ys, inside) if i], style, marker="o", label=variant
+        )
         axes[1].plot([x * runs[0]["forwards_per_step"] for x in xs], ys, style, marker="o", label=variant)
     axes[0].set(xlabel="optimizer step", ylabel="held-out adherence (mean of 4 exact scores)", title="equal steps")
     axes[1].set(xlabel="UNet sample-forwards", xscale="symlog", title="equal compute")
@@ -386,27 +474,44 @@ def plot(records: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--quick", action="store_true", help="CPU settings (short runs)")
-    p.add_argument("--variants", nargs="+", default=list(STUDY), choices=list(VARIANTS),
-                   help="default: the issue's set (STUDY); the others of VARIANTS are the extension")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(STUDY),
+        choices=list(VARIANTS),
+        help="default: the issue's set (STUDY); the others of VARIANTS are the extension",
+    )
     p.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: the mode's; the base needs one)")
     p.add_argument("--steps", type=int, help="equal-steps budget (default: the mode's)")
     p.add_argument("--eval-every", dest="eval_every", type=int)
     p.add_argument("--sample-seeds", dest="sample_seeds", type=int)
     p.add_argument("--sample-steps", dest="sample_steps", type=int)
     p.add_argument("--prompts", type=int, help="use the first N held-out and seen prompts (default: all 24 each)")
-    p.add_argument("--config", help="a config whose keys override configs/stacked_sspo.yaml's for every run (recorded "
-                   "with the runs as overrides), e.g. configs/stacked_sspo_v2.yaml: the v2 world and base")
+    p.add_argument(
+        "--config",
+        help="a config whose keys override configs/stacked_sspo.yaml's for every run (recorded "
+        "with the runs as overrides), e.g. configs/stacked_sspo_v2.yaml: the v2 world and base",
+    )
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--work", default=str(ROOT / "runs" / "alignment_study"), help="training runs' folders")
-    p.add_argument("--report-only", dest="report_only", action="store_true",
-                   help="train nothing: rebuild the report from the runs in <out>/runs (their settings)")
+    p.add_argument(
+        "--report-only",
+        dest="report_only",
+        action="store_true",
+        help="train nothing: rebuild the report from the runs in <out>/runs (their settings)",
+    )
     p.add_argument("--force", action="store_true", help="rerun (variant, seed) runs already in <out>/runs")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="runs in parallel, one single-threaded process each (default: one per core; on 2 cores "
-                   "the quick study takes 28 min instead of 60)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="runs in parallel, one single-threaded process each (default: one per core; on 2 cores "
+        "the quick study takes 28 min instead of 60)",
+    )
     args, rest = p.parse_known_args(argv)
 
     import torch
@@ -420,32 +525,46 @@ def main(argv: list[str] | None = None) -> dict:
     if args.report_only:
         keys = {settings_key(r["settings"]) for r in saved}
         if len(keys) != 1:
-            raise SystemExit(f"--report-only: the runs in {out / 'runs'} have {len(keys)} different settings; "
-                             "rerun the study (or --force) so they agree")
+            raise SystemExit(
+                f"--report-only: the runs in {out / 'runs'} have {len(keys)} different settings; "
+                "rerun the study (or --force) so they agree"
+            )
         seeds = tuple(sorted({r["seed"] for r in saved}))
         s, extra = Settings(**saved[0]["settings"]["study"], seeds=seeds), saved[0]["settings"]["overrides"]
     else:
         given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Settings)} and v}
-        s = dataclasses.replace(QUICK if args.quick else FULL,
-                                **{k: tuple(v) if k == "seeds" else v for k, v in given.items()})
+        s = dataclasses.replace(
+            QUICK if args.quick else FULL, **{k: tuple(v) if k == "seeds" else v for k, v in given.items()}
+        )
         extra = study_overrides(args.config, rest)
     # what makes two runs comparable (the seeds run are not part of it: a study extends over seeds)
-    run_settings = saved[0]["settings"] if args.report_only else {
-        "study": {k: v for k, v in dataclasses.asdict(s).items() if k != "seeds"}, "overrides": extra,
-        "base_sha256": base_digest(make_config("base", 0, s, Path(args.work), extra, s.steps).model.pretrained),
-        "config": ALIGN_CONFIG.read_text()}  # the methods' settings (configs/stacked_sspo.yaml)
-    prompts = {"heldout": heldout_prompts()[:s.prompts], "seen": seen_prompts()[:s.prompts]}
+    run_settings = (
+        saved[0]["settings"]
+        if args.report_only
+        else {
+            "study": {k: v for k, v in dataclasses.asdict(s).items() if k != "seeds"},
+            "overrides": extra,
+            "base_sha256": base_digest(make_config("base", 0, s, Path(args.work), extra, s.steps).model.pretrained),
+            "config": ALIGN_CONFIG.read_text(),
+        }
+    )  # the methods' settings (configs/stacked_sspo.yaml)
+    prompts = {"heldout": heldout_prompts()[: s.prompts], "seen": seen_prompts()[: s.prompts]}
     current = [r for r in saved if settings_key(r["settings"]) == settings_key(run_settings)]
     done = {(r["variant"], r["seed"]) for r in current}
-    todo = [(variant, seed) for variant in ([] if args.report_only else args.variants)
-            for seed in (s.seeds[:1] if variant == "base" else s.seeds)  # the base is one model: one evaluation
-            if (variant, seed) not in done or args.force]
+    todo = [
+        (variant, seed)
+        for variant in ([] if args.report_only else args.variants)
+        for seed in (s.seeds[:1] if variant == "base" else s.seeds)  # the base is one model: one evaluation
+        if (variant, seed) not in done or args.force
+    ]
     if todo:
         from videosspo.alignment import prepare
 
         prepare(make_config("sspo", 0, s, Path(args.work), extra, s.steps), progress=False)  # once, before any worker
-    jobs = [(variant, seed, s, Path(args.work) / f"{variant.replace('/', '__')}_{seed}", extra, prompts, run_settings,
-             out) for variant, seed in todo]
+    jobs = [
+        (variant, seed, s, Path(args.work) / f"{variant.replace('/', '__')}_{seed}", extra, prompts, run_settings, out)
+        for variant, seed in todo
+    ]
     if args.jobs > 1 and len(jobs) > 1:  # one single-threaded run per process: the runs are independent
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -457,14 +576,30 @@ def main(argv: list[str] | None = None) -> dict:
     keys = set(todo)
     current = [r for r in current if (r["variant"], r["seed"]) not in keys] + records
     summary = summarize(current, s.sample_seeds)
-    settings = {"mode": "quick" if args.quick else "full", **dataclasses.asdict(s), "overrides": extra,
-                "seeds_run": {v: e["seeds"] for v, e in summary.items()}, "runs": len(current),
-                **{k: round(sum(r.get(k, 0.0) for r in current), 1) for k in ("seconds", "cpu_seconds")}}
+    settings = {
+        "mode": "quick" if args.quick else "full",
+        **dataclasses.asdict(s),
+        "overrides": extra,
+        "seeds_run": {v: e["seeds"] for v, e in summary.items()},
+        "runs": len(current),
+        **{k: round(sum(r.get(k, 0.0) for r in current), 1) for k in ("seconds", "cpu_seconds")},
+    }
     env = environment("cuda" if torch.cuda.is_available() else "cpu")
-    result = {"settings": settings, "environment": env, "summary": summary,
-              "runs": [{**r, "evals": {k: {split: {m: v for m, v in e.items() if m != "scores"}
-                                           for split, e in ev.items()} for k, ev in r["evals"].items()}}
-                       for r in current]}
+    result = {
+        "settings": settings,
+        "environment": env,
+        "summary": summary,
+        "runs": [
+            {
+                **r,
+                "evals": {
+                    k: {split: {m: v for m, v in e.items() if m != "scores"} for split, e in ev.items()}
+                    for k, ev in r["evals"].items()
+                },
+            }
+            for r in current
+        ],
+    }
     (out / "study.json").write_text(json.dumps(result, indent=1))
     text = report(summary, settings, env)
     (out / "study.md").write_text(text + "\n")

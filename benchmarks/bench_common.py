@@ -23,8 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -66,8 +66,9 @@ def time_fn(fn: Callable[[], object], warmup: int, repeat: int, device=None) -> 
     return summarize(times)
 
 
-def time_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], warmup: int, repeat: int,
-              device=None) -> tuple[dict, dict]:
+def time_pair(
+    fn_a: Callable[[], object], fn_b: Callable[[], object], warmup: int, repeat: int, device=None
+) -> tuple[dict, dict]:
     """Time two functions with interleaved repeats (a, b, a, b, ...) so machine drift hits both alike."""
     for _ in range(warmup):
         fn_a()
@@ -168,18 +169,31 @@ def environment(device: str) -> dict:
     import peft
     import transformers
 
-    env = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-           "diffusers": diffusers.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-           "accelerate": accelerate.__version__, "device": device, "torch_threads": torch.get_num_threads(),
-           "torch_interop_threads": torch.get_num_interop_threads(), "cpu_count": os.cpu_count(),
-           "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-           "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "accelerate": accelerate.__version__,
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     if torch.device(device).type == "cuda":
         env["cuda_device"] = torch.cuda.get_device_name()
         env["cuda"] = torch.version.cuda
     try:
-        env["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                           text=True, timeout=5).stdout.strip() or None
+        env["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = None
     return env

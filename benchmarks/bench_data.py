@@ -10,6 +10,7 @@ the first `get` (which, today, also counts the clip's frames by decoding it once
 The .avi clip (mpeg4 with B-frames, 240 frames, each showing its number in black/white blocks) also
 reports whether the frames returned are the frames asked for.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_common import ROOT, table  # noqa: E402
-from benchmarks.bench_common import baseline_tree  # noqa: E402
+from benchmarks.bench_common import (  # noqa: E402
+    ROOT,
+    baseline_tree,  # noqa: E402
+    table,
+)
 from videosspo.data import frame_indices  # noqa: E402
 
 BASELINE = "c1e5cee"  # before the data fixes: decord everywhere, header counts, full-size decoding
@@ -89,8 +93,13 @@ def write_numbered_avi(path: Path, frames: int) -> None:
 
 def run_side(tree: Path, folder: Path, frames: int, height: int, width: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(frames), str(height), str(width)],
-                          cwd=tree, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(folder), str(frames), str(height), str(width)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{tree}: the child failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -109,8 +118,10 @@ def main(argv=None) -> dict:
         sides = {"today": ROOT}
         if args.baseline != "none":
             sides[args.baseline] = baseline_tree(args.baseline, tmp / "baseline")
-        clips = {f"mp4 {size}x{size}, 16 frames -> 64x64": ("large", "clip.mp4", TRAIN),
-                 "avi mpeg4 with B-frames, 16 of 240 frames": ("avi", "clip.avi", {"frames": 16, "height": 32, "width": 64})}
+        clips = {
+            f"mp4 {size}x{size}, 16 frames -> 64x64": ("large", "clip.mp4", TRAIN),
+            "avi mpeg4 with B-frames, 16 of 240 frames": ("avi", "clip.avi", {"frames": 16, "height": 32, "width": 64}),
+        }
         write_large(tmp / "large.mp4", 16, size)
         write_numbered_avi(tmp / "avi.avi", 240)
         rows = []
@@ -124,15 +135,42 @@ def main(argv=None) -> dict:
                 result = run_side(tree, folder, train["frames"], train["height"], train["width"])
                 numbers = result.pop("numbers")
                 wanted = frame_indices(240, train["frames"], 1, np.random.default_rng(SEED))  # the child's draw
-                rows.append({"clip": clip, "side": side, **result, "process_s": time.perf_counter() - t0,
-                             **({"frames_asked": f"{wanted[0]}-{wanted[-1]}", "frames_got": f"{numbers[0]}-{numbers[-1]}",
-                                 "frames_exact": numbers == wanted} if stem == "avi" else {})})
+                rows.append(
+                    {
+                        "clip": clip,
+                        "side": side,
+                        **result,
+                        "process_s": time.perf_counter() - t0,
+                        **(
+                            {
+                                "frames_asked": f"{wanted[0]}-{wanted[-1]}",
+                                "frames_got": f"{numbers[0]}-{numbers[-1]}",
+                                "frames_exact": numbers == wanted,
+                            }
+                            if stem == "avi"
+                            else {}
+                        ),
+                    }
+                )
     result = {"train": TRAIN, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(table(rows, ["clip", "side", "peak_rss_mb", "first_get_s", "second_get_s", "frames_asked", "frames_got",
-                       "frames_exact"],
-                title="VideoDataset.get (seconds; peak RSS of the whole process, torch included)"))
+    print(
+        table(
+            rows,
+            [
+                "clip",
+                "side",
+                "peak_rss_mb",
+                "first_get_s",
+                "second_get_s",
+                "frames_asked",
+                "frames_got",
+                "frames_exact",
+            ],
+            title="VideoDataset.get (seconds; peak RSS of the whole process, torch included)",
+        )
+    )
     return result
 
 

@@ -10,6 +10,7 @@ motion_smoothness imaging_quality``); the baseline runs from ``git archive BASEL
 folder. Peak memory is the child's max RSS (``wait4``). The clip: a textured scene panning under a
 moving square, 24 fps, written frame by frame (never held whole).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,23 +39,41 @@ def write_clip(path: Path, frames: int, height: int, width: int, fps: int = 24, 
 
     rng = np.random.default_rng(seed)
     pan = 2 * frames
-    scene = sum(cv2.resize(rng.uniform(0, 255, (max(height // s, 2), max((width + pan) // s, 2), 3)).astype(np.float32),
-                           (width + pan, height), interpolation=cv2.INTER_CUBIC) / 3 for s in (4, 16, 64))
+    scene = sum(
+        cv2.resize(
+            rng.uniform(0, 255, (max(height // s, 2), max((width + pan) // s, 2), 3)).astype(np.float32),
+            (width + pan, height),
+            interpolation=cv2.INTER_CUBIC,
+        )
+        / 3
+        for s in (4, 16, 64)
+    )
     scene = np.clip(scene, 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     with iio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=1) as w:
         for i in range(frames):
-            frame = scene[:, 2 * i:2 * i + width].copy()
+            frame = scene[:, 2 * i : 2 * i + width].copy()
             x = (3 * i) % max(width - 64, 1)
-            frame[height // 3:height // 3 + 64, x:x + 64] = (220, 40, 40)
+            frame[height // 3 : height // 3 + 64, x : x + 64] = (220, 40, 40)
             w.append_data(frame)
     return path
 
 
 def run_cli(tree: Path, videos: Path, out: Path, extra: list[str]) -> dict:
     """Run ``tree``'s vbench_eval.py; wall seconds, the child's peak RSS and its final line."""
-    cmd = [sys.executable, "benchmarks/vbench_eval.py", "--videos", str(videos), "--out", str(out),
-           "--dims", *DIMS, "--no-progress", "--no-report", *extra]
+    cmd = [
+        sys.executable,
+        "benchmarks/vbench_eval.py",
+        "--videos",
+        str(videos),
+        "--out",
+        str(out),
+        "--dims",
+        *DIMS,
+        "--no-progress",
+        "--no-report",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -64,9 +83,12 @@ def run_cli(tree: Path, videos: Path, out: Path, extra: list[str]) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-2000:]}")
     summary = json.loads((out / "summary.json").read_text())
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
-            "scores": {d: r["raw"] for d, r in summary["dimensions"].items()},
-            "final_line": stdout.strip().splitlines()[-1]}
+    return {
+        "wall_s": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "scores": {d: r["raw"] for d, r in summary["dimensions"].items()},
+        "final_line": stdout.strip().splitlines()[-1],
+    }
 
 
 def main(argv=None) -> dict:
@@ -94,15 +116,33 @@ def main(argv=None) -> dict:
         runs = {name: run_cli(tree, videos, tmp / f"out_{name}", []) for name, tree in sides.items()}
     for r in runs.values():
         r["clips_per_min"] = 60.0 * clips / r["wall_s"]
-    result = {"clip": {"frames": frames, "height": args.height, "width": args.width, "fps": 24, "clips": clips},
-              "dims": list(DIMS), "baseline": args.baseline, "cpu_count": os.cpu_count(), "runs": runs}
+    result = {
+        "clip": {"frames": frames, "height": args.height, "width": args.width, "fps": 24, "clips": clips},
+        "dims": list(DIMS),
+        "baseline": args.baseline,
+        "cpu_count": os.cpu_count(),
+        "runs": runs,
+    }
     if "before" in runs:
         result["speedup"] = runs["before"]["wall_s"] / runs["after"]["wall_s"]
-    rows = [{"side": k, "revision": args.baseline if k == "before" else "this tree", "wall_s": r["wall_s"],
-             "clips_per_min": r["clips_per_min"], "peak_rss_mb": r["peak_rss_mb"]} for k, r in runs.items()]
+    rows = [
+        {
+            "side": k,
+            "revision": args.baseline if k == "before" else "this tree",
+            "wall_s": r["wall_s"],
+            "clips_per_min": r["clips_per_min"],
+            "peak_rss_mb": r["peak_rss_mb"],
+        }
+        for k, r in runs.items()
+    ]
     print(json.dumps(result, indent=2))
-    print(table(rows, ["side", "revision", "wall_s", "clips_per_min", "peak_rss_mb"],
-                f"vbench_eval: {clips} x {frames}-frame {args.width}x{args.height} clip, {', '.join(DIMS)}"))
+    print(
+        table(
+            rows,
+            ["side", "revision", "wall_s", "clips_per_min", "peak_rss_mb"],
+            f"vbench_eval: {clips} x {frames}-frame {args.width}x{args.height} clip, {', '.join(DIMS)}",
+        )
+    )
     if "speedup" in result:
         print(f"\nspeed-up {result['speedup']:.1f}x")
     if args.out:

@@ -57,8 +57,8 @@ import json
 import logging
 import math
 import os
-import sys
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -73,9 +73,17 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from benchmarks.bench_common import (PeakMemory, sync, environment, mib, module_bytes, summarize,  # noqa: E402
-                                     table, time_fn, time_pair)
-
+from benchmarks.bench_common import (
+    PeakMemory,
+    environment,
+    mib,
+    module_bytes,
+    summarize,  # noqa: E402
+    sync,
+    table,
+    time_fn,
+    time_pair,
+)
 from models import FAMILIES as MODEL_FAMILIES  # noqa: E402
 from videosspo.methods import get_method  # noqa: E402
 
@@ -89,14 +97,14 @@ METHODS = ("sft", "dpo", "sspo")
 class Settings:
     config: str = str(ROOT / "configs" / "animatediff_sspo.yaml")
     frames: int = 8
-    height: int = 32          # pixels; the tiny VAE has factor 2 -> 16x16 latents
+    height: int = 32  # pixels; the tiny VAE has factor 2 -> 16x16 latents
     width: int = 32
     batch: int | None = None  # winners per micro-batch; None: the config's optim.batch_size
     lora_rank: int | None = None  # None: the config's model.lora_rank
     warmup: int = 1
     repeat: int = 5
     loser_steps: tuple[int, ...] = (4, 8, 20)
-    loser_options: tuple[str, ...] = ()   # names in LOSER_OPTIONS; empty: all
+    loser_options: tuple[str, ...] = ()  # names in LOSER_OPTIONS; empty: all
     sample_steps: int = 10
     size: str = "tiny"
 
@@ -163,14 +171,25 @@ def make_config(family: str, method: str, lora_rank: int, data: Path, out: Path,
     base = base_config(s)
     overrides = {
         "model": {"family": family, "pretrained": None, "motion_adapter": None, "lora_rank": lora_rank, "size": s.size},
-        "data": {"path": str(data), "synth_if_missing": 0, "frames": frames_for(family, s), "height": s.height,
-                 "width": s.width, "num_workers": 0, "latent_cache": None},
+        "data": {
+            "path": str(data),
+            "synth_if_missing": 0,
+            "frames": frames_for(family, s),
+            "height": s.height,
+            "width": s.width,
+            "num_workers": 0,
+            "latent_cache": None,
+        },
         "method": {"name": method},
         "replay": {"interval": 10**6},  # the pool holds theta_0: snapshot cost is the reference_memory section's
         "optim": {"batch_size": s.batch, "grad_accum": 1, "warmup_steps": 0},
-        "train": {"output_dir": str(out), "max_steps": 10**6, "checkpoint_every": 0,
-                  "mixed_precision": "no" if device == "cpu" else base.train.mixed_precision,
-                  "export": base.train.export if lora_rank else "merged"},
+        "train": {
+            "output_dir": str(out),
+            "max_steps": 10**6,
+            "checkpoint_every": 0,
+            "mixed_precision": "no" if device == "cpu" else base.train.mixed_precision,
+            "export": base.train.export if lora_rank else "merged",
+        },
     }
     for key, value in extra.items():
         section, name = key.split(".")
@@ -189,8 +208,13 @@ def make_trainer(cfg, s: Settings, device: str):
 def fixed_batch(trainer, n: int) -> dict:
     """A micro-batch as the trainer's loader yields it: {pixels, captions, indices, positions[, loser_pixels]}."""
     items = [trainer.data.get(i % len(trainer.data), seed=i) for i in range(n)]
-    batch = {"pixels": torch.stack([b["pixels"] for b in items]), "captions": [b["caption"] for b in items],
-             "indices": list(range(n)), "positions": list(range(n)), "unreadable": []}
+    batch = {
+        "pixels": torch.stack([b["pixels"] for b in items]),
+        "captions": [b["caption"] for b in items],
+        "indices": list(range(n)),
+        "positions": list(range(n)),
+        "unreadable": [],
+    }
     if all("loser_pixels" in b for b in items):
         batch["loser_pixels"] = torch.stack([b["loser_pixels"] for b in items])
     return batch
@@ -215,7 +239,9 @@ def train_window(trainer, batches, first_step: int) -> float:
     for step in range(first_step, first_step + trainer.config.loser.reuse):
         trainer.step = step
         losers += train_step(trainer, batches).get("time/losers_s", 0.0)
-    if trainer.losers.overlap:  # the next step's losers: what the worker has not hidden behind this step, step r+1 waits for
+    if (
+        trainer.losers.overlap
+    ):  # the next step's losers: what the worker has not hidden behind this step, step r+1 waits for
         t0 = time.perf_counter()
         for future in trainer.losers.overlap.pending.values():
             future.result()
@@ -280,24 +306,44 @@ def case_row(case: dict) -> dict:
     cfg, timing, work = tr.config, summarize(case["times"]), case["work"]
     params = list(tr.model.unet.parameters())
     trainable = sum(p.numel() for p in params if p.requires_grad)
-    opt_state = sum(t.numel() * t.element_size() for st in tr.optimizer.state.values()
-                    for t in st.values() if torch.is_tensor(t) and t.ndim > 0)
-    row = {"family": cfg.model.family, "method": cfg.method.name,
-           "mode": f"lora{cfg.model.lora_rank}" if cfg.model.lora_rank else "full",
-           "s_per_step": timing["median_s"], "min_s": timing["min_s"], "max_s": timing["max_s"],
-           "repeats": timing["n"], "peak_mem_delta_mb": mib(case["peak"]), "mem_method": case["mem_method"],
-           "unet_params": sum(p.numel() for p in params), "trainable_params": trainable,
-           "grad_plus_adam_mb": mib(trainable * 4 + opt_state), "batch": cfg.optim.batch_size,
-           "unet_calls_per_step": work["calls"], "unet_rows_per_step": work["policy"] + work["reference"] + work["losers"],
-           "policy_rows_per_step": work["policy"], "reference_rows_per_step": work["reference"],
-           "loser_rows_per_step": work["losers"],
-           # backward ~ 2 forwards: a machine-independent cost in forward passes of one sample
-           "forward_equivalents_per_step": 3 * work["policy"] + work["reference"] + work["losers"]}
+    opt_state = sum(
+        t.numel() * t.element_size()
+        for st in tr.optimizer.state.values()
+        for t in st.values()
+        if torch.is_tensor(t) and t.ndim > 0
+    )
+    row = {
+        "family": cfg.model.family,
+        "method": cfg.method.name,
+        "mode": f"lora{cfg.model.lora_rank}" if cfg.model.lora_rank else "full",
+        "s_per_step": timing["median_s"],
+        "min_s": timing["min_s"],
+        "max_s": timing["max_s"],
+        "repeats": timing["n"],
+        "peak_mem_delta_mb": mib(case["peak"]),
+        "mem_method": case["mem_method"],
+        "unet_params": sum(p.numel() for p in params),
+        "trainable_params": trainable,
+        "grad_plus_adam_mb": mib(trainable * 4 + opt_state),
+        "batch": cfg.optim.batch_size,
+        "unet_calls_per_step": work["calls"],
+        "unet_rows_per_step": work["policy"] + work["reference"] + work["losers"],
+        "policy_rows_per_step": work["policy"],
+        "reference_rows_per_step": work["reference"],
+        "loser_rows_per_step": work["losers"],
+        # backward ~ 2 forwards: a machine-independent cost in forward passes of one sample
+        "forward_equivalents_per_step": 3 * work["policy"] + work["reference"] + work["losers"],
+    }
     if get_method(cfg.method.name).losers == "sampled":
         losers = summarize(case["losers"])["median_s"]
         row.update({f"loser_{k}": v for k, v in dataclasses.asdict(cfg.loser).items()})
-        row.update({"losers_s": losers, "s_per_step_wo_losers": max(timing["median_s"] - losers, 1e-9),
-                    "loser_share": losers / timing["median_s"]})
+        row.update(
+            {
+                "losers_s": losers,
+                "s_per_step_wo_losers": max(timing["median_s"] - losers, 1e-9),
+                "loser_share": losers / timing["median_s"],
+            }
+        )
     return row
 
 
@@ -323,10 +369,18 @@ def step_summary(rows: list[dict]) -> list[dict]:
     for key in dict.fromkeys((r["family"], r["mode"]) for r in rows):
         by = {r["method"]: r for r in rows if (r["family"], r["mode"]) == key}
         sft = by["sft"]["s_per_step"]
-        item = {"family": key[0], "mode": key[1], "sft_s": sft, "dpo_over_sft": by["dpo"]["s_per_step"] / sft,
-                "sspo_over_sft": by["sspo"]["s_per_step"] / sft, "loser_share": by["sspo"]["loser_share"],
-                "sspo_over_sft_counted": by["sspo"]["forward_equivalents_per_step"] / by["sft"]["forward_equivalents_per_step"],
-                "dpo_over_sft_counted": by["dpo"]["forward_equivalents_per_step"] / by["sft"]["forward_equivalents_per_step"]}
+        item = {
+            "family": key[0],
+            "mode": key[1],
+            "sft_s": sft,
+            "dpo_over_sft": by["dpo"]["s_per_step"] / sft,
+            "sspo_over_sft": by["sspo"]["s_per_step"] / sft,
+            "loser_share": by["sspo"]["loser_share"],
+            "sspo_over_sft_counted": by["sspo"]["forward_equivalents_per_step"]
+            / by["sft"]["forward_equivalents_per_step"],
+            "dpo_over_sft_counted": by["dpo"]["forward_equivalents_per_step"]
+            / by["sft"]["forward_equivalents_per_step"],
+        }
         for method in METHODS:
             item[f"{method}_peak_mem_mb"] = by[method]["peak_mem_delta_mb"]
             item[f"{method}_unet_rows_per_step"] = by[method]["unet_rows_per_step"]
@@ -379,12 +433,29 @@ def bench_loser_options(family, data, tmp, s: Settings, device) -> list[dict]:
     rows = []
     for case in cases[1:]:
         row = case_row(case)
-        rows.append({"option": case["name"], "overrides": " ".join(f"{k}={v}" for k, v in LOSER_OPTIONS[case["name"]].items()),
-                     **{k: row[k] for k in row if k.startswith("loser_") or k in ("family", "mode", "losers_s",
-                                                                                   "s_per_step", "unet_rows_per_step",
-                                                                                   "forward_equivalents_per_step")},
-                     "sft_s_per_step": sft, "sspo_over_sft": row["s_per_step"] / sft,
-                     "sspo_over_sft_counted": row["forward_equivalents_per_step"] / sft_work})
+        rows.append(
+            {
+                "option": case["name"],
+                "overrides": " ".join(f"{k}={v}" for k, v in LOSER_OPTIONS[case["name"]].items()),
+                **{
+                    k: row[k]
+                    for k in row
+                    if k.startswith("loser_")
+                    or k
+                    in (
+                        "family",
+                        "mode",
+                        "losers_s",
+                        "s_per_step",
+                        "unet_rows_per_step",
+                        "forward_equivalents_per_step",
+                    )
+                },
+                "sft_s_per_step": sft,
+                "sspo_over_sft": row["s_per_step"] / sft,
+                "sspo_over_sft_counted": row["forward_equivalents_per_step"] / sft_work,
+            }
+        )
     cases.clear()
     return rows
 
@@ -441,12 +512,19 @@ def bench_concat(family, data, tmp, s: Settings, device) -> dict:
         model.unet.zero_grad(set_to_none=True)
 
     fb_c, fb_s = time_pair(fb_cat, fb_sep, s.warmup, s.repeat, device)
-    return {"family": family, "batch_per_side": b, "latent_shape": list(shape),
-            "forward_concat_s": f_cat["median_s"], "forward_separate_s": f_sep["median_s"],
-            "forward_ratio_sep_over_cat": f_sep["median_s"] / f_cat["median_s"],
-            "fwd_bwd_concat_s": fb_c["median_s"], "fwd_bwd_separate_s": fb_s["median_s"],
-            "fwd_bwd_ratio_sep_over_cat": fb_s["median_s"] / fb_c["median_s"],
-            "max_abs_diff_error": err_diff, "max_abs_diff_output": out_diff}
+    return {
+        "family": family,
+        "batch_per_side": b,
+        "latent_shape": list(shape),
+        "forward_concat_s": f_cat["median_s"],
+        "forward_separate_s": f_sep["median_s"],
+        "forward_ratio_sep_over_cat": f_sep["median_s"] / f_cat["median_s"],
+        "fwd_bwd_concat_s": fb_c["median_s"],
+        "fwd_bwd_separate_s": fb_s["median_s"],
+        "fwd_bwd_ratio_sep_over_cat": fb_s["median_s"] / fb_c["median_s"],
+        "max_abs_diff_error": err_diff,
+        "max_abs_diff_output": out_diff,
+    }
 
 
 # ----------------------------------------------------------------------------- 3. reference memory
@@ -466,7 +544,7 @@ def bench_reference_memory(family, data, tmp, s: Settings, device) -> list[dict]
         if ref.unet is unet:  # LoRA: the same network with the `ref` adapter slot active
             slot = sum(p.numel() * p.element_size() for n, p in unet.named_parameters() if f".{REFERENCE}." in n)
             held = "ref adapter slot in the policy UNet"
-        else:                 # full fine-tuning: a second UNet
+        else:  # full fine-tuning: a second UNet
             slot = module_bytes(ref.unet)
             held = "reference UNet copy"
         # Cost of switching the reference to another snapshot (random replay draws change it most steps):
@@ -479,13 +557,22 @@ def bench_reference_memory(family, data, tmp, s: Settings, device) -> list[dict]
                 pass
 
         swap_s = time_fn(swap, s.warmup, s.repeat, device)["median_s"]
-        rows.append({"family": family, "mode": f"lora{lora}" if lora else "full", "reference_holds": held,
-                     "swap_snapshot_s": swap_s,
-                     "policy_unet_mb": mib(policy_bytes), "reference_extra_mb": mib(slot),
-                     "snapshot_mb": mib(snapshot_bytes), "total_extra_mb": mib(slot + snapshot_bytes),
-                     "reference_extra_bytes": slot, "snapshot_bytes": snapshot_bytes,
-                     "total_extra_bytes": slot + snapshot_bytes,
-                     "first_reference_peak_mem_delta_mb": mib(mem.peak_delta_bytes)})
+        rows.append(
+            {
+                "family": family,
+                "mode": f"lora{lora}" if lora else "full",
+                "reference_holds": held,
+                "swap_snapshot_s": swap_s,
+                "policy_unet_mb": mib(policy_bytes),
+                "reference_extra_mb": mib(slot),
+                "snapshot_mb": mib(snapshot_bytes),
+                "total_extra_mb": mib(slot + snapshot_bytes),
+                "reference_extra_bytes": slot,
+                "snapshot_bytes": snapshot_bytes,
+                "total_extra_bytes": slot + snapshot_bytes,
+                "first_reference_peak_mem_delta_mb": mib(mem.peak_delta_bytes),
+            }
+        )
         del tr, unet, ref
     return rows
 
@@ -510,9 +597,17 @@ def bench_losers(family, data, tmp, s: Settings, device) -> dict:
         tr.config = dataclasses.replace(base_cfg, loser=dataclasses.replace(base_cfg.loser, steps=steps, reuse=1))
         tr.losers.cache = LoserCache(1)
         gen = time_fn(lambda: tr.losers.sample(batch, 0), s.warmup, s.repeat, device)["median_s"]
-        rows.append({"family": family, "loser_steps": steps, "losers_s": gen, "train_fwd_bwd_s": fb,
-                     "ratio_losers_over_train": gen / fb, "s_per_sampler_step": gen / steps,
-                     "sspo_step_s_est": gen + fb})
+        rows.append(
+            {
+                "family": family,
+                "loser_steps": steps,
+                "losers_s": gen,
+                "train_fwd_bwd_s": fb,
+                "ratio_losers_over_train": gen / fb,
+                "s_per_sampler_step": gen / steps,
+                "sspo_step_s_est": gen + fb,
+            }
+        )
 
     return {"by_steps": rows}
 
@@ -532,14 +627,34 @@ def bench_sampling(family, data, tmp, s: Settings, device) -> list[dict]:
 
     sample = tr.config.sample  # every sampler without CFG, then the config's sampler with its CFG
     for scheduler, guidance in [(name, 1.0) for name in model.samplers] + [(sample.scheduler, sample.guidance)]:
+
         def run():
-            sample_latents(model, prompts, frames=f, height=s.height, width=s.width, seeds=list(range(len(prompts))),
-                           steps=s.sample_steps, guidance=guidance, scheduler=scheduler)
+            sample_latents(
+                model,
+                prompts,
+                frames=f,
+                height=s.height,
+                width=s.width,
+                seeds=list(range(len(prompts))),
+                steps=s.sample_steps,
+                guidance=guidance,
+                scheduler=scheduler,
+            )
 
         sec = time_fn(run, s.warmup, s.repeat, device)["median_s"]
-        rows.append({"family": family, "scheduler": scheduler, "guidance": guidance, "steps": s.sample_steps,
-                     "videos": len(prompts), "frames": f, "s_per_batch": sec, "frames_per_s": len(prompts) * f / sec,
-                     "denoiser_calls_per_s": s.sample_steps / sec})
+        rows.append(
+            {
+                "family": family,
+                "scheduler": scheduler,
+                "guidance": guidance,
+                "steps": s.sample_steps,
+                "videos": len(prompts),
+                "frames": f,
+                "s_per_batch": sec,
+                "frames_per_s": len(prompts) * f / sec,
+                "denoiser_calls_per_s": s.sample_steps / sec,
+            }
+        )
     return rows
 
 
@@ -547,8 +662,13 @@ def bench_sampling(family, data, tmp, s: Settings, device) -> list[dict]:
 
 MEMORY_FRAMES = 16
 # name -> (attention, gradient checkpointing, LoRA): each measured in a fresh process
-MEMORY_CASES = {"naive": ("naive", False, False), "efficient_attention": ("sdpa", False, False),
-                "checkpointing": ("naive", True, False), "both": ("sdpa", True, False), "both_lora": ("sdpa", True, True)}
+MEMORY_CASES = {
+    "naive": ("naive", False, False),
+    "efficient_attention": ("sdpa", False, False),
+    "checkpointing": ("naive", True, False),
+    "both": ("sdpa", True, False),
+    "both_lora": ("sdpa", True, True),
+}
 
 
 def bench_memory(family, data, tmp, s: Settings, device) -> list[dict]:
@@ -556,14 +676,25 @@ def bench_memory(family, data, tmp, s: Settings, device) -> list[dict]:
     from videosspo.synth import make_dataset
 
     frames = frames_for(family, dataclasses.replace(s, frames=MEMORY_FRAMES))
-    clips = make_dataset(tmp / f"data{frames}", n=max(2, s.batch), frames=frames, height=s.height, width=s.width,
-                         progress=False)
+    clips = make_dataset(
+        tmp / f"data{frames}", n=max(2, s.batch), frames=frames, height=s.height, width=s.width, progress=False
+    )
     rows = []
     for name in MEMORY_CASES:
-        spec = {"name": name, "family": family, "data": str(clips), "out": str(tmp / f"mem_{name}"), "device": device,
-                "settings": dataclasses.asdict(s)}
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(spec)],
-                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        spec = {
+            "name": name,
+            "family": family,
+            "data": str(clips),
+            "out": str(tmp / f"mem_{name}"),
+            "device": device,
+            "settings": dataclasses.asdict(s),
+        }
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         if proc.returncode:
             raise RuntimeError(f"memory case {name} failed:\n{proc.stderr[-3000:]}")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -579,13 +710,27 @@ def memory_child(spec: dict) -> dict:
     s = Settings(**{**spec["settings"], "frames": MEMORY_FRAMES, "loser_steps": (), "loser_options": ()})
     attention, checkpointing, lora = MEMORY_CASES[spec["name"]]
     device, family = spec["device"], spec["family"]
-    cfg = make_config(family, "sspo", s.lora_rank if lora else 0, Path(spec["data"]), Path(spec["out"]), s, device,
-                      **{"model.gradient_checkpointing": checkpointing})
+    cfg = make_config(
+        family,
+        "sspo",
+        s.lora_rank if lora else 0,
+        Path(spec["data"]),
+        Path(spec["out"]),
+        s,
+        device,
+        **{"model.gradient_checkpointing": checkpointing},
+    )
     tr = make_trainer(cfg, s, device)
     with naive_attention(tr.model.unet) if attention == "naive" else contextlib.nullcontext():
-        return {"family": family, "case": spec["name"], "attention": attention, "gradient_checkpointing": checkpointing,
-                "mode": f"lora{cfg.model.lora_rank}" if lora else "full", "frames": cfg.data.frames,
-                **memory_peaks(tr, s, device)}
+        return {
+            "family": family,
+            "case": spec["name"],
+            "attention": attention,
+            "gradient_checkpointing": checkpointing,
+            "mode": f"lora{cfg.model.lora_rank}" if lora else "full",
+            "frames": cfg.data.frames,
+            **memory_peaks(tr, s, device),
+        }
 
 
 def naive_attention(denoiser) -> contextlib.AbstractContextManager:
@@ -621,84 +766,221 @@ def memory_peaks(tr, s: Settings, device: str) -> dict:
     tr.step = 2 * cfg.loser.reuse  # and a fresh window for the step, whose first step samples
     with PeakMemory(device) as step:
         train_window(tr, batches, tr.step)
-    return {"latent_shape": list(x_w.shape[1:]), "policy_pass_peak_mb": mib(policy.peak_delta_bytes),
-            "losers_peak_mb": mib(losers.peak_delta_bytes), "sspo_step_peak_mb": mib(step.peak_delta_bytes),
-            "step_beyond_policy_pass_mb": mib(step.peak_delta_bytes - policy.peak_delta_bytes),
-            "mem_method": step.method}
+    return {
+        "latent_shape": list(x_w.shape[1:]),
+        "policy_pass_peak_mb": mib(policy.peak_delta_bytes),
+        "losers_peak_mb": mib(losers.peak_delta_bytes),
+        "sspo_step_peak_mb": mib(step.peak_delta_bytes),
+        "step_beyond_policy_pass_mb": mib(step.peak_delta_bytes - policy.peak_delta_bytes),
+        "mem_method": step.method,
+    }
 
 
 # ----------------------------------------------------------------------------- driver
 
 
-SECTIONS = {"train_step": bench_train_step, "loser_options": bench_loser_options, "concat_forward": bench_concat, "reference_memory": bench_reference_memory,
-            "loser_cost": bench_losers, "sampling": bench_sampling, "memory": bench_memory}
+SECTIONS = {
+    "train_step": bench_train_step,
+    "loser_options": bench_loser_options,
+    "concat_forward": bench_concat,
+    "reference_memory": bench_reference_memory,
+    "loser_cost": bench_losers,
+    "sampling": bench_sampling,
+    "memory": bench_memory,
+}
 
 
 def report(result: dict) -> str:
     env, st = result["env"], result["settings"]
-    parts = [f"videosspo bench_train  {Path(st['config']).name}  torch {env['torch']}  device {env['device']}  "
-             f"threads {env['torch_threads']}  size {st['size']}  frames {st['frames']}  {st['height']}x{st['width']} px  "
-             f"batch {st['batch']}  repeats {st['repeat']} (medians)"]
+    parts = [
+        f"videosspo bench_train  {Path(st['config']).name}  torch {env['torch']}  device {env['device']}  "
+        f"threads {env['torch_threads']}  size {st['size']}  frames {st['frames']}  {st['height']}x{st['width']} px  "
+        f"batch {st['batch']}  repeats {st['repeat']} (medians)"
+    ]
     if "summary" in result:
-        parts.append(table(result["summary"], ["family", "mode", "sft_s", "dpo_over_sft", "sspo_over_sft",
-                                               "dpo_over_sft_counted", "sspo_over_sft_counted", "loser_share",
-                                               "sft_peak_mem_mb", "dpo_peak_mem_mb", "sspo_peak_mem_mb",
-                                               "sft_unet_rows_per_step", "dpo_unet_rows_per_step",
-                                               "sspo_unet_rows_per_step"], "SSPO/SFT and DPO/SFT at the config's settings"))
+        parts.append(
+            table(
+                result["summary"],
+                [
+                    "family",
+                    "mode",
+                    "sft_s",
+                    "dpo_over_sft",
+                    "sspo_over_sft",
+                    "dpo_over_sft_counted",
+                    "sspo_over_sft_counted",
+                    "loser_share",
+                    "sft_peak_mem_mb",
+                    "dpo_peak_mem_mb",
+                    "sspo_peak_mem_mb",
+                    "sft_unet_rows_per_step",
+                    "dpo_unet_rows_per_step",
+                    "sspo_unet_rows_per_step",
+                ],
+                "SSPO/SFT and DPO/SFT at the config's settings",
+            )
+        )
     if "train_step" in result:
-        parts.append(table(result["train_step"], ["family", "method", "mode", "s_per_step", "losers_s",
-                                                  "s_per_step_wo_losers", "peak_mem_delta_mb", "unet_calls_per_step",
-                                                  "policy_rows_per_step", "reference_rows_per_step", "loser_rows_per_step",
-                                                  "trainable_params", "grad_plus_adam_mb"],
-                           "1. training step (s/step, median; UNet rows per step)"))
+        parts.append(
+            table(
+                result["train_step"],
+                [
+                    "family",
+                    "method",
+                    "mode",
+                    "s_per_step",
+                    "losers_s",
+                    "s_per_step_wo_losers",
+                    "peak_mem_delta_mb",
+                    "unet_calls_per_step",
+                    "policy_rows_per_step",
+                    "reference_rows_per_step",
+                    "loser_rows_per_step",
+                    "trainable_params",
+                    "grad_plus_adam_mb",
+                ],
+                "1. training step (s/step, median; UNet rows per step)",
+            )
+        )
     if "loser_options" in result:
-        parts.append(table(result["loser_options"], ["family", "mode", "option", "loser_steps", "loser_guidance",
-                                                     "loser_scheduler", "loser_reuse", "loser_init", "loser_strength",
-                                                     "loser_overlap", "losers_s", "s_per_step", "sspo_over_sft",
-                                                     "sspo_over_sft_counted", "loser_rows_per_step"],
-                           "1b. loser options: cost per optimizer step"))
+        parts.append(
+            table(
+                result["loser_options"],
+                [
+                    "family",
+                    "mode",
+                    "option",
+                    "loser_steps",
+                    "loser_guidance",
+                    "loser_scheduler",
+                    "loser_reuse",
+                    "loser_init",
+                    "loser_strength",
+                    "loser_overlap",
+                    "losers_s",
+                    "s_per_step",
+                    "sspo_over_sft",
+                    "sspo_over_sft_counted",
+                    "loser_rows_per_step",
+                ],
+                "1b. loser options: cost per optimizer step",
+            )
+        )
     if "concat_forward" in result:
-        parts.append(table(result["concat_forward"], ["family", "batch_per_side", "forward_concat_s",
-                                                      "forward_separate_s", "forward_ratio_sep_over_cat",
-                                                      "fwd_bwd_concat_s", "fwd_bwd_separate_s",
-                                                      "fwd_bwd_ratio_sep_over_cat", "max_abs_diff_error",
-                                                      "max_abs_diff_output"],
-                           "2. concatenated winner+loser forward (2b) vs two forwards (b)"))
+        parts.append(
+            table(
+                result["concat_forward"],
+                [
+                    "family",
+                    "batch_per_side",
+                    "forward_concat_s",
+                    "forward_separate_s",
+                    "forward_ratio_sep_over_cat",
+                    "fwd_bwd_concat_s",
+                    "fwd_bwd_separate_s",
+                    "fwd_bwd_ratio_sep_over_cat",
+                    "max_abs_diff_error",
+                    "max_abs_diff_output",
+                ],
+                "2. concatenated winner+loser forward (2b) vs two forwards (b)",
+            )
+        )
     if "reference_memory" in result:
-        parts.append(table(result["reference_memory"], ["family", "mode", "reference_holds", "policy_unet_mb",
-                                                        "reference_extra_bytes", "snapshot_bytes", "total_extra_bytes",
-                                                        "total_extra_mb", "swap_snapshot_s"], "3. reference memory (bytes)"))
+        parts.append(
+            table(
+                result["reference_memory"],
+                [
+                    "family",
+                    "mode",
+                    "reference_holds",
+                    "policy_unet_mb",
+                    "reference_extra_bytes",
+                    "snapshot_bytes",
+                    "total_extra_bytes",
+                    "total_extra_mb",
+                    "swap_snapshot_s",
+                ],
+                "3. reference memory (bytes)",
+            )
+        )
     if "loser_cost" in result:
         by_steps = [r for fam in result["loser_cost"] for r in fam["by_steps"]]
-        parts.append(table(by_steps, ["family", "loser_steps", "losers_s", "train_fwd_bwd_s", "ratio_losers_over_train",
-                                      "s_per_sampler_step"], "4. loser generation vs training forward/backward"))
+        parts.append(
+            table(
+                by_steps,
+                [
+                    "family",
+                    "loser_steps",
+                    "losers_s",
+                    "train_fwd_bwd_s",
+                    "ratio_losers_over_train",
+                    "s_per_sampler_step",
+                ],
+                "4. loser generation vs training forward/backward",
+            )
+        )
     if "memory" in result:
-        parts.append(table(result["memory"], ["family", "case", "mode", "frames", "latent_shape", "policy_pass_peak_mb",
-                                              "losers_peak_mb", "sspo_step_peak_mb", "step_beyond_policy_pass_mb",
-                                              "sspo_step_over_naive"],
-                           f"6. memory: peak above the settled process, SSPO step at {MEMORY_FRAMES} frames, or the next count "
-                           "the VAE takes (fresh process each)"))
+        parts.append(
+            table(
+                result["memory"],
+                [
+                    "family",
+                    "case",
+                    "mode",
+                    "frames",
+                    "latent_shape",
+                    "policy_pass_peak_mb",
+                    "losers_peak_mb",
+                    "sspo_step_peak_mb",
+                    "step_beyond_policy_pass_mb",
+                    "sspo_step_over_naive",
+                ],
+                f"6. memory: peak above the settled process, SSPO step at {MEMORY_FRAMES} frames, or the next count "
+                "the VAE takes (fresh process each)",
+            )
+        )
     if "sampling" in result:
-        parts.append(table(result["sampling"], ["family", "scheduler", "guidance", "steps", "videos", "frames",
-                                                "s_per_batch", "frames_per_s"], "5. sampling throughput"))
+        parts.append(
+            table(
+                result["sampling"],
+                ["family", "scheduler", "guidance", "steps", "videos", "frames", "s_per_batch", "frames_per_s"],
+                "5. sampling throughput",
+            )
+        )
     return "\n\n".join(parts)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n", 1)[1])
-    p.add_argument("--quick", action="store_true", help="small shapes and repeats (never other settings): < 2 min on 2 CPU cores")
-    p.add_argument("--config", default=str(ROOT / "configs" / "animatediff_sspo.yaml"),
-                   help="the YAML config whose settings are measured (its model is replaced by the tiny one)")
-    p.add_argument("--family", nargs="+", choices=[*FAMILIES, "all"],
-                   help="families to measure at the config's settings (default: the config's model.family)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 1)[1],
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small shapes and repeats (never other settings): < 2 min on 2 CPU cores"
+    )
+    p.add_argument(
+        "--config",
+        default=str(ROOT / "configs" / "animatediff_sspo.yaml"),
+        help="the YAML config whose settings are measured (its model is replaced by the tiny one)",
+    )
+    p.add_argument(
+        "--family",
+        nargs="+",
+        choices=[*FAMILIES, "all"],
+        help="families to measure at the config's settings (default: the config's model.family)",
+    )
     p.add_argument("--size", default="tiny", choices=["tiny", "medium"])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON output file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads (default: 1 with --quick, else torch's default). On a shared machine "
-                        "more than one intra-op thread makes steps erratic (10-30x outliers when another process "
-                        "competes for the cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: 1 with --quick, else torch's default). On a shared machine "
+        "more than one intra-op thread makes steps erratic (10-30x outliers when another process "
+        "competes for the cores)",
+    )
     p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
     p.add_argument("--frames", type=int)
     p.add_argument("--height", type=int)
@@ -747,8 +1029,15 @@ def main(argv=None) -> dict:
         from videosspo.synth import make_dataset
 
         # Paired clips (dpo needs losers); at least as many clips as the batch.
-        data = make_dataset(tmp / "data", n=max(2, s.batch), frames=max(frames_for(f, s) for f in families),
-                            height=s.height, width=s.width, paired=True, progress=False)
+        data = make_dataset(
+            tmp / "data",
+            n=max(2, s.batch),
+            frames=max(frames_for(f, s) for f in families),
+            height=s.height,
+            width=s.width,
+            paired=True,
+            progress=False,
+        )
         for name in args.sections:
             t0 = time.perf_counter()
             out = [SECTIONS[name](family, data, tmp, s, args.device) for family in families]

@@ -22,6 +22,7 @@ checkpoint and its snapshots). Prints JSON and a table; exits 1 when a differenc
 (accelerate's state set to FSDP by hand, as in the CPU test); zero2 runs `accelerate launch` on
 DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu, gloo).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,12 +50,48 @@ ACCELERATE = ROOT / "configs" / "accelerate"
 
 def train_args(data: Path, out: Path, lora_rank: int, batch: int, steps: int = STEPS) -> list[str]:
     """`videosspo train` arguments of every run: the tiny SSPO config, a snapshot every step, EMA, resumable."""
-    return ["--config", str(ROOT / "configs" / "tiny_animatediff_sspo.yaml"), "--data.path", str(data),
-            "--data.frames", "2", "--data.height", "16", "--data.width", "16", "--model.lora_rank", str(lora_rank),
-            "--train.max_steps", str(steps), "--train.checkpoint_every", "0", "--train.sample_prompts", "[a]",
-            "--train.resume", "latest", "--train.output_dir", str(out), "--sample.steps", "1", "--loser.steps", "2",
-            "--replay.interval", "1", "--replay.size", "3", "--optim.lr", "1e-3", "--optim.warmup_steps", "0",
-            "--optim.ema_decay", "0.9", "--optim.batch_size", str(batch), "--method.beta", "50"]
+    return [
+        "--config",
+        str(ROOT / "configs" / "tiny_animatediff_sspo.yaml"),
+        "--data.path",
+        str(data),
+        "--data.frames",
+        "2",
+        "--data.height",
+        "16",
+        "--data.width",
+        "16",
+        "--model.lora_rank",
+        str(lora_rank),
+        "--train.max_steps",
+        str(steps),
+        "--train.checkpoint_every",
+        "0",
+        "--train.sample_prompts",
+        "[a]",
+        "--train.resume",
+        "latest",
+        "--train.output_dir",
+        str(out),
+        "--sample.steps",
+        "1",
+        "--loser.steps",
+        "2",
+        "--replay.interval",
+        "1",
+        "--replay.size",
+        "3",
+        "--optim.lr",
+        "1e-3",
+        "--optim.warmup_steps",
+        "0",
+        "--optim.ema_decay",
+        "0.9",
+        "--optim.batch_size",
+        str(batch),
+        "--method.beta",
+        "50",
+    ]
 
 
 def final(run: Path) -> Path:
@@ -87,10 +124,14 @@ def compare_runs(one: Path, two: Path) -> dict:
     e1, e2 = (load_file(final(run) / "ema.safetensors") for run in (one, two))
     m1, m2 = ([json.loads(line) for line in open(run / "metrics.jsonl")] for run in (one, two))
     metric = max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-6) for a, b in zip(m1, m2, strict=True) for k in METRICS)
-    return {"snapshot_steps": [list(s1), list(s2)],
-            "snapshot_max_abs_diff": max(max_diff(s1[k], s2[k]) for k in s1) if list(s1) == list(s2) else float("inf"),
-            "export_max_abs_diff": max_diff(w1, w2), "ema_max_abs_diff": max_diff(e1, e2),
-            "metrics_max_rel_diff": metric, "reference_differed": any(m["rewards/delta_w"] != 0 for m in m2)}
+    return {
+        "snapshot_steps": [list(s1), list(s2)],
+        "snapshot_max_abs_diff": max(max_diff(s1[k], s2[k]) for k in s1) if list(s1) == list(s2) else float("inf"),
+        "export_max_abs_diff": max_diff(w1, w2),
+        "ema_max_abs_diff": max_diff(e1, e2),
+        "metrics_max_rel_diff": metric,
+        "reference_differed": any(m["rewards/delta_w"] != 0 for m in m2),
+    }
 
 
 def compare_resumed(uninterrupted: Path, resumed: Path) -> dict:
@@ -100,13 +141,19 @@ def compare_resumed(uninterrupted: Path, resumed: Path) -> dict:
     def tensors(run):
         files = sorted(final(run).rglob("*.safetensors"))
         return {p.relative_to(final(run)).as_posix(): load_file(p) for p in files} | {
-            f"snapshot {step}": state for step, state in snapshots(run).items()}
+            f"snapshot {step}": state for step, state in snapshots(run).items()
+        }
 
     a, b = tensors(uninterrupted), tensors(resumed)
-    diffs = {name: max_diff(a[name], b[name]) if name in a and name in b else float("inf")
-             for name in sorted(a.keys() | b.keys())}
-    return {"files": len(diffs), "files_differing": [name for name, d in diffs.items() if d > 0],
-            "max_abs_diff": max(diffs.values(), default=0.0)}
+    diffs = {
+        name: max_diff(a[name], b[name]) if name in a and name in b else float("inf")
+        for name in sorted(a.keys() | b.keys())
+    }
+    return {
+        "files": len(diffs),
+        "files_differing": [name for name, d in diffs.items() if d > 0],
+        "max_abs_diff": max(diffs.values(), default=0.0),
+    }
 
 
 def launcher(kind: str, processes: int, cpu: bool) -> tuple[list[str], dict]:
@@ -117,24 +164,55 @@ def launcher(kind: str, processes: int, cpu: bool) -> tuple[list[str], dict]:
             env["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
         return [sys.executable, "-m", "videosspo.train"], env
     if kind == "fsdp" and cpu:
-        env |= {"ACCELERATE_USE_CPU": "true", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-                str(ROOT / "tests" / "fsdp_worker.py")], env
+        env |= {
+            "ACCELERATE_USE_CPU": "true",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        }
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+            str(ROOT / "tests" / "fsdp_worker.py"),
+        ], env
     if kind == "zero2" and cpu:
         env |= {"DS_ACCELERATOR": "cpu", "ACCELERATE_USE_CPU": "false"}  # DeepSpeed's CPU accelerator, not --cpu
     config = {"fsdp": "fsdp_8gpu.yaml", "zero2": "deepspeed_zero2_8gpu.yaml"}[kind]
-    wrap = (["--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap",
-             "BasicTransformerBlock"] if kind == "fsdp" else [])
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / config),
-            "--num_processes", str(processes), "--main_process_port", "0", *wrap, "-m", "videosspo.train"], env
+    wrap = (
+        [
+            "--fsdp_auto_wrap_policy",
+            "TRANSFORMER_BASED_WRAP",
+            "--fsdp_transformer_layer_cls_to_wrap",
+            "BasicTransformerBlock",
+        ]
+        if kind == "fsdp"
+        else []
+    )
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE / config),
+        "--num_processes",
+        str(processes),
+        "--main_process_port",
+        "0",
+        *wrap,
+        "-m",
+        "videosspo.train",
+    ], env
 
 
 def train(kind: str, out: Path, data: Path, args, steps: int = STEPS) -> dict:
     """One run; its summary (which says how accelerate distributed it)."""
     command, env = launcher(kind, args.processes, args.cpu)
     batch = args.processes if kind == "one" else 1
-    done = subprocess.run([*command, *train_args(data, out, args.lora_rank, batch, steps)], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*command, *train_args(data, out, args.lora_rank, batch, steps)], env=env, capture_output=True, text=True
+    )
     if done.returncode:
         raise SystemExit(f"the {kind} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads((out / "summary.json").read_text())
@@ -166,14 +244,32 @@ def main(argv=None) -> int:
     for check in checks:
         worst = max(v for k, v in check.items() if k.endswith("_abs_diff"))
         check["ok"] = worst <= args.tolerance and check.get("metrics_max_rel_diff", 0.0) <= METRICS_TOLERANCE
-    result = {"device": "cpu" if args.cpu else torch.cuda.get_device_name(0), "processes": args.processes,
-              "lora_rank": args.lora_rank, "tolerance": args.tolerance,
-              "distributed": {kind: summary["distributed"] for kind, summary in runs.items()},
-              "zero2": "ran" if "zero2" in kinds else "skipped: pip install deepspeed", "checks": checks,
-              "ok": all(check["ok"] for check in checks)}
+    result = {
+        "device": "cpu" if args.cpu else torch.cuda.get_device_name(0),
+        "processes": args.processes,
+        "lora_rank": args.lora_rank,
+        "tolerance": args.tolerance,
+        "distributed": {kind: summary["distributed"] for kind, summary in runs.items()},
+        "zero2": "ran" if "zero2" in kinds else "skipped: pip install deepspeed",
+        "checks": checks,
+        "ok": all(check["ok"] for check in checks),
+    }
     print(json.dumps(result, indent=2))
-    print(table(checks, ["check", "snapshot_max_abs_diff", "export_max_abs_diff", "ema_max_abs_diff",
-                         "metrics_max_rel_diff", "max_abs_diff", "ok"], title=f"{result['device']}, {args.processes} processes"))
+    print(
+        table(
+            checks,
+            [
+                "check",
+                "snapshot_max_abs_diff",
+                "export_max_abs_diff",
+                "ema_max_abs_diff",
+                "metrics_max_rel_diff",
+                "max_abs_diff",
+                "ok",
+            ],
+            title=f"{result['device']}, {args.processes} processes",
+        )
+    )
     return 0 if result["ok"] else 1
 
 

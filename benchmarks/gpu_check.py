@@ -42,8 +42,8 @@ LORA_RANK = 32
 
 @dataclass(frozen=True)
 class Case:
-    arch: str          # a `videosspo.memory.ARCHITECTURES` name, or "tiny-<family>"
-    size: tuple        # frames, height, width
+    arch: str  # a `videosspo.memory.ARCHITECTURES` name, or "tiny-<family>"
+    size: tuple  # frames, height, width
     method: str = "sspo"
     attention: str = "sdpa"
     checkpointing: bool = True
@@ -53,25 +53,39 @@ class Case:
 
     @property
     def name(self) -> str:
-        return (f"{self.arch} {self.method} {self.attention} ckpt={int(self.checkpointing)} fp8={int(self.fp8)} "
-                f"swap={self.swap}" + (" offload" if self.offload else ""))
+        return (
+            f"{self.arch} {self.method} {self.attention} ckpt={int(self.checkpointing)} fp8={int(self.fp8)} "
+            f"swap={self.swap}" + (" offload" if self.offload else "")
+        )
 
 
 def cases(tiny: bool) -> list[Case]:
     """Per architecture, the plain cases first, then fp8 (irreversible on a built model), then block swap."""
     if tiny:  # every code path once, on the tiny Wan
         size = (5, 16, 16)
-        return [Case("tiny-wan", size, "sft", "sdpa", False), Case("tiny-wan", size, "dpo", "sdpa", True),
-                Case("tiny-wan", size, "sspo", "sdpa", True), Case("tiny-wan", size, "sspo", "xformers", True),
-                Case("tiny-wan", size, "sspo", "sdpa", True, True), Case("tiny-wan", size, "sspo", "sdpa", True, True, 1),
-                Case("tiny-wan", size, "sspo", "sdpa", True, True, 1, True)]
+        return [
+            Case("tiny-wan", size, "sft", "sdpa", False),
+            Case("tiny-wan", size, "dpo", "sdpa", True),
+            Case("tiny-wan", size, "sspo", "sdpa", True),
+            Case("tiny-wan", size, "sspo", "xformers", True),
+            Case("tiny-wan", size, "sspo", "sdpa", True, True),
+            Case("tiny-wan", size, "sspo", "sdpa", True, True, 1),
+            Case("tiny-wan", size, "sspo", "sdpa", True, True, 1, True),
+        ]
     out = []
     for arch, size in (("animatediff-v1-5-2", (16, 512, 512)), ("wan2.1-1.3b", (33, 480, 832))):
-        out += [Case(arch, size, m, a, ck) for a in ("sdpa", "xformers") for m in ("sft", "dpo", "sspo")
-                for ck in (True, False)]
+        out += [
+            Case(arch, size, m, a, ck)
+            for a in ("sdpa", "xformers")
+            for m in ("sft", "dpo", "sspo")
+            for ck in (True, False)
+        ]
         out += [Case(arch, size, "sspo", "sdpa", True, False, 0, True)]
         out += [Case(arch, size, m, "sdpa", True, True) for m in ("sft", "sspo")]
-        out += [Case(arch, size, "sspo", "sdpa", True, True, n) for n in ((4, 8) if arch == "animatediff-v1-5-2" else (10, 20))]
+        out += [
+            Case(arch, size, "sspo", "sdpa", True, True, n)
+            for n in ((4, 8) if arch == "animatediff-v1-5-2" else (10, 20))
+        ]
     out += [Case("wan2.1-14b", (33, 480, 832), "sspo", "sdpa", True, True, 36, True)]  # docs/low-memory.md's headline
     out += [Case("wan2.1-14b", (33, 480, 832), "sspo", "sdpa", True, True, n) for n in (30, 20)]
     return out
@@ -79,16 +93,42 @@ def cases(tiny: bool) -> list[Case]:
 
 def config_of(case: Case):
     family = case.arch.removeprefix("tiny-") if case.arch.startswith("tiny-") else None
-    base = (["--model.family", family, "--model.pretrained", "null"] if family else
-            ["--model.family", ARCHITECTURES[case.arch]["family"], "--model.pretrained", case.arch])
+    base = (
+        ["--model.family", family, "--model.pretrained", "null"]
+        if family
+        else ["--model.family", ARCHITECTURES[case.arch]["family"], "--model.pretrained", case.arch]
+    )
     f, h, w = case.size
-    return load_config(None, [*base, "--model.lora_rank", str(4 if family else LORA_RANK), "--method.name", case.method,
-                              "--data.frames", str(f), "--data.height", str(h), "--data.width", str(w),
-                              "--model.gradient_checkpointing", str(case.checkpointing).lower(),
-                              "--model.fp8_base", str(case.fp8).lower(), "--model.blocks_to_swap", str(case.swap),
-                              "--model.offload_checkpoints", str(case.offload).lower(),
-                              "--train.mixed_precision", "no" if family else "bf16", "--loser.guidance", "5.0",
-                              "--optim.batch_size", "1"])
+    return load_config(
+        None,
+        [
+            *base,
+            "--model.lora_rank",
+            str(4 if family else LORA_RANK),
+            "--method.name",
+            case.method,
+            "--data.frames",
+            str(f),
+            "--data.height",
+            str(h),
+            "--data.width",
+            str(w),
+            "--model.gradient_checkpointing",
+            str(case.checkpointing).lower(),
+            "--model.fp8_base",
+            str(case.fp8).lower(),
+            "--model.blocks_to_swap",
+            str(case.swap),
+            "--model.offload_checkpoints",
+            str(case.offload).lower(),
+            "--train.mixed_precision",
+            "no" if family else "bf16",
+            "--loser.guidance",
+            "5.0",
+            "--optim.batch_size",
+            "1",
+        ],
+    )
 
 
 class Built:
@@ -127,7 +167,9 @@ class Built:
                 if p is None:
                     continue
                 data = torch.empty(p.shape, device=self.device)
-                data.normal_(0, 0.02) if p.ndim > 1 else data.fill_(1.0 if "norm" in type(module).__name__.lower() else 0.0)
+                data.normal_(0, 0.02) if p.ndim > 1 else data.fill_(
+                    1.0 if "norm" in type(module).__name__.lower() else 0.0
+                )
                 module._parameters[name] = torch.nn.Parameter(data, requires_grad=False)
         add_lora(unet, cfg.model.lora_rank, None, self.meta.family.lora_scope.fget(self.meta.family))
         return unet
@@ -147,7 +189,9 @@ class Built:
             self.view.enable_gradient_checkpointing()
         else:
             self.unet.disable_gradient_checkpointing()
-            for m in self.unet.modules():  # the families' own checkpointed forwards (models.families.checkpoint_modules)
+            for (
+                m
+            ) in self.unet.modules():  # the families' own checkpointed forwards (models.families.checkpoint_modules)
                 if getattr(m.__dict__.get("forward"), "__func__", None) is _checkpointed_forward:
                     del m.forward
         if case.fp8 and not self.fp8:
@@ -190,10 +234,13 @@ class Built:
                         ref = self.view._denoise(x, t, cond)
                         set_adapter(self.unet, POLICY)
                 out = self.view.predict(x, t, cond)  # (predict: with model.offload_checkpoints' hooks)
-                loss = (out.float() - x).square().mean() + (0 if case.method == "sft" else 1e-3 * (out.float() - ref.float()).square().mean())
+                loss = (out.float() - x).square().mean() + (
+                    0 if case.method == "sft" else 1e-3 * (out.float() - ref.float()).square().mean()
+                )
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+
         return step
 
     def predicted_gb(self, cfg) -> float:
@@ -210,10 +257,17 @@ class Built:
 
 def run_case(built: Built, case: Case, repeat: int) -> dict:
     cfg = config_of(case)
-    row = {"case": case.name, "arch": case.arch, "method": case.method, "attention": case.attention,
-           "checkpointing": case.checkpointing, "fp8": case.fp8, "blocks_to_swap": case.swap,
-           "offload_checkpoints": case.offload,
-           "size": "x".join(map(str, case.size))}
+    row = {
+        "case": case.name,
+        "arch": case.arch,
+        "method": case.method,
+        "attention": case.attention,
+        "checkpointing": case.checkpointing,
+        "fp8": case.fp8,
+        "blocks_to_swap": case.swap,
+        "offload_checkpoints": case.offload,
+        "size": "x".join(map(str, case.size)),
+    }
     try:
         row["predicted_gb"] = built.predicted_gb(cfg)
         built.apply(case)
@@ -251,7 +305,9 @@ def sync(device) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="the tiny families on CPU (seconds): keeps this script alive")
+    parser.add_argument(
+        "--tiny", action="store_true", help="the tiny families on CPU (seconds): keeps this script alive"
+    )
     parser.add_argument("--out", default=str(OUT), help="folder for the JSON and the table")
     parser.add_argument("--budget-s", type=float, default=420.0, help="start no new case past this many seconds")
     parser.add_argument("--repeat", type=int, default=2, help="timed steps per case (after one warm-up)")
@@ -286,12 +342,20 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = {"device": name, "command": command.strip(), "environment": env, "loser_steps": LOSER_STEPS,
-              "lora_rank": LORA_RANK, "total_s": round(time.perf_counter() - start, 1), "cases": rows}
+    result = {
+        "device": name,
+        "command": command.strip(),
+        "environment": env,
+        "loser_steps": LOSER_STEPS,
+        "lora_rank": LORA_RANK,
+        "total_s": round(time.perf_counter() - start, 1),
+        "cases": rows,
+    }
     (out / f"gpu_check_{slug}.json").write_text(json.dumps(result, indent=2))
     columns = ["case", "size", "status", "step_s", "peak_gb", "predicted_gb", "predicted/measured"]
-    (out / f"gpu_check_{slug}.md").write_text(f"# GPU check on {name}\n\n`{result['command']}`\n\n"
-                                             + table(rows, columns) + "\n")
+    (out / f"gpu_check_{slug}.md").write_text(
+        f"# GPU check on {name}\n\n`{result['command']}`\n\n" + table(rows, columns) + "\n"
+    )
     return result
 
 

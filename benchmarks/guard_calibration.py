@@ -37,7 +37,7 @@ from videosspo.guard import Guard  # noqa: E402
 DEFAULTS = TrainConfig()  # train.guard_drift, train.guard_loser
 
 COLLAPSE = 0.1  # adherence below the base's at the last evaluation that makes a run a collapsing one
-LEVEL = 0.05    # within this of the base's a run is level (the sampling noise of one seed's mean is about this)
+LEVEL = 0.05  # within this of the base's a run is level (the sampling noise of one seed's mean is about this)
 DRIFTS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1e9)
 LOSERS = (0.5, 1.0, 2.0, 3.0, 5.0, 1e9)
 
@@ -93,44 +93,96 @@ def main(argv=None) -> dict:
     for path in sorted(Path(args.metrics).glob("*.jsonl")):
         variant, seed = path.stem.rsplit("__seed", 1)
         variant, record = variant.replace("__", "/"), records.get((variant.replace("__", "/"), int(seed)))
-        curve = [(0, base)] + sorted((int(k), e["heldout"]["adherence"]) for k, e in (record or {}).get("evals", {}).items())
+        curve = [(0, base)] + sorted(
+            (int(k), e["heldout"]["adherence"]) for k, e in (record or {}).get("evals", {}).items()
+        )
         drop = base - curve[-1][1]
-        runs.append({"variant": variant, "seed": int(seed), "stream": load_stream(path), "curve": curve,
-                     "collapses": drop > COLLAPSE, "drop": drop,
-                     "half_drop_step": half_drop_step(curve) if drop > COLLAPSE else None})
+        runs.append(
+            {
+                "variant": variant,
+                "seed": int(seed),
+                "stream": load_stream(path),
+                "curve": curve,
+                "collapses": drop > COLLAPSE,
+                "drop": drop,
+                "half_drop_step": half_drop_step(curve) if drop > COLLAPSE else None,
+            }
+        )
     grid = []
     for drift, loser in itertools.product(DRIFTS, LOSERS):
         alarms = {(r["variant"], r["seed"]): first_alarm(r["stream"], drift, loser) for r in runs}
-        caught = [r for r in runs if r["collapses"] and alarms[r["variant"], r["seed"]] is not None
-                  and alarms[r["variant"], r["seed"]] <= (r["half_drop_step"] or 0)]
+        caught = [
+            r
+            for r in runs
+            if r["collapses"]
+            and alarms[r["variant"], r["seed"]] is not None
+            and alarms[r["variant"], r["seed"]] <= (r["half_drop_step"] or 0)
+        ]
         false = [r for r in runs if r["drop"] <= LEVEL and alarms[r["variant"], r["seed"]] is not None]
         degrading = [r for r in runs if LEVEL < r["drop"] <= COLLAPSE]
-        grid.append({"drift": drift, "loser": loser, "caught": len(caught),
-                     "collapsing": sum(r["collapses"] for r in runs), "false_alarms": len(false),
-                     "level": sum(r["drop"] <= LEVEL for r in runs),
-                     "alarms_on_degrading": f"{sum(alarms[r['variant'], r['seed']] is not None for r in degrading)}"
-                                            f"/{len(degrading)}",
-                     "false_alarm_runs": [f"{r['variant']} {r['seed']}" for r in false]})
-    per_run = [{"variant": r["variant"], "seed": r["seed"], "Δ adherence": f"{-r['drop']:+.3f}",
-                "collapses": r["collapses"], "half-drop step": "" if r["half_drop_step"] is None else f"{r['half_drop_step']:.0f}",
-                "max drift": f"{max(x['guard/drift'] for x in replay(r['stream'], 1e9, 1e9)[1]):+.2f}",
-                "max loser": f"{max((x.get('guard/loser', float('nan')) for x in replay(r['stream'], 1e9, 1e9)[1][4:]), default=float('nan')):.2f}",
-                "alarm (defaults)": first_alarm(r["stream"], DEFAULTS.guard_drift, DEFAULTS.guard_loser)}
-               for r in runs]
+        grid.append(
+            {
+                "drift": drift,
+                "loser": loser,
+                "caught": len(caught),
+                "collapsing": sum(r["collapses"] for r in runs),
+                "false_alarms": len(false),
+                "level": sum(r["drop"] <= LEVEL for r in runs),
+                "alarms_on_degrading": f"{sum(alarms[r['variant'], r['seed']] is not None for r in degrading)}"
+                f"/{len(degrading)}",
+                "false_alarm_runs": [f"{r['variant']} {r['seed']}" for r in false],
+            }
+        )
+    per_run = [
+        {
+            "variant": r["variant"],
+            "seed": r["seed"],
+            "Δ adherence": f"{-r['drop']:+.3f}",
+            "collapses": r["collapses"],
+            "half-drop step": "" if r["half_drop_step"] is None else f"{r['half_drop_step']:.0f}",
+            "max drift": f"{max(x['guard/drift'] for x in replay(r['stream'], 1e9, 1e9)[1]):+.2f}",
+            "max loser": f"{max((x.get('guard/loser', float('nan')) for x in replay(r['stream'], 1e9, 1e9)[1][4:]), default=float('nan')):.2f}",
+            "alarm (defaults)": first_alarm(r["stream"], DEFAULTS.guard_drift, DEFAULTS.guard_loser),
+        }
+        for r in runs
+    ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"collapse": COLLAPSE, "level": LEVEL, "base_adherence": base, "runs": per_run, "grid": grid,
-              "curves": {f"{r['variant']} {r['seed']}": r["curve"] for r in runs}}
+    result = {
+        "collapse": COLLAPSE,
+        "level": LEVEL,
+        "base_adherence": base,
+        "runs": per_run,
+        "grid": grid,
+        "curves": {f"{r['variant']} {r['seed']}": r["curve"] for r in runs},
+    }
     (out / "calibration.json").write_text(json.dumps(result, indent=1))
     good = [g for g in grid if g["caught"] == g["collapsing"] and g["false_alarms"] == 0]
-    text = "\n".join([f"# Guard calibration ({len(runs)} runs; base held-out adherence {base:.3f})", "",
-                      table(per_run, list(per_run[0]), title="runs"), "",
-                      table([g for g in grid if g["drift"] < 1e9 or g["loser"] < 1e9],
-                            ["drift", "loser", "caught", "collapsing", "false_alarms", "level", "false_alarm_runs",
-                             "alarms_on_degrading"],
-                            title="threshold grid (caught: alarm at or before the half-drop step)"), "",
-                      f"thresholds that catch every collapsing run with no false alarm: "
-                      f"{[(g['drift'], g['loser']) for g in good]}"])
+    text = "\n".join(
+        [
+            f"# Guard calibration ({len(runs)} runs; base held-out adherence {base:.3f})",
+            "",
+            table(per_run, list(per_run[0]), title="runs"),
+            "",
+            table(
+                [g for g in grid if g["drift"] < 1e9 or g["loser"] < 1e9],
+                [
+                    "drift",
+                    "loser",
+                    "caught",
+                    "collapsing",
+                    "false_alarms",
+                    "level",
+                    "false_alarm_runs",
+                    "alarms_on_degrading",
+                ],
+                title="threshold grid (caught: alarm at or before the half-drop step)",
+            ),
+            "",
+            f"thresholds that catch every collapsing run with no false alarm: "
+            f"{[(g['drift'], g['loser']) for g in good]}",
+        ]
+    )
     (out / "calibration.md").write_text(text + "\n")
     print(text)
     return result

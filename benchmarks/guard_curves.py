@@ -47,12 +47,19 @@ def main(argv=None) -> None:
         label, path = spec.split("=", 1)
         path = Path(path)
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        for key, name, style in (("loss/e_w", "policy, winners", "C0-"), ("ref/e_w", "reference, winners", "C0--"),
-                                 ("loss/e_l", "policy, losers", "C3-"), ("ref/e_l", "reference, losers", "C3--")):
+        for key, name, style in (
+            ("loss/e_w", "policy, winners", "C0-"),
+            ("ref/e_w", "reference, winners", "C0--"),
+            ("loss/e_l", "policy, losers", "C3-"),
+            ("ref/e_l", "reference, losers", "C3--"),
+        ):
             row[0].plot(*series(rows, key), style, label=name)
         row[0].set(yscale="log", title=f"{label}: denoising errors", xlabel="step")
-        for key, name in (("rewards/margin", "margin Δ_l − Δ_w"), ("rewards/accuracy", "implicit-reward accuracy"),
-                          ("sspo/switch_frac", "switch fraction")):
+        for key, name in (
+            ("rewards/margin", "margin Δ_l − Δ_w"),
+            ("rewards/accuracy", "implicit-reward accuracy"),
+            ("sspo/switch_frac", "switch fraction"),
+        ):
             row[1].plot(*series(rows, key), label=name)
         row[1].set(title="rewards", xlabel="step")
         alarm, guarded = replay(rows, defaults.guard_drift, defaults.guard_loser)  # the guard on the logged rows
@@ -60,8 +67,11 @@ def main(argv=None) -> None:
         row[2].plot(*series(guarded, "guard/loser"), "C4-", label="loser ratio − 1 (guard/loser)")
         row[2].axhline(defaults.guard_drift, color="C2", ls=":", label=f"guard_drift {defaults.guard_drift:g}")
         row[2].axhline(defaults.guard_loser, color="C4", ls=":", label=f"guard_loser {defaults.guard_loser:g}")
-        row[2].set(title="guard signals" + (f": fires at step {alarm}" if alarm else ": silent"), xlabel="step",
-                   ylim=(-0.5, None))
+        row[2].set(
+            title="guard signals" + (f": fires at step {alarm}" if alarm else ": silent"),
+            xlabel="step",
+            ylim=(-0.5, None),
+        )
         record = Path(args.runs or "") / path.name.replace(".jsonl", ".json")
         base = Path(args.runs or "") / "base__seed0.json"
         if args.runs and record.is_file():

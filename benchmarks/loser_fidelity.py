@@ -44,8 +44,16 @@ import torch  # noqa: E402
 from benchmarks.bench_common import environment, table  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "loser_fidelity.json"
-PROMPTS = ("a red square moving left", "a blue circle moving up", "a cat walking on grass", "waves at sunset",
-           "a green triangle moving right", "fireworks over a city", "a yellow square moving down", "a dog running")
+PROMPTS = (
+    "a red square moving left",
+    "a blue circle moving up",
+    "a cat walking on grass",
+    "waves at sunset",
+    "a green triangle moving right",
+    "fireworks over a city",
+    "a yellow square moving down",
+    "a dog running",
+)
 STEPS, QUICK_STEPS = (4, 6, 8, 10, 20), (4, 6, 8, 20)
 
 
@@ -95,16 +103,33 @@ def build(config, size: str):
     return build_model(dataclasses.replace(m, pretrained=None, motion_adapter=None, lora_rank=0, size=size))
 
 
-def measure(model, config, prompts: list[str], seeds: list[int], *, frames: int, height: int, width: int,
-            steps: tuple[int, ...], ref_steps: int) -> dict:
+def measure(
+    model,
+    config,
+    prompts: list[str],
+    seeds: list[int],
+    *,
+    frames: int,
+    height: int,
+    width: int,
+    steps: tuple[int, ...],
+    ref_steps: int,
+) -> dict:
     """Each option's losers against the `ref_steps` reference from the same noise; stacked: their adherence too."""
     from videosspo.alignment import SCORES, paired, score_clips, t_interval
     from videosspo.sampling import sample_latents
     from videosspo.video import to_uint8
 
     loser = config.loser
-    kwargs = dict(frames=frames, height=height, width=width, seeds=seeds, guidance=loser.guidance,
-                  guidance_2=loser.guidance_2, negative_prompt=config.sample.negative_prompt)
+    kwargs = dict(
+        frames=frames,
+        height=height,
+        width=width,
+        seeds=seeds,
+        guidance=loser.guidance,
+        guidance_2=loser.guidance_2,
+        negative_prompt=config.sample.negative_prompt,
+    )
     model.unet.eval()
     exact = sample_latents(model, prompts, steps=ref_steps, scheduler=reference_sampler(model), **kwargs)
     scored = committed_base(config) is not None  # the synthetic world's model: its scorers apply
@@ -114,10 +139,16 @@ def measure(model, config, prompts: list[str], seeds: list[int], *, frames: int,
         x = sample_latents(model, prompts, steps=n, scheduler=name, spacing=spacing, **kwargs)
         seconds = time.perf_counter() - t0
         err = relative_error(x, exact)
-        row = {"loser": f"{name} {n}" + (f" {spacing}" if spacing else "") + (" (config)" if own is None else ""),
-               "scheduler": name, "steps": n, "spacing": spacing,
-               "unet_rows": n * (2 if loser.guidance > 1 else 1), "seconds": seconds,
-               "error": float(err.mean()), "error_ci": t_interval(err)[1]}
+        row = {
+            "loser": f"{name} {n}" + (f" {spacing}" if spacing else "") + (" (config)" if own is None else ""),
+            "scheduler": name,
+            "steps": n,
+            "spacing": spacing,
+            "unet_rows": n * (2 if loser.guidance > 1 else 1),
+            "seconds": seconds,
+            "error": float(err.mean()),
+            "error_ci": t_interval(err)[1],
+        }
         if scored:  # one prompt per clip: scores (clips, 1) so `paired` takes each clip as a prompt
             scores = score_clips(np.stack([to_uint8(v) for v in model.decode(x).cpu()]), prompts)
             row["adherence"] = float(np.mean([scores[k] for k in SCORES]))
@@ -162,17 +193,36 @@ def main(argv: list[str] | None = None) -> dict:
     if model.frame_step > 1:  # k n + 1 frames for a VAE that compresses time k x
         frames = 1 + model.frame_step * max(1, (frames - 1) // model.frame_step)
     shape = dict(frames=args.frames or frames, height=args.height or size, width=args.width or args.height or size)
-    result = measure(model, config, prompts, list(range(clips)), **shape, steps=QUICK_STEPS if args.quick else STEPS,
-                     ref_steps=args.ref_steps or (200 if args.quick else 500))
-    result |= {"config": str(args.config), "family": model.family, "size": "trained" if stacked else args.size,
-               "guidance": config.loser.guidance, "clips": clips, **shape, "env": environment("cpu")}
+    result = measure(
+        model,
+        config,
+        prompts,
+        list(range(clips)),
+        **shape,
+        steps=QUICK_STEPS if args.quick else STEPS,
+        ref_steps=args.ref_steps or (200 if args.quick else 500),
+    )
+    result |= {
+        "config": str(args.config),
+        "family": model.family,
+        "size": "trained" if stacked else args.size,
+        "guidance": config.loser.guidance,
+        "clips": clips,
+        **shape,
+        "env": environment("cpu"),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     columns = ["loser", "unet_rows", "error", "error_ci", "error_vs_config", "seconds"]
-    print(table(result["rows"], columns + (["adherence", "adherence_vs_config"] if stacked else []),
-                title=f"{args.config}: {model.family} ({result['size']}), CFG {config.loser.guidance}, {clips} clips "
-                      f"{shape['frames']}x{shape['height']}x{shape['width']}, error against {result['ref']} steps"))
+    print(
+        table(
+            result["rows"],
+            columns + (["adherence", "adherence_vs_config"] if stacked else []),
+            title=f"{args.config}: {model.family} ({result['size']}), CFG {config.loser.guidance}, {clips} clips "
+            f"{shape['frames']}x{shape['height']}x{shape['width']}, error against {result['ref']} steps",
+        )
+    )
     return result
 
 

@@ -17,13 +17,14 @@ OUT = Path(__file__).resolve().parent / "results" / "memory"
 
 
 def main() -> list[dict]:
-    import test_memory
-
     import pytest
+    import test_memory
 
     rows = []
     for checkpointing, fp8, offload in [(c, f, False) for c in (False, True) for f in (False, True)] + [
-            (True, False, True), (True, True, True)]:
+        (True, False, True),
+        (True, True, True),
+    ]:
         case = {"checkpointing": checkpointing, "fp8": fp8, "offload_checkpoints": offload}
         try:
             with pytest.MonkeyPatch.context() as mp:
@@ -33,10 +34,14 @@ def main() -> list[dict]:
             rows.append({**case, **test_memory.LAST, "error": str(e)[:200]})
         print(rows[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "validation_cpu.json").write_text(json.dumps({"command": "python benchmarks/memory_validation.py",
-                                                         "rows": rows}, indent=2))
-    (OUT / "validation_cpu.md").write_text("`python benchmarks/memory_validation.py`\n\n" + table(
-        rows, ["checkpointing", "fp8", "offload_checkpoints", "predicted_mb", "measured_mb", "ratio"]) + "\n")
+    (OUT / "validation_cpu.json").write_text(
+        json.dumps({"command": "python benchmarks/memory_validation.py", "rows": rows}, indent=2)
+    )
+    (OUT / "validation_cpu.md").write_text(
+        "`python benchmarks/memory_validation.py`\n\n"
+        + table(rows, ["checkpointing", "fp8", "offload_checkpoints", "predicted_mb", "measured_mb", "ratio"])
+        + "\n"
+    )
     return rows
 
 

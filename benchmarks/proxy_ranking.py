@@ -12,6 +12,7 @@ The real frames are scikit-image's bundled photographs (in the wheel, no downloa
 (NASA, public domain), coffee (Rachel Michetti, CC0), chelsea (Stefan van der Walt, CC0), rocket
 (SpaceX, public domain). Writes ``benchmarks/results/proxy_ranking.{json,md}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 # ----------------------------------------------------------------------------- real footage
 
+
 def photo(name: str) -> np.ndarray:
     """One of scikit-image's bundled photographs, uint8 RGB."""
     import skimage.data
@@ -38,8 +40,14 @@ def photo(name: str) -> np.ndarray:
     return getattr(skimage.data, name)()
 
 
-def camera(image: np.ndarray, frames: int = 16, size: tuple[int, int] = (256, 256), pan: float = 0.0,
-           zoom: float = 1.0, turn: float = 0.0) -> np.ndarray:
+def camera(
+    image: np.ndarray,
+    frames: int = 16,
+    size: tuple[int, int] = (256, 256),
+    pan: float = 0.0,
+    zoom: float = 1.0,
+    turn: float = 0.0,
+) -> np.ndarray:
     """A clip ``(frames, h, w, 3)`` filmed from a still photograph: a ``size`` window centred on it,
     moving ``pan`` px per frame to the right, zooming by ``zoom`` and turning ``turn`` degrees per
     frame about the centre (bilinear, mirrored at the photograph's border)."""
@@ -48,7 +56,7 @@ def camera(image: np.ndarray, frames: int = 16, size: tuple[int, int] = (256, 25
     (h, w), (ph, pw) = size, image.shape[:2]
     out = np.empty((frames, h, w, 3), np.uint8)
     for i in range(frames):
-        m = cv2.getRotationMatrix2D((pw / 2, ph / 2), turn * i, zoom ** i)
+        m = cv2.getRotationMatrix2D((pw / 2, ph / 2), turn * i, zoom**i)
         m[:, 2] -= (pw / 2 - w / 2 + pan * i, ph / 2 - h / 2)
         out[i] = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return out
@@ -92,9 +100,15 @@ def hd_frame(image: np.ndarray) -> np.ndarray:
 def quality_set(image: np.ndarray, size=(256, 256), frames: int = 4) -> dict[str, np.ndarray]:
     """A static view of ``image`` clean, blurred (sigma 1, 2 px), noisy (sigma 15, 30), and noise."""
     clean = camera(image, frames, size)
-    return {"clean": clean, "blur1": blurred(clean, 1), "blur2": blurred(clean, 2), "noise15": noisy(clean, 15),
-            "noise30": noisy(clean, 30), "pure_noise": pure_noise(clean.shape),
-            "smooth_noise3": smooth_noise(clean.shape, 3)}
+    return {
+        "clean": clean,
+        "blur1": blurred(clean, 1),
+        "blur2": blurred(clean, 2),
+        "noise15": noisy(clean, 15),
+        "noise30": noisy(clean, 30),
+        "pure_noise": pure_noise(clean.shape),
+        "smooth_noise3": smooth_noise(clean.shape, 3),
+    }
 
 
 def motion_set(image: np.ndarray, size=(256, 256), frames: int = 16) -> dict[str, np.ndarray]:
@@ -106,15 +120,24 @@ def motion_set(image: np.ndarray, size=(256, 256), frames: int = 16) -> dict[str
     still, pan = camera(image, frames, size), camera(image, frames, size, pan=8)
     patch, crossing = camera(image[:, ::-1], 1, (96, 96))[0], still.copy()
     for i, frame in enumerate(crossing):
-        frame[80:176, 16 + 8 * i:112 + 8 * i] = patch[:, :max(0, min(96, size[1] - 16 - 8 * i))]
-    return {"static": still, "static_noise3": noisy(still, 3), "static_noise30": noisy(still, 30),
-            "pan8": pan, "pan8_noise30": noisy(pan, 30), "zoom4": camera(image, frames, size, zoom=1.04),
-            "zoom6": camera(image, frames, size, zoom=1.06), "turn": camera(image, frames, size, turn=3),
-            "object8": crossing, "pure_noise": pure_noise(still.shape),
-            **{f"smooth_noise{s}": smooth_noise(still.shape, s) for s in (2, 3, 5, 8)}}
+        frame[80:176, 16 + 8 * i : 112 + 8 * i] = patch[:, : max(0, min(96, size[1] - 16 - 8 * i))]
+    return {
+        "static": still,
+        "static_noise3": noisy(still, 3),
+        "static_noise30": noisy(still, 30),
+        "pan8": pan,
+        "pan8_noise30": noisy(pan, 30),
+        "zoom4": camera(image, frames, size, zoom=1.04),
+        "zoom6": camera(image, frames, size, zoom=1.06),
+        "turn": camera(image, frames, size, turn=3),
+        "object8": crossing,
+        "pure_noise": pure_noise(still.shape),
+        **{f"smooth_noise{s}": smooth_noise(still.shape, s) for s in (2, 3, 5, 8)},
+    }
 
 
 # ----------------------------------------------------------------------------- scoring
+
 
 def scorer(dim: str):
     """The weight-free scorer ``vbench_eval.py`` builds for ``dim``."""
@@ -224,28 +247,35 @@ def ranking_checks(res: dict) -> dict:
         for form in next(iter(iq.values()))["clean@256"]:
             out[f"imaging quality {' > '.join(IQ_ORDER)} @{at} {form}"] = sum(
                 all(iq[p][f"{a}@{at}"][form] > iq[p][f"{b}@{at}"][form] for a, b in zip(IQ_ORDER, IQ_ORDER[1:]))
-                for p in PHOTOS)
+                for p in PHOTOS
+            )
     for form in next(iter(dd.values()))["static"]:
         out[f"dynamic degree 1 on {', '.join(MOVING)}; 0 on {', '.join(STILL)} ({form})"] = sum(
-            all(dd[p][k][form] == 1.0 for k in MOVING) and all(dd[p][k][form] == 0.0 for k in STILL) for p in PHOTOS)
+            all(dd[p][k][form] == 1.0 for k in MOVING) and all(dd[p][k][form] == 0.0 for k in STILL) for p in PHOTOS
+        )
     return out
 
 
 # ----------------------------------------------------------------------------- report
+
 
 def markdown(runs: dict, command: str) -> str:
     """Ranking checks per side, then per measure a table clip x side of the mean over photographs
     (and the range), then the noise estimates."""
     from benchmarks.bench_common import table
 
-    lines = [f"# Weight-free proxies on real footage\n\nCommand: `{command}`\n",
-             f"Photographs: {', '.join(PHOTOS)} (scikit-image's bundled data). Scores are the scorer "
-             "`vbench_eval.py` builds without weights; each cell is the mean over the photographs, "
-             "[min, max] after it; `mp4`: after an mp4 round trip. `top5_flow_px`: median over frame "
-             "pairs of dynamic degree's statistic (VBench's threshold: 6 px at 256 px).\n"]
+    lines = [
+        f"# Weight-free proxies on real footage\n\nCommand: `{command}`\n",
+        f"Photographs: {', '.join(PHOTOS)} (scikit-image's bundled data). Scores are the scorer "
+        "`vbench_eval.py` builds without weights; each cell is the mean over the photographs, "
+        "[min, max] after it; `mp4`: after an mp4 round trip. `top5_flow_px`: median over frame "
+        "pairs of dynamic degree's statistic (VBench's threshold: 6 px at 256 px).\n",
+    ]
     checks = {side: ranking_checks(res) for side, res in runs.items()}
-    rows = [{"check (photographs of 4 where it holds)": c, **{side: checks[side][c] for side in runs}}
-            for c in next(iter(checks.values()))]
+    rows = [
+        {"check (photographs of 4 where it holds)": c, **{side: checks[side][c] for side in runs}}
+        for c in next(iter(checks.values()))
+    ]
     lines.append(table(rows, list(rows[0]), title="rankings") + "\n")
     for dim in ("imaging_quality", "dynamic_degree", "top5_flow_px"):
         rows = []
@@ -258,14 +288,31 @@ def markdown(runs: dict, command: str) -> str:
                     row[f"{side} {form}"] = f"{np.mean(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]"
             rows.append(row)
         lines.append(table(rows, list(rows[0]), title=dim) + "\n")
-    rows = [{"blob sigma (px)": sigma, **{f"{side} {k}": f"{v:.2f}" for side, res in runs.items()
-                                          for k, v in res["smooth_noise_motion"][sigma].items()}}
-            for sigma in runs["now"]["smooth_noise_motion"]]
-    lines.append(table(rows, list(rows[0]), title="dynamic degree on smooth noise that changes every frame "
-                                                   "(6 seeds x 16 frames at 256 px)") + "\n")
+    rows = [
+        {
+            "blob sigma (px)": sigma,
+            **{
+                f"{side} {k}": f"{v:.2f}"
+                for side, res in runs.items()
+                for k, v in res["smooth_noise_motion"][sigma].items()
+            },
+        }
+        for sigma in runs["now"]["smooth_noise_motion"]
+    ]
+    lines.append(
+        table(
+            rows,
+            list(rows[0]),
+            title="dynamic degree on smooth noise that changes every frame (6 seeds x 16 frames at 256 px)",
+        )
+        + "\n"
+    )
     est = runs["now"]["noise_estimates"]
-    rows = [{"image": name, "variant": tag, **{k: f"{v:.2f}" for k, v in vals.items()}}
-            for name, tags in est.items() for tag, vals in tags.items()]
+    rows = [
+        {"image": name, "variant": tag, **{k: f"{v:.2f}" for k, v in vals.items()}}
+        for name, tags in est.items()
+        for tag, vals in tags.items()
+    ]
     lines.append(table(rows, list(rows[0]), title="noise estimates (grey levels; noise10: sigma 10 added)") + "\n")
     return "\n".join(lines)
 
@@ -287,8 +334,12 @@ def main(argv=None) -> int:
 
             tree = baseline_tree(args.baseline, Path(tmp) / "baseline")
             side = Path(tmp) / "before.json"
-            subprocess.run([sys.executable, __file__, "--side-json", str(side), *([] if args.mp4 else ["--no-mp4"])],
-                           env={**__import__("os").environ, "PYTHONPATH": str(tree)}, cwd=tree, check=True)
+            subprocess.run(
+                [sys.executable, __file__, "--side-json", str(side), *([] if args.mp4 else ["--no-mp4"])],
+                env={**__import__("os").environ, "PYTHONPATH": str(tree)},
+                cwd=tree,
+                check=True,
+            )
             runs[f"before ({args.baseline})"] = json.loads(side.read_text())
         runs["now"] = measure(args.mp4)
     command = "python benchmarks/proxy_ranking.py " + " ".join(argv if argv is not None else sys.argv[1:])

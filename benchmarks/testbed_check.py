@@ -77,8 +77,9 @@ def word_test(model, world: Path, n: int = 256) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("models", nargs="+", help="model folders (diffusers layout)")
     p.add_argument("--world", default="data/world", help="the world folder (web/ and curated/) the base was trained in")
     p.add_argument("--sample-seeds", dest="sample_seeds", type=int, default=2)
@@ -101,19 +102,31 @@ def main(argv: list[str] | None = None) -> dict:
         model.unet.eval()
         entry = {"word_test": word_test(model, world)}
         for split, prompts in (("heldout", heldout_prompts()), ("seen", seen_prompts())):
-            scores, _ = adherence(model, prompts, list(range(args.sample_seeds)), frames=info["frames"], size=info["height"])
+            scores, _ = adherence(
+                model, prompts, list(range(args.sample_seeds)), frames=info["frames"], size=info["height"]
+            )
             entry[split] = {k: float(v.mean()) for k, v in scores.items()}
             entry[split]["adherence"] = float(np.mean(list(entry[split].values())))
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         results[folder] = entry
-        gaps = {w: round(float(np.mean([v[f"gap_{w}"] for v in entry["word_test"].values()])), 4)
-                for w in WORDS}
-        print(folder, "| mean gap over t:", gaps, "|", {s: {k: round(v, 3) for k, v in entry[s].items()}
-                                                      for s in ("heldout", "seen")}, flush=True)
+        gaps = {w: round(float(np.mean([v[f"gap_{w}"] for v in entry["word_test"].values()])), 4) for w in WORDS}
+        print(
+            folder,
+            "| mean gap over t:",
+            gaps,
+            "|",
+            {s: {k: round(v, 3) for k, v in entry[s].items()} for s in ("heldout", "seen")},
+            flush=True,
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"world": str(world), "world_info": info,
-                                              "sample_seeds": args.sample_seeds, "models": results}, indent=1) + "\n")
+        Path(args.out).write_text(
+            json.dumps(
+                {"world": str(world), "world_info": info, "sample_seeds": args.sample_seeds, "models": results},
+                indent=1,
+            )
+            + "\n"
+        )
     return results
 
 

@@ -47,6 +47,7 @@ Quality / Semantic / Total or the missing dimensions), per_video.jsonl, report.m
 radar.png, frames.png; with --compare: compare.md, compare.html, compare_radar.png (only the
 dimensions every run scored the same way).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,39 +69,66 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = OneLineParser(prog="vbench_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("inputs")
     src.add_argument("--videos", type=Path, help="folder of videos (or images for f = 1 models)")
-    src.add_argument("--metadata", type=Path, help="jsonl/csv with video, caption (default: "
-                     "metadata.jsonl/.csv in --videos, else VBench names {prompt}-{index}.mp4)")
+    src.add_argument(
+        "--metadata",
+        type=Path,
+        help="jsonl/csv with video, caption (default: "
+        "metadata.jsonl/.csv in --videos, else VBench names {prompt}-{index}.mp4)",
+    )
     src.add_argument("--checkpoint", help="videosspo checkpoint: generate the videos first into OUT/videos")
-    src.add_argument("--prompts", help="prompt list: text file (one a line), VBench_full_info.json, or "
-                     "'vbench' for the installed package's file; with --videos it attaches VBench's "
-                     "per-prompt dimension lists and auxiliary info (scene, object, colour, relation)")
+    src.add_argument(
+        "--prompts",
+        help="prompt list: text file (one a line), VBench_full_info.json, or "
+        "'vbench' for the installed package's file; with --videos it attaches VBench's "
+        "per-prompt dimension lists and auxiliary info (scene, object, colour, relation)",
+    )
     src.add_argument("--limit", type=int, help="evaluate only the first N videos (quick runs)")
     gen = p.add_argument_group("generation (with --checkpoint)")
     gen.add_argument("--samples", type=int, default=5, help="videos per prompt (VBench: 5)")
-    gen.add_argument("--flicker-samples", type=int, default=25,
-                     help="videos per prompt that lists temporal_flickering in VBench's JSON (VBench: 25, "
-                     "of which its static filter keeps 5)")
+    gen.add_argument(
+        "--flicker-samples",
+        type=int,
+        default=25,
+        help="videos per prompt that lists temporal_flickering in VBench's JSON (VBench: 25, "
+        "of which its static filter keeps 5)",
+    )
     gen.add_argument("--frames", type=int, default=16)
     gen.add_argument("--height", type=int, default=256)
     gen.add_argument("--width", type=int, default=256)
     gen.add_argument("--steps", type=int, default=25)
     gen.add_argument("--guidance", type=float, default=7.5)
-    gen.add_argument("--seed", type=int, default=0, help="run seed; each video's seed also depends on its prompt and index")
+    gen.add_argument(
+        "--seed", type=int, default=0, help="run seed; each video's seed also depends on its prompt and index"
+    )
     gen.add_argument("--gen-batch", type=int, default=4)
     gen.add_argument("--fps", type=int, default=8)
     ev = p.add_argument_group("evaluation")
-    ev.add_argument("--dims", nargs="+", default=None, metavar="DIM",
-                    help="dimensions (default: all 16 VBench + synthetic; for images, the image-applicable ones)")
+    ev.add_argument(
+        "--dims",
+        nargs="+",
+        default=None,
+        metavar="DIM",
+        help="dimensions (default: all 16 VBench + synthetic; for images, the image-applicable ones)",
+    )
     ev.add_argument("--backend", choices=("project", "official"), default="project")
-    ev.add_argument("--weights", type=Path, help="folder with dino_vitb16/, clip_vit_b32/, clip_vit_l14/ "
-                    "(transformers save_pretrained) and sa_0_4_vit_l_14_linear.pth")
+    ev.add_argument(
+        "--weights",
+        type=Path,
+        help="folder with dino_vitb16/, clip_vit_b32/, clip_vit_l14/ "
+        "(transformers save_pretrained) and sa_0_4_vit_l_14_linear.pth",
+    )
     ev.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="OpenCV optical flow")
     ev.add_argument("--device", default=None, help="torch device for learned models (default: accelerate's)")
-    ev.add_argument("--workers", type=int, default=os.cpu_count(),
-                    help="clips scored in parallel threads (default: the CPU cores)")
-    ev.add_argument("--static-filter", choices=STATIC_FILTER_MODES, default="auto",
-                    help="VBench's static filter for temporal_flickering (score only static videos, the "
-                    "first 5 per prompt); auto: on when a prompt has more than 5 videos")
+    ev.add_argument(
+        "--workers", type=int, default=os.cpu_count(), help="clips scored in parallel threads (default: the CPU cores)"
+    )
+    ev.add_argument(
+        "--static-filter",
+        choices=STATIC_FILTER_MODES,
+        default="auto",
+        help="VBench's static filter for temporal_flickering (score only static videos, the "
+        "first 5 per prompt); auto: on when a prompt has more than 5 videos",
+    )
     ev.add_argument("--no-progress", action="store_true")
     out = p.add_argument_group("outputs")
     out.add_argument("--out", type=Path, help="output folder")
@@ -126,11 +154,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def check_paths(args) -> None:
     """Every path the user named exists (one line naming it and the fix, exit 2), before anything is loaded."""
     if args.videos and not args.checkpoint and not args.videos.is_dir():
-        raise PathError(f"--videos {args.videos} {'is not a folder' if args.videos.exists() else 'does not exist'}; "
-                        f"give the folder of clips (with metadata.jsonl: video, caption)")
+        raise PathError(
+            f"--videos {args.videos} {'is not a folder' if args.videos.exists() else 'does not exist'}; "
+            f"give the folder of clips (with metadata.jsonl: video, caption)"
+        )
     if args.checkpoint and not Path(args.checkpoint).exists():
-        raise PathError(f"--checkpoint {args.checkpoint} does not exist; give a checkpoint folder "
-                        f"(runs/NAME/checkpoints/step_N)")
+        raise PathError(
+            f"--checkpoint {args.checkpoint} does not exist; give a checkpoint folder (runs/NAME/checkpoints/step_N)"
+        )
     for flag, path in (("--metadata", args.metadata), ("--prompts", args.prompts)):
         if path and path != "vbench" and not Path(path).is_file():
             raise PathError(f"{flag} {path} does not exist")
@@ -138,8 +169,10 @@ def check_paths(args) -> None:
         raise PathError(f"--weights {args.weights} is not a folder (see --list-dims for what it may hold)")
     for run in args.compare or []:
         if not (run / "summary.json").is_file() and not (run.is_file() and run.suffix == ".json"):
-            raise PathError(f"--compare {run}: no summary.json {'in it' if run.is_dir() else '(no such folder)'}; "
-                            f"evaluate it first: python benchmarks/vbench_eval.py --videos DIR --out {run}")
+            raise PathError(
+                f"--compare {run}: no summary.json {'in it' if run.is_dir() else '(no such folder)'}; "
+                f"evaluate it first: python benchmarks/vbench_eval.py --videos DIR --out {run}"
+            )
 
 
 def list_dims() -> str:
@@ -163,17 +196,29 @@ def gather_items(args) -> list[dict]:
         from benchmarks.vbench.generate import generate_videos, plan
 
         items = plan(prompts, args.samples, args.videos or args.out / "videos", args.flicker_samples)[: args.limit]
-        generate_videos(args.checkpoint, items, frames=args.frames, height=args.height, width=args.width,
-                        steps=args.steps, guidance=args.guidance, seed=args.seed, batch_size=args.gen_batch,
-                        fps=args.fps, progress=not args.no_progress)
+        generate_videos(
+            args.checkpoint,
+            items,
+            frames=args.frames,
+            height=args.height,
+            width=args.width,
+            steps=args.steps,
+            guidance=args.guidance,
+            seed=args.seed,
+            batch_size=args.gen_batch,
+            fps=args.fps,
+            progress=not args.no_progress,
+        )
         return items
     try:
         items = collect_videos(args.videos, args.metadata, args.limit)
     except FileNotFoundError as e:  # no videos in the folder, or a video the metadata names is missing
         raise PathError(str(e)) from None
     except (KeyError, ValueError) as e:  # a row without video / caption, or a line that is not JSON
-        raise DataError(f"the metadata of {args.videos} cannot be read ({type(e).__name__}: {e}); each row needs "
-                        f"video (relative to the file) and caption") from None
+        raise DataError(
+            f"the metadata of {args.videos} cannot be read ({type(e).__name__}: {e}); each row needs "
+            f"video (relative to the file) and caption"
+        ) from None
     return attach_prompt_info(items, prompts) if prompts else items
 
 
@@ -193,13 +238,20 @@ def evaluate_run(args, name: str) -> dict | None:
     items = gather_items(args)
     dims = args.dims or default_dims(items)
     if args.backend == "official":
-        ev = run_official(items, args.videos or args.out / "videos", args.out, name, dims, args.prompts,
-                          args.device or str(state.device))
+        ev = run_official(
+            items,
+            args.videos or args.out / "videos",
+            args.out,
+            name,
+            dims,
+            args.prompts,
+            args.device or str(state.device),
+        )
     else:
-        ctx = ScorerContext(weights=args.weights, device=args.device or str(state.device),
-                            options={"flow": args.flow})
-        ev = evaluate(items, dims, ctx, workers=args.workers, static_filter=args.static_filter,
-                      progress=not args.no_progress)
+        ctx = ScorerContext(weights=args.weights, device=args.device or str(state.device), options={"flow": args.flow})
+        ev = evaluate(
+            items, dims, ctx, workers=args.workers, static_filter=args.static_filter, progress=not args.no_progress
+        )
     if not state.is_main_process:
         return None
     config = {k: str(v) for k, v in vars(args).items() if v is not None}
@@ -257,11 +309,12 @@ def final_line(summary: dict, out: Path) -> str:
         scores = f"quality {_pct(s['quality'])}, semantic {_pct(s['semantic'])}, total {_pct(s['total'])}"
     else:
         p = s["partial"]
-        scores = (f"partial (dimensions present only) quality {_pct(p['quality'])}, semantic "
-                  f"{_pct(p['semantic'])}, total {_pct(p['total'])}; VBench's cal_final_score would print "
-                  f"total {_pct(v['total'])} ({len(v['zeroed'])} missing dimensions counted as 0)")
-    line = (f"{summary['name']}: {scores}; scored {len(summary['dimensions'])}, "
-            f"skipped {len(summary['skipped'])}")
+        scores = (
+            f"partial (dimensions present only) quality {_pct(p['quality'])}, semantic "
+            f"{_pct(p['semantic'])}, total {_pct(p['total'])}; VBench's cal_final_score would print "
+            f"total {_pct(v['total'])} ({len(v['zeroed'])} missing dimensions counted as 0)"
+        )
+    line = f"{summary['name']}: {scores}; scored {len(summary['dimensions'])}, skipped {len(summary['skipped'])}"
     errors = summary["errors"]
     if errors:
         names = ", ".join(Path(e["video"]).name for e in errors[:UNREADABLE_SHOWN])

@@ -14,6 +14,7 @@ from models.lora import POLICY, add_lora, lora_config
 from videosspo.config import Config, ConfigError, ModelConfig, load_config
 from videosspo.errors import PathError
 
+
 def check_config(config: Config) -> Config:
     """The model family's rules on a loaded config, before anything is built: the family exists, a key another
     family owns (`owns`) keeps its default, `model.vae: none` only for a pixel-space family, and the family's own
@@ -21,16 +22,19 @@ def check_config(config: Config) -> Config:
     family = family_of(config.model.family)
     if config.model.vae == "none" and not family.pixel_space:
         pixel = ", ".join(name for name, f in FAMILIES.items() if f.pixel_space)
-        raise ConfigError(f"model.vae='none' is not allowed: 'auto' for model.family={family.family} "
-                          f"(pixel space only for {pixel})")
+        raise ConfigError(
+            f"model.vae='none' is not allowed: 'auto' for model.family={family.family} (pixel space only for {pixel})"
+        )
     defaults = Config()
     for owner in FAMILIES.values():
         for key, meaning in owner.owns.items():
             value, default = _get(config, key), _get(defaults, key)
             if not issubclass(family, owner) and value != default:
-                raise ConfigError(f"{key}={value!r} is not allowed: {'null' if default is None else repr(default)} "
-                                  f"for model.family={family.family} (only model.family: {owner.family} reads it: "
-                                  f"{meaning})")
+                raise ConfigError(
+                    f"{key}={value!r} is not allowed: {'null' if default is None else repr(default)} "
+                    f"for model.family={family.family} (only model.family: {owner.family} reads it: "
+                    f"{meaning})"
+                )
     family.check_config(config)
     return config
 
@@ -63,13 +67,19 @@ def load_model(path: str | Path, **overrides) -> VideoDiffusionModel:
     if not (path / MODEL_FILE).is_file() and (path / "model" / MODEL_FILE).is_file():
         path = path / "model"
     if not (path / MODEL_FILE).is_file():
-        raise PathError(f"{path} is not a videosspo model directory (no {MODEL_FILE}); "
-                        "pass a checkpoint folder or the model/ folder inside it")
+        raise PathError(
+            f"{path} is not a videosspo model directory (no {MODEL_FILE}); "
+            "pass a checkpoint folder or the model/ folder inside it"
+        )
     info = json.loads((path / MODEL_FILE).read_text())
     if "base" in info:
         return _load_adapter(path, info, overrides)
-    saved = {"family": info["family"], "pretrained": str(path), "vae": "auto" if info["vae"] else "none",
-             "vae_chunk_frames": info.get("vae_chunk_frames", 16)}
+    saved = {
+        "family": info["family"],
+        "pretrained": str(path),
+        "vae": "auto" if info["vae"] else "none",
+        "vae_chunk_frames": info.get("vae_chunk_frames", 16),
+    }
     cfg = ModelConfig(**{**saved, **overrides})
     return build_model(cfg)
 
@@ -97,4 +107,13 @@ def _load_adapter(path: Path, info: dict, overrides: dict) -> VideoDiffusionMode
     return model
 
 
-__all__ = ["FAMILIES", "VideoDiffusionModel", "build_model", "check_config", "family_of", "load_checked_config", "load_model", "save_adapter"]
+__all__ = [
+    "FAMILIES",
+    "VideoDiffusionModel",
+    "build_model",
+    "check_config",
+    "family_of",
+    "load_checked_config",
+    "load_model",
+    "save_adapter",
+]

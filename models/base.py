@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import diffusers
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler
-from peft import LoraConfig
 from einops import rearrange
+from peft import LoraConfig
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from models.loading import load_components, with_schedule
@@ -55,8 +56,12 @@ class VideoDiffusionModel:
     # The diffusers layout: the denoiser's subfolder and class, the other components' classes.
     denoiser: ClassVar[str] = "unet"
     denoiser_class: ClassVar[type]
-    components: ClassVar[dict[str, type]] = {"vae": AutoencoderKL, "text_encoder": CLIPTextModel,
-                                             "tokenizer": CLIPTokenizer, "scheduler": DDPMScheduler}
+    components: ClassVar[dict[str, type]] = {
+        "vae": AutoencoderKL,
+        "text_encoder": CLIPTextModel,
+        "tokenizer": CLIPTokenizer,
+        "scheduler": DDPMScheduler,
+    }
     pipeline: ClassVar[str]  # name of the family's diffusers pipeline (its LoRA format, its hub layout)
     lora_targets: ClassVar[tuple[str, ...]] = ATTENTION_PROJECTIONS  # module-name suffixes LoRA adapts
     # The noise schedule the family was trained and is sampled with: scheduler config values over
@@ -80,8 +85,17 @@ class VideoDiffusionModel:
     checkpoint_offload = None  # `models.offload.CheckpointOffload` with `model.offload_checkpoints`
     compute_device = None  # where `to` put the denoiser (None: never moved; the text encoder's device)
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, vae_chunk_frames: int = 16,
-                 inference_scheduler: str = "DDIMScheduler", sources: dict[str, Path] | None = None):
+    def __init__(
+        self,
+        unet,
+        vae,
+        text_encoder,
+        tokenizer,
+        scheduler,
+        vae_chunk_frames: int = 16,
+        inference_scheduler: str = "DDIMScheduler",
+        sources: dict[str, Path] | None = None,
+    ):
         self.unet = unet
         self.inference_scheduler = inference_scheduler  # a diffusers class name: what exports sample with
         self.vae = vae
@@ -118,8 +132,14 @@ class VideoDiffusionModel:
 
     def tokenize(self, prompts: list[str]):
         """Token ids and attention mask `b l` (1 on the prompt's tokens), padded or truncated to `text_length`."""
-        return self.tokenizer(list(prompts), padding="max_length", max_length=self.text_length, truncation=True,
-                              return_attention_mask=True, return_tensors="pt").to(self.text_encoder.device)
+        return self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=self.text_length,
+            truncation=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        ).to(self.text_encoder.device)
 
     @property
     def text_length(self) -> int:
@@ -188,12 +208,16 @@ class VideoDiffusionModel:
         """
         k, m, tf = self.vae_factor, self.size_multiple, self.frame_step
         if height % m or width % m:
-            raise ConfigError(f"data.height/width {height}x{width} must be multiples of {m} for model.family="
-                              f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})")
+            raise ConfigError(
+                f"data.height/width {height}x{width} must be multiples of {m} for model.family="
+                f"{self.family} (VAE factor {k}{', times the patch size' if m != k else ''})"
+            )
         if (frames - 1) % tf:
-            raise ConfigError(f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
-                              f"time {self.temporal_factor}x, so frames must be {tf}k+1 "
-                              f"(e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})")
+            raise ConfigError(
+                f"data.frames={frames} is invalid for model.family={self.family}: its VAE compresses "
+                f"time {self.temporal_factor}x, so frames must be {tf}k+1 "
+                f"(e.g. {tf + 1}, {4 * tf + 1}, {8 * tf + 1})"
+            )
         return (self.latent_channels, 1 + (frames - 1) // self.temporal_factor, height // k, width // k)
 
     @torch.no_grad()
@@ -206,8 +230,9 @@ class VideoDiffusionModel:
             return pixels
         b = pixels.shape[0]
         frames = rearrange(pixels, "b c f h w -> (b f) c h w").to(self.vae.dtype)
-        latents = torch.cat([self.vae.encode(chunk).latent_dist.mode()
-                             for chunk in frames.split(self.vae_chunk_frames)])
+        latents = torch.cat(
+            [self.vae.encode(chunk).latent_dist.mode() for chunk in frames.split(self.vae_chunk_frames)]
+        )
         latents = latents * self.vae.config.scaling_factor
         return rearrange(latents, "(b f) c h w -> b c f h w", b=b)
 
@@ -218,8 +243,9 @@ class VideoDiffusionModel:
             return latents.clamp(-1, 1)
         b = latents.shape[0]
         z = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
-        frames = torch.cat([self.vae.decode(chunk.to(self.vae.dtype)).sample
-                            for chunk in z.split(self.vae_chunk_frames)])
+        frames = torch.cat(
+            [self.vae.decode(chunk.to(self.vae.dtype)).sample for chunk in z.split(self.vae_chunk_frames)]
+        )
         return rearrange(frames, "(b f) c h w -> b c f h w", b=b).float().clamp(-1, 1)
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -229,7 +255,7 @@ class VideoDiffusionModel:
         """Where latents, noise and text embeddings live: the denoiser's device (`to`)."""
         return self.compute_device or self.text_encoder.device
 
-    def to(self, device=None, dtype=None, keep_on_cpu: tuple[str, ...] = ()) -> "VideoDiffusionModel":
+    def to(self, device=None, dtype=None, keep_on_cpu: tuple[str, ...] = ()) -> VideoDiffusionModel:
         """Move every module but those named in `keep_on_cpu` ("text_encoder", "vae": a run that never needs them on
         the accelerator, `encoders_on_cpu`); `dtype` applies to the frozen parts (trainable weights stay fp32)."""
         if device is not None:
@@ -245,8 +271,11 @@ class VideoDiffusionModel:
         return self
 
     def _frozen(self) -> dict[str, torch.nn.Module]:
-        return {name: module for name, module in (("vae", self.vae), ("text_encoder", self.text_encoder))
-                if module is not None}
+        return {
+            name: module
+            for name, module in (("vae", self.vae), ("text_encoder", self.text_encoder))
+            if module is not None
+        }
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the denoiser's activations in the backward pass instead of storing them."""
@@ -262,11 +291,15 @@ class VideoDiffusionModel:
 
         for on, key in ((cfg.fp8_base, "model.fp8_base"), (cfg.blocks_to_swap, "model.blocks_to_swap")):
             if on and distributed in ("FSDP", "DEEPSPEED"):
-                raise ConfigError(f"{key}={getattr(cfg, key[6:])} cannot run under {distributed}, which shards the "
-                                  f"weights and sets their dtype itself; unset {key} or launch without {distributed}")
+                raise ConfigError(
+                    f"{key}={getattr(cfg, key[6:])} cannot run under {distributed}, which shards the "
+                    f"weights and sets their dtype itself; unset {key} or launch without {distributed}"
+                )
         if cfg.blocks_to_swap and distributed == "MULTI_GPU":
-            raise ConfigError(f"model.blocks_to_swap={cfg.blocks_to_swap} cannot run under DDP, which needs every "
-                              "weight on the process's GPU; unset it or launch one process")
+            raise ConfigError(
+                f"model.blocks_to_swap={cfg.blocks_to_swap} cannot run under DDP, which needs every "
+                "weight on the process's GPU; unset it or launch one process"
+            )
         if cfg.fp8_base:
             layers = enable_fp8_storage(self.unet)
             log.info("fp8_base: %d frozen layers of the denoiser stored in float8_e4m3fn", layers)
@@ -286,6 +319,7 @@ class VideoDiffusionModel:
         if want_xformers:
             try:
                 import xformers  # noqa: F401
+
                 self.unet.enable_xformers_memory_efficient_attention()
                 return "xformers"
             except Exception as e:  # absent, or built for another CUDA/torch
@@ -369,7 +403,7 @@ class VideoDiffusionModel:
         return cls.components["scheduler"].from_config(config)
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> "VideoDiffusionModel":
+    def from_config(cls, cfg: ModelConfig) -> VideoDiffusionModel:
         """Build from `cfg.pretrained` (local dir or hub id), or the tiny random model when None."""
         if cfg.pretrained is None:
             parts = cls.build_tiny(cfg)
@@ -379,7 +413,8 @@ class VideoDiffusionModel:
         # A videosspo export already holds the schedule it was trained with; a base folder gets the family's.
         exported = cfg.pretrained is not None and (Path(cfg.pretrained) / MODEL_FILE).is_file()
         parts["scheduler"] = cls.training_scheduler(
-            with_schedule(parts["scheduler"].config, {} if exported else cls.schedule, cfg.schedule))
+            with_schedule(parts["scheduler"].config, {} if exported else cls.schedule, cfg.schedule)
+        )
         parts["inference_scheduler"] = cls.sampler_class or parts.get("inference_scheduler", "DDIMScheduler")
         model = cls(**parts, vae_chunk_frames=cfg.vae_chunk_frames)
         if cfg.vae_tiling:
@@ -401,5 +436,3 @@ def per_clip(fn, x: torch.Tensor) -> torch.Tensor:
 def clip_posterior_mode(vae, pixels: torch.Tensor) -> torch.Tensor:
     """A video VAE's posterior mean (deterministic) for pixels `b c F h w`, one clip per VAE call."""
     return per_clip(lambda clip: vae.encode(clip.to(vae.dtype)).latent_dist.mode(), pixels)
-
-

@@ -28,8 +28,14 @@ class WanExperts(ModelMixin, ConfigMixin):
     ignore_for_config = list(EXPERTS)
 
     @register_to_config
-    def __init__(self, expert: dict, boundary_ratio: float, num_train_timesteps: int = 1000,
-                 transformer: WanTransformer3DModel | None = None, transformer_2: WanTransformer3DModel | None = None):
+    def __init__(
+        self,
+        expert: dict,
+        boundary_ratio: float,
+        num_train_timesteps: int = 1000,
+        transformer: WanTransformer3DModel | None = None,
+        transformer_2: WanTransformer3DModel | None = None,
+    ):
         super().__init__()
         self.transformer = transformer or WanTransformer3DModel.from_config(expert)
         self.transformer_2 = transformer_2 or WanTransformer3DModel.from_config(expert)
@@ -39,13 +45,17 @@ class WanExperts(ModelMixin, ConfigMixin):
         """The first timestep of the high-noise expert (875 for A14B)."""
         return self.config.boundary_ratio * self.config.num_train_timesteps
 
-    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                **kwargs) -> Transformer2DModelOutput:
+    def forward(
+        self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, **kwargs
+    ) -> Transformer2DModelOutput:
         """Each sample through its expert (`WanTransformer3DModel.forward`'s arguments, batch-first); an expert
         that gets no sample is not called."""
         high = timestep >= self.boundary  # [b]
         rows = [high.nonzero()[:, 0], (~high).nonzero()[:, 0]]  # sample indices per expert, in EXPERTS' order
-        outs = [expert(hidden_states[r], timestep[r], encoder_hidden_states[r], **kwargs).sample
-                for expert, r in zip((self.transformer, self.transformer_2), rows) if len(r)]
+        outs = [
+            expert(hidden_states[r], timestep[r], encoder_hidden_states[r], **kwargs).sample
+            for expert, r in zip((self.transformer, self.transformer_2), rows)
+            if len(r)
+        ]
         order = torch.cat(rows).argsort()  # back from expert-grouped to batch order
         return Transformer2DModelOutput(sample=torch.cat(outs)[order])

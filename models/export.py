@@ -37,8 +37,10 @@ class DiffusersLora:
     @classmethod
     def save(cls, path: Path, adapter: dict, config: LoraConfig, family) -> None:
         getattr(diffusers, family.pipeline).save_lora_weights(
-            path, weight_name=cls.file, **{f"{family.denoiser}_lora_layers": adapter,
-                                           f"{family.denoiser}_lora_adapter_metadata": config.to_dict()})
+            path,
+            weight_name=cls.file,
+            **{f"{family.denoiser}_lora_layers": adapter, f"{family.denoiser}_lora_adapter_metadata": config.to_dict()},
+        )
 
     @classmethod
     def load(cls, path: Path, family) -> dict:
@@ -100,8 +102,9 @@ def save_pipeline(model, unet, path: Path) -> None:
     """`model` with denoiser `unet` as the family's diffusers pipeline folder (`save_pretrained`)."""
     scheduler = model.inference_scheduler_of()
     parts = {"vae": model.vae, "text_encoder": model.text_encoder, "tokenizer": model.tokenizer}
-    pipeline = getattr(diffusers, model.pipeline)(**parts, **model.pipeline_components(unet), scheduler=scheduler,
-                                                  **model.pipeline_extras)
+    pipeline = getattr(diffusers, model.pipeline)(
+        **parts, **model.pipeline_components(unet), scheduler=scheduler, **model.pipeline_extras
+    )
     pipeline.save_pretrained(path, safe_serialization=True)
 
 
@@ -109,12 +112,16 @@ def motion_adapter(unet: UNetMotionModel) -> MotionAdapter:
     """The motion modules of a UNetMotionModel as the MotionAdapter they came from (config mapped back)."""
     c = unet.config
     adapter = MotionAdapter(
-        block_out_channels=c.block_out_channels, motion_layers_per_block=c.layers_per_block,
+        block_out_channels=c.block_out_channels,
+        motion_layers_per_block=c.layers_per_block,
         motion_transformer_layers_per_block=c.temporal_transformer_layers_per_block,
         motion_mid_block_layers_per_block=c.mid_block_layers,
         motion_transformer_layers_per_mid_block=c.temporal_transformer_layers_per_mid_block,
-        motion_num_attention_heads=c.motion_num_attention_heads, motion_norm_num_groups=c.norm_num_groups,
-        motion_max_seq_length=c.motion_max_seq_length, use_motion_mid_block=c.use_motion_mid_block)
+        motion_num_attention_heads=c.motion_num_attention_heads,
+        motion_norm_num_groups=c.norm_num_groups,
+        motion_max_seq_length=c.motion_max_seq_length,
+        use_motion_mid_block=c.use_motion_mid_block,
+    )
     state = {k: v for k, v in unet.state_dict().items() if MOTION in k}
     adapter.load_state_dict(state)  # strict: every motion weight has its place, and nothing else
     return adapter

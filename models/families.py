@@ -8,10 +8,20 @@ import types
 from pathlib import Path
 
 import torch
-from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLLTXVideo, AutoencoderKLWan, CogVideoXDDIMScheduler,
-                       CogVideoXTransformer3DModel, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel,
-                       MotionAdapter, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel,
-                       WanTransformer3DModel)
+from diffusers import (
+    AutoencoderKLCogVideoX,
+    AutoencoderKLLTXVideo,
+    AutoencoderKLWan,
+    CogVideoXDDIMScheduler,
+    CogVideoXTransformer3DModel,
+    FlowMatchEulerDiscreteScheduler,
+    LTXVideoTransformer3DModel,
+    MotionAdapter,
+    UNet2DConditionModel,
+    UNet3DConditionModel,
+    UNetMotionModel,
+    WanTransformer3DModel,
+)
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from einops import rearrange, repeat
 from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
@@ -20,11 +30,18 @@ from models.base import ATTENTION_PROJECTIONS, VideoDiffusionModel, clip_posteri
 from models.experts import EXPERTS, WanExperts
 from models.export import MOTION, motion_adapter, motion_only
 from models.samplers import COGVIDEOX_SAMPLERS, DYNAMIC_FLOW_SAMPLERS, FLOW_SAMPLERS, flow_unipc
-from models.tiny import (UNET_WIDTHS, tiny_cogvideox, tiny_ltx, tiny_motion_adapter, tiny_unet2d_kwargs, tiny_unet_kwargs,
-                         tiny_wan, tiny_wan22)
+from models.tiny import (
+    UNET_WIDTHS,
+    tiny_cogvideox,
+    tiny_ltx,
+    tiny_motion_adapter,
+    tiny_unet2d_kwargs,
+    tiny_unet_kwargs,
+    tiny_wan,
+    tiny_wan22,
+)
 from videosspo.config import Config, ConfigError, ModelConfig
 from videosspo.synth import COLORS, DIRECTIONS, SHAPES
-
 
 FEED_FORWARD = ("ff.net.0.proj", "ff.net.2")  # diffusers' FeedForward in the DiT blocks: in (GELU) and out projections
 
@@ -37,8 +54,14 @@ class AnimateDiff(VideoDiffusionModel):
     pixel_space = True
     denoiser_class = UNetMotionModel
     # The motion modules were trained on linear betas, and diffusers' AnimateDiff docs sample them so.
-    schedule = {"beta_schedule": "linear", "beta_start": 0.00085, "beta_end": 0.012, "clip_sample": False,
-                "timestep_spacing": "linspace", "steps_offset": 1}
+    schedule = {
+        "beta_schedule": "linear",
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "clip_sample": False,
+        "timestep_spacing": "linspace",
+        "steps_offset": 1,
+    }
     sampler_class = "DDIMScheduler"
     pipeline = "AnimateDiffPipeline"
     pipeline_extras = {"motion_adapter": None}  # the unet is already a UNetMotionModel
@@ -56,7 +79,9 @@ class AnimateDiff(VideoDiffusionModel):
         from models.export import LORA_FORMATS
 
         super().save_adapter(path, adapter, lora)
-        motion = dataclasses.replace(lora, target_modules=rf".*{MOTION}.*\.({'|'.join(map(re.escape, cls.lora_targets))})")
+        motion = dataclasses.replace(
+            lora, target_modules=rf".*{MOTION}.*\.({'|'.join(map(re.escape, cls.lora_targets))})"
+        )
         LORA_FORMATS[cls.lora_format].save(Path(path) / "motion_lora", motion_only(adapter), motion, cls)
 
     def enable_gradient_checkpointing(self) -> None:
@@ -82,8 +107,10 @@ class AnimateDiff(VideoDiffusionModel):
         if config.get("_class_name") == "UNetMotionModel":  # a videosspo checkpoint or a merged model
             return UNetMotionModel.from_pretrained(cfg.pretrained, subfolder="unet")
         if cfg.motion_adapter is None:
-            raise ValueError(f"model.pretrained={cfg.pretrained!r} holds a 2-D UNet: set model.motion_adapter "
-                             "to a MotionAdapter directory or hub id (e.g. guoyww/animatediff-motion-adapter-v1-5-2)")
+            raise ValueError(
+                f"model.pretrained={cfg.pretrained!r} holds a 2-D UNet: set model.motion_adapter "
+                "to a MotionAdapter directory or hub id (e.g. guoyww/animatediff-motion-adapter-v1-5-2)"
+            )
         unet2d = UNet2DConditionModel.from_pretrained(cfg.pretrained, subfolder="unet")
         return UNetMotionModel.from_unet2d(unet2d, MotionAdapter.from_pretrained(cfg.motion_adapter))
 
@@ -169,8 +196,12 @@ class Wan(VideoDiffusionModel):
     family = "wan"
     denoiser = "transformer"
     denoiser_class = WanTransformer3DModel
-    components = {"vae": AutoencoderKLWan, "text_encoder": UMT5EncoderModel, "tokenizer": AutoTokenizer,
-                  "scheduler": FlowMatchEulerDiscreteScheduler}
+    components = {
+        "vae": AutoencoderKLWan,
+        "text_encoder": UMT5EncoderModel,
+        "tokenizer": AutoTokenizer,
+        "scheduler": FlowMatchEulerDiscreteScheduler,
+    }
     pipeline = "WanPipeline"
     comfy_format = "wan"  # per expert for Wan 2.2 A14B: transformer/ and transformer_2/ each hold one
     lora_targets = (*ATTENTION_PROJECTIONS, "ffn.net.0.proj", "ffn.net.2")
@@ -205,8 +236,10 @@ class Wan(VideoDiffusionModel):
         return self.vae_factor * self.denoiser_config.patch_size[1]
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, std = (torch.tensor(self.vae.config[k], device=like.device, dtype=like.dtype)
-                     for k in ("latents_mean", "latents_std"))
+        mean, std = (
+            torch.tensor(self.vae.config[k], device=like.device, dtype=like.dtype)
+            for k in ("latents_mean", "latents_std")
+        )
         return rearrange(mean, "c -> 1 c 1 1 1"), rearrange(std, "c -> 1 c 1 1 1")
 
     @torch.no_grad()
@@ -237,7 +270,8 @@ class Wan(VideoDiffusionModel):
         if boundary is not None:
             raise ConfigError(
                 f"model.pretrained={cfg.pretrained!r} is a two-expert Wan 2.2 (transformer for t >= "
-                f"{boundary * 1000:g}, transformer_2 below, boundary_ratio {boundary}): set model.family: wan22")
+                f"{boundary * 1000:g}, transformer_2 below, boundary_ratio {boundary}): set model.family: wan22"
+            )
         return super().load_unet(cfg)
 
     def inference_scheduler_of(self):
@@ -271,9 +305,11 @@ class Wan22(Wan):
     """
 
     family = "wan22"
-    owns = {"model.experts": "which of its two experts trains",
-            "sample.guidance_2": "the CFG scale of its low-noise expert's steps",
-            "loser.guidance_2": "the CFG scale of its low-noise expert's steps"}
+    owns = {
+        "model.experts": "which of its two experts trains",
+        "sample.guidance_2": "the CFG scale of its low-noise expert's steps",
+        "loser.guidance_2": "the CFG scale of its low-noise expert's steps",
+    }
     denoiser_class = WanExperts
     unused_parameters = True  # a micro-batch whose samples all fall on one side of the boundary skips the other expert
     experts = "both"  # model.experts
@@ -303,8 +339,11 @@ class Wan22(Wan):
         return rf"({'|'.join(names)})\..*\.({'|'.join(map(re.escape, self.lora_targets))})"
 
     def pipeline_components(self, unet) -> dict:
-        return {"transformer": unet.transformer, "transformer_2": unet.transformer_2,
-                "boundary_ratio": unet.config.boundary_ratio}
+        return {
+            "transformer": unet.transformer,
+            "transformer_2": unet.transformer_2,
+            "boundary_ratio": unet.config.boundary_ratio,
+        }
 
     @classmethod
     def save_adapter(cls, path: Path, adapter: dict, lora) -> None:
@@ -319,14 +358,20 @@ class Wan22(Wan):
     @classmethod
     def load_adapter(cls, path: Path) -> dict:
         load = super().load_adapter
-        return {f"{name}.{k}": v for name in EXPERTS if (Path(path) / name).is_dir()
-                for k, v in load(Path(path) / name).items()}
+        return {
+            f"{name}.{k}": v
+            for name in EXPERTS
+            if (Path(path) / name).is_dir()
+            for k, v in load(Path(path) / name).items()
+        }
 
     @classmethod
     def check_config(cls, config: Config) -> None:
         if config.model.lora_rank == 0:
-            raise ConfigError("model.lora_rank=0 is not allowed: > 0 for model.family: wan22 (full fine-tuning of two "
-                              "14B experts is not supported; e.g. 32)")
+            raise ConfigError(
+                "model.lora_rank=0 is not allowed: > 0 for model.family: wan22 (full fine-tuning of two "
+                "14B experts is not supported; e.g. 32)"
+            )
 
     @classmethod
     def build_tiny(cls, cfg: ModelConfig) -> dict:
@@ -337,15 +382,24 @@ class Wan22(Wan):
         """`transformer/` and `transformer_2/`, switched at model_index.json's `boundary_ratio` (of the scheduler's T)."""
         ratio = boundary_ratio(cfg.pretrained)
         if ratio is None:
-            raise ConfigError(f"model.pretrained={cfg.pretrained!r} has one transformer (no boundary_ratio in its "
-                              "model_index.json): set model.family: wan")
+            raise ConfigError(
+                f"model.pretrained={cfg.pretrained!r} has one transformer (no boundary_ratio in its "
+                "model_index.json): set model.family: wan"
+            )
         high, low = (WanTransformer3DModel.from_pretrained(cfg.pretrained, subfolder=name) for name in EXPERTS)
-        steps = FlowMatchEulerDiscreteScheduler.load_config(cfg.pretrained, subfolder="scheduler")["num_train_timesteps"]
-        return WanExperts(expert=dict(high.config), boundary_ratio=ratio, num_train_timesteps=steps, transformer=high,
-                          transformer_2=low)
+        steps = FlowMatchEulerDiscreteScheduler.load_config(cfg.pretrained, subfolder="scheduler")[
+            "num_train_timesteps"
+        ]
+        return WanExperts(
+            expert=dict(high.config),
+            boundary_ratio=ratio,
+            num_train_timesteps=steps,
+            transformer=high,
+            transformer_2=low,
+        )
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> "Wan22":
+    def from_config(cls, cfg: ModelConfig) -> Wan22:
         model = super().from_config(cfg)
         model.experts = cfg.experts
         return model
@@ -364,8 +418,12 @@ class CogVideoX(VideoDiffusionModel):
     family = "cogvideox"
     denoiser = "transformer"
     denoiser_class = CogVideoXTransformer3DModel
-    components = {"vae": AutoencoderKLCogVideoX, "text_encoder": T5EncoderModel, "tokenizer": AutoTokenizer,
-                  "scheduler": CogVideoXDDIMScheduler}
+    components = {
+        "vae": AutoencoderKLCogVideoX,
+        "text_encoder": T5EncoderModel,
+        "tokenizer": AutoTokenizer,
+        "scheduler": CogVideoXDDIMScheduler,
+    }
     pipeline = "CogVideoXPipeline"
     lora_targets = (*ATTENTION_PROJECTIONS, *FEED_FORWARD)
     samplers = COGVIDEOX_SAMPLERS
@@ -383,9 +441,12 @@ class CogVideoX(VideoDiffusionModel):
             return None
         from diffusers import CogVideoXPipeline  # imported on use: pipelines pull in image processors
 
-        view = types.SimpleNamespace(vae_scale_factor_spatial=self.vae_factor, transformer=getattr(self.unet, "module", self.unet))
+        view = types.SimpleNamespace(
+            vae_scale_factor_spatial=self.vae_factor, transformer=getattr(self.unet, "module", self.unet)
+        )
         return CogVideoXPipeline._prepare_rotary_positional_embeddings(
-            view, height * self.vae_factor, width * self.vae_factor, frames, device)
+            view, height * self.vae_factor, width * self.vae_factor, frames, device
+        )
 
     @property
     def text_length(self) -> int:
@@ -408,9 +469,11 @@ class CogVideoX(VideoDiffusionModel):
         shape = super().latent_shape(frames, height, width)
         pt = self.denoiser_config.get("patch_size_t")
         if pt and shape[1] % pt:
-            raise ConfigError(f"model.family=cogvideox: this transformer patches {pt} latent frames at once (CogVideoX "
-                              f"1.5), but data.frames={frames} gives {shape[1]}; CogVideoX 1.5's latent padding is not "
-                              "supported: train CogVideoX 1.0 (THUDM/CogVideoX-2b, -5b)")
+            raise ConfigError(
+                f"model.family=cogvideox: this transformer patches {pt} latent frames at once (CogVideoX "
+                f"1.5), but data.frames={frames} gives {shape[1]}; CogVideoX 1.5's latent padding is not "
+                "supported: train CogVideoX 1.0 (THUDM/CogVideoX-2b, -5b)"
+            )
         return shape
 
     @property
@@ -448,8 +511,12 @@ class LTXVideo(VideoDiffusionModel):
     family = "ltx"
     denoiser = "transformer"
     denoiser_class = LTXVideoTransformer3DModel
-    components = {"vae": AutoencoderKLLTXVideo, "text_encoder": T5EncoderModel, "tokenizer": AutoTokenizer,
-                  "scheduler": FlowMatchEulerDiscreteScheduler}
+    components = {
+        "vae": AutoencoderKLLTXVideo,
+        "text_encoder": T5EncoderModel,
+        "tokenizer": AutoTokenizer,
+        "scheduler": FlowMatchEulerDiscreteScheduler,
+    }
     pipeline = "LTXPipeline"
     comfy_format = "ltx"
     sampler_class = "FlowMatchEulerDiscreteScheduler"
@@ -465,9 +532,16 @@ class LTXVideo(VideoDiffusionModel):
         f, h, w = x_t.shape[2:]
         p, pt = self.denoiser_config.patch_size, self.denoiser_config.patch_size_t
         rope_scale = (self.temporal_factor / self.frame_rate, self.vae_factor, self.vae_factor)
-        out = self.unet(hidden_states=LTXPipeline._pack_latents(x_t, p, pt), encoder_hidden_states=cond, timestep=t,
-                        encoder_attention_mask=cond.ne(0).any(dim=-1),  # b l: the prompt's tokens
-                        num_frames=f // pt, height=h // p, width=w // p, rope_interpolation_scale=rope_scale).sample
+        out = self.unet(
+            hidden_states=LTXPipeline._pack_latents(x_t, p, pt),
+            encoder_hidden_states=cond,
+            timestep=t,
+            encoder_attention_mask=cond.ne(0).any(dim=-1),  # b l: the prompt's tokens
+            num_frames=f // pt,
+            height=h // p,
+            width=w // p,
+            rope_interpolation_scale=rope_scale,
+        ).sample
         return LTXPipeline._unpack_latents(out, f // pt, h // p, w // p, p, pt)
 
     @torch.no_grad()
@@ -496,8 +570,9 @@ class LTXVideo(VideoDiffusionModel):
         from diffusers import LTXPipeline
 
         vae = self.vae
-        return LTXPipeline._normalize_latents(clip_posterior_mode(vae, pixels), vae.latents_mean, vae.latents_std,
-                                              vae.config.scaling_factor)
+        return LTXPipeline._normalize_latents(
+            clip_posterior_mode(vae, pixels), vae.latents_mean, vae.latents_std, vae.config.scaling_factor
+        )
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -532,14 +607,22 @@ class Stacked(VideoDiffusionModel):
     fixed_frames = True
     denoiser_class = UNet2DConditionModel
     pipeline = "StableDiffusionPipeline"  # its LoRA format: a 2-D UNet's
-    tiny_options = {"words": ("a", "moving", *COLORS, *SHAPES, *DIRECTIONS), "max_tokens": 8, "text_layers": 0,
-                    "beta_schedule": "squaredcos_cap_v2", "timestep_spacing": "trailing", "clip_sample": True}
+    tiny_options = {
+        "words": ("a", "moving", *COLORS, *SHAPES, *DIRECTIONS),
+        "max_tokens": 8,
+        "text_layers": 0,
+        "beta_schedule": "squaredcos_cap_v2",
+        "timestep_spacing": "trailing",
+        "clip_sample": True,
+    }
 
     def _denoise(self, x_t, t, cond):
         c, f = x_t.shape[1], x_t.shape[2]
         if c * f != self.unet.config.in_channels:
-            raise ValueError(f"the stacked model takes {self.unet.config.in_channels // c} frames of {c} channels, "
-                             f"got {f} frames: set data.frames to {self.unet.config.in_channels // c}")
+            raise ValueError(
+                f"the stacked model takes {self.unet.config.in_channels // c} frames of {c} channels, "
+                f"got {f} frames: set data.frames to {self.unet.config.in_channels // c}"
+            )
         out = self.unet(rearrange(x_t, "b c f h w -> b (f c) h w"), t, encoder_hidden_states=cond).sample
         return rearrange(out, "b (f c) h w -> b c f h w", f=f)
 
@@ -550,17 +633,26 @@ class Stacked(VideoDiffusionModel):
         if m.pretrained is not None:
             return  # the loaded UNet's channels fix it (checked at its first forward)
         if data.frames != m.stacked_frames:
-            raise ConfigError(f"data.frames={data.frames} is not allowed: the stacked family's model.stacked_frames "
-                              f"({m.stacked_frames})")
+            raise ConfigError(
+                f"data.frames={data.frames} is not allowed: the stacked family's model.stacked_frames "
+                f"({m.stacked_frames})"
+            )
         if isinstance(data.buckets, tuple) and {b[0] for b in data.buckets} != {m.stacked_frames}:
-            raise ConfigError(f"data.buckets={[list(b) for b in data.buckets]} is not allowed: frame counts all the "
-                              f"stacked family's model.stacked_frames ({m.stacked_frames})")
+            raise ConfigError(
+                f"data.buckets={[list(b) for b in data.buckets]} is not allowed: frame counts all the "
+                f"stacked family's model.stacked_frames ({m.stacked_frames})"
+            )
 
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
         cfg = cfg or ModelConfig()
-        return UNet2DConditionModel(**tiny_unet_kwargs(in_channels * cfg.stacked_frames, cross_attention_dim,
-                                                       UNET_WIDTHS[cfg.size], attention_first=False))
+        return UNet2DConditionModel(
+            **tiny_unet_kwargs(
+                in_channels * cfg.stacked_frames, cross_attention_dim, UNET_WIDTHS[cfg.size], attention_first=False
+            )
+        )
 
 
-FAMILIES: dict[str, type[VideoDiffusionModel]] = {c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan, Wan22, CogVideoX, LTXVideo)}
+FAMILIES: dict[str, type[VideoDiffusionModel]] = {
+    c.family: c for c in (AnimateDiff, ModelScope, StableDiffusion, Stacked, Wan, Wan22, CogVideoX, LTXVideo)
+}

@@ -31,10 +31,22 @@ FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max  # 448
 # Module names left in the training dtype: few parameters, most sensitive (diffusers' layerwise-casting
 # defaults plus the embedders, the UNets' conv_in/conv_out and the LoRA adapters).
-SKIP = ("lora_", "embed", "norm", r"(^|\.)proj_in$", r"(^|\.)proj_out$", r"(^|\.)conv_in$", r"(^|\.)conv_out$",
-        "time_proj", "caption_projection")
-CONVS = {torch.nn.Conv1d: torch.nn.grad.conv1d_input, torch.nn.Conv2d: torch.nn.grad.conv2d_input,
-         torch.nn.Conv3d: torch.nn.grad.conv3d_input}
+SKIP = (
+    "lora_",
+    "embed",
+    "norm",
+    r"(^|\.)proj_in$",
+    r"(^|\.)proj_out$",
+    r"(^|\.)conv_in$",
+    r"(^|\.)conv_out$",
+    "time_proj",
+    "caption_projection",
+)
+CONVS = {
+    torch.nn.Conv1d: torch.nn.grad.conv1d_input,
+    torch.nn.Conv2d: torch.nn.grad.conv2d_input,
+    torch.nn.Conv3d: torch.nn.grad.conv3d_input,
+}
 
 
 def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,8 +82,9 @@ class _Fp8Layer(torch.autograd.Function):
         if isinstance(module, torch.nn.Linear):
             grad_x = grad @ w  # ... o, o i -> ... i
         else:
-            grad_x = CONVS[type(module)](ctx.x_shape, w, grad, module.stride, module.padding, module.dilation,
-                                         module.groups)
+            grad_x = CONVS[type(module)](
+                ctx.x_shape, w, grad, module.stride, module.padding, module.dilation, module.groups
+            )
         return grad_x.to(ctx.x_dtype), None, None, None
 
 
@@ -113,8 +126,10 @@ def _load_pre_hook(module, state_dict, prefix, *args):
 
 def quantizable(name: str, module: torch.nn.Module) -> bool:
     """A frozen Linear or zero-padded Conv outside `SKIP`."""
-    if not (isinstance(module, torch.nn.Linear) or (type(module) in CONVS and module.padding_mode == "zeros"
-                                                    and not isinstance(module.padding, str))):
+    if not (
+        isinstance(module, torch.nn.Linear)
+        or (type(module) in CONVS and module.padding_mode == "zeros" and not isinstance(module.padding, str))
+    ):
         return False
     frozen = not module.weight.requires_grad and (module.bias is None or not module.bias.requires_grad)
     return frozen and not any(re.search(p, name) for p in SKIP)
@@ -143,5 +158,7 @@ def weight_bytes(module: torch.nn.Module) -> dict[str, int]:
     """Bytes of `module`'s parameters and buffers by dtype, measured from the tensors."""
     out: dict[str, int] = {}
     for t in [*module.parameters(), *module.buffers()]:
-        out[str(t.dtype).removeprefix("torch.")] = out.get(str(t.dtype).removeprefix("torch."), 0) + t.numel() * t.element_size()
+        out[str(t.dtype).removeprefix("torch.")] = (
+            out.get(str(t.dtype).removeprefix("torch."), 0) + t.numel() * t.element_size()
+        )
     return out

@@ -31,13 +31,20 @@ def load_components(cfg: ModelConfig, classes: dict[str, type], training_schedul
         try:  # works the same for a local folder and a hub id (cached or online)
             vae = classes["vae"].from_pretrained(src, subfolder="vae")
         except OSError as e:
-            raise FileNotFoundError(f"model.pretrained={src!r} has no loadable vae/ ({str(e).splitlines()[0]}); "
-                                    "set model.vae: none for a pixel-space model") from e
+            raise FileNotFoundError(
+                f"model.pretrained={src!r} has no loadable vae/ ({str(e).splitlines()[0]}); "
+                "set model.vae: none for a pixel-space model"
+            ) from e
     scheduler_config = classes["scheduler"].load_config(src, subfolder="scheduler")
     root = source_folder(src)
     return {
-        "sources": {} if root is None else {name: root / name for name in ("vae", "text_encoder")
-                                            if (root / name).is_dir() and (name != "vae" or vae is not None)},
+        "sources": {}
+        if root is None
+        else {
+            name: root / name
+            for name in ("vae", "text_encoder")
+            if (root / name).is_dir() and (name != "vae" or vae is not None)
+        },
         "vae": vae,
         "text_encoder": classes["text_encoder"].from_pretrained(src, subfolder="text_encoder"),
         "tokenizer": classes["tokenizer"].from_pretrained(src, subfolder="tokenizer"),

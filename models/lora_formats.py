@@ -30,10 +30,18 @@ COMFY_FILE = "lora_comfyui.safetensors"
 MOTION = "motion_modules"  # AnimateDiff's temporal layers: not part of an SD 1.5 checkpoint, so not of its kohya LoRA
 
 # diffusers' Wan block modules -> the original Wan names (ComfyUI's WanModel, musubi-tuner)
-WAN_MODULES = {"attn1.to_q": "self_attn.q", "attn1.to_k": "self_attn.k", "attn1.to_v": "self_attn.v",
-               "attn1.to_out.0": "self_attn.o", "attn2.to_q": "cross_attn.q", "attn2.to_k": "cross_attn.k",
-               "attn2.to_v": "cross_attn.v", "attn2.to_out.0": "cross_attn.o",
-               "ffn.net.0.proj": "ffn.0", "ffn.net.2": "ffn.2"}
+WAN_MODULES = {
+    "attn1.to_q": "self_attn.q",
+    "attn1.to_k": "self_attn.k",
+    "attn1.to_v": "self_attn.v",
+    "attn1.to_out.0": "self_attn.o",
+    "attn2.to_q": "cross_attn.q",
+    "attn2.to_k": "cross_attn.k",
+    "attn2.to_v": "cross_attn.v",
+    "attn2.to_out.0": "cross_attn.o",
+    "ffn.net.0.proj": "ffn.0",
+    "ffn.net.2": "ffn.2",
+}
 
 
 def lora_pairs(adapter: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -47,8 +55,11 @@ def lora_pairs(adapter: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor
 
 def down_up_alpha(name: str, down: torch.Tensor, up: torch.Tensor, lora: LoraConfig) -> dict[str, torch.Tensor]:
     """kohya's three entries of one module: ΔW = (alpha / rank) · up @ down."""
-    return {f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up,
-            f"{name}.alpha": torch.tensor(float(lora.lora_alpha))}
+    return {
+        f"{name}.lora_down.weight": down,
+        f"{name}.lora_up.weight": up,
+        f"{name}.alpha": torch.tensor(float(lora.lora_alpha)),
+    }
 
 
 def kohya(adapter: dict, lora: LoraConfig) -> dict[str, torch.Tensor]:
@@ -67,7 +78,9 @@ def wan(adapter: dict, lora: LoraConfig) -> dict[str, torch.Tensor]:
     for module, (down, up) in lora_pairs(adapter).items():
         match = re.fullmatch(r"blocks\.(\d+)\.(.+)", module)
         if match is None or match[2] not in WAN_MODULES:
-            raise ValueError(f"LoRA module {module!r} has no name in the ComfyUI Wan format (known: {', '.join(WAN_MODULES)})")
+            raise ValueError(
+                f"LoRA module {module!r} has no name in the ComfyUI Wan format (known: {', '.join(WAN_MODULES)})"
+            )
         out |= down_up_alpha(f"diffusion_model.blocks.{match[1]}.{WAN_MODULES[match[2]]}", down, up, lora)
     return out
 

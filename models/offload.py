@@ -58,7 +58,7 @@ def swapped_blocks(denoiser: torch.nn.Module, n: int) -> list[torch.nn.Module]:
     most = min(len(seq) for seq in lists)
     if n > most:
         raise ConfigError(f"model.blocks_to_swap={n} but {type(denoiser).__name__} has {most} blocks; at most {most}")
-    return [block for seq in lists for block in seq[len(seq) - n:]]
+    return [block for seq in lists for block in seq[len(seq) - n :]]
 
 
 class BlockSwap:
@@ -74,8 +74,11 @@ class BlockSwap:
         cuda = self.device.type == "cuda"
         self.stored: list[list[tuple[torch.nn.Parameter, torch.Tensor]]] = []
         for block in blocks:
-            frozen = [(p, p.data.to("cpu").pin_memory() if cuda else p.data.to("cpu"))
-                      for name, p in block.named_parameters() if "lora_" not in name]
+            frozen = [
+                (p, p.data.to("cpu").pin_memory() if cuda else p.data.to("cpu"))
+                for name, p in block.named_parameters()
+                if "lora_" not in name
+            ]
             self.stored.append(frozen)
         self.absent = absent or (lambda stored: stored)
         self.stream = torch.cuda.Stream(self.device) if cuda else None
@@ -134,6 +137,7 @@ class BlockSwap:
                 self._release(j)
             self._prefetch(i + 1 if i >= self.last else i - 1)  # the direction the blocks run in
             self.last = i
+
         return hook
 
     def _post_hook(self, i: int):
@@ -145,6 +149,7 @@ class BlockSwap:
             if not any(t.requires_grad for t in flat):
                 return output
             return rebuild(_UploadForBackward.apply(self, i, *flat))  # block i is back before its backward
+
         return hook
         return hook
 
@@ -160,8 +165,12 @@ class BlockSwap:
 def _apply_resident(block, fn, recurse=True):
     """`Module._apply` for a swapped block: the swapped parameters are hidden from it (they stay in CPU memory; a
     whole-model `.to(device)`, e.g. accelerate's `prepare`, must not upload them)."""
-    hidden = [(m, name, p) for m in block.modules() for name, p in m._parameters.items()
-              if p is not None and id(p) in block._swapped]
+    hidden = [
+        (m, name, p)
+        for m in block.modules()
+        for name, p in m._parameters.items()
+        if p is not None and id(p) in block._swapped
+    ]
     for m, name, _ in hidden:
         m._parameters[name] = None
     try:
@@ -191,15 +200,18 @@ def _tensors(output):
     if isinstance(output, torch.Tensor):
         return [output], lambda new: new[0]
     if isinstance(output, (tuple, list)):
-        parts = [_tensors(o) if isinstance(o, (torch.Tensor, tuple, list)) else ([], lambda new, o=o: o) for o in output]
+        parts = [
+            _tensors(o) if isinstance(o, (torch.Tensor, tuple, list)) else ([], lambda new, o=o: o) for o in output
+        ]
         sizes = [len(flat) for flat, _ in parts]
 
         def rebuild(new):
             out, k = [], 0
             for (_, build), n in zip(parts, sizes, strict=True):
-                out.append(build(new[k:k + n]))
+                out.append(build(new[k : k + n]))
                 k += n
             return type(output)(out)
+
         return [t for flat, _ in parts for t in flat], rebuild
     return [], lambda new: output
 

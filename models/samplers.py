@@ -7,11 +7,18 @@ two-state DPM step to the one-state `step` the sampling loop (`videosspo.samplin
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from diffusers import (CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DDIMScheduler, DDPMScheduler,
-                       DPMSolverMultistepScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler,
-                       UniPCMultistepScheduler)
+from diffusers import (
+    CogVideoXDDIMScheduler,
+    CogVideoXDPMScheduler,
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from einops import rearrange
 
@@ -26,28 +33,38 @@ def clipping_x0(cls) -> Callable:
     after 4 UniPC steps). Their `thresholding` with `sample_max_value` r clamps x0 to ±s, s = clamp(
     quantile |x0|, 1, r): DDIM's clip to [−r, r] exactly for r = 1, the range pixel-space models use.
     """
+
     def build(config):
         if not config.get("clip_sample"):
             return cls.from_config(config)
         return cls.from_config(config, thresholding=True, sample_max_value=config.get("clip_sample_range", 1.0))
+
     return build
 
 
 def unclipped(cls) -> Callable:
     """`cls.from_config` for a solver that cannot clip x0 (Euler): refused on a `clip_sample` schedule, where
     its samples diverge (the stacked base: latents of std ~1e4 at any step count)."""
+
     def build(config):
         if config.get("clip_sample"):
-            raise ConfigError(f"{cls.__name__} cannot clip x0 as this model's schedule does (clip_sample: true): its "
-                              "samples diverge; use sampler ddim, ddpm, dpm++ or unipc")
+            raise ConfigError(
+                f"{cls.__name__} cannot clip x0 as this model's schedule does (clip_sample: true): its "
+                "samples diverge; use sampler ddim, ddpm, dpm++ or unipc"
+            )
         return cls.from_config(config)
+
     return build
 
 
 def flow_unipc(config):
     """UniPC on flow-matching σ (Wan's sampler): velocity prediction, the training scheduler's shift."""
-    return UniPCMultistepScheduler(num_train_timesteps=config.num_train_timesteps, prediction_type="flow_prediction",
-                                   use_flow_sigmas=True, flow_shift=config.shift)
+    return UniPCMultistepScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=config.shift,
+    )
 
 
 def cogvideox_dpm(config):
@@ -64,8 +81,14 @@ def cogvideox_dpm(config):
     channels_first = lambda x: rearrange(x, "b f c h w -> b c f h w")  # noqa: E731
 
     def two_step(model_output, timestep, sample, generator=None, return_dict=True):
-        prev_sample, x0 = step(frames_first(model_output), previous["x0"], timestep, previous["t"],
-                               frames_first(sample), generator=generator)
+        prev_sample, x0 = step(
+            frames_first(model_output),
+            previous["x0"],
+            timestep,
+            previous["t"],
+            frames_first(sample),
+            generator=generator,
+        )
         previous.update(x0=x0, t=timestep)
         return DDIMSchedulerOutput(prev_sample=channels_first(prev_sample), pred_original_sample=channels_first(x0))
 

@@ -29,8 +29,11 @@ REQUIRED = {name for name in os.environ.get("VIDEOSSPO_REQUIRE", "").split(",") 
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "requires(name, available): skip unless the optional dependency is "
-                                       "available; fail instead where VIDEOSSPO_REQUIRE names it")
+    config.addinivalue_line(
+        "markers",
+        "requires(name, available): skip unless the optional dependency is "
+        "available; fail instead where VIDEOSSPO_REQUIRE names it",
+    )
 
 
 def pytest_runtest_setup(item):
@@ -39,8 +42,11 @@ def pytest_runtest_setup(item):
         if available:
             continue
         if name in REQUIRED:
-            pytest.fail(f"{name} is not installed but VIDEOSSPO_REQUIRE={os.environ['VIDEOSSPO_REQUIRE']} requires "
-                        f"it: pip install -e '.[dev]'", pytrace=False)
+            pytest.fail(
+                f"{name} is not installed but VIDEOSSPO_REQUIRE={os.environ['VIDEOSSPO_REQUIRE']} requires "
+                f"it: pip install -e '.[dev]'",
+                pytrace=False,
+            )
         pytest.skip(f"{name} not installed")
 
 
@@ -50,12 +56,21 @@ def run_state(output_dir: Path) -> dict:
     from videosspo.checkpoint import MARKER, latest_checkpoint
 
     final = latest_checkpoint(output_dir)
-    files = {p.relative_to(final).as_posix(): p.read_bytes() for p in sorted(final.rglob("*"))
-             if p.is_file() and p.name not in ("config.yaml", MARKER)}
-    metrics = [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
-               for line in open(output_dir / "metrics.jsonl")]
-    return {"checkpoint": final.name, "files": files, "snapshots": json.loads((final / MARKER).read_text())["snapshots"],
-            "metrics": metrics}
+    files = {
+        p.relative_to(final).as_posix(): p.read_bytes()
+        for p in sorted(final.rglob("*"))
+        if p.is_file() and p.name not in ("config.yaml", MARKER)
+    }
+    metrics = [
+        {k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+        for line in open(output_dir / "metrics.jsonl")
+    ]
+    return {
+        "checkpoint": final.name,
+        "files": files,
+        "snapshots": json.loads((final / MARKER).read_text())["snapshots"],
+        "metrics": metrics,
+    }
 
 
 def free_port() -> int:
@@ -137,8 +152,9 @@ def synth_data(tmp_path_factory):
     """Six 4-frame 32x32 clips of the synthetic world, paired with losers (for DPO)."""
     from videosspo.synth import make_dataset
 
-    return make_dataset(tmp_path_factory.mktemp("synth"), n=6, frames=4, height=32, width=32, paired=True,
-                        progress=False)
+    return make_dataset(
+        tmp_path_factory.mktemp("synth"), n=6, frames=4, height=32, width=32, paired=True, progress=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -148,13 +164,17 @@ def mixed_data(tmp_path_factory):
     from videosspo.synth import make_dataset
 
     root = tmp_path_factory.mktemp("mixed")
-    parts = [make_dataset(root / "square", n=4, frames=4, height=32, width=32, paired=True, progress=False),
-             make_dataset(root / "wide", n=4, frames=6, height=32, width=64, seed=1, paired=True, progress=False)]
+    parts = [
+        make_dataset(root / "square", n=4, frames=4, height=32, width=32, paired=True, progress=False),
+        make_dataset(root / "wide", n=4, frames=6, height=32, width=64, seed=1, paired=True, progress=False),
+    ]
     rows = []
     for part in parts:
         for line in (part / "metadata.jsonl").read_text().splitlines():
             row = json.loads(line)
-            rows.append(json.dumps({**row, "video": str(part / row["video"]), "loser_video": str(part / row["loser_video"])}))
+            rows.append(
+                json.dumps({**row, "video": str(part / row["video"]), "loser_video": str(part / row["loser_video"])})
+            )
     (root / "metadata.jsonl").write_text("\n".join(rows) + "\n")
     return root
 
@@ -164,11 +184,23 @@ def tiny(data: Path, output_dir: Path, config: str = "tiny_animatediff_sspo.yaml
     loaded as a command loads it (the family's rules checked: `models.load_checked_config`)."""
     from models import load_checked_config
 
-    base = {"data.path": str(data), "data.frames": 2, "data.height": 16, "data.width": 16,
-            "train.output_dir": str(output_dir), "train.max_steps": 2, "train.checkpoint_every": 0,
-            "train.sample_prompts": ["a red square moving left"], "sample.steps": 2, "loser.steps": 2,
-            "replay.interval": 1, "replay.size": 3, "optim.lr": 1e-3, "optim.warmup_steps": 0,
-            "method.beta": 50.0}
+    base = {
+        "data.path": str(data),
+        "data.frames": 2,
+        "data.height": 16,
+        "data.width": 16,
+        "train.output_dir": str(output_dir),
+        "train.max_steps": 2,
+        "train.checkpoint_every": 0,
+        "train.sample_prompts": ["a red square moving left"],
+        "sample.steps": 2,
+        "loser.steps": 2,
+        "replay.interval": 1,
+        "replay.size": 3,
+        "optim.lr": 1e-3,
+        "optim.warmup_steps": 0,
+        "method.beta": 50.0,
+    }
     base.update(overrides)
     nested: dict = {}
     for key, value in base.items():
@@ -181,7 +213,9 @@ def tiny(data: Path, output_dir: Path, config: str = "tiny_animatediff_sspo.yaml
 def tiny_config(synth_data, tmp_path):
     """`tiny_config(**{"method.name": "sft", ...})`: `tiny` on the synthetic clips, into tmp_path/run
     (`tiny_config("tiny_wan22_sspo.yaml", ...)`: from that config)."""
-    return lambda config="tiny_animatediff_sspo.yaml", **overrides: tiny(synth_data, tmp_path / "run", config, **overrides)
+    return lambda config="tiny_animatediff_sspo.yaml", **overrides: tiny(
+        synth_data, tmp_path / "run", config, **overrides
+    )
 
 
 def with_broken_clips(data: Path, folder: Path, rows: list[int]) -> Path:
@@ -213,27 +247,94 @@ class TwoProcesses:
 
     def __init__(self, data: Path, bad_rows: list[int]):
         self.data, self.bad_rows = data, bad_rows
-        self.args = ["--config", str(ROOT / "configs/tiny_animatediff_sspo.yaml"), "--data.path", str(data),
-                     "--data.frames", "2", "--data.height", "16", "--data.width", "16", "--data.max_bad_fraction",
-                     "0.5", "--train.max_steps", "3", "--train.checkpoint_every", "1", "--train.keep_checkpoints", "2",
-                     "--replay.interval", "1", "--replay.size", "3", "--loser.steps", "2", "--loser.reuse", "2",
-                     "--loser.guidance", "3", "--sample.steps", "1", "--train.sample_prompts", "[a]",
-                     "--optim.lr", "1e-4", "--optim.warmup_steps", "0", "--method.beta", "50"]
-        self.env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-                    "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        self.args = [
+            "--config",
+            str(ROOT / "configs/tiny_animatediff_sspo.yaml"),
+            "--data.path",
+            str(data),
+            "--data.frames",
+            "2",
+            "--data.height",
+            "16",
+            "--data.width",
+            "16",
+            "--data.max_bad_fraction",
+            "0.5",
+            "--train.max_steps",
+            "3",
+            "--train.checkpoint_every",
+            "1",
+            "--train.keep_checkpoints",
+            "2",
+            "--replay.interval",
+            "1",
+            "--replay.size",
+            "3",
+            "--loser.steps",
+            "2",
+            "--loser.reuse",
+            "2",
+            "--loser.guidance",
+            "3",
+            "--sample.steps",
+            "1",
+            "--train.sample_prompts",
+            "[a]",
+            "--optim.lr",
+            "1e-4",
+            "--optim.warmup_steps",
+            "0",
+            "--method.beta",
+            "50",
+        ]
+        self.env = {
+            **os.environ,
+            "ACCELERATE_USE_CPU": "true",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        }
 
     def launch(self, output_dir: Path, *extra: str, **crash) -> subprocess.CompletedProcess:
         """2 processes x batch 1 into `output_dir`; `crash`: CRASH_RANK, CRASH_AT, CRASH_LOG (tests/crash_run.py)."""
-        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                               str(ROOT / "tests/crash_run.py"), *self.args, "--optim.batch_size", "1",
-                               "--train.output_dir", str(output_dir), *extra],
-                              env={**self.env, **{k: str(v) for k, v in crash.items()}}, capture_output=True, text=True)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                str(ROOT / "tests/crash_run.py"),
+                *self.args,
+                "--optim.batch_size",
+                "1",
+                "--train.output_dir",
+                str(output_dir),
+                *extra,
+            ],
+            env={**self.env, **{k: str(v) for k, v in crash.items()}},
+            capture_output=True,
+            text=True,
+        )
 
     def one(self, output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
         """The same run by 1 process x batch 2 (the same global batch) into `output_dir`."""
-        return subprocess.run([sys.executable, "-m", "videosspo.train", *self.args, "--optim.batch_size", "2",
-                               "--train.output_dir", str(output_dir), *extra], env=self.env, capture_output=True,
-                              text=True)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "videosspo.train",
+                *self.args,
+                "--optim.batch_size",
+                "2",
+                "--train.output_dir",
+                str(output_dir),
+                *extra,
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
 
 
 @pytest.fixture(scope="session")

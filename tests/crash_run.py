@@ -30,8 +30,11 @@ def parent(pid: str) -> int:
 def kill_run() -> None:
     """SIGKILL the launcher, then every worker (this one last): the whole run dies at once."""
     launcher = os.getppid()
-    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and os.path.exists(f"/proc/{p}/stat")
-               and parent(p) == launcher]
+    workers = [
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and os.path.exists(f"/proc/{p}/stat") and parent(p) == launcher
+    ]
     os.kill(launcher, signal.SIGKILL)
     for pid in sorted(workers, key=lambda pid: pid == os.getpid()):
         os.kill(pid, signal.SIGKILL)
@@ -44,8 +47,13 @@ def event() -> None:
 
 
 def audit(name: str, args: tuple) -> None:
-    if (name in FILE_EVENTS and args and isinstance(args[0], str) and args[0].startswith(OUT)
-            and not args[0].startswith(os.path.join(OUT, "logs"))):
+    if (
+        name in FILE_EVENTS
+        and args
+        and isinstance(args[0], str)
+        and args[0].startswith(OUT)
+        and not args[0].startswith(os.path.join(OUT, "logs"))
+    ):
         event()
 
 

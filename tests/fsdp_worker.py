@@ -20,13 +20,18 @@ from videosspo.trainer import Trainer
 
 argv = sys.argv[1:]
 at = argv.index("--config")
-cfg = load_config(argv[at + 1], argv[:at] + argv[at + 2:])
+cfg = load_config(argv[at + 1], argv[:at] + argv[at + 2 :])
 processes = int(os.environ.get("WORLD_SIZE", "1"))
 torch.set_num_threads(1)
 if processes > 1:
-    plugin = FullyShardedDataParallelPlugin(sync_module_states=False, use_orig_params=True, fsdp_version=1,
-                                            state_dict_type="FULL_STATE_DICT", auto_wrap_policy="transformer_based_wrap",
-                                            transformer_cls_names_to_wrap=["BasicTransformerBlock"])
+    plugin = FullyShardedDataParallelPlugin(
+        sync_module_states=False,
+        use_orig_params=True,
+        fsdp_version=1,
+        state_dict_type="FULL_STATE_DICT",
+        auto_wrap_policy="transformer_based_wrap",
+        transformer_cls_names_to_wrap=["BasicTransformerBlock"],
+    )
     accelerator = Accelerator(cpu=True, fsdp_plugin=plugin)
     for state in (PartialState(), accelerator.state):
         state.distributed_type, state.device, state.fsdp_plugin = DistributedType.FSDP, torch.device("cpu"), plugin

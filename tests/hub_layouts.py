@@ -12,32 +12,67 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-from diffusers import (CogVideoXDDIMScheduler, CogVideoXPipeline, DDIMScheduler, FlowMatchEulerDiscreteScheduler, LTXPipeline,
-                       PNDMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet2DConditionModel,
-                       UniPCMultistepScheduler, WanPipeline)
+from diffusers import (
+    CogVideoXDDIMScheduler,
+    CogVideoXPipeline,
+    DDIMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    LTXPipeline,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    TextToVideoSDPipeline,
+    UNet2DConditionModel,
+    UniPCMultistepScheduler,
+    WanPipeline,
+)
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from transformers import CLIPConfig, CLIPImageProcessor
 
 from models.families import ModelScope
-from models.tiny import (COGVIDEOX_SCHEDULER, LTX_SCHEDULER, TEXT_DIM, tiny_cogvideox, tiny_components, tiny_ltx,
-                         tiny_motion_adapter, tiny_unet2d_kwargs, tiny_wan, tiny_wan22)
+from models.tiny import (
+    COGVIDEOX_SCHEDULER,
+    LTX_SCHEDULER,
+    TEXT_DIM,
+    tiny_cogvideox,
+    tiny_components,
+    tiny_ltx,
+    tiny_motion_adapter,
+    tiny_unet2d_kwargs,
+    tiny_wan,
+    tiny_wan22,
+)
 from videosspo.config import ModelConfig
 
 # scheduler/scheduler_config.json of the two pipeline repositories, as shipped (SD 1.5's also holds
 # `"clip_sample": false`, a key PNDM does not take but DDIM built from the file reads).
-SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                      set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1)
-MODELSCOPE_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                            num_train_timesteps=1000, prediction_type="epsilon", set_alpha_to_one=False,
-                            steps_offset=1)
+SD15_SCHEDULER = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    num_train_timesteps=1000,
+    set_alpha_to_one=False,
+    skip_prk_steps=True,
+    steps_offset=1,
+)
+MODELSCOPE_SCHEDULER = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    num_train_timesteps=1000,
+    prediction_type="epsilon",
+    set_alpha_to_one=False,
+    steps_offset=1,
+)
 
 # Wan-AI/Wan2.1-T2V-1.3B-Diffusers: the sampler WanPipeline uses, UniPC on flow-matching sigmas, shift 3.
-WAN_SCHEDULER = dict(num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True,
-                     flow_shift=3.0, solver_order=2)
+WAN_SCHEDULER = dict(
+    num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, solver_order=2
+)
 # Wan-AI/Wan2.2-T2V-A14B-Diffusers: the same, shift 3.0. diffusers' scripts/convert_wan_to_diffusers.py, which wrote
 # the hub folders, sets flow_shift 16 for FLF2V, 5 for TI2V / Animate and 3.0 for every other type, Wan2.2-T2V-A14B
 # included; the Wan team's own sampler (Wan2.2 wan/configs/wan_t2v_A14B.py) uses sample_shift 12.0 (docs/families.md).
@@ -66,14 +101,23 @@ def _frozen_parts(seed: int) -> dict:
 def sd15_pipeline(path: Path) -> None:
     """`stable-diffusion-v1-5/stable-diffusion-v1-5`: a StableDiffusionPipeline with PNDM, safety checker included."""
     parts = _frozen_parts(seed=1)
-    clip = CLIPConfig(text_config=dict(hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=1,
-                                       num_attention_heads=4),
-                      vision_config=dict(hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=4, image_size=32, patch_size=16),
-                      projection_dim=TEXT_DIM)
+    clip = CLIPConfig(
+        text_config=dict(hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4),
+        vision_config=dict(
+            hidden_size=TEXT_DIM,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=16,
+        ),
+        projection_dim=TEXT_DIM,
+    )
     StableDiffusionPipeline(
-        **parts, unet=UNet2DConditionModel(**tiny_unet2d_kwargs(4, TEXT_DIM)),
-        scheduler=PNDMScheduler(**SD15_SCHEDULER), safety_checker=StableDiffusionSafetyChecker(clip),
+        **parts,
+        unet=UNet2DConditionModel(**tiny_unet2d_kwargs(4, TEXT_DIM)),
+        scheduler=PNDMScheduler(**SD15_SCHEDULER),
+        safety_checker=StableDiffusionSafetyChecker(clip),
         feature_extractor=CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32}),
     ).save_pretrained(path)
     scheduler_file = path / "scheduler" / "scheduler_config.json"
@@ -83,8 +127,9 @@ def sd15_pipeline(path: Path) -> None:
 def modelscope_pipeline(path: Path) -> None:
     """`ali-vilab/text-to-video-ms-1.7b`: a TextToVideoSDPipeline (UNet3DConditionModel) with DDIM."""
     parts = _frozen_parts(seed=2)
-    TextToVideoSDPipeline(**parts, unet=ModelScope.build_tiny_unet(4, TEXT_DIM),
-                          scheduler=DDIMScheduler(**MODELSCOPE_SCHEDULER)).save_pretrained(path)
+    TextToVideoSDPipeline(
+        **parts, unet=ModelScope.build_tiny_unet(4, TEXT_DIM), scheduler=DDIMScheduler(**MODELSCOPE_SCHEDULER)
+    ).save_pretrained(path)
 
 
 def motion_adapter(path: Path) -> None:
@@ -96,8 +141,13 @@ def motion_adapter(path: Path) -> None:
 def wan_pipeline(path: Path) -> None:
     """`Wan-AI/Wan2.1-T2V-1.3B-Diffusers`: a WanPipeline (transformer/, UMT5, AutoencoderKLWan) with UniPC."""
     parts = tiny_wan(ModelConfig(family="wan"))
-    WanPipeline(transformer=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"],
-                tokenizer=parts["tokenizer"], scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER)).save_pretrained(path)
+    WanPipeline(
+        transformer=parts["unet"],
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER),
+    ).save_pretrained(path)
     half_sharded(path, "text_encoder", torch.bfloat16)  # UMT5-XXL: bf16 shards (diffusers' convert_wan_to_diffusers.py)
 
 
@@ -106,9 +156,15 @@ def wan22_a14b_pipeline(path: Path) -> None:
     noise) switched at boundary_ratio 0.875, UniPC with the shift the hub folder holds (`WAN22_SCHEDULER`)."""
     parts = tiny_wan22(ModelConfig(family="wan22"))
     experts = parts["unet"]
-    WanPipeline(transformer=experts.transformer, transformer_2=experts.transformer_2, vae=parts["vae"],
-                text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], boundary_ratio=experts.config.boundary_ratio,
-                scheduler=UniPCMultistepScheduler(**WAN22_SCHEDULER)).save_pretrained(path)
+    WanPipeline(
+        transformer=experts.transformer,
+        transformer_2=experts.transformer_2,
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        boundary_ratio=experts.config.boundary_ratio,
+        scheduler=UniPCMultistepScheduler(**WAN22_SCHEDULER),
+    ).save_pretrained(path)
     half_sharded(path, "text_encoder", torch.bfloat16)
 
 
@@ -117,9 +173,13 @@ def cogvideox_pipeline(path: Path) -> None:
     transformer and VAE stored in fp16, the T5 in bf16 shards (diffusers loads the first two in fp32, transformers
     the T5 in bf16)."""
     parts = tiny_cogvideox(ModelConfig(family="cogvideox"))
-    CogVideoXPipeline(transformer=parts["unet"].to(torch.float16), vae=parts["vae"].to(torch.float16),
-                      text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
-                      scheduler=CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)).save_pretrained(path)
+    CogVideoXPipeline(
+        transformer=parts["unet"].to(torch.float16),
+        vae=parts["vae"].to(torch.float16),
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        scheduler=CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER),
+    ).save_pretrained(path)
     half_sharded(path, "text_encoder", torch.bfloat16)  # T5-XXL: bf16, 2 shards
 
 
@@ -127,8 +187,13 @@ def ltx_pipeline(path: Path) -> None:
     """`Lightricks/LTX-Video` (LTX-Video 0.9.0, its diffusers folders): an LTXPipeline (transformer/, T5,
     AutoencoderKLLTXVideo) with FlowMatchEulerDiscreteScheduler shifted by sequence length."""
     parts = tiny_ltx(ModelConfig(family="ltx"))
-    LTXPipeline(transformer=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
-                scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER)).save_pretrained(path)
+    LTXPipeline(
+        transformer=parts["unet"],
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        scheduler=FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER),
+    ).save_pretrained(path)
     half_sharded(path, "text_encoder", torch.bfloat16)  # T5-XXL: bf16 shards
 
 
@@ -157,5 +222,8 @@ def hub_folder(hub_id: str, root: Path) -> Path:
 
 def local_model_overrides(model: ModelConfig, root: Path) -> dict:
     """`model.pretrained` / `model.motion_adapter` of a config, pointed at their real-layout folders."""
-    return {key: str(hub_folder(getattr(model, key), root))
-            for key in ("pretrained", "motion_adapter") if getattr(model, key) is not None}
+    return {
+        key: str(hub_folder(getattr(model, key), root))
+        for key in ("pretrained", "motion_adapter")
+        if getattr(model, key) is not None
+    }

@@ -43,9 +43,17 @@ def preload() -> None:
     import pytest  # noqa: F401
     import transformers
 
-    for name in ("UNet2DConditionModel", "UNet3DConditionModel", "UNetMotionModel", "MotionAdapter",
-                 "AutoencoderKL", "DDPMScheduler", "DDIMScheduler", "EulerDiscreteScheduler",
-                 "DPMSolverMultistepScheduler"):
+    for name in (
+        "UNet2DConditionModel",
+        "UNet3DConditionModel",
+        "UNetMotionModel",
+        "MotionAdapter",
+        "AutoencoderKL",
+        "DDPMScheduler",
+        "DDIMScheduler",
+        "EulerDiscreteScheduler",
+        "DPMSolverMultistepScheduler",
+    ):
         getattr(diffusers, name)
     for name in ("CLIPTextModel", "CLIPTextConfig", "CLIPTokenizer"):
         getattr(transformers, name)
@@ -110,15 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", help="run the mutations whose name contains this text")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per mutation's tests (default 300)")
-    parser.add_argument("--shard", default="1/1", metavar="K/N",
-                        help="run every N-th mutation from the K-th (one process per core: --shard 1/2, --shard 2/2)")
+    parser.add_argument(
+        "--shard",
+        default="1/1",
+        metavar="K/N",
+        help="run every N-th mutation from the K-th (one process per core: --shard 1/2, --shard 2/2)",
+    )
     args = parser.parse_args(argv)
     try:
         k, n = map(int, args.shard.split("/"))
         assert 1 <= k <= n
     except (ValueError, AssertionError):
         parser.error(f"--shard {args.shard!r}: expected K/N with 1 <= K <= N, e.g. 1/2")
-    chosen = [m for m in MUTATIONS if args.only in m.name][k - 1::n]
+    chosen = [m for m in MUTATIONS if args.only in m.name][k - 1 :: n]
     if not chosen:
         parser.error(f"--only {args.only!r} matches no mutation; names: {', '.join(m.name for m in MUTATIONS)}")
     for m in chosen:  # fail fast on a stale snippet, before any test runs
@@ -132,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         code, tail = run_tests(tree, selected, args.timeout * len(chosen))
         if code != 0:
-            print(f"the selected tests fail on unmutated code (pytest exit {code}): fix them first\n{tail}",
-                  file=sys.stderr)
+            print(
+                f"the selected tests fail on unmutated code (pytest exit {code}): fix them first\n{tail}",
+                file=sys.stderr,
+            )
             return 2
         print(f"baseline: {len(selected)} selections pass unmutated ({time.perf_counter() - t0:.0f} s)")
         rows = []
@@ -147,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     bad = [r for r in rows if not r[2].startswith("caught")]
-    print(f"\n{len(rows) - len(bad)} of {len(rows)} mutations caught" + (f"; NOT caught: {', '.join(r[0] for r in bad)}"
-                                                                      if bad else ""))
+    print(
+        f"\n{len(rows) - len(bad)} of {len(rows)} mutations caught"
+        + (f"; NOT caught: {', '.join(r[0] for r in bad)}" if bad else "")
+    )
     return 1 if bad else 0
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-
 from conftest import ROOT
 
 # file -> (processes, machines, which distributed flag accelerate sets)
-EXPECTED = {"ddp_8gpu.yaml": (8, 1, "multi_gpu"), "ddp_2node.yaml": (16, 2, "multi_gpu"),
-            "deepspeed_zero2_8gpu.yaml": (8, 1, "use_deepspeed"), "fsdp_8gpu.yaml": (8, 1, "use_fsdp")}
+EXPECTED = {
+    "ddp_8gpu.yaml": (8, 1, "multi_gpu"),
+    "ddp_2node.yaml": (16, 2, "multi_gpu"),
+    "deepspeed_zero2_8gpu.yaml": (8, 1, "use_deepspeed"),
+    "fsdp_8gpu.yaml": (8, 1, "use_fsdp"),
+}
 
 
 def test_every_shipped_config_is_listed():
@@ -35,8 +38,8 @@ def test_accelerate_reads_the_config(name):
 def test_deepspeed_takes_the_run_configs_micro_batch_and_clipping_and_refuses_zero3():
     from accelerate.utils import DeepSpeedPlugin
 
-    from videosspo.config import ConfigError
     from videosspo.backend import _check_deepspeed
+    from videosspo.config import ConfigError
 
     plugin = DeepSpeedPlugin(zero_stage=2)  # as the shipped config: batch sizes and clipping "auto"
     _check_deepspeed(plugin, batch_size=3, max_grad_norm=0.5)
@@ -65,8 +68,8 @@ def test_deepspeed_without_an_accelerator_names_gloo(monkeypatch):
 def test_deepspeed_checkpoints_resume_under_deepspeed_on_their_process_count_only(tmp_path):
     """ZeRO's optimizer state is a file per process, partitioned over them: DeepSpeed reads no other count and
     nothing from a checkpoint written without it; each mix is refused in one line naming the fix."""
-    from videosspo.config import ConfigError
     from videosspo.backend import check_zero_partitions
+    from videosspo.config import ConfigError
 
     plain, zero2 = tmp_path / "plain" / "accelerate", tmp_path / "zero2" / "accelerate"
     (zero2 / "pytorch_model").mkdir(parents=True)
@@ -80,6 +83,9 @@ def test_deepspeed_checkpoints_resume_under_deepspeed_on_their_process_count_onl
         check_zero_partitions(zero2, deepspeed=True, processes=1)
     with pytest.raises(ConfigError, match=f"cannot resume without DeepSpeed: .* over its 2 processes; {fix}"):
         check_zero_partitions(zero2, deepspeed=False, processes=2)
-    with pytest.raises(ConfigError, match="cannot resume under DeepSpeed: .*plain was written without it .*; resume "
-                                          "with the accelerate config that wrote it$"):
+    with pytest.raises(
+        ConfigError,
+        match="cannot resume under DeepSpeed: .*plain was written without it .*; resume "
+        "with the accelerate config that wrote it$",
+    ):
         check_zero_partitions(plain, deepspeed=True, processes=2)

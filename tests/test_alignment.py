@@ -14,7 +14,16 @@ from transformers import CLIPTokenizer
 from models import build_model, load_checked_config, load_model
 from videosspo import rng
 from videosspo.config import ConfigError, ModelConfig, load_config
-from videosspo.synth import COLORS, DIRECTIONS, HELDOUT, SHAPES, heldout_prompts, make_world, parse_caption, seen_prompts
+from videosspo.synth import (
+    COLORS,
+    DIRECTIONS,
+    HELDOUT,
+    SHAPES,
+    heldout_prompts,
+    make_world,
+    parse_caption,
+    seen_prompts,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES, SIZE = 4, 16
@@ -28,8 +37,7 @@ def stacked():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return make_world(tmp_path_factory.mktemp("world"), n_web=24, n_curated=6, frames=FRAMES, size=SIZE,
-                      progress=False)
+    return make_world(tmp_path_factory.mktemp("world"), n_web=24, n_curated=6, frames=FRAMES, size=SIZE, progress=False)
 
 
 def test_stacked_family_shape_contract_and_frame_mixing(stacked):
@@ -55,13 +63,19 @@ def test_stacked_word_tokens_and_round_trip(stacked, tmp_path):
     ids = tok(PROMPTS, padding="max_length", max_length=8).input_ids
     assert [tok.decode(row, skip_special_tokens=True) for row in ids] == PROMPTS
     stacked.save_pretrained(tmp_path / "model")
-    assert CLIPTokenizer.from_pretrained(tmp_path / "model" / "tokenizer")(PROMPTS, padding="max_length",
-                                                                            max_length=8).input_ids == ids
+    assert (
+        CLIPTokenizer.from_pretrained(tmp_path / "model" / "tokenizer")(
+            PROMPTS, padding="max_length", max_length=8
+        ).input_ids
+        == ids
+    )
     loaded = load_model(tmp_path / "model")
     x = torch.randn(2, 3, FRAMES, SIZE, SIZE)
     with torch.no_grad():
-        assert torch.equal(stacked.predict(x, torch.tensor([5, 500]), stacked.encode_prompt(PROMPTS)),
-                           loaded.predict(x, torch.tensor([5, 500]), loaded.encode_prompt(PROMPTS)))
+        assert torch.equal(
+            stacked.predict(x, torch.tensor([5, 500]), stacked.encode_prompt(PROMPTS)),
+            loaded.predict(x, torch.tensor([5, 500]), loaded.encode_prompt(PROMPTS)),
+        )
     assert loaded.scheduler.config.beta_schedule == "squaredcos_cap_v2" and loaded.scheduler.config.clip_sample
 
 
@@ -103,17 +117,32 @@ def test_caption_dropout_equals_training_on_empty_captions(world, tmp_path):
     from videosspo.trainer import Trainer
 
     def trainer(p):
-        return Trainer(load_config(overrides={
-            "model": {"family": "stacked", "vae": "none", "stacked_frames": FRAMES},
-            "data": {"path": str(world.web), "frames": FRAMES, "height": SIZE, "width": SIZE, "caption_dropout": p},
-            "method": {"name": "sft"}, "train": {"output_dir": str(tmp_path / f"run{p}")}}))
+        return Trainer(
+            load_config(
+                overrides={
+                    "model": {"family": "stacked", "vae": "none", "stacked_frames": FRAMES},
+                    "data": {
+                        "path": str(world.web),
+                        "frames": FRAMES,
+                        "height": SIZE,
+                        "width": SIZE,
+                        "caption_dropout": p,
+                    },
+                    "method": {"name": "sft"},
+                    "train": {"output_dir": str(tmp_path / f"run{p}")},
+                }
+            )
+        )
 
     positions = list(range(16))
     dropped = rng.drop_captions(0.5, 0, 0, positions)
     assert 0 < dropped.sum() < 16
     with_dropout, without = trainer(0.5), trainer(0.0)
-    batch = {"pixels": torch.stack([with_dropout.data[i]["pixels"] for i in positions]), "positions": positions,
-             "captions": [with_dropout.data[i]["caption"] for i in positions]}
+    batch = {
+        "pixels": torch.stack([with_dropout.data[i]["pixels"] for i in positions]),
+        "positions": positions,
+        "captions": [with_dropout.data[i]["caption"] for i in positions],
+    }
     emptied = {**batch, "captions": ["" if d else c for c, d in zip(batch["captions"], dropped)]}
     with torch.no_grad():
         loss_dropout = with_dropout.loss(batch)[0]
@@ -124,12 +153,31 @@ def test_caption_dropout_equals_training_on_empty_captions(world, tmp_path):
 def test_pretrain_base_builds_a_loadable_base_through_the_trainer(tmp_path, capsys):
     from videosspo.cli import main
 
-    main(["pretrain-base", "--data.path", str(tmp_path / "world" / "web"),
-          "--data.latent_cache", str(tmp_path / "world" / "web" / "cache"), "--data.frames", "2",
-          "--data.synth_if_missing", "16",
-          "--model.stacked_frames", "2", "--optim.batch_size", "2", "--train.max_steps", "2",
-          "--train.output_dir", str(tmp_path / "base"), "--train.sample_prompts", "[a red square moving left]",
-          "--sample.steps", "2"])
+    main(
+        [
+            "pretrain-base",
+            "--data.path",
+            str(tmp_path / "world" / "web"),
+            "--data.latent_cache",
+            str(tmp_path / "world" / "web" / "cache"),
+            "--data.frames",
+            "2",
+            "--data.synth_if_missing",
+            "16",
+            "--model.stacked_frames",
+            "2",
+            "--optim.batch_size",
+            "2",
+            "--train.max_steps",
+            "2",
+            "--train.output_dir",
+            str(tmp_path / "base"),
+            "--train.sample_prompts",
+            "[a red square moving left]",
+            "--sample.steps",
+            "2",
+        ]
+    )
     assert (tmp_path / "world" / "curated" / "metadata.jsonl").is_file()  # the whole world, both splits
     assert json.loads((tmp_path / "world" / "web" / "cache" / "cache_info.json").read_text())["complete"]
     checkpoint = tmp_path / "base" / "checkpoints" / "step_00000002"
@@ -184,12 +232,49 @@ def test_alignment_study_tiny(stacked, world, tmp_path):
     from videosspo.alignment import adherence, score_clips
 
     stacked.save_pretrained(tmp_path / "base")
-    result = main(["--quick", "--variants", "base", "sft", "sspo", "--seeds", "1", "--steps", "2", "--eval-every", "1",
-                   "--sample-seeds", "2", "--sample-steps", "2", "--prompts", "2", "--out", str(tmp_path / "study"),
-                   "--work", str(tmp_path / "work"), "--model.pretrained", str(tmp_path / "base"),
-                   "--data.path", str(world.curated), "--data.latent_cache", str(tmp_path / "cache"),
-                   "--data.frames", str(FRAMES), "--optim.lr", "0.01", "--optim.batch_size", "2", "--loser.steps", "1",
-                   "--replay.interval", "1", "--jobs", "2"])  # runs in 2 worker processes
+    result = main(
+        [
+            "--quick",
+            "--variants",
+            "base",
+            "sft",
+            "sspo",
+            "--seeds",
+            "1",
+            "--steps",
+            "2",
+            "--eval-every",
+            "1",
+            "--sample-seeds",
+            "2",
+            "--sample-steps",
+            "2",
+            "--prompts",
+            "2",
+            "--out",
+            str(tmp_path / "study"),
+            "--work",
+            str(tmp_path / "work"),
+            "--model.pretrained",
+            str(tmp_path / "base"),
+            "--data.path",
+            str(world.curated),
+            "--data.latent_cache",
+            str(tmp_path / "cache"),
+            "--data.frames",
+            str(FRAMES),
+            "--optim.lr",
+            "0.01",
+            "--optim.batch_size",
+            "2",
+            "--loser.steps",
+            "1",
+            "--replay.interval",
+            "1",
+            "--jobs",
+            "2",
+        ]
+    )  # runs in 2 worker processes
     for name in ("study.json", "study.md", "adherence.png"):
         assert (tmp_path / "study" / name).stat().st_size > 0
     summary = result["summary"]
@@ -232,9 +317,15 @@ def test_study_paired_differences_and_intervals_hand_computed():
 
     def run(seed, color):  # 2 prompts x 2 sample seeds; shape, direction, persistence 0: adherence = colour / 4
         zeros = [0.0] * 4
-        return {"variant": "x", "seed": seed, "steps": 5, "equal_compute_steps": 5,
-                "evals": {"5": {"heldout": {"scores": {"color": color, "shape": zeros, "direction": zeros,
-                                                       "persistence": zeros}}}}}
+        return {
+            "variant": "x",
+            "seed": seed,
+            "steps": 5,
+            "equal_compute_steps": 5,
+            "evals": {
+                "5": {"heldout": {"scores": {"color": color, "shape": zeros, "direction": zeros, "persistence": zeros}}}
+            },
+        }
 
     base = {**run(0, [0.0, 0.0, 0.0, 0.0]), "variant": "base", "evals": {}}
     base["evals"]["0"] = run(0, [0.0, 0.0, 0.0, 0.0])["evals"]["5"]
@@ -276,8 +367,12 @@ def test_study_runs_stay_comparable_across_a_config_comment():
 def test_prepare_refuses_an_unknown_world_in_one_line(tmp_path):
     from videosspo.alignment import prepare
 
-    config = load_config(overrides={"model": {"family": "stacked", "vae": "none"},
-                                    "data": {"path": str(tmp_path / "w" / "web"), "world": "v9"}})
+    config = load_config(
+        overrides={
+            "model": {"family": "stacked", "vae": "none"},
+            "data": {"path": str(tmp_path / "w" / "web"), "world": "v9"},
+        }
+    )
     with pytest.raises(ConfigError, match=r"data.world 'v9' is not a synthetic world; choose one of \['v1', 'v2'\]"):
         prepare(config, progress=False)
     assert not (tmp_path / "w").exists()
@@ -286,9 +381,19 @@ def test_prepare_refuses_an_unknown_world_in_one_line(tmp_path):
 def test_prepare_writes_the_named_world(tmp_path):
     from videosspo.alignment import prepare
 
-    config = load_config(overrides={"model": {"family": "stacked", "vae": "none", "stacked_frames": FRAMES},
-                                    "data": {"path": str(tmp_path / "w" / "web"), "world": "v2", "synth_if_missing": 16,
-                                             "frames": FRAMES, "height": SIZE, "width": SIZE}})
+    config = load_config(
+        overrides={
+            "model": {"family": "stacked", "vae": "none", "stacked_frames": FRAMES},
+            "data": {
+                "path": str(tmp_path / "w" / "web"),
+                "world": "v2",
+                "synth_if_missing": 16,
+                "frames": FRAMES,
+                "height": SIZE,
+                "width": SIZE,
+            },
+        }
+    )
     prepare(config, progress=False)
     for split in ("web", "curated"):
         info = json.loads((tmp_path / "w" / split / "synth_info.json").read_text())
@@ -298,14 +403,25 @@ def test_prepare_writes_the_named_world(tmp_path):
 def test_study_config_keys_go_under_the_command_line(tmp_path):
     from benchmarks.alignment_study import QUICK, make_config, study_overrides
 
-    (tmp_path / "v2.yaml").write_text("method:\n  beta: 7\ndata:\n  world: v2\n  path: w2/curated\n"
-                                      "sample:\n  steps: 3\n  guidance: 2.0\ntrain:\n  max_steps: 30\n  output_dir: x\n")
+    (tmp_path / "v2.yaml").write_text(
+        "method:\n  beta: 7\ndata:\n  world: v2\n  path: w2/curated\n"
+        "sample:\n  steps: 3\n  guidance: 2.0\ntrain:\n  max_steps: 30\n  output_dir: x\n"
+    )
     extra = study_overrides(str(tmp_path / "v2.yaml"), ["--method.beta", "9"])
     # the file's train section and sample.steps are the study's own per-run keys
     assert extra == {"method": {"beta": 9}, "data": {"world": "v2", "path": "w2/curated"}, "sample": {"guidance": 2.0}}
     config = make_config("dpo", 0, QUICK, tmp_path, extra, 5)
-    assert (config.method.name, config.method.beta, config.data.world, config.data.path) == ("dpo", 9, "v2", "w2/curated")
-    assert (config.train.max_steps, config.train.output_dir, config.sample.steps) == (5, str(tmp_path), QUICK.sample_steps)
+    assert (config.method.name, config.method.beta, config.data.world, config.data.path) == (
+        "dpo",
+        9,
+        "v2",
+        "w2/curated",
+    )
+    assert (config.train.max_steps, config.train.output_dir, config.sample.steps) == (
+        5,
+        str(tmp_path),
+        QUICK.sample_steps,
+    )
     assert config.optim.lr == 5e-4 and study_overrides(None, []) == {}  # the rest: configs/stacked_sspo.yaml's
     v2 = make_config("sft", 0, QUICK, tmp_path, study_overrides("configs/stacked_sspo_v2.yaml", []), 5)
     assert (v2.data.world, v2.model.pretrained, v2.method.beta) == ("v2", "assets/stacked_base_v2", 150)
@@ -317,7 +433,11 @@ def test_word_test_swaps_one_word_and_is_zero_for_a_model_that_ignores_captions(
 
     spec = ClipSpec("red", "square", "left", "black", 4, 8.0, 8.0, 1.0)
     assert [swapped(spec, w) for w in ("color", "shape", "direction", "none")] == [
-        "a green square moving left", "a red circle moving left", "a red square moving right", ""]
+        "a green square moving left",
+        "a red circle moving left",
+        "a red square moving right",
+        "",
+    ]
     result = word_test(stacked, world.root, n=4)
     assert set(result) == set(TIMESTEPS) and all(v["own"] > 0 for v in result.values())
     fixed = stacked.encode_prompt(["a red square moving left"])

@@ -31,10 +31,38 @@ def quick_result(tmp_path_factory):
     from benchmarks.bench_train import main
 
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    result = main(["--quick", "--device", "cpu", "--out", str(out), "--frames", "2", "--batch", "1", "--repeat", "1",
-                   "--warmup", "1", "--loser-steps", "2", "4", "--sample-steps", "2", "--lora-rank", "4",
-                   "--loser-options", "ddim_20", "unipc_4", "reuse_4", "winner_0.5", "overlap",
-                   "--sections", *(s for s in SECTIONS if s != "summary")])  # not memory: 5 fresh processes
+    result = main(
+        [
+            "--quick",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--frames",
+            "2",
+            "--batch",
+            "1",
+            "--repeat",
+            "1",
+            "--warmup",
+            "1",
+            "--loser-steps",
+            "2",
+            "4",
+            "--sample-steps",
+            "2",
+            "--lora-rank",
+            "4",
+            "--loser-options",
+            "ddim_20",
+            "unipc_4",
+            "reuse_4",
+            "winner_0.5",
+            "overlap",
+            "--sections",
+            *(s for s in SECTIONS if s != "summary"),
+        ]
+    )  # not memory: 5 fresh processes
     return result, json.loads(out.read_text())
 
 
@@ -65,13 +93,15 @@ def test_counted_unet_work_follows_the_config(quick_result):
     """configs/animatediff_sspo.yaml: batch 1, 6 UniPC loser steps with CFG (2 rows a step), reused for 3 steps;
     each loser option trains a batch once unless it sets reuse."""
     _, saved = quick_result
-    work = {(r["method"], r["mode"]): (r["policy_rows_per_step"], r["reference_rows_per_step"], r["loser_rows_per_step"])
-            for r in saved["train_step"]}
+    work = {
+        (r["method"], r["mode"]): (r["policy_rows_per_step"], r["reference_rows_per_step"], r["loser_rows_per_step"])
+        for r in saved["train_step"]
+    }
     for mode in ("lora4", "full"):
         assert work["sft", mode] == (1, 0, 0) and work["dpo", mode] == (2, 2, 0) and work["sspo", mode] == (2, 2, 4)
     options = {r["option"]: r["loser_rows_per_step"] for r in saved["loser_options"]}
     assert options == {"ddim_20": 40, "unipc_4": 8, "reuse_4": 3, "winner_0.5": 6, "overlap": 12}  # 20x2; 4x2; 6x2/4;
-    for row in saved["summary"]:                                                                   # 3x2; 6x2
+    for row in saved["summary"]:  # 3x2; 6x2
         assert row["sspo_unet_rows_per_step"] == 8 and row["loser_share"] < 1
         # forward equivalents: sft 3 x 1; dpo 3 x 2 + 2; sspo 3 x 2 + 2 + 6 x 2 / 3: issue 10's target, SSPO/SFT <= 4
         assert (row["dpo_over_sft_counted"], row["sspo_over_sft_counted"]) == pytest.approx((8 / 3, 12 / 3))
@@ -103,14 +133,44 @@ def test_dit_rows_at_the_wan_config(tmp_path):
     assert [frames_for(f, Settings(frames=2)) for f in ("sd", "animatediff", "wan", "cogvideox")] == [1, 2, 5, 9]
     wan_config = Settings(config="configs/wan_sspo.yaml")
     assert "wan" in families_for(["all"], wan_config) and "cogvideox" not in families_for(["all"], wan_config)
-    saved = main(["--quick", "--config", "configs/wan_sspo.yaml", "--device", "cpu", "--out", str(tmp_path / "b.json"),
-                  "--frames", "2", "--batch", "1", "--repeat", "1", "--warmup", "0", "--lora-rank", "4",
-                  "--loser-options", "dpm++_8", "unipc_4", "--sections", "train_step", "loser_options", "concat_forward"])
+    saved = main(
+        [
+            "--quick",
+            "--config",
+            "configs/wan_sspo.yaml",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "b.json"),
+            "--frames",
+            "2",
+            "--batch",
+            "1",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--lora-rank",
+            "4",
+            "--loser-options",
+            "dpm++_8",
+            "unipc_4",
+            "--sections",
+            "train_step",
+            "loser_options",
+            "concat_forward",
+        ]
+    )
     assert saved["families"] == ["wan"]
-    work = {(r["method"], r["mode"]): (r["policy_rows_per_step"], r["reference_rows_per_step"], r["loser_rows_per_step"])
-            for r in saved["train_step"]}
-    assert work == {(m, mode): rows for mode in ("lora4", "full")
-                    for m, rows in (("sft", (1, 0, 0)), ("dpo", (2, 2, 0)), ("sspo", (2, 2, 40)))}
+    work = {
+        (r["method"], r["mode"]): (r["policy_rows_per_step"], r["reference_rows_per_step"], r["loser_rows_per_step"])
+        for r in saved["train_step"]
+    }
+    assert work == {
+        (m, mode): rows
+        for mode in ("lora4", "full")
+        for m, rows in (("sft", (1, 0, 0)), ("dpo", (2, 2, 0)), ("sspo", (2, 2, 40)))
+    }
     assert [(r["option"], r["loser_rows_per_step"]) for r in saved["loser_options"]] == [("unipc_4", 8)]  # no dpm++
     assert saved["concat_forward"][0]["latent_shape"] == [4, 2, 2, 2]  # 5 frames -> 2 latent frames, 16 px / 8
     assert saved["concat_forward"][0]["max_abs_diff_error"] < 1e-5
@@ -133,8 +193,17 @@ def test_loser_fidelity_measures_each_sampler_against_the_exact_sample():
     config = load_config("configs/animatediff_sspo.yaml")
     config = dataclasses.replace(config, loser=dataclasses.replace(config.loser, scheduler="ddim", steps=20, reuse=1))
     torch.manual_seed(0)
-    result = measure(build(config, "tiny"), config, ["a red square moving left", "waves"], [0, 1], frames=2,
-                     height=16, width=16, steps=(2, 8, 40), ref_steps=40)
+    result = measure(
+        build(config, "tiny"),
+        config,
+        ["a red square moving left", "waves"],
+        [0, 1],
+        frames=2,
+        height=16,
+        width=16,
+        steps=(2, 8, 40),
+        ref_steps=40,
+    )
     rows = {(r["scheduler"], r["steps"]): r for r in result["rows"]}
     assert result["ref"] == "ddim 40" and result["rows"][0]["loser"] == "ddim 20 (config)"
     assert rows["ddim", 40]["error"] == 0 and rows["ddim", 20]["unet_rows"] == 40  # 20 steps x 2 CFG rows

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_trainer import assert_two_processes_equal_one, grads_after_one_step, straight_and_resumed, unet_state
 
 import videosspo.losers as losers_module
-from test_trainer import assert_two_processes_equal_one, grads_after_one_step, straight_and_resumed, unet_state
 from videosspo.buckets import Buckets, auto_size, nearest
 from videosspo.cli import main
 from videosspo.config import ConfigError, load_config
@@ -81,24 +81,47 @@ def test_a_dpo_pair_is_read_at_its_winners_bucket_with_the_same_frames(mixed_dat
 
 
 def test_bucketed_sspo_micro_batches_have_one_shape_and_losers_take_it(tiny_config, mixed_data, monkeypatch):
-    trainer = Trainer(bucketed(tiny_config, mixed_data, **{"train.max_steps": 4, "optim.batch_size": 2, "loser.reuse": 1,
-                                                           "train.sample_every": 0}))
+    trainer = Trainer(
+        bucketed(
+            tiny_config,
+            mixed_data,
+            **{"train.max_steps": 4, "optim.batch_size": 2, "loser.reuse": 1, "train.sample_every": 0},
+        )
+    )
     assert [trainer.data.shape(i) for i in range(8)] == [SQUARE] * 4 + [WIDE] * 4
     seen, sample = [], losers_module.sample_latents
-    monkeypatch.setattr(losers_module, "sample_latents", lambda *a, **k: seen.append((k["frames"], k["height"], k["width"]))
-                        or sample(*a, **k))
+    monkeypatch.setattr(
+        losers_module,
+        "sample_latents",
+        lambda *a, **k: seen.append((k["frames"], k["height"], k["width"])) or sample(*a, **k),
+    )
     shapes, loss = [], trainer.loss
     monkeypatch.setattr(trainer, "loss", lambda batch: shapes.append(batch["size"]) or loss(batch))
     trainer.fit()
     assert sorted(shapes) == [SQUARE] * 2 + [WIDE] * 2  # an epoch: 2 global batches of each bucket
-    assert seen[:4] == shapes  # losers sampled at their winners' bucket (then the run's samples, at data.frames x h x w)
+    assert (
+        seen[:4] == shapes
+    )  # losers sampled at their winners' bucket (then the run's samples, at data.frames x h x w)
 
 
-@pytest.mark.parametrize("config, frames", [("tiny_wan_sspo.yaml", 5), ("tiny_cogvideox_sspo.yaml", 9), ("tiny_ltx_sspo.yaml", 9)])
+@pytest.mark.parametrize(
+    "config, frames", [("tiny_wan_sspo.yaml", 5), ("tiny_cogvideox_sspo.yaml", 9), ("tiny_ltx_sspo.yaml", 9)]
+)
 def test_dit_families_train_on_two_buckets(tiny_config, mixed_data, monkeypatch, config, frames):
     """Per-shape parts of the DiTs (Wan's and CogVideoX's rotary positions, LTX's packing and σ shift) follow the batch."""
-    trainer = Trainer(tiny_config(config, **{"data.path": str(mixed_data), "data.buckets": [[frames, 32, 32], [frames, 32, 64]],
-                                             "data.frames": frames, "data.height": 32, "data.width": 32, "loser.reuse": 1}))
+    trainer = Trainer(
+        tiny_config(
+            config,
+            **{
+                "data.path": str(mixed_data),
+                "data.buckets": [[frames, 32, 32], [frames, 32, 64]],
+                "data.frames": frames,
+                "data.height": 32,
+                "data.width": 32,
+                "loser.reuse": 1,
+            },
+        )
+    )
     shapes, loss = [], trainer.loss
     monkeypatch.setattr(trainer, "loss", lambda batch: shapes.append(batch["size"]) or loss(batch))
     summary = trainer.fit()
@@ -107,8 +130,11 @@ def test_dit_families_train_on_two_buckets(tiny_config, mixed_data, monkeypatch,
 
 def test_bucketed_resume_equals_uninterrupted(tiny_config, mixed_data, tmp_path):
     straight, resumed = straight_and_resumed(
-        lambda **o: bucketed(tiny_config, mixed_data, **o), tmp_path, 4,
-        **{"model.lora_rank": 4, "train.checkpoint_every": 2, "loser.reuse": 3})
+        lambda **o: bucketed(tiny_config, mixed_data, **o),
+        tmp_path,
+        4,
+        **{"model.lora_rank": 4, "train.checkpoint_every": 2, "loser.reuse": 3},
+    )
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -116,27 +142,47 @@ def test_bucketed_resume_equals_uninterrupted(tiny_config, mixed_data, tmp_path)
 def test_bucketed_accumulation_1x2_equals_2x1(tiny_config, mixed_data):
     losers = {"loser.guidance": 3.0, "optim.max_grad_norm": 0}
     big = grads_after_one_step(Trainer(bucketed(tiny_config, mixed_data, **{"optim.batch_size": 2, **losers})))
-    acc = grads_after_one_step(Trainer(bucketed(tiny_config, mixed_data, **{"optim.batch_size": 1, "optim.grad_accum": 2,
-                                                                            **losers})))
+    acc = grads_after_one_step(
+        Trainer(bucketed(tiny_config, mixed_data, **{"optim.batch_size": 1, "optim.grad_accum": 2, **losers}))
+    )
     assert big.keys() == acc.keys() and len(big) > 0
     scale = max(g.abs().max() for g in big.values())
     assert max((big[k] - acc[k]).abs().max() for k in big) < 1e-4 * scale
 
 
 def test_bucketed_two_processes_equal_one(mixed_data, tmp_path):
-    assert_two_processes_equal_one(tmp_path, "configs/tiny_animatediff_sspo.yaml", "--data.path", str(mixed_data),
-                                   "--data.frames", "2", "--data.height", "16", "--data.width", "16",
-                                   "--data.buckets", str(BUCKETS))
+    assert_two_processes_equal_one(
+        tmp_path,
+        "configs/tiny_animatediff_sspo.yaml",
+        "--data.path",
+        str(mixed_data),
+        "--data.frames",
+        "2",
+        "--data.height",
+        "16",
+        "--data.width",
+        "16",
+        "--data.buckets",
+        str(BUCKETS),
+    )
 
 
 def test_auto_buckets_come_from_the_datas_aspect_ratios(tiny_config, mixed_data):
-    trainer = Trainer(tiny_config(**{"data.path": str(mixed_data), "data.buckets": "auto", "data.height": 32,
-                                     "data.width": 32}))
+    trainer = Trainer(
+        tiny_config(**{"data.path": str(mixed_data), "data.buckets": "auto", "data.height": 32, "data.width": 32})
+    )
     assert [trainer.data.shape(i) for i in (0, 4)] == [(2, 32, 32), (2, 16, 48)]  # ~1024 pixels at 1:1 and 1:2
 
 
 def test_bad_buckets_are_refused_in_one_line(tiny_config, mixed_data, tmp_path, capsys):
-    base = ["--config", "configs/tiny_wan_sspo.yaml", "--data.path", str(mixed_data), "--train.output_dir", str(tmp_path)]
+    base = [
+        "--config",
+        "configs/tiny_wan_sspo.yaml",
+        "--data.path",
+        str(mixed_data),
+        "--train.output_dir",
+        str(tmp_path),
+    ]
     with pytest.raises(SystemExit) as stop:  # the family's frame rule: Wan takes 4k+1 frames
         main(["train", *base, "--data.buckets", "[[5, 32, 32], [8, 32, 64]]"])
     err = capsys.readouterr().err.strip()
@@ -146,10 +192,12 @@ def test_bad_buckets_are_refused_in_one_line(tiny_config, mixed_data, tmp_path, 
         main(["train", *base, "--data.frames", "8"])
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and len(err.splitlines()) == 1 and "data.frames=8" in err
-    for overrides, match in (({"data.buckets": [[2, 16]]}, r"data.buckets\[0\]"),
-                             ({"data.buckets": [[0, 16, 16]]}, "frames >= 1"),
-                             ({"data.buckets": "auto", "data.latent_cache": "x"}, "data.latent_cache"),
-                             ({"model.family": "stacked", "data.frames": 8, "data.buckets": [[4, 16, 16]]}, "stacked_frames")):
+    for overrides, match in (
+        ({"data.buckets": [[2, 16]]}, r"data.buckets\[0\]"),
+        ({"data.buckets": [[0, 16, 16]]}, "frames >= 1"),
+        ({"data.buckets": "auto", "data.latent_cache": "x"}, "data.latent_cache"),
+        ({"model.family": "stacked", "data.frames": 8, "data.buckets": [[4, 16, 16]]}, "stacked_frames"),
+    ):
         with pytest.raises(ConfigError, match=match):
             tiny_config(**overrides)
     with pytest.raises(ConfigError, match="multiples of the VAE factor 8"):

@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from models import load_checked_config
-from videosspo.config import (Config, ConfigError, DataConfig, ModelConfig, OptimConfig, load_config,
-                              parse_overrides, save_config)
+from videosspo.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    load_config,
+    parse_overrides,
+    save_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -31,12 +39,14 @@ def test_defaults_load_without_a_file():
 
 
 def test_yaml_round_trip(tmp_path):
-    config = load_config(overrides={
-        "model": {"family": "modelscope", "lora_rank": 8, "lora_alpha": 16.0},
-        "optim": {"lr": 3e-5, "betas": [0.8, 0.95]},
-        "train": {"sample_prompts": ["a", "b c"], "resume": "latest"},
-        "data": {"frames": 1},
-    })
+    config = load_config(
+        overrides={
+            "model": {"family": "modelscope", "lora_rank": 8, "lora_alpha": 16.0},
+            "optim": {"lr": 3e-5, "betas": [0.8, 0.95]},
+            "train": {"sample_prompts": ["a", "b c"], "resume": "latest"},
+            "data": {"frames": 1},
+        }
+    )
     save_config(config, tmp_path / "saved.yaml")
     again = load_config(tmp_path / "saved.yaml")
     assert again == config
@@ -85,8 +95,13 @@ def test_real_configs_carry_paper_hyperparameters(stem):
     # ModelScope; AnimateDiff's linspace already starts there), each batch and its losers trained 3 steps;
     # a reuse window never straddles a snapshot
     spacing = None if stem == "animatediff" else "trailing"
-    assert (config.loser.scheduler, config.loser.steps, config.loser.guidance, config.loser.reuse,
-            config.loser.spacing) == ("unipc", 6, 7.5, 3, spacing)
+    assert (
+        config.loser.scheduler,
+        config.loser.steps,
+        config.loser.guidance,
+        config.loser.reuse,
+        config.loser.spacing,
+    ) == ("unipc", 6, 7.5, 3, spacing)
     assert config.replay.interval % config.loser.reuse == 0
     assert config.train.mixed_precision == "bf16" and config.model.gradient_checkpointing
     if stem == "sd15":
@@ -103,19 +118,32 @@ def test_real_configs_carry_paper_hyperparameters(stem):
 
 
 def test_parse_overrides_both_forms():
-    parsed = parse_overrides(["--optim.lr", "1e-5", "--model.family=sd", "--train.sample_prompts", "[a, b]",
-                              "--model.gradient_checkpointing=true", "--data.frames", "4"])
+    parsed = parse_overrides(
+        [
+            "--optim.lr",
+            "1e-5",
+            "--model.family=sd",
+            "--train.sample_prompts",
+            "[a, b]",
+            "--model.gradient_checkpointing=true",
+            "--data.frames",
+            "4",
+        ]
+    )
     # YAML 1.1 leaves `1e-5` a string here; the float field converts it when the config is built.
-    assert parsed == {"optim": {"lr": "1e-5"},
-                      "model": {"family": "sd", "gradient_checkpointing": True},
-                      "train": {"sample_prompts": ["a", "b"]}, "data": {"frames": 4}}
+    assert parsed == {
+        "optim": {"lr": "1e-5"},
+        "model": {"family": "sd", "gradient_checkpointing": True},
+        "train": {"sample_prompts": ["a", "b"]},
+        "data": {"frames": 4},
+    }
 
 
 def test_overrides_apply_on_top_of_yaml(tmp_path):
     path = write(tmp_path, "optim:\n  lr: 2.0e-5\n  batch_size: 4\nmodel:\n  family: modelscope\n")
     config = load_config(path, ["--optim.lr", "1e-5", "--model.family=sd", "--data.height=48"])
     assert config.optim.lr == 1e-5 and isinstance(config.optim.lr, float)
-    assert config.optim.batch_size == 4          # untouched YAML keys survive the merge
+    assert config.optim.batch_size == 4  # untouched YAML keys survive the merge
     assert config.model.family == "sd" and config.data.height == 48
 
 
@@ -169,15 +197,18 @@ def test_unknown_section(tmp_path):
         load_config(overrides=["--trainer.max_steps", "3"])
 
 
-@pytest.mark.parametrize("override, match", [
-    (["--optim.batch_size", "two"], r"optim\.batch_size='two'.*an integer"),
-    (["--optim.batch_size", "2.5"], r"optim\.batch_size=2\.5.*an integer"),
-    (["--optim.lr", "fast"], r"optim\.lr='fast'.*a number"),
-    (["--model.gradient_checkpointing", "1"], r"model\.gradient_checkpointing=1.*true or false"),
-    (["--data.frames", "true"], r"data\.frames=True.*an integer"),
-    (["--data.path", "3"], r"data\.path=3.*a string"),
-    (["--train.sample_prompts", "hello"], r"train\.sample_prompts='hello'.*a list"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (["--optim.batch_size", "two"], r"optim\.batch_size='two'.*an integer"),
+        (["--optim.batch_size", "2.5"], r"optim\.batch_size=2\.5.*an integer"),
+        (["--optim.lr", "fast"], r"optim\.lr='fast'.*a number"),
+        (["--model.gradient_checkpointing", "1"], r"model\.gradient_checkpointing=1.*true or false"),
+        (["--data.frames", "true"], r"data\.frames=True.*an integer"),
+        (["--data.path", "3"], r"data\.path=3.*a string"),
+        (["--train.sample_prompts", "hello"], r"train\.sample_prompts='hello'.*a list"),
+    ],
+)
 def test_wrong_type(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(overrides=override)
@@ -192,21 +223,30 @@ def test_literal_not_in_choices():
         load_config(overrides=["--loser.scheduler=heun"])
 
 
-@pytest.mark.parametrize("override, match", [
-    (["--data.frames", "0"], r"data\.frames=0.*>= 1"),
-    (["--optim.lr", "0"], r"optim\.lr=0\.0.*> 0"),
-    (["--method.beta", "-1"], r"method\.beta=-1\.0.*> 0"),
-    (["--replay.size", "0"], r"replay\.size=0.*>= 1"),
-    (["--model.lora_rank", "-4"], r"model\.lora_rank=-4.*>= 0"),
-    (["--model.family=sd", "--model.motion_adapter=x"], r"model\.motion_adapter='x'.*animatediff"),
-    (["--loser.init=winner", "--loser.strength=0"], r"loser\.strength=0\.0.*in \(0, 1\]"),
-    (["--loser.strength=0.5"], r"loser\.strength=0\.5.*only applies to loser\.init: winner"),
-    (["--loser.init=winner", "--loser.strength=0.5", "--loser.scheduler=euler"], r"loser\.scheduler='euler'.*sigma"),
-    (["--model.family=wan", "--model.experts=high"], r"model\.experts='high'.*only model\.family: wan22"),
-    (["--model.family=wan22", "--model.lora_rank=0"], r"model\.lora_rank=0.*full fine-tuning of two 14B experts"),
-    (["--model.family=wan", "--sample.guidance_2=3"], r"sample\.guidance_2=3\.0.*null for model\.family=wan.*wan22"),
-    (["--model.family=wan22", "--model.lora_rank=4", "--loser.guidance_2=-1"], r"loser\.guidance_2=-1\.0.*>= 0"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (["--data.frames", "0"], r"data\.frames=0.*>= 1"),
+        (["--optim.lr", "0"], r"optim\.lr=0\.0.*> 0"),
+        (["--method.beta", "-1"], r"method\.beta=-1\.0.*> 0"),
+        (["--replay.size", "0"], r"replay\.size=0.*>= 1"),
+        (["--model.lora_rank", "-4"], r"model\.lora_rank=-4.*>= 0"),
+        (["--model.family=sd", "--model.motion_adapter=x"], r"model\.motion_adapter='x'.*animatediff"),
+        (["--loser.init=winner", "--loser.strength=0"], r"loser\.strength=0\.0.*in \(0, 1\]"),
+        (["--loser.strength=0.5"], r"loser\.strength=0\.5.*only applies to loser\.init: winner"),
+        (
+            ["--loser.init=winner", "--loser.strength=0.5", "--loser.scheduler=euler"],
+            r"loser\.scheduler='euler'.*sigma",
+        ),
+        (["--model.family=wan", "--model.experts=high"], r"model\.experts='high'.*only model\.family: wan22"),
+        (["--model.family=wan22", "--model.lora_rank=0"], r"model\.lora_rank=0.*full fine-tuning of two 14B experts"),
+        (
+            ["--model.family=wan", "--sample.guidance_2=3"],
+            r"sample\.guidance_2=3\.0.*null for model\.family=wan.*wan22",
+        ),
+        (["--model.family=wan22", "--model.lora_rank=4", "--loser.guidance_2=-1"], r"loser\.guidance_2=-1\.0.*>= 0"),
+    ],
+)
 def test_impossible_values(override, match):
     with pytest.raises(ConfigError, match=match):
         load_checked_config(overrides=override)  # the section's rules, or the model family's (models.check_config)

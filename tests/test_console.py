@@ -19,9 +19,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin, where `pip install -e .` put the `videosspo` script
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-TINY = ["--config", str(ROOT / "configs/tiny_animatediff_sspo.yaml"), "--data.frames", "2", "--data.height", "16",
-        "--data.width", "16", "--loser.steps", "2", "--sample.steps", "2", "--replay.interval", "1",
-        "--train.sample_prompts", "[a]", "--optim.warmup_steps", "0"]
+TINY = [
+    "--config",
+    str(ROOT / "configs/tiny_animatediff_sspo.yaml"),
+    "--data.frames",
+    "2",
+    "--data.height",
+    "16",
+    "--data.width",
+    "16",
+    "--loser.steps",
+    "2",
+    "--sample.steps",
+    "2",
+    "--replay.interval",
+    "1",
+    "--train.sample_prompts",
+    "[a]",
+    "--optim.warmup_steps",
+    "0",
+]
 
 
 def videosspo(*args: str, cwd: Path | None = None, module: bool = False) -> subprocess.CompletedProcess:
@@ -30,8 +47,9 @@ def videosspo(*args: str, cwd: Path | None = None, module: bool = False) -> subp
 
 
 def vbench_eval(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks/vbench_eval.py"), *args], capture_output=True,
-                          text=True, env=ENV)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/vbench_eval.py"), *args], capture_output=True, text=True, env=ENV
+    )
 
 
 def test_the_console_script_is_installed():
@@ -41,8 +59,9 @@ def test_the_console_script_is_installed():
 @pytest.mark.parametrize("module", [False, True], ids=["videosspo", "python -m videosspo"])
 def test_success_exits_0_and_prints_no_dict_on_stderr(module, tmp_path):
     """The console script once passed main()'s summary dict to sys.exit: status 1 after every good run."""
-    result = videosspo("data", "synth", "--out", str(tmp_path / "d"), "--n", "2", "--frames", "2", "--size", "16",
-                       module=module)
+    result = videosspo(
+        "data", "synth", "--out", str(tmp_path / "d"), "--n", "2", "--frames", "2", "--size", "16", module=module
+    )
     assert result.returncode == 0, result.stderr
     assert "wrote 2 clips" in result.stdout and "{" not in result.stderr
     assert videosspo("config", "--show", module=module).returncode == 0
@@ -51,18 +70,35 @@ def test_success_exits_0_and_prints_no_dict_on_stderr(module, tmp_path):
 
 
 def test_a_training_run_exits_0_with_its_summary_on_stdout(synth_data, tmp_path):
-    result = videosspo("train", *TINY, "--data.path", str(synth_data), "--train.output_dir", str(tmp_path / "run"),
-                       "--train.max_steps", "1", "--method.name", "sft")
+    result = videosspo(
+        "train",
+        *TINY,
+        "--data.path",
+        str(synth_data),
+        "--train.output_dir",
+        str(tmp_path / "run"),
+        "--train.max_steps",
+        "1",
+        "--method.name",
+        "sft",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout[result.stdout.index("{"):])["steps"] == 1
+    assert json.loads(result.stdout[result.stdout.index("{") :])["steps"] == 1
     assert "'steps'" not in result.stderr  # the summary is not printed a second time, as a dict, by sys.exit
 
 
 def test_library_deprecation_notes_stay_out_of_a_run(synth_data, tmp_path):
     """An SD run's merged export made diffusers print a FutureWarning with a whole scheduler config: hidden
     unless --verbose."""
-    args = ("train", "--config", str(ROOT / "configs" / "tiny_sd_sft.yaml"), "--data.path", str(synth_data),
-            "--train.max_steps", "1")
+    args = (
+        "train",
+        "--config",
+        str(ROOT / "configs" / "tiny_sd_sft.yaml"),
+        "--data.path",
+        str(synth_data),
+        "--train.max_steps",
+        "1",
+    )
     quiet = videosspo(*args, "--train.output_dir", str(tmp_path / "quiet"))
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert "FutureWarning" not in quiet.stderr and "_class_name" not in quiet.stderr
@@ -75,8 +111,11 @@ def test_the_documented_demo_checkpoint_is_the_one_the_demo_writes():
     from videosspo.config import load_config
 
     config = load_config(ALIGN_CONFIG)
-    named = {int(m) for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
-             for m in re.findall(r"runs/demo/checkpoints/step_(\d+)", doc.read_text())}
+    named = {
+        int(m)
+        for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+        for m in re.findall(r"runs/demo/checkpoints/step_(\d+)", doc.read_text())
+    }
     assert config.train.output_dir == "runs/demo" and named <= {config.train.max_steps}, named
 
 
@@ -84,19 +123,30 @@ def test_the_documented_demo_checkpoint_is_the_one_the_demo_writes():
 CASES = [
     ("train: unknown key", lambda t: ["train", "--optim.lrr", "1"], r"unknown key optim.lrr"),
     ("train: missing config", lambda t: ["train", "--config", str(t / "no.yaml")], r"no.yaml' does not exist"),
-    ("train: a --data.path that is missing", lambda t: ["train", *TINY, "--data.path", str(t / "typo"),
-                                                        "--train.output_dir", str(t / "run")],
-     r"data.path='.*typo' does not exist; .* videosspo data synth --out"),
+    (
+        "train: a --data.path that is missing",
+        lambda t: ["train", *TINY, "--data.path", str(t / "typo"), "--train.output_dir", str(t / "run")],
+        r"data.path='.*typo' does not exist; .* videosspo data synth --out",
+    ),
     ("train: bad override", lambda t: ["train", "--verbose", "lr", "1"], r"bad override 'lr'"),
-    ("sample: missing checkpoint", lambda t: ["sample", "--prompt", "a", "--out", str(t / "a.gif"), "--checkpoint",
-                                              str(t / "nope")], r"--checkpoint .*nope does not exist"),
-    ("sample: output format", lambda t: ["sample", "--prompt", "a", "--out", "a.txt", "--checkpoint", "x"],
-     r"--out a.txt: write a .mp4 or .gif file"),
+    (
+        "sample: missing checkpoint",
+        lambda t: ["sample", "--prompt", "a", "--out", str(t / "a.gif"), "--checkpoint", str(t / "nope")],
+        r"--checkpoint .*nope does not exist",
+    ),
+    (
+        "sample: output format",
+        lambda t: ["sample", "--prompt", "a", "--out", "a.txt", "--checkpoint", "x"],
+        r"--out a.txt: write a .mp4 or .gif file",
+    ),
     ("sample: required argument", lambda t: ["sample", "--prompt", "a"], r"required: --checkpoint, --out"),
     ("data synth: no clips", lambda t: ["data", "synth", "--out", str(t / "s"), "--n", "0"], r"n=0"),
     ("data: no subcommand", lambda t: ["data"], r"required: data_command"),
-    ("data cache-latents: missing data", lambda t: ["data", "cache-latents", *TINY[:2], "--data.path", str(t / "x")],
-     r"data.path='.*x' does not exist"),
+    (
+        "data cache-latents: missing data",
+        lambda t: ["data", "cache-latents", *TINY[:2], "--data.path", str(t / "x")],
+        r"data.path='.*x' does not exist",
+    ),
     ("pretrain-base: missing config", lambda t: ["pretrain-base", "--config", str(t / "no.yaml")], r"does not exist"),
     ("demo: missing config", lambda t: ["demo", "--config", str(t / "no.yaml")], r"does not exist"),
     ("upgrade-checkpoints: not a run", lambda t: ["upgrade-checkpoints", str(t)], r"is not a run folder"),
@@ -121,19 +171,37 @@ def _evaluated(tmp_path: Path) -> Path:
     from videosspo.synth import make_dataset
 
     clips = make_dataset(tmp_path / "clips", n=2, frames=4, height=16, width=16, progress=False)
-    result = vbench_eval("--videos", str(clips), "--out", str(tmp_path / "eval"), "--no-progress", "--dims",
-                         "temporal_flickering", "synthetic_color")
+    result = vbench_eval(
+        "--videos",
+        str(clips),
+        "--out",
+        str(tmp_path / "eval"),
+        "--no-progress",
+        "--dims",
+        "temporal_flickering",
+        "synthetic_color",
+    )
     assert result.returncode == 0, result.stderr
     return tmp_path / "eval"
 
 
 EVAL_CASES = [
-    ("missing folder", lambda t: ["--videos", str(t / "nope"), "--out", str(t / "o")], r"--videos .*nope does not exist"),
+    (
+        "missing folder",
+        lambda t: ["--videos", str(t / "nope"), "--out", str(t / "o")],
+        r"--videos .*nope does not exist",
+    ),
     ("empty folder", lambda t: ["--videos", str(t), "--out", str(t / "o")], r"no videos found in"),
-    ("--compare with a missing run", lambda t: ["--compare", str(_evaluated(t)), str(t / "nope"), "--out",
-                                                str(t / "c")], r"--compare .*nope: no summary.json"),
-    ("missing --prompts file", lambda t: ["--videos", str(t), "--prompts", str(t / "p.txt"), "--out", str(t / "o")],
-     r"--prompts .*p.txt does not exist"),
+    (
+        "--compare with a missing run",
+        lambda t: ["--compare", str(_evaluated(t)), str(t / "nope"), "--out", str(t / "c")],
+        r"--compare .*nope: no summary.json",
+    ),
+    (
+        "missing --prompts file",
+        lambda t: ["--videos", str(t), "--prompts", str(t / "p.txt"), "--out", str(t / "o")],
+        r"--prompts .*p.txt does not exist",
+    ),
     ("no inputs", lambda t: ["--out", str(t / "o")], r"give --videos, --checkpoint"),
     ("unknown argument", lambda t: ["--videos", str(t), "--out", str(t / "o"), "--bogus"], r"unrecognized arguments"),
 ]
@@ -161,10 +229,25 @@ def test_an_interrupted_run_stops_in_one_line_and_releases_its_lock(signum, synt
     from videosspo.runlock import LOCK
 
     out = tmp_path / "run"
-    process = subprocess.Popen([str(BIN / "videosspo"), "train", *TINY, "--data.path", str(synth_data),
-                                "--train.output_dir", str(out), "--train.max_steps", "10000",
-                                "--train.checkpoint_every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=ENV)
+    process = subprocess.Popen(
+        [
+            str(BIN / "videosspo"),
+            "train",
+            *TINY,
+            "--data.path",
+            str(synth_data),
+            "--train.output_dir",
+            str(out),
+            "--train.max_steps",
+            "10000",
+            "--train.checkpoint_every",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     deadline = time.monotonic() + 300
     while latest_checkpoint(out) is None and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)  # training has started: past model building, a first checkpoint written
@@ -173,8 +256,11 @@ def test_an_interrupted_run_stops_in_one_line_and_releases_its_lock(signum, synt
     assert process.returncode == 128 + signum, stderr[-3000:]
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.startswith("videosspo")]
-    assert len(lines) == 1 and re.fullmatch(r"videosspo train: interrupted at step \d+; resume with --train.resume "
-                                            r"latest \(from step_\d{8}\)", lines[0]), stderr[-2000:]
+    assert len(lines) == 1 and re.fullmatch(
+        r"videosspo train: interrupted at step \d+; resume with --train.resume "
+        r"latest \(from step_\d{8}\)",
+        lines[0],
+    ), stderr[-2000:]
     assert not (out / LOCK).exists()  # released: the same command with --train.resume latest can take the folder
     assert all((c / MARKER).is_file() for c in (out / "checkpoints").glob("step_*"))  # no half checkpoint
     step = int(re.search(r"at step (\d+)", lines[0])[1])
@@ -207,8 +293,20 @@ def test_warnings_during_training_are_lines_of_their_own_above_the_bar_once_each
     from conftest import with_broken_clips
 
     metadata = with_broken_clips(synth_data, tmp_path, rows=[1, 4])  # each logged when first drawn, mid-run
-    result = videosspo("train", *TINY, "--data.path", str(metadata), "--data.max_bad_fraction", "0.5",
-                       "--train.output_dir", str(tmp_path / "run"), "--train.max_steps", "4", "--method.name", "sft")
+    result = videosspo(
+        "train",
+        *TINY,
+        "--data.path",
+        str(metadata),
+        "--data.max_bad_fraction",
+        "0.5",
+        "--train.output_dir",
+        str(tmp_path / "run"),
+        "--train.max_steps",
+        "4",
+        "--method.name",
+        "sft",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     pieces = re.split(r"[\r\n]", result.stderr)  # a bar redraws itself after \r
     warned = [p for p in pieces if "skipping row" in p]
@@ -227,8 +325,13 @@ def test_train_help_lists_how_to_find_keys_and_names_the_progress_bar_fields():
     result = videosspo("train", "--help")
     assert result.returncode == 0
     text = result.stdout
-    for needed in ("videosspo config --list", "videosspo config --show", "--train.sample_prompts '[",
-                   "--train.resume latest", "--verbose"):
+    for needed in (
+        "videosspo config --list",
+        "videosspo config --show",
+        "--train.sample_prompts '[",
+        "--train.resume latest",
+        "--verbose",
+    ):
         assert needed in text, needed
     for field in Trainer._short(Every()):
         assert re.search(rf"^  {re.escape(field)} +\S", text, flags=re.M), f"bar field {field!r} not explained"
@@ -238,8 +341,16 @@ def test_config_list_gives_every_key_a_default_and_a_meaning():
     from videosspo.config_help import config_keys
 
     keys = config_keys()
-    assert {k.name.split(".")[0] for k in keys} == {"model", "data", "method", "replay", "loser", "sample", "optim",
-                                                   "train"}
+    assert {k.name.split(".")[0] for k in keys} == {
+        "model",
+        "data",
+        "method",
+        "replay",
+        "loser",
+        "sample",
+        "optim",
+        "train",
+    }
     assert [k.name for k in keys if len(k.meaning) < 10] == []
     by_name = {k.name: k for k in keys}
     assert by_name["optim.lr"].default == 1e-5 and "learning rate" in by_name["optim.lr"].meaning
@@ -281,8 +392,9 @@ def test_synthetic_data_only_where_the_config_asks_for_it(tmp_path, capsys):
     from videosspo.config import load_config
     from videosspo.errors import PathError
 
-    (tmp_path / "c.yaml").write_text(f"data:\n  path: {tmp_path / 'synth'}\n  synth_if_missing: 2\n  frames: 2\n"
-                                     f"  height: 16\n  width: 16\n")
+    (tmp_path / "c.yaml").write_text(
+        f"data:\n  path: {tmp_path / 'synth'}\n  synth_if_missing: 2\n  frames: 2\n  height: 16\n  width: 16\n"
+    )
     config = load_config(tmp_path / "c.yaml")
     with pytest.raises(PathError, match="does not exist"):  # the same path, typed on the command line
         _prepare_data(config, given=True, source=str(tmp_path / "c.yaml"))
@@ -301,19 +413,31 @@ def test_sample_writes_captions_vbench_eval_reads_and_honours_the_umask(tiny_con
 
     checkpoint = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 1})).fit()["checkpoint"]
     out = tmp_path / "samples"
-    for prompts, name in ((["a red square moving left", "a blue circle moving up"], "a.mp4"),
-                          (["a green triangle moving down"], "b.gif")):
+    for prompts, name in (
+        (["a red square moving left", "a blue circle moving up"], "a.mp4"),
+        (["a green triangle moving down"], "b.gif"),
+    ):
         args = [a for p in prompts for a in ("--prompt", p)]
         assert main(["sample", "--checkpoint", checkpoint, *args, "--out", str(out / name), "--steps", "2"]) == 0
     rows = [json.loads(line) for line in (out / "metadata.jsonl").open()]
     assert [(r["video"], r["caption"], r["seed"]) for r in rows] == [
-        ("a_00.mp4", "a red square moving left", 0), ("a_01.mp4", "a blue circle moving up", 1),
-        ("b.gif", "a green triangle moving down", 0)]
+        ("a_00.mp4", "a red square moving left", 0),
+        ("a_01.mp4", "a blue circle moving up", 1),
+        ("b.gif", "a green triangle moving down", 0),
+    ]
     for path in (*out.iterdir(), *Path(checkpoint).rglob("*.json")):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask(), path  # not mkstemp's 0600
 
-    result = vbench_eval("--videos", str(out), "--out", str(tmp_path / "eval"), "--no-progress", "--no-report",
-                         "--dims", "synthetic_color")
+    result = vbench_eval(
+        "--videos",
+        str(out),
+        "--out",
+        str(tmp_path / "eval"),
+        "--no-progress",
+        "--no-report",
+        "--dims",
+        "synthetic_color",
+    )
     assert result.returncode == 0, result.stderr
     scored = {json.loads(line)["prompt"] for line in (tmp_path / "eval/per_video.jsonl").open()}
     assert scored == {r["caption"] for r in rows}
@@ -334,9 +458,9 @@ def test_demo_finds_the_committed_base_from_any_directory(tmp_path, monkeypatch)
 
 
 def _corrupt_h264(path: Path) -> Path:
-    from videosspo.video import write_video
-
     import numpy as np
+
+    from videosspo.video import write_video
 
     rng = np.random.default_rng(0)
     write_video(path, rng.integers(0, 255, (16, 64, 64, 3), dtype=np.uint8))
@@ -352,8 +476,10 @@ def test_ffmpeg_chatter_of_decord_only_with_verbose(verbose, tmp_path):
     pytest.importorskip("decord")
     clip = _corrupt_h264(tmp_path / "bad.mp4")
     level = logging.DEBUG if verbose else logging.INFO
-    code = (f"import logging; logging.basicConfig(level={level}); from videosspo.video import read_video\n"
-            f"try: read_video({str(clip)!r}, [0, 8, 15], backend='decord')\nexcept Exception: pass")
+    code = (
+        f"import logging; logging.basicConfig(level={level}); from videosspo.video import read_video\n"
+        f"try: read_video({str(clip)!r}, [0, 8, 15], backend='decord')\nexcept Exception: pass"
+    )
     stderr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV).stderr
     assert ("[h264 @" in stderr) == verbose, stderr[-2000:]
 
@@ -363,8 +489,13 @@ def test_divergence_is_warned_once(tiny_config, monkeypatch, caplog):
 
     trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 4, "train.on_anomaly": "continue"}))
     real_loss = trainer.loss
-    monkeypatch.setattr(trainer, "loss", lambda batch: (lambda loss, stats: (
-        loss * float("nan") if trainer.step >= 1 else loss, stats))(*real_loss(batch)))
+    monkeypatch.setattr(
+        trainer,
+        "loss",
+        lambda batch: (lambda loss, stats: (loss * float("nan") if trainer.step >= 1 else loss, stats))(
+            *real_loss(batch)
+        ),
+    )
     with caplog.at_level(logging.WARNING, logger="videosspo.health"):
         trainer.fit()
     assert sum("turned anomalous" in r.getMessage() for r in caplog.records) == 1

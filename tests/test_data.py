@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from videosspo.data import (DataError, Unreadable, UnreadableClips, VideoDataset, collate, frame_indices,
-                            resize_center_crop)
+from videosspo.data import (
+    DataError,
+    Unreadable,
+    UnreadableClips,
+    VideoDataset,
+    collate,
+    frame_indices,
+    resize_center_crop,
+)
 from videosspo.metadata import load_metadata
 from videosspo.video import VideoReadError, read_video, to_tensor, write_video
 
@@ -42,10 +49,13 @@ def folder(tmp_path):
 
 
 def test_jsonl_with_relative_and_absolute_paths(folder):
-    write_jsonl(folder / "metadata.jsonl", [
-        {"video": "clips/a.mp4", "caption": "a", "loser_video": "clips/a_loser.mp4", "score": 3},
-        {"video": str(folder / "clips" / "b.mp4"), "caption": " b "},
-    ])
+    write_jsonl(
+        folder / "metadata.jsonl",
+        [
+            {"video": "clips/a.mp4", "caption": "a", "loser_video": "clips/a_loser.mp4", "score": 3},
+            {"video": str(folder / "clips" / "b.mp4"), "caption": " b "},
+        ],
+    )
     records = load_metadata(folder)  # a folder finds its metadata.jsonl
     assert [r.index for r in records] == [0, 1]
     assert records[0].video == (folder / "clips" / "a.mp4").resolve()
@@ -69,8 +79,13 @@ def test_csv_and_skipped_rows_are_counted(folder, caplog):
     assert [r.caption for r in records] == ["first", "second"]
     assert [r.index for r in records] == [0, 1] and records[0].extra == {"note": "x"}
     (message,) = [r.getMessage() for r in caplog.records if r.name == "videosspo.metadata"]
-    for part in ["skipped 4 of 6 rows", "1 missing caption (line 3)", "1 missing video (line 4)",
-                 "1 video file not found (line 5)", "1 loser_video file not found (line 6)"]:
+    for part in [
+        "skipped 4 of 6 rows",
+        "1 missing caption (line 3)",
+        "1 missing video (line 4)",
+        "1 video file not found (line 5)",
+        "1 loser_video file not found (line 6)",
+    ]:
         assert part in message
 
 
@@ -80,7 +95,10 @@ def test_metadata_errors(folder):
     with pytest.raises(ValueError, match=r"no video or caption column.*\['path', 'text'\]"):
         load_metadata(folder / "bad.csv")
     empty = write_jsonl(folder / "empty.jsonl", [{"video": "clips/gone.mp4", "caption": "x"}, {"caption": "y"}])
-    with pytest.raises(ValueError, match=r"empty\.jsonl: no usable rows \(1 video file not found \(line 1\), 1 missing video \(line 2\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"empty\.jsonl: no usable rows \(1 video file not found \(line 1\), 1 missing video \(line 2\)\)",
+    ):
         load_metadata(empty)
     with pytest.raises(FileNotFoundError, match="metadata.jsonl"):
         load_metadata(folder / "clips")
@@ -100,8 +118,9 @@ def test_frame_indices():
 
 
 def test_dataset_samples_the_frames_it_should(folder, caplog):
-    write_jsonl(folder / "metadata.jsonl", [{"video": "clips/a.mp4", "caption": "a"},
-                                            {"video": "clips/b.mp4", "caption": "b"}])
+    write_jsonl(
+        folder / "metadata.jsonl", [{"video": "clips/a.mp4", "caption": "a"}, {"video": "clips/b.mp4", "caption": "b"}]
+    )
     ds = VideoDataset(folder, frames=4, stride=3, height=16, width=16)
     assert len(ds) == 2
     item = ds.get(0, seed=5)
@@ -129,8 +148,13 @@ def test_resize_center_crop():
 
 
 def test_paired_dataset_uses_the_same_frames(folder):
-    write_jsonl(folder / "metadata.jsonl", [{"video": "clips/a.mp4", "caption": "a", "loser_video": "clips/a_loser.mp4"},
-                                            {"video": "clips/b.mp4", "caption": "b"}])
+    write_jsonl(
+        folder / "metadata.jsonl",
+        [
+            {"video": "clips/a.mp4", "caption": "a", "loser_video": "clips/a_loser.mp4"},
+            {"video": "clips/b.mp4", "caption": "b"},
+        ],
+    )
     with pytest.raises(ValueError, match=r"1 rows have no loser_video: row 1 \(b.mp4, 'b'\)"):
         VideoDataset(folder, frames=4, height=32, width=32, require_loser=True)
     records = load_metadata(folder)[:1]
@@ -145,8 +169,9 @@ def test_paired_dataset_uses_the_same_frames(folder):
 def test_images_are_one_frame_clips(tmp_path):
     iio.imwrite(tmp_path / "red.png", np.full((20, 30, 3), (255, 0, 0), np.uint8))
     iio.imwrite(tmp_path / "gray.jpg", np.full((24, 24, 3), 128, np.uint8))
-    write_jsonl(tmp_path / "metadata.jsonl", [{"video": "red.png", "caption": "red"},
-                                              {"video": "gray.jpg", "caption": "gray"}])
+    write_jsonl(
+        tmp_path / "metadata.jsonl", [{"video": "red.png", "caption": "red"}, {"video": "gray.jpg", "caption": "gray"}]
+    )
     ds = VideoDataset(tmp_path, frames=1, height=16, width=16)
     batch = collate([ds[0], ds[1]])
     assert batch["pixels"].shape == (2, 3, 1, 16, 16)
@@ -155,8 +180,9 @@ def test_images_are_one_frame_clips(tmp_path):
 
 def test_corrupt_video_is_returned_as_unreadable_by_try_get(folder):
     (folder / "clips" / "x.mp4").write_bytes(b"garbage" * 100)
-    write_jsonl(folder / "metadata.jsonl", [{"video": "clips/x.mp4", "caption": "x"},
-                                            {"video": "clips/a.mp4", "caption": "a"}])
+    write_jsonl(
+        folder / "metadata.jsonl", [{"video": "clips/x.mp4", "caption": "x"}, {"video": "clips/a.mp4", "caption": "a"}]
+    )
     ds = VideoDataset(folder, frames=2, height=16, width=16)
     with pytest.raises(VideoReadError, match="x.mp4"):
         ds.get(0, seed=0)
@@ -174,8 +200,11 @@ def test_unreadable_rows_are_logged_once_and_stop_the_run_past_the_fraction(capl
         assert clips.add([bad[0], bad[1], bad[0]]) == 3
         assert clips.add([bad[1], bad[1]]) == 2
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["skipping row 0", "skipping row 1"]
-    with pytest.raises(DataError, match=r"3 of 40 rows are unreadable, more than data.max_bad_fraction=0.05; "
-                                        r"worst: clips/1.mp4 \(row 1, failed 3x: pyav: invalid data\); clips/0.mp4"):
+    with pytest.raises(
+        DataError,
+        match=r"3 of 40 rows are unreadable, more than data.max_bad_fraction=0.05; "
+        r"worst: clips/1.mp4 \(row 1, failed 3x: pyav: invalid data\); clips/0.mp4",
+    ):
         clips.add([bad[2]])
     everything = UnreadableClips(num_rows=2, max_bad_fraction=1.0)  # tolerates any fraction, not an empty pass
     everything.add([bad[0]])
@@ -190,8 +219,10 @@ def test_a_dataset_of_only_unreadable_clips_stops_the_run(tiny_config, tmp_path,
         (tmp_path / f"{i}.mp4").write_bytes(b"not a video" * 30)
     write_jsonl(tmp_path / "metadata.jsonl", [{"video": f"{i}.mp4", "caption": f"c{i}"} for i in range(3)])
     trainer = Trainer(tiny_config(**{"data.path": str(tmp_path), "method.name": "sft", "data.max_bad_fraction": 1.0}))
-    with caplog.at_level(logging.WARNING, logger="videosspo.data"), \
-            pytest.raises(DataError, match=r"none of the 3 clips could be read; worst: .*[012]\.mp4"):
+    with (
+        caplog.at_level(logging.WARNING, logger="videosspo.data"),
+        pytest.raises(DataError, match=r"none of the 3 clips could be read; worst: .*[012]\.mp4"),
+    ):
         trainer.fit()
     assert trainer.step == 0
     logged = sorted(r.getMessage().split(":")[0] for r in caplog.records if "skipping row" in r.getMessage())
@@ -200,8 +231,11 @@ def test_a_dataset_of_only_unreadable_clips_stops_the_run(tiny_config, tmp_path,
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_rows_that_are_not_utf8_are_skipped_with_their_line(folder, caplog, suffix):
-    lines = ['{"video": "clips/a.mp4", "caption": "first"}', '{"video": "clips/b.mp4", "caption": "caf\xe9"}',
-             '{"video": "clips/b.mp4", "caption": "third"}']
+    lines = [
+        '{"video": "clips/a.mp4", "caption": "first"}',
+        '{"video": "clips/b.mp4", "caption": "caf\xe9"}',
+        '{"video": "clips/b.mp4", "caption": "third"}',
+    ]
     if suffix == ".csv":
         lines = ["video,caption", "clips/a.mp4,first", "clips/b.mp4,caf\xe9", "clips/b.mp4,third"]
     path = folder / f"meta{suffix}"
@@ -221,7 +255,9 @@ def test_a_large_clip_is_decoded_at_the_training_size(folder, caplog, monkeypatc
     write_jsonl(folder / "metadata.jsonl", [{"video": "big.mp4", "caption": "big"}] * 2)
     ds = VideoDataset(folder, frames=2, height=16, width=16)
     sizes = []
-    monkeypatch.setattr(data_module, "read_video", lambda *a, size=None, **k: sizes.append(size) or read_video(*a, size=size, **k))
+    monkeypatch.setattr(
+        data_module, "read_video", lambda *a, size=None, **k: sizes.append(size) or read_video(*a, size=size, **k)
+    )
     with caplog.at_level(logging.WARNING, logger="videosspo.data"):
         item, again = ds.get(0, seed=1), ds.get(1, seed=1)
     assert sizes == [(16, 24), (16, 24)]  # frames shrunk as they decode to the size that covers 16 x 16

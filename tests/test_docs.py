@@ -21,8 +21,27 @@ SHELL = {"bash", "sh", "shell", "console"}
 REPO_PREFIXES = ("configs/", "benchmarks/", "tests/", "videosspo/", "models/", "assets/", "docs/", ".ci/")
 REPO_FILES = {"README.md", "Makefile", "pyproject.toml", "environment.yml", "mkdocs.yml", ".pre-commit-config.yaml"}
 OUTPUT_FLAGS = {"--out", "--output", "--work"}  # their values are written, not read
-GENERIC = {"cd", "source", "export", "git", "ls", "cat", "mkdir", "rm", "cp", "mv", "nvidia-smi", "pre-commit",
-           "mkdocs", "ruff", "lint-imports", "conda", "echo", "time", "/usr/bin/time"}
+GENERIC = {
+    "cd",
+    "source",
+    "export",
+    "git",
+    "ls",
+    "cat",
+    "mkdir",
+    "rm",
+    "cp",
+    "mv",
+    "nvidia-smi",
+    "pre-commit",
+    "mkdocs",
+    "ruff",
+    "lint-imports",
+    "conda",
+    "echo",
+    "time",
+    "/usr/bin/time",
+}
 DEFAULT_CONFIG = {"pretrain-base": "configs/stacked_base.yaml", "demo": "configs/stacked_sspo.yaml"}
 
 
@@ -172,7 +191,9 @@ def check_torchrun(where: str, args: list[str]) -> None:
 def check_make(where: str, args: list[str]) -> None:
     targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
     for target in (a for a in args if not a.startswith("-") and "=" not in a):
-        assert target in targets, f"{where}: make {target}: the Makefile has no such target ({', '.join(sorted(targets))})"
+        assert target in targets, (
+            f"{where}: make {target}: the Makefile has no such target ({', '.join(sorted(targets))})"
+        )
 
 
 def check_pip(where: str, args: list[str]) -> None:
@@ -203,8 +224,10 @@ def check_command(where: str, argv: list[str]) -> None:
     elif program == "pytest":
         pass  # paths checked above
     else:
-        assert argv[0] in GENERIC, (f"{where}: `{argv[0]}` is not a command these docs check; write the command in full "
-                                    f"(no `...`), or add the program to tests/test_docs.py's GENERIC")
+        assert argv[0] in GENERIC, (
+            f"{where}: `{argv[0]}` is not a command these docs check; write the command in full "
+            f"(no `...`), or add the program to tests/test_docs.py's GENERIC"
+        )
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -253,15 +276,17 @@ def test_readme_is_one_screenful():
 
 def test_checker_rejects_what_does_not_exist():
     """The walker itself: each kind of drift is caught."""
-    bad = [["videosspo", "trian", "--config", "configs/animatediff_sspo.yaml"],
-           ["videosspo", "train", "--config", "configs/animatediff_sspo.yaml", "--optim.lrr", "1e-5"],
-           ["videosspo", "train", "--config", "configs/animatediff_sspo.yaml", "--optim.lr", "fast"],
-           ["videosspo", "sample", "--chekpoint", "runs/x"],
-           ["videosspo", "train", "--config", "configs/no_such.yaml"],
-           ["python", "benchmarks/bench_train.py", "--quik"],
-           ["make", "tset"],
-           ["pip", "install", "-e", ".[deepspeeed]"],
-           ["...", "--config", "configs/wan22_sspo.yaml"]]
+    bad = [
+        ["videosspo", "trian", "--config", "configs/animatediff_sspo.yaml"],
+        ["videosspo", "train", "--config", "configs/animatediff_sspo.yaml", "--optim.lrr", "1e-5"],
+        ["videosspo", "train", "--config", "configs/animatediff_sspo.yaml", "--optim.lr", "fast"],
+        ["videosspo", "sample", "--chekpoint", "runs/x"],
+        ["videosspo", "train", "--config", "configs/no_such.yaml"],
+        ["python", "benchmarks/bench_train.py", "--quik"],
+        ["make", "tset"],
+        ["pip", "install", "-e", ".[deepspeeed]"],
+        ["...", "--config", "configs/wan22_sspo.yaml"],
+    ]
     for argv in bad:
         with pytest.raises(Exception):  # noqa: B017 (an AssertionError, or the config's own error)
             check_command("test", argv)

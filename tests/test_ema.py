@@ -8,14 +8,14 @@ import torch
 from safetensors.torch import load_file
 
 from models import load_model
-from videosspo.ema import EMA, ema_decay
 from videosspo.checkpoint import latest_checkpoint
+from videosspo.ema import EMA, ema_decay
 from videosspo.state import EMA_FILE
 from videosspo.trainer import Trainer
 
 
 def test_decay_warms_up_to_its_value():
-    assert ema_decay(0.999, 1) == pytest.approx(0.1)   # diffusers' EMAModel: (1 + 0) / (10 + 0)
+    assert ema_decay(0.999, 1) == pytest.approx(0.1)  # diffusers' EMAModel: (1 + 0) / (10 + 0)
     assert ema_decay(0.999, 91) == pytest.approx(0.91)
     assert ema_decay(0.5, 9) == 0.5 and ema_decay(0.5, 8) == pytest.approx(8 / 17)
 
@@ -45,8 +45,17 @@ def test_update_against_hand_computed_values_and_only_trainable_parameters():
 
 @pytest.mark.parametrize("lora,export", [(0, "merged"), (4, "adapter")])
 def test_export_holds_the_average_not_the_trained_weights(tiny_config, lora, export):
-    trainer = Trainer(tiny_config(**{"method.name": "sft", "optim.ema_decay": 0.9, "model.lora_rank": lora,
-                                     "train.export": export, "train.max_steps": 3}))
+    trainer = Trainer(
+        tiny_config(
+            **{
+                "method.name": "sft",
+                "optim.ema_decay": 0.9,
+                "model.lora_rank": lora,
+                "train.export": export,
+                "train.max_steps": 3,
+            }
+        )
+    )
     summary = trainer.fit()
     average = trainer.ema.state_dict()
     trained = {n: p.detach() for n, p in trainer.model.unet.named_parameters() if p.requires_grad}

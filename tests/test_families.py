@@ -35,9 +35,14 @@ def family_names_in(path: Path) -> list[tuple[int, str]]:
     """(line, name) of every string constant in `path`'s code (not a docstring) that is a family's name."""
     tree = ast.parse(path.read_text())
     skip = docstrings(tree)
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in FAMILIES
-            and id(node) not in skip]
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value in FAMILIES
+        and id(node) not in skip
+    ]
 
 
 def test_no_family_name_outside_models():
@@ -59,14 +64,21 @@ def test_the_trainer_runs_the_family_rules_before_building_anything(tmp_path):
     from videosspo.trainer import Trainer
 
     config = Config(model=ModelConfig(family="wan", experts="high"))  # unchecked: built in Python, not loaded
-    with pytest.raises(ConfigError, match=r"model\.experts='high' is not allowed: 'both' for model\.family=wan "
-                                          r"\(only model\.family: wan22 reads it"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.experts='high' is not allowed: 'both' for model\.family=wan "
+        r"\(only model\.family: wan22 reads it",
+    ):
         Trainer(config)
 
 
 def test_each_family_checks_only_what_it_owns():
-    assert check_config(Config(model=ModelConfig(family="wan22", experts="low", lora_rank=4),
-                               sample=SampleConfig(guidance_2=3.0))).model.experts == "low"
+    assert (
+        check_config(
+            Config(model=ModelConfig(family="wan22", experts="low", lora_rank=4), sample=SampleConfig(guidance_2=3.0))
+        ).model.experts
+        == "low"
+    )
     with pytest.raises(ConfigError, match=r"sample\.guidance_2=3\.0 is not allowed: null for model\.family=ltx"):
         check_config(Config(model=ModelConfig(family="ltx"), sample=SampleConfig(guidance_2=3.0)))
     with pytest.raises(ConfigError, match=r"model\.stacked_frames=4 is not allowed: 8 for model\.family=sd"):

@@ -15,15 +15,14 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, run_state
 
 from videosspo import checkpoint
 from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, verify
-from videosspo.runlock import RunLock
 from videosspo.config import save_config
 from videosspo.health import Watchdog
+from videosspo.runlock import RunLock
 from videosspo.trainer import Trainer
-
-from conftest import ROOT, run_state
 
 # Runs a config in a fresh process, SIGKILLed at the point named by argv[2].
 KILL_SCRIPT = """
@@ -56,8 +55,12 @@ Trainer(load_config(sys.argv[1])).fit()
 def run_killed(cfg, tmp_path, point: str) -> None:
     save_config(cfg, tmp_path / "killed.yaml")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "killed.yaml"), point], env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "killed.yaml"), point],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == -9, result.stderr[-3000:]
 
 
@@ -84,8 +87,9 @@ def test_kill_while_rewriting_the_final_checkpoint(tiny_config, tmp_path, caplog
     data = bytearray(damaged.read_bytes())
     data[-100] ^= 1
     damaged.write_bytes(bytes(data))
-    run_killed(tiny_config(**{"method.name": "sft", "train.checkpoint_every": 1, "train.resume": "latest"}), tmp_path,
-               point)
+    run_killed(
+        tiny_config(**{"method.name": "sft", "train.checkpoint_every": 1, "train.resume": "latest"}), tmp_path, point
+    )
     leftovers = sorted(p.name for p in (done.out / "checkpoints").iterdir())
     if point == "between-renames":  # no step_2 at all: the new one waits as .tmp-, the old one as .old-
         assert leftovers == [".old-step_00000002", ".tmp-step_00000002", "step_00000001"]
@@ -154,8 +158,13 @@ def test_a_damaged_header_of_the_right_size_is_named(tiny_config):
         verify(folder)
 
 
-@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
-                                   RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device"),
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64"),
+    ],
+)
 def test_a_failed_save_removes_its_folder_reports_space_and_keeps_the_previous(tiny_config, monkeypatch, error):
     trainer = Trainer(tiny_config())
     trainer.fit()
@@ -167,8 +176,11 @@ def test_a_failed_save_removes_its_folder_reports_space_and_keeps_the_previous(t
 
     monkeypatch.setattr(trainer.model, "save_pretrained", fail)
     needed = checkpoint.checkpoint_bytes(good) / 1e9
-    with pytest.raises(CheckpointError, match=rf"step_00000003 failed \({type(error).__name__}: .*\); [\d.]+ GB free on "
-                                              rf"its disk, about {needed:.2f} GB needed;.* earlier checkpoints .* intact"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"step_00000003 failed \({type(error).__name__}: .*\); [\d.]+ GB free on "
+        rf"its disk, about {needed:.2f} GB needed;.* earlier checkpoints .* intact",
+    ):
         trainer.state.save()
     assert latest_checkpoint(trainer.out) == good and verify(good)
     assert not list((trainer.out / "checkpoints").glob(".tmp-*"))
@@ -219,18 +231,33 @@ def test_resuming_an_older_checkpoint_refuses_and_branching_prunes_only_the_new_
         Trainer(tiny_config(**common, **{"train.output_dir": str(a), "train.resume": older})).fit()
     with pytest.raises(CheckpointError, match=r"already holds the checkpoints of a run.*--train.resume latest"):
         Trainer(tiny_config(**common, **{"train.output_dir": str(a)})).fit()  # a fresh start over them
-    branch = Trainer(tiny_config(**common, **{"train.output_dir": str(b), "train.resume": older, "optim.lr": 5e-4,
-                                              "train.keep_checkpoints": 1}))
+    branch = Trainer(
+        tiny_config(
+            **common,
+            **{"train.output_dir": str(b), "train.resume": older, "optim.lr": 5e-4, "train.keep_checkpoints": 1},
+        )
+    )
     branch.fit()
     assert names(a) == ["step_00000001", "step_00000002", "step_00000003"] and names(b) == ["step_00000003"]
     marker = json.loads((b / "checkpoints/step_00000003" / MARKER).read_text())
-    assert marker["parent"] == older and marker["lineage"] != json.loads((a / "checkpoints/step_00000003" /
-                                                                        MARKER).read_text())["lineage"]
+    assert (
+        marker["parent"] == older
+        and marker["lineage"] != json.loads((a / "checkpoints/step_00000003" / MARKER).read_text())["lineage"]
+    )
 
 
 def test_divergence_keeps_the_last_checkpoint_before_it(tiny_config, monkeypatch):
-    trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 6, "train.checkpoint_every": 1,
-                                     "train.keep_checkpoints": 2, "train.on_anomaly": "continue"}))
+    trainer = Trainer(
+        tiny_config(
+            **{
+                "method.name": "sft",
+                "train.max_steps": 6,
+                "train.checkpoint_every": 1,
+                "train.keep_checkpoints": 2,
+                "train.on_anomaly": "continue",
+            }
+        )
+    )
     real_loss = trainer.loss
 
     def blows_up_at_step_3(batch):  # the update of logged step 3 (self.step == 2) and later are non-finite
@@ -283,7 +310,6 @@ def test_user_errors_print_one_line_and_exit_2(tiny_config, tmp_path, capsys, ca
     assert last.startswith("videosspo train: ") and expected in last, last
 
 
-
 # Kills per suite run; a longer soak: VIDEOSSPO_CRASH_TRIALS=20 pytest tests/test_faults.py -k random_moments
 CRASH_TRIALS = int(os.environ.get("VIDEOSSPO_CRASH_TRIALS", "1"))
 
@@ -317,10 +343,10 @@ def test_a_two_process_run_killed_at_random_moments_resumes_bit_identical(two_pr
 def test_a_resumed_run_keeps_counting_unreadable_clips(tiny_config, synth_data, tmp_path):
     """data.max_bad_fraction counts over the whole run: one bad clip before the checkpoint and another after
     the resume are two, past 0.2 of 6 rows, and stop the run naming both."""
+    from conftest import with_broken_clips
+
     from videosspo.data import DataError
     from videosspo.rng import epoch_order
-
-    from conftest import with_broken_clips
 
     first, second = (int(i) for i in epoch_order(0, 0, 6)[[0, 2]])  # batch 1: step 0 reads position 0 (bad),
     data = with_broken_clips(synth_data, tmp_path, [first, second])  # then 1; step 1 reads position 2 (bad)
@@ -330,8 +356,11 @@ def test_a_resumed_run_keeps_counting_unreadable_clips(tiny_config, synth_data, 
     assert summary["skipped_clips"] == 1 and [row["index"] for row in state["unreadable"]] == [first]
     assert state["stream_skips"] == [1]
     resumed = Trainer(tiny_config(**common, **{"train.max_steps": 2, "train.resume": "latest"}))
-    with pytest.raises(DataError, match=rf"2 of 6 rows are unreadable.*broken{first}.mp4.*broken{second}.mp4|"
-                                        rf"2 of 6 rows are unreadable.*broken{second}.mp4.*broken{first}.mp4"):
+    with pytest.raises(
+        DataError,
+        match=rf"2 of 6 rows are unreadable.*broken{first}.mp4.*broken{second}.mp4|"
+        rf"2 of 6 rows are unreadable.*broken{second}.mp4.*broken{first}.mp4",
+    ):
         resumed.fit()
 
 
@@ -360,24 +389,30 @@ def test_checkpoints_older_than_the_marker_are_named_then_upgraded_in_place(tiny
     old = tmp_path / "old"
     Trainer(tiny_config(**common, **{"train.output_dir": str(old)})).fit()
     make_legacy(old)
-    save_config(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(old),
-                                         "train.resume": "latest"}), tmp_path / "resume.yaml")
+    save_config(
+        tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(old), "train.resume": "latest"}),
+        tmp_path / "resume.yaml",
+    )
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--config", str(tmp_path / "resume.yaml")])
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert exit_.value.code == 2 and "Traceback" not in last
-    assert (f"holds step_00000001, step_00000002, written by a videosspo older than checkpoint markers "
-            f"({MARKER}); make them resumable in place with: videosspo upgrade-checkpoints {old}") in last
+    assert (
+        f"holds step_00000001, step_00000002, written by a videosspo older than checkpoint markers "
+        f"({MARKER}); make them resumable in place with: videosspo upgrade-checkpoints {old}"
+    ) in last
     with pytest.raises(CheckpointError, match=r"step_00000001 has no COMPLETE.json: .* upgrade-checkpoints"):
         verify(old / "checkpoints" / "step_00000001")
 
     main(["upgrade-checkpoints", str(old)])
     assert capsys.readouterr().out.splitlines() == [
         f"{old / 'checkpoints' / 'step_00000001'}: upgraded (2 replay snapshots moved to {old / 'snapshots'})",
-        f"{old / 'checkpoints' / 'step_00000002'}: upgraded (3 replay snapshots moved to {old / 'snapshots'})"]
+        f"{old / 'checkpoints' / 'step_00000002'}: upgraded (3 replay snapshots moved to {old / 'snapshots'})",
+    ]
     assert not list(old.glob("checkpoints/*/replay/*.safetensors"))
-    resumed = Trainer(tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(old),
-                                               "train.resume": "latest"}))
+    resumed = Trainer(
+        tiny_config(**common, **{"train.max_steps": 3, "train.output_dir": str(old), "train.resume": "latest"})
+    )
     resumed.fit()
     assert equal_states(unet_state(straight), unet_state(resumed))
     assert names(old) == ["step_00000001", "step_00000002", "step_00000003"]
@@ -395,10 +430,13 @@ def test_a_full_disk_while_spilling_a_replay_snapshot_is_one_line_and_keeps_it_i
     pool = ReplayPool(size=3, interval=1, cpu_budget_gb=0, spill_dir=tmp_path / "spill")
     pool.add(0, {"w": torch.zeros(4)})
     monkeypatch.setattr(replay, "save_file", full)
-    with pytest.raises(UserError, match=rf"replay.spill_dir={tmp_path / 'spill'}: spilling the snapshot of step 1 "
-                                        rf"failed \(OSError: .*No space left on device\); [\d.]+ GB free, [\d.e-]+ GB "
-                                        rf"needed; free space, point replay.spill_dir at a larger disk or raise "
-                                        rf"replay.cpu_budget_gb"):
+    with pytest.raises(
+        UserError,
+        match=rf"replay.spill_dir={tmp_path / 'spill'}: spilling the snapshot of step 1 "
+        rf"failed \(OSError: .*No space left on device\); [\d.]+ GB free, [\d.e-]+ GB "
+        rf"needed; free space, point replay.spill_dir at a larger disk or raise "
+        rf"replay.cpu_budget_gb",
+    ):
         pool.add(1, {"w": torch.ones(4)})
     assert not list((tmp_path / "spill").iterdir())  # the partial file is gone
     assert pool.steps == [0, 1] and torch.equal(pool.get(1)["w"], torch.ones(4))  # still held, in memory

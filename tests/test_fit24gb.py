@@ -41,19 +41,30 @@ def placements(monkeypatch) -> list[tuple[str, object]]:
         if device is not None:
             calls.append((type(module).__name__, torch.device(device)))
         return real(module, *args, **kwargs)
+
     monkeypatch.setattr(torch.nn.Module, "to", to)
     return calls
 
 
-def test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit(tiny_config, tmp_path, monkeypatch):
+def test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit(
+    tiny_config, tmp_path, monkeypatch
+):
     """With `data.latent_cache` the UMT5 encoder is never sent to the accelerator (the denoiser and VAE are); the
     prompts still encoded (the dropped caption "", the negative prompt, sample prompts) run on the CPU once per run
     and land on the accelerator; the run equals the same cached run with the encoder on the accelerator, bit for bit."""
     from videosspo.synth import make_dataset
 
     data = make_dataset(tmp_path / "clips", n=2, frames=5, height=16, width=16, progress=False)
-    common = {**WAN, "data.path": str(data), "data.frames": 5, "data.height": 16, "data.width": 16,
-              "train.max_steps": 2, "loser.guidance": 3.0, "data.caption_dropout": 0.5}
+    common = {
+        **WAN,
+        "data.path": str(data),
+        "data.frames": 5,
+        "data.height": 16,
+        "data.width": 16,
+        "train.max_steps": 2,
+        "loser.guidance": 3.0,
+        "data.caption_dropout": 0.5,
+    }
     plain = Trainer(tiny_config(**common, **{"train.output_dir": str(tmp_path / "plain")}))
     cache = cache_latents(plain.model, plain.data, tmp_path / "cache", progress=False)
     cached = {**common, "data.latent_cache": str(cache)}
@@ -100,9 +111,17 @@ def hosted(monkeypatch) -> list[torch.Tensor]:
     return copies
 
 
-@pytest.mark.parametrize("family, fp8, swap", [
-    ("wan", False, 0), ("wan", True, 2), ("wan22", True, 1), ("cogvideox", False, 1), ("ltx", True, 0),
-    ("animatediff", False, 0)])
+@pytest.mark.parametrize(
+    "family, fp8, swap",
+    [
+        ("wan", False, 0),
+        ("wan", True, 2),
+        ("wan22", True, 1),
+        ("cogvideox", False, 1),
+        ("ltx", True, 0),
+        ("animatediff", False, 0),
+    ],
+)
 def test_offloaded_checkpoints_give_the_same_outputs_and_gradients(family, fp8, swap, monkeypatch):
     """Checkpointed blocks' inputs copied to the host and back: every output and gradient equals the run that keeps
     them, with fp8 storage and block swap (swapped weights poisoned while away) too; each DiT block's hidden-state
@@ -141,12 +160,18 @@ def test_offload_checkpoints_wants_checkpointing_and_is_hooked_by_enable_low_mem
 def test_offloaded_checkpoints_with_fp8_and_block_swap_train_and_resume_exactly(tiny_config, tmp_path):
     from test_trainer import straight_and_resumed
 
-    low = {**WAN, "model.fp8_base": True, "model.blocks_to_swap": 1, "model.gradient_checkpointing": True,
-           "train.checkpoint_every": 2}
+    low = {
+        **WAN,
+        "model.fp8_base": True,
+        "model.blocks_to_swap": 1,
+        "model.gradient_checkpointing": True,
+        "train.checkpoint_every": 2,
+    }
     plain = Trainer(tiny_config(**low, **{"train.max_steps": 3, "train.output_dir": str(tmp_path / "plain")}))
     plain.fit()
-    straight, resumed = straight_and_resumed(tiny_config, tmp_path / "offload", 3,
-                                             **low, **{"model.offload_checkpoints": True})
+    straight, resumed = straight_and_resumed(
+        tiny_config, tmp_path / "offload", 3, **low, **{"model.offload_checkpoints": True}
+    )
     assert straight.model.checkpoint_offload is not None
     a, b, c = unet_state(straight), unet_state(resumed), unet_state(plain)
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)

@@ -43,8 +43,11 @@ def test_fires_when_the_loser_term_dominates_over_a_full_window():
 def test_stays_silent_on_healthy_streams(stream):
     """SFT: the winners' error falls and there is no loser; sign: the loser's error wanders around the reference's."""
     guard = Guard("stop", every=1, drift=0.25, loser=3.0)
-    errors = [[1.0 - 0.02 * k, 1.1 - 0.02 * k] for k in range(41)] if stream == "sft" else \
-             [[1.0 + 0.2 * (k % 2), 1.0] for k in range(41)]  # drift at most +10%
+    errors = (
+        [[1.0 - 0.02 * k, 1.1 - 0.02 * k] for k in range(41)]
+        if stream == "sft"
+        else [[1.0 + 0.2 * (k % 2), 1.0] for k in range(41)]
+    )  # drift at most +10%
     guard.attach(lambda: probe_of(*errors), step=0)
     for step in range(1, 41):
         stats = {} if stream == "sft" else {"loss/e_l": 0.05 * (1 + 2 * (step % 3 == 0)), "ref/e_l": 0.05}
@@ -86,24 +89,41 @@ def test_a_real_run_trips_the_guard_and_stops_naming_the_kept_checkpoint(tiny_co
     from videosspo.guard import GuardStop
     from videosspo.trainer import Trainer
 
-    trainer = Trainer(tiny_config(**{"method.name": "dpo", "optim.lr": 0.1, "train.max_steps": 6,
-                                     "train.checkpoint_every": 1, "train.keep_checkpoints": 2, "train.guard": mode,
-                                     "train.guard_every": 3}))
+    trainer = Trainer(
+        tiny_config(
+            **{
+                "method.name": "dpo",
+                "optim.lr": 0.1,
+                "train.max_steps": 6,
+                "train.checkpoint_every": 1,
+                "train.keep_checkpoints": 2,
+                "train.guard": mode,
+                "train.guard_every": 3,
+            }
+        )
+    )
     if mode == "stop":
-        with pytest.raises(GuardStop, match=r"ended the run at step 3\. Training turned anomalous at step 3 \(preference "
-                                            r"guard: the winners' error on the fixed batch is \+\d+% against θ0's .*\): "
-                                            r".*step_00000002, the last checkpoint written before it, is kept"):
+        with pytest.raises(
+            GuardStop,
+            match=r"ended the run at step 3\. Training turned anomalous at step 3 \(preference "
+            r"guard: the winners' error on the fixed batch is \+\d+% against θ0's .*\): "
+            r".*step_00000002, the last checkpoint written before it, is kept",
+        ):
             trainer.fit()
         return
     summary = trainer.fit()
     assert summary["divergence"]["step"] == 3 and summary["divergence"]["kept"] == "step_00000002"
     assert "preference guard" in summary["divergence"]["why"]
-    assert sorted(p.name for p in (trainer.out / "checkpoints").glob("step_*")) == \
-        ["step_00000002", "step_00000005", "step_00000006"]
+    assert sorted(p.name for p in (trainer.out / "checkpoints").glob("step_*")) == [
+        "step_00000002",
+        "step_00000005",
+        "step_00000006",
+    ]
     metrics = [json.loads(line) for line in (trainer.out / "metrics.jsonl").read_text().splitlines()]
     assert metrics[2]["guard/drift"] > 0.25 and "guard/drift" not in metrics[0]
     # resumed, the guard keeps θ0's errors on the fixed winners (the checkpoint holds them)
-    resumed = Trainer(tiny_config(**{"method.name": "dpo", "train.resume": "latest", "train.max_steps": 7,
-                                     "train.guard_every": 3}))
+    resumed = Trainer(
+        tiny_config(**{"method.name": "dpo", "train.resume": "latest", "train.max_steps": 7, "train.guard_every": 3})
+    )
     resumed.fit()
     assert resumed.health.guard.theta0 == trainer.health.guard.theta0

@@ -15,8 +15,8 @@ import torch
 
 from videosspo import data as data_module
 from videosspo.data import MAX_COVER, VideoDataset, report_long_captions
-from videosspo.metadata import Record, load_metadata
 from videosspo.decoders import decord_module
+from videosspo.metadata import Record, load_metadata
 from videosspo.video import VideoReadError, probe, read_video, write_video
 
 
@@ -34,7 +34,9 @@ def test_a_thin_image_is_cropped_before_it_is_scaled(tmp_path, monkeypatch):
     write_jsonl(tmp_path / "m.jsonl", [{"video": "thin.png", "caption": "a line"}])
     sizes = []
     real = data_module.F.interpolate
-    monkeypatch.setattr(data_module.F, "interpolate", lambda x, **k: (lambda y: sizes.append(y.numel()) or y)(real(x, **k)))
+    monkeypatch.setattr(
+        data_module.F, "interpolate", lambda x, **k: (lambda y: sizes.append(y.numel()) or y)(real(x, **k))
+    )
     pixels = VideoDataset(tmp_path / "m.jsonl", frames=1, height=32, width=32).get(0, seed=0)["pixels"]
     assert pixels.shape == (3, 1, 32, 32) and sizes and max(sizes) <= MAX_COVER * 3 * 32 * 32
     centre = torch.tensor(image[0, (20000 - 1) // 2], dtype=torch.float32) / 127.5 - 1
@@ -56,10 +58,36 @@ def test_a_clip_with_rotation_metadata_comes_out_upright(tmp_path, degrees):
     frames[:, :, :16, 1] = 255  # left strip green: tells every rotation apart
     frames[1:, ..., 2] = 100  # frames differ
     write_video(tmp_path / "flat.mp4", frames, lossless=True)
-    subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-display_rotation:v:0", str(degrees), "-i",
-                    str(tmp_path / "flat.mp4"), "-c", "copy", str(tmp_path / "phone.mp4")], check=True)
-    subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-i", str(tmp_path / "phone.mp4"), "-frames:v", "1",
-                    str(tmp_path / "shown.png")], check=True)
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-display_rotation:v:0",
+            str(degrees),
+            "-i",
+            str(tmp_path / "flat.mp4"),
+            "-c",
+            "copy",
+            str(tmp_path / "phone.mp4"),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(tmp_path / "phone.mp4"),
+            "-frames:v",
+            "1",
+            str(tmp_path / "shown.png"),
+        ],
+        check=True,
+    )
     upright = np.rot90(frames, degrees // 90, axes=(1, 2))
     assert np.array_equal(iio.imread(tmp_path / "shown.png")[..., :3], upright[0])  # what a player shows
     info = probe(tmp_path / "phone.mp4")
@@ -78,13 +106,18 @@ def test_captions_longer_than_the_text_encoder_takes_are_counted_once(tmp_path, 
 
     tokenizer = tiny_tokenizer()
     limit = tokenizer.model_max_length
-    records = [Record(k, tmp_path / "a.mp4", caption) for k, caption in
-               enumerate(["a red square", " ".join(["red square"] * limit), "blue", " ".join(["blue"] * limit)])]
+    records = [
+        Record(k, tmp_path / "a.mp4", caption)
+        for k, caption in enumerate(
+            ["a red square", " ".join(["red square"] * limit), "blue", " ".join(["blue"] * limit)]
+        )
+    ]
     with caplog.at_level(logging.WARNING, logger="videosspo.data"):
         assert report_long_captions(records, tokenizer, limit) == 2
     (line,) = [r.getMessage() for r in caplog.records]
-    assert line.startswith(f"2 of 4 captions are longer than the text encoder's {limit} tokens and are truncated "
-                           f"to them (first: row 1, ")
+    assert line.startswith(
+        f"2 of 4 captions are longer than the text encoder's {limit} tokens and are truncated to them (first: row 1, "
+    )
 
 
 def test_a_run_reports_its_long_captions_in_one_line(tiny_config, synth_data, tmp_path, caplog):
@@ -99,8 +132,9 @@ def test_a_run_reports_its_long_captions_in_one_line(tiny_config, synth_data, tm
     write_jsonl(tmp_path / "long.jsonl", rows)
     with caplog.at_level(logging.WARNING, logger="videosspo.data"):
         Trainer(tiny_config(**{"data.path": str(tmp_path / "long.jsonl")}))
-    assert [r.getMessage()[:40] for r in caplog.records if "captions are longer" in r.getMessage()] == \
-        ["2 of 6 captions are longer than the text"]
+    assert [r.getMessage()[:40] for r in caplog.records if "captions are longer" in r.getMessage()] == [
+        "2 of 6 captions are longer than the text"
+    ]
 
 
 def test_rows_that_are_no_readable_file_or_text_are_named_for_what_they_are(tmp_path, caplog):
@@ -109,25 +143,33 @@ def test_rows_that_are_no_readable_file_or_text_are_named_for_what_they_are(tmp_
     os.symlink(tmp_path / "loop_a", tmp_path / "loop_b")
     os.mkfifo(tmp_path / "pipe.mp4")
     (tmp_path / "folder.mp4").mkdir()
-    write_jsonl(tmp_path / "m.jsonl", [
-        {"video": "ok.mp4", "caption": "fine"},
-        {"video": "loop_a", "caption": "a loop"},
-        {"video": "pipe.mp4", "caption": "a fifo"},
-        {"video": "/dev/zero", "caption": "a device"},
-        {"video": "folder.mp4", "caption": "a folder"},
-        {"video": "gone.mp4", "caption": "missing"},
-        {"video": "ok.mp4", "caption": ["a", "list"]},
-        {"video": "ok.mp4", "caption": {"en": "an object"}},
-        {"video": "ok.mp4", "caption": "fine", "loser_video": "pipe.mp4"}])
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"video": "ok.mp4", "caption": "fine"},
+            {"video": "loop_a", "caption": "a loop"},
+            {"video": "pipe.mp4", "caption": "a fifo"},
+            {"video": "/dev/zero", "caption": "a device"},
+            {"video": "folder.mp4", "caption": "a folder"},
+            {"video": "gone.mp4", "caption": "missing"},
+            {"video": "ok.mp4", "caption": ["a", "list"]},
+            {"video": "ok.mp4", "caption": {"en": "an object"}},
+            {"video": "ok.mp4", "caption": "fine", "loser_video": "pipe.mp4"},
+        ],
+    )
     with caplog.at_level(logging.WARNING, logger="videosspo.metadata"):
         records = load_metadata(tmp_path / "m.jsonl")
     assert [r.caption for r in records] == ["fine"]
     (line,) = [r.getMessage() for r in caplog.records]
-    for reason in ("1 video is a symlink loop (line 2)", "1 video is a FIFO (named pipe) (line 3)",
-                   "1 video is a character device (line 4)",
-                   "1 video is a folder (line 5)", "1 video file not found (line 6)",
-                   "2 caption is a JSON list or object, not text (write it as one string) (lines 7, 8)",
-                   "1 loser_video is a FIFO (named pipe) (line 9)"):
+    for reason in (
+        "1 video is a symlink loop (line 2)",
+        "1 video is a FIFO (named pipe) (line 3)",
+        "1 video is a character device (line 4)",
+        "1 video is a folder (line 5)",
+        "1 video file not found (line 6)",
+        "2 caption is a JSON list or object, not text (write it as one string) (lines 7, 8)",
+        "1 loser_video is a FIFO (named pipe) (line 9)",
+    ):
         assert reason in line, (reason, line)
     for path, what in ((tmp_path / "pipe.mp4", "a FIFO"), ("/dev/zero", "a character device")):
         with pytest.raises(VideoReadError, match=f"not a regular file: {what}"):  # never opened: no hang

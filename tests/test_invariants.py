@@ -15,6 +15,7 @@ from diffusers import StableDiffusionPipeline
 from einops import rearrange
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import set_peft_model_state_dict
+from test_trainer import grads_after_one_step
 
 from models import build_model
 from models.lora import add_lora
@@ -25,8 +26,6 @@ from videosspo.reference import Policy, merge_lora
 from videosspo.replay import ReplayPool
 from videosspo.sampling import make_scheduler, sample_latents
 from videosspo.trainer import Trainer
-
-from test_trainer import grads_after_one_step
 
 PROMPT = "a red square moving left"
 _MODELS: dict = {}
@@ -50,8 +49,10 @@ def vae_round_trip(vae, pixels: torch.Tensor, per_frame: bool) -> torch.Tensor:
     return vae.decode(vae.encode(pixels).latent_dist.mode()).sample.clamp(-1, 1)
 
 
-@pytest.mark.parametrize("family, frames", [("sd", 1), ("animatediff", 2), ("modelscope", 2), ("wan", 5), ("wan22", 5),
-                                            ("cogvideox", 9), ("ltx", 9)])
+@pytest.mark.parametrize(
+    "family, frames",
+    [("sd", 1), ("animatediff", 2), ("modelscope", 2), ("wan", 5), ("wan22", 5), ("cogvideox", 9), ("ltx", 9)],
+)
 def test_encode_and_decode_are_inverse_conventions_of_one_latent_space(family, frames):
     """raw posterior -> training latent (`encode_video`: scale / normalise) -> what the sampler produces and `decode`
     takes (checked against each pipeline elsewhere) -> pixels: decode(encode(x)) is the VAE's own round trip, so the
@@ -103,7 +104,9 @@ def test_lora_reference_after_evictions_is_a_fresh_load_of_its_snapshot():
     gen = torch.Generator().manual_seed(1)
 
     def snapshot():
-        return {k: torch.randn(v.shape, generator=gen) * 0.3 if "lora_B" in k else v for k, v in policy.snapshot().items()}
+        return {
+            k: torch.randn(v.shape, generator=gen) * 0.3 if "lora_B" in k else v for k, v in policy.snapshot().items()
+        }
 
     c, f, h, w = model.latent_shape(1, 16, 16)
     x, t, cond = torch.randn(1, c, f, h, w, generator=gen), torch.tensor([500]), model.encode_prompt([PROMPT])
@@ -125,9 +128,19 @@ def test_reference_pass_builds_no_graph_and_dpo_reference_is_theta0(tiny_config,
     Diffusion-DPO's reference is the frozen initial model at every step, whatever replay.interval says."""
     seen = []
     for method, config in (("sspo", {}), ("dpo", {"data.path": str(paired(synth_data, tmp_path))})):
-        trainer = Trainer(tiny_config(**{"method.name": method, "model.lora_rank": 4, "train.max_steps": 3,
-                                         "replay.interval": 1, "train.log_every": 1,
-                                         "train.output_dir": str(tmp_path / method), **config}))
+        trainer = Trainer(
+            tiny_config(
+                **{
+                    "method.name": method,
+                    "model.lora_rank": 4,
+                    "train.max_steps": 3,
+                    "replay.interval": 1,
+                    "train.log_every": 1,
+                    "train.output_dir": str(tmp_path / method),
+                    **config,
+                }
+            )
+        )
         loss_fn = trainer.loss_fn
 
         def spy(e_w, e_l, ref_w, ref_l, loss_fn=loss_fn, **kwargs):
@@ -146,9 +159,19 @@ def paired(synth_data, tmp_path):
     """The synthetic clips with each clip's successor as its loser (Diffusion-DPO needs pairs)."""
     rows = [json.loads(line) for line in (synth_data / "metadata.jsonl").read_text().splitlines()]
     out = tmp_path / "paired.jsonl"
-    out.write_text("".join(json.dumps({**r, "video": str(synth_data / r["video"]),
-                                       "loser_video": str(synth_data / rows[(i + 1) % len(rows)]["video"])}) + "\n"
-                           for i, r in enumerate(rows)))
+    out.write_text(
+        "".join(
+            json.dumps(
+                {
+                    **r,
+                    "video": str(synth_data / r["video"]),
+                    "loser_video": str(synth_data / rows[(i + 1) % len(rows)]["video"]),
+                }
+            )
+            + "\n"
+            for i, r in enumerate(rows)
+        )
+    )
     return out
 
 
@@ -160,9 +183,19 @@ def test_lr_at_every_step_under_accumulation_equals_the_unaccumulated_runs(tiny_
     lrs = []
     for accum, batch in ((1, 2), (2, 1)):
         out = tmp_path / f"a{accum}"
-        Trainer(tiny_config(**{"method.name": "sft", "optim.grad_accum": accum, "optim.batch_size": batch,
-                               "optim.warmup_steps": 4, "train.max_steps": 3, "train.log_every": 1,
-                               "train.output_dir": str(out)})).fit()
+        Trainer(
+            tiny_config(
+                **{
+                    "method.name": "sft",
+                    "optim.grad_accum": accum,
+                    "optim.batch_size": batch,
+                    "optim.warmup_steps": 4,
+                    "train.max_steps": 3,
+                    "train.log_every": 1,
+                    "train.output_dir": str(out),
+                }
+            )
+        ).fit()
         lrs.append([json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()])
     assert lrs[0] == lrs[1] and len(set(lrs[0])) == 3  # warm-up: three different values, the same in both
 
@@ -176,8 +209,9 @@ def test_caption_dropout_is_keyed_on_the_global_sample_so_accumulation_1x2_equal
         if drops[0] != drops[1]:
             break
     big = grads_after_one_step(Trainer(tiny_config(**common, **{"optim.batch_size": 2, "train.seed": seed})))
-    acc = grads_after_one_step(Trainer(tiny_config(**common, **{"optim.batch_size": 1, "optim.grad_accum": 2,
-                                                                "train.seed": seed})))
+    acc = grads_after_one_step(
+        Trainer(tiny_config(**common, **{"optim.batch_size": 1, "optim.grad_accum": 2, "train.seed": seed}))
+    )
     scale = max(g.abs().max() for g in big.values())
     assert max((big[k] - acc[k]).abs().max() for k in big) < 1e-4 * scale
 
@@ -190,15 +224,32 @@ def test_samplers_equal_the_pipeline_for_the_same_seed(sampler, hub_layout):
     """Our loop == StableDiffusionPipeline with that scheduler and `generator=seed`: the same initial noise (Euler's
     scaled by `init_noise_sigma`), input scaling and steps. (SD 1.5's folder: the pipeline rewrites a
     schedule's `steps_offset` 0 to 1, the tiny model's 0 would not compare.)"""
-    model = build_model(ModelConfig(family="sd", pretrained=str(hub_layout("stable-diffusion-v1-5/stable-diffusion-v1-5"))))
+    model = build_model(
+        ModelConfig(family="sd", pretrained=str(hub_layout("stable-diffusion-v1-5/stable-diffusion-v1-5")))
+    )
     sched = make_scheduler(model, sampler)
-    pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
-                                   unet=model.unet, scheduler=sched, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    theirs = pipe(PROMPT, height=16, width=16, num_inference_steps=3, guidance_scale=5.0, output_type="latent",
-                  generator=torch.Generator().manual_seed(7)).images
-    ours = sample_latents(model, [PROMPT], frames=1, height=16, width=16, seeds=[7], steps=3, guidance=5.0,
-                          scheduler=sampler)
+    pipe = StableDiffusionPipeline(
+        vae=model.vae,
+        text_encoder=model.text_encoder,
+        tokenizer=model.tokenizer,
+        unet=model.unet,
+        scheduler=sched,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    theirs = pipe(
+        PROMPT,
+        height=16,
+        width=16,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(7),
+    ).images
+    ours = sample_latents(
+        model, [PROMPT], frames=1, height=16, width=16, seeds=[7], steps=3, guidance=5.0, scheduler=sampler
+    )
     torch.testing.assert_close(ours[:, :, 0], theirs, rtol=1e-4, atol=1e-4)
     if sampler == "euler":
         assert float(sched.init_noise_sigma) > 2  # √(σ_max² + 1) of the 3-step grid: the noise is scaled
@@ -225,12 +276,18 @@ def test_noise_and_timestep_are_drawn_per_step_inside_a_loser_reuse_window(tiny_
     drawn = []
     real = trainer_module.rng.sample_noise
     monkeypatch.setattr(trainer_module.rng, "sample_noise", lambda *a: drawn.append(real(*a)) or drawn[-1])
-    trainer = Trainer(tiny_config(**{"loser.reuse": 3, "loser.guidance": 3.0, "train.max_steps": 3,
-                                     "train.guard": "off"}))  # its fixed-batch probe draws noise too
+    trainer = Trainer(
+        tiny_config(**{"loser.reuse": 3, "loser.guidance": 3.0, "train.max_steps": 3, "train.guard": "off"})
+    )  # its fixed-batch probe draws noise too
     timesteps = []
     real_t = trainer_module.get_objective(trainer.model.objective).timesteps
-    monkeypatch.setattr(trainer_module, "get_objective", lambda name: dataclasses.replace(
-        get_objective(name), timesteps=lambda *a, **k: timesteps.append(real_t(*a, **k)) or timesteps[-1]))
+    monkeypatch.setattr(
+        trainer_module,
+        "get_objective",
+        lambda name: dataclasses.replace(
+            get_objective(name), timesteps=lambda *a, **k: timesteps.append(real_t(*a, **k)) or timesteps[-1]
+        ),
+    )
     trainer.fit()
     assert len(drawn) == len(timesteps) == 3  # one draw per step, all inside one reuse window
     for step in range(3):  # each from its own step
@@ -252,12 +309,32 @@ def test_wan22_step_at_exactly_the_boundary_is_a_high_noise_step_as_in_wan_pipel
     model.unet.register_to_config(boundary_ratio=0.75)
     assert model.boundary_timestep == 750.0
     shape = model.latent_shape(5, 32, 32)
-    ours = sample_latents(model, PROMPTS[:1], frames=5, height=32, width=32, seeds=[3], steps=4, guidance=4.0,
-                          guidance_2=2.0, scheduler="unipc")
+    ours = sample_latents(
+        model,
+        PROMPTS[:1],
+        frames=5,
+        height=32,
+        width=32,
+        seeds=[3],
+        steps=4,
+        guidance=4.0,
+        guidance_2=2.0,
+        scheduler="unipc",
+    )
     pipe = pipeline(model)
-    theirs = pipe(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=4,
-                  guidance_scale=4.0, guidance_scale_2=2.0, generator=torch.Generator().manual_seed(3),
-                  max_sequence_length=16, output_type="latent").frames
+    theirs = pipe(
+        PROMPTS[0],
+        negative_prompt="",
+        height=32,
+        width=32,
+        num_frames=5,
+        num_inference_steps=4,
+        guidance_scale=4.0,
+        guidance_scale_2=2.0,
+        generator=torch.Generator().manual_seed(3),
+        max_sequence_length=16,
+        output_type="latent",
+    ).frames
     assert 750 in pipe.scheduler.timesteps.tolist()
     torch.testing.assert_close(ours, theirs)
     assert shape == ours.shape[1:]
@@ -270,11 +347,25 @@ def test_wan22_losers_are_sampled_with_the_loser_guidance_2(tiny_config, monkeyp
 
     seen = []
     real = losers_module.sample_latents
-    monkeypatch.setattr(losers_module, "sample_latents",
-                        lambda *a, **k: seen.append((k["guidance"], k.get("guidance_2"))) or real(*a, **k))
-    trainer = Trainer(tiny_config("tiny_wan22_sspo.yaml", **{"loser.guidance": 3.0, "loser.guidance_2": 1.5,
-                                                               "loser.steps": 2, "train.max_steps": 1,
-                                                               "data.frames": 5, "data.height": 32, "data.width": 32}))
+    monkeypatch.setattr(
+        losers_module,
+        "sample_latents",
+        lambda *a, **k: seen.append((k["guidance"], k.get("guidance_2"))) or real(*a, **k),
+    )
+    trainer = Trainer(
+        tiny_config(
+            "tiny_wan22_sspo.yaml",
+            **{
+                "loser.guidance": 3.0,
+                "loser.guidance_2": 1.5,
+                "loser.steps": 2,
+                "train.max_steps": 1,
+                "data.frames": 5,
+                "data.height": 32,
+                "data.width": 32,
+            },
+        )
+    )
     trainer.losers.sample(next(iter(trainer.stream.loader(trainer.step))), 0)
     assert seen == [(3.0, 1.5)]
 
@@ -308,7 +399,7 @@ def test_each_epoch_is_a_new_permutation_and_each_read_of_a_clip_a_new_frame_win
     reads = iter(StreamSampler(n=n, batch=1, accum=1, processes=1, rank=0, seed=0, start_step=0))
     stream = [next(reads)[0] for _ in range(3 * n)]  # (index, position)
     assert [p for _, p in stream] == list(range(3 * n))
-    epochs = [[i for i, _ in stream[e * n:(e + 1) * n]] for e in range(3)]
+    epochs = [[i for i, _ in stream[e * n : (e + 1) * n]] for e in range(3)]
     assert all(sorted(e) == list(range(n)) for e in epochs) and epochs[0] != epochs[1] != epochs[2]
     seeds = {}
 

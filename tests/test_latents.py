@@ -13,8 +13,7 @@ import torch
 
 from models import build_model
 from videosspo.config import ModelConfig
-from videosspo.data import Unreadable, VideoDataset
-from videosspo.data import collate
+from videosspo.data import Unreadable, VideoDataset, collate
 from videosspo.latents import LatentDataset, cache_latents, encoder_identity
 from videosspo.metadata import load_metadata
 from videosspo.video import VideoReadError
@@ -32,15 +31,29 @@ def tiny_model():
 def cache(tiny_model, synth_data, tmp_path_factory):
     """The paired synthetic data cached once at 16x24 (module-wide; tests that modify copy it)."""
     data = VideoDataset(synth_data, frames=2, height=H, width=W)
-    return cache_latents(tiny_model, data, tmp_path_factory.mktemp("cache") / "latents", progress=False,
-                         batch_frames=3, metadata=synth_data)
+    return cache_latents(
+        tiny_model,
+        data,
+        tmp_path_factory.mktemp("cache") / "latents",
+        progress=False,
+        batch_frames=3,
+        metadata=synth_data,
+    )
 
 
 @pytest.mark.parametrize("frames, stride", [(3, 1), (2, 2), (6, 1)])  # (6, 1): 4-frame clips, last frame repeated
 def test_cached_latents_equal_on_the_fly_encoding(tiny_model, synth_data, cache, frames, stride):
     videos = VideoDataset(synth_data, frames=frames, stride=stride, height=H, width=W, require_loser=True)
-    latents = LatentDataset(cache, synth_data, frames=frames, stride=stride, height=H, width=W, require_loser=True,
-                            expect=encoder_identity(tiny_model))
+    latents = LatentDataset(
+        cache,
+        synth_data,
+        frames=frames,
+        stride=stride,
+        height=H,
+        width=W,
+        require_loser=True,
+        expect=encoder_identity(tiny_model),
+    )
     assert len(latents) == len(videos) == 6
     for index, seed in [(0, 0), (1, 7), (3, 123), (5, 99)]:
         pix, lat = videos.get(index, seed), latents.get(index, seed)
@@ -48,8 +61,9 @@ def test_cached_latents_equal_on_the_fly_encoding(tiny_model, synth_data, cache,
         want = tiny_model.encode_video(pix["pixels"][None])[0]
         assert lat["latents"].shape == want.shape == (4, frames, H // 2, W // 2)
         torch.testing.assert_close(lat["latents"], want, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(lat["loser_latents"], tiny_model.encode_video(pix["loser_pixels"][None])[0],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            lat["loser_latents"], tiny_model.encode_video(pix["loser_pixels"][None])[0], atol=1e-5, rtol=1e-5
+        )
     batch = collate([latents.get(0, 0), None, latents.get(2, 1)])
     assert batch["latents"].shape == (2, 4, frames, H // 2, W // 2) and batch["loser_latents"].shape[0] == 2
     assert batch["indices"] == [0, 2] and "pixels" not in batch
@@ -68,8 +82,9 @@ def test_caption_embeddings_are_cached_and_a_format_1_cache_still_reads(tiny_mod
     info = json.loads((old / "cache_info.json").read_text())
     for key in ("text_encoder_sha256", "tokenizer_sha256", "text_length", "temporal_factor"):
         del info["encoder"][key]
-    (old / "cache_info.json").write_text(json.dumps({k: v for k, v in info.items() if k not in ("frames", "stride")}
-                                                     | {"format": 1}))
+    (old / "cache_info.json").write_text(
+        json.dumps({k: v for k, v in info.items() if k not in ("frames", "stride")} | {"format": 1})
+    )
     for file in old.glob("*.safetensors"):
         with safe_open(str(file), framework="pt") as f:
             header = f.metadata()
@@ -166,15 +181,44 @@ def test_cli_cache_latents_writes_the_default_folder(synth_data, tmp_path, capsy
     from videosspo.cli import main
 
     data_dir = Path(shutil.copytree(synth_data, tmp_path / "data"))
-    main(["data", "cache-latents", "--config", str(ROOT / "configs/tiny_animatediff_sspo.yaml"),
-          "--data.path", str(data_dir), "--data.frames", "2", "--data.height", "16", "--data.width", "16"])
+    main(
+        [
+            "data",
+            "cache-latents",
+            "--config",
+            str(ROOT / "configs/tiny_animatediff_sspo.yaml"),
+            "--data.path",
+            str(data_dir),
+            "--data.frames",
+            "2",
+            "--data.height",
+            "16",
+            "--data.width",
+            "16",
+        ]
+    )
     out = data_dir / "latents_animatediff_16x16"
     assert str(out) in capsys.readouterr().out
     assert len(list(out.glob("*.safetensors"))) == 6
     model = build_model(ModelConfig(family="animatediff", vae="auto"))
     latents = LatentDataset(out, data_dir, frames=2, height=16, width=16, expect=encoder_identity(model))
     assert latents.get(0, 0)["latents"].shape == (4, 2, 8, 8)
-    main(["data", "cache-latents", "--config", str(ROOT / "configs/tiny_animatediff_sspo.yaml"), "--out",
-          str(tmp_path / "x"), "--data.path", str(data_dir), "--data.frames", "2", "--data.height", "16",
-          "--data.width", "16"])
+    main(
+        [
+            "data",
+            "cache-latents",
+            "--config",
+            str(ROOT / "configs/tiny_animatediff_sspo.yaml"),
+            "--out",
+            str(tmp_path / "x"),
+            "--data.path",
+            str(data_dir),
+            "--data.frames",
+            "2",
+            "--data.height",
+            "16",
+            "--data.width",
+            "16",
+        ]
+    )
     assert len(list((tmp_path / "x").glob("*.safetensors"))) == 6

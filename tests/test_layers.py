@@ -3,11 +3,11 @@ a back-edge breaks it, and every module of videosspo/ is named in a layer (an un
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import grimp
 import pytest
+import tomllib
 from importlinter.contracts.layers import LayersContract
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,8 +16,11 @@ SETTINGS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importl
 
 
 def kept(graph) -> bool:
-    contract = LayersContract(name=LAYERS["name"], session_options={"root_packages": SETTINGS["root_packages"]},
-                              contract_options={"layers": LAYERS["layers"]})
+    contract = LayersContract(
+        name=LAYERS["name"],
+        session_options={"root_packages": SETTINGS["root_packages"]},
+        contract_options={"layers": LAYERS["layers"]},
+    )
     return contract.check(graph, verbose=False).kept
 
 
@@ -30,13 +33,16 @@ def test_the_layers_hold_and_list_no_exceptions():
     assert "ignore_imports" not in LAYERS and "unmatched_ignore_imports_alerting" not in LAYERS
 
 
-@pytest.mark.parametrize("importer, imported", [
-    ("models.families", "videosspo.sampling"),         # a family's sampler quirks belong to the family
-    ("models", "videosspo.reference"),                 # LoRA slots: models.lora
-    ("videosspo.alignment", "benchmarks.vbench.synthetic"),  # the demo's scorers: videosspo.synth_scores
-    ("videosspo.synth", "models"),                     # a leaf importing an adapter
-    ("videosspo.trainer", "videosspo.cli"),
-])
+@pytest.mark.parametrize(
+    "importer, imported",
+    [
+        ("models.families", "videosspo.sampling"),  # a family's sampler quirks belong to the family
+        ("models", "videosspo.reference"),  # LoRA slots: models.lora
+        ("videosspo.alignment", "benchmarks.vbench.synthetic"),  # the demo's scorers: videosspo.synth_scores
+        ("videosspo.synth", "models"),  # a leaf importing an adapter
+        ("videosspo.trainer", "videosspo.cli"),
+    ],
+)
 def test_a_back_edge_breaks_the_contract(importer, imported):
     edged = graph()
     edged.add_import(importer=importer, imported=imported)

@@ -66,6 +66,7 @@ def forward_backward(model, inputs):
 def test_diffusers_layerwise_casting_keeps_compute_copies_for_backward_fp8_storage_does_not():
     """Why models/fp8.py: under training diffusers' `enable_layerwise_casting` leaves autograd holding each layer's
     up-cast (compute-dtype) weight until the backward pass; the float8 layers keep only float8 weights."""
+
     def saved_weights(model, inputs):  # {dtype: bytes} of saved tensors that are a layer's weight as it computed
         layers = [m for n, m in model.unet.named_modules() if isinstance(m, torch.nn.Linear) and quantizable(n, m)]
         kept = {}
@@ -74,6 +75,7 @@ def test_diffusers_layerwise_casting_keeps_compute_copies_for_backward_fp8_stora
             if any(t.untyped_storage()._cdata == m.weight.untyped_storage()._cdata for m in layers):
                 kept[t.dtype] = kept.get(t.dtype, 0) + t.untyped_storage().nbytes()
             return t
+
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model.predict(inputs[0].requires_grad_(True), *inputs[1:])
         return kept
@@ -151,7 +153,9 @@ def test_fp8_state_dict_round_trips():
     """Loading the (de-quantized) state dict quantizes it again to the same float8 weights and scales."""
     model, _ = lora_model("animatediff")
     enable_fp8_storage(model.unet)
-    before = {n: b.clone() for n, b in model.unet.named_buffers()} | {n: p.clone() for n, p in model.unet.named_parameters()}
+    before = {n: b.clone() for n, b in model.unet.named_buffers()} | {
+        n: p.clone() for n, p in model.unet.named_parameters()
+    }
     model.unet.load_state_dict(model.unet.state_dict())
     after = {n: b for n, b in model.unet.named_buffers()} | dict(model.unet.named_parameters())
     assert all(torch.equal(before[k].float(), after[k].float()) for k in before)
@@ -160,9 +164,19 @@ def test_fp8_state_dict_round_trips():
 # -- block swap -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family, checkpointing, fp8", [
-    ("wan", False, False), ("wan", True, True), ("cogvideox", True, False), ("ltx", False, True),
-    ("wan22", True, True), ("animatediff", True, False), ("animatediff", False, True), ("modelscope", True, True)])
+@pytest.mark.parametrize(
+    "family, checkpointing, fp8",
+    [
+        ("wan", False, False),
+        ("wan", True, True),
+        ("cogvideox", True, False),
+        ("ltx", False, True),
+        ("wan22", True, True),
+        ("animatediff", True, False),
+        ("animatediff", False, True),
+        ("modelscope", True, True),
+    ],
+)
 def test_block_swap_schedule_outputs_and_gradients(family, checkpointing, fp8):
     model, inputs = lora_model(family, checkpointing)
     if fp8:
@@ -177,9 +191,9 @@ def test_block_swap_schedule_outputs_and_gradients(family, checkpointing, fp8):
     assert torch.equal(out, want_out)
     assert grads.keys() == want_grads.keys() and all(torch.equal(grads[k], want_grads[k]) for k in grads)
     assert all(resident == {i} for i, resident in seen)  # each block alone on the "device" while it runs
-    forward = [i for i, _ in seen[:len(swap.blocks)]]
+    forward = [i for i, _ in seen[: len(swap.blocks)]]
     assert forward == list(range(len(swap.blocks)))
-    backward = [i for op, i in swap.log[len(swap.blocks) + 2 * len(swap.blocks):] if op == "in"]
+    backward = [i for op, i in swap.log[len(swap.blocks) + 2 * len(swap.blocks) :] if op == "in"]
     single_list = family != "wan22"
     if single_list:  # brought back in reverse order for the backward pass (recomputation or saved tensors)
         assert backward == sorted(backward, reverse=True) and set(backward) == set(range(len(swap.blocks)))
@@ -203,8 +217,10 @@ def test_block_swap_keeps_adapters_and_unswapped_weights_on_the_device():
         assert (p.data_ptr() in moves) == (id(p) not in moved), name
 
 
-@pytest.mark.parametrize("distributed, key", [("FSDP", "model.fp8_base"), ("DEEPSPEED", "model.blocks_to_swap"),
-                                              ("MULTI_GPU", "model.blocks_to_swap")])
+@pytest.mark.parametrize(
+    "distributed, key",
+    [("FSDP", "model.fp8_base"), ("DEEPSPEED", "model.blocks_to_swap"), ("MULTI_GPU", "model.blocks_to_swap")],
+)
 def test_refused_in_one_line_where_it_cannot_work(distributed, key):
     model = build_model(ModelConfig(family="wan", lora_rank=4))
     cfg = ModelConfig(family="wan", lora_rank=4, **{key[6:]: 1 if "blocks" in key else True})
@@ -217,7 +233,8 @@ def test_refused_in_one_line_where_it_cannot_work(distributed, key):
         ModelConfig(family="wan", blocks_to_swap=1)  # full fine-tuning: the optimizer updates the weights in place
     with pytest.raises(ValueError, match="at most 2"):
         build_model(ModelConfig(family="wan", lora_rank=4, blocks_to_swap=3)).enable_low_memory(
-            ModelConfig(family="wan", lora_rank=4, blocks_to_swap=3), "cpu")
+            ModelConfig(family="wan", lora_rank=4, blocks_to_swap=3), "cpu"
+        )
 
 
 # -- training -------------------------------------------------------------------------------------------------
@@ -234,7 +251,9 @@ def test_fp8_block_swap_trains_and_resumes_exactly(tiny_config, tmp_path, family
     assert straight.model.block_swap is not None
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    m_a, m_b = ([json.loads(line) for line in (t.out / "metrics.jsonl").read_text().splitlines()] for t in (straight, resumed))
+    m_a, m_b = (
+        [json.loads(line) for line in (t.out / "metrics.jsonl").read_text().splitlines()] for t in (straight, resumed)
+    )
     assert [m["loss"] for m in m_a] == [m["loss"] for m in m_b]
     assert any(p.dtype == FP8 for p in straight.model.unet.parameters())
     assert any("lora_B.default" in k and a[k].abs().sum() > 0 for k in a)  # the adapter learned (B starts at 0)
@@ -244,8 +263,15 @@ def test_fp8_exports_in_training_dtype_and_load_in_the_pipeline(tiny_config):
     """Merged: the de-quantized base + the adapter in float32 (never float8), a folder `WanPipeline` loads, whose
     transformer predicts what the trainer's float8 model does; adapter: float32 LoRA files our loader reads."""
     for export in ("merged", "adapter"):
-        cfg = tiny_config(**{**TRAIN["wan"], **LOW, "train.export": export, "train.max_steps": 1,
-                             "train.output_dir": str(tiny_config().train.output_dir) + export})
+        cfg = tiny_config(
+            **{
+                **TRAIN["wan"],
+                **LOW,
+                "train.export": export,
+                "train.max_steps": 1,
+                "train.output_dir": str(tiny_config().train.output_dir) + export,
+            }
+        )
         trainer = Trainer(cfg)
         folder = f"{trainer.fit()['checkpoint']}/model"
         c, f, h, w = trainer.model.latent_shape(5, 32, 32)
@@ -271,7 +297,21 @@ def test_fp8_block_swap_two_processes_equal_one(synth_data, tmp_path):
     swapped block == 1 process x batch 2, step by step."""
     from test_trainer import assert_two_processes_equal_one
 
-    assert_two_processes_equal_one(tmp_path, "configs/tiny_wan_sspo.yaml", "--data.path", str(synth_data),
-                                   "--data.frames", "5", "--data.height", "16", "--data.width", "16",
-                                   "--model.fp8_base", "true", "--model.blocks_to_swap", "1",
-                                   "--model.gradient_checkpointing", "true")
+    assert_two_processes_equal_one(
+        tmp_path,
+        "configs/tiny_wan_sspo.yaml",
+        "--data.path",
+        str(synth_data),
+        "--data.frames",
+        "5",
+        "--data.height",
+        "16",
+        "--data.width",
+        "16",
+        "--model.fp8_base",
+        "true",
+        "--model.blocks_to_swap",
+        "1",
+        "--model.gradient_checkpointing",
+        "true",
+    )

@@ -26,9 +26,21 @@ from videosspo.memory import (
 )
 
 LAST: dict = {}  # the last validation's numbers (benchmarks/memory_validation.py writes them down)
-MEDIUM_WAN = {"attention_head_dim": 32, "cross_attn_norm": True, "eps": 1e-6, "ffn_dim": 512, "freq_dim": 64,
-              "in_channels": 16, "num_attention_heads": 4, "num_layers": 3, "out_channels": 16, "patch_size": (1, 2, 2),
-              "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 1024, "text_dim": 256}
+MEDIUM_WAN = {
+    "attention_head_dim": 32,
+    "cross_attn_norm": True,
+    "eps": 1e-6,
+    "ffn_dim": 512,
+    "freq_dim": 64,
+    "in_channels": 16,
+    "num_attention_heads": 4,
+    "num_layers": 3,
+    "out_channels": 16,
+    "patch_size": (1, 2, 2),
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 1024,
+    "text_dim": 256,
+}
 
 
 def test_cpu_peak_counts_what_torch_allocates():
@@ -36,7 +48,8 @@ def test_cpu_peak_counts_what_torch_allocates():
         a = torch.ones(1000, 1000)  # 4 MB
         b = torch.ones(1000, 1000)  # 8 MB live
         del a, b
-        torch.ones(500, 1000)       # 2 MB
+        torch.ones(500, 1000)  # 2 MB
+
     assert cpu_peak_bytes(fn) == 8_000_000
 
 
@@ -45,14 +58,19 @@ def outside_torch(monkeypatch) -> None:
     as torch tensors: on CPU the measured peak is then what an accelerator would hold (exact values)."""
     import models.offload
 
-    monkeypatch.setattr(models.offload, "to_host", lambda t: (t.detach().reshape(-1).view(torch.uint8).numpy().copy(),
-                                                              t.dtype, t.shape))
-    monkeypatch.setattr(models.offload, "from_host", lambda host, device: torch.from_numpy(host[0]).view(host[1])
-                        .reshape(host[2]).clone())
+    monkeypatch.setattr(
+        models.offload, "to_host", lambda t: (t.detach().reshape(-1).view(torch.uint8).numpy().copy(), t.dtype, t.shape)
+    )
+    monkeypatch.setattr(
+        models.offload,
+        "from_host",
+        lambda host, device: torch.from_numpy(host[0]).view(host[1]).reshape(host[2]).clone(),
+    )
 
 
-@pytest.mark.parametrize("checkpointing, fp8, offload", [(False, False, False), (True, True, False),
-                                                         (True, False, True), (True, True, True)])
+@pytest.mark.parametrize(
+    "checkpointing, fp8, offload", [(False, False, False), (True, True, False), (True, False, True), (True, True, True)]
+)
 def test_estimate_within_15_percent_of_the_measured_cpu_peak(checkpointing, fp8, offload, monkeypatch):
     """A medium Wan (3 blocks of width 128, 768 tokens), LoRA 8, SSPO's forward batch (2 winners + 2 losers): the
     estimate's training rows (weights, adapter, gradients, AdamW, activations, backward) against torch's CPU peak
@@ -68,9 +86,19 @@ def test_estimate_within_15_percent_of_the_measured_cpu_peak(checkpointing, fp8,
     if fp8:
         enable_fp8_storage(unet)
     latent, text = (16, 3, 32, 32), (64, 256)
-    cfg = load_config("configs/tiny_wan_sspo.yaml", ["--model.gradient_checkpointing", str(checkpointing).lower(),
-                                                     "--model.lora_rank", "8", "--model.fp8_base", str(fp8).lower(),
-                                                     "--model.offload_checkpoints", str(offload).lower()])
+    cfg = load_config(
+        "configs/tiny_wan_sspo.yaml",
+        [
+            "--model.gradient_checkpointing",
+            str(checkpointing).lower(),
+            "--model.lora_rank",
+            "8",
+            "--model.fp8_base",
+            str(fp8).lower(),
+            "--model.offload_checkpoints",
+            str(offload).lower(),
+        ],
+    )
     est = estimate(cfg, Denoiser(unet, Wan, latent, text, 0, 0))
     training = [k for k in est.rows if not k.startswith(("  (", "loser", "text", "VAE", "reference"))]
     predicted = sum(est.rows[k] for k in training)
@@ -90,6 +118,7 @@ def test_estimate_within_15_percent_of_the_measured_cpu_peak(checkpointing, fp8,
         out.square().mean().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)
+
     measured = resident + cpu_peak_bytes(step)
     LAST.update(predicted_mb=predicted / 1e6, measured_mb=measured / 1e6, ratio=predicted / measured)
     assert abs(predicted / measured - 1) < 0.15, (predicted, measured, {k: est.rows[k] for k in training})
@@ -98,9 +127,23 @@ def test_estimate_within_15_percent_of_the_measured_cpu_peak(checkpointing, fp8,
 def test_real_wan_rows_by_hand():
     """Wan 2.1 1.3B (meta device) at 33x480x832: LoRA 32 on q, k, v, out of both attentions and the two FFN layers
     of 30 blocks, r (in + out) each; a checkpointed block keeps its hidden states, 9 x 30 x 52 tokens x 1536 (bf16)."""
-    cfg = load_config("configs/wan_sspo.yaml", ["--model.pretrained", "wan2.1-1.3b", "--data.frames", "33",
-                                                "--data.height", "480", "--data.width", "832", "--train.mixed_precision",
-                                                "bf16", "--model.lora_rank", "32"])
+    cfg = load_config(
+        "configs/wan_sspo.yaml",
+        [
+            "--model.pretrained",
+            "wan2.1-1.3b",
+            "--data.frames",
+            "33",
+            "--data.height",
+            "480",
+            "--data.width",
+            "832",
+            "--train.mixed_precision",
+            "bf16",
+            "--model.lora_rank",
+            "32",
+        ],
+    )
     den = denoiser_for(cfg)
     acts = trace_activations(den, torch.bfloat16)
     est = estimate(cfg, den, acts)
@@ -114,19 +157,40 @@ def test_cached_text_and_offloaded_checkpoints_rows():
     """Wan 2.1 1.3B at 33x480x832, SSPO (forward batch 2): cached text takes the UMT5 encoder's 5.68e9 x 2 bytes off the
     device; offloaded checkpoints leave one block's inputs (copied back) and the largest block's recomputation, and
     the rest is printed as CPU memory, not summed; the switch search finds both."""
-    args = ["--model.pretrained", "wan2.1-1.3b", "--data.frames", "33", "--data.height", "480", "--data.width", "832",
-            "--train.mixed_precision", "bf16", "--model.gradient_checkpointing", "true"]
+    args = [
+        "--model.pretrained",
+        "wan2.1-1.3b",
+        "--data.frames",
+        "33",
+        "--data.height",
+        "480",
+        "--data.width",
+        "832",
+        "--train.mixed_precision",
+        "bf16",
+        "--model.gradient_checkpointing",
+        "true",
+    ]
     base = load_config("configs/wan_sspo.yaml", args)
     den = denoiser_for(base)
     acts = trace_activations(den, torch.bfloat16)
     plain = estimate(base, den, acts)
-    low = estimate(load_config("configs/wan_sspo.yaml", [*args, "--data.latent_cache", "c",
-                                                         "--model.offload_checkpoints", "true"]), den, acts)
+    low = estimate(
+        load_config(
+            "configs/wan_sspo.yaml", [*args, "--data.latent_cache", "c", "--model.offload_checkpoints", "true"]
+        ),
+        den,
+        acts,
+    )
     assert plain.rows["text encoder (bf16/fp16)"] == 5.68e9 * 2
     assert low.rows["text encoder (bf16/fp16, on the CPU: cached text)"] == 0
-    assert low.rows["activations (checkpointing, offloaded, batch 2)"] == 2 * (max(acts.inputs) + max(*acts.blocks, acts.outside))
+    assert low.rows["activations (checkpointing, offloaded, batch 2)"] == 2 * (
+        max(acts.inputs) + max(*acts.blocks, acts.outside)
+    )
     assert low.rows["  (checkpoints in CPU memory, pinned)"] == 2 * (acts.outside + sum(acts.inputs))
-    saved = plain.rows["activations (checkpointing, batch 2)"] - low.rows["activations (checkpointing, offloaded, batch 2)"]
+    saved = (
+        plain.rows["activations (checkpointing, batch 2)"] - low.rows["activations (checkpointing, offloaded, batch 2)"]
+    )
     assert plain.peak - low.peak == pytest.approx(5.68e9 * 2 + saved)
     budget = plain.peak / 1e9 + OVERHEAD_GB - 5.68e9 * 2 / 1e9 - saved / 2e9
     names, fit = fitting_switches(base, budget, den, acts)
@@ -134,12 +198,38 @@ def test_cached_text_and_offloaded_checkpoints_rows():
 
 
 def test_estimate_command_prints_the_parts_and_what_fits(capsys):
-    main(["estimate", "--config", "configs/wan_sspo.yaml", "--model.pretrained", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-          "--data.frames", "33", "--data.height", "480", "--data.width", "832", "--train.mixed_precision", "bf16",
-          "--model.gradient_checkpointing", "false", "--gpu-gb", "40"])
+    main(
+        [
+            "estimate",
+            "--config",
+            "configs/wan_sspo.yaml",
+            "--model.pretrained",
+            "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+            "--data.frames",
+            "33",
+            "--data.height",
+            "480",
+            "--data.width",
+            "832",
+            "--train.mixed_precision",
+            "bf16",
+            "--model.gradient_checkpointing",
+            "false",
+            "--gpu-gb",
+            "40",
+        ]
+    )
     out = capsys.readouterr().out
-    for part in ("denoiser frozen weights", "AdamW moments", "activations (no checkpointing", "text encoder", "VAE",
-                 "loser sampling", "does not fit 40 GB", "fits 40 GB with: model.gradient_checkpointing: True"):
+    for part in (
+        "denoiser frozen weights",
+        "AdamW moments",
+        "activations (no checkpointing",
+        "text encoder",
+        "VAE",
+        "loser sampling",
+        "does not fit 40 GB",
+        "fits 40 GB with: model.gradient_checkpointing: True",
+    ):
         assert part in out, part
 
 
@@ -165,14 +255,29 @@ def test_gpu_check_builds_a_real_architecture_from_its_config(tmp_path, monkeypa
     from benchmarks import gpu_check
     from models.architectures import ARCHITECTURES, WAN_1_3B
 
-    small = {**WAN_1_3B, "num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16, "ffn_dim": 64,
-             "text_dim": 32}
-    monkeypatch.setitem(ARCHITECTURES, "wan2.1-1.3b", {**ARCHITECTURES["wan2.1-1.3b"], "denoiser": small,
-                                                       "text_tokens": 8, "text_dim": 32})
+    small = {
+        **WAN_1_3B,
+        "num_layers": 2,
+        "num_attention_heads": 2,
+        "attention_head_dim": 16,
+        "ffn_dim": 64,
+        "text_dim": 32,
+    }
+    monkeypatch.setitem(
+        ARCHITECTURES,
+        "wan2.1-1.3b",
+        {**ARCHITECTURES["wan2.1-1.3b"], "denoiser": small, "text_tokens": 8, "text_dim": 32},
+    )
     size = (5, 32, 32)
-    monkeypatch.setattr(gpu_check, "cases", lambda tiny: [
-        gpu_check.Case("wan2.1-1.3b", size, "sspo", "sdpa", True), gpu_check.Case("wan2.1-1.3b", size, "dpo", "sdpa", False),
-        gpu_check.Case("wan2.1-1.3b", size, "sspo", "sdpa", True, True, 1)])
+    monkeypatch.setattr(
+        gpu_check,
+        "cases",
+        lambda tiny: [
+            gpu_check.Case("wan2.1-1.3b", size, "sspo", "sdpa", True),
+            gpu_check.Case("wan2.1-1.3b", size, "dpo", "sdpa", False),
+            gpu_check.Case("wan2.1-1.3b", size, "sspo", "sdpa", True, True, 1),
+        ],
+    )
     rows = gpu_check.main(["--out", str(tmp_path), "--repeat", "1"])["cases"]
     assert [r["status"] for r in rows] == ["ok"] * 3, rows
     assert all(r["predicted_gb"] > 0 for r in rows)

@@ -5,8 +5,8 @@ from typing import get_args, get_type_hints
 
 import pytest
 import torch
-
 from test_losses import BETA, SSR_EXPECTED, inputs, softplus
+
 from videosspo.config import ConfigError, MethodConfig, load_config
 from videosspo.methods import METHODS, get_method
 from videosspo.trainer import Trainer
@@ -78,8 +78,7 @@ def test_loser_weight_scales_the_loser_term_only():
 
 def test_slow_reference_snapshots_the_moving_average(tiny_config):
     """sspo-ema: the replay snapshot after step 1 is d theta_0 + (1 - d) theta_1 (no warm-up), not theta_1."""
-    trainer = Trainer(tiny_config(**{"method.name": "sspo-ema", "method.reference_decay": 0.75,
-                                     "train.max_steps": 1}))
+    trainer = Trainer(tiny_config(**{"method.name": "sspo-ema", "method.reference_decay": 0.75, "train.max_steps": 1}))
     trainer.fit()
     theta0, snap = trainer.pool.get(0), trainer.pool.get(1)
     theta1 = trainer.model.unet.state_dict()

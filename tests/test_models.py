@@ -43,7 +43,14 @@ def inputs(model, frames: int, b: int = 2, seed: int = 0):
 
 
 def test_registry_and_unknown_family():
-    assert set(FAMILIES) == {*FAMILY_NAMES, "stacked", "wan", "wan22", "cogvideox", "ltx"}  # test_alignment, test_dit, test_wan22
+    assert set(FAMILIES) == {
+        *FAMILY_NAMES,
+        "stacked",
+        "wan",
+        "wan22",
+        "cogvideox",
+        "ltx",
+    }  # test_alignment, test_dit, test_wan22
     with pytest.raises(ValueError, match=r"model\.family='svd'.*animatediff"):
         build_model(ModelConfig(family="svd"))
 
@@ -99,7 +106,7 @@ def test_sd_frames_are_independent_images():
     x, t, cond = inputs(model, frames=3)
     with torch.no_grad():
         clip = model.predict(x, t, cond)
-        per_frame = torch.cat([model.predict(x[:, :, i:i + 1], t, cond) for i in range(3)], dim=2)
+        per_frame = torch.cat([model.predict(x[:, :, i : i + 1], t, cond) for i in range(3)], dim=2)
         # ... and equal to the raw 2-D UNet on each frame
         raw = model.unet(x[:, :, 1], t, encoder_hidden_states=cond).sample
     torch.testing.assert_close(clip, per_frame, atol=1e-5, rtol=1e-4)
@@ -113,7 +120,7 @@ def test_batch_entries_are_independent(family):
     x, t, cond = inputs(model, frames=2)
     with torch.no_grad():
         batch = model.predict(x, t, cond)
-        alone = torch.cat([model.predict(x[i:i + 1], t[i:i + 1], cond[i:i + 1]) for i in range(2)])
+        alone = torch.cat([model.predict(x[i : i + 1], t[i : i + 1], cond[i : i + 1]) for i in range(2)])
     torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-4)
 
 
@@ -166,8 +173,9 @@ def test_pretrained_dir_builds_each_family(tmp_path):
     assert loaded.vae_chunk_frames == 3 and loaded.vae is not None
     x, t, _ = inputs(model, frames=2)
     with torch.no_grad():
-        assert torch.equal(model.predict(x, t, model.encode_prompt(PROMPTS)),
-                           loaded.predict(x, t, loaded.encode_prompt(PROMPTS)))
+        assert torch.equal(
+            model.predict(x, t, model.encode_prompt(PROMPTS)), loaded.predict(x, t, loaded.encode_prompt(PROMPTS))
+        )
 
 
 def test_pretrained_without_vae_asks_for_vae_none(tmp_path):
@@ -206,8 +214,13 @@ def sd_layout(tmp_path_factory):
     base.save_pretrained(root / "sd")
     (root / "sd" / MODEL_FILE).unlink()
     torch.manual_seed(1)
-    adapter = MotionAdapter(block_out_channels=CHANNELS, motion_layers_per_block=1, motion_norm_num_groups=8,
-                            motion_num_attention_heads=4, motion_max_seq_length=32)
+    adapter = MotionAdapter(
+        block_out_channels=CHANNELS,
+        motion_layers_per_block=1,
+        motion_norm_num_groups=8,
+        motion_num_attention_heads=4,
+        motion_max_seq_length=32,
+    )
     adapter.save_pretrained(root / "adapter")
     return root / "sd", root / "adapter", base.unet, adapter
 
@@ -265,16 +278,19 @@ def test_vae_chunking_does_not_change_results():
     finally:
         model.vae_chunk_frames = 16
     # Per frame, and deterministic (the posterior mode): a cached latent equals a fresh one.
-    torch.testing.assert_close(model.encode_video(pixels[:, :, 1:2])[:, :, 0], whole_latents[:, :, 1],
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        model.encode_video(pixels[:, :, 1:2])[:, :, 0], whole_latents[:, :, 1], atol=1e-5, rtol=1e-4
+    )
     assert torch.equal(model.encode_video(pixels), whole_latents)
 
 
 # -- gradient checkpointing where diffusers has none: the ModelScope UNet, AnimateDiff's motion modules ----
 
 
-@pytest.mark.parametrize("family, module", [("modelscope", "down_blocks.0.resnets.0"),
-                                            ("animatediff", "down_blocks.0.motion_modules.0.proj_in")])
+@pytest.mark.parametrize(
+    "family, module",
+    [("modelscope", "down_blocks.0.resnets.0"), ("animatediff", "down_blocks.0.motion_modules.0.proj_in")],
+)
 def test_gradient_checkpointing_recomputes_and_keeps_gradients(family, module):
     model = build_model(ModelConfig(family=family))
     model.unet.eval()  # no dropout: the two passes compare like for like (eval mode still backpropagates)

@@ -8,8 +8,13 @@ from videosspo.objectives import OBJECTIVES, get_objective
 
 
 def _sched(prediction_type):
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-                         prediction_type=prediction_type)
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type=prediction_type,
+    )
 
 
 @pytest.mark.parametrize("name", ["epsilon", "v_prediction"])

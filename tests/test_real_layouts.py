@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import (AnimateDiffPipeline, DDIMScheduler, MotionAdapter, StableDiffusionPipeline,
-                       TextToVideoSDPipeline)
+from conftest import ROOT, trained_lora
+from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter, StableDiffusionPipeline, TextToVideoSDPipeline
 from peft import PeftModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from conftest import ROOT, trained_lora
 from models import build_model, load_model, save_adapter
 from models.lora import add_lora
 from videosspo.cli import main
@@ -33,15 +32,32 @@ SHIPPED = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.star
 def shipped_config(path, hub_layout, synth_data, out, **overrides):
     """The shipped config at `path`, its hub ids pointed at real-layout folders, shrunk to a 1-step run."""
     model = load_config(path).model
-    local = {key: str(ROOT / value if (ROOT / value).is_dir() else hub_layout(value))  # committed folders (assets/) as is
-             for key in ("pretrained", "motion_adapter") if (value := getattr(model, key)) is not None}
-    small = {"model": local,
-             "data": {"path": str(synth_data), "frames": CLIP_FRAMES.get(model.family, 2), "height": 16, "width": 16, "num_workers": 0,
-                      "latent_cache": None},
-             "loser": {"steps": SAMPLER_STEPS.get(model.family, 1)}, "sample": {"steps": SAMPLER_STEPS.get(model.family, 1)},
-             "optim": {"batch_size": 1, "grad_accum": 1},
-             "train": {"output_dir": str(out), "max_steps": 1, "checkpoint_every": 0, "log_every": 1,
-                       "sample_prompts": ["a red square moving left"]}}
+    local = {
+        key: str(ROOT / value if (ROOT / value).is_dir() else hub_layout(value))  # committed folders (assets/) as is
+        for key in ("pretrained", "motion_adapter")
+        if (value := getattr(model, key)) is not None
+    }
+    small = {
+        "model": local,
+        "data": {
+            "path": str(synth_data),
+            "frames": CLIP_FRAMES.get(model.family, 2),
+            "height": 16,
+            "width": 16,
+            "num_workers": 0,
+            "latent_cache": None,
+        },
+        "loser": {"steps": SAMPLER_STEPS.get(model.family, 1)},
+        "sample": {"steps": SAMPLER_STEPS.get(model.family, 1)},
+        "optim": {"batch_size": 1, "grad_accum": 1},
+        "train": {
+            "output_dir": str(out),
+            "max_steps": 1,
+            "checkpoint_every": 0,
+            "log_every": 1,
+            "sample_prompts": ["a red square moving left"],
+        },
+    }
     for key, value in overrides.items():
         section, name = key.split(".")
         small.setdefault(section, {})[name] = value
@@ -56,8 +72,19 @@ def test_every_shipped_config_starts_trains_and_samples(path, hub_layout, synth_
     assert len(summary["samples"]) == 1
     # What the run exported samples from the command line (SD 1.5 as shipped: merged, trained in bf16).
     out = tmp_path / "sample.gif"
-    main(["sample", "--checkpoint", summary["checkpoint"], "--prompt", "a blue circle", "--out", str(out),
-          "--steps", str(config.sample.steps)])
+    main(
+        [
+            "sample",
+            "--checkpoint",
+            summary["checkpoint"],
+            "--prompt",
+            "a blue circle",
+            "--out",
+            str(out),
+            "--steps",
+            str(config.sample.steps),
+        ]
+    )
     assert out.is_file()
 
 
@@ -69,7 +96,7 @@ def alpha_bar(beta_schedule: str, t: int) -> float:
     if beta_schedule == "linear":
         betas = torch.linspace(0.00085, 0.012, 1000, dtype=torch.float64)
     else:
-        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+        betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     return float(torch.cumprod(1 - betas, 0)[t])
 
 
@@ -79,19 +106,28 @@ def test_each_family_trains_and_samples_on_its_own_schedule(hub_layout):
     modelscope = str(hub_layout("ali-vilab/text-to-video-ms-1.7b"))
     assert alpha_bar("linear", 500) == pytest.approx(0.1608, abs=1e-4)
     assert alpha_bar("scaled_linear", 500) == pytest.approx(0.2763, abs=1e-4)
-    cases = [(ModelConfig(family="animatediff", pretrained=sd, motion_adapter=adapter), "linear", [999, 666, 333, 0]),
-             (ModelConfig(family="sd", pretrained=sd), "scaled_linear", [751, 501, 251, 1]),  # leading + offset 1
-             (ModelConfig(family="modelscope", pretrained=modelscope), "scaled_linear", [751, 501, 251, 1]),
-             (ModelConfig(family="animatediff", pretrained=sd, motion_adapter=adapter,
-                          schedule={"beta_schedule": "scaled_linear", "timestep_spacing": "trailing"}),
-              "scaled_linear", [999, 749, 499, 249])]
+    cases = [
+        (ModelConfig(family="animatediff", pretrained=sd, motion_adapter=adapter), "linear", [999, 666, 333, 0]),
+        (ModelConfig(family="sd", pretrained=sd), "scaled_linear", [751, 501, 251, 1]),  # leading + offset 1
+        (ModelConfig(family="modelscope", pretrained=modelscope), "scaled_linear", [751, 501, 251, 1]),
+        (
+            ModelConfig(
+                family="animatediff",
+                pretrained=sd,
+                motion_adapter=adapter,
+                schedule={"beta_schedule": "scaled_linear", "timestep_spacing": "trailing"},
+            ),
+            "scaled_linear",
+            [999, 749, 499, 249],
+        ),
+    ]
     x0, noise, t = torch.ones(1, 4, 1, 2, 2), torch.zeros(1, 4, 1, 2, 2), torch.tensor([500])
     for cfg, beta_schedule, timesteps in cases:
         model = build_model(cfg)
         want = alpha_bar(beta_schedule, 500)
         # training noise: x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε
         x_t = get_objective(model.objective).noisy(model.scheduler, x0, noise, t)
-        torch.testing.assert_close(x_t, torch.full_like(x0, want ** 0.5), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(x_t, torch.full_like(x0, want**0.5), rtol=1e-5, atol=1e-6)
         # the loser / sample sampler: same betas, the family's spacing, the folder's other values
         ddim = make_scheduler(model, "ddim")
         assert float(ddim.alphas_cumprod[500]) == pytest.approx(want, rel=1e-5)
@@ -99,8 +135,14 @@ def test_each_family_trains_and_samples_on_its_own_schedule(hub_layout):
         ddim.set_timesteps(4)
         assert ddim.timesteps.tolist() == timesteps, cfg
     # AnimateDiff's sampler is the one diffusers' AnimateDiff documentation builds
-    docs = DDIMScheduler.from_pretrained(sd, subfolder="scheduler", clip_sample=False, timestep_spacing="linspace",
-                                         beta_schedule="linear", steps_offset=1)
+    docs = DDIMScheduler.from_pretrained(
+        sd,
+        subfolder="scheduler",
+        clip_sample=False,
+        timestep_spacing="linspace",
+        beta_schedule="linear",
+        steps_offset=1,
+    )
     ours = make_scheduler(build_model(cases[0][0]), "ddim")
     for scheduler in (docs, ours):
         scheduler.set_timesteps(25)
@@ -113,8 +155,9 @@ def test_identical_runs_from_a_pretrained_folder_are_bit_identical(hub_layout, s
 
     def lora_after_two_steps(seed: int, run: str) -> dict:
         torch.rand(7)  # the global RNG has moved between the runs (other code, another process)
-        trainer = Trainer(shipped_config(path, hub_layout, synth_data, tmp_path / run, **{"train.seed": seed,
-                                                                                         "train.max_steps": 2}))
+        trainer = Trainer(
+            shipped_config(path, hub_layout, synth_data, tmp_path / run, **{"train.seed": seed, "train.max_steps": 2})
+        )
         trainer.fit()
         return trainer.policy.snapshot()
 
@@ -125,16 +168,22 @@ def test_identical_runs_from_a_pretrained_folder_are_bit_identical(hub_layout, s
 
 # -- exports load where diffusers users load models --------------------------------------------------
 
-SD15, ADAPTER, MS = ("stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-2",
-                     "ali-vilab/text-to-video-ms-1.7b")
+SD15, ADAPTER, MS = (
+    "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "guoyww/animatediff-motion-adapter-v1-5-2",
+    "ali-vilab/text-to-video-ms-1.7b",
+)
 PIPELINES = {"animatediff": AnimateDiffPipeline, "modelscope": TextToVideoSDPipeline, "sd": StableDiffusionPipeline}
 PROMPT, SEED, STEPS, GUIDANCE = "a red square moving left", 3, 2, 7.5
 
 
 def trained_lora_model(family: str, hub_layout, rank: int = 4, alpha: float = 8.0):
     """The family's model from its real-layout folders with a LoRA whose B is no longer zero (as after training)."""
-    hub = {"animatediff": dict(pretrained=hub_layout(SD15), motion_adapter=hub_layout(ADAPTER)),
-           "modelscope": dict(pretrained=hub_layout(MS)), "sd": dict(pretrained=hub_layout(SD15))}[family]
+    hub = {
+        "animatediff": dict(pretrained=hub_layout(SD15), motion_adapter=hub_layout(ADAPTER)),
+        "modelscope": dict(pretrained=hub_layout(MS)),
+        "sd": dict(pretrained=hub_layout(SD15)),
+    }[family]
     cfg = ModelConfig(family=family, lora_rank=rank, lora_alpha=alpha, **{k: str(v) for k, v in hub.items()})
     model = trained_lora(cfg)
     return model, cfg, Policy(model)
@@ -143,10 +192,16 @@ def trained_lora_model(family: str, hub_layout, rank: int = 4, alpha: float = 8.
 def base_pipeline(family: str, hub_layout):
     """The untrained pipeline as users build it from the hub (AnimateDiff: its documented scheduler)."""
     if family == "animatediff":
-        pipe = AnimateDiffPipeline.from_pretrained(hub_layout(SD15),
-                                                   motion_adapter=MotionAdapter.from_pretrained(hub_layout(ADAPTER)))
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, beta_schedule="linear",
-                                                   timestep_spacing="linspace", steps_offset=1)
+        pipe = AnimateDiffPipeline.from_pretrained(
+            hub_layout(SD15), motion_adapter=MotionAdapter.from_pretrained(hub_layout(ADAPTER))
+        )
+        pipe.scheduler = DDIMScheduler.from_config(
+            pipe.scheduler.config,
+            clip_sample=False,
+            beta_schedule="linear",
+            timestep_spacing="linspace",
+            steps_offset=1,
+        )
         return pipe
     return PIPELINES[family].from_pretrained(hub_layout(MS if family == "modelscope" else SD15))
 
@@ -154,14 +209,31 @@ def base_pipeline(family: str, hub_layout):
 def pipeline_latents(pipe, family: str) -> torch.Tensor:
     """The pipeline's own generation, stopped at the latents `b c f h w`."""
     video = {} if family == "sd" else {"num_frames": 2}
-    out = pipe(PROMPT, height=16, width=16, num_inference_steps=STEPS, guidance_scale=GUIDANCE, output_type="latent",
-               generator=torch.Generator().manual_seed(SEED), **video)
+    out = pipe(
+        PROMPT,
+        height=16,
+        width=16,
+        num_inference_steps=STEPS,
+        guidance_scale=GUIDANCE,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(SEED),
+        **video,
+    )
     return out.images.unsqueeze(2) if family == "sd" else out.frames
 
 
 def our_latents(model, family: str) -> torch.Tensor:
-    return sample_latents(model, [PROMPT], frames=1 if family == "sd" else 2, height=16, width=16, seeds=[SEED],
-                          steps=STEPS, guidance=GUIDANCE, scheduler="ddim")
+    return sample_latents(
+        model,
+        [PROMPT],
+        frames=1 if family == "sd" else 2,
+        height=16,
+        width=16,
+        seeds=[SEED],
+        steps=STEPS,
+        guidance=GUIDANCE,
+        scheduler="ddim",
+    )
 
 
 @pytest.mark.parametrize("family", list(PIPELINES))
@@ -174,8 +246,14 @@ def test_merged_export_is_a_pipeline_folder_that_generates(family, hub_layout, t
     assert pipe.text_encoder.dtype == pipe.vae.dtype == torch.float32 == pipe.unet.dtype
     assert type(pipe.scheduler).__name__ == ("PNDMScheduler" if family == "sd" else "DDIMScheduler")
     assert pipe.scheduler.config.beta_schedule == ("linear" if family == "animatediff" else "scaled_linear")
-    frames = pipe(PROMPT, height=16, width=16, num_inference_steps=STEPS, output_type="np",
-                  **({} if family == "sd" else {"num_frames": 2}))
+    frames = pipe(
+        PROMPT,
+        height=16,
+        width=16,
+        num_inference_steps=STEPS,
+        output_type="np",
+        **({} if family == "sd" else {"num_frames": 2}),
+    )
     pixels = frames.images if family == "sd" else frames.frames
     assert pixels.shape[-3:] == (16, 16, 3) and np.isfinite(pixels).all()
     # The pipeline's sampler (DDIM for comparison) gives exactly the project's own samples of the export.
@@ -213,11 +291,21 @@ def test_adapter_export_loads_with_the_family_lora_loader(family, hub_layout, tm
 
 # -- merged exports keep the frozen parts exactly as the hub ships them ---------------------------------------
 
-WAN21, WAN22, COGVIDEOX, LTX = ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
-                                "THUDM/CogVideoX-2b", "Lightricks/LTX-Video")
-HUB_MODELS = {"sd": dict(pretrained=SD15), "animatediff": dict(pretrained=SD15, motion_adapter=ADAPTER),
-              "modelscope": dict(pretrained=MS), "wan": dict(pretrained=WAN21), "wan22": dict(pretrained=WAN22),
-              "cogvideox": dict(pretrained=COGVIDEOX), "ltx": dict(pretrained=LTX)}
+WAN21, WAN22, COGVIDEOX, LTX = (
+    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+    "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+    "THUDM/CogVideoX-2b",
+    "Lightricks/LTX-Video",
+)
+HUB_MODELS = {
+    "sd": dict(pretrained=SD15),
+    "animatediff": dict(pretrained=SD15, motion_adapter=ADAPTER),
+    "modelscope": dict(pretrained=MS),
+    "wan": dict(pretrained=WAN21),
+    "wan22": dict(pretrained=WAN22),
+    "cogvideox": dict(pretrained=COGVIDEOX),
+    "ltx": dict(pretrained=LTX),
+}
 
 
 def hub_model(family: str, hub_layout):
@@ -236,8 +324,9 @@ def stored_tensors(folder) -> dict[str, torch.Tensor]:
 def assert_bit_equal(ours: dict, source: dict, where: str) -> None:
     assert ours.keys() == source.keys(), where
     for key, value in source.items():
-        assert ours[key].dtype == value.dtype and torch.equal(ours[key].view(torch.uint8), value.view(torch.uint8)), \
+        assert ours[key].dtype == value.dtype and torch.equal(ours[key].view(torch.uint8), value.view(torch.uint8)), (
             f"{where}: {key} ({ours[key].dtype}) differs from what was loaded ({value.dtype})"
+        )
 
 
 @pytest.mark.parametrize("family", list(HUB_MODELS))
@@ -250,7 +339,9 @@ def test_merged_export_holds_the_frozen_parts_bit_equal_to_the_source(family, hu
     model.to(dtype=torch.bfloat16)  # the frozen parts as mixed_precision bf16 holds them
     held = {name: {k: v.clone() for k, v in part.state_dict().items()} for name, part in model._frozen().items()}
     loaded = type(model.vae).from_pretrained(source / "vae").state_dict()  # as diffusers loads it: fp32
-    assert any(not torch.equal(held["vae"][k].float(), v) for k, v in loaded.items())  # rounded: a cast back would differ
+    assert any(
+        not torch.equal(held["vae"][k].float(), v) for k, v in loaded.items()
+    )  # rounded: a cast back would differ
     model.save_pretrained(tmp_path / "model")
     for part in ("vae", "text_encoder"):
         assert_bit_equal(stored_tensors(tmp_path / "model" / part), stored_tensors(source / part), f"{family} {part}")
@@ -267,14 +358,20 @@ def test_merged_export_of_a_tiny_model_holds_its_frozen_parts_as_built(family, t
     model.save_pretrained(tmp_path / "model")
     for name, state in built.items():
         saved = stored_tensors(tmp_path / "model" / name)
-        assert_bit_equal({k: saved[k] for k in state if k in saved}, {k: v for k, v in state.items() if k in saved}, name)
+        assert_bit_equal(
+            {k: saved[k] for k in state if k in saved}, {k: v for k, v in state.items() if k in saved}, name
+        )
         assert len(saved) >= 0.9 * len(state)  # tied / non-persistent entries aside, everything was written
     assert all(p.dtype == torch.bfloat16 for part in model._frozen().values() for p in part.parameters())
 
 
 # -- the documented load lines on folders as the hub ships them (docs/families.md) ----------------------------
 
-DIT_PIPELINES = {"cogvideox": ("CogVideoXPipeline", COGVIDEOX), "ltx": ("LTXPipeline", LTX), "wan": ("WanPipeline", WAN21)}
+DIT_PIPELINES = {
+    "cogvideox": ("CogVideoXPipeline", COGVIDEOX),
+    "ltx": ("LTXPipeline", LTX),
+    "wan": ("WanPipeline", WAN21),
+}
 
 
 @pytest.mark.parametrize("family", list(DIT_PIPELINES))
@@ -295,13 +392,24 @@ def test_documented_load_lines_generate_from_hub_shaped_folders(family, hub_layo
             p.data = torch.randn(p.shape, generator=gen) * 0.2
     policy = Policy(model)
     model.save_pretrained(tmp_path / "merged", unet=policy.merged_unet())
-    save_adapter(tmp_path / "adapter", policy.snapshot(),
-                 ModelConfig(family=family, pretrained=str(hub_layout(hub_id)), lora_rank=4, lora_alpha=8.0))
+    save_adapter(
+        tmp_path / "adapter",
+        policy.snapshot(),
+        ModelConfig(family=family, pretrained=str(hub_layout(hub_id)), lora_rank=4, lora_alpha=8.0),
+    )
     frames = 9 if family != "wan" else 5
 
     def generate(pipe) -> torch.Tensor:
-        return pipe(PROMPT, height=32, width=32, num_frames=frames, num_inference_steps=2, max_sequence_length=16,
-                    output_type="latent", generator=torch.Generator().manual_seed(SEED)).frames.float()
+        return pipe(
+            PROMPT,
+            height=32,
+            width=32,
+            num_frames=frames,
+            num_inference_steps=2,
+            max_sequence_length=16,
+            output_type="latent",
+            generator=torch.Generator().manual_seed(SEED),
+        ).frames.float()
 
     for dtype in (torch.bfloat16, torch.float32):  # the documented line; fp32, where merged == base + LoRA exactly
         base = pipeline_class.from_pretrained(hub_layout(hub_id), dtype=dtype)

@@ -276,8 +276,22 @@ def test_two_local_processes_map_the_one_node_copy(tmp_path):
     node, script = tmp_path / "node", tmp_path / "node_pool.py"
     script.write_text(NODE_SCRIPT)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-                    str(node), str(tmp_path)], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(node),
+            str(tmp_path),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     files = [str(node / f"snap_{s:08d}.safetensors") for s in (0, 2, 3)]  # size 3: θ0 kept, step 1 evicted
     assert r0["mapped"] == r1["mapped"] == files and r0["inodes"] == r1["inodes"]
@@ -289,7 +303,9 @@ def test_a_run_with_node_shared_snapshots_equals_one_with_its_own_copies(tiny_co
     from videosspo.trainer import Trainer
 
     own = Trainer(tiny_config(**{"train.output_dir": str(tmp_path / "own")}))
-    shared = Trainer(tiny_config(**{"train.output_dir": str(tmp_path / "shared"), "replay.node_dir": str(tmp_path / "node")}))
+    shared = Trainer(
+        tiny_config(**{"train.output_dir": str(tmp_path / "shared"), "replay.node_dir": str(tmp_path / "node")})
+    )
     own.fit()
     shared.fit()
     assert own.pool.steps == shared.pool.steps == [0, 1, 2]

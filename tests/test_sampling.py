@@ -9,9 +9,9 @@ import torch
 from diffusers import DDPMScheduler
 
 from models import build_model
+from models.samplers import DDPM_SAMPLERS
 from videosspo import rng
 from videosspo.config import ModelConfig
-from models.samplers import DDPM_SAMPLERS
 from videosspo.sampling import generate, make_scheduler, per_sample_noise, sample_latents
 
 PROMPTS = ["a red square moving left", "a blue circle moving up", "a green triangle moving right"]
@@ -34,8 +34,9 @@ def sample(model, prompts, seeds, **kwargs):
 # -- determinism ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family, scheduler", [("sd", "ddim"), ("sd", "ddpm"), ("animatediff", "ddim"),
-                                               ("modelscope", "euler")])
+@pytest.mark.parametrize(
+    "family, scheduler", [("sd", "ddim"), ("sd", "ddpm"), ("animatediff", "ddim"), ("modelscope", "euler")]
+)
 def test_a_sample_is_the_same_alone_or_in_a_batch(family, scheduler):
     model = tiny(family, "auto")
     batch = sample(model, PROMPTS, [11, 22, 33], scheduler=scheduler)
@@ -52,7 +53,7 @@ def test_repeatable_and_seeds_matter():
     assert torch.equal(a, sample(model, PROMPTS[:2], [0, 1]))
     b = sample(model, PROMPTS[:2], [0, 2])
     torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=1e-5)
-    assert (a[1] - b[1]).abs().max() > 1e-2               # another seed, another sample
+    assert (a[1] - b[1]).abs().max() > 1e-2  # another seed, another sample
     same_prompt = sample(model, [PROMPTS[0]] * 2, [5, 6])
     assert (same_prompt[0] - same_prompt[1]).abs().max() > 1e-2
 
@@ -91,7 +92,7 @@ def test_every_scheduler_runs(scheduler):
     out = sample(model, PROMPTS[:2], [0, 1], scheduler=scheduler, steps=4)
     assert out.shape == (2, *model.latent_shape(**SIZE)) and torch.isfinite(out).all()
     noise = per_sample_noise(model.latent_shape(**SIZE), [0, 1])
-    assert (out - noise).abs().max() > 1e-3               # it did denoise something
+    assert (out - noise).abs().max() > 1e-3  # it did denoise something
 
 
 def test_make_scheduler_shares_the_training_schedule():
@@ -107,7 +108,9 @@ def test_make_scheduler_shares_the_training_schedule():
 
 def test_unknown_scheduler():
     model = tiny()
-    with pytest.raises(ValueError, match=r"'heun' does not apply to model.family=sd.*ddim, ddpm, euler, dpm\+\+, unipc"):
+    with pytest.raises(
+        ValueError, match=r"'heun' does not apply to model.family=sd.*ddim, ddpm, euler, dpm\+\+, unipc"
+    ):
         make_scheduler(model, "heun")
     with pytest.raises(ValueError, match=r"'heun'"):
         sample(model, PROMPTS[:1], [0], scheduler="heun")
@@ -131,7 +134,7 @@ def test_guidance_at_most_one_skips_cfg(guidance, batch, monkeypatch):
     model = tiny()
     sizes = count_predicts(model, monkeypatch)
     sample(model, PROMPTS[:2], [0, 1], guidance=guidance, steps=3)
-    assert sizes == [batch] * 3                           # one call per step: b without CFG, 2b with
+    assert sizes == [batch] * 3  # one call per step: b without CFG, 2b with
 
 
 def test_guidance_steers_the_sample():
@@ -172,8 +175,9 @@ def test_start_from_an_init_latent_with_strength(scheduler, monkeypatch):
     abar = model.scheduler.alphas_cumprod[tau]
     expected = abar.sqrt() * init + (1 - abar).sqrt() * per_sample_noise(shape, [3, 4])
     torch.testing.assert_close(seen[0][0], expected, atol=1e-5, rtol=1e-5)
-    assert torch.equal(out, sample(model, PROMPTS[:2], [3, 4], scheduler=scheduler, steps=10, guidance=1.0,
-                                   init=init, strength=0.4))
+    assert torch.equal(
+        out, sample(model, PROMPTS[:2], [3, 4], scheduler=scheduler, steps=10, guidance=1.0, init=init, strength=0.4)
+    )
     with pytest.raises(ValueError, match="sigma-scaled"):
         sample(model, PROMPTS[:1], [0], scheduler="euler", init=init[:1], strength=0.5)
     with pytest.raises(ValueError, match=r"strength=0 must be in \(0, 1\]"):
@@ -184,8 +188,10 @@ def predictions(model, x, t, prompts, negative=""):
     """(unconditional, conditional) outputs of the model at `x`, timestep `t`, called one by one."""
     t = torch.full((len(prompts),), int(t))
     with torch.no_grad():
-        return (model.predict(x, t, model.encode_prompt([negative] * len(prompts))),
-                model.predict(x, t, model.encode_prompt(prompts)))
+        return (
+            model.predict(x, t, model.encode_prompt([negative] * len(prompts))),
+            model.predict(x, t, model.encode_prompt(prompts)),
+        )
 
 
 def test_one_cfg_step_is_the_guided_combination_then_the_scheduler_step():
@@ -204,7 +210,7 @@ def test_one_cfg_step_is_the_guided_combination_then_the_scheduler_step():
 def test_ddim_steps_by_hand():
     """Deterministic DDIM (η = 0) with ε-prediction, two steps over T = 1000 ("leading" spacing: t = 500, 0):
 
-        x0_hat = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t,   x_prev = √ᾱ_prev x0_hat + √(1−ᾱ_prev) ε,   ᾱ_prev(t = 0) = 1
+    x0_hat = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t,   x_prev = √ᾱ_prev x0_hat + √(1−ᾱ_prev) ε,   ᾱ_prev(t = 0) = 1
     """
     model = tiny()
     abar = model.scheduler.alphas_cumprod.double()
@@ -249,9 +255,8 @@ def test_derive_seed_is_deterministic_and_depends_on_every_argument():
     base = (0, 5, 2, "noise")
     seed = rng.derive_seed(*base)
     assert seed == rng.derive_seed(*base)
-    assert isinstance(seed, int) and 0 <= seed < 2 ** 63
-    variants = [(1, 5, 2, "noise"), (0, 6, 2, "noise"), (0, 5, 3, "noise"), (0, 5, 2, "timestep"),
-                (0, 5, 2, "loser")]
+    assert isinstance(seed, int) and 0 <= seed < 2**63
+    variants = [(1, 5, 2, "noise"), (0, 6, 2, "noise"), (0, 5, 3, "noise"), (0, 5, 2, "timestep"), (0, 5, 2, "loser")]
     seeds = [rng.derive_seed(*v) for v in variants]
     assert seed not in seeds and len(set(seeds)) == len(seeds)
     # Swapping two arguments is another seed too (not a symmetric mix).
@@ -265,9 +270,10 @@ def test_derive_seed_is_deterministic_and_depends_on_every_argument():
 
 def test_rng_draws_follow_the_derived_seeds():
     noise = rng.sample_noise((2, 3), seed=1, step=4, indices=[0, 7])
-    assert torch.equal(noise[1], torch.randn((2, 3), generator=torch.Generator().manual_seed(
-        rng.derive_seed(1, 4, 7, "noise"))))
-    assert torch.equal(rng.sample_noise((2, 3), 1, 4, [7])[0], noise[1])   # index, not position
+    assert torch.equal(
+        noise[1], torch.randn((2, 3), generator=torch.Generator().manual_seed(rng.derive_seed(1, 4, 7, "noise")))
+    )
+    assert torch.equal(rng.sample_noise((2, 3), 1, 4, [7])[0], noise[1])  # index, not position
     t = rng.sample_timesteps(1000, seed=1, step=4, indices=list(range(64)))
     assert t.dtype == torch.int64 and t.shape == (64,) and 0 <= t.min() and t.max() < 1000
     assert len(set(t.tolist())) > 32
@@ -285,8 +291,17 @@ def test_multistep_solvers_clip_x0_on_a_clip_sample_schedule(name):
     from models import load_model
 
     model = load_model(Path(__file__).resolve().parents[1] / "assets" / "stacked_base")
-    x = sample_latents(model, ["a red square moving left", "a blue circle moving up"], frames=8, height=16, width=16,
-                       seeds=[0, 1], steps=4, guidance=4.0, scheduler=name)
+    x = sample_latents(
+        model,
+        ["a red square moving left", "a blue circle moving up"],
+        frames=8,
+        height=16,
+        width=16,
+        seeds=[0, 1],
+        steps=4,
+        guidance=4.0,
+        scheduler=name,
+    )
     assert x.abs().max() <= 1.0 + 1e-5 and x.std() > 0.1
     assert make_scheduler(model, name).config.thresholding  # and a schedule without clip_sample is left alone:
     assert not DDPM_SAMPLERS[name](DDPMScheduler(clip_sample=False).config).config.thresholding

@@ -14,13 +14,13 @@ import importlib.util
 
 import pytest
 import torch
+from conftest import run_state
 from safetensors.torch import load_file
 
 from benchmarks.fsdp_check import TOLERANCE, compare_runs, final, max_diff, snapshots, train
-from conftest import run_state
 from models.lora import POLICY
-from videosspo.reference import with_adapter_name
 from videosspo.backend import ADAPTER_FILE, FSDP_OPTIMIZER_FILE
+from videosspo.reference import with_adapter_name
 
 CPU = argparse.Namespace(processes=2, lora_rank=4, cpu=True)
 
@@ -34,7 +34,9 @@ def test_fsdp_equals_one_process_and_resumes_exactly(synth_data, tmp_path):
 
     diff = compare_runs(one, two)
     assert diff["snapshot_steps"] == [[0, 2, 3], [0, 2, 3]]
-    assert max(diff["snapshot_max_abs_diff"], diff["export_max_abs_diff"], diff["ema_max_abs_diff"]) < 1e-5  # Adam: 1e-3
+    assert (
+        max(diff["snapshot_max_abs_diff"], diff["export_max_abs_diff"], diff["ema_max_abs_diff"]) < 1e-5
+    )  # Adam: 1e-3
     assert diff["metrics_max_rel_diff"] < 1e-3
     assert diff["reference_differed"]  # a reference other than the policy ran, loaded from the pool
     assert max(v.abs().max() for v in snapshots(two)[3].values()) > 5e-4  # the policy moved: not zeros compared
@@ -88,8 +90,11 @@ def test_deepspeed_zero2_resumes_exactly_on_its_process_count_only(zero2_full, s
     assert state["files"].keys() == expected["files"].keys()
     assert [name for name in expected["files"] if state["files"][name] != expected["files"][name]] == []
     assert state["metrics"] == expected["metrics"]
-    with pytest.raises(SystemExit, match=r"(?s)exit 2\).*videosspo train: cannot resume without DeepSpeed: [^\n]* "
-                                         r"partitioned over its 2 processes; resume under DeepSpeed with 2 processes"):
+    with pytest.raises(
+        SystemExit,
+        match=r"(?s)exit 2\).*videosspo train: cannot resume without DeepSpeed: [^\n]* "
+        r"partitioned over its 2 processes; resume under DeepSpeed with 2 processes",
+    ):
         train("one", resumed, synth_data, FULL)  # 1 x batch 2: the same global batch
 
 
@@ -108,7 +113,8 @@ def test_deepspeed_zero2_with_lora_equals_one_process_and_resumes(synth_data, tm
     assert max(v.abs().max() for v in snapshots(zero2)[3].values()) > 5e-4  # the policy moved: not zeros compared
 
     adapter = with_adapter_name(load_file(final(zero2) / "accelerate" / ADAPTER_FILE), POLICY)
-    module = torch.load(final(zero2) / "accelerate" / "pytorch_model" / "mp_rank_00_model_states.pt",
-                        weights_only=False)["module"]  # DeepSpeed's own copy of the module: the adapter and buffers
+    module = torch.load(
+        final(zero2) / "accelerate" / "pytorch_model" / "mp_rank_00_model_states.pt", weights_only=False
+    )["module"]  # DeepSpeed's own copy of the module: the adapter and buffers
     assert max_diff({k: module[k] for k in adapter}, adapter) == 0
     assert [k for k in module.keys() - adapter.keys() if k.endswith((".weight", ".bias"))] == []  # no frozen base

@@ -10,12 +10,12 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-
 from test_trainer import straight_and_resumed, unet_state
-from videosspo.data import Unreadable, VideoDataset
-from videosspo.metadata import load_metadata
+
 from videosspo.config import ConfigError
+from videosspo.data import Unreadable, VideoDataset
 from videosspo.errors import DataError
+from videosspo.metadata import load_metadata
 from videosspo.shards import ShardDataset, check_shares, epoch_share, expand_braces, is_shards
 from videosspo.stream import ShardSampler
 from videosspo.trainer import Trainer
@@ -79,7 +79,7 @@ def test_processes_read_disjoint_whole_shards_each_epoch():
         for share in shares:  # whole shards, each front to back
             rest = share.tolist()
             while rest:
-                rest = rest[len(next(s for s in ([0, 1, 2], [3], [4, 5]) if rest[:len(s)] == s)):]
+                rest = rest[len(next(s for s in ([0, 1, 2], [3], [4, 5]) if rest[: len(s)] == s)) :]
     orders = {tuple(epoch_share(sizes, 0, e, 1, 0)) for e in range(6)}
     assert len(orders) > 1  # the shard order changes with the epoch
     with pytest.raises(DataError, match="at least as many shards as processes"):
@@ -100,15 +100,24 @@ def test_resume_in_the_middle_reads_what_the_uninterrupted_run_read():
             assert _reads(ShardSampler([3, 1, 2], rank=rank, start_step=start, **args), 12 - start) == straight[start:]
         samples = [i for step in straight[::3] for micro in step for i, _ in micro]
         first = epoch_share([3, 1, 2], 5, 0, 2, rank)
-        assert samples[:len(first)] == first.tolist()  # epoch 0 of this process, then its epoch 1
-    positions = {p for rank in range(2) for step in _reads(ShardSampler([3, 1, 2], rank=rank, start_step=0, **args), 3)
-                 for micro in step for _, p in micro}
+        assert samples[: len(first)] == first.tolist()  # epoch 0 of this process, then its epoch 1
+    positions = {
+        p
+        for rank in range(2)
+        for step in _reads(ShardSampler([3, 1, 2], rank=rank, start_step=0, **args), 3)
+        for micro in step
+        for _, p in micro
+    }
     assert positions == set(range(8))  # seeds: one global batch of 8 positions, as with a metadata folder
 
 
 def test_training_on_shards_resumes_exactly(tiny_config, tmp_path, shards):
-    straight, resumed = straight_and_resumed(tiny_config, tmp_path, 3, **{
-        "data.path": shards, "train.checkpoint_every": 2, "optim.batch_size": 2, "method.name": "sft"})
+    straight, resumed = straight_and_resumed(
+        tiny_config,
+        tmp_path,
+        3,
+        **{"data.path": shards, "train.checkpoint_every": 2, "optim.batch_size": 2, "method.name": "sft"},
+    )
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -116,11 +125,15 @@ def test_training_on_shards_resumes_exactly(tiny_config, tmp_path, shards):
 def test_resume_on_another_process_count_is_refused(tiny_config, shards, monkeypatch):
     """Each process reads its own shards: a checkpoint's stream continues only on its number of processes."""
     Trainer(tiny_config(**{"data.path": shards, "train.max_steps": 1, "method.name": "sft"})).fit()  # 1 x batch 2
-    trainer = Trainer(tiny_config(**{"data.path": shards, "optim.batch_size": 1, "method.name": "sft",
-                                     "train.resume": "latest"}))
+    trainer = Trainer(
+        tiny_config(**{"data.path": shards, "optim.batch_size": 1, "method.name": "sft", "train.resume": "latest"})
+    )
     monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))  # as if on 2 x batch 1
-    with pytest.raises(ConfigError, match="cannot resume on 2 processes: the checkpoint's 1 processes each read their "
-                                          "own WebDataset shards .*; resume with 1 processes"):
+    with pytest.raises(
+        ConfigError,
+        match="cannot resume on 2 processes: the checkpoint's 1 processes each read their "
+        "own WebDataset shards .*; resume with 1 processes",
+    ):
         trainer.fit()
 
 
@@ -138,7 +151,15 @@ def test_a_corrupt_member_is_a_bad_clip(synth_data, tmp_path, tiny_config):
     for index, why in ((1, "pyav"), (2, "cut short")):
         failure = data.try_get(index, 0)
         assert isinstance(failure, Unreadable) and ".mp4" in failure.path and why in failure.reason
-    trainer = Trainer(tiny_config(**{"data.path": str(tmp_path / "s"), "data.max_bad_fraction": 0.5,
-                                     "train.max_steps": 4, "optim.batch_size": 1}))
+    trainer = Trainer(
+        tiny_config(
+            **{
+                "data.path": str(tmp_path / "s"),
+                "data.max_bad_fraction": 0.5,
+                "train.max_steps": 4,
+                "optim.batch_size": 1,
+            }
+        )
+    )
     with pytest.raises(DataError, match="more than data.max_bad_fraction"):  # 2 of 3 bad: stops, never hangs
         trainer.fit()

@@ -6,8 +6,22 @@ import json
 import numpy as np
 import pytest
 
-from videosspo.synth import (BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, TRAVEL, WORLDS, ClipSpec, make_dataset, make_world,
-                             mismatched_spec, parse_caption, random_spec, render_clip, shape_stamp)
+from videosspo.synth import (
+    BACKGROUNDS,
+    COLORS,
+    DIRECTIONS,
+    SHAPES,
+    TRAVEL,
+    WORLDS,
+    ClipSpec,
+    make_dataset,
+    make_world,
+    mismatched_spec,
+    parse_caption,
+    random_spec,
+    render_clip,
+    shape_stamp,
+)
 from videosspo.video import read_video
 
 
@@ -22,8 +36,13 @@ def test_caption_parse_round_trip():
         assert spec.caption == f"a {color} {shape} moving {direction}"
         assert parse_caption(spec.caption) == {"color": color, "shape": shape, "direction": direction}
     assert parse_caption("  A Red Square moving LEFT ") == {"color": "red", "shape": "square", "direction": "left"}
-    for bad in ["a red square", "a pink square moving left", "a red hexagon moving left",
-                "a red square moving sideways", "two red squares moving left"]:
+    for bad in [
+        "a red square",
+        "a pink square moving left",
+        "a red hexagon moving left",
+        "a red square moving sideways",
+        "two red squares moving left",
+    ]:
         assert parse_caption(bad) is None
 
 
@@ -130,12 +149,23 @@ def test_interrupted_dataset_is_completed(tmp_path):
 def test_default_world_is_unchanged_by_the_object_options(tmp_path):
     """v1 worlds (assets/stacked_base's): the same clips as before `sizes`/`travel`, and the same info file."""
     rng = np.random.default_rng((0, 0))  # web/ clip 0 of the v1 world, as the code before the options drew it
-    assert random_spec(rng, 16, 16, 8) == ClipSpec("purple", "circle", "right", "charcoal", 4, 7.7910268385633925,
-                                                   12.95306692733266, 0.697047521505277)
+    assert random_spec(rng, 16, 16, 8) == ClipSpec(
+        "purple", "circle", "right", "charcoal", 4, 7.7910268385633925, 12.95306692733266, 0.697047521505277
+    )
     assert WORLDS["v1"] == {} and TRAVEL == (0.4, 0.8)
     out = make_dataset(tmp_path / "ds", n=1, frames=3, height=16, width=16, caption_noise=0.4, progress=False)
     assert set(json.loads((out / "synth_info.json").read_text())) == {
-        "n", "frames", "height", "width", "fps", "seed", "paired", "caption_noise", "exclude", "lossless"}
+        "n",
+        "frames",
+        "height",
+        "width",
+        "fps",
+        "seed",
+        "paired",
+        "caption_noise",
+        "exclude",
+        "lossless",
+    }
 
 
 @pytest.mark.parametrize("direction, axis, entry", [("right", 1, 0), ("left", 1, 15), ("down", 0, 0), ("up", 0, 15)])
@@ -144,8 +174,11 @@ def test_travel_one_crosses_the_frame_from_edge_to_edge(direction, axis, entry):
     rng = np.random.default_rng(3)
     for _ in range(20):
         spec = random_spec(rng, 16, 16, 8, sizes=(5, 7), travel=(1.0, 1.0))
-        spec = mismatched_spec(spec, rng, 16, 16, 8, attributes=("direction",), travel=(1.0, 1.0)) \
-            if spec.direction != direction else spec
+        spec = (
+            mismatched_spec(spec, rng, 16, 16, 8, attributes=("direction",), travel=(1.0, 1.0))
+            if spec.direction != direction
+            else spec
+        )
         if spec.direction != direction:
             continue
         assert 5 <= spec.size <= 7

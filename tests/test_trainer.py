@@ -12,18 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from peft.utils import set_peft_model_state_dict
 
 from models import build_model, load_model
 from models.lora import add_lora
 from videosspo import rng
-from videosspo.losses import per_sample_error
-from videosspo.config import ConfigError
 from videosspo.checkpoint import latest_checkpoint
+from videosspo.config import ConfigError
+from videosspo.losses import per_sample_error
 from videosspo.stream import Lookahead, stream_shift
 from videosspo.trainer import Trainer
-
-from conftest import ROOT
 
 
 def straight_and_resumed(tiny_config, tmp_path, steps: int, **common) -> tuple[Trainer, Trainer]:
@@ -32,8 +31,11 @@ def straight_and_resumed(tiny_config, tmp_path, steps: int, **common) -> tuple[T
     straight.fit()
     stop = common["train.checkpoint_every"]
     Trainer(tiny_config(**common, **{"train.max_steps": stop, "train.output_dir": str(tmp_path / "b")})).fit()
-    resumed = Trainer(tiny_config(**common, **{"train.max_steps": steps, "train.output_dir": str(tmp_path / "b"),
-                                               "train.resume": "latest"}))
+    resumed = Trainer(
+        tiny_config(
+            **common, **{"train.max_steps": steps, "train.output_dir": str(tmp_path / "b"), "train.resume": "latest"}
+        )
+    )
     resumed.fit()
     return straight, resumed
 
@@ -44,9 +46,13 @@ def unet_state(trainer) -> dict[str, torch.Tensor]:
 
 def fixed_batch(trainer, n=2) -> dict:
     batch = [trainer.data.get(i, seed=i) for i in range(n)]
-    return {"pixels": torch.stack([b["pixels"] for b in batch]), "captions": [b["caption"] for b in batch],
-            "indices": list(range(n)), "positions": list(range(n)),
-            "loser_pixels": torch.stack([b["loser_pixels"] for b in batch])}
+    return {
+        "pixels": torch.stack([b["pixels"] for b in batch]),
+        "captions": [b["caption"] for b in batch],
+        "indices": list(range(n)),
+        "positions": list(range(n)),
+        "loser_pixels": torch.stack([b["loser_pixels"] for b in batch]),
+    }
 
 
 def test_sft_loss_falls_on_a_fixed_batch(tiny_config):
@@ -63,11 +69,19 @@ def test_sft_loss_falls_on_a_fixed_batch(tiny_config):
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-@pytest.mark.parametrize("family,frames,lora,export", [("animatediff", 2, 0, "merged"), ("modelscope", 2, 4, "merged"),
-                                                       ("animatediff", 2, 4, "adapter"), ("sd", 1, 0, "merged")])
+@pytest.mark.parametrize(
+    "family,frames,lora,export",
+    [
+        ("animatediff", 2, 0, "merged"),
+        ("modelscope", 2, 4, "merged"),
+        ("animatediff", 2, 4, "adapter"),
+        ("sd", 1, 0, "merged"),
+    ],
+)
 def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family, frames, lora, export):
-    cfg = tiny_config(**{"model.family": family, "data.frames": frames, "model.lora_rank": lora,
-                         "train.export": export})
+    cfg = tiny_config(
+        **{"model.family": family, "data.frames": frames, "model.lora_rank": lora, "train.export": export}
+    )
     trainer = Trainer(cfg)
     before = unet_state(trainer)
     summary = trainer.fit()
@@ -79,7 +93,9 @@ def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family
     assert summary["steps"] == 2 and summary["replay_steps"] == [0, 1, 2]
     # The saved model is the policy (LoRA merged, or base + adapter) and predicts what the trainer's policy does.
     saved = {p.name for p in (Path(summary["checkpoint"]) / "model").iterdir()}
-    assert ("unet" in saved) == (export == "merged") and ("pytorch_lora_weights.safetensors" in saved) == (export == "adapter")
+    assert ("unet" in saved) == (export == "merged") and ("pytorch_lora_weights.safetensors" in saved) == (
+        export == "adapter"
+    )
     loaded = load_model(summary["checkpoint"])
     c, f, h, w = loaded.latent_shape(frames, 16, 16)
     x, t = torch.randn(1, c, f, h, w), torch.tensor([500])
@@ -88,20 +104,43 @@ def test_sspo_run_changes_weights_and_saves_a_loadable_model(tiny_config, family
         assert torch.allclose(loaded.predict(x, t, cond), trainer.model.predict(x, t, cond), atol=1e-5)
     metrics = [json.loads(line) for line in open(cfg.train.output_dir + "/metrics.jsonl")]
     assert [m["step"] for m in metrics] == [1, 2]
-    for key in ("loss", "sspo/switch_frac", "rewards/accuracy", "rewards/delta_w", "rewards/delta_l",
-                "replay/ref_index", "time/losers_s", "grad_norm", "lr"):
+    for key in (
+        "loss",
+        "sspo/switch_frac",
+        "rewards/accuracy",
+        "rewards/delta_w",
+        "rewards/delta_l",
+        "replay/ref_index",
+        "time/losers_s",
+        "grad_norm",
+        "lr",
+    ):
         assert key in metrics[0], key
     assert len(summary["samples"]) == 1 and os.path.getsize(summary["samples"][0]) > 0
 
 
-@pytest.mark.parametrize("lora, losers", [(0, {}), (4, {"loser.init": "winner", "loser.strength": 0.5,
-                                                      "loser.scheduler": "unipc", "loser.guidance": 3.0,
-                                                      "optim.ema_decay": 0.9})])
+@pytest.mark.parametrize(
+    "lora, losers",
+    [
+        (0, {}),
+        (
+            4,
+            {
+                "loser.init": "winner",
+                "loser.strength": 0.5,
+                "loser.scheduler": "unipc",
+                "loser.guidance": 3.0,
+                "optim.ema_decay": 0.9,
+            },
+        ),
+    ],
+)
 def test_resume_equals_uninterrupted(tiny_config, tmp_path, lora, losers):
     """Stopped at step 2, inside the loser window [0, 3): the resumed run serves the saved losers
     (and, with LoRA, continues the adapter's moving average exactly)."""
-    straight, resumed = straight_and_resumed(tiny_config, tmp_path, 4, **{
-        "model.lora_rank": lora, "train.checkpoint_every": 2, "loser.reuse": 3, **losers})
+    straight, resumed = straight_and_resumed(
+        tiny_config, tmp_path, 4, **{"model.lora_rank": lora, "train.checkpoint_every": 2, "loser.reuse": 3, **losers}
+    )
     a, b = unet_state(straight), unet_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (straight.ema is None) == (resumed.ema is None) == (not lora)
@@ -121,8 +160,16 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path, lora, losers):
 
 def test_resume_rejects_a_different_architecture(tiny_config, tmp_path):
     Trainer(tiny_config(**{"train.output_dir": str(tmp_path / "r")})).fit()
-    other = Trainer(tiny_config(**{"train.output_dir": str(tmp_path / "r"), "model.lora_rank": 4,
-                                   "train.resume": "latest", "train.max_steps": 3}))
+    other = Trainer(
+        tiny_config(
+            **{
+                "train.output_dir": str(tmp_path / "r"),
+                "model.lora_rank": 4,
+                "train.resume": "latest",
+                "train.max_steps": 3,
+            }
+        )
+    )
     with pytest.raises(ValueError, match="model.lora_rank"):
         other.fit()
 
@@ -163,7 +210,8 @@ def test_resume_on_another_process_count(two_processes, tmp_path, first, then):
     for layout, extra in ((first, ("--train.max_steps", "1")), (then, ("--train.resume", "latest"))):
         processes, batch, accum = layout.split("x")
         done = (two_processes.launch if processes == "2" else two_processes.one)(
-            run, "--optim.batch_size", batch, "--optim.grad_accum", accum, *extra)
+            run, "--optim.batch_size", batch, "--optim.grad_accum", accum, *extra
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     assert_same_runs(run, two_processes.baseline)
 
@@ -172,8 +220,11 @@ def test_resume_refuses_another_global_batch(tiny_config, tmp_path):
     """The data position derives from step x global batch: another one is refused in one line naming both."""
     Trainer(tiny_config(**{"train.max_steps": 1})).fit()  # 1 process x batch 2
     other = Trainer(tiny_config(**{"optim.batch_size": 1, "train.resume": "latest"}))
-    with pytest.raises(ConfigError, match=r"global batch is 1 \(optim.batch_size 1 x optim.grad_accum 1 x 1 processes\) "
-                                          r"but the checkpoint's is 2 .*to 2$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"global batch is 1 \(optim.batch_size 1 x optim.grad_accum 1 x 1 processes\) "
+        r"but the checkpoint's is 2 .*to 2$",
+    ):
         other.fit()
 
 
@@ -192,17 +243,63 @@ def test_replacement_micro_batches_carry_over_to_another_layout_only_when_exact(
 def assert_two_processes_equal_one(tmp_path, config: str, *overrides: str) -> None:
     """`config` + `overrides` trained 3 steps (snapshot every step, CFG losers reused over 2 steps) by 1 process x
     batch 2 and by torchrun's 2 CPU processes x batch 1: the same metrics at every step and the same weights."""
-    args = ["--config", str(ROOT / config), "--train.max_steps", "3",
-            "--train.checkpoint_every", "0", "--replay.interval", "1", "--replay.size", "3", "--loser.steps", "2",
-            "--sample.steps", "1", "--optim.lr", "1e-4", "--optim.warmup_steps", "0", "--method.beta", "50",
-            "--train.sample_prompts", "[a]", "--loser.reuse", "2", "--loser.guidance", "3", *overrides]
+    args = [
+        "--config",
+        str(ROOT / config),
+        "--train.max_steps",
+        "3",
+        "--train.checkpoint_every",
+        "0",
+        "--replay.interval",
+        "1",
+        "--replay.size",
+        "3",
+        "--loser.steps",
+        "2",
+        "--sample.steps",
+        "1",
+        "--optim.lr",
+        "1e-4",
+        "--optim.warmup_steps",
+        "0",
+        "--method.beta",
+        "50",
+        "--train.sample_prompts",
+        "[a]",
+        "--loser.reuse",
+        "2",
+        "--loser.guidance",
+        "3",
+        *overrides,
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "videosspo.train", *args, "--train.output_dir", str(one),
-                    "--optim.batch_size", "2"], check=True, env=env, capture_output=True)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    "-m", "videosspo.train", *args, "--train.output_dir", str(two), "--optim.batch_size", "1"],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "videosspo.train", *args, "--train.output_dir", str(one), "--optim.batch_size", "2"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "videosspo.train",
+            *args,
+            "--train.output_dir",
+            str(two),
+            "--optim.batch_size",
+            "1",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     assert_same_runs(one, two)
 
 
@@ -253,8 +350,11 @@ def test_concatenated_forward_equals_separate_forwards(tiny_config):
     cond = model.encode_prompt(["a red square moving left", "a blue circle moving up"])
     with torch.no_grad():
         sched = model.scheduler
-        joint = model.predict(sched.add_noise(torch.cat([x_w, x_l]), noise.repeat(2, 1, 1, 1, 1), t.repeat(2)),
-                              t.repeat(2), cond.repeat(2, 1, 1))
+        joint = model.predict(
+            sched.add_noise(torch.cat([x_w, x_l]), noise.repeat(2, 1, 1, 1, 1), t.repeat(2)),
+            t.repeat(2),
+            cond.repeat(2, 1, 1),
+        )
         e_joint = per_sample_error(joint, noise.repeat(2, 1, 1, 1, 1))
         e_w = per_sample_error(model.predict(sched.add_noise(x_w, noise, t), t, cond), noise)
         e_l = per_sample_error(model.predict(sched.add_noise(x_l, noise, t), t, cond), noise)
@@ -303,7 +403,9 @@ def test_loser_reuse_serves_one_batch_and_its_losers_for_a_window_of_steps(tiny_
     assert torch.equal(got[0][1], got[1][1]) and torch.equal(got[0][1], got[2][1])
     loser_seeds = [[rng.derive_seed(0, w, p, "loser") for p in ps] for w, ps in ((0, [0, 1]), (3, [2, 3]))]
     assert calls == loser_seeds  # sampled at each window's first step, seeded by it
-    assert "" in trainer._fixed_prompts and trainer.losers.cache.start == 3 and set(trainer.losers.cache.latents) == {2, 3}
+    assert (
+        "" in trainer._fixed_prompts and trainer.losers.cache.start == 3 and set(trainer.losers.cache.latents) == {2, 3}
+    )
 
 
 def test_losers_from_the_winner_are_per_sample(tiny_config):
@@ -317,7 +419,7 @@ def test_losers_from_the_winner_are_per_sample(tiny_config):
     x_w = trainer.latents(batch, "")
     noise_init = Trainer(tiny_config(**{"loser.steps": 4, "train.output_dir": str(trainer.out) + "_n"}))
     far = noise_init.losers.sample(batch, 0)
-    assert ((both - x_w).norm() < 0.5 * (far - x_w).norm())  # one step from t = T/4 stays near the winner
+    assert (both - x_w).norm() < 0.5 * (far - x_w).norm()  # one step from t = T/4 stays near the winner
 
 
 @pytest.mark.parametrize("lora", [0, 4])
@@ -369,8 +471,16 @@ def test_corrupt_clip_is_skipped_and_counted(synth_data, tiny_config, tmp_path):
         row["video"] = str(synth_data / row["video"]) if not os.path.isabs(row["video"]) else row["video"]
         row.pop("loser_video", None)
     (tmp_path / "meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in meta))
-    trainer = Trainer(tiny_config(**{"data.path": str(tmp_path / "meta.jsonl"), "train.max_steps": 6,
-                                     "method.name": "sft", "data.max_bad_fraction": 0.5}))  # 1 of 6 clips
+    trainer = Trainer(
+        tiny_config(
+            **{
+                "data.path": str(tmp_path / "meta.jsonl"),
+                "train.max_steps": 6,
+                "method.name": "sft",
+                "data.max_bad_fraction": 0.5,
+            }
+        )
+    )  # 1 of 6 clips
     summary = trainer.fit()
     assert summary["steps"] == 6 and summary["skipped_clips"] >= 1
 
@@ -380,8 +490,9 @@ def test_training_from_cached_latents_equals_encoding_on_the_fly(tiny_config, tm
 
     plain = Trainer(tiny_config(**{"method.name": "dpo", "train.output_dir": str(tmp_path / "a")}))
     cache = cache_latents(plain.model, plain.data, tmp_path / "cache", progress=False)
-    cached = Trainer(tiny_config(**{"method.name": "dpo", "train.output_dir": str(tmp_path / "b"),
-                                    "data.latent_cache": str(cache)}))
+    cached = Trainer(
+        tiny_config(**{"method.name": "dpo", "train.output_dir": str(tmp_path / "b"), "data.latent_cache": str(cache)})
+    )
     batch = next(iter(cached.stream.loader(cached.step)))
     assert "latents" in batch and "pixels" not in batch and "loser_latents" in batch
     plain.fit()
@@ -432,16 +543,20 @@ def test_full_finetuning_reference_reloads_only_when_the_drawn_snapshot_changes(
 
 
 def test_old_checkpoints_are_pruned_to_keep_checkpoints(tiny_config):
-    trainer = Trainer(tiny_config(**{"method.name": "sft", "train.max_steps": 4, "train.checkpoint_every": 1,
-                                     "train.keep_checkpoints": 2}))
+    trainer = Trainer(
+        tiny_config(
+            **{"method.name": "sft", "train.max_steps": 4, "train.checkpoint_every": 1, "train.keep_checkpoints": 2}
+        )
+    )
     trainer.fit()
     kept = sorted(p.name for p in (trainer.out / "checkpoints").iterdir())
     assert kept == ["step_00000003", "step_00000004"]
 
 
 def test_full_finetuning_snapshots_spill_to_disk_past_the_budget_and_resume(tiny_config, tmp_path):
-    straight, resumed = straight_and_resumed(tiny_config, tmp_path, 3, **{
-        "replay.cpu_budget_gb": 1e-9, "train.checkpoint_every": 2})  # every snapshot but theta_0 spills
+    straight, resumed = straight_and_resumed(
+        tiny_config, tmp_path, 3, **{"replay.cpu_budget_gb": 1e-9, "train.checkpoint_every": 2}
+    )  # every snapshot but theta_0 spills
     spilled = sorted(p.name for p in (tmp_path / "a" / "replay_spill" / "rank0").iterdir())
     assert spilled == ["snap_00000002.safetensors", "snap_00000003.safetensors"]  # pool [0, 2, 3]; 1 evicted
     a, b = unet_state(straight), unet_state(resumed)

@@ -13,14 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
+from test_trainer import fixed_batch, grads_after_one_step, unet_state
 
 from videosspo import rng
-from videosspo.sampling import sample_latents
 from videosspo.checkpoint import latest_checkpoint
+from videosspo.sampling import sample_latents
 from videosspo.trainer import Trainer
 from videosspo.video import read_video, to_uint8
-
-from test_trainer import fixed_batch, grads_after_one_step, unet_state
 
 SFT = {"method.name": "sft"}
 
@@ -40,8 +39,9 @@ def fixed_loss(trainer: Trainer, batch: dict) -> float:
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_fit_lowers_the_loss_on_a_learnable_problem(tiny_config, prediction_type):
     """Eight real optimizer steps on six clips: the loss on a fixed batch falls (a step against the gradient raises it)."""
-    trainer = Trainer(tiny_config(**SFT, **{"model.prediction_type": prediction_type, "optim.lr": 2e-3,
-                                            "train.max_steps": 8}))
+    trainer = Trainer(
+        tiny_config(**SFT, **{"model.prediction_type": prediction_type, "optim.lr": 2e-3, "train.max_steps": 8})
+    )
     batch = fixed_batch(trainer)
     before = fixed_loss(trainer, batch)
     trainer.fit()
@@ -54,10 +54,11 @@ def test_v_prediction_trains_on_the_velocity(tiny_config, monkeypatch):
     batch = fixed_batch(trainer)
     calls = []
     real = trainer.policy.predict
-    monkeypatch.setattr(trainer.policy, "predict",
-                        lambda x_t, t, cond: calls.append((x_t, t, real(x_t, t, cond))) or calls[-1][2])
+    monkeypatch.setattr(
+        trainer.policy, "predict", lambda x_t, t, cond: calls.append((x_t, t, real(x_t, t, cond))) or calls[-1][2]
+    )
     loss, _ = trainer.loss(batch)
-    (x_t, t, pred), = calls
+    ((x_t, t, pred),) = calls
     x0 = batch["pixels"]  # pixel space: latents are pixels
     noise = rng.sample_noise(x0.shape[1:], 0, 0, batch["positions"])
     betas = torch.linspace(0.00085, 0.012, 1000, dtype=torch.float64)  # AnimateDiff's linear schedule (tiny config)
@@ -94,8 +95,9 @@ def test_a_writer_killed_between_files_leaves_the_previous_checkpoint_to_resume(
     assert final_names == [good.name]
     resumed = Trainer(tiny_config(**SFT, **{"train.max_steps": 2}))
     resumed.state.resume("latest")
-    assert resumed.step == 1 and all(torch.equal(a, b) for a, b in zip(unet_state(trainer).values(),
-                                                                       unet_state(resumed).values()))
+    assert resumed.step == 1 and all(
+        torch.equal(a, b) for a, b in zip(unet_state(trainer).values(), unet_state(resumed).values())
+    )
 
 
 # -- switches: how it runs, not what it computes ---------------------------------------------------
@@ -171,10 +173,20 @@ def test_a_runs_metrics_and_samples_hold_what_the_trainer_computed(tiny_config):
 
     s = cfg.sample
     with torch.no_grad():
-        pixels = trainer.model.decode(sample_latents(
-            trainer.model, list(cfg.train.sample_prompts), frames=cfg.data.frames, height=cfg.data.height,
-            width=cfg.data.width, steps=s.steps, guidance=s.guidance, negative_prompt=s.negative_prompt,
-            scheduler=s.scheduler, seeds=[0]))
+        pixels = trainer.model.decode(
+            sample_latents(
+                trainer.model,
+                list(cfg.train.sample_prompts),
+                frames=cfg.data.frames,
+                height=cfg.data.height,
+                width=cfg.data.width,
+                steps=s.steps,
+                guidance=s.guidance,
+                negative_prompt=s.negative_prompt,
+                scheduler=s.scheduler,
+                seeds=[0],
+            )
+        )
     want = to_uint8(pixels[0]).astype(float)
     got = read_video(summary["samples"][0], backend="pyav").astype(float)
     assert got.shape == want.shape == (cfg.data.frames, cfg.data.height, cfg.data.width, 3)

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, run_state, tiny
 
 from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, sha256, verify
 from videosspo.config import save_config
 from videosspo.trainer import Trainer
 from videosspo.upgrade import upgrade
-
-from conftest import ROOT, run_state, tiny
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +56,15 @@ class Canary:
         return open, (self.path, "w")
 
 
-@pytest.mark.parametrize("name", ["accelerate/custom_checkpoint_0.pkl", "accelerate/optimizer.bin",
-                                  "accelerate/random_states_0.pkl", "accelerate/extra.pt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "accelerate/custom_checkpoint_0.pkl",
+        "accelerate/optimizer.bin",
+        "accelerate/random_states_0.pkl",
+        "accelerate/extra.pt",
+    ],
+)
 def test_a_crafted_pickle_never_runs(two_checkpoints, synth_data, tmp_path, name):
     """A pickle that creates a file when loaded, placed in the newest checkpoint with its marker fixed to match:
     resuming refuses it (or loads it with weights_only=True, which fails) and the file is never created."""
@@ -69,15 +75,19 @@ def test_a_crafted_pickle_never_runs(two_checkpoints, synth_data, tmp_path, name
     (newest / name).write_bytes(pickle.dumps(Canary(canary)))
     reseal(newest, name)
     trainer = Trainer(tiny(synth_data, run, **two_checkpoints[0], **{"train.resume": str(newest)}))
-    expected = "is a pickle videosspo does not load" if name.endswith(("custom_checkpoint_0.pkl", "extra.pt")) else \
-        "could not be loaded|is damaged"
+    expected = (
+        "is a pickle videosspo does not load"
+        if name.endswith(("custom_checkpoint_0.pkl", "extra.pt"))
+        else "could not be loaded|is damaged"
+    )
     with pytest.raises(CheckpointError, match=expected):
         trainer.state.resume(str(newest))
     assert not canary.exists()
 
 
-def test_an_earlier_checkpoint_with_a_pickled_lr_schedule_is_upgraded_without_reading_it(two_checkpoints, synth_data,
-                                                                                          tmp_path, capsys):
+def test_an_earlier_checkpoint_with_a_pickled_lr_schedule_is_upgraded_without_reading_it(
+    two_checkpoints, synth_data, tmp_path, capsys
+):
     """What videosspo wrote before (accelerate's custom_checkpoint_0.pkl, a marker without digests) is refused with
     the fix named; `upgrade-checkpoints` deletes the pickle unread, adds the digests, and the run resumes."""
     from videosspo.cli import main
@@ -86,8 +96,9 @@ def test_an_earlier_checkpoint_with_a_pickled_lr_schedule_is_upgraded_without_re
     for checkpoint in checkpoints(run):
         (checkpoint / "accelerate/custom_checkpoint_0.pkl").write_bytes(pickle.dumps(Canary(tmp_path / "canary")))
         info = json.loads((checkpoint / MARKER).read_text())
-        info["files"]["accelerate/custom_checkpoint_0.pkl"] = (checkpoint / "accelerate/custom_checkpoint_0.pkl"
-                                                               ).stat().st_size
+        info["files"]["accelerate/custom_checkpoint_0.pkl"] = (
+            (checkpoint / "accelerate/custom_checkpoint_0.pkl").stat().st_size
+        )
         del info["sha256"]
         (checkpoint / MARKER).write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match=f"upgrade-checkpoints {run}` drops it unread"):
@@ -101,10 +112,16 @@ def test_an_earlier_checkpoint_with_a_pickled_lr_schedule_is_upgraded_without_re
     assert trainer.step == 2
 
 
-KINDS = {"weights": "accelerate/model.safetensors", "optimizer": "accelerate/optimizer.bin",
-         "rng": "accelerate/random_states_0.pkl", "ema": "ema.safetensors", "losers": "losers/rank0.safetensors",
-         "trainer state": "trainer.json", "export": "model/unet/diffusion_pytorch_model.safetensors",
-         "replay snapshot": "snapshot"}
+KINDS = {
+    "weights": "accelerate/model.safetensors",
+    "optimizer": "accelerate/optimizer.bin",
+    "rng": "accelerate/random_states_0.pkl",
+    "ema": "ema.safetensors",
+    "losers": "losers/rank0.safetensors",
+    "trainer state": "trainer.json",
+    "export": "model/unet/diffusion_pytorch_model.safetensors",
+    "replay snapshot": "snapshot",
+}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -155,6 +172,7 @@ def test_a_file_added_after_the_marker_is_refused(two_checkpoints, tmp_path):
 
 # -- flags given on resume -------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def finished_sft(synth_data, tmp_path_factory):
     """An SFT run of 2 steps at lr 1e-3 (constant), its final checkpoint at step 2."""
@@ -179,8 +197,13 @@ def test_each_resumable_flag_changes_what_the_resumed_run_does(finished_sft, syn
     value, expected = RESUMABLE[flag]
     shutil.copytree(finished_sft, tmp_path / "run")
     lrs = []
-    trainer = Trainer(tiny(synth_data, tmp_path / "run", **{"method.name": "sft", "train.max_steps": 4,
-                                                             "train.resume": "latest", flag: value}))
+    trainer = Trainer(
+        tiny(
+            synth_data,
+            tmp_path / "run",
+            **{"method.name": "sft", "train.max_steps": 4, "train.resume": "latest", flag: value},
+        )
+    )
     with caplog.at_level(logging.INFO, logger="videosspo.resume"):
         trainer.fit(on_step=lambda t: lrs.append(t.optimizer.param_groups[0]["lr"]))
     assert f"{flag}: " in caplog.text  # logged as a change
@@ -196,36 +219,59 @@ def test_each_resumable_flag_changes_what_the_resumed_run_does(finished_sft, syn
         assert [json.loads(line)["step"] for line in open(tmp_path / "run" / "metrics.jsonl")] == expected
 
 
-@pytest.mark.parametrize("flag, value", [("data.frames", 3), ("data.height", 24), ("data.width", 24),
-                                         ("model.lora_rank", 4), ("method.name", "dpo"), ("model.family", "sd"),
-                                         ("data.buckets", "auto"), ("model.size", "medium")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("data.frames", 3),
+        ("data.height", 24),
+        ("data.width", 24),
+        ("model.lora_rank", 4),
+        ("method.name", "dpo"),
+        ("model.family", "sd"),
+        ("data.buckets", "auto"),
+        ("model.size", "medium"),
+    ],
+)
 def test_each_refused_flag_is_one_line_and_exit_2(finished_sft, synth_data, tmp_path, capsys, flag, value):
     from videosspo.cli import main
 
     shutil.copytree(finished_sft, tmp_path / "run")
-    save_config(tiny(synth_data, tmp_path / "run", **{"method.name": "sft", "train.max_steps": 3,
-                                                       "train.resume": "latest", flag: value}), tmp_path / "c.yaml")
+    save_config(
+        tiny(
+            synth_data,
+            tmp_path / "run",
+            **{"method.name": "sft", "train.max_steps": 3, "train.resume": "latest", flag: value},
+        ),
+        tmp_path / "c.yaml",
+    )
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--config", str(tmp_path / "c.yaml")])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith(f"videosspo train: cannot resume with {flag}={value!r}: the "
-                                                   f"checkpoint was trained with")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"videosspo train: cannot resume with {flag}={value!r}: the checkpoint was trained with")
+    )
     assert [c.name for c in checkpoints(tmp_path / "run")] == ["step_00000002"]
 
 
 # -- interrupted writes ----------------------------------------------------------------------------
 
-def test_an_unmarked_newest_checkpoint_is_skipped_and_upgrade_refuses_a_partial_one(two_checkpoints, synth_data,
-                                                                                    tmp_path, caplog):
+
+def test_an_unmarked_newest_checkpoint_is_skipped_and_upgrade_refuses_a_partial_one(
+    two_checkpoints, synth_data, tmp_path, caplog
+):
     """The newest checkpoint without COMPLETE.json beside a marked one (and half deleted: no EMA, no losers) is
     an interrupted write: `latest` names it and resumes the previous one; `upgrade` leaves it unmarked."""
     run = copy_run(two_checkpoints, tmp_path)
     newest = latest_checkpoint(run)
     for name in (MARKER, "ema.safetensors", "losers/rank0.safetensors"):
         (newest / name).unlink()
-    assert upgrade(run) == [f"{newest}: not upgraded, it lacks ema.safetensors, losers/rank0.safetensors (a run "
-                            f"stopped while writing or deleting it); delete it"]
+    assert upgrade(run) == [
+        f"{newest}: not upgraded, it lacks ema.safetensors, losers/rank0.safetensors (a run "
+        f"stopped while writing or deleting it); delete it"
+    ]
     assert not (newest / MARKER).exists()
     trainer = Trainer(tiny(synth_data, run, **two_checkpoints[0], **{"train.resume": "latest"}))
     with caplog.at_level(logging.WARNING, logger="videosspo.checkpoint"):
@@ -235,6 +281,7 @@ def test_an_unmarked_newest_checkpoint_is_skipped_and_upgrade_refuses_a_partial_
 
 
 # -- divergence and a full disk --------------------------------------------------------------------
+
 
 def cli_train(cfg, tmp_path, capsys) -> tuple[int, str]:
     from videosspo.cli import main
@@ -253,13 +300,18 @@ def test_a_divergent_run_stops_in_one_line_and_never_checkpoints_it(tiny_config,
     cfg = tiny_config(**{"method.name": "sft", "optim.lr": 1e4, "train.max_steps": 6, "train.checkpoint_every": 1})
     code, line = cli_train(cfg, tmp_path, capsys)
     out = Path(cfg.train.output_dir)
-    assert code == 2 and line.startswith("videosspo train: training diverged at step 2 (") and \
-        f"the last good checkpoint is {out / 'checkpoints/step_00000001'}" in line
+    assert (
+        code == 2
+        and line.startswith("videosspo train: training diverged at step 2 (")
+        and f"the last good checkpoint is {out / 'checkpoints/step_00000001'}" in line
+    )
     assert [c.name for c in checkpoints(out)] == ["step_00000001"]
     from safetensors.torch import load_file
 
-    assert all(torch.isfinite(t).all() for t in load_file(out / "checkpoints/step_00000001/accelerate/model.safetensors"
-                                                          ).values())
+    assert all(
+        torch.isfinite(t).all()
+        for t in load_file(out / "checkpoints/step_00000001/accelerate/model.safetensors").values()
+    )
 
 
 def test_non_finite_weights_are_never_checkpointed(tiny_config, tmp_path, capsys, monkeypatch):
@@ -273,8 +325,9 @@ def test_non_finite_weights_are_never_checkpointed(tiny_config, tmp_path, capsys
         return stats
 
     monkeypatch.setattr(Trainer, "optimizer_step", poisons_step_2)
-    cfg = tiny_config(**{"method.name": "sft", "train.max_steps": 3, "train.checkpoint_every": 1,
-                         "train.on_anomaly": "continue"})
+    cfg = tiny_config(
+        **{"method.name": "sft", "train.max_steps": 3, "train.checkpoint_every": 1, "train.on_anomaly": "continue"}
+    )
     code, line = cli_train(cfg, tmp_path, capsys)
     out = Path(cfg.train.output_dir)
     assert code == 2 and line.startswith("videosspo train: training diverged at step 2 (non-finite weights)")
@@ -349,8 +402,11 @@ def every_file(run: Path) -> dict[str, bytes]:
             continue
         if p.name == MARKER:  # less config.yaml's size and digest
             info = json.loads(p.read_text())
-            files[name] = [info["parent"], info["snapshots"], *({k: v for k, v in info[key].items() if k != "config.yaml"}
-                                                               for key in ("files", "sha256"))]
+            files[name] = [
+                info["parent"],
+                info["snapshots"],
+                *({k: v for k, v in info[key].items() if k != "config.yaml"} for key in ("files", "sha256")),
+            ]
         elif p.name == "metrics.jsonl":
             files[name] = run_state(run)["metrics"]
         else:
@@ -362,8 +418,13 @@ def test_a_finished_run_killed_in_its_final_save_relaunched_and_extended_is_the_
     """SSPO with losers reused over 3 steps, EMA, keep 2: the run is SIGKILLed at a file operation of its final
     save past the publication of the final checkpoint (pruning the oldest one), relaunched (nothing left to train)
     and extended by a step inside the losers' window. Every file equals the uninterrupted run's at each stage."""
-    common = {"train.checkpoint_every": 1, "train.keep_checkpoints": 2, "loser.reuse": 3, "optim.ema_decay": 0.9,
-              "train.max_steps": 4}
+    common = {
+        "train.checkpoint_every": 1,
+        "train.keep_checkpoints": 2,
+        "loser.reuse": 3,
+        "optim.ema_decay": 0.9,
+        "train.max_steps": 4,
+    }
     straight = tmp_path / "straight"
     Trainer(tiny(synth_data, straight, **common)).fit()
     finished = every_file(straight)
@@ -373,14 +434,22 @@ def test_a_finished_run_killed_in_its_final_save_relaunched_and_extended_is_the_
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
     save_config(tiny(synth_data, run, **common), tmp_path / "c.yaml")
-    count = subprocess.run([sys.executable, "-c", KILL_IN_FINAL_SAVE, str(tmp_path / "c.yaml"), "0"], env=env,
-                           capture_output=True, text=True)
+    count = subprocess.run(
+        [sys.executable, "-c", KILL_IN_FINAL_SAVE, str(tmp_path / "c.yaml"), "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert count.returncode == 0, count.stderr[-3000:]
     events = json.loads(count.stdout.split("EVENTS")[-1])
     at = len(events) - events[::-1].index("shutil.rmtree")  # pruning: step_2 renamed to .del-*, not yet deleted
     shutil.rmtree(run)
-    killed = subprocess.run([sys.executable, "-c", KILL_IN_FINAL_SAVE, str(tmp_path / "c.yaml"), str(at)],
-                            env=env, capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_IN_FINAL_SAVE, str(tmp_path / "c.yaml"), str(at)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -9, killed.stderr[-3000:]
     Trainer(tiny(synth_data, run, **common, **{"train.resume": "latest"})).fit()  # relaunched: nothing to train
     assert every_file(run).keys() == finished.keys()

@@ -1,5 +1,6 @@
 """VBench-style evaluation: weight-free dimensions, synthetic-world dimensions, aggregation,
 skipped dimensions, outputs and reports."""
+
 import json
 import re
 import sys
@@ -19,11 +20,12 @@ from videosspo.video import read_video, write_video
 def moving_square(frames=16, size=64, speed=3, color=(220, 40, 40)):
     video = np.full((frames, size, size, 3), 30, np.uint8)
     for i in range(frames):
-        video[i, 20:36, 4 + speed * i:20 + speed * i] = color
+        video[i, 20:36, 4 + speed * i : 20 + speed * i] = color
     return video
 
 
 # ----------------------------------------------------------------------------- temporal flickering
+
 
 def test_flickering_static_clip_is_one():
     assert classical.temporal_flickering_score(moving_square(speed=0)) == 1.0
@@ -48,6 +50,7 @@ def test_flickering_matches_vbench_formula_on_mp4(tmp_path):
 
 
 # ----------------------------------------------------------------------------- flow dimensions
+
 
 @pytest.mark.parametrize("method", ["dis", "farneback"])
 def test_dynamic_degree_static_and_moving(method):
@@ -87,8 +90,10 @@ def test_imaging_quality_ranks_sharp_over_blurred_noised_and_noise(name):
     noised = {s: np.clip(sharp + rng.normal(0, s, sharp.shape), 0, 255).astype(np.uint8) for s in (15, 30)}
     blurred = cv2.GaussianBlur(sharp, (0, 0), 4)
     noise = rng.integers(0, 256, sharp.shape, dtype=np.uint8)
-    q = {k: _iq([v]) for k, v in {"sharp": sharp, "blur": blurred, "n15": noised[15], "n30": noised[30],
-                                  "noise": noise}.items()}
+    q = {
+        k: _iq([v])
+        for k, v in {"sharp": sharp, "blur": blurred, "n15": noised[15], "n30": noised[30], "noise": noise}.items()
+    }
     assert q["sharp"] > q["blur"] and q["sharp"] > q["n15"] > q["n30"], q
     assert min(q["sharp"], q["blur"], q["n15"], q["n30"]) > q["noise"] >= 0, q
 
@@ -128,6 +133,7 @@ def test_imaging_quality_resizes_longer_side_to_512():
 
 # ----------------------------------------------------------------------------- synthetic world
 
+
 def _world_clips(n=24):
     rng = np.random.default_rng(1)
     for _ in range(n):
@@ -137,8 +143,9 @@ def _world_clips(n=24):
 
 def test_synthetic_generator_clips_score_one():
     for spec, _ in _world_clips():
-        scores = synth_scores.score_clip(synth.render_clip(spec, 12, 64, 64), synth.parse_caption(spec.caption),
-                                         synth.COLORS, synth.DIRECTIONS)
+        scores = synth_scores.score_clip(
+            synth.render_clip(spec, 12, 64, 64), synth.parse_caption(spec.caption), synth.COLORS, synth.DIRECTIONS
+        )
         assert scores == {k: 1.0 for k in scores} and len(scores) == 4, (spec, scores)
 
 
@@ -147,8 +154,9 @@ def test_synthetic_mismatched_attribute_scores_zero():
     for spec, rng in _world_clips(48):
         wrong = synth.mismatched_spec(spec, rng, 64, 64, 12)
         changed = next(a for a in ("color", "shape", "direction") if getattr(wrong, a) != getattr(spec, a))
-        scores = synth_scores.score_clip(synth.render_clip(wrong, 12, 64, 64), synth.parse_caption(spec.caption),
-                                         synth.COLORS, synth.DIRECTIONS)
+        scores = synth_scores.score_clip(
+            synth.render_clip(wrong, 12, 64, 64), synth.parse_caption(spec.caption), synth.COLORS, synth.DIRECTIONS
+        )
         assert scores[f"synthetic_{changed}"] == 0.0, (spec, wrong, scores)
 
 
@@ -157,22 +165,36 @@ def test_synthetic_wrong_direction_zero_through_mp4(tmp_path):
     write_video(tmp_path / "a.mp4", synth.render_clip(spec, 12, 64, 64), fps=8)
     video = read_video(tmp_path / "a.mp4")
     right = synth_scores.score_clip(video, synth.parse_caption(spec.caption), synth.COLORS, synth.DIRECTIONS)
-    left = synth_scores.score_clip(video, synth.parse_caption("a red square moving left"), synth.COLORS,
-                                   synth.DIRECTIONS)
+    left = synth_scores.score_clip(
+        video, synth.parse_caption("a red square moving left"), synth.COLORS, synth.DIRECTIONS
+    )
     assert right == {k: 1.0 for k in right}
     assert left["synthetic_direction"] == 0.0
 
 
 # ----------------------------------------------------------------------------- aggregation
 
+
 def test_normalisation_and_scores_hand_computed():
-    raw = {"subject_consistency": 0.9, "background_consistency": 0.95, "temporal_flickering": 0.97,
-           "motion_smoothness": 0.98, "dynamic_degree": 0.5, "aesthetic_quality": 0.6, "imaging_quality": 0.65,
-           "object_class": 0.5, "multiple_objects": 0.5, "human_action": 0.5, "color": 0.5,
-           "spatial_relationship": 0.5, "scene": 0.4, "appearance_style": 0.2, "temporal_style": 0.25,
-           "overall_consistency": 0.27}
-    quality = (0.7538 / 0.8538 + 0.6885 / 0.7385 + 0.3407 / 0.3707 + 0.274 / 0.2915 + 0.5 * 0.5
-               + 0.6 + 0.65) / 6.5
+    raw = {
+        "subject_consistency": 0.9,
+        "background_consistency": 0.95,
+        "temporal_flickering": 0.97,
+        "motion_smoothness": 0.98,
+        "dynamic_degree": 0.5,
+        "aesthetic_quality": 0.6,
+        "imaging_quality": 0.65,
+        "object_class": 0.5,
+        "multiple_objects": 0.5,
+        "human_action": 0.5,
+        "color": 0.5,
+        "spatial_relationship": 0.5,
+        "scene": 0.4,
+        "appearance_style": 0.2,
+        "temporal_style": 0.25,
+        "overall_consistency": 0.27,
+    }
+    quality = (0.7538 / 0.8538 + 0.6885 / 0.7385 + 0.3407 / 0.3707 + 0.274 / 0.2915 + 0.5 * 0.5 + 0.6 + 0.65) / 6.5
     semantic = (5 * 0.5 + 0.4 / 0.8222 + 0.1991 / 0.2846 + 0.25 / 0.364 + 0.27 / 0.364) / 9
     s = final_scores(raw)
     assert s["normalised"]["dynamic_degree"] == pytest.approx(0.25)
@@ -194,12 +216,16 @@ def test_skipped_dimension_reports_reason_and_fix(tmp_path):
     assert list(scorers) == ["temporal_flickering"]
     assert "no --weights DIR" in skipped["subject_consistency"]["reason"]
     assert "dino_vitb16" in skipped["subject_consistency"]["fix"]
-    assert "GRiT" in skipped["object_class"]["reason"] and "grit_b_densecap_objectdet.pth" in skipped["object_class"]["fix"]
+    assert (
+        "GRiT" in skipped["object_class"]["reason"]
+        and "grit_b_densecap_objectdet.pth" in skipped["object_class"]["fix"]
+    )
     _, skipped = build(["subject_consistency"], ScorerContext(weights=tmp_path))
     assert str(tmp_path) in skipped["subject_consistency"]["reason"]
 
 
 # ----------------------------------------------------------------------------- CLI, outputs, report
+
 
 @pytest.fixture
 def synth_dataset(tmp_path):
@@ -236,8 +262,21 @@ def test_cli_writes_vbench_results_summary_and_report(synth_dataset, tmp_path):
 
 def test_compare_and_limit(synth_dataset, tmp_path):
     for name in ("base", "sspo"):
-        main(["--videos", str(synth_dataset), "--out", str(tmp_path / name), "--limit", "2",
-              "--dims", "temporal_flickering", "dynamic_degree", "synthetic_color", "--no-progress"])
+        main(
+            [
+                "--videos",
+                str(synth_dataset),
+                "--out",
+                str(tmp_path / name),
+                "--limit",
+                "2",
+                "--dims",
+                "temporal_flickering",
+                "dynamic_degree",
+                "synthetic_color",
+                "--no-progress",
+            ]
+        )
     assert json.loads((tmp_path / "base" / "summary.json").read_text())["n_videos"] == 2
     main(["--compare", str(tmp_path / "base"), str(tmp_path / "sspo"), "--out", str(tmp_path / "cmp")])
     md = (tmp_path / "cmp" / "compare.md").read_text()
@@ -266,25 +305,52 @@ def test_help_runs_as_module():
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "benchmarks.vbench_eval", "--help"], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    res = subprocess.run(
+        [sys.executable, "-m", "benchmarks.vbench_eval", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert res.returncode == 0 and "--weights" in res.stdout and "proxy" in res.stdout
 
 
 def test_two_processes_equal_one_process(tmp_path):
     """accelerate's split (5 videos over 2 processes, uneven) gathers the same results as 1 process."""
     import subprocess
+    import sys
 
     from conftest import free_port
-    import sys
 
     synth.make_dataset(tmp_path / "five", 5, frames=8, progress=False)
     root = Path(__file__).resolve().parents[1]
-    common = ["benchmarks/vbench_eval.py", "--videos", str(tmp_path / "five"), "--no-progress", "--no-report",
-              "--dims", "temporal_flickering", "synthetic_color", "--name", "r"]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(free_port())]
+    common = [
+        "benchmarks/vbench_eval.py",
+        "--videos",
+        str(tmp_path / "five"),
+        "--no-progress",
+        "--no-report",
+        "--dims",
+        "temporal_flickering",
+        "synthetic_color",
+        "--name",
+        "r",
+    ]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+    ]
     res = subprocess.run(launch + common + ["--out", str(tmp_path / "two")], cwd=root, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     main(common[1:] + ["--out", str(tmp_path / "one")])
@@ -303,22 +369,43 @@ def test_full_info_scopes_dimensions_per_prompt(tmp_path):
     folder = tmp_path / "v"
     write_video(folder / "still-0.mp4", moving_square(frames=8, speed=0), fps=8)
     write_video(folder / "moving-0.mp4", moving_square(frames=8, speed=3), fps=8)
-    info = [{"prompt_en": "still", "dimension": ["temporal_flickering"]},
-            {"prompt_en": "moving", "dimension": ["dynamic_degree"]}]
+    info = [
+        {"prompt_en": "still", "dimension": ["temporal_flickering"]},
+        {"prompt_en": "moving", "dimension": ["dynamic_degree"]},
+    ]
     (tmp_path / "VBench_full_info.json").write_text(json.dumps(info))
-    main(["--videos", str(folder), "--prompts", str(tmp_path / "VBench_full_info.json"), "--out",
-          str(tmp_path / "o"), "--dims", "temporal_flickering", "dynamic_degree", "--no-progress", "--no-report"])
+    main(
+        [
+            "--videos",
+            str(folder),
+            "--prompts",
+            str(tmp_path / "VBench_full_info.json"),
+            "--out",
+            str(tmp_path / "o"),
+            "--dims",
+            "temporal_flickering",
+            "dynamic_degree",
+            "--no-progress",
+            "--no-report",
+        ]
+    )
     res = json.loads((tmp_path / "o" / "o_eval_results.json").read_text())
     assert [r["video_path"].endswith("still-0.mp4") for r in res["temporal_flickering"][1]] == [True]
     assert res["dynamic_degree"][0] == 1.0 and len(res["dynamic_degree"][1]) == 1
 
 
 VBENCH_INFO = [  # VBench_full_info.json's format, entries as VBench writes them
-    {"prompt_en": "alley", "dimension": ["scene", "background_consistency"],
-     "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}}},
+    {
+        "prompt_en": "alley",
+        "dimension": ["scene", "background_consistency"],
+        "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}},
+    },
     {"prompt_en": "a red bicycle", "dimension": ["color"], "auxiliary_info": {"color": {"color": "red"}}},
-    {"prompt_en": "The bund Shanghai, oil painting", "dimension": ["appearance_style"],
-     "auxiliary_info": {"appearance_style": {"appearance_style": "oil painting"}}},
+    {
+        "prompt_en": "The bund Shanghai, oil painting",
+        "dimension": ["appearance_style"],
+        "auxiliary_info": {"appearance_style": {"appearance_style": "oil painting"}},
+    },
     {"prompt_en": "The bund Shanghai, oil painting", "dimension": ["overall_consistency", "aesthetic_quality"]},
     {"prompt_en": "a dog", "dimension": ["subject_consistency"]},
 ]
@@ -341,8 +428,10 @@ def test_load_prompts_keeps_auxiliary_info_and_merges_repeated_prompts(tmp_path)
     assert auxiliary_info(prompts[1], "color") == {"color": "red"}
     assert auxiliary_info(prompts[1], "scene") is None
     (tmp_path / "p.txt").write_text("a cat\n\nalley\n")
-    assert load_prompts(str(tmp_path / "p.txt")) == [{"prompt": "a cat", "dimensions": None, "auxiliary_info": {}},
-                                                      {"prompt": "alley", "dimensions": None, "auxiliary_info": {}}]
+    assert load_prompts(str(tmp_path / "p.txt")) == [
+        {"prompt": "a cat", "dimensions": None, "auxiliary_info": {}},
+        {"prompt": "alley", "dimensions": None, "auxiliary_info": {}},
+    ]
 
 
 def test_auxiliary_info_reaches_each_videos_scorers(tmp_path):
@@ -359,21 +448,28 @@ def test_auxiliary_info_reaches_each_videos_scorers(tmp_path):
     for name in ("alley-0", "alley-1", "a red bicycle-0", "unlisted-0"):
         write_video(folder / f"{name}.mp4", moving_square(frames=2, size=32), fps=8)
     items = attach_prompt_info(collect_videos(folder), prompts)
-    assert [it.get("auxiliary_info") for it in items] == [{"color": {"color": "red"}}] + \
-        [{"scene": {"scene": {"scene": "alley"}}}] * 2 + [None]
+    assert [it.get("auxiliary_info") for it in items] == [{"color": {"color": "red"}}] + [
+        {"scene": {"scene": {"scene": "alley"}}}
+    ] * 2 + [None]
     seen = []
     scorer = Scorer(lambda p, m: seen.append((p, m.get("auxiliary_info"))) or _Count(), {"backend": "t"})
     score_clip(items[1], {"scene": scorer})
     assert seen == [("alley", {"scene": {"scene": {"scene": "alley"}}})]
     planned = plan(prompts, 2, tmp_path / "gen")
-    assert [(it["video"].split("/")[-1], it["auxiliary_info"].get("color")) for it in planned[2:4]] == \
-        [("a red bicycle-0.mp4", {"color": "red"}), ("a red bicycle-1.mp4", {"color": "red"})]
-    rows = [{"video": "alley-0.mp4", "caption": "alley", "auxiliary_info": {"scene": {"scene": {"scene": "lane"}}}},
-            {"video": "unlisted-0.mp4", "caption": "unlisted", "auxiliary_info": {"color": {"color": "blue"}}}]
+    assert [(it["video"].split("/")[-1], it["auxiliary_info"].get("color")) for it in planned[2:4]] == [
+        ("a red bicycle-0.mp4", {"color": "red"}),
+        ("a red bicycle-1.mp4", {"color": "red"}),
+    ]
+    rows = [
+        {"video": "alley-0.mp4", "caption": "alley", "auxiliary_info": {"scene": {"scene": {"scene": "lane"}}}},
+        {"video": "unlisted-0.mp4", "caption": "unlisted", "auxiliary_info": {"color": {"color": "blue"}}},
+    ]
     (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     items = attach_prompt_info(collect_videos(folder), prompts)  # the JSON's info wins over the row's
-    assert [it["auxiliary_info"] for it in items] == [{"scene": {"scene": {"scene": "alley"}}},
-                                                      {"color": {"color": "blue"}}]
+    assert [it["auxiliary_info"] for it in items] == [
+        {"scene": {"scene": {"scene": "alley"}}},
+        {"color": {"color": "blue"}},
+    ]
 
 
 class _Count:
@@ -391,6 +487,7 @@ class _Count:
 
 # ----------------------------------------------------------------------------- issue 11: protocol
 
+
 def _parse_strict(text: str):
     """json.loads that rejects NaN / Infinity (invalid JSON)."""
     return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
@@ -405,8 +502,24 @@ def test_flat_videos_give_valid_json_without_nan(tmp_path):
     write_video(folder / "black-0.mp4", np.zeros((4, 32, 32, 3), np.uint8), fps=8)
     write_video(folder / "grey-0.mp4", np.full((4, 32, 32, 3), 128, np.uint8), fps=8)
     out = tmp_path / "o"
-    assert main(["--videos", str(folder), "--out", str(out), "--no-progress", "--no-report",
-                 "--dims", "imaging_quality", "temporal_flickering", "dynamic_degree", "motion_smoothness"]) == 0
+    assert (
+        main(
+            [
+                "--videos",
+                str(folder),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--no-report",
+                "--dims",
+                "imaging_quality",
+                "temporal_flickering",
+                "dynamic_degree",
+                "motion_smoothness",
+            ]
+        )
+        == 0
+    )
     summary = _parse_strict((out / "summary.json").read_text())
     _parse_strict((out / "o_eval_results.json").read_text())
     for line in (out / "per_video.jsonl").read_text().splitlines():
@@ -439,13 +552,27 @@ def test_static_filter_scores_first_five_static_videos_per_prompt(tmp_path):
     out = tmp_path / "o"
     main(["--videos", str(folder), "--out", str(out), "--no-progress", "--no-report", "--dims", "temporal_flickering"])
     summary = json.loads((out / "summary.json").read_text())
-    kept = [Path(r["video_path"]).stem[-1] for r in json.loads((out / "o_eval_results.json").read_text())
-            ["temporal_flickering"][1]]
+    kept = [
+        Path(r["video_path"]).stem[-1]
+        for r in json.loads((out / "o_eval_results.json").read_text())["temporal_flickering"][1]
+    ]
     assert kept == ["0", "2", "3", "5", "6"]
     assert summary["dimensions"]["temporal_flickering"]["static_filter"].startswith("applied")
     assert "6 of 8 videos static, 5 scored" in summary["dimensions"]["temporal_flickering"]["static_filter"]
-    main(["--videos", str(folder), "--out", str(tmp_path / "one"), "--no-progress", "--no-report", "--limit", "1",
-          "--dims", "temporal_flickering"])
+    main(
+        [
+            "--videos",
+            str(folder),
+            "--out",
+            str(tmp_path / "one"),
+            "--no-progress",
+            "--no-report",
+            "--limit",
+            "1",
+            "--dims",
+            "temporal_flickering",
+        ]
+    )
     one = json.loads((tmp_path / "one" / "summary.json").read_text())["dimensions"]["temporal_flickering"]
     assert one["static_filter"].startswith("not applied") and "not comparable" in one["static_filter"]
 
@@ -463,22 +590,36 @@ def test_vbench_script_total_counts_missing_as_zero():
 
 def test_final_line_labels_partial_and_vbench_script_scores(synth_dataset, tmp_path, capsys):
     """Issue 11.5: the CLI prints both numbers, each labelled."""
-    main(["--videos", str(synth_dataset), "--out", str(tmp_path / "o"), "--no-progress", "--no-report",
-          "--dims", "temporal_flickering", "dynamic_degree"])
+    main(
+        [
+            "--videos",
+            str(synth_dataset),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+            "--no-report",
+            "--dims",
+            "temporal_flickering",
+            "dynamic_degree",
+        ]
+    )
     line = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     total = summary["scores"]["vbench_script"]["total"]
     assert "partial (dimensions present only)" in line
     assert f"VBench's cal_final_score would print total {100 * total:.2f}% (14 missing dimensions counted as 0)" in line
     assert "What VBench's `cal_final_score.py` would print" in "\n".join(
-        __import__("benchmarks.vbench.report", fromlist=["_score_lines"])._score_lines(summary))
+        __import__("benchmarks.vbench.report", fromlist=["_score_lines"])._score_lines(summary)
+    )
 
 
 def test_compare_only_like_with_like(synth_dataset, tmp_path):
     """Issue 11.6: a dimension one run did not request is left out (and said so); the group scores
     are recomputed over the dimensions every run has."""
     common = ["--videos", str(synth_dataset), "--no-progress", "--no-report", "--limit", "2"]
-    main(common + ["--out", str(tmp_path / "a"), "--dims", "temporal_flickering", "dynamic_degree", "motion_smoothness"])
+    main(
+        common + ["--out", str(tmp_path / "a"), "--dims", "temporal_flickering", "dynamic_degree", "motion_smoothness"]
+    )
     main(common + ["--out", str(tmp_path / "b"), "--dims", "temporal_flickering", "motion_smoothness"])
     main(["--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")])
     md = (tmp_path / "cmp" / "compare.md").read_text()
@@ -494,8 +635,16 @@ def test_unreadable_videos_on_final_line_and_strict(tmp_path, capsys):
     folder = tmp_path / "v"
     write_video(folder / "good-0.mp4", moving_square(frames=4, size=32), fps=8)
     (folder / "broken-0.mp4").write_bytes(b"not a video at all")
-    args = ["--videos", str(folder), "--out", str(tmp_path / "o"), "--no-progress", "--no-report",
-            "--dims", "temporal_flickering"]
+    args = [
+        "--videos",
+        str(folder),
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+        "--no-report",
+        "--dims",
+        "temporal_flickering",
+    ]
     assert main(args) == 0
     assert "1 unreadable videos (broken-0.mp4)" in capsys.readouterr().out.strip().splitlines()[-1]
     assert main(args + ["--strict"]) == 1
@@ -510,11 +659,14 @@ class _FakeVBench:
         self.full_info, self.out = full_info, Path(out)
 
     def evaluate(self, videos_path, name, dimension_list, mode, prompt_list=None):
-        _FakeVBench.calls.append({"full_info": self.full_info, "dims": dimension_list, "mode": mode,
-                                  "prompt_list": prompt_list})
+        _FakeVBench.calls.append(
+            {"full_info": self.full_info, "dims": dimension_list, "mode": mode, "prompt_list": prompt_list}
+        )
         video = str(Path(videos_path) / "a cat-0.mp4")
-        results = {d: [0.5, [{"video_path": video, "video_results": 50.0 if d == "imaging_quality" else 0.5}]]
-                   for d in dimension_list}
+        results = {
+            d: [0.5, [{"video_path": video, "video_results": 50.0 if d == "imaging_quality" else 0.5}]]
+            for d in dimension_list
+        }
         (self.out / f"{name}_eval_results.json").write_text(json.dumps(results))
 
 
@@ -532,8 +684,9 @@ def test_official_backend_modes_and_prompt_conversion(tmp_path, monkeypatch):
     folder = tmp_path / "v"
     write_video(folder / "a cat-0.mp4", moving_square(frames=4, size=32), fps=8)
     dims = ["imaging_quality", "scene", "color", "overall_consistency"]
-    main(["--videos", str(folder), "--out", str(tmp_path / "o"), "--backend", "official", "--no-report",
-          "--dims", *dims])
+    main(
+        ["--videos", str(folder), "--out", str(tmp_path / "o"), "--backend", "official", "--no-report", "--dims", *dims]
+    )
     call = _FakeVBench.calls[-1]
     assert call["mode"] == "custom_input" and call["dims"] == ["imaging_quality", "overall_consistency"]
     assert call["prompt_list"] == {"a cat-0.mp4": "a cat"}
@@ -543,8 +696,21 @@ def test_official_backend_modes_and_prompt_conversion(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "o" / "o_prompts.json").read_text()) == {"a cat-0.mp4": "a cat"}
     info = tmp_path / "VBench_full_info.json"
     info.write_text(json.dumps([{"prompt_en": "a cat", "dimension": dims}]))
-    main(["--videos", str(folder), "--out", str(tmp_path / "s"), "--backend", "official", "--no-report",
-          "--prompts", str(info), "--dims", *dims])
+    main(
+        [
+            "--videos",
+            str(folder),
+            "--out",
+            str(tmp_path / "s"),
+            "--backend",
+            "official",
+            "--no-report",
+            "--prompts",
+            str(info),
+            "--dims",
+            *dims,
+        ]
+    )
     assert _FakeVBench.calls[-1]["mode"] == "vbench_standard" and _FakeVBench.calls[-1]["dims"] == dims
     assert _FakeVBench.calls[-1]["full_info"] == str(info)
 
@@ -554,6 +720,19 @@ def test_official_backend_checks_import_before_generating(tmp_path, capsys, monk
     monkeypatch.setitem(sys.modules, "vbench", None)
     (tmp_path / "p.txt").write_text("a cat\n")
     (tmp_path / "ckpt").mkdir()  # exists (a missing one is its own one-line error), never loaded
-    assert main(["--checkpoint", str(tmp_path / "ckpt"), "--prompts", str(tmp_path / "p.txt"),
-                 "--out", str(tmp_path / "o"), "--backend", "official"]) == 2
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(tmp_path / "ckpt"),
+                "--prompts",
+                str(tmp_path / "p.txt"),
+                "--out",
+                str(tmp_path / "o"),
+                "--backend",
+                "official",
+            ]
+        )
+        == 2
+    )
     assert "pip install vbench" in capsys.readouterr().err and not (tmp_path / "o" / "videos").exists()

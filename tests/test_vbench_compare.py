@@ -11,22 +11,30 @@ from benchmarks.vbench_eval import main
 
 # VBench's normalisation bounds (VBENCH_FACTS.md): temporal flickering [0.6293, 1.0], motion smoothness
 # [0.706, 0.9975], both weight 1 in Quality.
-RAW = {"base": {"temporal_flickering": 0.90, "motion_smoothness": 0.95},
-       "sspo": {"temporal_flickering": 0.80, "motion_smoothness": 0.99}}
+RAW = {
+    "base": {"temporal_flickering": 0.90, "motion_smoothness": 0.95},
+    "sspo": {"temporal_flickering": 0.80, "motion_smoothness": 0.99},
+}
 
 
 def quality_by_hand(raw: dict) -> float:
-    return ((raw["temporal_flickering"] - 0.6293) / (1.0 - 0.6293)
-            + (raw["motion_smoothness"] - 0.706) / (0.9975 - 0.706)) / 2
+    return (
+        (raw["temporal_flickering"] - 0.6293) / (1.0 - 0.6293) + (raw["motion_smoothness"] - 0.706) / (0.9975 - 0.706)
+    ) / 2
 
 
 def test_compare_table_numbers(tmp_path):
     runs = []
     for name, raw in RAW.items():
         (tmp_path / name).mkdir()
-        summary = {"name": name, "requested": list(raw), "skipped": {},
-                   "dimensions": {d: {"raw": v, "backend": "pixel", "proxy": d == "motion_smoothness"}
-                                  for d, v in raw.items()}}
+        summary = {
+            "name": name,
+            "requested": list(raw),
+            "skipped": {},
+            "dimensions": {
+                d: {"raw": v, "backend": "pixel", "proxy": d == "motion_smoothness"} for d, v in raw.items()
+            },
+        }
         (tmp_path / name / "summary.json").write_text(json.dumps(summary))
         runs.append(str(tmp_path / name))
     main(["--compare", *runs, "--out", str(tmp_path / "cmp")])

@@ -2,6 +2,7 @@
 relationship. The pure-torch ops that replace torchvision's (ROIAlign, NMS) and detectron2's box
 rules by hand, VBench's four dimension rules on hand-made detections, the greedy decoder's stop and
 repeat rules, and a tiny GRiT in the checkpoint's key layout run from ``--weights``."""
+
 import json
 import math
 
@@ -10,8 +11,18 @@ import pytest
 import torch
 
 from benchmarks.vbench import grit_rules as rules
-from benchmarks.vbench.grit import (GRIT_FILES, Grit, GritConfig, TextualHead, apply_deltas, greedy_decode,
-                                    load_grit, nms, pool_levels, roi_align)
+from benchmarks.vbench.grit import (
+    GRIT_FILES,
+    Grit,
+    GritConfig,
+    TextualHead,
+    apply_deltas,
+    greedy_decode,
+    load_grit,
+    nms,
+    pool_levels,
+    roi_align,
+)
 from benchmarks.vbench.learned import grit_frame
 from benchmarks.vbench.scorers import ScorerContext, build
 from benchmarks.vbench_eval import main
@@ -88,6 +99,7 @@ def test_greedy_decoding_bans_the_last_token_and_stops_at_sep():
 
 # ----------------------------------------------------------------------------- VBench's rules by hand
 
+
 def _frame(*dets, names=None):
     """A frame's detections: (description, box) pairs, with every box's ObjectDet names."""
     names = names if names is not None else [d for d, _ in dets]
@@ -95,8 +107,12 @@ def _frame(*dets, names=None):
 
 
 def test_object_class_and_multiple_objects_count_frames():
-    frames = [_frame(("dog", (0, 0, 4, 4)), ("cat", (5, 5, 9, 9))), _frame(("dog", (0, 0, 4, 4))), [],
-              _frame(("cats", (0, 0, 4, 4)))]
+    frames = [
+        _frame(("dog", (0, 0, 4, 4)), ("cat", (5, 5, 9, 9))),
+        _frame(("dog", (0, 0, 4, 4))),
+        [],
+        _frame(("cats", (0, 0, 4, 4))),
+    ]
     assert rules.object_class(frames, {"object": "dog"}) == 0.5
     assert rules.object_class(frames, {"object": "cat"}) == 0.25  # exact names: "cats" is not "cat"
     assert rules.multiple_objects(frames, {"object": "dog and cat"}) == 0.25
@@ -108,11 +124,13 @@ def test_color_pairs_every_phrase_with_the_first_boxs_name():
     car behind a first-ranked "dog" box is not seen as the car."""
     assert rules.color_object("a red car", "red") == "car"
     assert rules.color_object("an orange banana", "orange") == "banana"
-    frames = [_frame(("a red car", (0, 0, 9, 9)), names=["car"]),             # object + colour
-              _frame(("a blue car", (0, 0, 9, 9)), names=["car"]),            # object, other colour
-              _frame(("a car", (0, 0, 9, 9)), names=["car"]),                 # no colour word: not counted
-              _frame(("a dog", (0, 0, 4, 4)), ("a red car", (5, 5, 9, 9)), names=["dog", "car"]),
-              []]
+    frames = [
+        _frame(("a red car", (0, 0, 9, 9)), names=["car"]),  # object + colour
+        _frame(("a blue car", (0, 0, 9, 9)), names=["car"]),  # object, other colour
+        _frame(("a car", (0, 0, 9, 9)), names=["car"]),  # no colour word: not counted
+        _frame(("a dog", (0, 0, 4, 4)), ("a red car", (5, 5, 9, 9)), names=["dog", "car"]),
+        [],
+    ]
     assert rules.color(frames, {"color": "red"}, "a red car") == 0.5
     assert rules.color(frames, {"color": "blue"}, "a blue car") == 0.5
     assert rules.color(frames[2:], {"color": "red"}, "a red car") is None  # no object frame: left out
@@ -122,7 +140,7 @@ def test_position_score_by_hand():
     left, right = (0, 0, 10, 10), (20, 0, 30, 10)
     assert rules.position_score("on the left of", left, right) == 1.0
     assert rules.position_score("on the right of", left, right) == 1.0  # the order is never checked
-    assert rules.position_score("on the top of", left, right) == 0.0    # wrong axis
+    assert rules.position_score("on the top of", left, right) == 0.0  # wrong axis
     assert rules.position_score("on the bottom of", (0, 0, 10, 10), (0, 20, 10, 30)) == 1.0
     # overlap: centres 4 apart in x, IoU 60 / 140 -> 0.1 / (3 / 7)
     assert rules.position_score("on the left of", (0, 0, 10, 10), (4, 0, 14, 10)) == pytest.approx(0.7 / 3)
@@ -131,10 +149,12 @@ def test_position_score_by_hand():
 
 def test_spatial_relationship_best_pair_per_frame():
     info = {"spatial_relationship": {"object_a": "dog", "object_b": "cat", "relationship": "on the left of"}}
-    frames = [_frame(("dog", (0, 0, 10, 10)), ("cat", (20, 0, 30, 10))),         # 1
-              _frame(("dog", (0, 0, 10, 10)), ("dog", (0, 20, 10, 30))),         # two dogs, wrong axis: 0
-              _frame(("dog", (0, 0, 10, 10)), ("car", (20, 0, 30, 10))),         # one box of the pair: 0
-              _frame(("dog", (0, 0, 10, 10)), ("cat", (4, 0, 14, 10)), ("cat", (0, 20, 10, 30)))]  # 0.7/3
+    frames = [
+        _frame(("dog", (0, 0, 10, 10)), ("cat", (20, 0, 30, 10))),  # 1
+        _frame(("dog", (0, 0, 10, 10)), ("dog", (0, 20, 10, 30))),  # two dogs, wrong axis: 0
+        _frame(("dog", (0, 0, 10, 10)), ("car", (20, 0, 30, 10))),  # one box of the pair: 0
+        _frame(("dog", (0, 0, 10, 10)), ("cat", (4, 0, 14, 10)), ("cat", (0, 20, 10, 30))),
+    ]  # 0.7/3
     assert rules.spatial_frame(frames[3], info["spatial_relationship"]) == pytest.approx(0.7 / 3)
     assert rules.spatial_relationship(frames, info) == pytest.approx((1 + 0.7 / 3) / 4)
 
@@ -149,9 +169,23 @@ def test_frames_over_768_are_scaled_to_720():
 
 # ----------------------------------------------------------------------------- tiny GRiT from --weights
 
-TINY = GritConfig(dim=32, depth=2, heads=2, window=3, window_blocks=(0,), global_grid=4, pretrain_grid=2,
-                  channels=64, head_convs=1, fc_dim=16, text_dim=64, text_layers=1, text_heads=1, vocab=120,
-                  text_positions=64)
+TINY = GritConfig(
+    dim=32,
+    depth=2,
+    heads=2,
+    window=3,
+    window_blocks=(0,),
+    global_grid=4,
+    pretrain_grid=2,
+    channels=64,
+    head_convs=1,
+    fc_dim=16,
+    text_dim=64,
+    text_layers=1,
+    text_heads=1,
+    vocab=120,
+    text_positions=64,
+)
 DOG, RED = 110, 111
 
 
@@ -200,8 +234,18 @@ def grit_weights(tmp_path_factory):
     (root / "grit_model").mkdir()
     state = {**_tiny_grit().state_dict(), "roi_heads.mask_head.predictor.weight": torch.zeros(1)}
     torch.save({"model": state, "iteration": 0}, root / GRIT_FILES[1])
-    vocab = ["[PAD]", *[f"[unused{i}]" for i in range(99)], "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-             *[f"[unused{i}]" for i in range(99, 105)], "dog", "red", *[f"w{i}" for i in range(8)]]
+    vocab = [
+        "[PAD]",
+        *[f"[unused{i}]" for i in range(99)],
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *[f"[unused{i}]" for i in range(99, 105)],
+        "dog",
+        "red",
+        *[f"w{i}" for i in range(8)],
+    ]
     (root / "bert-base-uncased").mkdir()
     (root / "bert-base-uncased" / "vocab.txt").write_text("\n".join(vocab) + "\n")
     return root
@@ -209,15 +253,24 @@ def grit_weights(tmp_path_factory):
 
 def test_checkpoint_layout_is_grits(grit_weights):
     state = torch.load(grit_weights / GRIT_FILES[1])["model"]
-    for key in ("backbone.bottom_up.pos_embed", "backbone.bottom_up.blocks.1.attn.rel_pos_w",
-                "backbone.fpn_stride_16_8.weight", "backbone.fpn_stride32_norm2.bias", "backbone.top_block.p7.bias",
-                "proposal_generator.centernet_head.bbox_tower.1.weight", "proposal_generator.centernet_head.scales.4.scale",
-                "proposal_generator.centernet_head.agn_hm.weight", "roi_heads.box_head.2.fc2.weight",
-                "roi_heads.box_predictor.2.bbox_pred.2.weight", "roi_heads.box_predictor.0.cls_score.bias",
-                "roi_heads.text_decoder.textual.object_feature_projection.1.weight",
-                "roi_heads.text_decoder.textual.transformer.encoder.layer.0.attention.self.query.weight",
-                "roi_heads.text_decoder.textual.transformer.encoder.layer.0.output.LayerNorm.weight",
-                "roi_heads.text_decoder.textual.embedding.positions.weight", "roi_heads.text_decoder.textual.output.bias"):
+    for key in (
+        "backbone.bottom_up.pos_embed",
+        "backbone.bottom_up.blocks.1.attn.rel_pos_w",
+        "backbone.fpn_stride_16_8.weight",
+        "backbone.fpn_stride32_norm2.bias",
+        "backbone.top_block.p7.bias",
+        "proposal_generator.centernet_head.bbox_tower.1.weight",
+        "proposal_generator.centernet_head.scales.4.scale",
+        "proposal_generator.centernet_head.agn_hm.weight",
+        "roi_heads.box_head.2.fc2.weight",
+        "roi_heads.box_predictor.2.bbox_pred.2.weight",
+        "roi_heads.box_predictor.0.cls_score.bias",
+        "roi_heads.text_decoder.textual.object_feature_projection.1.weight",
+        "roi_heads.text_decoder.textual.transformer.encoder.layer.0.attention.self.query.weight",
+        "roi_heads.text_decoder.textual.transformer.encoder.layer.0.output.LayerNorm.weight",
+        "roi_heads.text_decoder.textual.embedding.positions.weight",
+        "roi_heads.text_decoder.textual.output.bias",
+    ):
         assert key in state, key
     assert GritConfig.from_state(state) == TINY
     with torch.device("meta"):  # GRiT-B's shapes, without its memory
@@ -231,12 +284,21 @@ def test_checkpoint_layout_is_grits(grit_weights):
 
 FULL_INFO = [  # VBench_full_info.json's entries for the four dimensions
     {"prompt_en": "a dog", "dimension": ["object_class"], "auxiliary_info": {"object_class": {"object": "dog"}}},
-    {"prompt_en": "a dog and a cat", "dimension": ["multiple_objects"],
-     "auxiliary_info": {"multiple_objects": {"object": "dog and cat"}}},
+    {
+        "prompt_en": "a dog and a cat",
+        "dimension": ["multiple_objects"],
+        "auxiliary_info": {"multiple_objects": {"object": "dog and cat"}},
+    },
     {"prompt_en": "a red dog", "dimension": ["color"], "auxiliary_info": {"color": {"color": "red"}}},
-    {"prompt_en": "a dog on the left of a cat", "dimension": ["spatial_relationship"],
-     "auxiliary_info": {"spatial_relationship": {"spatial_relationship": {
-         "object_a": "dog", "object_b": "cat", "relationship": "on the left of"}}}},
+    {
+        "prompt_en": "a dog on the left of a cat",
+        "dimension": ["spatial_relationship"],
+        "auxiliary_info": {
+            "spatial_relationship": {
+                "spatial_relationship": {"object_a": "dog", "object_b": "cat", "relationship": "on the left of"}
+            }
+        },
+    },
 ]
 
 
@@ -251,8 +313,22 @@ def test_dimensions_run_tiny_grit_from_weights(grit_weights, tmp_path):
         write_video(tmp_path / "v" / f"{prompt}-0.mp4", clip, fps=8)
     (tmp_path / "full.json").write_text(json.dumps(FULL_INFO + [{"prompt_en": "a cat", "dimension": ["object_class"]}]))
     dims = ["object_class", "multiple_objects", "color", "spatial_relationship"]
-    main(["--videos", str(tmp_path / "v"), "--prompts", str(tmp_path / "full.json"), "--weights", str(grit_weights),
-          "--out", str(tmp_path / "run"), "--no-progress", "--no-report", "--dims", *dims])
+    main(
+        [
+            "--videos",
+            str(tmp_path / "v"),
+            "--prompts",
+            str(tmp_path / "full.json"),
+            "--weights",
+            str(grit_weights),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--no-report",
+            "--dims",
+            *dims,
+        ]
+    )
     rows = {r["prompt"]: r for r in map(json.loads, (tmp_path / "run" / "per_video.jsonl").read_text().splitlines())}
     assert rows["a dog"]["scores"] == {"object_class": 1.0}
     assert rows["a dog and a cat"]["scores"] == {"multiple_objects": 0.0}

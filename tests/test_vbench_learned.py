@@ -1,5 +1,6 @@
 """Weight-based VBench dimensions through transformers: tiny random CLIPModel / ViTModel saved with
 save_pretrained and loaded back via --weights; and generation from a tiny checkpoint."""
+
 import json
 
 import numpy as np
@@ -11,8 +12,15 @@ from benchmarks.vbench.scorers import ScorerContext, build
 from benchmarks.vbench_eval import main
 from models.tiny import tiny_tokenizer
 
-LEARNED = ["subject_consistency", "background_consistency", "aesthetic_quality", "appearance_style",
-           "overall_consistency", "temporal_style", "clip_score"]
+LEARNED = [
+    "subject_consistency",
+    "background_consistency",
+    "aesthetic_quality",
+    "appearance_style",
+    "overall_consistency",
+    "temporal_style",
+    "clip_score",
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +31,44 @@ def weights(tmp_path_factory):
     root = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     tok = tiny_tokenizer()
-    clip = CLIPModel(CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        projection_dim=16))
+    clip = CLIPModel(
+        CLIPConfig(
+            text_config=dict(
+                vocab_size=len(tok),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            ),
+            vision_config=dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                image_size=32,
+                patch_size=8,
+            ),
+            projection_dim=16,
+        )
+    )
     for name in ("clip_vit_b32", "clip_vit_l14"):
         clip.save_pretrained(root / name)
         tok.save_pretrained(root / name)
-    ViTModel(ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                       image_size=32, patch_size=8), add_pooling_layer=False).save_pretrained(root / "dino_vitb16")
+    ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        add_pooling_layer=False,
+    ).save_pretrained(root / "dino_vitb16")
     torch.save(torch.nn.Linear(16, 1).state_dict(), root / "sa_0_4_vit_l_14_linear.pth")
     return root
 
@@ -78,8 +112,7 @@ def test_cli_with_weights(weights, tmp_path):
     for i, clip in enumerate(_clips()):
         write_video(folder / f"a cat-{i}.mp4", clip, fps=8)
     out = tmp_path / "run"
-    main(["--videos", str(folder), "--weights", str(weights), "--out", str(out), "--no-progress",
-          "--dims", *LEARNED])
+    main(["--videos", str(folder), "--weights", str(weights), "--out", str(out), "--no-progress", "--dims", *LEARNED])
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["dimensions"]) == set(LEARNED) and not summary["skipped"]
 
@@ -91,13 +124,36 @@ def test_generate_from_checkpoint_resumable(tmp_path):
     ckpt = tmp_path / "ckpt"
     build_model(ModelConfig(family="animatediff")).save_pretrained(ckpt)
     (tmp_path / "prompts.txt").write_text("a red square moving left\na blue circle moving up\n")
-    args = ["--checkpoint", str(ckpt), "--prompts", str(tmp_path / "prompts.txt"), "--samples", "2",
-            "--frames", "4", "--height", "32", "--width", "32", "--steps", "2", "--out", str(tmp_path / "run"),
-            "--dims", "temporal_flickering", "--no-progress", "--no-report"]
+    args = [
+        "--checkpoint",
+        str(ckpt),
+        "--prompts",
+        str(tmp_path / "prompts.txt"),
+        "--samples",
+        "2",
+        "--frames",
+        "4",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+        "--dims",
+        "temporal_flickering",
+        "--no-progress",
+        "--no-report",
+    ]
     main(args)
     videos = sorted(p.name for p in (tmp_path / "run" / "videos").iterdir())
-    assert videos == ["a blue circle moving up-0.mp4", "a blue circle moving up-1.mp4",
-                      "a red square moving left-0.mp4", "a red square moving left-1.mp4"]
+    assert videos == [
+        "a blue circle moving up-0.mp4",
+        "a blue circle moving up-1.mp4",
+        "a red square moving left-0.mp4",
+        "a red square moving left-1.mp4",
+    ]
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "videos").iterdir()}
     main(args)  # resumed: nothing is generated again
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "videos").iterdir()} == mtimes
@@ -110,7 +166,12 @@ def test_dino_sees_the_whole_frame_like_vbench(weights):
     its position embeddings, so pixels a crop would cut off change the features."""
     from benchmarks.vbench.learned import preprocess
 
-    assert tuple(preprocess(np.zeros((1, 40, 64, 3), np.uint8), 32, (0,) * 3, (1,) * 3, crop=False).shape) == (1, 3, 32, 51)
+    assert tuple(preprocess(np.zeros((1, 40, 64, 3), np.uint8), 32, (0,) * 3, (1,) * 3, crop=False).shape) == (
+        1,
+        3,
+        32,
+        51,
+    )
     enc = load_encoder(weights / "dino_vitb16", "dino", "cpu")
     a = np.random.default_rng(0).integers(0, 255, (2, 32, 64, 3), dtype=np.uint8)
     b = a.copy()
@@ -127,8 +188,21 @@ def test_consistency_dimension_mean_weights_frames(weights, tmp_path):
     for i, frames in enumerate((3, 5)):
         write_video(folder / f"a cat-{i}.mp4", rng.integers(0, 255, (frames, 32, 32, 3), dtype=np.uint8), fps=8)
     out = tmp_path / "run"
-    main(["--videos", str(folder), "--weights", str(weights), "--out", str(out), "--no-progress", "--no-report",
-          "--dims", "subject_consistency", "background_consistency"])
+    main(
+        [
+            "--videos",
+            str(folder),
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-report",
+            "--dims",
+            "subject_consistency",
+            "background_consistency",
+        ]
+    )
     rows = [json.loads(line) for line in (out / "per_video.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     for dim in ("subject_consistency", "background_consistency"):
@@ -181,23 +255,55 @@ def test_raft_from_weights_for_dynamic_degree_and_static_filter(tmp_path):
     weights = tmp_path / "w"
     (weights / "raft_model" / "models").mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save({f"module.{k}": v for k, v in RAFT().state_dict().items()},
-               weights / "raft_model" / "models" / "raft-things.pth")
+    torch.save(
+        {f"module.{k}": v for k, v in RAFT().state_dict().items()},
+        weights / "raft_model" / "models" / "raft-things.pth",
+    )
     rep, side = RaftFlow(None).prepare(np.zeros((130, 150, 3), np.uint8))
     assert tuple(rep.shape) == (1, 3, 136, 152) and side == 130
-    write_video(tmp_path / "v" / "a cat-0.mp4",
-                np.random.default_rng(0).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8), fps=8)
+    write_video(
+        tmp_path / "v" / "a cat-0.mp4",
+        np.random.default_rng(0).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8),
+        fps=8,
+    )
     out = tmp_path / "run"
-    main(["--videos", str(tmp_path / "v"), "--weights", str(weights), "--out", str(out), "--no-progress",
-          "--no-report", "--dims", "dynamic_degree", "temporal_flickering", "--static-filter", "on"])
+    main(
+        [
+            "--videos",
+            str(tmp_path / "v"),
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-report",
+            "--dims",
+            "dynamic_degree",
+            "temporal_flickering",
+            "--static-filter",
+            "on",
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     dd = summary["dimensions"]["dynamic_degree"]
     assert dd["backend"].startswith("RAFT") and dd["proxy"] is False and dd["raw"] in (0.0, 1.0)
     flicker = summary["dimensions"].get("temporal_flickering") or summary["skipped"]["temporal_flickering"]
     assert "(RAFT from raft-things.pth" in json.dumps(flicker)
     write_video(tmp_path / "small" / "a cat-0.mp4", np.zeros((3, 64, 64, 3), np.uint8), fps=8)
-    main(["--videos", str(tmp_path / "small"), "--weights", str(weights), "--out", str(tmp_path / "s"),
-          "--no-progress", "--no-report", "--dims", "dynamic_degree"])
+    main(
+        [
+            "--videos",
+            str(tmp_path / "small"),
+            "--weights",
+            str(weights),
+            "--out",
+            str(tmp_path / "s"),
+            "--no-progress",
+            "--no-report",
+            "--dims",
+            "dynamic_degree",
+        ]
+    )
     skipped = json.loads((tmp_path / "s" / "summary.json").read_text())["skipped"]["dynamic_degree"]
     assert "RAFT needs frames of at least 128 px once padded, these are 64x64" in skipped["reason"]
 
@@ -234,9 +340,9 @@ class AngleEncoder:
 def test_learned_dimensions_by_hand_on_known_embeddings(weights, tmp_path, monkeypatch):
     """Frames at 0, 60 and 150 degrees (cos(f1, f0) = 1/2, cos(f2, f1) = 0, cos(f2, f0) = -√3/2):
 
-        consistency = mean_i>0 (max(0, cos(f_i, f_i-1)) + max(0, cos(f_i, f_0))) / 2 = ((1/2 + 1/2)/2 + (0 + 0)/2) / 2 = 1/4
-        text score  = mean_i cos(f_i, text) = (1 + 1/2 − √3/2) / 3
-        aesthetic   = mean_i (w·f_i + b) / 10 with w = (2, 4), b = 1: (3 + (2 + 2√3) + (1 − √3 + 2)) / 30
+    consistency = mean_i>0 (max(0, cos(f_i, f_i-1)) + max(0, cos(f_i, f_0))) / 2 = ((1/2 + 1/2)/2 + (0 + 0)/2) / 2 = 1/4
+    text score  = mean_i cos(f_i, text) = (1 + 1/2 − √3/2) / 3
+    aesthetic   = mean_i (w·f_i + b) / 10 with w = (2, 4), b = 1: (3 + (2 + 2√3) + (1 − √3 + 2)) / 30
     """
     import benchmarks.vbench.learned as learned
 
@@ -249,8 +355,9 @@ def test_learned_dimensions_by_hand_on_known_embeddings(weights, tmp_path, monke
     assert not skipped, skipped
     video = np.stack([np.full((8, 8, 3), g, np.uint8) for g in (0, 60, 150)])
     scores = {d: s([video], ["a cat"], [{}])[0][0] for d, s in scorers.items()}
-    r3 = 3 ** 0.5
+    r3 = 3**0.5
     expected = {"subject_consistency": 0.25, "background_consistency": 0.25, "aesthetic_quality": (8 + r3) / 30}
-    expected.update(dict.fromkeys(["appearance_style", "overall_consistency", "temporal_style", "clip_score"],
-                                  (1.5 - r3 / 2) / 3))
+    expected.update(
+        dict.fromkeys(["appearance_style", "overall_consistency", "temporal_style", "clip_score"], (1.5 - r3 / 2) / 3)
+    )
     assert scores == pytest.approx(expected, abs=1e-6)

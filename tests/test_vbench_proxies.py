@@ -3,6 +3,7 @@ real footage: scikit-image's bundled photographs (in the wheel, no download; ast
 public domain, coffee and chelsea CC0), clean > blurred > noisy > noise, and a camera moving over
 them above a static view and above noise. Scores come from the scorers vbench_eval.py builds without
 weights, the clips from benchmarks/proxy_ranking.py (which records the numbers)."""
+
 import json
 
 import numpy as np
@@ -27,7 +28,10 @@ def test_imaging_quality_ranks_clean_blurred_noisy_noise_on_real_frames(name):
 def test_imaging_quality_ranks_a_soft_hd_frame_after_the_resize():
     """A 1280x720 frame is scored at longer side 512, where bilinear resizing halves the noise:
     noise must still cost more than the blur of a sigma-2 (0.8 px once resized) filter."""
-    q = {k: pr.score("imaging_quality", v) for k, v in pr.quality_set(pr.hd_frame(pr.photo("chelsea")), (720, 1280), 1).items()}
+    q = {
+        k: pr.score("imaging_quality", v)
+        for k, v in pr.quality_set(pr.hd_frame(pr.photo("chelsea")), (720, 1280), 1).items()
+    }
     assert q["clean"] > q["blur2"] > q["noise15"] > q["noise30"] > q["pure_noise"], q
 
 
@@ -38,7 +42,9 @@ def test_noise_estimate_ignores_texture_and_reads_added_noise():
     for name in pr.PHOTOS:
         grey = pr.camera(pr.photo(name), 1)[0].mean(-1).astype(np.float32)
         assert classical.noise_sigma(grey) < 1.5, name  # edges and texture are not noise
-        assert classical.noise_sigma(grey + rng.normal(0, 10, grey.shape).astype(np.float32)) == pytest.approx(10, abs=1), name
+        assert classical.noise_sigma(grey + rng.normal(0, 10, grey.shape).astype(np.float32)) == pytest.approx(
+            10, abs=1
+        ), name
 
 
 def test_gradient_kurtosis_by_hand_and_on_random_fields():
@@ -47,7 +53,7 @@ def test_gradient_kurtosis_by_hand_and_on_random_fields():
     step[:, 2:] = 4
     d = np.concatenate([np.zeros(12), np.array([0, 4, 0] * 4, np.float64)])
     d -= d.mean()
-    assert classical.gradient_kurtosis(step) == pytest.approx((d ** 4).mean() / (d ** 2).mean() ** 2)
+    assert classical.gradient_kurtosis(step) == pytest.approx((d**4).mean() / (d**2).mean() ** 2)
     smooth = pr.smooth_noise((1, 256, 256, 3), 3)[0, ..., 0].astype(np.float32)
     assert classical.gradient_kurtosis(smooth) == pytest.approx(3, abs=0.2)  # any Gaussian field
     assert classical.gradient_kurtosis(pr.photo("chelsea").mean(-1).astype(np.float32)) > 6
@@ -80,13 +86,28 @@ def test_cli_ranks_real_clips_above_noise(tmp_path):
     """Through vbench_eval.py on mp4 files: a panning real clip moves, its static view and noise do
     not; noise scores the lowest imaging quality."""
     image, folder = pr.photo("astronaut"), tmp_path / "v"
-    clips = {"pan": pr.camera(image, 8, pan=8), "still": pr.camera(image, 8),
-             "noise": pr.pure_noise((8, 256, 256, 3))}
+    clips = {"pan": pr.camera(image, 8, pan=8), "still": pr.camera(image, 8), "noise": pr.pure_noise((8, 256, 256, 3))}
     for k, v in clips.items():
         write_video(folder / f"{k}-0.mp4", v, fps=8)
-    assert main(["--videos", str(folder), "--out", str(tmp_path / "o"), "--no-progress", "--no-report",
-                 "--dims", "dynamic_degree", "imaging_quality"]) == 0
-    rows = {r["prompt"]: r["scores"] for r in map(json.loads, (tmp_path / "o" / "per_video.jsonl").read_text().splitlines())}
+    assert (
+        main(
+            [
+                "--videos",
+                str(folder),
+                "--out",
+                str(tmp_path / "o"),
+                "--no-progress",
+                "--no-report",
+                "--dims",
+                "dynamic_degree",
+                "imaging_quality",
+            ]
+        )
+        == 0
+    )
+    rows = {
+        r["prompt"]: r["scores"] for r in map(json.loads, (tmp_path / "o" / "per_video.jsonl").read_text().splitlines())
+    }
     assert {k: s["dynamic_degree"] for k, s in rows.items()} == {"pan": 1.0, "still": 0.0, "noise": 0.0}
     assert min(rows["pan"]["imaging_quality"], rows["still"]["imaging_quality"]) > 10 * rows["noise"]["imaging_quality"]
 

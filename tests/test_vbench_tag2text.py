@@ -3,6 +3,7 @@ in the real checkpoint's key layout (VBench's module names, small widths and dep
 VBench's file is, loaded and run end to end on generated clips; the rules (scene-word matching,
 frame sampling, preprocessing, tag threshold, beam search, weight tying, Swin's windows and patch
 merging) checked by hand; the caption decoder against transformers' BertLMHeadModel."""
+
 import json
 import math
 
@@ -12,51 +13,105 @@ import torch
 
 from benchmarks.vbench import tag2text
 from benchmarks.vbench.scorers import ScorerContext, build
-from benchmarks.vbench.tag2text import (PatchMerging, Swin, Tag2Text, beam_search, captions, load_tag2text,
-                                        load_tokenizer, preprocess, relative_position_index, resample_bias_table, scene_hits,
-                                        shift_mask, vbench_beam_frames)
+from benchmarks.vbench.tag2text import (
+    PatchMerging,
+    Swin,
+    Tag2Text,
+    beam_search,
+    captions,
+    load_tag2text,
+    load_tokenizer,
+    preprocess,
+    relative_position_index,
+    resample_bias_table,
+    scene_hits,
+    shift_mask,
+    vbench_beam_frames,
+)
 from benchmarks.vbench_eval import main
 from videosspo.video import write_video
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "picture", "of", "alley", "barn", "street", "|", "##s"]
 ALLEY = VOCAB.index("alley")
-TINY = dict(swin_dim=8, depths=[1, 1, 2, 1], swin_heads=[1, 1, 2, 2], hidden=24, intermediate=48,
-            vocab=len(VOCAB) + 2, positions=64, decoder_layers=2, encoder_layers=3, tag_layers=2, classes=3429)
+TINY = dict(
+    swin_dim=8,
+    depths=[1, 1, 2, 1],
+    swin_heads=[1, 1, 2, 2],
+    hidden=24,
+    intermediate=48,
+    vocab=len(VOCAB) + 2,
+    positions=64,
+    decoder_layers=2,
+    encoder_layers=3,
+    tag_layers=2,
+    classes=3429,
+)
 
 
 def vbench_keys(depths, decoder_layers, encoder_layers, tag_layers) -> set[str]:
     """The keys of VBench's Tag2Text_Caption state dict (swin_b), buffers included, from its modules."""
+
     def linear(p, bias=True):
         return {f"{p}.weight", f"{p}.bias"} if bias else {f"{p}.weight"}
 
     def attention(p):
-        return set().union(*(linear(f"{p}.self.{n}") for n in ("query", "key", "value")),
-                           linear(f"{p}.output.dense"), linear(f"{p}.output.LayerNorm"))
+        return set().union(
+            *(linear(f"{p}.self.{n}") for n in ("query", "key", "value")),
+            linear(f"{p}.output.dense"),
+            linear(f"{p}.output.LayerNorm"),
+        )
 
     def bert_layer(p, self_attention=True):
-        return set().union(attention(f"{p}.attention") if self_attention else set(), attention(f"{p}.crossattention"),
-                           linear(f"{p}.intermediate.dense"), linear(f"{p}.output.dense"), linear(f"{p}.output.LayerNorm"))
+        return set().union(
+            attention(f"{p}.attention") if self_attention else set(),
+            attention(f"{p}.crossattention"),
+            linear(f"{p}.intermediate.dense"),
+            linear(f"{p}.output.dense"),
+            linear(f"{p}.output.LayerNorm"),
+        )
 
     def embeddings(p):
-        return {f"{p}.position_ids", f"{p}.word_embeddings.weight", f"{p}.position_embeddings.weight",
-                *linear(f"{p}.LayerNorm")}
+        return {
+            f"{p}.position_ids",
+            f"{p}.word_embeddings.weight",
+            f"{p}.position_embeddings.weight",
+            *linear(f"{p}.LayerNorm"),
+        }
 
-    keys = {*linear("visual_encoder.patch_embed.proj"), *linear("visual_encoder.patch_embed.norm"),
-            *linear("visual_encoder.norm"), "label_embed.weight", "fc.W", "fc.b",
-            *embeddings("text_decoder.bert.embeddings"), *embeddings("tag_encoder.embeddings"),
-            "text_decoder.cls.predictions.bias", *linear("text_decoder.cls.predictions.transform.dense"),
-            *linear("text_decoder.cls.predictions.transform.LayerNorm"), *linear("text_decoder.cls.predictions.decoder")}
+    keys = {
+        *linear("visual_encoder.patch_embed.proj"),
+        *linear("visual_encoder.patch_embed.norm"),
+        *linear("visual_encoder.norm"),
+        "label_embed.weight",
+        "fc.W",
+        "fc.b",
+        *embeddings("text_decoder.bert.embeddings"),
+        *embeddings("tag_encoder.embeddings"),
+        "text_decoder.cls.predictions.bias",
+        *linear("text_decoder.cls.predictions.transform.dense"),
+        *linear("text_decoder.cls.predictions.transform.LayerNorm"),
+        *linear("text_decoder.cls.predictions.decoder"),
+    }
     for i, depth in enumerate(depths):
         for j in range(depth):
             p = f"visual_encoder.layers.{i}.blocks.{j}"
-            keys |= {*linear(f"{p}.norm1"), *linear(f"{p}.norm2"), *linear(f"{p}.attn.qkv"), *linear(f"{p}.attn.proj"),
-                     *linear(f"{p}.mlp.fc1"), *linear(f"{p}.mlp.fc2"), f"{p}.attn.relative_position_bias_table",
-                     f"{p}.attn.relative_position_index"}
+            keys |= {
+                *linear(f"{p}.norm1"),
+                *linear(f"{p}.norm2"),
+                *linear(f"{p}.attn.qkv"),
+                *linear(f"{p}.attn.proj"),
+                *linear(f"{p}.mlp.fc1"),
+                *linear(f"{p}.mlp.fc2"),
+                f"{p}.attn.relative_position_bias_table",
+                f"{p}.attn.relative_position_index",
+            }
             if j % 2 and i < len(depths) - 1:  # shifted blocks, except the one-window last stage
                 keys.add(f"{p}.attn_mask")
         if i < len(depths) - 1:
-            keys |= {*linear(f"visual_encoder.layers.{i}.downsample.reduction", bias=False),
-                     *linear(f"visual_encoder.layers.{i}.downsample.norm")}
+            keys |= {
+                *linear(f"visual_encoder.layers.{i}.downsample.reduction", bias=False),
+                *linear(f"visual_encoder.layers.{i}.downsample.norm"),
+            }
     keys |= set().union(*(bert_layer(f"text_decoder.bert.encoder.layer.{k}") for k in range(decoder_layers)))
     keys |= set().union(*(bert_layer(f"tag_encoder.encoder.layer.{k}") for k in range(encoder_layers)))
     keys |= set().union(*(bert_layer(f"vision_multi.encoder.layer.{k}", False) for k in range(tag_layers)))
@@ -108,8 +163,10 @@ def test_checkpoint_has_vbench_keys_and_loads_like_vbench(weights, tmp_path):
     shared = "encoder.layer.1.crossattention.self.key.weight"
     assert torch.equal(model.tag_encoder.get_parameter(shared), state[f"vision_multi.{shared}"])
     assert not torch.equal(state[f"tag_encoder.{shared}"], state[f"vision_multi.{shared}"])
-    assert torch.equal(model.tag_encoder.get_parameter("encoder.layer.2.intermediate.dense.weight"),
-                       state["tag_encoder.encoder.layer.2.intermediate.dense.weight"])  # not tied
+    assert torch.equal(
+        model.tag_encoder.get_parameter("encoder.layer.2.intermediate.dense.weight"),
+        state["tag_encoder.encoder.layer.2.intermediate.dense.weight"],
+    )  # not tied
     assert model.tag_encoder.encoder.layer[0].crossattention.self.heads == 12  # heads are not tied
     assert model.vision_multi.encoder.layer[0].crossattention.self.heads == 4
     words = model.text_decoder.bert.embeddings.word_embeddings.weight
@@ -126,7 +183,10 @@ def test_tokenizer_adds_tag2text_tokens(weights):
     tok = load_tokenizer(weights / "bert-base-uncased" / "vocab.txt")
     assert (tok.bos_token_id, tok.convert_tokens_to_ids("[ENC]")) == (len(VOCAB), len(VOCAB) + 1)
     assert tok(["a picture of "]).input_ids == [[2, 5, 6, 7, 3]]
-    assert tok.decode([len(VOCAB), 5, 6, 7, 8, 11, 10, 12, 3, 0], skip_special_tokens=True) == "a picture of alley | streets"
+    assert (
+        tok.decode([len(VOCAB), 5, 6, 7, 8, 11, 10, 12, 3, 0], skip_special_tokens=True)
+        == "a picture of alley | streets"
+    )
 
 
 def test_scene_matching_rule_by_hand():
@@ -191,13 +251,13 @@ def test_beam_search_follows_transformers_433_by_hand():
     "x x", log .054 / 3) and then "x" (-0.857); at max_length the open "y x x" (log .048 / 4 =
     -0.759) beats both: it is the answer."""
     X, Y, EOS = 2, 3, 1
-    table = {X: [0, .6, .3, .1], Y: [0, .1, .8, .1]}
+    table = {X: [0, 0.6, 0.3, 0.1], Y: [0, 0.1, 0.8, 0.1]}
 
     lengths = []
 
     def step(ids, rows):
         lengths.append(ids.shape[1])
-        return torch.log(torch.tensor([[0, .5, .3, .2] if ids.shape[1] == 1 else table[int(t)] for t in ids[:, -1]]))
+        return torch.log(torch.tensor([[0, 0.5, 0.3, 0.2] if ids.shape[1] == 1 else table[int(t)] for t in ids[:, -1]]))
 
     assert beam_search(step, torch.tensor([[X]]), eos=EOS, num_beams=2, max_length=4, min_length=2) == [[X, Y, X, X]]
     assert lengths == [1, 2, 3]
@@ -241,9 +301,19 @@ def test_caption_decoder_equals_transformers_bert(weights):
     from transformers import BertConfig, BertLMHeadModel
 
     model = load_tag2text(weights / "caption_model" / "tag2text_swin_14m.pth")
-    config = BertConfig(vocab_size=TINY["vocab"], hidden_size=24, num_hidden_layers=2, num_attention_heads=12,
-                        intermediate_size=48, max_position_embeddings=64, is_decoder=True, add_cross_attention=True,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager")
+    config = BertConfig(
+        vocab_size=TINY["vocab"],
+        hidden_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=12,
+        intermediate_size=48,
+        max_position_embeddings=64,
+        is_decoder=True,
+        add_cross_attention=True,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",
+    )
     reference = BertLMHeadModel(config).eval()
     missing, _ = reference.load_state_dict(model.text_decoder.state_dict(), strict=False)
     assert missing == ["bert.embeddings.token_type_embeddings.weight"]
@@ -282,8 +352,12 @@ def test_swin_equals_transformers_swin():
     swin = Swin(8, [1, 1, 2, 1], [1, 1, 2, 2]).eval()
     for p in swin.parameters():
         torch.nn.init.normal_(p, std=0.3)
-    names = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.o_proj",
-             "attn.relative_position_bias_table": "attention.relative_position_bias.relative_position_bias_table"}
+    names = {
+        "norm1": "layernorm_before",
+        "norm2": "layernorm_after",
+        "attn.proj": "attention.o_proj",
+        "attn.relative_position_bias_table": "attention.relative_position_bias.relative_position_bias_table",
+    }
     state = {}
     for key, value in swin.state_dict().items():
         key = key.replace("patch_embed.proj", "embeddings.patch_embeddings.projection")
@@ -296,8 +370,17 @@ def test_swin_equals_transformers_swin():
         for old, new in names.items():
             key = key.replace(f".{old}", f".{new}")
         state[key] = value
-    config = SwinConfig(image_size=384, patch_size=4, embed_dim=8, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2],
-                        window_size=12, drop_path_rate=0.0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = SwinConfig(
+        image_size=384,
+        patch_size=4,
+        embed_dim=8,
+        depths=[1, 1, 2, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=12,
+        drop_path_rate=0.0,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     reference = SwinModel(config).eval()
     missing, unexpected = reference.load_state_dict(state, strict=False)
     assert not unexpected and all("relative_position_index" in k for k in missing)
@@ -341,19 +424,39 @@ def test_scene_runs_tag2text_from_weights_end_to_end(weights, tmp_path, monkeypa
         return made[-1]
 
     monkeypatch.setattr(tag2text, "captions", spy)
-    info = [{"prompt_en": "alley", "dimension": ["scene"], "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}}},
-            {"prompt_en": "barn", "dimension": ["scene"], "auxiliary_info": {"scene": {"scene": {"scene": "a"}}}}]
+    info = [
+        {"prompt_en": "alley", "dimension": ["scene"], "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}}},
+        {"prompt_en": "barn", "dimension": ["scene"], "auxiliary_info": {"scene": {"scene": {"scene": "a"}}}},
+    ]
     (tmp_path / "full.json").write_text(json.dumps(info))
     for i, prompt in enumerate(("alley", "barn", "unlisted")):
         write_video(tmp_path / "v" / f"{prompt}-0.mp4", _clip(i), fps=8)
     out = tmp_path / "run"
-    main(["--videos", str(tmp_path / "v"), "--prompts", str(tmp_path / "full.json"), "--weights", str(weights),
-          "--out", str(out), "--no-progress", "--no-report", "--dims", "scene", "--workers", "1"])
+    main(
+        [
+            "--videos",
+            str(tmp_path / "v"),
+            "--prompts",
+            str(tmp_path / "full.json"),
+            "--weights",
+            str(weights),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-report",
+            "--dims",
+            "scene",
+            "--workers",
+            "1",
+        ]
+    )
     rows = {json.loads(line)["prompt"]: json.loads(line) for line in (out / "per_video.jsonl").read_text().splitlines()}
     assert len(made) == 2 and all(len(caps) == 16 and all(isinstance(c, str) for c in caps) for caps in made)
     for (prompt, scene), caps in zip((("alley", "alley"), ("barn", "a")), made):  # videos in path order
         assert rows[prompt]["scores"]["scene"] == scene_hits(scene, caps) / 16
-    assert rows["unlisted"]["scores"].get("scene") is None and "auxiliary_info" in rows["unlisted"]["unavailable"]["scene"]
+    assert (
+        rows["unlisted"]["scores"].get("scene") is None and "auxiliary_info" in rows["unlisted"]["unavailable"]["scene"]
+    )
     summary = json.loads((out / "summary.json").read_text())["dimensions"]["scene"]
     assert summary["backend"].startswith("Tag2Text") and summary["proxy"] is False
     assert math.isclose(summary["raw"], (rows["alley"]["scores"]["scene"] + rows["barn"]["scores"]["scene"]) / 2)

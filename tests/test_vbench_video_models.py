@@ -2,6 +2,7 @@
 and UMT (human action), each as a tiny random-weight model of the real architecture saved in
 VBench's checkpoint layout, run through VBench's frame sampling and preprocessing; plus the rules
 (sampling, tokenizer, top-5 threshold, label, position table) checked by hand."""
+
 import gzip
 import json
 import math
@@ -10,12 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.vbench.learned import (SampledFrames, crop_offset, middle_indices, preprocess, resized_size,
-                                       umt_clip, viclip_similarity)
+from benchmarks.vbench.learned import (
+    SampledFrames,
+    crop_offset,
+    middle_indices,
+    preprocess,
+    resized_size,
+    umt_clip,
+    viclip_similarity,
+)
 from benchmarks.vbench.scorers import ScorerContext, build, feed
-from benchmarks.vbench.umt import (UMT, action_label, load_umt, position_table, predicted_actions,
-                                   sinusoid_table)
-from benchmarks.vbench.viclip import BPE_FILE, ViCLIP, Tokenizer, load_viclip
+from benchmarks.vbench.umt import UMT, action_label, load_umt, position_table, predicted_actions, sinusoid_table
+from benchmarks.vbench.viclip import BPE_FILE, Tokenizer, ViCLIP, load_viclip
 from benchmarks.vbench_eval import main
 
 MERGES = ["c a", "ca t</w>", "r e", "re d</w>"]  # 512 byte tokens, then 512..515, then <|startoftext|> <|endoftext|>
@@ -36,27 +43,56 @@ def viclip_weights(tmp_path_factory):
     (root / "ViCLIP").mkdir()
     with gzip.open(root / "ViCLIP" / BPE_FILE, "wt") as f:
         f.write("#version: 0.2\n" + "\n".join(MERGES))
-    model = ViCLIP(dict(width=64, layers=1, patch=8, grid=4, frames=4, out=16),
-                   dict(width=64, layers=1, context=8, vocab=518, out=16))
+    model = ViCLIP(
+        dict(width=64, layers=1, patch=8, grid=4, frames=4, out=16),
+        dict(width=64, layers=1, context=8, vocab=518, out=16),
+    )
     torch.save({"model": _randomise(model).state_dict()}, root / "ViCLIP" / "ViClip-InternVid-10M-FLT.pth")
     return root
 
 
 def _block(prefix):
-    return [f"{prefix}.{k}" for k in ("attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight",
-                                      "attn.out_proj.bias", "ln_1.weight", "ln_1.bias", "mlp.c_fc.weight",
-                                      "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias", "ln_2.weight", "ln_2.bias")]
+    return [
+        f"{prefix}.{k}"
+        for k in (
+            "attn.in_proj_weight",
+            "attn.in_proj_bias",
+            "attn.out_proj.weight",
+            "attn.out_proj.bias",
+            "ln_1.weight",
+            "ln_1.bias",
+            "mlp.c_fc.weight",
+            "mlp.c_fc.bias",
+            "mlp.c_proj.weight",
+            "mlp.c_proj.bias",
+            "ln_2.weight",
+            "ln_2.bias",
+        )
+    ]
 
 
 def test_viclip_checkpoint_has_vbench_keys(viclip_weights):
     """The names and shapes of VBench's ViCLIP (viclip.py, viclip_vision.py, viclip_text.py)."""
     state = torch.load(viclip_weights / "ViCLIP" / "ViClip-InternVid-10M-FLT.pth")["model"]
-    expected = {"temp", "vision_encoder.class_embedding", "vision_encoder.positional_embedding",
-                "vision_encoder.temporal_positional_embedding", "vision_encoder.conv1.weight",
-                "vision_encoder.ln_pre.weight", "vision_encoder.ln_pre.bias", "vision_encoder.ln_post.weight",
-                "vision_encoder.ln_post.bias", "vision_encoder.proj", *_block("vision_encoder.transformer.resblocks.0"),
-                "text_encoder.positional_embedding", "text_encoder.text_projection", "text_encoder.token_embedding.weight",
-                "text_encoder.ln_final.weight", "text_encoder.ln_final.bias", *_block("text_encoder.transformer.resblocks.0")}
+    expected = {
+        "temp",
+        "vision_encoder.class_embedding",
+        "vision_encoder.positional_embedding",
+        "vision_encoder.temporal_positional_embedding",
+        "vision_encoder.conv1.weight",
+        "vision_encoder.ln_pre.weight",
+        "vision_encoder.ln_pre.bias",
+        "vision_encoder.ln_post.weight",
+        "vision_encoder.ln_post.bias",
+        "vision_encoder.proj",
+        *_block("vision_encoder.transformer.resblocks.0"),
+        "text_encoder.positional_embedding",
+        "text_encoder.text_projection",
+        "text_encoder.token_embedding.weight",
+        "text_encoder.ln_final.weight",
+        "text_encoder.ln_final.bias",
+        *_block("text_encoder.transformer.resblocks.0"),
+    }
     assert set(state) == expected
     assert state["vision_encoder.conv1.weight"].shape == (64, 3, 1, 8, 8)  # (width, rgb, tubelet, patch, patch)
     assert state["vision_encoder.temporal_positional_embedding"].shape == (1, 4, 64)
@@ -105,8 +141,12 @@ def test_clip_transform_matches_torchvision_rules():
     # the crop starts at column 10 of the 51 resized columns, not 9
     ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, None, :, None] * 4, (1, 40, 64, 3)).copy()
     col = preprocess(ramp, 32, (0.0,) * 3, (1.0,) * 3, mode="bilinear")[0, 0, 0]
-    full = torch.nn.functional.interpolate(torch.from_numpy(ramp).permute(0, 3, 1, 2).float(), size=(32, 51),
-                                           mode="bilinear", align_corners=False)[0, 0, 0] / 255
+    full = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(ramp).permute(0, 3, 1, 2).float(), size=(32, 51), mode="bilinear", align_corners=False
+        )[0, 0, 0]
+        / 255
+    )
     assert torch.allclose(col, full[10:42])
 
 
@@ -118,20 +158,35 @@ def test_viclip_scores_videos_from_weights(viclip_weights, tmp_path):
     clip = np.random.default_rng(0).integers(0, 255, (6, 40, 48, 3), dtype=np.uint8)
     write_video(tmp_path / "v" / "a red cat-0.mp4", clip, fps=8)
     out = tmp_path / "run"
-    main(["--videos", str(tmp_path / "v"), "--weights", str(viclip_weights), "--out", str(out), "--no-progress",
-          "--no-report", "--dims", "overall_consistency", "temporal_style"])
+    main(
+        [
+            "--videos",
+            str(tmp_path / "v"),
+            "--weights",
+            str(viclip_weights),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-report",
+            "--dims",
+            "overall_consistency",
+            "temporal_style",
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     model = load_viclip(viclip_weights / "ViCLIP" / "ViClip-InternVid-10M-FLT.pth")
     frames = read_video(tmp_path / "v" / "a red cat-0.mp4")
-    expected = viclip_similarity(model, Tokenizer(viclip_weights / "ViCLIP" / BPE_FILE),
-                                 list(frames[[0, 1, 3, 4]]), "a red cat")
+    expected = viclip_similarity(
+        model, Tokenizer(viclip_weights / "ViCLIP" / BPE_FILE), list(frames[[0, 1, 3, 4]]), "a red cat"
+    )
     for dim in ("overall_consistency", "temporal_style"):
         info = summary["dimensions"][dim]
         assert info["backend"] == "ViCLIP from ViClip-InternVid-10M-FLT.pth" and info["proxy"] is False
         assert info["raw"] == pytest.approx(expected, abs=1e-6)
     assert -1 <= expected <= 1
-    other = viclip_similarity(model, Tokenizer(viclip_weights / "ViCLIP" / BPE_FILE), list(frames[[4, 3, 1, 0]]),
-                              "a red cat")
+    other = viclip_similarity(
+        model, Tokenizer(viclip_weights / "ViCLIP" / BPE_FILE), list(frames[[4, 3, 1, 0]]), "a red cat"
+    )
     assert other != pytest.approx(expected, abs=1e-6)  # frame order matters: the temporal embedding is used
 
 
@@ -142,6 +197,7 @@ def test_viclip_without_tokenizer_is_skipped_with_the_fix(viclip_weights, tmp_pa
 
 
 # ----------------------------------------------------------------------------- UMT
+
 
 def test_position_table_by_hand():
     """sin / cos of p / 10000^(2i/d); VBench's 8 x 14 x 14 table is used as it is for 8 frames at 14 x 14,
@@ -185,11 +241,34 @@ def umt_weights(tmp_path_factory):
 def test_umt_checkpoint_has_vbench_keys(umt_weights, tmp_path):
     """The names of VBench's modeling_finetune.VisionTransformer (mean pooling); pos_embed optional."""
     state = torch.load(umt_weights / "umt_model" / "l16_ptk710_ftk710_ftk400_f16_res224.pth")
-    block = [f"blocks.0.{k}" for k in ("norm1.weight", "norm1.bias", "attn.q_bias", "attn.v_bias", "attn.qkv.weight",
-                                       "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
-                                       "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias")]
-    assert set(state) == {"patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed", *block,
-                          "fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"}
+    block = [
+        f"blocks.0.{k}"
+        for k in (
+            "norm1.weight",
+            "norm1.bias",
+            "attn.q_bias",
+            "attn.v_bias",
+            "attn.qkv.weight",
+            "attn.proj.weight",
+            "attn.proj.bias",
+            "norm2.weight",
+            "norm2.bias",
+            "mlp.fc1.weight",
+            "mlp.fc1.bias",
+            "mlp.fc2.weight",
+            "mlp.fc2.bias",
+        )
+    ]
+    assert set(state) == {
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "pos_embed",
+        *block,
+        "fc_norm.weight",
+        "fc_norm.bias",
+        "head.weight",
+        "head.bias",
+    }
     assert state["pos_embed"].shape == (1, 4 * 14 * 14, 64)
     assert load_umt(umt_weights / "umt_model" / "l16_ptk710_ftk710_ftk400_f16_res224.pth").frames == 4
     del state["pos_embed"]  # then VBench's computed table for its 16 frames
@@ -210,7 +289,8 @@ def test_umt_transform_by_hand():
     assert x.shape == (1, 3, 2, 224, 224)
     assert x[0, :, 0, 0, 0].tolist() == pytest.approx(
         [(frame[16, 38, c] / 255 - m) / s for c, m, s in zip(range(3), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))],
-        abs=1e-6)
+        abs=1e-6,
+    )
     assert umt_clip([frame[:40, :48]]).shape == (1, 3, 1, 224, 224)
 
 
@@ -223,10 +303,24 @@ def test_human_action_runs_umt_from_weights(umt_weights, tmp_path):
     for prompt in ("A person is riding a bike", "A person is marching"):
         write_video(tmp_path / "v" / f"{prompt}-0.mp4", clip, fps=8)
     out = tmp_path / "run"
-    main(["--videos", str(tmp_path / "v"), "--weights", str(umt_weights), "--out", str(out), "--no-progress",
-          "--no-report", "--dims", "human_action"])
-    rows = {json.loads(line)["prompt"]: json.loads(line)["scores"]["human_action"]
-            for line in (out / "per_video.jsonl").read_text().splitlines()}
+    main(
+        [
+            "--videos",
+            str(tmp_path / "v"),
+            "--weights",
+            str(umt_weights),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-report",
+            "--dims",
+            "human_action",
+        ]
+    )
+    rows = {
+        json.loads(line)["prompt"]: json.loads(line)["scores"]["human_action"]
+        for line in (out / "per_video.jsonl").read_text().splitlines()
+    }
     assert rows == {"A person is riding a bike": 1.0, "A person is marching": 0.0}
     info = json.loads((out / "summary.json").read_text())["dimensions"]["human_action"]
     assert info["backend"].startswith("UMT-L/16") and info["proxy"] is False and info["raw"] == 0.5
@@ -234,7 +328,10 @@ def test_human_action_runs_umt_from_weights(umt_weights, tmp_path):
 
 def test_model_dimensions_without_weights_say_why():
     skipped = build(["object_class", "scene", "human_action"], ScorerContext())[1]
-    assert "GRiT" in skipped["object_class"]["reason"] and "grit_b_densecap_objectdet.pth" in skipped["object_class"]["fix"]
+    assert (
+        "GRiT" in skipped["object_class"]["reason"]
+        and "grit_b_densecap_objectdet.pth" in skipped["object_class"]["fix"]
+    )
     assert "Tag2Text" in skipped["scene"]["reason"] and "--weights" in skipped["scene"]["reason"]
     assert "l16_ptk710_ftk710_ftk400_f16_res224.pth" in skipped["human_action"]["fix"]
 
@@ -245,13 +342,21 @@ def test_vbench_cache_folder_works_as_weights(tmp_path):
     from benchmarks.vbench.learned import AESTHETIC_HEADS
     from benchmarks.vbench.scorers import weight_file
 
-    expected = {"imaging_quality": "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth",
-                "dynamic_degree": "raft_model/models/raft-things.pth", "motion_smoothness": "amt_model/amt-s.pth",
-                "overall_consistency": "ViCLIP/ViClip-InternVid-10M-FLT.pth",
-                "human_action": "umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth",
-                "scene": "caption_model/tag2text_swin_14m.pth", "color": "grit_model/grit_b_densecap_objectdet.pth"}
-    for path in [*expected.values(), f"ViCLIP/{BPE_FILE}", "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
-                 "bert-base-uncased/vocab.txt"]:
+    expected = {
+        "imaging_quality": "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth",
+        "dynamic_degree": "raft_model/models/raft-things.pth",
+        "motion_smoothness": "amt_model/amt-s.pth",
+        "overall_consistency": "ViCLIP/ViClip-InternVid-10M-FLT.pth",
+        "human_action": "umt_model/l16_ptk710_ftk710_ftk400_f16_res224.pth",
+        "scene": "caption_model/tag2text_swin_14m.pth",
+        "color": "grit_model/grit_b_densecap_objectdet.pth",
+    }
+    for path in [
+        *expected.values(),
+        f"ViCLIP/{BPE_FILE}",
+        "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
+        "bert-base-uncased/vocab.txt",
+    ]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).touch()
     ctx = ScorerContext(weights=tmp_path)

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videosspo import decoders, video as V
-from videosspo.video import (VideoReadError, count_frames, probe, read_video, to_tensor, to_uint8, video_fps,
-                             write_video)
+from videosspo import decoders
+from videosspo import video as V
+from videosspo.video import VideoReadError, count_frames, probe, read_video, to_tensor, to_uint8, video_fps, write_video
 
 needs_decord = pytest.mark.requires("decord", decoders.decord_module() is not None)  # CI requires it (.ci/run)
 
@@ -204,9 +204,11 @@ def test_exact_frames_deep_in_every_container(tmp_path, kind):
 
 
 def test_count_is_what_decodes_not_what_the_header_claims(tmp_path, caplog):
-    whole = numbered_clip(tmp_path / "whole.mp4", "libx264", "yuv420p", {}, container_options={"movflags": "+faststart"})
+    whole = numbered_clip(
+        tmp_path / "whole.mp4", "libx264", "yuv420p", {}, container_options={"movflags": "+faststart"}
+    )
     cut = tmp_path / "cut.mp4"  # the index (moov, at the front) still lists all 120 frames; the data stops early
-    cut.write_bytes(whole.read_bytes()[:int(whole.stat().st_size * 0.9)])
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.9)])
     with av.open(str(cut)) as container:
         assert container.streams.video[0].frames == 120
     with caplog.at_level(logging.WARNING, logger="videosspo.video"):
@@ -239,8 +241,17 @@ def test_size_shrinks_each_frame_as_it_decodes(tmp_path, backend):
     small = read_video(path, [2, 0], backend=backend, size=(32, 48))
     assert small.shape == (2, 32, 48, 3) and small.dtype == np.uint8
     # the reference: the full-size frames resized in float; torch's uint8 kernel rounds, so within one level
-    pixels = F.interpolate(torch.from_numpy(full).permute(0, 3, 1, 2).float(), size=(32, 48), mode="bilinear",
-                           antialias=True, align_corners=False).permute(0, 2, 3, 1).numpy()
+    pixels = (
+        F.interpolate(
+            torch.from_numpy(full).permute(0, 3, 1, 2).float(),
+            size=(32, 48),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        .permute(0, 2, 3, 1)
+        .numpy()
+    )
     assert np.abs(small - pixels).max() <= 1
     image = tmp_path / "i.png"
     iio3.imwrite(image, full[0])

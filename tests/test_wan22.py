@@ -12,8 +12,11 @@ import math
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import ROOT
 from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler, WanPipeline
 from peft.tuners.tuners_utils import BaseTunerLayer
+from test_dit import PROMPTS, WAN, pipeline, wan
+from test_trainer import straight_and_resumed, unet_state
 from torch.nn.parallel import DistributedDataParallel
 
 from models import FAMILIES, build_model, load_model
@@ -24,10 +27,6 @@ from videosspo.config import ModelConfig, load_config
 from videosspo.objectives import OBJECTIVES, epsilon_weight
 from videosspo.sampling import per_sample_noise, sample_latents
 from videosspo.trainer import Trainer
-
-from conftest import ROOT
-from test_dit import PROMPTS, WAN, pipeline, wan
-from test_trainer import straight_and_resumed, unet_state
 
 WAN22 = {**WAN, "model.family": "wan22", "loser.guidance": 3.0, "loser.guidance_2": 2.0}
 _CACHE: dict = {}
@@ -41,7 +40,7 @@ def wan22():
 
 def inputs(t: list[float]):
     model = wan22()
-    return torch.randn(len(t), 4, 2, 4, 4), torch.tensor(t), model.encode_prompt((PROMPTS * 2)[:len(t)])
+    return torch.randn(len(t), 4, 2, 4, 4), torch.tensor(t), model.encode_prompt((PROMPTS * 2)[: len(t)])
 
 
 def lora_keys(state: dict) -> dict[str, set]:
@@ -57,8 +56,12 @@ def test_each_expert_gets_exactly_its_samples():
     an expert without samples is not called."""
     model = wan22()
     seen: dict[str, list] = {}
-    hooks = [getattr(model.unet, name).register_forward_pre_hook(
-        lambda module, args, name=name: seen.setdefault(name, []).append(args)) for name in ("transformer", "transformer_2")]
+    hooks = [
+        getattr(model.unet, name).register_forward_pre_hook(
+            lambda module, args, name=name: seen.setdefault(name, []).append(args)
+        )
+        for name in ("transformer", "transformer_2")
+    ]
     try:
         x, t, cond = inputs([900.0, 100.0, 875.0, 874.0])
         with torch.no_grad():
@@ -110,20 +113,51 @@ def test_sampler_equals_wan_pipeline_with_both_experts_and_guidance_scale_2():
     """Our loop (UniPC, CFG 4 on the high-noise steps 999 and 900, 2 on 750 and 500) == WanPipeline's latents."""
     model = wan22()
     shape = model.latent_shape(5, 32, 32)
-    ours = sample_latents(model, PROMPTS[:1], frames=5, height=32, width=32, seeds=[3], steps=4, guidance=4.0,
-                          guidance_2=2.0, scheduler="unipc")
+    ours = sample_latents(
+        model,
+        PROMPTS[:1],
+        frames=5,
+        height=32,
+        width=32,
+        seeds=[3],
+        steps=4,
+        guidance=4.0,
+        guidance_2=2.0,
+        scheduler="unipc",
+    )
     pipe = pipeline(model)
-    theirs = pipe(PROMPTS[0], negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=4,
-                  guidance_scale=4.0, guidance_scale_2=2.0, latents=per_sample_noise(shape, [3]),
-                  max_sequence_length=16, output_type="latent").frames
+    theirs = pipe(
+        PROMPTS[0],
+        negative_prompt="",
+        height=32,
+        width=32,
+        num_frames=5,
+        num_inference_steps=4,
+        guidance_scale=4.0,
+        guidance_scale_2=2.0,
+        latents=per_sample_noise(shape, [3]),
+        max_sequence_length=16,
+        output_type="latent",
+    ).frames
     assert pipe.scheduler.timesteps.tolist() == [999, 900, 750, 500]
     torch.testing.assert_close(ours, theirs)
-    one_scale = sample_latents(model, PROMPTS[:1], frames=5, height=32, width=32, seeds=[3], steps=4, guidance=4.0,
-                               scheduler="unipc")
+    one_scale = sample_latents(
+        model, PROMPTS[:1], frames=5, height=32, width=32, seeds=[3], steps=4, guidance=4.0, scheduler="unipc"
+    )
     assert (one_scale - ours).abs().max() > 1e-4  # guidance_2 None: 4 throughout
     with pytest.raises(ValueError, match=r"guidance_2=2\.0 needs a model with two denoisers.*family=wan has one"):
-        sample_latents(wan(), PROMPTS[:1], frames=5, height=32, width=32, seeds=[3], steps=2, guidance=4.0,
-                       guidance_2=2.0, scheduler="unipc")
+        sample_latents(
+            wan(),
+            PROMPTS[:1],
+            frames=5,
+            height=32,
+            width=32,
+            seeds=[3],
+            steps=2,
+            guidance=4.0,
+            guidance_2=2.0,
+            scheduler="unipc",
+        )
 
 
 # -- training --------------------------------------------------------------------------------------------
@@ -134,23 +168,40 @@ def test_one_expert_trains_alone_on_its_timesteps(tiny_config, hub_layout, exper
     """configs/tiny_wan22_sspo.yaml from the real hub layout: LoRA only in the chosen expert, the training timesteps
     all in its range, and it changes. The density it trains with is the folder's (shift 3.0), logged with its β."""
     folder = hub_layout("Wan-AI/Wan2.2-T2V-A14B-Diffusers")
-    trainer = Trainer(tiny_config("tiny_wan22_sspo.yaml", **{
-        "model.pretrained": str(folder), "model.experts": experts, "method.name": "sft", "train.max_steps": 1,
-        "train.guard": "off",  # its fixed-batch probe draws timesteps too; this counts the training step's
-        "optim.batch_size": 4, "data.frames": 5, "data.height": 32, "data.width": 32}))
+    trainer = Trainer(
+        tiny_config(
+            "tiny_wan22_sspo.yaml",
+            **{
+                "model.pretrained": str(folder),
+                "model.experts": experts,
+                "method.name": "sft",
+                "train.max_steps": 1,
+                "train.guard": "off",  # its fixed-batch probe draws timesteps too; this counts the training step's
+                "optim.batch_size": 4,
+                "data.frames": 5,
+                "data.height": 32,
+                "data.width": 32,
+            },
+        )
+    )
     assert trainer.model.boundary_timestep == 875.0 and trainer.model.scheduler.config.shift == 3.0  # the folder's
     assert trainer.accelerator.ddp_handler.find_unused_parameters  # DDP may meet an idle expert
-    trained, idle = ("transformer", "transformer_2")[::1 if experts == "high" else -1]
+    trained, idle = ("transformer", "transformer_2")[:: 1 if experts == "high" else -1]
     before = unet_state(trainer)
     keys = lora_keys(before)
     assert keys[trained] and not keys[idle]
     timesteps, training = [], [True]  # of the training step's forward passes, not of the samples written after it
-    trainer.model.unet.register_forward_pre_hook(lambda module, args: timesteps.extend(args[1].tolist()) if training else None)
+    trainer.model.unet.register_forward_pre_hook(
+        lambda module, args: timesteps.extend(args[1].tolist()) if training else None
+    )
     with caplog.at_level(logging.INFO, logger="videosspo"):
         trainer.fit(on_step=lambda _: training.clear())
     assert len(timesteps) == 4 and all((t >= 875) == (experts == "high") for t in timesteps)
     # β = 2000 E[(1 − σ)²] over the expert's range of the shift-3 density (docs/families.md), logged at the start
-    derived = {"high": "[0.875, 1): E[(1 − σ)²] = 0.0046, so β 9 ", "low": "[0, 0.875): E[(1 − σ)²] = 0.2495, so β 499 "}
+    derived = {
+        "high": "[0.875, 1): E[(1 − σ)²] = 0.0046, so β 9 ",
+        "low": "[0, 0.875): E[(1 − σ)²] = 0.2495, so β 499 ",
+    }
     assert f"shifted σ (shift 3.0, from the model's scheduler), σ in {derived[experts]}" in caplog.text
     after = unet_state(trainer)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -180,8 +231,12 @@ def test_both_experts_resume_exactly_and_export_for_wan_pipeline(tiny_config, tm
     pipe.load_lora_weights(exported / "transformer_2", load_into_transformer_2=True)
     with torch.no_grad():
         torch.testing.assert_close(load_model(exported).predict(x, t, cond), trained, atol=1e-5, rtol=1e-5)
-        fresh.unet = WanExperts(expert=dict(pipe.transformer.config), boundary_ratio=0.875, transformer=pipe.transformer,
-                                transformer_2=pipe.transformer_2)
+        fresh.unet = WanExperts(
+            expert=dict(pipe.transformer.config),
+            boundary_ratio=0.875,
+            transformer=pipe.transformer,
+            transformer_2=pipe.transformer_2,
+        )
         torch.testing.assert_close(fresh.predict(x, t, cond), trained, atol=1e-5, rtol=1e-5)
     # merged: WanPipeline.from_pretrained, both experts and the boundary kept
     straight.model.save_pretrained(tmp_path / "merged", unet=straight.policy.merged_unet())
@@ -192,11 +247,31 @@ def test_both_experts_resume_exactly_and_export_for_wan_pipeline(tiny_config, tm
     with torch.no_grad():
         torch.testing.assert_close(merged.predict(x, t, cond), trained, atol=1e-5, rtol=1e-5)
     shape = merged.latent_shape(5, 32, 32)
-    ours = sample_latents(merged, PROMPTS[1:], frames=5, height=32, width=32, seeds=[4], steps=4, guidance=4.0,
-                          guidance_2=2.0, scheduler="unipc")
-    theirs = pipe(PROMPTS[1], negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=4,
-                  guidance_scale=4.0, guidance_scale_2=2.0, latents=per_sample_noise(shape, [4]),
-                  max_sequence_length=16, output_type="latent").frames
+    ours = sample_latents(
+        merged,
+        PROMPTS[1:],
+        frames=5,
+        height=32,
+        width=32,
+        seeds=[4],
+        steps=4,
+        guidance=4.0,
+        guidance_2=2.0,
+        scheduler="unipc",
+    )
+    theirs = pipe(
+        PROMPTS[1],
+        negative_prompt="",
+        height=32,
+        width=32,
+        num_frames=5,
+        num_inference_steps=4,
+        guidance_scale=4.0,
+        guidance_scale_2=2.0,
+        latents=per_sample_noise(shape, [4]),
+        max_sequence_length=16,
+        output_type="latent",
+    ).frames
     torch.testing.assert_close(ours, theirs)
 
 

@@ -53,8 +53,15 @@ def prepare(config: Config, progress: bool = True) -> None:
         raise ConfigError(f"data.world {data.world!r} is not a synthetic world; choose one of {sorted(WORLDS)}")
     if not Path(data.path).exists():  # web/: data.synth_if_missing clips (default 4096); curated/: 1/16 of that
         n_web = data.synth_if_missing or 4096
-        make_world(world_root(config), n_web=n_web, n_curated=max(8, n_web // 16), frames=data.frames,
-                   size=data.height, progress=progress, **WORLDS[data.world])
+        make_world(
+            world_root(config),
+            n_web=n_web,
+            n_curated=max(8, n_web // 16),
+            frames=data.frames,
+            size=data.height,
+            progress=progress,
+            **WORLDS[data.world],
+        )
     if data.latent_cache and not (Path(data.latent_cache) / "cache_info.json").is_file():
         model = build_model(config.model)
         dataset = VideoDataset(data.path, frames=data.frames, height=data.height, width=data.width)
@@ -68,14 +75,31 @@ def score_clips(videos: np.ndarray, prompts: list[str]) -> dict[str, np.ndarray]
 
 
 @torch.no_grad()
-def generate_clips(model, prompts: list[str], seeds: list[int], *, frames: int, size: int, steps: int = 20,
-                   guidance: float = 4.0, batch: int = 32) -> np.ndarray:
+def generate_clips(
+    model,
+    prompts: list[str],
+    seeds: list[int],
+    *,
+    frames: int,
+    size: int,
+    steps: int = 20,
+    guidance: float = 4.0,
+    batch: int = 32,
+) -> np.ndarray:
     """uint8 clips `(n, f, h, w, 3)` of `prompts[i]` from seed `seeds[i]`, in batches of `batch`."""
     model.unet.eval()
     out = []
     for k in range(0, len(prompts), batch):
-        pixels = generate(model, prompts[k:k + batch], seeds=seeds[k:k + batch], frames=frames, height=size,
-                          width=size, steps=steps, guidance=guidance)
+        pixels = generate(
+            model,
+            prompts[k : k + batch],
+            seeds=seeds[k : k + batch],
+            frames=frames,
+            height=size,
+            width=size,
+            steps=steps,
+            guidance=guidance,
+        )
         out += [to_uint8(v) for v in pixels.cpu()]
     return np.stack(out)
 
@@ -135,6 +159,9 @@ def forwards_per_step(config: Config) -> int:
     b, method, loser = config.optim.batch_size * config.optim.grad_accum, get_method(config.method.name), config.loser
     k = 2 if method.pairs else 1
     train = 3 * k + (k if method.reference != "none" else 0)
-    losers = (round(loser.strength * loser.steps) * (2 if loser.guidance > 1 else 1) / loser.reuse
-              if method.losers == "sampled" else 0)
+    losers = (
+        round(loser.strength * loser.steps) * (2 if loser.guidance > 1 else 1) / loser.reuse
+        if method.losers == "sampled"
+        else 0
+    )
     return round(b * (train + losers))

@@ -28,16 +28,23 @@ from videosspo.reference import Policy
 ADAPTER_FILE = "lora_adapter.safetensors"  # LoRA runs: the policy adapter inside `accelerate/`
 FSDP_MODEL_FILE = "fsdp_model.safetensors"  # FSDP, full fine-tuning: the whole weights inside `accelerate/`
 FSDP_OPTIMIZER_FILE = "fsdp_optimizer.bin"  # FSDP: the whole optimizer state by parameter name, inside `accelerate/`
-ZERO_PARTITIONS = "pytorch_model/zero_pp_rank_*_optim_states.pt"  # DeepSpeed: ZeRO's optimizer state, a file per process
+ZERO_PARTITIONS = (
+    "pytorch_model/zero_pp_rank_*_optim_states.pt"  # DeepSpeed: ZeRO's optimizer state, a file per process
+)
 
 
 def make_accelerator(cfg: Config, out: Path) -> Accelerator:
     """The run's `Accelerator`: TensorBoard logs in `out/logs`, DDP told whether the family leaves parameters unused."""
     return Accelerator(
-        gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=cfg.train.mixed_precision,
-        log_with="tensorboard", project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        kwargs_handlers=[*_process_group(),
-                         DistributedDataParallelKwargs(find_unused_parameters=FAMILIES[cfg.model.family].unused_parameters)])
+        gradient_accumulation_steps=cfg.optim.grad_accum,
+        mixed_precision=cfg.train.mixed_precision,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        kwargs_handlers=[
+            *_process_group(),
+            DistributedDataParallelKwargs(find_unused_parameters=FAMILIES[cfg.model.family].unused_parameters),
+        ],
+    )
 
 
 class Backend:
@@ -116,7 +123,10 @@ class Backend:
         if not self.policy.sharded:
             acc.save_state(str(folder), **self._save_kwargs)  # LoRA: `_save_adapter_only` writes the adapter
             return
-        weights, optimizer = self.policy.snapshot(), self.policy.optimizer_state(self.optimizer.optimizer)  # collectives
+        weights, optimizer = (
+            self.policy.snapshot(),
+            self.policy.optimizer_state(self.optimizer.optimizer),
+        )  # collectives
         folder.mkdir(parents=True, exist_ok=True)
         if acc.is_main_process:
             save_file(weights, str(folder / (ADAPTER_FILE if self.policy.lora else FSDP_MODEL_FILE)))
@@ -130,16 +140,21 @@ class Backend:
             acc.load_state(str(folder), **self._load_kwargs)
             return
         if not (folder / FSDP_OPTIMIZER_FILE).is_file():
-            raise CheckpointError(f"it was not written under FSDP (no accelerate/{FSDP_OPTIMIZER_FILE}); resume it "
-                                  f"with the accelerate config that wrote it")
+            raise CheckpointError(
+                f"it was not written under FSDP (no accelerate/{FSDP_OPTIMIZER_FILE}); resume it "
+                f"with the accelerate config that wrote it"
+            )
         weights = load_file(str(folder / (ADAPTER_FILE if self.policy.lora else FSDP_MODEL_FILE)))
         if self.policy.lora:
             self.policy.load_adapter(weights)
         else:
             self.policy.load(weights)
-        self.policy.load_optimizer_state(self.optimizer.optimizer, torch.load(folder / FSDP_OPTIMIZER_FILE,
-                                                                              weights_only=True))
-        acc.step = load_accelerator_state(str(folder), [], [], [], [], acc.process_index, acc.scaler).get("step", acc.step)
+        self.policy.load_optimizer_state(
+            self.optimizer.optimizer, torch.load(folder / FSDP_OPTIMIZER_FILE, weights_only=True)
+        )
+        acc.step = load_accelerator_state(str(folder), [], [], [], [], acc.process_index, acc.scaler).get(
+            "step", acc.step
+        )
 
 
 def check_zero_partitions(folder: Path, deepspeed: bool, processes: int) -> None:
@@ -148,14 +163,18 @@ def check_zero_partitions(folder: Path, deepspeed: bool, processes: int) -> None
     a checkpoint written without it, and its errors name no fix (every checkpoint then looks unresumable)."""
     partitions = len(list(folder.glob(ZERO_PARTITIONS)))
     if deepspeed and not partitions:
-        raise ConfigError(f"cannot resume under DeepSpeed: {folder.parent} was written without it (no ZeRO optimizer "
-                          f"state); resume with the accelerate config that wrote it")
+        raise ConfigError(
+            f"cannot resume under DeepSpeed: {folder.parent} was written without it (no ZeRO optimizer "
+            f"state); resume with the accelerate config that wrote it"
+        )
     if partitions and (not deepspeed or partitions != processes):
         now = f"on {processes} DeepSpeed processes" if deepspeed else "without DeepSpeed"
-        raise ConfigError(f"cannot resume {now}: the checkpoint's optimizer state is DeepSpeed ZeRO's, partitioned "
-                          f"over its {partitions} processes; resume under DeepSpeed with {partitions} processes "
-                          f"(accelerate launch --config_file configs/accelerate/deepspeed_zero2_8gpu.yaml "
-                          f"--num_processes {partitions})")
+        raise ConfigError(
+            f"cannot resume {now}: the checkpoint's optimizer state is DeepSpeed ZeRO's, partitioned "
+            f"over its {partitions} processes; resume under DeepSpeed with {partitions} processes "
+            f"(accelerate launch --config_file configs/accelerate/deepspeed_zero2_8gpu.yaml "
+            f"--num_processes {partitions})"
+        )
 
 
 def _check_deepspeed(plugin, batch_size: int, max_grad_norm: float) -> None:
@@ -164,8 +183,10 @@ def _check_deepspeed(plugin, batch_size: int, max_grad_norm: float) -> None:
     optim.batch_size (accelerate reads it from a prepared DataLoader, and the trainer prepares none); DeepSpeed's
     engine clips at optim.max_grad_norm (0: never), not at accelerate's 1.0 for `auto`."""
     if plugin.zero_stage == 3:
-        raise ConfigError("DeepSpeed ZeRO-3 partitions the parameters that the replay snapshots, reference passes "
-                          "and export read whole; use configs/accelerate/fsdp_8gpu.yaml (FSDP) or ZeRO-2")
+        raise ConfigError(
+            "DeepSpeed ZeRO-3 partitions the parameters that the replay snapshots, reference passes "
+            "and export read whole; use configs/accelerate/fsdp_8gpu.yaml (FSDP) or ZeRO-2"
+        )
     plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = batch_size
     plugin.deepspeed_config["gradient_clipping"] = max_grad_norm
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -76,17 +76,28 @@ class Buckets:
 def nearest(clip: Shape, shapes: Sequence[Shape]) -> int:
     """The bucket of a clip holding `clip` = (usable frames, height, width): see the module doc."""
     frames, h, w = clip
-    fitting = [i for i, s in enumerate(shapes) if s[0] <= frames] or \
-              [i for i, s in enumerate(shapes) if s[0] == min(s[0] for s in shapes)]
+    fitting = [i for i, s in enumerate(shapes) if s[0] <= frames] or [
+        i for i, s in enumerate(shapes) if s[0] == min(s[0] for s in shapes)
+    ]
     aspect = math.log(w / h)
-    return min(fitting, key=lambda i: (round(abs(math.log(shapes[i][2] / shapes[i][1]) - aspect), 9),
-                                       -shapes[i][0], -shapes[i][1] * shapes[i][2], i))
+    return min(
+        fitting,
+        key=lambda i: (
+            round(abs(math.log(shapes[i][2] / shapes[i][1]) - aspect), 9),
+            -shapes[i][0],
+            -shapes[i][1] * shapes[i][2],
+            i,
+        ),
+    )
 
 
 def auto_size(h: int, w: int, area: int, step: int) -> tuple[int, int]:
     """The size of about `area` pixels with the aspect ratio of h x w, sides multiples of `step`."""
     ratio = w / h
-    return (max(step, round(math.sqrt(area / ratio) / step) * step), max(step, round(math.sqrt(area * ratio) / step) * step))
+    return (
+        max(step, round(math.sqrt(area / ratio) / step) * step),
+        max(step, round(math.sqrt(area * ratio) / step) * step),
+    )
 
 
 def clip_shape(record: Record, stride: int) -> Shape | None:
@@ -110,19 +121,25 @@ def check_shape(model, shape: Shape, prefix: str = "") -> None:
 def plan(data: DataConfig, dataset, model) -> Buckets:
     """The buckets of `data.buckets` for `dataset`'s rows, each shape checked against the family's frames / size rule."""
     if hasattr(dataset, "shard_sizes"):
-        raise ConfigError(f"data.buckets needs a metadata file (each clip probed once), but data.path {data.path!r} "
-                          "names WebDataset shards; unset data.buckets")
+        raise ConfigError(
+            f"data.buckets needs a metadata file (each clip probed once), but data.path {data.path!r} "
+            "names WebDataset shards; unset data.buckets"
+        )
     clips = [clip_shape(r, data.stride) for r in dataset.records]
     if data.buckets == "auto":
         step = max(AUTO_STEP, model.size_multiple)
-        shapes = sorted({(data.frames, *auto_size(c[1], c[2], data.height * data.width, step))
-                         for c in clips if c is not None} or {(data.frames, data.height, data.width)})
+        shapes = sorted(
+            {(data.frames, *auto_size(c[1], c[2], data.height * data.width, step)) for c in clips if c is not None}
+            or {(data.frames, data.height, data.width)}
+        )
     else:
         shapes = list(data.buckets)
     for shape in shapes:
         check_shape(model, shape, f"data.buckets {list(shape)} (frames, height, width): ")
     of = tuple(0 if c is None else nearest(c, shapes) for c in clips)
     buckets = Buckets(tuple(shapes), of)
-    log.info("buckets (frames x height x width: clips): %s",
-             ", ".join(f"{f}x{h}x{w}: {n}" for (f, h, w), n in zip(shapes, buckets.counts)))
+    log.info(
+        "buckets (frames x height x width: clips): %s",
+        ", ".join(f"{f}x{h}x{w}: {n}" for (f, h, w), n in zip(shapes, buckets.counts)),
+    )
     return buckets

@@ -43,8 +43,10 @@ GB = 1e9
 # The only pickles a checkpoint may hold (relative paths): accelerate loads them with weights_only=True, which builds
 # tensors and plain containers, never runs code (as diffusers and transformers load an export's .bin weights).
 # DeepSpeed's ZeRO files (accelerate/pytorch_model/) are DeepSpeed's.
-PICKLES = re.compile(r"accelerate/(optimizer(_\d+)?\.bin|random_states_\d+\.pkl|scaler\.pt|fsdp_optimizer\.bin"
-                     r"|pytorch_model/.*)|model/.*\.bin")
+PICKLES = re.compile(
+    r"accelerate/(optimizer(_\d+)?\.bin|random_states_\d+\.pkl|scaler\.pt|fsdp_optimizer\.bin"
+    r"|pytorch_model/.*)|model/.*\.bin"
+)
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -208,17 +210,21 @@ def check_space(final: Path, needed: int) -> None:
     """Refuse to start writing `final` when its disk has less than `needed` bytes free."""
     free = free_bytes(final.parent)
     if free < needed:
-        raise CheckpointError(f"not enough disk space for checkpoint {final}: {free / GB:.2f} GB free, about "
-                              f"{needed / GB:.2f} GB needed (the previous checkpoint's size and new snapshots); free "
-                              f"some space or lower "
-                              f"train.keep_checkpoints; earlier checkpoints are intact")
+        raise CheckpointError(
+            f"not enough disk space for checkpoint {final}: {free / GB:.2f} GB free, about "
+            f"{needed / GB:.2f} GB needed (the previous checkpoint's size and new snapshots); free "
+            f"some space or lower "
+            f"train.keep_checkpoints; earlier checkpoints are intact"
+        )
 
 
 def save_failed(final: Path, error: BaseException, needed: int) -> CheckpointError:
     """The one-line report of a failed save (its temporary folder already removed)."""
-    return CheckpointError(f"writing checkpoint {final} failed ({first_line(error)}); {free_bytes(final.parent) / GB:.2f} "
-                           f"GB free on its disk, about {needed / GB:.2f} GB needed; the temporary folder was removed "
-                           f"and earlier checkpoints in {final.parent} are intact")
+    return CheckpointError(
+        f"writing checkpoint {final} failed ({first_line(error)}); {free_bytes(final.parent) / GB:.2f} "
+        f"GB free on its disk, about {needed / GB:.2f} GB needed; the temporary folder was removed "
+        f"and earlier checkpoints in {final.parent} are intact"
+    )
 
 
 def prune(output_dir: Path, keep: int, lineage: str, protect: str | None = None) -> None:
@@ -235,18 +241,26 @@ def prune(output_dir: Path, keep: int, lineage: str, protect: str | None = None)
 def nonfinite(named_tensors) -> list[str]:
     """The names of the tensors holding a NaN or an infinity (never checkpointed); of a DTensor (FSDP), its shard;
     float8 storage (`model.fp8_base`), which torch cannot test, read up-cast."""
+
     def finite(t):
         t = t.to_local() if hasattr(t, "to_local") else t
         return bool(torch.isfinite(t.float() if t.element_size() == 1 and t.is_floating_point() else t).all())
+
     return [name for name, t in named_tensors if not finite(t)]
 
 
 def stopped(step: int, why: str, last_good: Path | None) -> Diverged:
     """The one line a run stopped by divergence ends with, naming the checkpoint to continue from."""
-    where = (f"the last good checkpoint is {last_good}: continue from it with a lower optim.lr or method.beta "
-             f"(--train.resume latest --optim.lr ...)" if last_good else "no checkpoint was written before it")
-    return Diverged(f"training diverged at step {step} ({why}) and stopped without checkpointing it; {where}; "
-                    f"train.on_anomaly: continue trains on")
+    where = (
+        f"the last good checkpoint is {last_good}: continue from it with a lower optim.lr or method.beta "
+        f"(--train.resume latest --optim.lr ...)"
+        if last_good
+        else "no checkpoint was written before it"
+    )
+    return Diverged(
+        f"training diverged at step {step} ({why}) and stopped without checkpointing it; {where}; "
+        f"train.on_anomaly: continue trains on"
+    )
 
 
 @contextlib.contextmanager
@@ -258,9 +272,11 @@ def disk_full(output_dir: Path):
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise CheckpointError(f"writing under {output_dir} failed ({first_line(e)}; {free_bytes(output_dir) / GB:.2f} "
-                              f"GB free): free some space, then continue with --train.resume latest; the checkpoints "
-                              f"in {output_dir / CHECKPOINTS} are intact") from e
+        raise CheckpointError(
+            f"writing under {output_dir} failed ({first_line(e)}; {free_bytes(output_dir) / GB:.2f} "
+            f"GB free): free some space, then continue with --train.resume latest; the checkpoints "
+            f"in {output_dir / CHECKPOINTS} are intact"
+        ) from e
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -283,8 +299,10 @@ def legacy_checkpoints(output_dir: str | Path) -> list[Path]:
 
 
 def upgrade_hint(output_dir: Path) -> str:
-    return (f"written by a videosspo older than checkpoint markers ({MARKER}); make them resumable in place with: "
-            f"videosspo upgrade-checkpoints {output_dir}")
+    return (
+        f"written by a videosspo older than checkpoint markers ({MARKER}); make them resumable in place with: "
+        f"videosspo upgrade-checkpoints {output_dir}"
+    )
 
 
 def check_file(path: Path) -> None:
@@ -306,10 +324,16 @@ def check_pickles(folder: Path, names) -> None:
     weights_only=False; videosspo writes none) or any pickle outside `PICKLES`."""
     for name in names:
         if Path(name).suffix in PICKLE_SUFFIXES and not PICKLES.fullmatch(name):
-            hint = (" (an earlier videosspo wrote the LR schedule there: `videosspo upgrade-checkpoints "
-                    f"{folder.parent.parent}` drops it unread)" if "custom_checkpoint_" in name else "")
-            raise CheckpointError(f"{folder / name} is a pickle videosspo does not load: refusing the checkpoint, "
-                                  f"since unpickling it could run code{hint}")
+            hint = (
+                " (an earlier videosspo wrote the LR schedule there: `videosspo upgrade-checkpoints "
+                f"{folder.parent.parent}` drops it unread)"
+                if "custom_checkpoint_" in name
+                else ""
+            )
+            raise CheckpointError(
+                f"{folder / name} is a pickle videosspo does not load: refusing the checkpoint, "
+                f"since unpickling it could run code{hint}"
+            )
 
 
 def verify(folder: Path) -> dict:
@@ -322,9 +346,10 @@ def verify(folder: Path) -> dict:
         if folder.name.startswith("step_"):
             raise CheckpointError(f"{folder} has no {MARKER}: {upgrade_hint(run)}")
         newest = latest_checkpoint(run)
-        raise CheckpointError(f"{folder} is not a complete checkpoint (a run stopped while writing or deleting it); "
-                              + (f"use a complete one, e.g. the newest: {newest}" if newest else
-                                 f"{run} holds no complete checkpoint"))
+        raise CheckpointError(
+            f"{folder} is not a complete checkpoint (a run stopped while writing or deleting it); "
+            + (f"use a complete one, e.g. the newest: {newest}" if newest else f"{run} holds no complete checkpoint")
+        )
     try:
         info = read_marker(folder)
     except ValueError as e:
@@ -333,8 +358,9 @@ def verify(folder: Path) -> dict:
     check_pickles(folder, sorted(present | set(info["files"])))
     unlisted = sorted(present - set(info["files"]))
     if unlisted:
-        raise CheckpointError(f"{folder / unlisted[0]} is not listed in {marker}: the folder was changed after it "
-                              f"was written")
+        raise CheckpointError(
+            f"{folder / unlisted[0]} is not listed in {marker}: the folder was changed after it was written"
+        )
     store, digests = store_of(folder), info.get("sha256", {})  # none in markers written before digests
     expected = {folder / name: (size, digests.get(name)) for name, size in info["files"].items()}
     expected.update({store.path(digest): (size, digest) for digest, size in info["snapshots"].items()})
@@ -366,34 +392,46 @@ def resume_candidates(output_dir: Path, where: str | None) -> list[Path]:
     """
     done, legacy = checkpoints(output_dir), legacy_checkpoints(output_dir)
     if legacy and not done and where in (None, "latest"):
-        raise CheckpointError(f"{output_dir / CHECKPOINTS} holds {', '.join(p.name for p in legacy)}, "
-                              f"{upgrade_hint(output_dir)}")
+        raise CheckpointError(
+            f"{output_dir / CHECKPOINTS} holds {', '.join(p.name for p in legacy)}, {upgrade_hint(output_dir)}"
+        )
     for folder in legacy if where == "latest" else []:  # beside marked ones: a write or a deletion was cut short
-        log.warning("skipping %s: it has no %s beside complete checkpoints, so a run stopped while writing or "
-                    "deleting it; delete it", folder, MARKER)
+        log.warning(
+            "skipping %s: it has no %s beside complete checkpoints, so a run stopped while writing or "
+            "deleting it; delete it",
+            folder,
+            MARKER,
+        )
     if where == "latest":
         return done[::-1]
     hint = "continue it with --train.resume latest, or choose a new train.output_dir"
     if where is None:
         if done:
-            raise CheckpointError(f"train.output_dir={str(output_dir)!r} already holds the checkpoints of a run "
-                                  f"(newest {done[-1].name}): {hint}")
+            raise CheckpointError(
+                f"train.output_dir={str(output_dir)!r} already holds the checkpoints of a run "
+                f"(newest {done[-1].name}): {hint}"
+            )
         return []
     path = Path(where)
     if not path.is_dir():
-        raise PathError(f"train.resume={where!r} does not exist; give a checkpoint folder "
-                        f"(…/{CHECKPOINTS}/step_N) or 'latest'")
+        raise PathError(
+            f"train.resume={where!r} does not exist; give a checkpoint folder (…/{CHECKPOINTS}/step_N) or 'latest'"
+        )
     if path.resolve().parent != (output_dir / CHECKPOINTS).resolve():
         if done:
-            raise CheckpointError(f"train.output_dir={str(output_dir)!r} already holds the checkpoints of another run "
-                                  f"(newest {done[-1].name}): resume from {where} into a new train.output_dir")
+            raise CheckpointError(
+                f"train.output_dir={str(output_dir)!r} already holds the checkpoints of another run "
+                f"(newest {done[-1].name}): resume from {where} into a new train.output_dir"
+            )
         return [path]
     later = [c.name for c in done if c.name > path.name]
     if later:
-        raise CheckpointError(f"train.resume={where!r} is not the newest checkpoint of this run ({later[-1]} is): "
-                              f"continuing here would overwrite and prune the later ones. Branch instead: "
-                              f"--train.resume {where} --train.output_dir NEW_FOLDER, or first move "
-                              f"{', '.join(later)} out of {path.parent}")
+        raise CheckpointError(
+            f"train.resume={where!r} is not the newest checkpoint of this run ({later[-1]} is): "
+            f"continuing here would overwrite and prune the later ones. Branch instead: "
+            f"--train.resume {where} --train.output_dir NEW_FOLDER, or first move "
+            f"{', '.join(later)} out of {path.parent}"
+        )
     return [path]
 
 

@@ -27,8 +27,16 @@ import sys
 import warnings
 from typing import get_args
 
-from videosspo.commands import (cmd_cache_latents, cmd_config, cmd_estimate, cmd_pretrain_base, cmd_sample,
-                                cmd_synth, cmd_train, cmd_upgrade_checkpoints)
+from videosspo.commands import (
+    cmd_cache_latents,
+    cmd_config,
+    cmd_estimate,
+    cmd_pretrain_base,
+    cmd_sample,
+    cmd_synth,
+    cmd_train,
+    cmd_upgrade_checkpoints,
+)
 from videosspo.config import Sampler
 from videosspo.demo import cmd_demo
 from videosspo.errors import OneLineParser as Parser
@@ -40,7 +48,9 @@ Any config key may follow as --section.key VALUE (e.g. --optim.lr 1e-5 --train.m
 Values are read as YAML: lists as --train.sample_prompts '["a red square moving left", "a blue circle"]'
 or --optim.betas "[0.9, 0.99]", mappings as --model.schedule "{beta_schedule: scaled_linear}", null as null."""
 
-TRAIN_HELP = OVERRIDE_HELP + """
+TRAIN_HELP = (
+    OVERRIDE_HELP
+    + """
 
 Progress bar (every logged value is in OUTPUT_DIR/metrics.jsonl under the name in brackets):
   loss  the batch's mean loss [loss]
@@ -53,6 +63,7 @@ Progress bar (every logged value is in OUTPUT_DIR/metrics.jsonl under the name i
 
 Ctrl-C (or SIGTERM) stops cleanly with one line naming the step (exit 130 / 143); run the same command
 with --train.resume latest to continue from the newest checkpoint. --verbose shows the libraries' own logs."""
+)
 
 VERBOSE_HELP = "show the libraries' own logs (transformers, diffusers, decord's FFmpeg) and videosspo's debug lines"
 
@@ -75,8 +86,12 @@ def _quiet_libraries(verbose: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
-    parser = Parser(prog="videosspo", description="SSPO alignment for text-to-video diffusion models.",
-                    epilog=OVERRIDE_HELP, formatter_class=raw)
+    parser = Parser(
+        prog="videosspo",
+        description="SSPO alignment for text-to-video diffusion models.",
+        epilog=OVERRIDE_HELP,
+        formatter_class=raw,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     # also accepted after the command (`videosspo train --verbose`); SUPPRESS keeps the top-level value otherwise
     common = Parser(add_help=False)
@@ -86,14 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, **kwargs) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], formatter_class=raw, **kwargs)
 
-    p = add("train", help="train with a YAML config (sft | dpo | sspo)", epilog=TRAIN_HELP,
-            usage="videosspo train [-h] [-v] [--config CONFIG] [--section.key VALUE ...]")
+    p = add(
+        "train",
+        help="train with a YAML config (sft | dpo | sspo)",
+        epilog=TRAIN_HELP,
+        usage="videosspo train [-h] [-v] [--config CONFIG] [--section.key VALUE ...]",
+    )
     p.add_argument("--config", help="YAML config file (configs/*.yaml); omitted: all defaults")
     p.set_defaults(func=cmd_train)
 
-    p = add("sample", help="generate videos from a checkpoint",
-            epilog="Writes metadata.jsonl (video, caption, seed) beside the clips: "
-                   "python benchmarks/vbench_eval.py --videos FOLDER scores them against their prompts.")
+    p = add(
+        "sample",
+        help="generate videos from a checkpoint",
+        epilog="Writes metadata.jsonl (video, caption, seed) beside the clips: "
+        "python benchmarks/vbench_eval.py --videos FOLDER scores them against their prompts.",
+    )
     p.add_argument("--checkpoint", required=True, help="a checkpoint folder (or its model/ folder)")
     p.add_argument("--prompt", required=True, action="append", help="text prompt; repeat for several")
     p.add_argument("--out", required=True, help="output .mp4 or .gif (numbered when several prompts)")
@@ -102,11 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, help="default: the checkpoint's training clips (else 256)")
     p.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale; <= 1 disables")
-    p.add_argument("--guidance-2", type=float, default=None,
-                   help="wan22: the scale of the low-noise expert's steps (WanPipeline's guidance_scale_2; default --guidance)")
-    p.add_argument("--scheduler", choices=list(get_args(Sampler)),
-                   help="default: the checkpoint's sample.scheduler (else ddim; flow-matching models: euler, unipc; "
-                        "CogVideoX: ddim, dpm)")
+    p.add_argument(
+        "--guidance-2",
+        type=float,
+        default=None,
+        help="wan22: the scale of the low-noise expert's steps (WanPipeline's guidance_scale_2; default --guidance)",
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=list(get_args(Sampler)),
+        help="default: the checkpoint's sample.scheduler (else ddim; flow-matching models: euler, unipc; "
+        "CogVideoX: ddim, dpm)",
+    )
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; prompt i uses seed + i")
     p.add_argument("--fps", type=int, default=8)
@@ -114,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
-    s = data_sub.add_parser("synth", parents=[common],
-                            help="write a synthetic video world: coloured shapes moving, with captions")
+    s = data_sub.add_parser(
+        "synth", parents=[common], help="write a synthetic video world: coloured shapes moving, with captions"
+    )
     s.add_argument("--out", required=True, help="output folder (videos/ + metadata.jsonl)")
     s.add_argument("--n", type=int, default=64, help="number of clips")
     s.add_argument("--frames", type=int, default=16)
@@ -124,39 +154,57 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--paired", action="store_true", help="also write a wrong 'loser' clip per caption (DPO data)")
     s.set_defaults(func=cmd_synth)
-    s = data_sub.add_parser("cache-latents", parents=[common], formatter_class=raw, epilog=OVERRIDE_HELP,
-                            help="encode every clip once with the model's VAE (data.latent_cache)")
+    s = data_sub.add_parser(
+        "cache-latents",
+        parents=[common],
+        formatter_class=raw,
+        epilog=OVERRIDE_HELP,
+        help="encode every clip once with the model's VAE (data.latent_cache)",
+    )
     s.add_argument("--config", help="YAML config file: its model and data sections are used")
     s.add_argument("--out", help="output folder (default: <data.path folder>/latents_<family>_<h>x<w>)")
     s.set_defaults(func=cmd_cache_latents)
 
-    p = add("pretrain-base", help="pre-train the synthetic world's base model (SFT on noisy web captions)",
-            epilog=OVERRIDE_HELP)
+    p = add(
+        "pretrain-base",
+        help="pre-train the synthetic world's base model (SFT on noisy web captions)",
+        epilog=OVERRIDE_HELP,
+    )
     p.add_argument("--config", help="YAML config (default: configs/stacked_base.yaml)")
     p.set_defaults(func=cmd_pretrain_base)
 
-    p = add("demo", help="align the synthetic world's base model with SSPO; adherence before/after + GIFs",
-            epilog=OVERRIDE_HELP)
+    p = add(
+        "demo",
+        help="align the synthetic world's base model with SSPO; adherence before/after + GIFs",
+        epilog=OVERRIDE_HELP,
+    )
     p.add_argument("--config", help="YAML config (default: configs/stacked_sspo.yaml)")
     p.set_defaults(func=cmd_demo)
 
-    p = add("estimate", help="expected peak GPU memory of one training step, by part (docs/low-memory.md)",
-            epilog=OVERRIDE_HELP)
+    p = add(
+        "estimate",
+        help="expected peak GPU memory of one training step, by part (docs/low-memory.md)",
+        epilog=OVERRIDE_HELP,
+    )
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--gpu-gb", type=float, default=24.0, help="the GPU's memory: which switches make the run fit it")
     p.set_defaults(func=cmd_estimate)
 
-    p = add("upgrade-checkpoints", help="make checkpoints of an older videosspo (no COMPLETE.json) resumable, "
-                                        "in place")
+    p = add("upgrade-checkpoints", help="make checkpoints of an older videosspo (no COMPLETE.json) resumable, in place")
     p.add_argument("run", help="the run folder (train.output_dir)")
     p.set_defaults(func=cmd_upgrade_checkpoints)
 
     p = add("config", help="list every config key (--list) or print a resolved config (--show)", epilog=OVERRIDE_HELP)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--list", action="store_true", help="every key: its default, type and meaning")
-    what.add_argument("--show", nargs="?", const="", metavar="CONFIG",
-                      help="the resolved config of CONFIG (omitted: the defaults) with any --section.key VALUE "
-                           "overrides applied, as YAML")
+    what.add_argument(
+        "--show",
+        nargs="?",
+        const="",
+        metavar="CONFIG",
+        help="the resolved config of CONFIG (omitted: the defaults) with any --section.key VALUE "
+        "overrides applied, as YAML",
+    )
     p.set_defaults(func=cmd_config)
     return parser
 

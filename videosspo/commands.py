@@ -38,13 +38,23 @@ def _prepare_data(config, given: bool, source: str | None) -> None:
     if path.exists() or is_shards(config.data.path):
         return
     if given or not n or path.suffix in (".jsonl", ".csv"):
-        raise PathError(f"data.path={str(path)!r} does not exist; give a folder of clips with metadata.jsonl "
-                        f"(see docs/your-own-videos.md), or write a synthetic one: videosspo data synth --out {path}")
+        raise PathError(
+            f"data.path={str(path)!r} does not exist; give a folder of clips with metadata.jsonl "
+            f"(see docs/your-own-videos.md), or write a synthetic one: videosspo data synth --out {path}"
+        )
     frames = max(config.data.frames, (config.data.frames - 1) * config.data.stride + 1)
-    print(f"data.path {path} is missing: writing {n} synthetic clips there (data.synth_if_missing: {n}"
-          f"{f' in {source}' if source else ''}; for your own clips give --data.path DIR)")
-    make_dataset(path, n=n, frames=frames, height=config.data.height, width=config.data.width,
-                 paired=get_method(config.method.name).losers == "data")
+    print(
+        f"data.path {path} is missing: writing {n} synthetic clips there (data.synth_if_missing: {n}"
+        f"{f' in {source}' if source else ''}; for your own clips give --data.path DIR)"
+    )
+    make_dataset(
+        path,
+        n=n,
+        frames=frames,
+        height=config.data.height,
+        width=config.data.width,
+        paired=get_method(config.method.name).losers == "data",
+    )
 
 
 def cmd_train(args, overrides: list[str]) -> dict:
@@ -69,22 +79,29 @@ def fit(config, resumable: bool = True) -> dict:
     except KeyboardInterrupt as e:  # videosspo.interrupt.Interrupted too
         step = f"at step {trainer.step}" if trainer is not None else "before the first step"
         newest = latest_checkpoint(config.train.output_dir) if resumable else None
-        hint = (f"; resume with --train.resume latest (from {newest.name})" if newest
-                else "; resume with --train.resume latest (no checkpoint yet: it starts over)" if resumable else "")
+        hint = (
+            f"; resume with --train.resume latest (from {newest.name})"
+            if newest
+            else "; resume with --train.resume latest (no checkpoint yet: it starts over)"
+            if resumable
+            else ""
+        )
         e.note = f"interrupted {step}{hint}"
         raise
 
 
 def cmd_pretrain_base(args, overrides: list[str]) -> dict:
     """The synthetic world's base model: world data and latent cache when missing, then SFT on web/."""
-    from videosspo.alignment import BASE_CONFIG, prepare
     from models import load_checked_config
+    from videosspo.alignment import BASE_CONFIG, prepare
 
     config = load_checked_config(args.config or BASE_CONFIG, overrides)
     prepare(config)
     summary = fit(config)
-    print(f"base model: {summary['checkpoint']}/model ({summary['steps']} steps in {summary['seconds']} s); "
-          f"align it with --model.pretrained {summary['checkpoint']}/model")
+    print(
+        f"base model: {summary['checkpoint']}/model ({summary['steps']} steps in {summary['seconds']} s); "
+        f"align it with --model.pretrained {summary['checkpoint']}/model"
+    )
     return summary
 
 
@@ -116,22 +133,36 @@ def cmd_sample(args, overrides: list[str]) -> None:
         make_scheduler(model, args.scheduler, args.steps)
         check_guidance_2(model, args.guidance_2)
     except ValueError as e:
-        raise UserError(f"cannot sample {args.frames} frames of {args.height}x{args.width} in {args.steps} "
-                        f"{args.scheduler} steps from {args.checkpoint}: {e}") from e
+        raise UserError(
+            f"cannot sample {args.frames} frames of {args.height}x{args.width} in {args.steps} "
+            f"{args.scheduler} steps from {args.checkpoint}: {e}"
+        ) from e
     prompts = args.prompt
     seeds = [args.seed + i for i in range(len(prompts))]
-    pixels = generate(model, prompts, frames=args.frames, height=args.height, width=args.width, seeds=seeds,
-                      steps=args.steps, guidance=args.guidance, guidance_2=args.guidance_2,
-                      negative_prompt=args.negative_prompt,
-                      scheduler=args.scheduler, progress=True)
+    pixels = generate(
+        model,
+        prompts,
+        frames=args.frames,
+        height=args.height,
+        width=args.width,
+        seeds=seeds,
+        steps=args.steps,
+        guidance=args.guidance,
+        guidance_2=args.guidance_2,
+        negative_prompt=args.negative_prompt,
+        scheduler=args.scheduler,
+        progress=True,
+    )
     out, rows = Path(args.out), []
     for i, video in enumerate(pixels.cpu()):
         path = out if len(prompts) == 1 else out.with_name(f"{out.stem}_{i:02d}{out.suffix}")
         write_video(path, video, fps=args.fps)
         rows.append({"video": path.name, "caption": prompts[i], "seed": seeds[i], "checkpoint": str(args.checkpoint)})
         print(f"wrote {path}  ({prompts[i]!r}, seed {seeds[i]})")
-    print(f"captions in {write_captions(out.parent, rows)} (evaluate: python benchmarks/vbench_eval.py --videos "
-          f"{out.parent} --out eval/NAME)")
+    print(
+        f"captions in {write_captions(out.parent, rows)} (evaluate: python benchmarks/vbench_eval.py --videos "
+        f"{out.parent} --out eval/NAME)"
+    )
 
 
 def write_captions(folder: Path, rows: list[dict]) -> Path:
@@ -160,8 +191,10 @@ def _check_checkpoint(path: Path) -> None:
     from videosspo.errors import PathError
 
     if not path.exists():
-        raise PathError(f"--checkpoint {path} does not exist; give a checkpoint folder (runs/NAME/checkpoints/step_N) "
-                        f"or a model folder")
+        raise PathError(
+            f"--checkpoint {path} does not exist; give a checkpoint folder (runs/NAME/checkpoints/step_N) "
+            f"or a model folder"
+        )
     folder = path.parent if path.name == "model" else path
     if folder.parent.name == CHECKPOINTS or (folder / "trainer.json").is_file():
         verify(folder)
@@ -174,8 +207,12 @@ def _fill_from_checkpoint(args) -> None:
     folder = Path(args.checkpoint)
     saved = next((p for p in (folder / "config.yaml", folder.parent / "config.yaml") if p.is_file()), None)
     config = load_config(saved) if saved else None
-    for key, section, fallback in (("frames", "data", 16), ("height", "data", 256), ("width", "data", 256),
-                                   ("scheduler", "sample", "ddim")):
+    for key, section, fallback in (
+        ("frames", "data", 16),
+        ("height", "data", 256),
+        ("width", "data", 256),
+        ("scheduler", "sample", "ddim"),
+    ):
         if getattr(args, key) is None:
             setattr(args, key, getattr(getattr(config, section), key) if config else fallback)
 
@@ -184,8 +221,16 @@ def cmd_synth(args, overrides: list[str]) -> None:
     from videosspo.synth import make_dataset
 
     no_overrides(overrides)
-    path = make_dataset(args.out, n=args.n, frames=args.frames, height=args.size, width=args.size, fps=args.fps,
-                        seed=args.seed, paired=args.paired)
+    path = make_dataset(
+        args.out,
+        n=args.n,
+        frames=args.frames,
+        height=args.size,
+        width=args.size,
+        fps=args.fps,
+        seed=args.seed,
+        paired=args.paired,
+    )
     print(f"wrote {args.n} clips and metadata.jsonl to {path}")
 
 
@@ -199,8 +244,7 @@ def default_latent_dir(config) -> Path:
 def cmd_cache_latents(args, overrides: list[str]) -> None:
     import torch
 
-    from models import build_model
-    from models import load_checked_config
+    from models import build_model, load_checked_config
     from videosspo.data import VideoDataset
     from videosspo.latents import cache_latents
 
@@ -214,8 +258,10 @@ def cmd_cache_latents(args, overrides: list[str]) -> None:
     out = Path(args.out) if args.out else default_latent_dir(config)
     cache_latents(model, dataset, out, metadata=data.path)
     unreadable = len(json.loads((out / "cache_info.json").read_text())["unreadable"])
-    print(f"wrote latents of {len(dataset) - unreadable} clips to {out} ({unreadable} unreadable, skipped); "
-          f"train with --data.latent_cache {out}")
+    print(
+        f"wrote latents of {len(dataset) - unreadable} clips to {out} ({unreadable} unreadable, skipped); "
+        f"train with --data.latent_cache {out}"
+    )
 
 
 def cmd_estimate(args, overrides: list[str]) -> None:

@@ -19,13 +19,39 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from videosspo.config_sections import (SCHEDULE_KEYS, DataConfig, LoserConfig, MethodConfig, ModelConfig,
-                                       OptimConfig, ReplayConfig, SampleConfig, Sampler, TrainConfig, require)
+from videosspo.config_sections import (
+    SCHEDULE_KEYS,
+    DataConfig,
+    LoserConfig,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+    ReplayConfig,
+    SampleConfig,
+    Sampler,
+    TrainConfig,
+    require,
+)
 from videosspo.errors import ConfigError
 
-__all__ = ["SCHEDULE_KEYS", "Config", "ConfigError", "DataConfig", "LoserConfig", "MethodConfig", "ModelConfig",
-           "OptimConfig", "ReplayConfig", "SampleConfig", "Sampler", "TrainConfig", "config_from_dict",
-           "load_config", "parse_overrides", "save_config"]
+__all__ = [
+    "SCHEDULE_KEYS",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "LoserConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ReplayConfig",
+    "SampleConfig",
+    "Sampler",
+    "TrainConfig",
+    "config_from_dict",
+    "load_config",
+    "parse_overrides",
+    "save_config",
+]
 
 
 @dataclass(frozen=True)
@@ -42,13 +68,21 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        require(self.train.export == "merged" or self.model.lora_rank > 0, "train.export", self.train.export,
-                "'adapter' needs LoRA training (model.lora_rank > 0); use 'merged'")
+        require(
+            self.train.export == "merged" or self.model.lora_rank > 0,
+            "train.export",
+            self.train.export,
+            "'adapter' needs LoRA training (model.lora_rank > 0); use 'merged'",
+        )
         if self.model.vae == "none" or self.model.pretrained is None:
             return  # the VAE factor of a pretrained model is checked when the model loads
         for key in ("height", "width"):
-            require(getattr(self.data, key) % 8 == 0, f"data.{key}", getattr(self.data, key),
-                    "a multiple of the VAE factor 8")
+            require(
+                getattr(self.data, key) % 8 == 0,
+                f"data.{key}",
+                getattr(self.data, key),
+                "a multiple of the VAE factor 8",
+            )
         for f, h, w in self.data.buckets if isinstance(self.data.buckets, tuple) else ():
             require(h % 8 == 0 and w % 8 == 0, "data.buckets", [f, h, w], "sides multiples of the VAE factor 8")
 

@@ -23,8 +23,8 @@ from videosspo.config import Config
 
 @dataclasses.dataclass(frozen=True)
 class Key:
-    name: str        # section.field
-    type: str        # int, float, one of 'a' | 'b', a list of str, ...
+    name: str  # section.field
+    type: str  # int, float, one of 'a' | 'b', a list of str, ...
     default: Any
     meaning: str
 
@@ -55,8 +55,9 @@ def field_meanings(source: str | None = None) -> dict[str, dict[str, str]]:
             while line in comments and comments[line][1]:
                 above.insert(0, comments[line][0])
                 line -= 1
-            trailing = [comments[n][0] for n in range(stmt.lineno, stmt.end_lineno + 1)
-                        if n in comments and not comments[n][1]]
+            trailing = [
+                comments[n][0] for n in range(stmt.lineno, stmt.end_lineno + 1) if n in comments and not comments[n][1]
+            ]
             fields[stmt.target.id] = " ".join(part for part in [*above, *trailing] if part)
     return out
 
@@ -83,8 +84,14 @@ def config_keys() -> list[Key]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             default = getattr(getattr(defaults, section.name), f.name)
-            keys.append(Key(f"{section.name}.{f.name}", _type_name(hints[f.name]), default,
-                            meanings.get(cls.__name__, {}).get(f.name, "")))
+            keys.append(
+                Key(
+                    f"{section.name}.{f.name}",
+                    _type_name(hints[f.name]),
+                    default,
+                    meanings.get(cls.__name__, {}).get(f.name, ""),
+                )
+            )
     return keys
 
 
@@ -104,6 +111,7 @@ def describe_keys(width: int = 100) -> str:
     lines = []
     for key in config_keys():
         lines.append(f"{key.name} = {_yaml_value(key.default)}   ({key.type})")
-        lines += textwrap.wrap(key.meaning, width, initial_indent="    ", subsequent_indent="    ",
-                               break_on_hyphens=False)
+        lines += textwrap.wrap(
+            key.meaning, width, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False
+        )
     return "\n".join(lines)

@@ -15,8 +15,16 @@ from videosspo.errors import ConfigError
 # The latent samplers by name; which apply is the model family's (`VideoDiffusionModel.samplers`).
 Sampler = Literal["ddim", "ddpm", "euler", "dpm++", "unipc", "dpm"]
 # Scheduler config keys a run may set (`model.schedule`); diffusers' names and meanings.
-SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "clip_sample", "timestep_spacing", "steps_offset",
-                 "set_alpha_to_one", "rescale_betas_zero_snr")
+SCHEDULE_KEYS = (
+    "beta_schedule",
+    "beta_start",
+    "beta_end",
+    "clip_sample",
+    "timestep_spacing",
+    "steps_offset",
+    "set_alpha_to_one",
+    "rescale_betas_zero_snr",
+)
 
 
 def require(cond: bool, key: str, value: Any, allowed: str) -> None:
@@ -89,17 +97,32 @@ class ModelConfig:
             require(key in SCHEDULE_KEYS, "model.schedule", key, f"keys among {', '.join(SCHEDULE_KEYS)}")
         require(self.vae_chunk_frames >= 1, "model.vae_chunk_frames", self.vae_chunk_frames, ">= 1")
         require(self.lora_rank >= 0, "model.lora_rank", self.lora_rank, ">= 0 (0 = full fine-tuning)")
-        require(not self.fp8_base or self.lora_rank > 0, "model.fp8_base", self.fp8_base,
-                "false with full fine-tuning (model.lora_rank: 0 trains every weight, none is frozen to store in float8)")
+        require(
+            not self.fp8_base or self.lora_rank > 0,
+            "model.fp8_base",
+            self.fp8_base,
+            "false with full fine-tuning (model.lora_rank: 0 trains every weight, none is frozen to store in float8)",
+        )
         require(self.blocks_to_swap >= 0, "model.blocks_to_swap", self.blocks_to_swap, ">= 0 (0: no block swap)")
-        require(not self.blocks_to_swap or self.lora_rank > 0, "model.blocks_to_swap", self.blocks_to_swap,
-                "0 with full fine-tuning (model.lora_rank: 0): swapped blocks hold frozen weights only")
-        require(not self.offload_checkpoints or self.gradient_checkpointing, "model.offload_checkpoints",
-                self.offload_checkpoints, "false without model.gradient_checkpointing: true (it offloads what the "
-                "checkpointed blocks keep)")
+        require(
+            not self.blocks_to_swap or self.lora_rank > 0,
+            "model.blocks_to_swap",
+            self.blocks_to_swap,
+            "0 with full fine-tuning (model.lora_rank: 0): swapped blocks hold frozen weights only",
+        )
+        require(
+            not self.offload_checkpoints or self.gradient_checkpointing,
+            "model.offload_checkpoints",
+            self.offload_checkpoints,
+            "false without model.gradient_checkpointing: true (it offloads what the checkpointed blocks keep)",
+        )
         require(self.stacked_frames >= 1, "model.stacked_frames", self.stacked_frames, ">= 1")
-        require(self.size == "tiny" or self.pretrained is None, "model.size", self.size,
-                "'tiny' with model.pretrained set (the size is the random-weight model's)")
+        require(
+            self.size == "tiny" or self.pretrained is None,
+            "model.size",
+            self.size,
+            "'tiny' with model.pretrained set (the size is the random-weight model's)",
+        )
 
 
 @dataclass(frozen=True)
@@ -114,12 +137,12 @@ class DataConfig:
     # When `path` is missing, write a synthetic-world dataset of this many clips there first (the tiny configs
     # set 32). Applies only to a data.path the config file names: one given on the command line must exist.
     synth_if_missing: int = 0
-    world: str = "v1"        # the alignment world's objects when `prepare` writes it: a name of videosspo.synth.WORLDS
-    frames: int = 8          # frames per clip (1 = image training)
-    stride: int = 1          # take every `stride`-th frame
-    height: int = 32         # clip height in pixels (frames are resized to it)
-    width: int = 32          # clip width in pixels
-    num_workers: int = 0     # DataLoader worker processes decoding clips (0: in the training process)
+    world: str = "v1"  # the alignment world's objects when `prepare` writes it: a name of videosspo.synth.WORLDS
+    frames: int = 8  # frames per clip (1 = image training)
+    stride: int = 1  # take every `stride`-th frame
+    height: int = 32  # clip height in pixels (frames are resized to it)
+    width: int = 32  # clip width in pixels
+    num_workers: int = 0  # DataLoader worker processes decoding clips (0: in the training process)
     # A folder written by `videosspo data cache-latents` (every clip encoded once by the VAE, every caption
     # once by the text encoder). When set, training reads the cached winner (and loser) latents and caption
     # embeddings and runs neither encoder per step; the cache must match data.path, data.height/width, the
@@ -146,12 +169,24 @@ class DataConfig:
         require(0 <= self.max_bad_fraction <= 1, "data.max_bad_fraction", self.max_bad_fraction, "in [0, 1]")
         require(0 <= self.caption_dropout < 1, "data.caption_dropout", self.caption_dropout, "in [0, 1)")
         if isinstance(self.buckets, tuple):
-            require(len(self.buckets) > 0 and all(f >= 1 and min(h, w) >= 8 for f, h, w in self.buckets), "data.buckets",
-                    [list(b) for b in self.buckets], "a list of [frames, height, width] with frames >= 1, sides >= 8, or auto")
-            require(len(set(self.buckets)) == len(self.buckets), "data.buckets", [list(b) for b in self.buckets],
-                    "a list of distinct shapes")
-        require(self.buckets is None or self.latent_cache is None, "data.buckets", self.buckets,
-                "null with data.latent_cache (the cache holds one clip shape); unset one of them")
+            require(
+                len(self.buckets) > 0 and all(f >= 1 and min(h, w) >= 8 for f, h, w in self.buckets),
+                "data.buckets",
+                [list(b) for b in self.buckets],
+                "a list of [frames, height, width] with frames >= 1, sides >= 8, or auto",
+            )
+            require(
+                len(set(self.buckets)) == len(self.buckets),
+                "data.buckets",
+                [list(b) for b in self.buckets],
+                "a list of distinct shapes",
+            )
+        require(
+            self.buckets is None or self.latent_cache is None,
+            "data.buckets",
+            self.buckets,
+            "null with data.latent_cache (the cache holds one clip shape); unset one of them",
+        )
 
 
 @dataclass(frozen=True)
@@ -164,7 +199,7 @@ class MethodConfig:
 
     # an entry of videosspo.methods.METHODS (tests/test_methods.py checks the two lists agree)
     name: Literal["sft", "dpo", "sspo", "sspo-ipo", "sspo-dpop", "sspo-lw", "sspo-ema"] = "sspo"
-    beta: float = 2000.0     # beta of -log sigmoid(-(beta/2)(dw - dl)); absorbs T * omega(lambda_t)
+    beta: float = 2000.0  # beta of -log sigmoid(-(beta/2)(dw - dl)); absorbs T * omega(lambda_t)
     # SSR switched branch when e_ref^w < e_theta^w: sft | sign (v1 flipper) | drop | off (always DPO).
     ssr_mode: Literal["sft", "sign", "drop", "off"] = "sft"
     # Weight w of the switched SFT branch (ssr_mode sft: L = w e_theta^w). At zero margin the DPO
@@ -201,11 +236,11 @@ class MethodConfig:
 class ReplayConfig:
     """Random Checkpoint Replay: the pool of policy snapshots the reference is drawn from."""
 
-    interval: int = 30       # optimizer steps between snapshots (paper: 30)
-    size: int = 7            # snapshots held, theta_0 included (paper: K = 7)
-    strategy: Literal["random", "latest", "initial"] = "random"   # SSPO | SPIN-like | DITTO-like
-    evict: Literal["oldest", "random"] = "oldest"                 # theta_0 is never evicted
-    cpu_budget_gb: float = 8.0   # per process: full fine-tuning snapshots past this spill to disk
+    interval: int = 30  # optimizer steps between snapshots (paper: 30)
+    size: int = 7  # snapshots held, theta_0 included (paper: K = 7)
+    strategy: Literal["random", "latest", "initial"] = "random"  # SSPO | SPIN-like | DITTO-like
+    evict: Literal["oldest", "random"] = "oldest"  # theta_0 is never evicted
+    cpu_budget_gb: float = 8.0  # per process: full fine-tuning snapshots past this spill to disk
     spill_dir: str | None = None  # default: <train.output_dir>/replay_spill (a rank<i>/ folder per process)
     # A node-local folder (e.g. /dev/shm/videosspo or a local SSD): the node's first process writes each
     # snapshot there once and every process of the node memory-maps it, so a node holds one copy of the
@@ -226,8 +261,8 @@ class SampleConfig:
     # DDPM-trained families: ddim, ddpm, euler, dpm++, unipc; flow matching (wan): euler, unipc;
     # cogvideox: ddim; ltx: euler.
     scheduler: Sampler = "ddim"
-    steps: int = 20          # sampler steps
-    guidance: float = 7.5    # classifier-free guidance scale (<= 1: off)
+    steps: int = 20  # sampler steps
+    guidance: float = 7.5  # classifier-free guidance scale (<= 1: off)
     # wan22 only: the CFG scale of the low-noise expert's steps (WanPipeline's guidance_scale_2; None: `guidance`).
     # CFG runs when `guidance` > 1, as in WanPipeline.
     guidance_2: float | None = None
@@ -246,8 +281,8 @@ class LoserConfig:
     Reference UNet passes per loser: steps x (2 with CFG, guidance > 1, else 1) x strength / reuse.
     """
 
-    steps: int = 20          # sampler steps per loser
-    guidance: float = 7.5    # classifier-free guidance scale of the losers (<= 1: off, one pass per step)
+    steps: int = 20  # sampler steps per loser
+    guidance: float = 7.5  # classifier-free guidance scale of the losers (<= 1: off, one pass per step)
     guidance_2: float | None = None  # wan22 only: as sample.guidance_2, for the losers
     # ddim | ddpm | euler | dpm++ (DPM-Solver++ 2M) | unipc; the last two are made for 4-10 steps.
     # Flow-matching families (wan): euler | unipc; cogvideox: ddim; ltx: euler.
@@ -263,7 +298,7 @@ class LoserConfig:
     # `noise`: sample from x_T ~ N(0, I). `winner` (SDEdit): noise the winner to t = strength x T and
     # denoise it with the reference in round(strength x steps) steps: cheaper, and a harder negative.
     init: Literal["noise", "winner"] = "noise"
-    strength: float = 1.0    # for init: winner, in (0, 1]
+    strength: float = 1.0  # for init: winner, in (0, 1]
     # Sample step s+1's losers in a background thread while step s trains, on a second copy of the
     # network (+1 UNet of memory). Exact: used only when step s+1's reference is already in the pool
     # (no snapshot is taken after step s), else step s+1 samples them itself. Pays where one step
@@ -276,24 +311,34 @@ class LoserConfig:
         require(self.guidance_2 is None or self.guidance_2 >= 0, "loser.guidance_2", self.guidance_2, ">= 0 or null")
         require(self.reuse >= 1, "loser.reuse", self.reuse, ">= 1")
         require(0 < self.strength <= 1, "loser.strength", self.strength, "in (0, 1]")
-        require(self.init == "winner" or self.strength == 1, "loser.strength", self.strength,
-                "1 with loser.init: noise (strength only applies to loser.init: winner)")
-        require(self.init == "noise" or self.scheduler != "euler", "loser.scheduler", self.scheduler,
-                "ddim, ddpm, dpm++ or unipc with loser.init: winner (euler keeps a sigma-scaled state)")
+        require(
+            self.init == "winner" or self.strength == 1,
+            "loser.strength",
+            self.strength,
+            "1 with loser.init: noise (strength only applies to loser.init: winner)",
+        )
+        require(
+            self.init == "noise" or self.scheduler != "euler",
+            "loser.scheduler",
+            self.scheduler,
+            "ddim, ddpm, dpm++ or unipc with loser.init: winner (euler keeps a sigma-scaled state)",
+        )
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW with warm-up and a schedule; per-process batch and accumulation."""
 
-    lr: float = 1e-5         # peak learning rate (after warm-up)
+    lr: float = 1e-5  # peak learning rate (after warm-up)
     weight_decay: float = 1e-2  # AdamW decoupled weight decay
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW (beta1, beta2); on the command line: --optim.betas "[0.9, 0.99]"
-    schedule: Literal["constant", "linear", "cosine"] = "constant"  # LR after warm-up: constant, or decaying to 0 at train.max_steps
-    warmup_steps: int = 0    # steps of linear LR warm-up from 0
-    batch_size: int = 1      # per process; global batch = batch_size x processes x grad_accum
-    grad_accum: int = 1      # micro-batches accumulated per optimizer step
-    max_grad_norm: float = 1.0   # 0 disables clipping
+    schedule: Literal["constant", "linear", "cosine"] = (
+        "constant"  # LR after warm-up: constant, or decaying to 0 at train.max_steps
+    )
+    warmup_steps: int = 0  # steps of linear LR warm-up from 0
+    batch_size: int = 1  # per process; global batch = batch_size x processes x grad_accum
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step
+    max_grad_norm: float = 1.0  # 0 disables clipping
     # Exponential moving average of the trainable weights (videosspo/ema.py; with LoRA, the adapter):
     # ema = d ema + (1 - d) theta after each update, d = min(ema_decay, n / (n + 9)) at update n.
     # Samples during training and each checkpoint's model/ use the average; the replay references and
@@ -315,12 +360,12 @@ class TrainConfig:
 
     # The run folder: checkpoints/, samples/, metrics.jsonl, summary.json. Unset in a config file: runs/<file name>.
     output_dir: str = "runs/default"
-    max_steps: int = 100     # optimizer steps
-    seed: int = 0            # every random draw is a function of (seed, step, sample)
+    max_steps: int = 100  # optimizer steps
+    seed: int = 0  # every random draw is a function of (seed, step, sample)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast precision of forward passes (weights stay fp32)
-    log_every: int = 1       # steps between metrics.jsonl lines
-    checkpoint_every: int = 50   # steps between checkpoints (0: only the final one)
-    keep_checkpoints: int = 2    # newest N checkpoints of this run kept (0: all); see anomaly_factor
+    log_every: int = 1  # steps between metrics.jsonl lines
+    checkpoint_every: int = 50  # steps between checkpoints (0: only the final one)
+    keep_checkpoints: int = 2  # newest N checkpoints of this run kept (0: all); see anomaly_factor
     # A step whose loss or grad norm is non-finite or above this many times its running median (last
     # 50 steps) is anomalous; the last checkpoint written before the first such step is kept out of
     # pruning and named when the run stops. 0: only non-finite values count.
@@ -328,11 +373,11 @@ class TrainConfig:
     # At the first anomalous step: `stop` the run with one line naming the last good checkpoint (exit 2; continue
     # from it with another optim.lr), or `continue` training. Either way non-finite weights are never checkpointed.
     on_anomaly: Literal["stop", "continue"] = "stop"
-    sample_every: int = 0        # steps between samples of sample_prompts (0: only at the end)
+    sample_every: int = 0  # steps between samples of sample_prompts (0: only at the end)
     # Prompts of the samples written to samples/; a list on the command line: --train.sample_prompts '["a", "b"]'
     sample_prompts: tuple[str, ...] = ("a red square moving left",)
     sample_format: Literal["mp4", "gif"] = "gif"  # file format of those samples
-    resume: str | None = None    # "latest" or a checkpoint directory
+    resume: str | None = None  # "latest" or a checkpoint directory
     # `model/` in each checkpoint: `merged`, the policy as a full diffusers layout (LoRA merged in);
     # `adapter` (LoRA runs), the adapter alone plus where its base comes from: MBs instead of GBs.
     # `adapter` also writes `lora_comfyui.safetensors` where the family has a ComfyUI format (docs/lora-formats.md).
@@ -345,16 +390,26 @@ class TrainConfig:
     # pruning; stop: also ends the run with one line; off: nothing is computed. The thresholds are calibrated
     # on the synthetic world's study runs (docs/alignment.md, "The preference guard").
     guard: Literal["warn", "stop", "off"] = "warn"
-    guard_every: int = 5         # optimizer steps between two measurements of the fixed batch of winners
-    guard_winners: int = 8       # the fixed batch: the first N clips of data.path, fixed noise and timesteps
-    guard_drift: float = 0.25    # winners' error over theta_0's on the fixed batch, minus 1 (last 3 measurements)
-    guard_loser: float = 1.0     # policy's error on the losers over the reference's, minus 1 (last 5 steps)
+    guard_every: int = 5  # optimizer steps between two measurements of the fixed batch of winners
+    guard_winners: int = 8  # the fixed batch: the first N clips of data.path, fixed noise and timesteps
+    guard_drift: float = 0.25  # winners' error over theta_0's on the fixed batch, minus 1 (last 3 measurements)
+    guard_loser: float = 1.0  # policy's error on the losers over the reference's, minus 1 (last 5 steps)
 
     def __post_init__(self):
         require(self.max_steps >= 1, "train.max_steps", self.max_steps, ">= 1")
         require(self.log_every >= 1, "train.log_every", self.log_every, ">= 1")
-        require(self.guard_every >= 1 and self.guard_winners >= 1, "train.guard_every/guard_winners",
-                (self.guard_every, self.guard_winners), ">= 1")
-        for key in ("checkpoint_every", "sample_every", "keep_checkpoints", "anomaly_factor", "guard_drift",
-                    "guard_loser"):
+        require(
+            self.guard_every >= 1 and self.guard_winners >= 1,
+            "train.guard_every/guard_winners",
+            (self.guard_every, self.guard_winners),
+            ">= 1",
+        )
+        for key in (
+            "checkpoint_every",
+            "sample_every",
+            "keep_checkpoints",
+            "anomaly_factor",
+            "guard_drift",
+            "guard_loser",
+        ):
             require(getattr(self, key) >= 0, f"train.{key}", getattr(self, key), ">= 0")

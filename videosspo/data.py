@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,9 @@ from videosspo.video import BACKENDS, VideoReadError, count_frames, probe, read_
 log = logging.getLogger("videosspo.data")
 
 LARGE_CLIP = 4  # a clip this many times the training size per side, or more, is reported (once)
-MAX_COVER = 4  # a frame scaled to cover the training size may hold at most this many times its pixels (else: crop first)
+MAX_COVER = (
+    4  # a frame scaled to cover the training size may hold at most this many times its pixels (else: crop first)
+)
 
 
 # ----------------------------------------------------------------------------- sampling and resizing
@@ -73,14 +75,14 @@ def resize_center_crop(video: torch.Tensor, height: int, width: int) -> torch.Te
     if size[0] * size[1] > MAX_COVER * height * width:
         crop_h, crop_w = min(h, max(1, round(w * height / width))), min(w, max(1, round(h * width / height)))
         top, left = (h - crop_h) // 2, (w - crop_w) // 2
-        video, h, w = video[:, :, top:top + crop_h, left:left + crop_w], crop_h, crop_w
+        video, h, w = video[:, :, top : top + crop_h, left : left + crop_w], crop_h, crop_w
         size = cover_size(h, w, height, width)
     if size != (h, w):
         frames = rearrange(video, "c f h w -> f c h w")
         frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
         video = rearrange(frames, "f c h w -> c f h w")
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return video[:, :, top:top + height, left:left + width]
+    return video[:, :, top : top + height, left : left + width]
 
 
 # ----------------------------------------------------------------------------- unreadable clips
@@ -115,8 +117,10 @@ class UnreadableClips:
 
     def state_dict(self) -> list[dict]:
         """JSON-able: each unreadable row with its first failure and how often it failed."""
-        return [{"index": i, "path": bad.path, "reason": bad.reason, "visits": self.visits[i]}
-                for i, bad in self.rows.items()]
+        return [
+            {"index": i, "path": bad.path, "reason": bad.reason, "visits": self.visits[i]}
+            for i, bad in self.rows.items()
+        ]
 
     def load_state_dict(self, state: list[dict]) -> None:
         self.rows = {row["index"]: Unreadable(row["index"], row["path"], row["reason"]) for row in state}
@@ -129,17 +133,28 @@ class UnreadableClips:
             if bad.index not in self.rows:
                 self.rows[bad.index] = bad
                 if self.verbose:
-                        log.warning("skipping row %d: cannot read %s (%s); %d of %d rows unreadable so far, the run "
-                                "stops past data.max_bad_fraction=%g", bad.index, bad.path, bad.reason, len(self.rows),
-                                self.num_rows, self.max_bad_fraction)
+                    log.warning(
+                        "skipping row %d: cannot read %s (%s); %d of %d rows unreadable so far, the run "
+                        "stops past data.max_bad_fraction=%g",
+                        bad.index,
+                        bad.path,
+                        bad.reason,
+                        len(self.rows),
+                        self.num_rows,
+                        self.max_bad_fraction,
+                    )
         too_many = len(self.rows) > self.max_bad_fraction * self.num_rows
         if len(self.rows) == self.num_rows or too_many:
             worst = sorted(self.rows, key=lambda i: -self.visits[i])[:5]
-            files = "; ".join(f"{self.rows[i].path} (row {i}, failed {self.visits[i]}x: {self.rows[i].reason})"
-                              for i in worst)
-            what = (f"none of the {self.num_rows} clips could be read" if len(self.rows) == self.num_rows else
-                    f"{len(self.rows)} of {self.num_rows} rows are unreadable, more than data.max_bad_fraction="
-                    f"{self.max_bad_fraction:g}")
+            files = "; ".join(
+                f"{self.rows[i].path} (row {i}, failed {self.visits[i]}x: {self.rows[i].reason})" for i in worst
+            )
+            what = (
+                f"none of the {self.num_rows} clips could be read"
+                if len(self.rows) == self.num_rows
+                else f"{len(self.rows)} of {self.num_rows} rows are unreadable, more than data.max_bad_fraction="
+                f"{self.max_bad_fraction:g}"
+            )
             raise DataError(f"{what}; worst: {files}. Fix or remove those files (or raise data.max_bad_fraction)")
         return len(failures)
 
@@ -154,10 +169,20 @@ class ClipDataset(torch.utils.data.Dataset):
     caller decides what is reproducible; ``dataset[i]`` uses seed ``i``. Subclasses implement ``get``.
     """
 
-    def __init__(self, metadata: str | os.PathLike | Sequence[Record], frames: int, stride: int = 1, *,
-                 height: int, width: int, require_loser: bool = False):
+    def __init__(
+        self,
+        metadata: str | os.PathLike | Sequence[Record],
+        frames: int,
+        stride: int = 1,
+        *,
+        height: int,
+        width: int,
+        require_loser: bool = False,
+    ):
         if min(frames, stride, height, width) < 1:
-            raise ValueError(f"frames, stride, height and width must be >= 1, got {frames}, {stride}, {height}, {width}")
+            raise ValueError(
+                f"frames, stride, height and width must be >= 1, got {frames}, {stride}, {height}, {width}"
+            )
         self.records = load_metadata(metadata) if isinstance(metadata, (str, os.PathLike)) else list(metadata)
         if require_loser:
             unpaired = [r for r in self.records if r.loser_video is None]
@@ -192,15 +217,21 @@ class ClipDataset(torch.utils.data.Dataset):
         except VideoReadError as e:
             return Unreadable(index, str(e.path), e.reason)
 
-    def _indices(self, record: Record, num_frames: int, seed: int, frames: int | None = None,
-                 path: Path | None = None) -> list[int]:
+    def _indices(
+        self, record: Record, num_frames: int, seed: int, frames: int | None = None, path: Path | None = None
+    ) -> list[int]:
         """``frame_indices`` of ``frames`` (default: the dataset's) for a clip of ``num_frames`` frames, warning
         once about short clips (`path`: the short one of a pair, else the record's video)."""
         frames = frames or self.frames
         if num_frames < frames and not self._warned_short:
             self._warned_short = True
-            log.warning("%s has %d frames, fewer than the %d requested: repeating its last frame (reported once; "
-                        "other clips may be short too)", path or record.video, num_frames, frames)
+            log.warning(
+                "%s has %d frames, fewer than the %d requested: repeating its last frame (reported once; "
+                "other clips may be short too)",
+                path or record.video,
+                num_frames,
+                frames,
+            )
         return frame_indices(num_frames, frames, self.stride, np.random.default_rng(seed))
 
 
@@ -212,8 +243,17 @@ class VideoDataset(ClipDataset):
     times larger (per side) or more is reported once, since decoding it still costs full-size time.
     """
 
-    def __init__(self, metadata: str | os.PathLike | Sequence[Record], frames: int, stride: int = 1, *,
-                 height: int, width: int, require_loser: bool = False, backend: str = "auto"):
+    def __init__(
+        self,
+        metadata: str | os.PathLike | Sequence[Record],
+        frames: int,
+        stride: int = 1,
+        *,
+        height: int,
+        width: int,
+        require_loser: bool = False,
+        backend: str = "auto",
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown video backend {backend!r}; choose one of {BACKENDS}")
         super().__init__(metadata, frames, stride, height=height, width=width, require_loser=require_loser)
@@ -228,10 +268,18 @@ class VideoDataset(ClipDataset):
         size = cover_size(info.height, info.width, height, width)
         if min(info.height / size[0], info.width / size[1]) >= LARGE_CLIP and not self._warned_large:
             self._warned_large = True
-            log.warning("%s is %dx%d, at least %dx the training size %dx%d per side: frames are shrunk as they "
-                        "decode, but decoding still costs full-size time; resize the dataset once (e.g. ffmpeg "
-                        "-vf scale=-2:%d) for faster loading (reported once; other clips may be large too)", path,
-                        info.height, info.width, LARGE_CLIP, height, width, size[0])
+            log.warning(
+                "%s is %dx%d, at least %dx the training size %dx%d per side: frames are shrunk as they "
+                "decode, but decoding still costs full-size time; resize the dataset once (e.g. ffmpeg "
+                "-vf scale=-2:%d) for faster loading (reported once; other clips may be large too)",
+                path,
+                info.height,
+                info.width,
+                LARGE_CLIP,
+                height,
+                width,
+                size[0],
+            )
         shrink = size[0] * size[1] < info.height * info.width
         return read_video(path, indices, backend=self.backend, size=size if shrink else None)
 
@@ -249,8 +297,12 @@ class VideoDataset(ClipDataset):
         counts = [count_frames(p) for p in paths]
         shortest = paths[counts.index(min(counts))]
         indices = self._indices(record, min(counts), seed, frames, shortest)  # winner and loser share frames and size
-        item = {"pixels": self._load(record.video, indices, (height, width)), "caption": record.caption,
-                "index": record.index, "size": size}
+        item = {
+            "pixels": self._load(record.video, indices, (height, width)),
+            "caption": record.caption,
+            "index": record.index,
+            "size": size,
+        }
         if record.loser_video is not None:
             item["loser_pixels"] = self._load(record.loser_video, indices, (height, width))
         return item
@@ -261,14 +313,24 @@ def report_long_captions(records: Sequence[Record], tokenizer, limit: int) -> in
     included): the encoder sees only their first `limit` tokens. Returns the count."""
     records = [r for r in records if isinstance(r.caption, str)]  # WebDataset shards: read with the clip, not known
     captions = [r.caption for r in records]
-    lengths = [len(ids) for start in range(0, len(captions), 4096)
-               for ids in tokenizer(captions[start:start + 4096], truncation=False, verbose=False).input_ids]
+    lengths = [
+        len(ids)
+        for start in range(0, len(captions), 4096)
+        for ids in tokenizer(captions[start : start + 4096], truncation=False, verbose=False).input_ids
+    ]
     long = [k for k, n in enumerate(lengths) if n > limit]
     if long:
         first = records[long[0]]
-        log.warning("%d of %d captions are longer than the text encoder's %d tokens and are truncated to them "
-                    "(first: row %d, %d tokens, %r)", len(long), len(captions), limit, first.index, lengths[long[0]],
-                    first.caption[:80])
+        log.warning(
+            "%d of %d captions are longer than the text encoder's %d tokens and are truncated to them "
+            "(first: row %d, %d tokens, %r)",
+            len(long),
+            len(captions),
+            limit,
+            first.index,
+            lengths[long[0]],
+            first.caption[:80],
+        )
     return len(long)
 
 

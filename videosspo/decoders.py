@@ -27,8 +27,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -108,12 +108,14 @@ def decode(container, path: Path):
             raise
         if str(path) not in _damaged_warned:
             _damaged_warned.add(str(path))
-            log.warning("%s is damaged after frame %d (%s): using its first %d frames",
-                        path, decoded, first_line(e), decoded)
+            log.warning(
+                "%s is damaged after frame %d (%s): using its first %d frames", path, decoded, first_line(e), decoded
+            )
 
 
-def read_decord(path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None,
-                 expected: int | None = None) -> np.ndarray:
+def read_decord(
+    path: Path, indices: Sequence[int] | None, size: tuple[int, int] | None, expected: int | None = None
+) -> np.ndarray:
     """decord's frames; ``expected`` (the count that decodes) is checked against decord's own count."""
     reader = decord_module().VideoReader(str(path))
     if expected is not None and len(reader) != expected:
@@ -153,4 +155,6 @@ def read_pyav(path: Path, indices: Sequence[int] | None, size: tuple[int, int] |
 def first_line(error: Exception) -> str:
     """The first line of an error message (decord appends C++ stack traces), or the error's type."""
     lines = str(error).strip().splitlines()
-    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[0]) if lines else type(error).__name__  # decord's "[time] file.cc:N: "
+    return (
+        re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[0]) if lines else type(error).__name__
+    )  # decord's "[time] file.cc:N: "

@@ -20,9 +20,8 @@ def cmd_demo(args, overrides: list[str]) -> dict:
 
     import numpy as np
 
-    from models import load_model
+    from models import load_checked_config, load_model
     from videosspo.alignment import ALIGN_CONFIG, SCORES, adherence, paired, prepare, side_by_side
-    from models import load_checked_config
     from videosspo.synth import heldout_prompts
     from videosspo.video import write_video
 
@@ -42,17 +41,24 @@ def cmd_demo(args, overrides: list[str]) -> dict:
     after, aligned_clips = adherence(load_model(summary["checkpoint"]), prompts, seeds, **kwargs)
 
     for i, prompt in enumerate(prompts):  # base | aligned, same seed
-        write_video(out / "gifs" / f"{i:02d}_{prompt.replace(' ', '_')}.gif",
-                    side_by_side(base_clips[i, 0], aligned_clips[i, 0]), fps=4)
+        write_video(
+            out / "gifs" / f"{i:02d}_{prompt.replace(' ', '_')}.gif",
+            side_by_side(base_clips[i, 0], aligned_clips[i, 0]),
+            fps=4,
+        )
     delta = paired(before, after)  # same prompts, seeds and initial noise: per-clip differences
     before, after = ({k: float(v.mean()) for k, v in scores.items()} for scores in (before, after))
     mean_before, mean_after = np.mean(list(before.values())), np.mean(list(after.values()))
     better = [k for k in SCORES if after[k] > before[k]]
-    change = (f"mean adherence {mean_before:.3f} -> {mean_after:.3f}, paired difference {delta['mean']:+.3f} "
-              f"± {delta['half']:.3f} (95% t-interval over the {len(prompts)} prompts)")
-    verdict = {"better": f"aligned is better: {change}",
-               "tied": f"aligned is NOT better: not distinguishable from the base: {change}",
-               "worse": f"aligned is NOT better: it is worse: {change}"}[delta["verdict"]]
+    change = (
+        f"mean adherence {mean_before:.3f} -> {mean_after:.3f}, paired difference {delta['mean']:+.3f} "
+        f"± {delta['half']:.3f} (95% t-interval over the {len(prompts)} prompts)"
+    )
+    verdict = {
+        "better": f"aligned is better: {change}",
+        "tied": f"aligned is NOT better: not distinguishable from the base: {change}",
+        "worse": f"aligned is NOT better: it is worse: {change}",
+    }[delta["verdict"]]
     lines = [
         f"videosspo demo: {summary['method']} on {summary['steps']} steps of the curated split "
         f"({summary['seconds']:.0f} s), from the base model {base}",
@@ -70,8 +76,16 @@ def cmd_demo(args, overrides: list[str]) -> dict:
         f"checkpoint: {summary['checkpoint']}   total {time.perf_counter() - t0:.0f} s",
     ]
     text = "\n".join(lines)
-    result = {"before": before, "after": after, "paired_difference": delta, "base": str(base), "prompts": prompts,
-              "seeds": seeds, "train": summary, "better": delta["verdict"] == "better"}
+    result = {
+        "before": before,
+        "after": after,
+        "paired_difference": delta,
+        "base": str(base),
+        "prompts": prompts,
+        "seeds": seeds,
+        "train": summary,
+        "better": delta["verdict"] == "better",
+    }
     (out / "demo.json").write_text(json.dumps(result, indent=2))
     (out / "SUMMARY.txt").write_text(text + "\n")
     print(text)
@@ -96,6 +110,9 @@ def _demo_base(pretrained: str | None) -> Path:
     latest = latest_checkpoint("runs/base")
     if latest is None:
         print(f"no cached base model ({pretrained} is missing): pre-training one for {DEMO_BASE_STEPS} steps")
-        latest = Path(cmd_pretrain_base(argparse.Namespace(config=None),
-                                        ["--train.max_steps", str(DEMO_BASE_STEPS)])["checkpoint"])
+        latest = Path(
+            cmd_pretrain_base(argparse.Namespace(config=None), ["--train.max_steps", str(DEMO_BASE_STEPS)])[
+                "checkpoint"
+            ]
+        )
     return latest / "model"

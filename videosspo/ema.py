@@ -18,8 +18,8 @@ from the gathered state dict, and `load_state_dict(state, write)` scatters it ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import torch
 
@@ -53,14 +53,17 @@ class EMA:
         average = self.average if whole is None else {name: whole[name] for name in self.average}
         return {name: v.detach().to("cpu", copy=True).contiguous() for name, v in average.items()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor],
-                        write: Callable[[dict[str, torch.Tensor]], None] | None = None) -> None:
+    def load_state_dict(
+        self, state: dict[str, torch.Tensor], write: Callable[[dict[str, torch.Tensor]], None] | None = None
+    ) -> None:
         """Restore a `state_dict`; its names must be exactly this module's trainable parameters. `write(state)`
         (FSDP: `Policy.load`) writes whole tensors into the module, keeping this process's shards, which are read back."""
         if state.keys() != self.average.keys():
             missing, extra = self.average.keys() - state.keys(), state.keys() - self.average.keys()
-            raise ValueError(f"EMA state does not match the trainable parameters (missing {sorted(missing)[:3]}, "
-                             f"unexpected {sorted(extra)[:3]})")
+            raise ValueError(
+                f"EMA state does not match the trainable parameters (missing {sorted(missing)[:3]}, "
+                f"unexpected {sorted(extra)[:3]})"
+            )
         if write is None:
             for name, value in state.items():
                 self.average[name].copy_(value)

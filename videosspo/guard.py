@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -88,15 +88,19 @@ class Guard:
             drift = e_fixed / e0 - 1
             stats.update({"guard/e_fixed": self.fixed[-1], "guard/e_fixed_theta0": e0, "guard/drift": drift})
             if drift > self.max_drift:
-                why.append(f"the winners' error on the fixed batch is {drift:+.0%} against θ0's over the last "
-                           f"{len(self.fixed)} measurements ({e_fixed:.4g} vs {e0:.4g}; train.guard_drift "
-                           f"{self.max_drift:g})")
+                why.append(
+                    f"the winners' error on the fixed batch is {drift:+.0%} against θ0's over the last "
+                    f"{len(self.fixed)} measurements ({e_fixed:.4g} vs {e0:.4g}; train.guard_drift "
+                    f"{self.max_drift:g})"
+                )
         if self.losers:
             loser = sum(e for e, _ in self.losers) / max(sum(r for _, r in self.losers), 1e-12) - 1
             stats["guard/loser"] = loser
             if len(self.losers) == WINDOW and loser > self.max_loser:
-                why.append(f"the policy's error on the losers is {loser + 1:.2g}x the reference's over the last "
-                           f"{WINDOW} steps (train.guard_loser {self.max_loser:g}: the loser term dominates)")
+                why.append(
+                    f"the policy's error on the losers is {loser + 1:.2g}x the reference's over the last "
+                    f"{WINDOW} steps (train.guard_loser {self.max_loser:g}: the loser term dominates)"
+                )
         if not why or self.fired is not None:
             return None
         self.fired = step
@@ -117,20 +121,27 @@ def winner_probe(trainer, n: int) -> Callable[[], list[float]] | None:
     index); no grad, eval mode, the global RNG untouched. None when none of them can be read (the data stream
     then reports the unreadable clips itself)."""
     cfg, model, seed = trainer.config, trainer.model, trainer.config.train.seed
-    items = [item for i in range(min(n, len(trainer.data)))
-             if not isinstance(item := trainer.data.try_get(i, rng.derive_seed(seed, PROBE_STEP, i, "frames")),
-                               Unreadable)]
+    items = [
+        item
+        for i in range(min(n, len(trainer.data)))
+        if not isinstance(item := trainer.data.try_get(i, rng.derive_seed(seed, PROBE_STEP, i, "frames")), Unreadable)
+    ]
     batch = collate([item for item in items if item.get("size") == items[0].get("size")]) if items else None
     if batch is None:
-        log.warning("train.guard: none of the first %d clips of %s can be read for the fixed batch of winners; "
-                    "the winners' drift is not watched", n, cfg.data.path)
+        log.warning(
+            "train.guard: none of the first %d clips of %s can be read for the fixed batch of winners; "
+            "the winners' drift is not watched",
+            n,
+            cfg.data.path,
+        )
         return None
     positions = list(range(len(batch["captions"])))
     with torch.no_grad():
         x0, cond = trainer.latents(batch, ""), trainer.prompt_embeds(batch)
     objective, sched, device = get_objective(model.objective), model.scheduler, x0.device
-    t = objective.timesteps(sched, seed, PROBE_STEP, positions, seq_len=x0[0, 0].numel(),
-                            sigma_range=model.sigma_range).to(device)
+    t = objective.timesteps(
+        sched, seed, PROBE_STEP, positions, seq_len=x0[0, 0].numel(), sigma_range=model.sigma_range
+    ).to(device)
     noise = rng.sample_noise(x0.shape[1:], seed, PROBE_STEP, positions).to(device)
     x_t, target = objective.noisy(sched, x0, noise, t), objective.target(sched, x0, noise, t)
 

@@ -73,12 +73,15 @@ class Health:
             log.warning(self.note())
         if alarm and self.guard.mode == "stop":  # one line: the step, the numbers, the kept checkpoint
             note = self.note()
-            raise GuardStop(f"train.guard: stop ended the run at step {step + 1}"
-                            f"{'' if alarm in note else ': ' + alarm}. {note}")
+            raise GuardStop(
+                f"train.guard: stop ended the run at step {step + 1}{'' if alarm in note else ': ' + alarm}. {note}"
+            )
         self.bad_steps = 0 if math.isfinite(stats.get("grad_norm", 0.0)) else self.bad_steps + 1
         if self.bad_steps >= MAX_BAD_STEPS:
-            raise Diverged(f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {step}; "
-                           f"lower optim.lr or method.beta, or use mixed_precision: bf16. {self.note()}")
+            raise Diverged(
+                f"{MAX_BAD_STEPS} consecutive non-finite gradients at step {step}; "
+                f"lower optim.lr or method.beta, or use mixed_precision: bf16. {self.note()}"
+            )
 
     @property
     def kept(self) -> str | None:
@@ -90,6 +93,9 @@ class Health:
         if not self.divergence:
             return f"Checkpoints in {root} are intact."
         d = self.divergence
-        kept = (f"{root / d['kept']}, the last checkpoint written before it, is kept out of pruning" if d["kept"]
-                else "no checkpoint was written before it")
+        kept = (
+            f"{root / d['kept']}, the last checkpoint written before it, is kept out of pruning"
+            if d["kept"]
+            else "no checkpoint was written before it"
+        )
         return f"Training turned anomalous at step {d['step']} ({d['why']}): {kept}."

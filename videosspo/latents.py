@@ -47,8 +47,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -68,14 +68,23 @@ INFO_FILE = "cache_info.json"
 FORMAT = 2  # 2: + prompt_embeds, windows for time-compressing VAEs (format 1 still reads: captions encoded per step)
 # identity fields that change the cached tensors (the family is recorded, but the same VAE and text
 # encoder give the same tensors under any family, so it is not compared)
-ENCODER_KEYS = ("vae", "vae_class", "scaling_factor", "vae_sha256", "text_encoder_sha256", "tokenizer_sha256",
-                "text_length")
+ENCODER_KEYS = (
+    "vae",
+    "vae_class",
+    "scaling_factor",
+    "vae_sha256",
+    "text_encoder_sha256",
+    "tokenizer_sha256",
+    "text_length",
+)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def rebuild_hint(cache_dir: str | os.PathLike) -> str:
-    return (f"rebuild it with: videosspo data cache-latents --config <your config> --out {cache_dir} "
-            f"(after deleting that folder), or cache into a new folder and point data.latent_cache there")
+    return (
+        f"rebuild it with: videosspo data cache-latents --config <your config> --out {cache_dir} "
+        f"(after deleting that folder), or cache into a new folder and point data.latent_cache there"
+    )
 
 
 def _file(cache_dir: Path, index: int) -> Path:
@@ -107,15 +116,30 @@ def encoder_identity(model) -> dict:
     Call it before casting the frozen parts to fp16/bf16: the weight hash is of the values as they are.
     """
     vocab = json.dumps(sorted(model.tokenizer.get_vocab().items())).encode()
-    text = {"text_encoder_sha256": _state_hash(model.text_encoder), "tokenizer_sha256": hashlib.sha256(vocab).hexdigest(),
-            "text_length": model.text_length, "temporal_factor": model.temporal_factor}
+    text = {
+        "text_encoder_sha256": _state_hash(model.text_encoder),
+        "tokenizer_sha256": hashlib.sha256(vocab).hexdigest(),
+        "text_length": model.text_length,
+        "temporal_factor": model.temporal_factor,
+    }
     if model.vae is None:
-        return {"family": model.family, "vae": "none", "vae_class": None, "scaling_factor": None, "vae_sha256": None,
-                **text}
+        return {
+            "family": model.family,
+            "vae": "none",
+            "vae_class": None,
+            "scaling_factor": None,
+            "vae_sha256": None,
+            **text,
+        }
     config = {k: v for k, v in dict(model.vae.config).items() if not k.startswith("_")}
-    return {"family": model.family, "vae": _jsonable(config), "vae_class": type(model.vae).__name__,
-            "scaling_factor": float(model.vae.config.get("scaling_factor", 1.0)), "vae_sha256": _state_hash(model.vae),
-            **text}
+    return {
+        "family": model.family,
+        "vae": _jsonable(config),
+        "vae_class": type(model.vae).__name__,
+        "scaling_factor": float(model.vae.config.get("scaling_factor", 1.0)),
+        "vae_sha256": _state_hash(model.vae),
+        **text,
+    }
 
 
 def _encoder_mismatch(cached: dict, current: dict) -> list[str]:
@@ -126,7 +150,9 @@ def _encoder_mismatch(cached: dict, current: dict) -> list[str]:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
             keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            diffs.append(f"VAE config differs in {', '.join(f'{k} (cached {a.get(k)!r}, now {b.get(k)!r})' for k in keys)}")
+            diffs.append(
+                f"VAE config differs in {', '.join(f'{k} (cached {a.get(k)!r}, now {b.get(k)!r})' for k in keys)}"
+            )
         elif key == "vae_sha256":
             diffs.append(f"VAE weights differ (sha256 cached {str(a)[:12]}..., now {str(b)[:12]}...)")
         else:
@@ -174,7 +200,7 @@ def _encode_clip(model, dataset: VideoDataset, path: Path, batch_frames: int, dt
     device = next(model.vae.parameters()).device if model.vae is not None else model.device
     chunks = []
     for start in range(0, count, batch_frames):
-        pixels = resize_center_crop(to_tensor(frames[start:start + batch_frames]), dataset.height, dataset.width)
+        pixels = resize_center_crop(to_tensor(frames[start : start + batch_frames]), dataset.height, dataset.width)
         chunks.append(model.encode_video(pixels[None].to(device))[0].to("cpu", dtype))  # c f h w
     return torch.cat(chunks, dim=1).contiguous()
 
@@ -205,9 +231,15 @@ def _encode_record(model, dataset: VideoDataset, record: Record, batch_frames: i
     return tensors
 
 
-def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batch_frames: int | None = None,
-                  progress: bool = True, dtype: torch.dtype = torch.float32,
-                  metadata: str | os.PathLike | None = None) -> Path:
+def cache_latents(
+    model,
+    dataset: VideoDataset,
+    out_dir: str | os.PathLike,
+    batch_frames: int | None = None,
+    progress: bool = True,
+    dtype: torch.dtype = torch.float32,
+    metadata: str | os.PathLike | None = None,
+) -> Path:
     """Encode every record of ``dataset`` into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     ``batch_frames`` frames are resized and handed to ``model.encode_video`` at a time (default
@@ -223,20 +255,33 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
     records = dataset.records
     root = _root(records)
     windowed = model.temporal_factor > 1  # the windows depend on frames and stride
-    info = {"format": FORMAT, "encoder": encoder_identity(model), "height": dataset.height, "width": dataset.width,
-            "dtype": dtype_name, "frames": dataset.frames if windowed else None,
-            "stride": dataset.stride if windowed else None,
-            "metadata": None if metadata is None else str(Path(metadata).resolve()),
-            "num_records": len(records), "records_sha256": records_fingerprint(records), "complete": False,
-            "unreadable": {}}
+    info = {
+        "format": FORMAT,
+        "encoder": encoder_identity(model),
+        "height": dataset.height,
+        "width": dataset.width,
+        "dtype": dtype_name,
+        "frames": dataset.frames if windowed else None,
+        "stride": dataset.stride if windowed else None,
+        "metadata": None if metadata is None else str(Path(metadata).resolve()),
+        "num_records": len(records),
+        "records_sha256": records_fingerprint(records),
+        "complete": False,
+        "unreadable": {},
+    }
     previous = _read_info(out_dir)
     if previous is not None:
         diffs = _encoder_mismatch(previous["encoder"], info["encoder"])
-        diffs += [f"{k}: cached {previous.get(k)!r}, now {info[k]!r}" for k in ("format", "height", "width", "dtype",
-                                                                              "frames", "stride") if previous.get(k) != info[k]]
+        diffs += [
+            f"{k}: cached {previous.get(k)!r}, now {info[k]!r}"
+            for k in ("format", "height", "width", "dtype", "frames", "stride")
+            if previous.get(k) != info[k]
+        ]
         if diffs:
-            raise DataError(f"{out_dir} already holds latents made differently ({'; '.join(diffs)}); "
-                             f"cache into another folder or delete this one")
+            raise DataError(
+                f"{out_dir} already holds latents made differently ({'; '.join(diffs)}); "
+                f"cache into another folder or delete this one"
+            )
     elif out_dir.exists() and any(p.name.endswith(".safetensors") for p in out_dir.iterdir()):
         raise DataError(f"{out_dir} holds .safetensors files but no {INFO_FILE}; choose an empty or new folder")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,8 +315,13 @@ def cache_latents(model, dataset: VideoDataset, out_dir: str | os.PathLike, batc
     info.update(complete=True, unreadable=unreadable)
     atomic_write_text(out_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
     if unreadable:
-        log.warning("%s: %d of %d clips could not be read and were not cached (listed in %s)",
-                    out_dir, len(unreadable), len(records), INFO_FILE)
+        log.warning(
+            "%s: %d of %d clips could not be read and were not cached (listed in %s)",
+            out_dir,
+            len(unreadable),
+            len(records),
+            INFO_FILE,
+        )
     log.info("%s: %d latent files written, %d already there, %d unreadable", out_dir, written, kept, len(unreadable))
     return out_dir
 
@@ -286,45 +336,76 @@ class LatentDataset(ClipDataset):
     ``encoder_identity(model)`` of the model about to train (None skips that check).
     """
 
-    def __init__(self, cache_dir: str | os.PathLike, metadata: str | os.PathLike | Sequence[Record], frames: int,
-                 stride: int = 1, *, height: int, width: int, require_loser: bool = False, expect: dict | None = None):
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike,
+        metadata: str | os.PathLike | Sequence[Record],
+        frames: int,
+        stride: int = 1,
+        *,
+        height: int,
+        width: int,
+        require_loser: bool = False,
+        expect: dict | None = None,
+    ):
         super().__init__(metadata, frames, stride, height=height, width=width, require_loser=require_loser)
         self.cache_dir = cache_dir = Path(cache_dir)
 
         info = _read_info(cache_dir)
         if info is None:
-            raise PathError(f"data.latent_cache={str(cache_dir)!r} has no {INFO_FILE}: it is not a latent "
-                                    f"cache; build it with: videosspo data cache-latents --config <your config> "
-                                    f"--out {cache_dir}")
+            raise PathError(
+                f"data.latent_cache={str(cache_dir)!r} has no {INFO_FILE}: it is not a latent "
+                f"cache; build it with: videosspo data cache-latents --config <your config> "
+                f"--out {cache_dir}"
+            )
         self.windowed = info.get("frames") is not None  # windows encoded whole (a VAE that compresses time)
-        problems = [f"{k}: cached {info.get(k)!r}, data config {v!r}" for k, v in (("height", height), ("width", width))
-                    if info.get(k) != v]
-        problems += [f"{k}: cached windows of data.{k} {info[k]!r}, data config {v!r}"
-                     for k, v in (("frames", frames), ("stride", stride)) if self.windowed and info[k] != v]
-        if info.get("num_records") != len(self.records) or info.get("records_sha256") != records_fingerprint(self.records):
-            problems.append(f"the metadata differs (cached from {info.get('metadata')} with {info.get('num_records')} "
-                            f"rows; now {len(self.records)} rows, or changed videos/captions)")
+        problems = [
+            f"{k}: cached {info.get(k)!r}, data config {v!r}"
+            for k, v in (("height", height), ("width", width))
+            if info.get(k) != v
+        ]
+        problems += [
+            f"{k}: cached windows of data.{k} {info[k]!r}, data config {v!r}"
+            for k, v in (("frames", frames), ("stride", stride))
+            if self.windowed and info[k] != v
+        ]
+        if info.get("num_records") != len(self.records) or info.get("records_sha256") != records_fingerprint(
+            self.records
+        ):
+            problems.append(
+                f"the metadata differs (cached from {info.get('metadata')} with {info.get('num_records')} "
+                f"rows; now {len(self.records)} rows, or changed videos/captions)"
+            )
         if expect is not None:
             problems += _encoder_mismatch(info["encoder"], expect)
         if problems:
-            raise DataError(f"latent cache {cache_dir} does not match this run: {'; '.join(problems)}; "
-                             + rebuild_hint(cache_dir))
+            raise DataError(
+                f"latent cache {cache_dir} does not match this run: {'; '.join(problems)}; " + rebuild_hint(cache_dir)
+            )
         self.unreadable = {int(k): v for k, v in info.get("unreadable", {}).items()}
-        missing = [r.index for r in self.records if r.index not in self.unreadable and not _file(cache_dir, r.index).is_file()]
+        missing = [
+            r.index for r in self.records if r.index not in self.unreadable and not _file(cache_dir, r.index).is_file()
+        ]
         if missing or not info.get("complete", False):
-            why = (f"{len(missing)} of {len(self.records)} rows have no file (first: "
-                   f"{', '.join(_file(cache_dir, i).name for i in missing[:3])})" if missing
-                   else "the run that wrote it did not finish")
-            raise PathError(f"latent cache {cache_dir} is incomplete: {why}; fill it with: videosspo data "
-                                    f"cache-latents --config <your config> --out {cache_dir} (existing files are kept)")
+            why = (
+                f"{len(missing)} of {len(self.records)} rows have no file (first: "
+                f"{', '.join(_file(cache_dir, i).name for i in missing[:3])})"
+                if missing
+                else "the run that wrote it did not finish"
+            )
+            raise PathError(
+                f"latent cache {cache_dir} is incomplete: {why}; fill it with: videosspo data "
+                f"cache-latents --config <your config> --out {cache_dir} (existing files are kept)"
+            )
 
     def get(self, index: int, seed: int) -> dict:
         """``{"latents", "prompt_embeds", "caption", "index"}`` (+ ``"loser_latents"``); raises VideoReadError for
         an unreadable clip."""
         record = self.records[index]
         if index in self.unreadable:
-            raise VideoReadError(record.video, f"it could not be read when the latent cache was built: "
-                                               f"{self.unreadable[index]}")
+            raise VideoReadError(
+                record.video, f"it could not be read when the latent cache was built: {self.unreadable[index]}"
+            )
         path = _file(self.cache_dir, index)
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -333,23 +414,24 @@ class LatentDataset(ClipDataset):
                 if self.windowed:  # n c f h w: the window VideoDataset would draw, read alone
                     count = int(f.get_tensor("frame_count"))
                     n = frame_windows(count, self.frames, self.stride).index(self._indices(record, count, seed))
-                    tensors = {k: s[n:n + 1][0] for k, s in slices.items()}
+                    tensors = {k: s[n : n + 1][0] for k, s in slices.items()}
                 else:
                     num_frames = min(s.get_shape()[1] for s in slices.values())  # winner and loser share the indices
                     indices = self._indices(record, num_frames, seed)
                     lo, hi = min(indices), max(indices)
                     picked = [i - lo for i in indices]
                     # read only the span of frames needed, then pick (and repeat) the frames inside it
-                    tensors = {k: s[:, lo:hi + 1][:, picked] for k, s in slices.items()}
+                    tensors = {k: s[:, lo : hi + 1][:, picked] for k, s in slices.items()}
                 if "prompt_embeds" in f.keys():  # format 1 caches have none: the trainer encodes the caption
                     tensors["prompt_embeds"] = f.get_tensor("prompt_embeds")
         except (SafetensorError, OSError) as e:  # truncated, overwritten or not a safetensors file
-            raise DataError(f"latent cache file {path} is damaged ({first_line(e)}); re-encode it with: videosspo data "
-                            f"cache-latents --config <your config> --out {self.cache_dir} (damaged files are encoded "
-                            f"again, the others kept)") from e
+            raise DataError(
+                f"latent cache file {path} is damaged ({first_line(e)}); re-encode it with: videosspo data "
+                f"cache-latents --config <your config> --out {self.cache_dir} (damaged files are encoded "
+                f"again, the others kept)"
+            ) from e
         item = {"caption": record.caption, "index": record.index, **tensors}
         return item
-
 
 
 def encoders_on_cpu(config) -> tuple[str, ...]:

@@ -58,8 +58,11 @@ class LoserCache:
 
     def save(self, path: Path) -> None:
         """One safetensors file: the latents keyed by stream position, the window start as metadata."""
-        save_file({str(k): v.contiguous() for k, v in self.latents.items()}, str(path),
-                  metadata={"window": json.dumps(self.start)})
+        save_file(
+            {str(k): v.contiguous() for k, v in self.latents.items()},
+            str(path),
+            metadata={"window": json.dumps(self.start)},
+        )
 
     def load(self, folder: Path) -> None:
         """Every `save`d file in `folder`, one per process of the run that wrote them (none with reuse 1)."""
@@ -90,8 +93,9 @@ class LoserOverlap:
         for batch in batches:
             if "captions" in batch:  # not a micro-batch of unreadable clips only
                 key = (step, ref_index, tuple(batch["positions"]))
-                self.pending[key] = self.executor.submit(losers.sample_now, self.policy, batch,
-                                                         list(range(len(key[2]))), step, ref_index)
+                self.pending[key] = self.executor.submit(
+                    losers.sample_now, self.policy, batch, list(range(len(key[2]))), step, ref_index
+                )
 
     def take(self, step: int, ref_index: int, positions: list[int]) -> torch.Tensor | None:
         future = self.pending.pop((step, ref_index, tuple(positions)), None)
@@ -113,13 +117,16 @@ class Losers:
         self.trainer = trainer
         self.cache = LoserCache(cfg.loser.reuse)
         if trainer.policy.sharded and cfg.loser.overlap:
-            raise ConfigError("loser.overlap samples in a background thread, which cannot take part in FSDP's "
-                              "collectives; set loser.overlap: false with FSDP")
+            raise ConfigError(
+                "loser.overlap samples in a background thread, which cannot take part in FSDP's "
+                "collectives; set loser.overlap: false with FSDP"
+            )
         self.overlap = LoserOverlap(trainer) if cfg.loser.overlap and trainer.method.losers == "sampled" else None
 
     @torch.no_grad()
-    def sample(self, batch: dict, ref_index: int, cond: torch.Tensor | None = None,
-               x_w: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self, batch: dict, ref_index: int, cond: torch.Tensor | None = None, x_w: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x0^l for each caption of `batch`, by reference `ref_index` (`cond`, `x_w`: the batch's, if known).
 
         Seeded by (seed, window start, position); served from the window's cache when already sampled,
@@ -131,17 +138,35 @@ class Losers:
         todo = [k for k, x in enumerate(latents) if x is None]
         if todo:
             ahead = self.overlap.take(tr.step, ref_index, batch["positions"]) if self.overlap else None
-            fresh = ahead if ahead is not None and len(todo) == len(latents) else self.sample_now(
-                tr.policy, batch, todo, window, ref_index, None if cond is None else cond[todo],
-                None if x_w is None else x_w[todo])
+            fresh = (
+                ahead
+                if ahead is not None and len(todo) == len(latents)
+                else self.sample_now(
+                    tr.policy,
+                    batch,
+                    todo,
+                    window,
+                    ref_index,
+                    None if cond is None else cond[todo],
+                    None if x_w is None else x_w[todo],
+                )
+            )
             for k, x in zip(todo, fresh):
                 latents[k] = x
                 self.cache.put(batch["positions"][k], x)
         return torch.stack([x.to(tr.accelerator.device) for x in latents]).float()
 
     @torch.no_grad()
-    def sample_now(self, policy: Policy, batch: dict, todo: list[int], window: int, ref_index: int,
-                   cond: torch.Tensor | None = None, x_w: torch.Tensor | None = None) -> torch.Tensor:
+    def sample_now(
+        self,
+        policy: Policy,
+        batch: dict,
+        todo: list[int],
+        window: int,
+        ref_index: int,
+        cond: torch.Tensor | None = None,
+        x_w: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Losers of the batch's samples `todo`, by `policy`'s reference `ref_index` (`cond`, `x_w`: theirs, if known)."""
         tr = self.trainer
         cfg, lcfg = tr.config, tr.config.loser
@@ -152,20 +177,31 @@ class Losers:
         frames, height, width = batch.get("size", (cfg.data.frames, cfg.data.height, cfg.data.width))  # the winners'
         with policy.reference(tr.pool, ref_index) as ref:
             return sample_latents(
-                ref, [batch["captions"][k] for k in todo], frames=frames, height=height, width=width, steps=lcfg.steps,
-                guidance=lcfg.guidance, guidance_2=lcfg.guidance_2,
-                scheduler=lcfg.scheduler, spacing=lcfg.spacing,
+                ref,
+                [batch["captions"][k] for k in todo],
+                frames=frames,
+                height=height,
+                width=width,
+                steps=lcfg.steps,
+                guidance=lcfg.guidance,
+                guidance_2=lcfg.guidance_2,
+                scheduler=lcfg.scheduler,
+                spacing=lcfg.spacing,
                 seeds=[rng.derive_seed(cfg.train.seed, window, batch["positions"][k], "loser") for k in todo],
-                cond=cond, uncond=tr.negative_embedding(), init=x_w if lcfg.init == "winner" else None,
-                strength=lcfg.strength)
+                cond=cond,
+                uncond=tr.negative_embedding(),
+                init=x_w if lcfg.init == "winner" else None,
+                strength=lcfg.strength,
+            )
 
     def ahead(self, step: int, batches, n: int) -> None:
         """loser.overlap: start sampling step `step`'s losers for the next `n` micro-batches of `batches` (a
         `Lookahead`), when its reference is already in the
         pool (no snapshot comes before it) and it starts a reuse window."""
         tr = self.trainer
-        if not self.overlap or not (step < tr.config.train.max_steps and step % tr.config.loser.reuse == 0
-                                    and not tr.pool.due(step)):
+        if not self.overlap or not (
+            step < tr.config.train.max_steps and step % tr.config.loser.reuse == 0 and not tr.pool.due(step)
+        ):
             return
         tr.negative_embedding()  # encoded here, not raced for by the worker
         self.overlap.submit(self, step, tr.pool.draw(tr.config.train.seed, step), batches.peek(n))

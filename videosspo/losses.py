@@ -24,7 +24,7 @@ caller computes: ``ε`` for epsilon-prediction, ``v = √ᾱ_t ε − √(1−�
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,8 +58,15 @@ def _require(name: str, value: Tensor | None, loss: str) -> Tensor:
     return value
 
 
-def preference(delta_w: Tensor, delta_l: Tensor, *, beta: float, loser_weight: float = 1.0, dpop_lambda: float = 0.0,
-               margin_target: float | None = None) -> Tensor:
+def preference(
+    delta_w: Tensor,
+    delta_l: Tensor,
+    *,
+    beta: float,
+    loser_weight: float = 1.0,
+    dpop_lambda: float = 0.0,
+    margin_target: float | None = None,
+) -> Tensor:
     """ψ(z), z = (β/2)(γ Δ_l − Δ_w − λ max(0, Δ_w)): −log σ(z), or (z − τ)² with τ = ``margin_target``.
 
     γ < 1 (``loser_weight``) makes raising the policy's error on the loser a weaker way to a margin;
@@ -89,7 +96,11 @@ def _stats(loss: Tensor, e_w: Tensor, e_l: Tensor, ref_e_w: Tensor, ref_e_l: Ten
 
 
 def sft_loss(
-    e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, **hyperparameters: object,
+    e_w: Tensor,
+    e_l: Tensor | None,
+    ref_e_w: Tensor | None,
+    ref_e_l: Tensor | None,
+    **hyperparameters: object,
 ) -> tuple[Tensor, Stats]:
     """L = e_θ^w. The loser, the reference (may be None) and every hyperparameter are ignored."""
     loss = e_w
@@ -97,8 +108,17 @@ def sft_loss(
 
 
 def dpo_loss(
-    e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, *, beta: float, ssr_mode: str = "off",
-    sft_weight: float = 1.0, sft_anchor: float = 0.0, loser_weight: float = 1.0, dpop_lambda: float = 0.0,
+    e_w: Tensor,
+    e_l: Tensor | None,
+    ref_e_w: Tensor | None,
+    ref_e_l: Tensor | None,
+    *,
+    beta: float,
+    ssr_mode: str = "off",
+    sft_weight: float = 1.0,
+    sft_anchor: float = 0.0,
+    loser_weight: float = 1.0,
+    dpop_lambda: float = 0.0,
     margin_target: float | None = None,
 ) -> tuple[Tensor, Stats]:
     """Diffusion-DPO: L = −log σ(−(β/2)(Δ_w − Δ_l)) + λ e_θ^w, Δ_w = e_θ^w − e_ref^w, Δ_l = e_θ^l − e_ref^l,
@@ -108,14 +128,32 @@ def dpo_loss(
     """
     e_l = _require("e_l", e_l, "dpo")
     ref_e_w, ref_e_l = _require("ref_e_w", ref_e_w, "dpo"), _require("ref_e_l", ref_e_l, "dpo")
-    loss = preference(e_w - ref_e_w, e_l - ref_e_l, beta=beta, loser_weight=loser_weight, dpop_lambda=dpop_lambda,
-                      margin_target=margin_target) + sft_anchor * e_w
+    loss = (
+        preference(
+            e_w - ref_e_w,
+            e_l - ref_e_l,
+            beta=beta,
+            loser_weight=loser_weight,
+            dpop_lambda=dpop_lambda,
+            margin_target=margin_target,
+        )
+        + sft_anchor * e_w
+    )
     return loss, _stats(loss, e_w, e_l, ref_e_w, ref_e_l, torch.zeros_like(loss, dtype=torch.bool))
 
 
 def sspo_loss(
-    e_w: Tensor, e_l: Tensor | None, ref_e_w: Tensor | None, ref_e_l: Tensor | None, *, beta: float, ssr_mode: str,
-    sft_weight: float = 1.0, sft_anchor: float = 0.0, loser_weight: float = 1.0, dpop_lambda: float = 0.0,
+    e_w: Tensor,
+    e_l: Tensor | None,
+    ref_e_w: Tensor | None,
+    ref_e_l: Tensor | None,
+    *,
+    beta: float,
+    ssr_mode: str,
+    sft_weight: float = 1.0,
+    sft_anchor: float = 0.0,
+    loser_weight: float = 1.0,
+    dpop_lambda: float = 0.0,
     margin_target: float | None = None,
 ) -> tuple[Tensor, Stats]:
     """SSPO: per sample, the SSR branch if e_ref^w < e_θ^w, else L_DPO (`preference`, shaped by ``loser_weight``,
@@ -133,8 +171,9 @@ def sspo_loss(
     ref_e_w = _require("ref_e_w", ref_e_w, "sspo")
     delta_w = e_w - ref_e_w
     delta_l = e_l - _require("ref_e_l", ref_e_l, "sspo")
-    dpo = preference(delta_w, delta_l, beta=beta, loser_weight=loser_weight, dpop_lambda=dpop_lambda,
-                      margin_target=margin_target)
+    dpo = preference(
+        delta_w, delta_l, beta=beta, loser_weight=loser_weight, dpop_lambda=dpop_lambda, margin_target=margin_target
+    )
     if ssr_mode == "off":
         switched = torch.zeros_like(dpo, dtype=torch.bool)
         loss = dpo

@@ -56,7 +56,7 @@ class Denoiser:
     module: torch.nn.Module
     family: type
     latent: tuple[int, int, int, int]  # c f h w of one clip
-    text: tuple[int, int]              # tokens, width
+    text: tuple[int, int]  # tokens, width
     text_params: float
     vae_params: float
 
@@ -89,8 +89,10 @@ def denoiser_for(config) -> Denoiser:
     else:
         from videosspo.config import ConfigError
 
-        raise ConfigError(f"model.pretrained={m.pretrained!r} has no architecture the estimator knows; known: "
-                          f"{', '.join(ARCHITECTURES)} (or their hub ids), or null for the tiny model")
+        raise ConfigError(
+            f"model.pretrained={m.pretrained!r} has no architecture the estimator knows; known: "
+            f"{', '.join(ARCHITECTURES)} (or their hub ids), or null for the tiny model"
+        )
     if m.lora_rank:
         module.requires_grad_(False)
         with init_on(module):
@@ -169,12 +171,14 @@ def trace_activations(den: Denoiser, dtype: torch.dtype) -> Activations:
     where = [None]
     handles = []
     for i, block in enumerate(blocks):
+
         def pre(mod, args, kwargs, i=i):
             where[0] = i
             for t in itertools.chain(args, *(v if isinstance(v, tuple) else (v,) for v in kwargs.values())):
                 if isinstance(t, torch.Tensor) and t.untyped_storage()._cdata not in inputs_seen:
                     inputs_seen.add(t.untyped_storage()._cdata)
                     acts.inputs[i] += t.untyped_storage().nbytes()
+
         handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(block.register_forward_hook(lambda *a: where.__setitem__(0, None)))
 
@@ -220,8 +224,9 @@ class Estimate:
         if gpu_gb:
             lines.append(f"{'+ CUDA context, allocator slack':<44} {OVERHEAD_GB:8.2f} GB")
             total = self.peak / GB + OVERHEAD_GB
-            lines.append(f"{'= on the GPU':<44} {total:8.2f} GB  "
-                         f"({'fits' if total <= gpu_gb else 'does not fit'} {gpu_gb:g} GB)")
+            lines.append(
+                f"{'= on the GPU':<44} {total:8.2f} GB  ({'fits' if total <= gpu_gb else 'does not fit'} {gpu_gb:g} GB)"
+            )
         return "\n".join(lines)
 
 
@@ -235,8 +240,11 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
     acts = acts or trace_activations(den, compute_dtype(config))
     unet = den.module
     lora = {id(p) for n, p in unet.named_parameters() if "lora_" in n}
-    trainable = sum(p.numel() for n, p in unet.named_parameters() if "lora_A.default" in n or "lora_B.default" in n) \
-        if m.lora_rank else sum(p.numel() for p in unet.parameters())
+    trainable = (
+        sum(p.numel() for n, p in unet.named_parameters() if "lora_A.default" in n or "lora_B.default" in n)
+        if m.lora_rank
+        else sum(p.numel() for p in unet.parameters())
+    )
     fp8 = {id(mod.weight) for n, mod in unet.named_modules() if m.fp8_base and quantizable(n, mod)}
     swapped = set()
     one_block = 0.0
@@ -244,8 +252,9 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
         for block in swapped_blocks(unet, m.blocks_to_swap):
             ids = {id(p) for n, p in block.named_parameters() if "lora_" not in n}
             swapped |= ids
-            one_block = max(one_block, sum(p.numel() * (1 if id(p) in fp8 else 4) for p in block.parameters()
-                                           if id(p) in ids))
+            one_block = max(
+                one_block, sum(p.numel() * (1 if id(p) in fp8 else 4) for p in block.parameters() if id(p) in ids)
+            )
     frozen = 0.0
     for p in unet.parameters():
         if id(p) in lora or id(p) in swapped or not m.lora_rank:
@@ -266,7 +275,10 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
         rows["reference (" + ("adapter slot" if m.lora_rank else "whole fp32 copy") + ")"] = trainable * 4
     from videosspo.latents import encoders_on_cpu
 
-    enc, dt = dtype_bytes(config.train.mixed_precision), {2: "bf16/fp16", 4: "fp32"}[dtype_bytes(config.train.mixed_precision)]
+    enc, dt = (
+        dtype_bytes(config.train.mixed_precision),
+        {2: "bf16/fp16", 4: "fp32"}[dtype_bytes(config.train.mixed_precision)],
+    )
     if "text_encoder" in encoders_on_cpu(config):  # cached text: the encoder stays in CPU memory
         rows[f"text encoder ({dt}, on the CPU: cached text)"] = 0.0
     else:
@@ -276,7 +288,9 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
     forward_batch = b * (1 if method == "sft" else 2)
     offload = m.gradient_checkpointing and m.offload_checkpoints
     act = acts.total(m.gradient_checkpointing, offload) * forward_batch
-    setting = ("checkpointing, offloaded" if offload else "checkpointing") if m.gradient_checkpointing else "no checkpointing"
+    setting = (
+        ("checkpointing, offloaded" if offload else "checkpointing") if m.gradient_checkpointing else "no checkpointing"
+    )
     rows[f"activations ({setting}, batch {forward_batch})"] = act
     other = acts.total(not m.gradient_checkpointing) * forward_batch
     rows[f"  (the other setting: {'no checkpointing' if m.gradient_checkpointing else 'checkpointing'})"] = other
@@ -296,12 +310,17 @@ def estimate(config, den: Denoiser | None = None, acts: Activations | None = Non
 
 # Switches tried, cheapest in speed first, to make a run fit `--gpu-gb` (cached text costs no step time: the cache
 # is made once, `videosspo data cache-latents`; offloaded checkpoints are only tried with checkpointing).
-SWITCHES = (("data.latent_cache", "<cache folder>"), ("model.gradient_checkpointing", True),
-            ("model.offload_checkpoints", True), ("model.fp8_base", True))
+SWITCHES = (
+    ("data.latent_cache", "<cache folder>"),
+    ("model.gradient_checkpointing", True),
+    ("model.offload_checkpoints", True),
+    ("model.fp8_base", True),
+)
 
 
-def fitting_switches(config, gpu_gb: float, den: Denoiser | None = None,
-                     acts: Activations | None = None) -> tuple[list[str], Estimate] | None:
+def fitting_switches(
+    config, gpu_gb: float, den: Denoiser | None = None, acts: Activations | None = None
+) -> tuple[list[str], Estimate] | None:
     """The fewest switches (checkpointing, fp8, then the fewest swapped blocks) whose
     estimate fits `gpu_gb` with the GPU overhead; None when nothing does."""
     from models.offload import block_lists
@@ -324,7 +343,8 @@ def fitting_switches(config, gpu_gb: float, den: Denoiser | None = None,
                 est = estimate(trial, den, acts)
                 if est.peak <= budget:
                     names = [f"{key}: {value}" for key, value in chosen] + (
-                        [f"model.blocks_to_swap: {swap}"] if swap != config.model.blocks_to_swap else [])
+                        [f"model.blocks_to_swap: {swap}"] if swap != config.model.blocks_to_swap else []
+                    )
                     return names, est
     return None
 
@@ -344,23 +364,32 @@ def report(config, gpu_gb: float) -> tuple[str, dict]:
     acts = trace_activations(den, compute_dtype(config))
     est = estimate(config, den, acts)
     m, d = config.model, config.data
-    head = (f"{m.family} {m.pretrained or '(tiny)'}, {config.method.name}, LoRA rank {m.lora_rank}, "
-            f"{d.frames}x{d.height}x{d.width}, batch {config.optim.batch_size}, {config.train.mixed_precision} "
-            f"(fp8_base {m.fp8_base}, blocks_to_swap {m.blocks_to_swap}, checkpointing {m.gradient_checkpointing}, "
-            f"offload_checkpoints {m.offload_checkpoints}, cached text {d.latent_cache is not None})")
+    head = (
+        f"{m.family} {m.pretrained or '(tiny)'}, {config.method.name}, LoRA rank {m.lora_rank}, "
+        f"{d.frames}x{d.height}x{d.width}, batch {config.optim.batch_size}, {config.train.mixed_precision} "
+        f"(fp8_base {m.fp8_base}, blocks_to_swap {m.blocks_to_swap}, checkpointing {m.gradient_checkpointing}, "
+        f"offload_checkpoints {m.offload_checkpoints}, cached text {d.latent_cache is not None})"
+    )
     lines = [head, est.table(gpu_gb)]
     total = est.peak / GB + OVERHEAD_GB
     fit = None
     if total > gpu_gb:
         found = fitting_switches(config, gpu_gb, den, acts)
         if found is None:
-            lines.append(f"nothing the estimator knows fits {gpu_gb:g} GB (cached text, checkpointing, offloaded "
-                         "checkpoints, fp8_base, every block swapped)")
+            lines.append(
+                f"nothing the estimator knows fits {gpu_gb:g} GB (cached text, checkpointing, offloaded "
+                "checkpoints, fp8_base, every block swapped)"
+            )
         else:
             fit = {"switches": found[0], "peak_gb": found[1].peak / GB + OVERHEAD_GB}
             lines.append(f"fits {gpu_gb:g} GB with: {', '.join(found[0])} ({fit['peak_gb']:.2f} GB)")
-    return "\n".join(lines), {"rows_gb": {k: v / GB for k, v in est.rows.items()}, "peak_gb": total, "fits": total <= gpu_gb,
-                              "phase": est.phase, "to_fit": fit}
+    return "\n".join(lines), {
+        "rows_gb": {k: v / GB for k, v in est.rows.items()},
+        "peak_gb": total,
+        "fits": total <= gpu_gb,
+        "phase": est.phase,
+        "to_fit": fit,
+    }
 
 
 def cpu_peak_bytes(fn) -> int:
@@ -371,8 +400,10 @@ def cpu_peak_bytes(fn) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = sorted((e.time_range.start, e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage)
-                    for e in prof.events())
+    events = sorted(
+        (e.time_range.start, e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage)
+        for e in prof.events()
+    )
     level = peak = 0
     for _, delta in events:
         level += delta

@@ -40,7 +40,7 @@ class Method:
     """One objective: its loss and what the trainer must feed it."""
 
     loss: LossFn
-    reads: tuple[str, ...]   # the `method.*` fields passed to `loss` as keywords (the rest keep its defaults)
+    reads: tuple[str, ...]  # the `method.*` fields passed to `loss` as keywords (the rest keep its defaults)
     # where the losers come from: none (winners only), "data" (the dataset's `loser_video`: pairs), "sampled"
     # (the drawn reference generates them, `loser.*`)
     losers: Literal["none", "data", "sampled"]
@@ -56,8 +56,10 @@ class Method:
     def bind(self, hyperparameters) -> LossFn:
         """`loss` with the fields `reads` of `hyperparameters` (a `MethodConfig`): fn(e_w, e_l, ref_e_w, ref_e_l)."""
         if hyperparameters.ssr_mode not in self.ssr_modes:
-            raise ConfigError(f"method.ssr_mode={hyperparameters.ssr_mode!r} does nothing useful with method.name "
-                              f"{hyperparameters.name}: use one of {', '.join(self.ssr_modes)}")
+            raise ConfigError(
+                f"method.ssr_mode={hyperparameters.ssr_mode!r} does nothing useful with method.name "
+                f"{hyperparameters.name}: use one of {', '.join(self.ssr_modes)}"
+            )
         return functools.partial(self.loss, **{k: getattr(hyperparameters, k) for k in self.reads})
 
 

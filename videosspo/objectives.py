@@ -45,8 +45,8 @@ with, from the scheduler it loaded, and the β that follows (`density_note`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from einops import rearrange
@@ -73,8 +73,14 @@ class Objective:
 FULL_RANGE = (0.0, 1.0)
 
 
-def _uniform_discrete(scheduler, seed: int, step: int, positions: list[int], seq_len: int | None = None,
-                      sigma_range: tuple[float, float] = FULL_RANGE) -> Tensor:
+def _uniform_discrete(
+    scheduler,
+    seed: int,
+    step: int,
+    positions: list[int],
+    seq_len: int | None = None,
+    sigma_range: tuple[float, float] = FULL_RANGE,
+) -> Tensor:
     """t ~ U{lo T, …, hi T − 1} per sample, from (seed, step, position)."""
     first, end = (round(s * scheduler.config.num_train_timesteps) for s in sigma_range)
     return first + rng.sample_timesteps(end - first, seed, step, positions)
@@ -91,8 +97,9 @@ def dynamic_shift_mu(config, seq_len: int | None) -> float:
 
     if seq_len is None:
         raise ValueError("a sequence-length-shifted σ density needs seq_len (latent f·h·w)")
-    return calculate_shift(seq_len, config["base_image_seq_len"], config["max_image_seq_len"], config["base_shift"],
-                           config["max_shift"])
+    return calculate_shift(
+        seq_len, config["base_image_seq_len"], config["max_image_seq_len"], config["base_shift"], config["max_shift"]
+    )
 
 
 # σ = density(u, scheduler config, seq_len) for u ~ U(0, 1): the flow-matching training densities.
@@ -100,8 +107,9 @@ SIGMA_DENSITIES: dict[str, Callable[[Tensor, dict, int | None], Tensor]] = {
     "uniform": lambda u, config, seq_len: u,
     "logit_normal": lambda u, config, seq_len: torch.sigmoid(torch.special.ndtri(u)),
     "shifted": lambda u, config, seq_len: config["shift"] * u / (1 + (config["shift"] - 1) * u),
-    "shifted_logit_normal": lambda u, config, seq_len: torch.sigmoid(torch.special.ndtri(u)
-                                                                     + dynamic_shift_mu(config, seq_len)),
+    "shifted_logit_normal": lambda u, config, seq_len: torch.sigmoid(
+        torch.special.ndtri(u) + dynamic_shift_mu(config, seq_len)
+    ),
 }
 
 
@@ -112,13 +120,21 @@ def density_inverse(density: Callable, sigma: float, config, seq_len: int | None
     lo, hi = 0.0, 1.0
     for _ in range(64):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if float(density(torch.tensor(mid, dtype=torch.float64), config, seq_len)) < sigma else (lo, mid)
+        lo, hi = (
+            (mid, hi) if float(density(torch.tensor(mid, dtype=torch.float64), config, seq_len)) < sigma else (lo, mid)
+        )
     return (lo + hi) / 2
 
 
 def _flow_timesteps(density: str) -> Callable[..., Tensor]:
-    def timesteps(scheduler, seed: int, step: int, positions: list[int], seq_len: int | None = None,
-                  sigma_range: tuple[float, float] = FULL_RANGE) -> Tensor:
+    def timesteps(
+        scheduler,
+        seed: int,
+        step: int,
+        positions: list[int],
+        seq_len: int | None = None,
+        sigma_range: tuple[float, float] = FULL_RANGE,
+    ) -> Tensor:
         """t = σ T per sample (float32), σ from the density applied to u ~ U(0, 1) of (seed, step, position),
         mapped into [F(lo), F(hi)) when the range is not the full one."""
         sigma_of = SIGMA_DENSITIES[density]
@@ -144,22 +160,33 @@ def _flow_target(scheduler, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
 
 
 # The flow-matching objectives and their σ densities (`SIGMA_DENSITIES`).
-FLOW_DENSITIES = {"flow": "uniform", "flow_logit_normal": "logit_normal", "flow_shifted": "shifted",
-                  "flow_shifted_logit_normal": "shifted_logit_normal"}
+FLOW_DENSITIES = {
+    "flow": "uniform",
+    "flow_logit_normal": "logit_normal",
+    "flow_shifted": "shifted",
+    "flow_shifted_logit_normal": "shifted_logit_normal",
+}
 
 OBJECTIVES: dict[str, Objective] = {
     "epsilon": Objective("epsilon", _uniform_discrete, _ddpm_noisy, lambda scheduler, x0, noise, t: noise),
-    "v_prediction": Objective("v_prediction", _uniform_discrete, _ddpm_noisy,
-                              lambda scheduler, x0, noise, t: scheduler.get_velocity(x0, noise, t)),
-    **{name: Objective(name, _flow_timesteps(density), _flow_noisy, _flow_target)
-       for name, density in FLOW_DENSITIES.items()},
+    "v_prediction": Objective(
+        "v_prediction",
+        _uniform_discrete,
+        _ddpm_noisy,
+        lambda scheduler, x0, noise, t: scheduler.get_velocity(x0, noise, t),
+    ),
+    **{
+        name: Objective(name, _flow_timesteps(density), _flow_noisy, _flow_target)
+        for name, density in FLOW_DENSITIES.items()
+    },
 }
 
 DPO_BETA_EPSILON = 2000.0  # Diffusion-DPO's β on ε errors, which the flow configs' β carries over to velocity errors
 
 
-def epsilon_weight(name: str, config, sigma_range: tuple[float, float] = FULL_RANGE, seq_len: int | None = None,
-                   points: int = 100_000) -> float:
+def epsilon_weight(
+    name: str, config, sigma_range: tuple[float, float] = FULL_RANGE, seq_len: int | None = None, points: int = 100_000
+) -> float:
     """E[(1 − σ)²] over the training density of flow objective `name` (truncated to `sigma_range`, as the trainer
     draws it): the mean factor from a velocity error to the ε error of the same prediction. Midpoint rule in u."""
     sigma_of = SIGMA_DENSITIES[FLOW_DENSITIES[name]]
@@ -175,12 +202,16 @@ def density_note(model, beta: float, seq_len: int) -> str:
     if name not in FLOW_DENSITIES:
         first, end = (round(s * config.num_train_timesteps) for s in model.sigma_range)
         return f"training density: t ~ U{{{first}, ..., {end - 1}}} ({name}, {config.get('beta_schedule')} betas)"
-    params = {"shifted": f"shift {config.get('shift')}",
-              "shifted_logit_normal": f"μ {dynamic_shift_mu(config, seq_len):.3f} at {seq_len} latent positions"}
+    params = {
+        "shifted": f"shift {config.get('shift')}",
+        "shifted_logit_normal": f"μ {dynamic_shift_mu(config, seq_len):.3f} at {seq_len} latent positions",
+    }
     weight = epsilon_weight(name, config, model.sigma_range, seq_len)
-    return (f"training density: {FLOW_DENSITIES[name]} σ ({params.get(FLOW_DENSITIES[name], 'no parameters')}, from the "
-            f"model's scheduler), σ in [{model.sigma_range[0]:g}, {model.sigma_range[1]:g}): E[(1 − σ)²] = {weight:.4f}, "
-            f"so β {DPO_BETA_EPSILON * weight:.0f} matches Diffusion-DPO's {DPO_BETA_EPSILON:g} on ε; method.beta = {beta:g}")
+    return (
+        f"training density: {FLOW_DENSITIES[name]} σ ({params.get(FLOW_DENSITIES[name], 'no parameters')}, from the "
+        f"model's scheduler), σ in [{model.sigma_range[0]:g}, {model.sigma_range[1]:g}): E[(1 − σ)²] = {weight:.4f}, "
+        f"so β {DPO_BETA_EPSILON * weight:.0f} matches Diffusion-DPO's {DPO_BETA_EPSILON:g} on ε; method.beta = {beta:g}"
+    )
 
 
 def get_objective(name: str) -> Objective:

@@ -25,8 +25,13 @@ from contextlib import contextmanager
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import set_peft_model_state_dict
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
-                                                     set_model_state_dict, set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.fsdp import FullyShardedDataParallel
 from torch.distributed.tensor import DTensor
 
@@ -47,12 +52,16 @@ def is_sharded(module) -> bool:
 
 def with_adapter_name(adapter: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     """peft's adapter keys (`x.lora_A.weight`) as the network's own (`x.lora_A.<name>.weight`)."""
-    return {k.replace(".lora_A.", f".lora_A.{name}.").replace(".lora_B.", f".lora_B.{name}."): v for k, v in adapter.items()}
+    return {
+        k.replace(".lora_A.", f".lora_A.{name}.").replace(".lora_B.", f".lora_B.{name}."): v for k, v in adapter.items()
+    }
 
 
 def adapter_of(state: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     """Adapter `name` of a LoRA network's state dict, in peft's keys (the inverse of `with_adapter_name`)."""
-    return {k.replace(f".{name}.", "."): v for k, v in state.items() if f".lora_A.{name}." in k or f".lora_B.{name}." in k}
+    return {
+        k.replace(f".{name}.", "."): v for k, v in state.items() if f".lora_A.{name}." in k or f".lora_B.{name}." in k
+    }
 
 
 def merge_lora(unet, state: dict[str, torch.Tensor], adapter: str = POLICY) -> dict[str, torch.Tensor]:
@@ -63,7 +72,9 @@ def merge_lora(unet, state: dict[str, torch.Tensor], adapter: str = POLICY) -> d
         if isinstance(module, BaseTunerLayer):
             name = name.replace(FSDP_UNIT, "")  # nested FSDP units: the state's names are the module's own
             a, b = state[f"{name}.lora_A.{adapter}.weight"], state[f"{name}.lora_B.{adapter}.weight"]
-            merged[f"{name}.weight"] = state[f"{name}.base_layer.weight"] + (b.float() @ a.float()) * module.scaling[adapter]
+            merged[f"{name}.weight"] = (
+                state[f"{name}.base_layer.weight"] + (b.float() @ a.float()) * module.scaling[adapter]
+            )
     plain = {}
     for key, value in state.items():
         if "lora_" in key:
@@ -84,8 +95,8 @@ class Policy:
         self.wrapped = model.unet if wrapped is None else wrapped
         self.sharded = is_sharded(self.wrapped)
         self.lora = is_lora(model.unet)
-        self._ref_unet = None        # full fine-tuning only
-        self._ref_loaded = None      # (pool identity, snapshot step) currently in the reference slot
+        self._ref_unet = None  # full fine-tuning only
+        self._ref_loaded = None  # (pool identity, snapshot step) currently in the reference slot
         self._trainable = self._with_unet(self.wrapped)  # the model viewed through the wrapped denoiser
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -110,7 +121,9 @@ class Policy:
         """Write whole tensors (some or all of the state dict's keys) into the denoiser; sharded, each process keeps
         its shard (a collective)."""
         if self.sharded:
-            loaded = set_model_state_dict(self.wrapped, state, options=StateDictOptions(full_state_dict=True, strict=False))
+            loaded = set_model_state_dict(
+                self.wrapped, state, options=StateDictOptions(full_state_dict=True, strict=False)
+            )
         else:
             loaded = self.model.unet.load_state_dict(state, strict=False)
         if loaded.unexpected_keys:
@@ -128,8 +141,9 @@ class Policy:
         collective). On accelerators it is gathered to process 0's CPU memory; on CPU it is not "offloaded": torch's
         FSDP1 offload of a CPU tensor is that same tensor, freed under the result (SIGSEGV, torch 2.13)."""
         offload = self.model.unet.device.type != "cpu"
-        return get_optimizer_state_dict(self.wrapped, optimizer,
-                                        options=StateDictOptions(full_state_dict=True, cpu_offload=offload))
+        return get_optimizer_state_dict(
+            self.wrapped, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=offload)
+        )
 
     def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict) -> None:
         """Restore an `optimizer_state` (every process passes the whole; each keeps its shard's part)."""
@@ -151,7 +165,9 @@ class Policy:
                 set_adapter(unet, POLICY)  # also restores requires_grad on the policy adapter
             return
         if self._ref_unet is None:  # sharded: a whole (unsharded) copy, built from the snapshot
-            self._ref_unet = (self.plain() if self.sharded else copy.deepcopy(self.model.unet)).requires_grad_(False).eval()
+            self._ref_unet = (
+                (self.plain() if self.sharded else copy.deepcopy(self.model.unet)).requires_grad_(False).eval()
+            )
         if self._ref_loaded != key:
             self._ref_unet.load_state_dict(pool.get(index))
             self._ref_loaded = key

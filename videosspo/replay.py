@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -209,10 +209,12 @@ class ReplayPool:
             save_file(snap.tensors, str(path))
         except Exception as e:  # a full disk: the partial file goes, the snapshot stays in memory
             path.unlink(missing_ok=True)
-            raise UserError(f"replay.spill_dir={self.spill_dir}: spilling the snapshot of step {snap.step} failed "
-                            f"({first_line(e)}); {free_bytes(self.spill_dir) / GB:.2f} GB free, "
-                            f"{_nbytes(snap.tensors) / GB:.2g} GB needed; free space, point replay.spill_dir at a "
-                            f"larger disk or raise replay.cpu_budget_gb") from e
+            raise UserError(
+                f"replay.spill_dir={self.spill_dir}: spilling the snapshot of step {snap.step} failed "
+                f"({first_line(e)}); {free_bytes(self.spill_dir) / GB:.2f} GB free, "
+                f"{_nbytes(snap.tensors) / GB:.2g} GB needed; free space, point replay.spill_dir at a "
+                f"larger disk or raise replay.cpu_budget_gb"
+            ) from e
         snap.path, snap.tensors = path, None
 
     # ---- state ---------------------------------------------------------------------------------
@@ -233,8 +235,11 @@ class ReplayPool:
 
     def unstored_bytes(self, store: SnapshotStore) -> int:
         """Bytes that :meth:`save` would add to ``store``: the snapshots not in it yet."""
-        return sum(_nbytes(s.tensors) if s.tensors is not None else s.path.stat().st_size
-                   for s in self._snaps if s.digest is None or not store.path(s.digest).is_file())
+        return sum(
+            _nbytes(s.tensors) if s.tensors is not None else s.path.stat().st_size
+            for s in self._snaps
+            if s.digest is None or not store.path(s.digest).is_file()
+        )
 
     def save(self, directory: str | Path, store: SnapshotStore | None = None) -> None:
         """Write ``directory/replay/index.json``: the steps and store digests of the snapshots.

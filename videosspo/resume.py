@@ -27,10 +27,27 @@ from videosspo.config import Config, ConfigError, OptimConfig
 log = logging.getLogger("videosspo.resume")
 
 # Keys that must match between a checkpoint and the config that resumes it.
-REFUSED = ("model.family", "model.pretrained", "model.motion_adapter", "model.vae", "model.lora_rank", "model.lora_alpha",
-           "model.experts", "model.stacked_frames", "model.size", "model.schedule", "model.prediction_type", "method.name",
-           "replay.size", "replay.strategy", "replay.interval", "data.frames", "data.height", "data.width",
-           "data.buckets")
+REFUSED = (
+    "model.family",
+    "model.pretrained",
+    "model.motion_adapter",
+    "model.vae",
+    "model.lora_rank",
+    "model.lora_alpha",
+    "model.experts",
+    "model.stacked_frames",
+    "model.size",
+    "model.schedule",
+    "model.prediction_type",
+    "method.name",
+    "replay.size",
+    "replay.strategy",
+    "replay.interval",
+    "data.frames",
+    "data.height",
+    "data.width",
+    "data.buckets",
+)
 # Keys that may differ and say nothing about the run itself.
 UNLOGGED = ("train.resume", "train.output_dir")
 
@@ -45,9 +62,11 @@ def check_resume(saved: Config, current: Config) -> list[str]:
             if old == new or key in UNLOGGED:
                 continue
             if key in REFUSED:
-                raise ConfigError(f"cannot resume with {key}={new!r}: the checkpoint was trained with {old!r}, and "
-                                  f"{key} fixes what its weights, replay pool and losers are; drop the flag, or "
-                                  f"start a new run (a new train.output_dir, no train.resume)")
+                raise ConfigError(
+                    f"cannot resume with {key}={new!r}: the checkpoint was trained with {old!r}, and "
+                    f"{key} fixes what its weights, replay pool and losers are; drop the flag, or "
+                    f"start a new run (a new train.output_dir, no train.resume)"
+                )
             changes.append(f"{key}: {old!r} -> {new!r}")
     return changes
 
@@ -58,11 +77,16 @@ def lr_schedule(optimizer: torch.optim.Optimizer, optim: OptimConfig, max_steps:
     for group in optimizer.param_groups:
         group.update(initial_lr=optim.lr, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
     name = "constant_with_warmup" if optim.schedule == "constant" else optim.schedule
-    return get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=max_steps,
-                         last_epoch=step - 1)  # constructing it takes one step, to `step`
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=max_steps, last_epoch=step - 1
+    )  # constructing it takes one step, to `step`
 
 
 def log_changes(changes: list[str], checkpoint) -> None:
     if changes:
-        log.info("resuming %s with %d changed settings (applied from here on): %s", checkpoint, len(changes),
-                 "; ".join(changes))
+        log.info(
+            "resuming %s with %d changed settings (applied from here on): %s",
+            checkpoint,
+            len(changes),
+            "; ".join(changes),
+        )

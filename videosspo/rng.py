@@ -30,8 +30,9 @@ def sample_noise(shape, seed: int, step: int, indices: list[int]) -> torch.Tenso
 
 def sample_timesteps(num_train_timesteps: int, seed: int, step: int, indices: list[int]) -> torch.Tensor:
     """t ~ U{0, ..., T-1} per sample, as int64 `[len(indices)]`."""
-    return torch.cat([torch.randint(0, num_train_timesteps, (1,), generator=generator(seed, step, i, "timestep"))
-                      for i in indices])
+    return torch.cat(
+        [torch.randint(0, num_train_timesteps, (1,), generator=generator(seed, step, i, "timestep")) for i in indices]
+    )
 
 
 def sample_uniform(seed: int, step: int, indices: list[int]) -> torch.Tensor:

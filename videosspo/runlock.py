@@ -46,8 +46,10 @@ class RunLock:
             except BlockingIOError:
                 holder = _holder(fd)
                 os.close(fd)
-                raise RunLocked(f"train.output_dir={str(self.path.parent)!r} is in use by another run ({holder}); "
-                                f"wait for it to end or choose another train.output_dir") from None
+                raise RunLocked(
+                    f"train.output_dir={str(self.path.parent)!r} is in use by another run ({holder}); "
+                    f"wait for it to end or choose another train.output_dir"
+                ) from None
             if _same_file(self.path, fd):
                 break
             os.close(fd)  # the holder released and removed the file between our open and flock: retry

@@ -29,7 +29,6 @@ from videosspo import rng
 from videosspo.config import ConfigError
 from videosspo.objectives import dynamic_shift_mu, get_objective
 
-
 STOCHASTIC = ("ddpm", "dpm")  # samplers that add noise at each step (names of the families' `samplers`)
 
 
@@ -42,21 +41,27 @@ def make_scheduler(model, name: str = "ddim", steps: int | None = None, spacing:
     """
     table = model.samplers  # the family's (models.samplers)
     if name not in table:
-        raise ConfigError(f"sampler {name!r} does not apply to model.family={model.family} (trained with "
-                          f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
-                          f"{', '.join(table)}")
+        raise ConfigError(
+            f"sampler {name!r} does not apply to model.family={model.family} (trained with "
+            f"{type(model.scheduler).__name__}); set sample.scheduler / loser.scheduler to one of "
+            f"{', '.join(table)}"
+        )
     config = model.scheduler.config
     if spacing is not None:
         if "timestep_spacing" not in config:
-            raise ConfigError(f"loser.spacing={spacing!r} does not apply to model.family={model.family}, whose sampler "
-                              f"steps through sigmas ({type(model.scheduler).__name__}): leave it unset")
+            raise ConfigError(
+                f"loser.spacing={spacing!r} does not apply to model.family={model.family}, whose sampler "
+                f"steps through sigmas ({type(model.scheduler).__name__}): leave it unset"
+            )
         config = {**config, "timestep_spacing": spacing}
     sched = table[name](config)
     terminal = sched.config.get("shift_terminal")
     if steps is not None and steps < 2 and terminal:
-        raise ConfigError(f"{steps} sampling step is too few for model.family={model.family}: its σ grid is stretched to "
-                          f"end at shift_terminal={terminal}, which takes 2 steps or more (diffusers divides by zero); "
-                          "set sample.steps / loser.steps >= 2")
+        raise ConfigError(
+            f"{steps} sampling step is too few for model.family={model.family}: its σ grid is stretched to "
+            f"end at shift_terminal={terminal}, which takes 2 steps or more (diffusers divides by zero); "
+            "set sample.steps / loser.steps >= 2"
+        )
     return sched
 
 
@@ -80,17 +85,21 @@ def scale_model_input(sched, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def check_guidance_2(model, guidance_2: float | None) -> None:
     """A second CFG scale needs a second denoiser to apply to (as `WanPipeline` checks)."""
     if guidance_2 is not None and model.boundary_timestep is None:
-        raise ConfigError(f"guidance_2={guidance_2} needs a model with two denoisers (Wan 2.2 A14B); "
-                          f"model.family={model.family} has one: leave it unset")
+        raise ConfigError(
+            f"guidance_2={guidance_2} needs a model with two denoisers (Wan 2.2 A14B); "
+            f"model.family={model.family} has one: leave it unset"
+        )
 
 
 LAYOUT = "c f h w"
 
 
-def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtype=torch.float32,
-                     layout: str = LAYOUT) -> torch.Tensor:
+def per_sample_noise(
+    shape: tuple[int, ...], seeds: list[int], device=None, dtype=torch.float32, layout: str = LAYOUT
+) -> torch.Tensor:
     """Stack of N(0, I) tensors of `shape` (`c f h w`), the i-th drawn from a CPU generator seeded `seeds[i]`, in
     the axis order `layout` (a family's `noise_layout`: its pipeline's, so a seed gives the pipeline's noise)."""
+
     def draw(seed: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(int(seed))
         if layout == LAYOUT:
@@ -103,11 +112,26 @@ def per_sample_noise(shape: tuple[int, ...], seeds: list[int], device=None, dtyp
 
 
 @torch.no_grad()
-def sample_latents(model, prompts: list[str], *, frames: int, height: int, width: int, seeds: list[int],
-                   steps: int = 25, guidance: float = 7.5, guidance_2: float | None = None,
-                   negative_prompt: str = "", scheduler: str = "ddim", spacing: str | None = None,
-                   progress: bool = False, cond: torch.Tensor | None = None, uncond: torch.Tensor | None = None,
-                   init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+def sample_latents(
+    model,
+    prompts: list[str],
+    *,
+    frames: int,
+    height: int,
+    width: int,
+    seeds: list[int],
+    steps: int = 25,
+    guidance: float = 7.5,
+    guidance_2: float | None = None,
+    negative_prompt: str = "",
+    scheduler: str = "ddim",
+    spacing: str | None = None,
+    progress: bool = False,
+    cond: torch.Tensor | None = None,
+    uncond: torch.Tensor | None = None,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
+) -> torch.Tensor:
     """Generate latents `b c f h w` for `prompts` (one seed per prompt); decode with `model.decode`.
 
     `cond` / `uncond`: the prompts' / the negative prompt's embeddings when the caller already has
@@ -137,8 +161,9 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
         x = noise * getattr(sched, "init_noise_sigma", 1.0)  # flow matching: x_1 = ε
     else:
         if float(getattr(sched, "init_noise_sigma", 1.0)) != 1.0:
-            raise ValueError(f"sampler {scheduler!r} keeps a sigma-scaled state; start from `init` with ddim, "
-                             "ddpm, dpm++ or unipc")
+            raise ValueError(
+                f"sampler {scheduler!r} keeps a sigma-scaled state; start from `init` with ddim, ddpm, dpm++ or unipc"
+            )
         first = steps - max(1, round(strength * steps))
         timesteps = timesteps[first:]
         if hasattr(sched, "set_begin_index"):  # multistep solvers look their step index up from here
@@ -147,8 +172,9 @@ def sample_latents(model, prompts: list[str], *, frames: int, height: int, width
         x = get_objective(model.objective).noisy(model.scheduler, init.to(device, torch.float32), noise, t0)
     # Stochastic samplers (DDPM, CogVideoX's DPM) draw their step noise from per-sample generators too, on a
     # stream of their own (seed + 1 would replay sample i+1's initial noise).
-    step_kwargs = ({"generator": [rng.generator(int(s), 0, 0, "sampler") for s in seeds]} if scheduler in STOCHASTIC
-                   else {})
+    step_kwargs = (
+        {"generator": [rng.generator(int(s), 0, 0, "sampler") for s in seeds]} if scheduler in STOCHASTIC else {}
+    )
     for t in tqdm(timesteps, desc="sampling", disable=not progress, leave=False):
         x_in = torch.cat([x, x]) if use_cfg else x
         x_in = scale_model_input(sched, x_in, t)

@@ -36,16 +36,16 @@ import logging
 import re
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from videosspo import rng
 from videosspo.data import VideoDataset
-from videosspo.metadata import METADATA_NAMES
 from videosspo.errors import DataError, PathError
+from videosspo.metadata import METADATA_NAMES
 from videosspo.video import IMAGE_EXTENSIONS, VideoReadError, count_frames
 
 log = logging.getLogger("videosspo.shards")
@@ -60,7 +60,7 @@ def expand_braces(pattern: str) -> list[str]:
     match = _BRACES.search(pattern)
     if match is None:
         return [pattern]
-    body, head, tail = match.group(1), pattern[:match.start()], pattern[match.end():]
+    body, head, tail = match.group(1), pattern[: match.start()], pattern[match.end() :]
     if ".." in body:
         lo, hi = body.split("..", 1)
         if not (lo.isdigit() and hi.isdigit()):
@@ -123,7 +123,9 @@ class ShardSample:
             if ".txt" in self.members:
                 text = self.read(".txt").decode("utf-8").strip()
             else:
-                text = str(json.loads(self.read(".json")).get("caption") or "").strip() if ".json" in self.members else ""
+                text = (
+                    str(json.loads(self.read(".json")).get("caption") or "").strip() if ".json" in self.members else ""
+                )
         except (UnicodeDecodeError, ValueError, AttributeError) as e:
             raise VideoReadError(self.video, f"caption unreadable ({e})") from e
         if not text:
@@ -163,11 +165,22 @@ class ShardDataset(VideoDataset):
     without samples are left out); `ShardSampler` reads them shard by shard.
     """
 
-    def __init__(self, path: str, frames: int, stride: int = 1, *, height: int, width: int,
-                 require_loser: bool = False, backend: str = "auto"):
+    def __init__(
+        self,
+        path: str,
+        frames: int,
+        stride: int = 1,
+        *,
+        height: int,
+        width: int,
+        require_loser: bool = False,
+        backend: str = "auto",
+    ):
         if require_loser:
-            raise DataError(f"data.path {path!r} holds WebDataset shards, which have no loser clips; Diffusion-DPO "
-                            f"needs paired data: a metadata file with a loser_video column")
+            raise DataError(
+                f"data.path {path!r} holds WebDataset shards, which have no loser clips; Diffusion-DPO "
+                f"needs paired data: a metadata file with a loser_video column"
+            )
         samples, self.shard_sizes = [], []
         for shard in shard_paths(path):
             listed = list_shard(shard, len(samples))
@@ -208,9 +221,11 @@ def epoch_share(shard_sizes: Sequence[int], seed: int, epoch: int, processes: in
 def check_shares(shard_sizes: Sequence[int], processes: int, path: str) -> None:
     """Every process reads whole shards: there must be at least one per process."""
     if len(shard_sizes) < processes:
-        raise DataError(f"data.path {path!r}: {len(shard_sizes)} shards with samples for {processes} processes; each "
-                        f"process reads whole shards, so write at least as many shards as processes (video2dataset: "
-                        f"a smaller number_sample_per_shard)")
+        raise DataError(
+            f"data.path {path!r}: {len(shard_sizes)} shards with samples for {processes} processes; each "
+            f"process reads whole shards, so write at least as many shards as processes (video2dataset: "
+            f"a smaller number_sample_per_shard)"
+        )
 
 
 class ProcessStream:
@@ -237,4 +252,3 @@ class ProcessStream:
             if q < self.next[1]:
                 self.epochs = {e: v for e, v in self.epochs.items() if e == epoch - 1} | {epoch: (first, indices)}
                 return int(indices[q - first])
-

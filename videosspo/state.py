@@ -24,9 +24,26 @@ from safetensors.torch import load_file, save_file
 
 from models import save_adapter
 from videosspo.backend import check_zero_partitions
-from videosspo.checkpoint import (CHECKPOINTS, STORE, CheckpointError, SnapshotStore, check_space, checkpoint_bytes,
-                                  commit, first_line, latest_checkpoint, new_lineage, nonfinite, prune,
-                                  resume_candidates, save_failed, stopped, store_of, verify, write_marker)
+from videosspo.checkpoint import (
+    CHECKPOINTS,
+    STORE,
+    CheckpointError,
+    SnapshotStore,
+    check_space,
+    checkpoint_bytes,
+    commit,
+    first_line,
+    latest_checkpoint,
+    new_lineage,
+    nonfinite,
+    prune,
+    resume_candidates,
+    save_failed,
+    stopped,
+    store_of,
+    verify,
+    write_marker,
+)
 from videosspo.config import Config, ConfigError, load_config, save_config
 from videosspo.ema import EMA
 from videosspo.losers import LoserCache
@@ -58,9 +75,14 @@ class TrainingState:
     def state_dict(self, stream_skips: list[int]) -> dict:
         """trainer.json: the small state, JSON; `stream_skips` is every process's `Stream.skips`, by rank."""
         tr = self.trainer
-        return {"step": tr.step, "counters": tr.counters, "divergence": tr.health.divergence,
-                "unreadable": tr.stream.unreadable.state_dict(), "stream_skips": stream_skips,
-                "guard": tr.health.guard.state_dict()}
+        return {
+            "step": tr.step,
+            "counters": tr.counters,
+            "divergence": tr.health.divergence,
+            "unreadable": tr.stream.unreadable.state_dict(),
+            "stream_skips": stream_skips,
+            "guard": tr.health.guard.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict` (the stream's skips: `load`, which needs the saved config to place them)."""
@@ -163,8 +185,10 @@ class TrainingState:
             log.info("resumed from %s at step %d", path, self.trainer.step)
             return
         if candidates:
-            raise CheckpointError(f"no checkpoint in {out / CHECKPOINTS} can be resumed (each is named above); "
-                                  f"start a new train.output_dir")
+            raise CheckpointError(
+                f"no checkpoint in {out / CHECKPOINTS} can be resumed (each is named above); "
+                f"start a new train.output_dir"
+            )
         if where == "latest":
             log.info("train.resume=latest but %s has no checkpoint; starting fresh", out / CHECKPOINTS)
 
@@ -179,12 +203,15 @@ class TrainingState:
         if skips:
             check_global_batch(saved, len(skips), cfg, acc.num_processes)
             if isinstance(tr.data, ShardDataset) and len(skips) != acc.num_processes:
-                raise ConfigError(f"cannot resume on {acc.num_processes} processes: the checkpoint's {len(skips)} "
-                                  f"processes each read their own WebDataset shards of {cfg.data.path}; "
-                                  f"resume with {len(skips)} processes")
+                raise ConfigError(
+                    f"cannot resume on {acc.num_processes} processes: the checkpoint's {len(skips)} "
+                    f"processes each read their own WebDataset shards of {cfg.data.path}; "
+                    f"resume with {len(skips)} processes"
+                )
         check_zero_partitions(path / "accelerate", tr.backend.deepspeed, acc.num_processes)
-        tr.stream.skips = stream_shift(skips, saved.optim.batch_size, optim.batch_size, acc.num_processes,
-                                       acc.process_index)
+        tr.stream.skips = stream_shift(
+            skips, saved.optim.batch_size, optim.batch_size, acc.num_processes, acc.process_index
+        )
         try:
             tr.backend.load_state(path / "accelerate")
             self.load_state_dict(state)
@@ -195,8 +222,10 @@ class TrainingState:
             acc.step = tr.step * optim.grad_accum
             tr.pool.load(path, store_of(path))
             if tr.ema and (path / EMA_FILE).is_file():
-                tr.ema.load_state_dict(load_file(str(path / EMA_FILE), device=str(acc.device)),
-                                       write=tr.policy.load if tr.policy.sharded else None)
+                tr.ema.load_state_dict(
+                    load_file(str(path / EMA_FILE), device=str(acc.device)),
+                    write=tr.policy.load if tr.policy.sharded else None,
+                )
             elif tr.ema:  # a checkpoint trained without EMA: the average starts at its weights
                 log.warning("%s has no %s: the moving average starts at its weights", path.name, EMA_FILE)
                 tr.ema = EMA(tr.model.unet, optim.ema_decay)
@@ -231,14 +260,22 @@ def _logged_step(line: str) -> float:
 
 def check_global_batch(saved: Config, saved_processes: int, current: Config, processes: int) -> None:
     """Resume refuses another global batch: the data position derives from step x global batch."""
-    def global_batch(optim, n: int) -> tuple[int, str]:
-        return (optim.batch_size * optim.grad_accum * n,
-                f"optim.batch_size {optim.batch_size} x optim.grad_accum {optim.grad_accum} x {n} processes")
 
-    (was, was_made), (now, now_made) = global_batch(saved.optim, saved_processes), global_batch(current.optim, processes)
+    def global_batch(optim, n: int) -> tuple[int, str]:
+        return (
+            optim.batch_size * optim.grad_accum * n,
+            f"optim.batch_size {optim.batch_size} x optim.grad_accum {optim.grad_accum} x {n} processes",
+        )
+
+    (was, was_made), (now, now_made) = (
+        global_batch(saved.optim, saved_processes),
+        global_batch(current.optim, processes),
+    )
     if now != was:
-        raise ConfigError(f"cannot resume: the global batch is {now} ({now_made}) but the checkpoint's is {was} "
-                          f"({was_made}); set optim.batch_size x optim.grad_accum x processes to {was}")
+        raise ConfigError(
+            f"cannot resume: the global batch is {now} ({now_made}) but the checkpoint's is {was} "
+            f"({was_made}); set optim.batch_size x optim.grad_accum x processes to {was}"
+        )
 
 
 def run_key(output_dir: Path) -> str:

@@ -11,7 +11,7 @@ unreadable is replaced by the next one (`Stream.take`); the replacements a proce
 from __future__ import annotations
 
 import collections
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -36,8 +36,19 @@ class StreamSampler(Sampler):
     a resumed stream continues where the interrupted one was.
     """
 
-    def __init__(self, n: int, batch: int, accum: int, processes: int, rank: int, seed: int, start_step: int,
-                 repeat: int = 1, skip: int = 0, buckets: Buckets | None = None):
+    def __init__(
+        self,
+        n: int,
+        batch: int,
+        accum: int,
+        processes: int,
+        rank: int,
+        seed: int,
+        start_step: int,
+        repeat: int = 1,
+        skip: int = 0,
+        buckets: Buckets | None = None,
+    ):
         self.n, self.batch, self.accum, self.processes, self.rank, self.seed = n, batch, accum, processes, rank, seed
         self.start_step, self.repeat, self.skip, self.buckets = start_step, repeat, skip, buckets
         self._orders: dict[int, object] = {}
@@ -51,8 +62,11 @@ class StreamSampler(Sampler):
         length = self.buckets.length(self.global_batch) if self.buckets else self.n
         epoch = p // length
         if epoch not in self._orders:
-            self._orders = {epoch: self.buckets.order(self.seed, epoch, self.global_batch) if self.buckets
-                            else rng.epoch_order(self.seed, epoch, self.n)}
+            self._orders = {
+                epoch: self.buckets.order(self.seed, epoch, self.global_batch)
+                if self.buckets
+                else rng.epoch_order(self.seed, epoch, self.n)
+            }
         return int(self._orders[epoch][p % length])
 
     def __iter__(self):
@@ -69,8 +83,18 @@ class ShardSampler(StreamSampler):
     """`StreamSampler` over WebDataset shards (`videosspo.shards`): the global positions (and so every seed)
     are the same, but the sample at this process's q-th read is sample q of its own shard stream."""
 
-    def __init__(self, shard_sizes: list[int], batch: int, accum: int, processes: int, rank: int, seed: int,
-                 start_step: int, repeat: int = 1, skip: int = 0):
+    def __init__(
+        self,
+        shard_sizes: list[int],
+        batch: int,
+        accum: int,
+        processes: int,
+        rank: int,
+        seed: int,
+        start_step: int,
+        repeat: int = 1,
+        skip: int = 0,
+    ):
         super().__init__(sum(shard_sizes), batch, accum, processes, rank, seed, start_step, repeat, skip)
         self.stream = ProcessStream(shard_sizes, seed, processes, rank)
 
@@ -139,22 +163,31 @@ def stream_shift(skips: list[int], saved_batch: int, batch: int, processes: int,
         return skips[rank]
     shift = skips[0] * saved_batch * len(skips)  # samples of the stream
     if len(set(skips)) > 1 or shift % (batch * processes):
-        raise ConfigError(f"cannot resume on {processes} processes x optim.batch_size {batch}: the checkpoint's "
-                          f"{len(skips)} processes x optim.batch_size {saved_batch} drew {skips} micro-batches to "
-                          f"replace unreadable ones, a shift of the data that only that layout continues exactly; "
-                          f"resume with it")
+        raise ConfigError(
+            f"cannot resume on {processes} processes x optim.batch_size {batch}: the checkpoint's "
+            f"{len(skips)} processes x optim.batch_size {saved_batch} drew {skips} micro-batches to "
+            f"replace unreadable ones, a shift of the data that only that layout continues exactly; "
+            f"resume with it"
+        )
     return shift // (batch * processes)
 
 
 def open_dataset(cfg: Config, processes: int, require_loser: bool, encoder=None):
     """The training data data.path names: cached latents (data.latent_cache, written by `encoder`), WebDataset
     shards (a share for each of `processes`) or a metadata file's clips."""
-    data_args = dict(frames=cfg.data.frames, stride=cfg.data.stride, height=cfg.data.height,
-                     width=cfg.data.width, require_loser=require_loser)
+    data_args = dict(
+        frames=cfg.data.frames,
+        stride=cfg.data.stride,
+        height=cfg.data.height,
+        width=cfg.data.width,
+        require_loser=require_loser,
+    )
     if cfg.data.latent_cache:
         if is_shards(cfg.data.path):
-            raise ConfigError(f"data.latent_cache needs a metadata folder, but data.path {cfg.data.path!r} names "
-                              f"WebDataset shards; unset data.latent_cache")
+            raise ConfigError(
+                f"data.latent_cache needs a metadata folder, but data.path {cfg.data.path!r} names "
+                f"WebDataset shards; unset data.latent_cache"
+            )
         return LatentDataset(cfg.data.latent_cache, cfg.data.path, expect=encoder, **data_args)
     if is_shards(cfg.data.path):
         data = ShardDataset(cfg.data.path, **data_args)
@@ -171,8 +204,16 @@ class Stream:
     each file logged once; every process stops alike past data.max_bad_fraction).
     """
 
-    def __init__(self, data, config: Config, processes: int, rank: int, repeat: int,
-                 gather: Callable[[list], list], verbose: bool):
+    def __init__(
+        self,
+        data,
+        config: Config,
+        processes: int,
+        rank: int,
+        repeat: int,
+        gather: Callable[[list], list],
+        verbose: bool,
+    ):
         self.data, self.config, self.processes, self.rank, self.repeat = data, config, processes, rank, repeat
         self.gather, self.skips = gather, 0
         self.unreadable = UnreadableClips(len(data), config.data.max_bad_fraction, verbose=verbose)
@@ -182,13 +223,21 @@ class Stream:
         cfg = self.config
         args = (cfg.optim.batch_size, cfg.optim.grad_accum, self.processes, self.rank, cfg.train.seed, step)
         kwargs = dict(repeat=self.repeat, skip=self.skips)
-        sampler = (ShardSampler(self.data.shard_sizes, *args, **kwargs) if isinstance(self.data, ShardDataset)
-                   else StreamSampler(len(self.data), *args, **kwargs, buckets=self.data.buckets))
+        sampler = (
+            ShardSampler(self.data.shard_sizes, *args, **kwargs)
+            if isinstance(self.data, ShardDataset)
+            else StreamSampler(len(self.data), *args, **kwargs, buckets=self.data.buckets)
+        )
         # its own generator: making an iterator draws a worker seed, which would otherwise advance the global RNG
         # (checkpointed), so that a resumed run's RNG state would differ from an uninterrupted one's
-        return DataLoader(StreamDataset(self.data, cfg.train.seed), batch_sampler=sampler, collate_fn=collate_stream,
-                          num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
-                          generator=torch.Generator().manual_seed(cfg.train.seed))
+        return DataLoader(
+            StreamDataset(self.data, cfg.train.seed),
+            batch_sampler=sampler,
+            collate_fn=collate_stream,
+            num_workers=cfg.data.num_workers,
+            persistent_workers=cfg.data.num_workers > 0,
+            generator=torch.Generator().manual_seed(cfg.train.seed),
+        )
 
     def take(self, batches, n: int) -> tuple[list[dict], int]:
         """The next `n` micro-batches of `batches` that hold a readable clip, and how many unreadable clips every

@@ -65,8 +65,12 @@ class ClipSpec:
     speed: float  # px per frame along DIRECTIONS[direction]
 
     def __post_init__(self):
-        for field, table in (("color", COLORS), ("shape", SHAPES), ("direction", DIRECTIONS),
-                             ("background", BACKGROUNDS)):
+        for field, table in (
+            ("color", COLORS),
+            ("shape", SHAPES),
+            ("direction", DIRECTIONS),
+            ("background", BACKGROUNDS),
+        ):
             if getattr(self, field) not in table:
                 raise ValueError(f"unknown {field} {getattr(self, field)!r}; choose one of {list(table)}")
         if self.size < 1 or self.speed < 0:
@@ -85,7 +89,7 @@ class ClipSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClipSpec":
+    def from_dict(cls, d: dict) -> ClipSpec:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown ClipSpec keys {sorted(unknown)}")
@@ -129,7 +133,7 @@ def render_clip(spec: ClipSpec, frames: int, height: int, width: int) -> np.ndar
         left, top = (int(np.floor(c - spec.size / 2 + 0.5)) for c in (cx, cy))
         if left < 0 or top < 0 or left + spec.size > width or top + spec.size > height:
             raise ValueError(f"{spec} leaves the {height}x{width} frame at frame {t}")
-        clip[t, top:top + spec.size, left:left + spec.size][stamp] = COLORS[spec.color]
+        clip[t, top : top + spec.size, left : left + spec.size][stamp] = COLORS[spec.color]
     return clip
 
 
@@ -137,8 +141,15 @@ def render_clip(spec: ClipSpec, frames: int, height: int, width: int) -> np.ndar
 TRAVEL: tuple[float, float] = (0.4, 0.8)
 
 
-def _place(rng: np.random.Generator, direction: str, size: int, frames: int, height: int, width: int,
-           travel: tuple[float, float] = TRAVEL):
+def _place(
+    rng: np.random.Generator,
+    direction: str,
+    size: int,
+    frames: int,
+    height: int,
+    width: int,
+    travel: tuple[float, float] = TRAVEL,
+):
     """A start centre and speed such that the object travels a fraction in `travel` of the free room and stays inside."""
     dx, dy = DIRECTIONS[direction]
     half = size / 2
@@ -163,8 +174,14 @@ def default_sizes(height: int, width: int) -> tuple[int, int]:
     return lo, max(lo, short // 4)
 
 
-def random_spec(rng: np.random.Generator, height: int, width: int, frames: int, sizes: tuple[int, int] | None = None,
-                travel: tuple[float, float] = TRAVEL) -> ClipSpec:
+def random_spec(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    frames: int,
+    sizes: tuple[int, int] | None = None,
+    travel: tuple[float, float] = TRAVEL,
+) -> ClipSpec:
     """A random clip that keeps the whole object inside the frame for all ``frames``.
 
     ``sizes``: (smallest, largest) object side in px (default ``default_sizes``); ``travel``: see ``_place``.
@@ -182,9 +199,15 @@ def random_spec(rng: np.random.Generator, height: int, width: int, frames: int, 
     return ClipSpec(color, shape, direction, background, size, x0, y0, speed)
 
 
-def mismatched_spec(spec: ClipSpec, rng: np.random.Generator, height: int, width: int, frames: int,
-                    attributes: tuple[str, ...] = ("color", "shape", "direction"),
-                    travel: tuple[float, float] = TRAVEL) -> ClipSpec:
+def mismatched_spec(
+    spec: ClipSpec,
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    frames: int,
+    attributes: tuple[str, ...] = ("color", "shape", "direction"),
+    travel: tuple[float, float] = TRAVEL,
+) -> ClipSpec:
     """``spec`` with exactly one of ``attributes`` changed: a clip that contradicts its caption.
 
     Everything else (background, size, position, speed) is kept, except that a new direction gets a
@@ -199,11 +222,22 @@ def mismatched_spec(spec: ClipSpec, rng: np.random.Generator, height: int, width
     return dataclasses.replace(spec, direction=new, x0=x0, y0=y0, speed=speed)
 
 
-def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: int = 64, width: int = 64,
-                 fps: float = 8, seed: int = 0, paired: bool = False, progress: bool = True,
-                 caption_noise: float = 0.0, exclude: tuple[tuple[str, str], ...] = (),
-                 lossless: bool = False, sizes: tuple[int, int] | None = None,
-                 travel: tuple[float, float] = TRAVEL) -> Path:
+def make_dataset(
+    out_dir: str | os.PathLike,
+    n: int,
+    frames: int = 16,
+    height: int = 64,
+    width: int = 64,
+    fps: float = 8,
+    seed: int = 0,
+    paired: bool = False,
+    progress: bool = True,
+    caption_noise: float = 0.0,
+    exclude: tuple[tuple[str, str], ...] = (),
+    lossless: bool = False,
+    sizes: tuple[int, int] | None = None,
+    travel: tuple[float, float] = TRAVEL,
+) -> Path:
     """Write ``n`` clips to ``out_dir/videos/`` and ``out_dir/metadata.jsonl``; returns ``out_dir``.
 
     Clip i depends only on (seed, i), so a smaller ``n`` gives a prefix of a larger one. The args are
@@ -224,8 +258,9 @@ def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: i
     if not 0 <= caption_noise <= 1:
         raise ValueError(f"caption_noise must be in [0, 1], got {caption_noise}")
     if sizes is not None and not 1 <= sizes[0] <= sizes[1] < min(height, width):
-        raise DataError(f"sizes must be (smallest, largest) with 1 <= smallest <= largest < {min(height, width)} px, "
-                        f"got {sizes}")
+        raise DataError(
+            f"sizes must be (smallest, largest) with 1 <= smallest <= largest < {min(height, width)} px, got {sizes}"
+        )
     if not 0 <= travel[0] <= travel[1] <= 1:
         raise DataError(f"travel must be (lowest, highest) fractions with 0 <= lowest <= highest <= 1, got {travel}")
     exclude = tuple(tuple(pair) for pair in exclude)
@@ -233,14 +268,18 @@ def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: i
     info = {"n": n, "frames": frames, "height": height, "width": width, "fps": fps, "seed": seed, "paired": paired}
     if caption_noise or exclude or lossless:  # recorded only when used, so older folders stay valid
         info |= {"caption_noise": caption_noise, "exclude": [list(p) for p in exclude], "lossless": lossless}
-    if sizes is not None or tuple(travel) != TRAVEL:  # likewise: the worlds written before these options keep their info
+    if (
+        sizes is not None or tuple(travel) != TRAVEL
+    ):  # likewise: the worlds written before these options keep their info
         info |= {"sizes": list(sizes or default_sizes(height, width)), "travel": list(travel)}
     info_path, metadata_path = out_dir / "synth_info.json", out_dir / "metadata.jsonl"
     if info_path.exists():
         previous = json.loads(info_path.read_text())
         if previous != info:
-            raise DataError(f"{out_dir} already holds a synthetic dataset made with {previous}, not {info}; "
-                             f"choose another output folder (or delete this one)")
+            raise DataError(
+                f"{out_dir} already holds a synthetic dataset made with {previous}, not {info}; "
+                f"choose another output folder (or delete this one)"
+            )
         if metadata_path.exists():
             return out_dir
     elif out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -257,16 +296,22 @@ def make_dataset(out_dir: str | os.PathLike, n: int, frames: int = 16, height: i
         shown = spec
         if caption_noise and rng.random() < caption_noise:
             shown = mismatched_spec(spec, rng, height, width, frames, attributes=("color", "direction"), travel=travel)
-        row = {"video": f"videos/{i:05d}.mp4", "caption": spec.caption, "attributes": shown.to_dict(),
-               "frames": frames, "fps": fps}
+        row = {
+            "video": f"videos/{i:05d}.mp4",
+            "caption": spec.caption,
+            "attributes": shown.to_dict(),
+            "frames": frames,
+            "fps": fps,
+        }
         if caption_noise:
             row["caption_correct"] = shown == spec
         write_video(out_dir / row["video"], render_clip(shown, frames, height, width), fps=fps, lossless=lossless)
         if paired:
             loser = mismatched_spec(spec, rng, height, width, frames, travel=travel)
             row |= {"loser_video": f"videos/{i:05d}_loser.mp4", "loser_attributes": loser.to_dict()}
-            write_video(out_dir / row["loser_video"], render_clip(loser, frames, height, width), fps=fps,
-                        lossless=lossless)
+            write_video(
+                out_dir / row["loser_video"], render_clip(loser, frames, height, width), fps=fps, lossless=lossless
+            )
         rows.append(row)
 
     tmp = metadata_path.with_suffix(".jsonl.tmp")
@@ -314,9 +359,18 @@ class World:
 WORLDS: dict[str, dict] = {"v1": {}, "v2": {"sizes": (5, 7), "travel": (0.8, 1.0)}}
 
 
-def make_world(out_dir: str | os.PathLike, n_web: int = 4096, n_curated: int = 256, caption_noise: float = 0.4,
-               frames: int = 8, size: int = 16, seed: int = 0, progress: bool = True,
-               sizes: tuple[int, int] | None = None, travel: tuple[float, float] = TRAVEL) -> World:
+def make_world(
+    out_dir: str | os.PathLike,
+    n_web: int = 4096,
+    n_curated: int = 256,
+    caption_noise: float = 0.4,
+    frames: int = 8,
+    size: int = 16,
+    seed: int = 0,
+    progress: bool = True,
+    sizes: tuple[int, int] | None = None,
+    travel: tuple[float, float] = TRAVEL,
+) -> World:
     """The data of the alignment study: a noisy ``web/`` split and a small ``curated/`` one.
 
     web/      ``n_web`` clips, ``caption_noise`` of them showing another colour or direction than

@@ -17,6 +17,7 @@ or gain an edge row of chroma-blurred pixels, which lowers shape and persistence
 
 `benchmarks/vbench/synthetic.py` registers them as VBench dimensions; the demo scores its clips with them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -65,9 +66,14 @@ def find_blob(frame: np.ndarray) -> Blob | None:
     areas = stats[1:, cv2.CC_STAT_AREA]
     k = int(np.argmax(areas)) + 1
     x, y, w, h, area = stats[k]
-    return Blob(area=int(area), fill=float(area) / float(w * h), size=int(max(w, h)), centroid=tuple(cents[k]),
-                color=np.median(frame[labels == k].astype(np.float32), axis=0),
-                count=int((areas >= SPECK_FRACTION * areas.max()).sum()))
+    return Blob(
+        area=int(area),
+        fill=float(area) / float(w * h),
+        size=int(max(w, h)),
+        centroid=tuple(cents[k]),
+        color=np.median(frame[labels == k].astype(np.float32), axis=0),
+        count=int((areas >= SPECK_FRACTION * areas.max()).sum()),
+    )
 
 
 def nearest(value, table: dict) -> str:
@@ -110,14 +116,15 @@ def persistence(blobs) -> float:
     if not areas:
         return 0.0
     med = float(np.median(areas))
-    return float(np.mean([b is not None and b.count == 1 and abs(b.area - med) <= AREA_TOLERANCE * med
-                          for b in blobs]))
+    return float(np.mean([b is not None and b.count == 1 and abs(b.area - med) <= AREA_TOLERANCE * med for b in blobs]))
 
 
 def score_blobs(blobs: list, attrs: dict, colors: dict, directions: dict) -> dict[str, float]:
     """All four synthetic scores of one clip's per-frame blobs against parsed caption attributes."""
-    out = {"synthetic_color": color_accuracy(blobs, attrs["color"], colors),
-           "synthetic_shape": shape_accuracy(blobs, attrs["shape"])}
+    out = {
+        "synthetic_color": color_accuracy(blobs, attrs["color"], colors),
+        "synthetic_shape": shape_accuracy(blobs, attrs["shape"]),
+    }
     if len(blobs) > 1:
         out["synthetic_direction"] = direction_accuracy(blobs, attrs["direction"], directions)
         out["synthetic_persistence"] = persistence(blobs)

@@ -23,8 +23,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from accelerate import Accelerator
@@ -35,7 +35,8 @@ from models import build_model, check_config
 from models.lora import add_lora
 from videosspo import rng
 from videosspo.backend import Backend, make_accelerator
-from videosspo.buckets import check_shape, plan as plan_buckets
+from videosspo.buckets import check_shape
+from videosspo.buckets import plan as plan_buckets
 from videosspo.checkpoint import disk_full, tidy
 from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, save_config
 from videosspo.data import report_long_captions
@@ -83,14 +84,17 @@ class Trainer:
         self.state = TrainingState(self)
 
         self.model = build_model(cfg.model)
-        for sampler, steps, spacing in {(cfg.sample.scheduler, cfg.sample.steps, None),
-                                        (cfg.loser.scheduler, cfg.loser.steps, cfg.loser.spacing)}:
+        for sampler, steps, spacing in {
+            (cfg.sample.scheduler, cfg.sample.steps, None),
+            (cfg.loser.scheduler, cfg.loser.steps, cfg.loser.spacing),
+        }:
             make_scheduler(self.model, sampler, steps, spacing)  # a sampler that does not fit fails now, not at step 1
         encoder = encoder_identity(self.model) if cfg.data.latent_cache else None  # before any dtype cast
         if cfg.model.lora_rank:
             self.model.unet.requires_grad_(False)
-            add_lora(self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha, self.model.lora_scope,
-                     seed=cfg.train.seed)
+            add_lora(
+                self.model.unet, cfg.model.lora_rank, cfg.model.lora_alpha, self.model.lora_scope, seed=cfg.train.seed
+            )
         if cfg.model.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.enable_low_memory(cfg.model, acc.device, acc.distributed_type.name)  # fp8_base, blocks_to_swap
@@ -100,8 +104,15 @@ class Trainer:
 
         self.data = open_dataset(cfg, acc.num_processes, require_loser=self.method.losers == "data", encoder=encoder)
         repeat = cfg.loser.reuse if self.method.losers == "sampled" else 1  # each global batch serves a reuse window
-        self.stream = Stream(self.data, cfg, acc.num_processes, acc.process_index, repeat, self.backend.gather,
-                             verbose=acc.is_main_process)
+        self.stream = Stream(
+            self.data,
+            cfg,
+            acc.num_processes,
+            acc.process_index,
+            repeat,
+            self.backend.gather,
+            verbose=acc.is_main_process,
+        )
         if acc.is_main_process and hasattr(self.data, "records"):  # captions the text encoder truncates: said once
             report_long_captions(self.data.records, self.model.tokenizer, self.model.text_length)
         check_shape(self.model, (cfg.data.frames, cfg.data.height, cfg.data.width))  # the family's frame / size rule
@@ -109,8 +120,9 @@ class Trainer:
             self.data.buckets = plan_buckets(cfg.data, self.data, self.model)
 
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                           weight_decay=cfg.optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+        )
         self.lr_schedule = lr_schedule(self.optimizer, cfg.optim, cfg.train.max_steps, step=0)
         # The LR schedule is stepped by us once per optimizer step (accelerate's wrapper steps it once per
         # process, which would make N processes differ from one); its state is (config, step): rebuilt at resume.
@@ -123,14 +135,26 @@ class Trainer:
         # Every process holds the pool (each needs its reference): its own copy, spilling to a folder per
         # process; or, with replay.node_dir, a memory map of the node's one copy (a folder per run).
         spill_dir = Path(replay.spill_dir or self.out / "replay_spill") / f"rank{acc.process_index}"
-        share = (NodeShare(Path(replay.node_dir) / run_key(self.out), acc.is_local_main_process, acc.wait_for_everyone)
-                 if replay.node_dir else None)
-        self.pool = ReplayPool(size=replay.size, interval=replay.interval, strategy=replay.strategy, evict=replay.evict,
-                               cpu_budget_gb=replay.cpu_budget_gb, spill_dir=spill_dir, share=share)
+        share = (
+            NodeShare(Path(replay.node_dir) / run_key(self.out), acc.is_local_main_process, acc.wait_for_everyone)
+            if replay.node_dir
+            else None
+        )
+        self.pool = ReplayPool(
+            size=replay.size,
+            interval=replay.interval,
+            strategy=replay.strategy,
+            evict=replay.evict,
+            cpu_budget_gb=replay.cpu_budget_gb,
+            spill_dir=spill_dir,
+            share=share,
+        )
         if self.method.reference != "none":
             self.pool.add(0, self.policy.snapshot())
         # a slower reference (sspo-ema): snapshots of a moving average of the policy, starting at θ0
-        self.slow = EMA(self.model.unet, cfg.method.reference_decay, warmup=False) if self.method.slow_reference else None
+        self.slow = (
+            EMA(self.model.unet, cfg.method.reference_decay, warmup=False) if self.method.slow_reference else None
+        )
         if self.slow and self.policy.sharded:
             raise ConfigError(f"method.name {cfg.method.name} keeps an unsharded moving average: not with FSDP")
         self._fixed_prompts: dict[str, torch.Tensor] = {}  # embeddings of fixed prompts, encoded once per run
@@ -158,8 +182,14 @@ class Trainer:
 
         # 2. one timestep and one noise per sample, shared by winner and loser
         seed, objective, sched = cfg.train.seed, get_objective(model.objective), model.scheduler
-        t = objective.timesteps(sched, seed, self.step, positions, seq_len=x_w[0, 0].numel(),  # f·h·w
-                                sigma_range=model.sigma_range).to(device)
+        t = objective.timesteps(
+            sched,
+            seed,
+            self.step,
+            positions,
+            seq_len=x_w[0, 0].numel(),  # f·h·w
+            sigma_range=model.sigma_range,
+        ).to(device)
         noise = rng.sample_noise(x_w.shape[1:], seed, self.step, positions).to(device)
         k = 1 if x_l is None else 2  # one pass over winners, or over winners then losers (batch k*b)
         x0 = x_w if x_l is None else torch.cat([x_w, x_l])
@@ -216,7 +246,7 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def fit(self, on_step: Callable[["Trainer"], None] | None = None) -> dict:
+    def fit(self, on_step: Callable[[Trainer], None] | None = None) -> dict:
         """Resume (`train.resume`) and train to `train.max_steps`, holding the output folder's lock throughout.
 
         `on_step(trainer)` runs after every optimizer step (e.g. an evaluation).
@@ -227,7 +257,9 @@ class Trainer:
                 tidy(self.out)  # what a killed save or prune left behind
             acc.wait_for_everyone()
             self.state.resume(self.config.train.resume)
-            if acc.is_main_process:  # steps logged after the resumed one (or by a run killed before its first checkpoint)
+            if (
+                acc.is_main_process
+            ):  # steps logged after the resumed one (or by a run killed before its first checkpoint)
                 truncate_metrics(self.out / "metrics.jsonl", self.step)
             try:
                 with disk_full(self.out):  # TensorBoard, metrics.jsonl, samples: one line, checkpoints intact
@@ -243,8 +275,13 @@ class Trainer:
         self._log_start()
         batches = Lookahead(iter(self.stream.loader(self.step)))
         self.health.guard.attach(lambda: winner_probe(self, cfg.train.guard_winners), self.step)  # step 0: θ0's errors
-        bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=f"{cfg.method.name}", disable=not acc.is_main_process,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.train.max_steps,
+            initial=self.step,
+            desc=f"{cfg.method.name}",
+            disable=not acc.is_main_process,
+            dynamic_ncols=True,
+        )
         t_start, history = time.perf_counter(), []
         try:  # closed on an error too, so that the error's line is a line of its own
             while self.step < cfg.train.max_steps:
@@ -259,9 +296,17 @@ class Trainer:
                     self.log(stats)
                 bar.set_postfix(self._short(stats), refresh=False)
                 bar.update(1)
-                if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0 and self.step < cfg.train.max_steps:
+                if (
+                    cfg.train.checkpoint_every
+                    and self.step % cfg.train.checkpoint_every == 0
+                    and self.step < cfg.train.max_steps
+                ):
                     self.state.save()
-                if cfg.train.sample_every and self.step % cfg.train.sample_every == 0 and self.step < cfg.train.max_steps:
+                if (
+                    cfg.train.sample_every
+                    and self.step % cfg.train.sample_every == 0
+                    and self.step < cfg.train.max_steps
+                ):
                     self.write_samples()
                 if on_step is not None:
                     on_step(self)
@@ -271,12 +316,21 @@ class Trainer:
         final = self.state.save()
         samples = self.write_samples()
         acc.end_training()
-        summary = {"steps": self.step, "method": cfg.method.name, "family": cfg.model.family,
-                   "first_loss": history[0] if history else None, "last_loss": history[-1] if history else None,
-                   "seconds": round(time.perf_counter() - t_start, 2), "checkpoint": str(final),
-                   "samples": [str(p) for p in samples], "global_batch": self.global_batch,
-                   "distributed": f"{acc.distributed_type.value} x {acc.num_processes}",
-                   "replay_steps": self.pool.steps, "divergence": self.health.divergence, **self.counters}
+        summary = {
+            "steps": self.step,
+            "method": cfg.method.name,
+            "family": cfg.model.family,
+            "first_loss": history[0] if history else None,
+            "last_loss": history[-1] if history else None,
+            "seconds": round(time.perf_counter() - t_start, 2),
+            "checkpoint": str(final),
+            "samples": [str(p) for p in samples],
+            "global_batch": self.global_batch,
+            "distributed": f"{acc.distributed_type.value} x {acc.num_processes}",
+            "replay_steps": self.pool.steps,
+            "divergence": self.health.divergence,
+            **self.counters,
+        }
         if acc.is_main_process:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
@@ -285,17 +339,35 @@ class Trainer:
         """What is trained on what, the global batch, the noise schedule and the loss's density (one line each)."""
         cfg, acc = self.config, self.accelerator
         trainable = sum(p.numel() for p in self.model.unet.parameters() if p.requires_grad)
-        log.info("%s on %s (%s): %d clips, global batch %d = %d per process x %d processes x %d accumulation; "
-                 "%.2fM trainable parameters%s; steps %d -> %d; outputs in %s", cfg.method.name, cfg.model.family,
-                 cfg.model.pretrained or "tiny random model", len(self.data), self.global_batch, cfg.optim.batch_size,
-                 acc.num_processes, cfg.optim.grad_accum, trainable / 1e6,
-                 f" (LoRA rank {cfg.model.lora_rank})" if cfg.model.lora_rank else "", self.step, cfg.train.max_steps,
-                 self.out)
+        log.info(
+            "%s on %s (%s): %d clips, global batch %d = %d per process x %d processes x %d accumulation; "
+            "%.2fM trainable parameters%s; steps %d -> %d; outputs in %s",
+            cfg.method.name,
+            cfg.model.family,
+            cfg.model.pretrained or "tiny random model",
+            len(self.data),
+            self.global_batch,
+            cfg.optim.batch_size,
+            acc.num_processes,
+            cfg.optim.grad_accum,
+            trainable / 1e6,
+            f" (LoRA rank {cfg.model.lora_rank})" if cfg.model.lora_rank else "",
+            self.step,
+            cfg.train.max_steps,
+            self.out,
+        )
         schedule = self.model.scheduler.config
-        log.info("noise schedule: %s", ", ".join(f"{k}={schedule[k]}" for k in ("prediction_type", *SCHEDULE_KEYS)
-                                                  if k in schedule))
-        log.info(density_note(self.model, cfg.method.beta, math.prod(self.model.latent_shape(
-            cfg.data.frames, cfg.data.height, cfg.data.width)[1:])))
+        log.info(
+            "noise schedule: %s",
+            ", ".join(f"{k}={schedule[k]}" for k in ("prediction_type", *SCHEDULE_KEYS) if k in schedule),
+        )
+        log.info(
+            density_note(
+                self.model,
+                cfg.method.beta,
+                math.prod(self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)[1:]),
+            )
+        )
 
     def optimizer_step(self, batches: Lookahead) -> dict:
         """`grad_accum` micro-batches, then clip, update, schedule. Returns the global batch's averaged stats."""
@@ -373,18 +445,29 @@ class Trainer:
                 view.unet = self.policy.merged_unet(whole)
             view.unet.eval()
             on_cpu = "text_encoder" in encoders_on_cpu(cfg)  # its prompts encoded once per run, not per sample event
-            pixels = view.decode(sample_latents(view, prompts, frames=cfg.data.frames, height=cfg.data.height,
-                                                width=cfg.data.width, steps=cfg.sample.steps,
-                                                guidance=cfg.sample.guidance, guidance_2=cfg.sample.guidance_2,
-                                                negative_prompt=cfg.sample.negative_prompt,
-                                                scheduler=cfg.sample.scheduler, seeds=list(range(len(prompts))),
-                                                cond=torch.cat([self.embed_once(p) for p in prompts]) if on_cpu else None,
-                                                uncond=self.embed_once(cfg.sample.negative_prompt)
-                                                if on_cpu and cfg.sample.guidance > 1 else None))
+            pixels = view.decode(
+                sample_latents(
+                    view,
+                    prompts,
+                    frames=cfg.data.frames,
+                    height=cfg.data.height,
+                    width=cfg.data.width,
+                    steps=cfg.sample.steps,
+                    guidance=cfg.sample.guidance,
+                    guidance_2=cfg.sample.guidance_2,
+                    negative_prompt=cfg.sample.negative_prompt,
+                    scheduler=cfg.sample.scheduler,
+                    seeds=list(range(len(prompts))),
+                    cond=torch.cat([self.embed_once(p) for p in prompts]) if on_cpu else None,
+                    uncond=self.embed_once(cfg.sample.negative_prompt) if on_cpu and cfg.sample.guidance > 1 else None,
+                )
+            )
             view.unet.train()
         folder = self.out / "samples" / f"step_{self.step:06d}"
-        paths = [write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
-                 for i, (p, video) in enumerate(zip(prompts, pixels.cpu()))]
+        paths = [
+            write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
+            for i, (p, video) in enumerate(zip(prompts, pixels.cpu()))
+        ]
         (folder / "prompts.txt").write_text("\n".join(f"{path.name}\t{p}" for path, p in zip(paths, prompts)) + "\n")
         return paths
 

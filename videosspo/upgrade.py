@@ -9,8 +9,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from videosspo.checkpoint import (MARKER, STORE, CheckpointError, SnapshotStore, check_file, checkpoints, fsync_tree,
-                                  legacy_checkpoints, new_lineage, read_marker, verify, write_json, write_marker)
+from videosspo.checkpoint import (
+    MARKER,
+    STORE,
+    CheckpointError,
+    SnapshotStore,
+    check_file,
+    checkpoints,
+    fsync_tree,
+    legacy_checkpoints,
+    new_lineage,
+    read_marker,
+    verify,
+    write_json,
+    write_marker,
+)
 
 
 def expected_parts(folder: Path) -> list[str]:
@@ -21,9 +34,12 @@ def expected_parts(folder: Path) -> list[str]:
     cfg = load_config(folder / "config.yaml")
     processes = range(len(json.loads((folder / "trainer.json").read_text()).get("stream_skips") or [0]))
     weights = "lora_adapter.safetensors" if cfg.model.lora_rank else "model.safetensors"
-    parts = [f"accelerate/{weights} or accelerate/fsdp_model.safetensors or accelerate/pytorch_model",
-             "accelerate/optimizer.bin or accelerate/fsdp_optimizer.bin or accelerate/pytorch_model", "model",
-             *(f"accelerate/random_states_{r}.pkl" for r in processes)]
+    parts = [
+        f"accelerate/{weights} or accelerate/fsdp_model.safetensors or accelerate/pytorch_model",
+        "accelerate/optimizer.bin or accelerate/fsdp_optimizer.bin or accelerate/pytorch_model",
+        "model",
+        *(f"accelerate/random_states_{r}.pkl" for r in processes),
+    ]
     if cfg.optim.ema_decay:
         parts.append("ema.safetensors")
     if cfg.loser.reuse > 1:
@@ -36,8 +52,9 @@ def _missing(folder: Path, store: SnapshotStore) -> list[str]:
     missing = [name for name in ("trainer.json", "config.yaml", "replay/index.json") if not (folder / name).exists()]
     if missing:
         return missing
-    missing = [part for part in expected_parts(folder)
-               if not any((folder / name).exists() for name in part.split(" or "))]
+    missing = [
+        part for part in expected_parts(folder) if not any((folder / name).exists() for name in part.split(" or "))
+    ]
     for entry in json.loads((folder / "replay" / "index.json").read_text())["snapshots"]:
         snapshot = folder / "replay" / entry["file"] if "file" in entry else store.path(entry["digest"])
         if not snapshot.is_file():
@@ -90,8 +107,10 @@ def upgrade(output_dir: Path) -> list[str]:
             continue
         missing = _missing(folder, store)
         if missing:
-            report.append(f"{folder}: not upgraded, it lacks {', '.join(missing)} (a run stopped while writing or "
-                          f"deleting it); delete it")
+            report.append(
+                f"{folder}: not upgraded, it lacks {', '.join(missing)} (a run stopped while writing or "
+                f"deleting it); delete it"
+            )
             continue
         try:
             for path in sorted(folder.rglob("*")):
@@ -114,5 +133,3 @@ def upgrade(output_dir: Path) -> list[str]:
         fsync_tree(folder)
         report.append(f"{folder}: upgraded ({len(snapshots)} replay snapshots moved to {store.folder})")
     return report
-
-

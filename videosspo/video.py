@@ -32,9 +32,9 @@ import logging
 import os
 import stat
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import imageio.v2 as iio2
 import imageio.v3 as iio3
@@ -43,8 +43,18 @@ import torch
 from einops import rearrange
 from PIL import Image
 
-from videosspo.decoders import (DECORD_CODECS, DECORD_CONTAINERS, check_indices, decode, decord_module, first_line,
-                                read_decord, read_pyav, resize_frames, upright)
+from videosspo.decoders import (
+    DECORD_CODECS,
+    DECORD_CONTAINERS,
+    check_indices,
+    decode,
+    decord_module,
+    first_line,
+    read_decord,
+    read_pyav,
+    resize_frames,
+    upright,
+)
 from videosspo.files import chmod_like_open
 
 log = logging.getLogger("videosspo.video")
@@ -127,8 +137,13 @@ def file_problem(path: Path) -> str | None:
         if e.errno == errno.ELOOP:
             return "a symlink loop"
         return "a broken symlink" if path.is_symlink() else "file not found"
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device",
-             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
     return next((what for test, what in kinds.items() if test(mode)), None)
 
 
@@ -164,8 +179,9 @@ def _probe_video(path: Path, mtime_ns: int, size: int) -> VideoInfo:
             raise RuntimeError("no video frame decodes")
         stream = container.streams.video[0]
         if stream.frames > frames:  # the header's count (0 where the container stores none)
-            log.warning("%s: its header claims %d frames but %d decode: using those %d", path, stream.frames,
-                        frames, frames)
+            log.warning(
+                "%s: its header claims %d frames but %d decode: using those %d", path, stream.frames, frames, frames
+            )
         if rotation % 180:  # upright, it is turned on its side
             height, width = width, height
         return VideoInfo(frames, height, width, container.format.name, stream.codec_context.name, rotation)
@@ -241,8 +257,12 @@ def _read_auto(path: Path, indices: Sequence[int] | None, size: tuple[int, int] 
         return result
 
 
-def read_video(path: str | os.PathLike, indices: Sequence[int] | None = None, backend: str = "auto",
-               size: tuple[int, int] | None = None) -> np.ndarray:
+def read_video(
+    path: str | os.PathLike,
+    indices: Sequence[int] | None = None,
+    backend: str = "auto",
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Frames ``indices`` (all when None) of a video or still image, as ``uint8 (f, h, w, 3)``.
 
     ``size=(h, w)`` resizes each frame as soon as it is decoded (``resize_frames``), so a large clip is never
@@ -313,8 +333,9 @@ def video_fps(path: str | os.PathLike) -> float:
 # ----------------------------------------------------------------------------- writing
 
 
-def write_video(path: str | os.PathLike, video: np.ndarray | torch.Tensor, fps: float = 8,
-                lossless: bool = False) -> Path:
+def write_video(
+    path: str | os.PathLike, video: np.ndarray | torch.Tensor, fps: float = 8, lossless: bool = False
+) -> Path:
     """Write ``video`` to ``path`` (.mp4 or .gif, by extension), creating parent folders.
 
     ``video`` is ``uint8 (f, h, w, 3)`` or a float tensor ``c f h w`` in [-1, 1]. The file is written
@@ -350,15 +371,28 @@ def _mp4_pixel_format(frames: np.ndarray, path: Path) -> str:
     _, h, w, _ = frames.shape
     if h % 2 == 0 and w % 2 == 0:
         return "yuv420p"
-    log.warning("frame size %dx%d is odd, which yuv420p cannot hold: writing %s as yuv444p "
-                "(exact size kept; some players only play yuv420p)", h, w, path)
+    log.warning(
+        "frame size %dx%d is odd, which yuv420p cannot hold: writing %s as yuv444p "
+        "(exact size kept; some players only play yuv420p)",
+        h,
+        w,
+        path,
+    )
     return "yuv444p"
 
 
 def _write_mp4(path: str, frames: np.ndarray, fps: float, pixelformat: str) -> None:
-    writer = iio2.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=None,
-                             output_params=["-crf", str(MP4_CRF)], pixelformat=pixelformat,
-                             macro_block_size=1, ffmpeg_log_level="error")
+    writer = iio2.get_writer(
+        path,
+        format="FFMPEG",
+        fps=fps,
+        codec="libx264",
+        quality=None,
+        output_params=["-crf", str(MP4_CRF)],
+        pixelformat=pixelformat,
+        macro_block_size=1,
+        ffmpeg_log_level="error",
+    )
     try:
         for frame in frames:
             writer.append_data(frame)

@@ -1,11 +1,11 @@
 """VBench aggregation: per-dimension means, min-max normalisation, Quality / Semantic / Total,
 and the VBench ``*_eval_results.json`` layout."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from .spec import (PER_VIDEO_SCALE, QUALITY_DIMS, SEMANTIC_DIMS, TOTAL_QUALITY_WEIGHT, TOTAL_SEMANTIC_WEIGHT,
-                   VBENCH_DIMS)
+from .spec import PER_VIDEO_SCALE, QUALITY_DIMS, SEMANTIC_DIMS, TOTAL_QUALITY_WEIGHT, TOTAL_SEMANTIC_WEIGHT, VBENCH_DIMS
 
 
 def dimension_mean(rows: list[dict], weights: list[float] | None = None) -> float | None:
@@ -31,8 +31,11 @@ def eval_results(per_video: dict[str, list[dict]], means: dict[str, float]) -> d
 
 def normalised(raw: dict[str, float]) -> dict[str, float]:
     """VBench leaderboard scores: (raw - Min) / (Max - Min) * weight, for VBench dimensions only."""
-    return {d: VBENCH_DIMS[d].normalise(v) * VBENCH_DIMS[d].weight
-            for d, v in raw.items() if d in VBENCH_DIMS and v is not None}
+    return {
+        d: VBENCH_DIMS[d].normalise(v) * VBENCH_DIMS[d].weight
+        for d, v in raw.items()
+        if d in VBENCH_DIMS and v is not None
+    }
 
 
 def _group(norm: dict[str, float], dims) -> tuple[float | None, list[str]]:
@@ -56,7 +59,8 @@ def final_scores(raw: dict[str, float]) -> dict:
     partial_total = None
     if quality is not None and semantic is not None:
         partial_total = (TOTAL_QUALITY_WEIGHT * quality + TOTAL_SEMANTIC_WEIGHT * semantic) / (
-            TOTAL_QUALITY_WEIGHT + TOTAL_SEMANTIC_WEIGHT)
+            TOTAL_QUALITY_WEIGHT + TOTAL_SEMANTIC_WEIGHT
+        )
     full_q, full_s = not q_missing, not s_missing
     return {
         "normalised": norm,
@@ -64,8 +68,12 @@ def final_scores(raw: dict[str, float]) -> dict:
         "semantic": semantic if full_s else None,
         "total": partial_total if full_q and full_s else None,
         "missing": {"quality": q_missing, "semantic": s_missing},
-        "partial": {"quality": quality, "semantic": semantic, "total": partial_total,
-                    "note": "over the dimensions present only; not comparable with VBench's numbers"},
+        "partial": {
+            "quality": quality,
+            "semantic": semantic,
+            "total": partial_total,
+            "note": "over the dimensions present only; not comparable with VBench's numbers",
+        },
         "vbench_script": vbench_script_scores(raw),
     }
 
@@ -79,7 +87,12 @@ def vbench_script_scores(raw: dict[str, float]) -> dict:
     quality, _ = _group(norm, QUALITY_DIMS)
     semantic, _ = _group(norm, SEMANTIC_DIMS)
     total = (TOTAL_QUALITY_WEIGHT * quality + TOTAL_SEMANTIC_WEIGHT * semantic) / (
-        TOTAL_QUALITY_WEIGHT + TOTAL_SEMANTIC_WEIGHT)
-    return {"quality": quality, "semantic": semantic, "total": total,
-            "zeroed": [d for d in VBENCH_DIMS if d not in raw],
-            "note": "VBench's cal_final_score.py: missing dimensions count as 0"}
+        TOTAL_QUALITY_WEIGHT + TOTAL_SEMANTIC_WEIGHT
+    )
+    return {
+        "quality": quality,
+        "semantic": semantic,
+        "total": total,
+        "zeroed": [d for d in VBENCH_DIMS if d not in raw],
+        "note": "VBench's cal_final_score.py: missing dimensions count as 0",
+    }

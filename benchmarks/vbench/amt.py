@@ -8,6 +8,7 @@ blocks), so ``amt-s.pth`` (Hugging Face lalala125/AMT; VBench keeps it in
 [0, 1], padded (replicate, centred) to a multiple of 16, the midpoint (t = 1/2) predicted,
 unpadded and converted back to uint8 by truncation.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,9 @@ def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     yy = torch.linspace(-1.0, 1.0, h).view(1, 1, h, 1).expand(b, -1, -1, w)
     grid = torch.cat([xx, yy], 1).to(img)
     flow = torch.cat([flow[:, :1] / ((w - 1.0) / 2.0), flow[:, 1:2] / ((h - 1.0) / 2.0)], 1)
-    return F.grid_sample(img, (grid + flow).permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    return F.grid_sample(
+        img, (grid + flow).permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=True
+    )
 
 
 def convrelu(cin, cout, k=3, stride=1, padding=1):
@@ -87,8 +89,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x):
         out = self.conv1(x)
-        out = self.conv3(torch.cat([out[:, :-self.side], self.conv2(out[:, -self.side:])], 1))
-        out = self.conv5(torch.cat([out[:, :-self.side], self.conv4(out[:, -self.side:])], 1))
+        out = self.conv3(torch.cat([out[:, : -self.side], self.conv2(out[:, -self.side :])], 1))
+        out = self.conv5(torch.cat([out[:, : -self.side], self.conv4(out[:, -self.side :])], 1))
         return self.prelu(x + out)
 
 
@@ -111,8 +113,9 @@ class Encoder(nn.Module):
 class InitDecoder(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.convblock = nn.Sequential(convrelu(cin * 2 + 1, cin * 2), ResBlock(cin * 2, SKIP),
-                                       nn.ConvTranspose2d(cin * 2, cout + 4, 4, 2, 1))
+        self.convblock = nn.Sequential(
+            convrelu(cin * 2 + 1, cin * 2), ResBlock(cin * 2, SKIP), nn.ConvTranspose2d(cin * 2, cout + 4, 4, 2, 1)
+        )
 
     def forward(self, f0, f1, embt):
         out = self.convblock(torch.cat([f0, f1, embt.repeat(1, 1, *f0.shape[2:])], 1))
@@ -122,8 +125,9 @@ class InitDecoder(nn.Module):
 class IntermediateDecoder(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.convblock = nn.Sequential(convrelu(cin * 3 + 4, cin * 3), ResBlock(cin * 3, SKIP),
-                                       nn.ConvTranspose2d(cin * 3, cout + 4, 4, 2, 1))
+        self.convblock = nn.Sequential(
+            convrelu(cin * 3 + 4, cin * 3), ResBlock(cin * 3, SKIP), nn.ConvTranspose2d(cin * 3, cout + 4, 4, 2, 1)
+        )
 
     def forward(self, ft, f0, f1, flow0, flow1):
         out = self.convblock(torch.cat([ft, warp(f0, flow0), warp(f1, flow1), flow0, flow1], 1))
@@ -133,15 +137,20 @@ class IntermediateDecoder(nn.Module):
 class MultiFlowDecoder(nn.Module):
     def __init__(self, cin: int):
         super().__init__()
-        self.convblock = nn.Sequential(convrelu(cin * 3 + 4, cin * 3), ResBlock(cin * 3, SKIP),
-                                       nn.ConvTranspose2d(cin * 3, 8 * NUM_FLOWS, 4, 2, 1))
+        self.convblock = nn.Sequential(
+            convrelu(cin * 3 + 4, cin * 3), ResBlock(cin * 3, SKIP), nn.ConvTranspose2d(cin * 3, 8 * NUM_FLOWS, 4, 2, 1)
+        )
 
     def forward(self, ft, f0, f1, flow0, flow1):
         n = NUM_FLOWS
         out = self.convblock(torch.cat([ft, warp(f0, flow0), warp(f1, flow1), flow0, flow1], 1))
         d0, d1, mask, res = out.split([2 * n, 2 * n, n, 3 * n], 1)
-        return (d0 + 2.0 * resize(flow0, 2.0).repeat(1, n, 1, 1), d1 + 2.0 * resize(flow1, 2.0).repeat(1, n, 1, 1),
-                torch.sigmoid(mask), res)
+        return (
+            d0 + 2.0 * resize(flow0, 2.0).repeat(1, n, 1, 1),
+            d1 + 2.0 * resize(flow1, 2.0).repeat(1, n, 1, 1),
+            torch.sigmoid(mask),
+            res,
+        )
 
 
 class UpdateBlock(nn.Module):
@@ -177,7 +186,7 @@ class BidirCorr:
 
     def __init__(self, f0, f1):
         b, d, h, w = f0.shape
-        corr = ((f0.flatten(2).transpose(1, 2) @ f1.flatten(2)) / d ** 0.5).view(b, h, w, 1, h, w)
+        corr = ((f0.flatten(2).transpose(1, 2) @ f1.flatten(2)) / d**0.5).view(b, h, w, 1, h, w)
         pyr, pyr_t = [corr.reshape(b * h * w, 1, h, w)], [corr.permute(0, 4, 5, 3, 1, 2).reshape(b * h * w, 1, h, w)]
         for _ in range(LEVELS - 1):
             pyr.append(F.avg_pool2d(pyr[-1], 2, stride=2))
@@ -191,8 +200,10 @@ class BidirCorr:
         for pyr, coords in ((self.pyr, coords0), (self.pyr_t, coords1)):
             c = coords.permute(0, 2, 3, 1)
             b, h, w, _ = c.shape
-            lv = [bilinear_sampler(corr, c.reshape(b * h * w, 1, 1, 2) / 2 ** i + delta).view(b, h, w, -1)
-                  for i, corr in enumerate(pyr)]
+            lv = [
+                bilinear_sampler(corr, c.reshape(b * h * w, 1, 1, 2) / 2**i + delta).view(b, h, w, -1)
+                for i, corr in enumerate(pyr)
+            ]
             outs.append(torch.cat(lv, -1).permute(0, 3, 1, 2).contiguous().float())
         return outs
 
@@ -209,8 +220,11 @@ class AMTS(nn.Module):
         self.decoder2 = IntermediateDecoder(CHANNELS[1], CHANNELS[0])
         self.decoder1 = MultiFlowDecoder(CHANNELS[0])
         self.update4, self.update3, self.update2 = UpdateBlock(44), UpdateBlock(32, 2), UpdateBlock(20, 4)
-        self.comb_block = nn.Sequential(nn.Conv2d(3 * NUM_FLOWS, 6 * NUM_FLOWS, 3, 1, 1), nn.PReLU(6 * NUM_FLOWS),
-                                        nn.Conv2d(6 * NUM_FLOWS, 3, 3, 1, 1))
+        self.comb_block = nn.Sequential(
+            nn.Conv2d(3 * NUM_FLOWS, 6 * NUM_FLOWS, 3, 1, 1),
+            nn.PReLU(6 * NUM_FLOWS),
+            nn.Conv2d(6 * NUM_FLOWS, 3, 3, 1, 1),
+        )
 
     def forward(self, img0, img1, embt):
         mean = torch.cat([img0, img1], 2).mean(1, keepdim=True).mean(2, keepdim=True).mean(3, keepdim=True)
@@ -246,7 +260,7 @@ def combine(comb_block, img0, img1, flow0, flow1, mask, res, mean):
     warp0 = warp(img0.repeat_interleave(n, 0), flow0.reshape(b * n, 2, h, w))
     warp1 = warp(img1.repeat_interleave(n, 0), flow1.reshape(b * n, 2, h, w))
     m = mask.reshape(b * n, 1, h, w)
-    warps = (m * warp0 + (1 - m) * warp1 + mean.repeat_interleave(n, 0) + res.reshape(b * n, 3, h, w))
+    warps = m * warp0 + (1 - m) * warp1 + mean.repeat_interleave(n, 0) + res.reshape(b * n, 3, h, w)
     warps = warps.reshape(b, n, 3, h, w)
     return warps.mean(1) + comb_block(warps.view(b, -1, h, w))
 
@@ -265,13 +279,19 @@ def interpolate(model: AMTS, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     h, w = a.shape[:2]
     ph, pw = (-h) % 16, (-w) % 16
     if min(h + ph, w + pw) < MIN_SIDE:  # the same correlation pyramid as RAFT's
-        raise Unavailable(f"AMT-S needs frames of at least {MIN_SIDE} px once padded, these are {h}x{w}",
-                          "evaluate larger videos, or leave amt-s.pth out of --weights for the flow proxy")
+        raise Unavailable(
+            f"AMT-S needs frames of at least {MIN_SIDE} px once padded, these are {h}x{w}",
+            "evaluate larger videos, or leave amt-s.pth out of --weights for the flow proxy",
+        )
     pad = [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]
     device = next(model.parameters()).device
-    x0, x1 = (F.pad(torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None].float() / 255.0, pad,
-                    mode="replicate").to(device) for f in (a, b))
+    x0, x1 = (
+        F.pad(
+            torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None].float() / 255.0, pad, mode="replicate"
+        ).to(device)
+        for f in (a, b)
+    )
     with torch.no_grad():
         mid = model(x0, x1, torch.full((1, 1, 1, 1), 0.5, device=device))
-    mid = mid[..., pad[2]:pad[2] + h, pad[0]:pad[0] + w]
+    mid = mid[..., pad[2] : pad[2] + h, pad[0] : pad[0] + w]
     return (mid * 255.0)[0].permute(1, 2, 0).cpu().numpy().clip(0, 255).astype(np.uint8)

@@ -16,6 +16,7 @@ Working resolution (VBench's preprocessing, per dimension)
   motion smoothness    flow at ``FLOW_SIDE`` (scaled back up), warping and the MAE at full
                        resolution, as VBench's AMT-S score is.
 """
+
 from __future__ import annotations
 
 import functools
@@ -61,6 +62,7 @@ def downscale(frame: np.ndarray, side: int, longer: bool = False) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- temporal flickering
 
+
 class Flickering:
     """VBench: (255 - mean_i MAE(frame_i, frame_i+1)) / 255 on full-resolution frames; None for
     a single frame."""
@@ -83,6 +85,7 @@ def temporal_flickering_score(video: np.ndarray) -> float | None:
 
 
 # ----------------------------------------------------------------------------- optical flow
+
 
 class Flow:
     """Dense flow between grey frames with OpenCV DIS or Farneback (no weights)."""
@@ -109,8 +112,9 @@ class Flow:
         self.last = (ga, gb, flow)
         return flow
 
-    def magnitudes(self, ga: np.ndarray, gb: np.ndarray, gc: np.ndarray | None = None,
-                   c_first: bool = False) -> np.ndarray:
+    def magnitudes(
+        self, ga: np.ndarray, gb: np.ndarray, gc: np.ndarray | None = None, c_first: bool = False
+    ) -> np.ndarray:
         """|flow| (h, w) from ``ga`` to ``gb``, 0 where it is not motion. A classical flow returns
         vectors between any two frames (DIS between two unrelated noise frames: top-5% magnitudes
         of 8-18 px at 256 px), so a vector counts only where (1) ``gb`` warped back by the flow
@@ -144,7 +148,7 @@ def matches(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     box = lambda x: cv2.boxFilter(x, -1, (k, k), borderType=cv2.BORDER_REFLECT)  # noqa: E731
     ma, mb = box(a), box(b)
     var_a, var_b = np.maximum(box(a * a) - ma * ma, 0), np.maximum(box(b * b) - mb * mb, 0)
-    return ((box(a * b) - ma * mb) / np.sqrt(var_a * var_b + 1.0) > COHERENCE_MIN) | (var_a < FLAT_STD ** 2)
+    return ((box(a * b) - ma * mb) / np.sqrt(var_a * var_b + 1.0) > COHERENCE_MIN) | (var_a < FLAT_STD**2)
 
 
 def top_flow_magnitude(magnitudes: np.ndarray, fraction: float = 0.05) -> float:
@@ -152,7 +156,7 @@ def top_flow_magnitude(magnitudes: np.ndarray, fraction: float = 0.05) -> float:
     ``magnitudes`` (5% for dynamic degree, 2% for the static filter)."""
     rad = magnitudes.ravel()
     cut = max(int(rad.size * fraction), 1)
-    return float(np.partition(rad, rad.size - cut)[rad.size - cut:].mean())
+    return float(np.partition(rad, rad.size - cut)[rad.size - cut :].mean())
 
 
 class DynamicDegree:
@@ -189,6 +193,7 @@ def dynamic_degree_score(video: np.ndarray, fps: float | None = None, method: st
 
 
 # ----------------------------------------------------------------------------- motion smoothness
+
 
 @functools.lru_cache(maxsize=8)
 def _grid(h: int, w: int) -> np.ndarray:
@@ -264,6 +269,7 @@ def motion_smoothness_score(video: np.ndarray, method: str = "dis") -> float | N
 
 # ----------------------------------------------------------------------------- static filter
 
+
 class StaticCheck:
     """VBench's ``static_filter.py``: top-2% flow magnitude of every consecutive pair, then of
     (first, last) and (last, first); with thres = 3 * min(H, W) / 256 and c = round(2 n / 16) the
@@ -285,8 +291,10 @@ class StaticCheck:
         if self.n < 2:
             return None
         thres, count_num = 3.0 * self.side / 256.0, round(2 * self.n / 16.0)
-        ends = [top_flow_magnitude(self.flow.magnitudes(self.first, self.prev), 0.02),
-                top_flow_magnitude(self.flow.magnitudes(self.prev, self.first), 0.02)]
+        ends = [
+            top_flow_magnitude(self.flow.magnitudes(self.first, self.prev), 0.02),
+            top_flow_magnitude(self.flow.magnitudes(self.prev, self.first), 0.02),
+        ]
         moving = sum(m > thres for m in self.mags) > count_num or any(m > thres * count_num * 2 for m in ends)
         return float(not moving)
 
@@ -297,6 +305,7 @@ def is_static(video: np.ndarray, method: str = "dis") -> bool | None:
 
 
 # ----------------------------------------------------------------------------- imaging quality
+
 
 def blur_effect(gray: np.ndarray, h_size: int = 11) -> float:
     """The no-reference perceptual blur metric of Crete-Roffet et al. (2007), 0 sharp .. 1 blurred,
@@ -341,7 +350,7 @@ def gradient_kurtosis(gray: np.ndarray) -> float:
     d = np.concatenate([np.diff(gray, axis=0).ravel(), np.diff(gray, axis=1).ravel()]).astype(np.float64)
     d -= d.mean()
     var = float((d * d).mean())
-    return float((d ** 4).mean() / var ** 2) if var > 0 else 3.0
+    return float((d**4).mean() / var**2) if var > 0 else 3.0
 
 
 def naturalness(gray: np.ndarray) -> float:
@@ -386,6 +395,7 @@ class ImagingQuality:
 
 # ----------------------------------------------------------------------------- registry
 
+
 @register("temporal_flickering")
 def make_temporal_flickering(ctx: ScorerContext):
     return Scorer(lambda p, m: Flickering(), {"backend": "pixel MAE (VBench formula)", "proxy": False})
@@ -404,9 +414,13 @@ def flow_backend(ctx: ScorerContext):
         return (lambda: flow), f"RAFT from {found.name} at full resolution", False
     _cv2()
     method = ctx.options.get("flow", "dis")
-    return ((lambda: Flow(method)), f"opencv-{method} optical flow at shorter side {FLOW_SIDE}, vectors that do not "
-            "explain the frames dropped (proxy for RAFT; unreliable on smooth noise of large blobs that "
-            "changes every frame, which reads as motion: docs/evaluation-proxies.md)", True)
+    return (
+        (lambda: Flow(method)),
+        f"opencv-{method} optical flow at shorter side {FLOW_SIDE}, vectors that do not "
+        "explain the frames dropped (proxy for RAFT; unreliable on smooth noise of large blobs that "
+        "changes every frame, which reads as motion: docs/evaluation-proxies.md)",
+        True,
+    )
 
 
 @register("dynamic_degree")
@@ -428,8 +442,10 @@ def make_motion_smoothness(ctx: ScorerContext):
         return Scorer(lambda p, m: MotionSmoothness(interp), {"backend": f"AMT-S from {found.name}", "proxy": False})
     method = ctx.options.get("flow", "dis")
     _cv2()
-    return Scorer(lambda p, m: MotionSmoothness(FlowInterpolator(method)),
-                  {"backend": f"opencv-{method} flow-warped interpolation (proxy for AMT-S)", "proxy": True})
+    return Scorer(
+        lambda p, m: MotionSmoothness(FlowInterpolator(method)),
+        {"backend": f"opencv-{method} flow-warped interpolation (proxy for AMT-S)", "proxy": True},
+    )
 
 
 @register("imaging_quality")
@@ -443,6 +459,11 @@ def make_imaging_quality(ctx: ScorerContext):
 
         return make_musiq_quality(ctx, path)
     _cv2()
-    return Scorer(lambda p, m: ImagingQuality(),
-                  {"backend": "(1 - blur effect) x 2^(-noise sigma / 8) x naturalness, longer side <= 512 "
-                              "(proxy for MUSIQ), limits: docs/evaluation-proxies.md", "proxy": True})
+    return Scorer(
+        lambda p, m: ImagingQuality(),
+        {
+            "backend": "(1 - blur effect) x 2^(-noise sigma / 8) x naturalness, longer side <= 512 "
+            "(proxy for MUSIQ), limits: docs/evaluation-proxies.md",
+            "proxy": True,
+        },
+    )

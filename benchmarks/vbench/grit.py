@@ -35,6 +35,7 @@ keys may be in the file and are ignored. torchvision's ROIAlign and NMS are repl
 :func:`roi_align` and :func:`nms` below. Sizes are read from the checkpoint, so smaller models in
 the same layout load too.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,6 +68,7 @@ END_TOKEN = 102  # [SEP]
 
 # ---------------------------------------------------------------- torchvision ops in pure torch
 
+
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(n, m) IoU of xyxy boxes (areas (x1 - x0)(y1 - y0), as torchvision)."""
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
@@ -86,7 +88,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float, classes: torch
     alive = torch.ones(len(order), dtype=torch.bool)
     for i in range(len(order)):
         if alive[i]:
-            alive[i + 1:] &= ~(iou[i, i + 1:] > thresh)  # a NaN IoU (empty boxes) suppresses nothing
+            alive[i + 1 :] &= ~(iou[i, i + 1 :] > thresh)  # a NaN IoU (empty boxes) suppresses nothing
     return order[alive.to(order.device)]
 
 
@@ -114,8 +116,13 @@ def roi_align(features: torch.Tensor, boxes: torch.Tensor, scale: float, size: i
         xs = _sample_coords(x0[idx], x1[idx], size, gx)[:, None, :].expand(-1, size * gy, -1)
         valid = (ys >= -1) & (ys <= h) & (xs >= -1) & (xs <= w)
         grid = torch.stack([_normalise(xs, w), _normalise(ys, h)], -1)  # (n, size gy, size gx, 2) as (x, y)
-        samples = F.grid_sample(features[None], rearrange(grid, "n p q two -> 1 (n p) q two"),
-                                mode="bilinear", padding_mode="border", align_corners=True)
+        samples = F.grid_sample(
+            features[None],
+            rearrange(grid, "n p q two -> 1 (n p) q two"),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
         samples = rearrange(samples[0], "c (n p) q -> n c p q", n=len(idx)) * valid[:, None]
         out[idx] = F.avg_pool2d(samples, (gy, gx))
     return out
@@ -159,11 +166,13 @@ def apply_deltas(deltas: torch.Tensor, boxes: torch.Tensor, weights) -> torch.Te
 
 def clip_boxes(boxes: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     h, w = hw
-    return torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
-                        boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], 1)
+    return torch.stack(
+        [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], 1
+    )
 
 
 # ---------------------------------------------------------------- ViTDet backbone + simple pyramid
+
 
 @dataclass(frozen=True)
 class GritConfig:
@@ -189,25 +198,34 @@ class GritConfig:
     text_positions: int = 1024
 
     @classmethod
-    def from_state(cls, state: dict) -> "GritConfig":
+    def from_state(cls, state: dict) -> GritConfig:
         def count(prefix):
-            return len({k[len(prefix):].split(".")[0] for k in state if k.startswith(prefix)})
+            return len({k[len(prefix) :].split(".")[0] for k in state if k.startswith(prefix)})
 
         vit, text = "backbone.bottom_up.", "roi_heads.text_decoder.textual."
         tables = [state[f"{vit}blocks.{i}.attn.rel_pos_h"] for i in range(count(f"{vit}blocks."))]
         small, large = min(t.shape[0] for t in tables), max(t.shape[0] for t in tables)
         dim, head_dim = state[f"{vit}patch_embed.proj.weight"].shape[0], tables[0].shape[1]
         text_dim = state[f"{text}embedding.words.weight"].shape[1]
-        return cls(dim=dim, depth=len(tables), heads=dim // head_dim, window=(small + 1) // 2,
-                   window_blocks=tuple(i for i, t in enumerate(tables) if small < large and t.shape[0] == small),
-                   global_grid=(large + 1) // 2, patch=state[f"{vit}patch_embed.proj.weight"].shape[-1],
-                   pretrain_grid=math.isqrt(state[f"{vit}pos_embed"].shape[1] - 1),
-                   channels=state["backbone.fpn_stride8_conv1.weight"].shape[0],
-                   head_convs=count("proposal_generator.centernet_head.bbox_tower.") // 2,  # conv + norm
-                   fc_dim=state["roi_heads.box_head.0.fc1.weight"].shape[0], stages=count("roi_heads.box_head."),
-                   text_dim=text_dim, text_layers=count(f"{text}transformer.encoder.layer."),
-                   text_heads=max(1, text_dim // 64), vocab=state[f"{text}embedding.words.weight"].shape[0],
-                   text_positions=state[f"{text}embedding.positions.weight"].shape[0])
+        return cls(
+            dim=dim,
+            depth=len(tables),
+            heads=dim // head_dim,
+            window=(small + 1) // 2,
+            window_blocks=tuple(i for i, t in enumerate(tables) if small < large and t.shape[0] == small),
+            global_grid=(large + 1) // 2,
+            patch=state[f"{vit}patch_embed.proj.weight"].shape[-1],
+            pretrain_grid=math.isqrt(state[f"{vit}pos_embed"].shape[1] - 1),
+            channels=state["backbone.fpn_stride8_conv1.weight"].shape[0],
+            head_convs=count("proposal_generator.centernet_head.bbox_tower.") // 2,  # conv + norm
+            fc_dim=state["roi_heads.box_head.0.fc1.weight"].shape[0],
+            stages=count("roi_heads.box_head."),
+            text_dim=text_dim,
+            text_layers=count(f"{text}transformer.encoder.layer."),
+            text_heads=max(1, text_dim // 64),
+            vocab=state[f"{text}embedding.words.weight"].shape[0],
+            text_positions=state[f"{text}embedding.positions.weight"].shape[0],
+        )
 
 
 def rel_pos_table(q_size: int, k_size: int, table: torch.Tensor) -> torch.Tensor:
@@ -270,10 +288,11 @@ class ViT(nn.Module):
         super().__init__()
         self.patch_embed = nn.Module()  # detectron2's PatchEmbed: only ``proj`` holds weights
         self.patch_embed.proj = nn.Conv2d(3, cfg.dim, cfg.patch, cfg.patch)
-        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.pretrain_grid ** 2 + 1, cfg.dim))  # with the cls slot
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.pretrain_grid**2 + 1, cfg.dim))  # with the cls slot
         self.blocks = nn.ModuleList(
             Block(cfg.dim, cfg.heads, cfg.window if i in cfg.window_blocks else 0, cfg.global_grid)
-            for i in range(cfg.depth))
+            for i in range(cfg.depth)
+        )
 
     def forward(self, x):
         x = rearrange(self.patch_embed.proj(x), "b d h w -> b h w d")
@@ -324,6 +343,7 @@ class Backbone(nn.Module):
 
 # ---------------------------------------------------------------- CenterNet proposals
 
+
 class CenterNetHead(nn.Module):
     """CenterNet2's head with ``ONLY_PROPOSAL``: a conv tower (3x3 conv, GroupNorm 32, ReLU) -> the
     agnostic heat-map logit and ReLU(scale_l * ltrb) per level (the class tower is empty)."""
@@ -332,8 +352,13 @@ class CenterNetHead(nn.Module):
         super().__init__()
         c = cfg.channels
         groups = 32 if c % 32 == 0 else 25
-        self.bbox_tower = nn.Sequential(*[m for _ in range(cfg.head_convs)
-                                          for m in (nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(groups, c), nn.ReLU())])
+        self.bbox_tower = nn.Sequential(
+            *[
+                m
+                for _ in range(cfg.head_convs)
+                for m in (nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(groups, c), nn.ReLU())
+            ]
+        )
         self.bbox_pred, self.agn_hm = nn.Conv2d(c, 4, 3, padding=1), nn.Conv2d(c, 1, 3, padding=1)
         self.scales = nn.ModuleList(nn.Module() for _ in range(levels))
         for s in self.scales:
@@ -374,12 +399,13 @@ def centernet_proposals(head_out) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ---------------------------------------------------------------- cascade ROI heads
 
+
 class BoxHead(nn.Module):
     """detectron2's ``FastRCNNConvFCHead`` with two FC layers: flatten -> fc1 -> ReLU -> fc2 -> ReLU."""
 
     def __init__(self, cfg: GritConfig):
         super().__init__()
-        self.fc1 = nn.Linear(cfg.channels * BOX_POOL ** 2, cfg.fc_dim)
+        self.fc1 = nn.Linear(cfg.channels * BOX_POOL**2, cfg.fc_dim)
         self.fc2 = nn.Linear(cfg.fc_dim, cfg.fc_dim)
 
     def forward(self, x):
@@ -400,6 +426,7 @@ class BoxPredictor(nn.Module):
 
 # ---------------------------------------------------------------- text decoder
 
+
 class BertLayer(nn.Module):
     """A post-norm BERT layer with detectron2-GRiT's names (``attention.self.query``, ...)."""
 
@@ -419,7 +446,9 @@ class BertLayer(nn.Module):
 
     def forward(self, x, mask):
         att = self.attention
-        q, k, v = (rearrange(getattr(att.self, n)(x), "b t (h e) -> b h t e", h=self.heads) for n in ("query", "key", "value"))
+        q, k, v = (
+            rearrange(getattr(att.self, n)(x), "b t (h e) -> b h t e", h=self.heads) for n in ("query", "key", "value")
+        )
         y = rearrange(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), "b h t e -> b t (h e)")
         x = att.output.LayerNorm(att.output.dense(y) + x)
         return self.output.LayerNorm(self.output.dense(F.gelu(self.intermediate.dense(x))) + x)
@@ -476,6 +505,7 @@ def greedy_decode(textual: TextualHead, object_features: torch.Tensor, begin: in
 
 
 # ---------------------------------------------------------------- the detector
+
 
 class Grit(nn.Module):
     """GRiT with the names of its detectron2 checkpoint: ``backbone``, ``proposal_generator``,

@@ -7,6 +7,7 @@ list on each tuple). ``info`` is the prompt's ``auxiliary_info[dimension]`` from
 out; VBench scores 16 frames of every video (its ``load_video(num_frames=16)``), so its
 frame-weighted dimension means equal the mean of these per-video scores.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,8 +59,9 @@ def position_score(relation: str, box1, box2, iou_threshold: float = IOU_THRESHO
     matches when it is a substring of "on the right of" / "on the left of" (or top / bottom)."""
     dx = (box2[0] + box2[2]) / 2 - (box1[0] + box1[2]) / 2
     dy = (box2[1] + box2[3]) / 2 - (box1[1] + box1[3]) / 2
-    inter = (max(0, min(box1[2], box2[2]) - max(box1[0], box2[0]))
-             * max(0, min(box1[3], box2[3]) - max(box1[1], box2[1])))
+    inter = max(0, min(box1[2], box2[2]) - max(box1[0], box2[0])) * max(
+        0, min(box1[3], box2[3]) - max(box1[1], box2[1])
+    )
     union = (box1[2] - box1[0]) * (box1[3] - box1[1]) + (box2[2] - box2[0]) * (box2[3] - box2[1]) - inter
     iou = inter / union if union else 0.0  # VBench divides by zero for two empty boxes
     if relation in "on the right of" or relation in "on the left of":
@@ -75,8 +77,14 @@ def spatial_frame(frame: list, info: dict) -> float:
     """One frame: the best ``position_score`` over pairs of boxes described exactly as object_a or
     object_b (two boxes of the same object count), 0 with fewer than two."""
     boxes = [box for d, box, _ in frame if d in (info["object_a"], info["object_b"])]
-    return max([0.0] + [position_score(info["relationship"], boxes[i], boxes[j])
-                        for i in range(len(boxes)) for j in range(i + 1, len(boxes))])
+    return max(
+        [0.0]
+        + [
+            position_score(info["relationship"], boxes[i], boxes[j])
+            for i in range(len(boxes))
+            for j in range(i + 1, len(boxes))
+        ]
+    )
 
 
 def spatial_relationship(frames: list[list], info: dict) -> float:

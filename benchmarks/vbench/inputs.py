@@ -1,5 +1,6 @@
 """Inputs: videos with their prompts (metadata file or VBench's ``{prompt}-{index}.mp4`` naming)
 and prompt lists (plain text or VBench's ``VBench_full_info.json``)."""
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,14 @@ def collect_videos(folder: Path, metadata: Path | None = None, limit: int | None
     metadata = metadata or next((folder / n for n in METADATA_NAMES if (folder / n).is_file()), None)
     if metadata is not None:
         rows = read_metadata(Path(metadata))
-        items = [{**{k: v for k, v in r.items() if k not in ("video", "caption")},
-                  "video": str(Path(metadata).parent / r["video"]), "prompt": r["caption"]} for r in rows]
+        items = [
+            {
+                **{k: v for k, v in r.items() if k not in ("video", "caption")},
+                "video": str(Path(metadata).parent / r["video"]),
+                "prompt": r["caption"],
+            }
+            for r in rows
+        ]
     else:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTS + IMAGE_EXTS)
         items = [{"video": str(p), "prompt": prompt_from_name(p)} for p in files]
@@ -55,8 +62,10 @@ def vbench_full_info_path() -> Path:
     try:
         import vbench
     except ImportError as e:
-        raise FileNotFoundError("the `vbench` package is not installed: pass the path of "
-                                "VBench_full_info.json (from github.com/Vchitect/VBench) instead") from e
+        raise FileNotFoundError(
+            "the `vbench` package is not installed: pass the path of "
+            "VBench_full_info.json (from github.com/Vchitect/VBench) instead"
+        ) from e
     path = Path(vbench.__file__).parent / "VBench_full_info.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found in the installed vbench package")
@@ -76,8 +85,11 @@ def load_prompts(spec: str) -> list[dict]:
     """
     path = vbench_full_info_path() if spec == "vbench" else Path(spec)
     if path.suffix != ".json":
-        return [{"prompt": line.strip(), "dimensions": None, "auxiliary_info": {}}
-                for line in path.read_text().splitlines() if line.strip()]
+        return [
+            {"prompt": line.strip(), "dimensions": None, "auxiliary_info": {}}
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
     merged: dict[str, dict] = {}
     for e in json.loads(path.read_text()):
         p = merged.setdefault(e["prompt_en"], {"prompt": e["prompt_en"], "dimensions": [], "auxiliary_info": {}})
@@ -91,9 +103,16 @@ def attach_prompt_info(items: list[dict], prompts: list[dict]) -> list[dict]:
     dimension only on the videos of prompts that list it, with that prompt's info); the prompt
     file's info wins over a metadata row's own ``auxiliary_info``."""
     info = {p["prompt"]: p for p in prompts}
-    return [{**it, "dimensions": info[it["prompt"]]["dimensions"],
-             "auxiliary_info": {**it.get("auxiliary_info", {}), **info[it["prompt"]]["auxiliary_info"]}}
-            if it["prompt"] in info else it for it in items]
+    return [
+        {
+            **it,
+            "dimensions": info[it["prompt"]]["dimensions"],
+            "auxiliary_info": {**it.get("auxiliary_info", {}), **info[it["prompt"]]["auxiliary_info"]},
+        }
+        if it["prompt"] in info
+        else it
+        for it in items
+    ]
 
 
 def auxiliary_info(meta: dict, dimension: str):

@@ -1,4 +1,5 @@
 """Layers the ported VBench models share."""
+
 from __future__ import annotations
 
 from torch import nn

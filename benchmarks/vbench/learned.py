@@ -67,6 +67,7 @@ aspect ignored), ImageNet mean/std; GRiT its 16 such frames at their own size (s
 side of 720 when it is over 768). Frames are encoded ``batch_frames`` at a time as they stream in
 (the video models keep only their sampled frames); models load on first use, once per file and device.
 """
+
 from __future__ import annotations
 
 import functools
@@ -86,8 +87,12 @@ MODEL_DIRS = {
     "clip_b32": ("clip_vit_b32", "clip-vit-base-patch32", "openai--clip-vit-base-patch32"),
     "clip_l14": ("clip_vit_l14", "clip-vit-large-patch14", "openai--clip-vit-large-patch14"),
 }
-AESTHETIC_HEADS = ("sa_0_4_vit_l_14_linear.pth", "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
-                   "aesthetic_head.pth", "aesthetic_head.safetensors")
+AESTHETIC_HEADS = (
+    "sa_0_4_vit_l_14_linear.pth",
+    "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth",
+    "aesthetic_head.pth",
+    "aesthetic_head.safetensors",
+)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -123,8 +128,7 @@ def crop_offset(length: int, size: int) -> int:
     return int(round((length - size) / 2.0))
 
 
-def preprocess(frames: np.ndarray, size: int, mean, std, crop: bool = True, mode: str = "bicubic",
-               uint8: bool = False):
+def preprocess(frames: np.ndarray, size: int, mean, std, crop: bool = True, mode: str = "bicubic", uint8: bool = False):
     """uint8 (f, h, w, 3) -> float tensor (f, 3, h', w'): shorter side resized to ``size`` (no
     antialiasing, as torchvision's ``Resize(antialias=False)``), centre-cropped to ``size`` x ``size``
     when ``crop``, then /255 and normalised. VBench resizes float frames (no clamping) except where
@@ -140,7 +144,7 @@ def preprocess(frames: np.ndarray, size: int, mean, std, crop: bool = True, mode
     x = x / 255.0
     if crop:
         top, left = crop_offset(x.shape[-2], size), crop_offset(x.shape[-1], size)
-        x = x[..., top:top + size, left:left + size]
+        x = x[..., top : top + size, left : left + size]
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
@@ -170,11 +174,12 @@ class ImageEncoder:
         with torch.no_grad():
             for i in range(0, len(frames), batch):
                 if self.kind == "dino":  # VBench: Resize(224) only, the ViT interpolates its positions
-                    x = preprocess(frames[i:i + batch], self.size, self.mean, self.std, crop=False,
-                                   mode="bilinear").to(self.device)
+                    x = preprocess(
+                        frames[i : i + batch], self.size, self.mean, self.std, crop=False, mode="bilinear"
+                    ).to(self.device)
                     f = self.model(pixel_values=x, interpolate_pos_encoding=True).last_hidden_state[:, 0]
                 else:  # VBench's clip_transform: bicubic Resize(224), CenterCrop(224)
-                    x = preprocess(frames[i:i + batch], self.size, self.mean, self.std).to(self.device)
+                    x = preprocess(frames[i : i + batch], self.size, self.mean, self.std).to(self.device)
                     f = _pooled(self.model.get_image_features(pixel_values=x))
                 feats.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu())
         return torch.cat(feats)
@@ -185,12 +190,15 @@ class ImageEncoder:
 
         if self.tokenizer is None:
             raise RuntimeError("this CLIP folder has no tokenizer")
-        tok = self.tokenizer(prompts, padding=True, truncation=True,
-                             max_length=self.model.config.text_config.max_position_embeddings,
-                             return_tensors="pt").to(self.device)
+        tok = self.tokenizer(
+            prompts,
+            padding=True,
+            truncation=True,
+            max_length=self.model.config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        ).to(self.device)
         with torch.no_grad():
-            f = _pooled(self.model.get_text_features(input_ids=tok["input_ids"],
-                                                     attention_mask=tok["attention_mask"]))
+            f = _pooled(self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
         return torch.nn.functional.normalize(f.float(), dim=-1).cpu()
 
 
@@ -271,8 +279,10 @@ def _images(ctx: ScorerContext, path: Path, kind: str):
 def _consistency_scorer(ctx, kind, what, backend):
     path = find_weights(ctx, kind, what)
     encode = _images(ctx, path, kind)
-    return Scorer(lambda p, m: Encoded(encode, ctx.batch_frames, consistency, frame_pairs=True),
-                  {"backend": backend, "proxy": False})
+    return Scorer(
+        lambda p, m: Encoded(encode, ctx.batch_frames, consistency, frame_pairs=True),
+        {"backend": backend, "proxy": False},
+    )
 
 
 @register("subject_consistency")
@@ -298,8 +308,9 @@ def _text_scorer(ctx, proxy_for: str | None):
         text = load_encoder(path, "clip_b32", ctx.device).texts([prompt])[0]
         return Encoded(encode, ctx.batch_frames, lambda f: float((f @ text).mean()))
 
-    return Scorer(start, {"backend": backend + (f" (proxy for {proxy_for})" if proxy_for else ""),
-                          "proxy": bool(proxy_for)})
+    return Scorer(
+        start, {"backend": backend + (f" (proxy for {proxy_for})" if proxy_for else ""), "proxy": bool(proxy_for)}
+    )
 
 
 @register("appearance_style", "clip_score")
@@ -365,13 +376,18 @@ def _viclip_scorer(ctx: ScorerContext, path: Path) -> Scorer:
 
     bpe = next((p for p in (path.parent / BPE_FILE, Path(ctx.weights) / BPE_FILE) if p.is_file()), None)
     if bpe is None:
-        raise Unavailable(f"ViCLIP's tokenizer {BPE_FILE} is not beside {path}",
-                          f"put {BPE_FILE} (github.com/openai/CLIP, clip/{BPE_FILE}) next to {path.name}")
+        raise Unavailable(
+            f"ViCLIP's tokenizer {BPE_FILE} is not beside {path}",
+            f"put {BPE_FILE} (github.com/openai/CLIP, clip/{BPE_FILE}) next to {path.name}",
+        )
 
     def start(prompt, meta):
         model = load_network("viclip", path, ctx.device)
-        return SampledFrames(frame_count(meta), model.frames,
-                             lambda frames: viclip_similarity(model, _bpe_tokenizer(bpe), frames, prompt))
+        return SampledFrames(
+            frame_count(meta),
+            model.frames,
+            lambda frames: viclip_similarity(model, _bpe_tokenizer(bpe), frames, prompt),
+        )
 
     return Scorer(start, {"backend": f"ViCLIP from {path.name}", "proxy": False})
 
@@ -387,8 +403,9 @@ def make_overall_consistency(ctx: ScorerContext):
     try:
         return _text_scorer(ctx, "ViCLIP")
     except Unavailable as e:
-        raise Unavailable(e.reason, f"put VBench's {VICLIP_FILES[0]} and {BPE_FILE} at --weights DIR/ "
-                                    f"(or, for a CLIP proxy: {e.fix})") from None
+        raise Unavailable(
+            e.reason, f"put VBench's {VICLIP_FILES[0]} and {BPE_FILE} at --weights DIR/ (or, for a CLIP proxy: {e.fix})"
+        ) from None
 
 
 def umt_clip(frames: list[np.ndarray]):
@@ -405,7 +422,7 @@ def umt_clip(frames: list[np.ndarray]):
         h, w = (int(RESIZE * h / w), RESIZE) if w < h else (RESIZE, int(RESIZE * w / h))
         frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames]
     top, left = crop_offset(h, IMAGE_SIZE), crop_offset(w, IMAGE_SIZE)
-    x = torch.from_numpy(np.stack([f[top:top + IMAGE_SIZE, left:left + IMAGE_SIZE] for f in frames])).float() / 255
+    x = torch.from_numpy(np.stack([f[top : top + IMAGE_SIZE, left : left + IMAGE_SIZE] for f in frames])).float() / 255
     x = (x - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     return rearrange(x, "t h w c -> 1 c t h w")
 
@@ -420,8 +437,10 @@ def make_human_action(ctx: ScorerContext):
 
     path = weight_file(ctx, UMT_FILES)
     if path is None:
-        raise Unavailable("needs VBench's UMT-L/16 Kinetics-400 classifier and --weights has none",
-                          f"put {UMT_FILES[0]} (huggingface.co/OpenGVLab/VBench_Used_Models) at --weights DIR/")
+        raise Unavailable(
+            "needs VBench's UMT-L/16 Kinetics-400 classifier and --weights has none",
+            f"put {UMT_FILES[0]} (huggingface.co/OpenGVLab/VBench_Used_Models) at --weights DIR/",
+        )
 
     def classify(prompt, frames):
         model = load_network("umt", path, ctx.device)
@@ -430,8 +449,9 @@ def make_human_action(ctx: ScorerContext):
         return float(action_label(prompt) in predicted_actions(logits))
 
     def start(prompt, meta):
-        return SampledFrames(frame_count(meta), load_network("umt", path, ctx.device).frames,
-                             lambda frames: classify(prompt, frames))
+        return SampledFrames(
+            frame_count(meta), load_network("umt", path, ctx.device).frames, lambda frames: classify(prompt, frames)
+        )
 
     return Scorer(start, {"backend": f"UMT-L/16 (Kinetics-400) from {path.name}, top-5 >= 0.85", "proxy": False})
 
@@ -455,8 +475,10 @@ def bert_vocab(ctx: ScorerContext, model: str) -> Path:
         return found
     cached = try_to_load_from_cache("bert-base-uncased", "vocab.txt")
     if not isinstance(cached, str):
-        raise Unavailable(f"{model} needs bert-base-uncased's vocab.txt: not in --weights nor the Hugging Face cache",
-                          f"put huggingface.co/bert-base-uncased's vocab.txt at --weights DIR/{VOCAB_FILES[0]}")
+        raise Unavailable(
+            f"{model} needs bert-base-uncased's vocab.txt: not in --weights nor the Hugging Face cache",
+            f"put huggingface.co/bert-base-uncased's vocab.txt at --weights DIR/{VOCAB_FILES[0]}",
+        )
     return Path(cached)
 
 
@@ -468,9 +490,11 @@ def make_scene(ctx: ScorerContext):
 
     path = weight_file(ctx, TAG2TEXT_FILES)
     if path is None:
-        raise Unavailable("needs VBench's Tag2Text captioner and --weights has none",
-                          f"put {TAG2TEXT_FILES[0]} (huggingface.co/spaces/xinyu1205/recognize-anything) at "
-                          f"--weights DIR/ (or DIR/caption_model/)")
+        raise Unavailable(
+            "needs VBench's Tag2Text captioner and --weights has none",
+            f"put {TAG2TEXT_FILES[0]} (huggingface.co/spaces/xinyu1205/recognize-anything) at "
+            f"--weights DIR/ (or DIR/caption_model/)",
+        )
     vocab = bert_vocab(ctx, "Tag2Text")
 
     def score(frames, scene):
@@ -481,12 +505,16 @@ def make_scene(ctx: ScorerContext):
     def start(prompt, meta):
         info = auxiliary_info(meta, "scene")
         if info is None:
-            return Refused("its prompt has no auxiliary_info for scene (the scene word to look for)",
-                           "pass --prompts VBench_full_info.json, or give metadata.jsonl rows an auxiliary_info")
+            return Refused(
+                "its prompt has no auxiliary_info for scene (the scene word to look for)",
+                "pass --prompts VBench_full_info.json, or give metadata.jsonl rows an auxiliary_info",
+            )
         return SampledFrames(frame_count(meta), FRAMES, lambda frames: score(frames, info["scene"]["scene"]))
 
-    return Scorer(start, {"backend": f"Tag2Text (Swin-B) from {path.name}: captions of 16 frames contain the scene",
-                          "proxy": False})
+    return Scorer(
+        start,
+        {"backend": f"Tag2Text (Swin-B) from {path.name}: captions of 16 frames contain the scene", "proxy": False},
+    )
 
 
 def load_aesthetic_head(path: Path):
@@ -495,6 +523,7 @@ def load_aesthetic_head(path: Path):
 
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -509,8 +538,10 @@ def make_aesthetic_quality(ctx: ScorerContext):
     path = find_weights(ctx, "clip_l14", "CLIP ViT-L/14")
     head = weight_file(ctx, AESTHETIC_HEADS)
     if head is None:
-        raise Unavailable(f"no LAION aesthetic head in {ctx.weights}",
-                          "put sa_0_4_vit_l_14_linear.pth (LAION aesthetic-predictor) at --weights DIR/")
+        raise Unavailable(
+            f"no LAION aesthetic head in {ctx.weights}",
+            "put sa_0_4_vit_l_14_linear.pth (LAION aesthetic-predictor) at --weights DIR/",
+        )
     encode = _images(ctx, path, "clip_l14")
 
     def reduce(feats):
@@ -519,8 +550,10 @@ def make_aesthetic_quality(ctx: ScorerContext):
         with torch.no_grad():
             return float(_aesthetic_head(head)(feats).mean() / 10.0)
 
-    return Scorer(lambda p, m: Encoded(encode, ctx.batch_frames, reduce),
-                  {"backend": "transformers CLIPModel (ViT-L/14) + LAION linear head, score/10", "proxy": False})
+    return Scorer(
+        lambda p, m: Encoded(encode, ctx.batch_frames, reduce),
+        {"backend": "transformers CLIPModel (ViT-L/14) + LAION linear head, score/10", "proxy": False},
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -553,8 +586,10 @@ class MusiqFrames:
 
 def make_musiq_quality(ctx: ScorerContext, path: Path) -> Scorer:
     """Imaging quality with MUSIQ (SPAQ) from ``path`` (VBench's ``musiq_spaq_ckpt-358bb6af.pth``)."""
-    return Scorer(lambda p, m: MusiqFrames(path, ctx.device),
-                  {"backend": f"MUSIQ (SPAQ) from {path.name}, longer side <= {IQ_LONGER_SIDE}", "proxy": False})
+    return Scorer(
+        lambda p, m: MusiqFrames(path, ctx.device),
+        {"backend": f"MUSIQ (SPAQ) from {path.name}, longer side <= {IQ_LONGER_SIDE}", "proxy": False},
+    )
 
 
 def load_network(name: str, path: Path, device: str):
@@ -592,8 +627,12 @@ class AmtInterpolator:
         return interpolate(load_network("amt", self.path, self.device), a, b)
 
 
-GRIT_TASKS = {"object_class": "ObjectDet", "multiple_objects": "ObjectDet", "spatial_relationship": "ObjectDet",
-              "color": "DenseCap"}  # VBench: initialize_model_det, except colour's initialize_model
+GRIT_TASKS = {
+    "object_class": "ObjectDet",
+    "multiple_objects": "ObjectDet",
+    "spatial_relationship": "ObjectDet",
+    "color": "DenseCap",
+}  # VBench: initialize_model_det, except colour's initialize_model
 GRIT_FRAMES, GRIT_MAX_SIDE, GRIT_SHORT_SIDE = 16, 768, 720
 
 
@@ -624,9 +663,10 @@ def make_grit_dimension(ctx: ScorerContext, dim: str) -> Scorer:
 
     path = weight_file(ctx, GRIT_FILES)
     if path is None:
-        raise Unavailable("needs VBench's GRiT detector and --weights has none",
-                          f"put {GRIT_FILES[0]} (huggingface.co/OpenGVLab/VBench_Used_Models) at --weights DIR/ "
-                          f"(or DIR/grit_model/)")
+        raise Unavailable(
+            "needs VBench's GRiT detector and --weights has none",
+            f"put {GRIT_FILES[0]} (huggingface.co/OpenGVLab/VBench_Used_Models) at --weights DIR/ (or DIR/grit_model/)",
+        )
     vocab = bert_vocab(ctx, "GRiT")
     rule, task = getattr(grit_rules, dim), GRIT_TASKS[dim]
 
@@ -638,8 +678,10 @@ def make_grit_dimension(ctx: ScorerContext, dim: str) -> Scorer:
     def start(prompt, meta):
         info = auxiliary_info(meta, dim)
         if info is None:
-            return Refused(f"its prompt has no auxiliary_info for {dim} (what GRiT's detections are checked against)",
-                           "pass --prompts VBench_full_info.json, or give metadata.jsonl rows an auxiliary_info")
+            return Refused(
+                f"its prompt has no auxiliary_info for {dim} (what GRiT's detections are checked against)",
+                "pass --prompts VBench_full_info.json, or give metadata.jsonl rows an auxiliary_info",
+            )
         return SampledFrames(frame_count(meta), GRIT_FRAMES, lambda frames: score(prompt, info, frames))
 
     return Scorer(start, {"backend": f"GRiT ({task}) from {path.name}", "proxy": False})

@@ -11,6 +11,7 @@ aspect kept) to longer side 224 and 384 and of the original, each with a hashed 
 position, a scale index and a padding mask -> a ResNet stem per patch -> a transformer over all
 patches -> the CLS token -> one score (SPAQ: 0..100).
 """
+
 from __future__ import annotations
 
 import math
@@ -116,8 +117,8 @@ class Encoder(nn.Module):
 
 def hashed_positions(grid: int, count_h: int, count_w: int) -> torch.Tensor:
     """Each patch's index in a ``grid`` x ``grid`` table: rows and columns mapped nearest-neighbour."""
-    rows = (torch.arange(count_h) * grid // count_h)
-    cols = (torch.arange(count_w) * grid // count_w)
+    rows = torch.arange(count_h) * grid // count_h
+    cols = torch.arange(count_w) * grid // count_w
     return (rows[:, None] * grid + cols[None, :]).reshape(-1)
 
 
@@ -125,8 +126,16 @@ class MUSIQ(nn.Module):
     """pyiqa's MUSIQ with ``num_class=1`` (SPAQ / KonIQ checkpoints); ``forward`` takes one image
     (1, 3, h, w) in [0, 1] and returns its score (1,)."""
 
-    def __init__(self, hidden_size=384, mlp_dim=1152, num_heads=6, num_layers=14, patch_size=32,
-                 grid=10, longer_side_lengths=(224, 384)):
+    def __init__(
+        self,
+        hidden_size=384,
+        mlp_dim=1152,
+        num_heads=6,
+        num_layers=14,
+        patch_size=32,
+        grid=10,
+        longer_side_lengths=(224, 384),
+    ):
         super().__init__()
         self.patch, self.grid, self.longer = patch_size, grid, sorted(longer_side_lengths)
         self.conv_root = StdConv(3, RESNET_TOKEN_DIM, 7, 2, bias=False)
@@ -146,8 +155,10 @@ class MUSIQ(nn.Module):
         mask = torch.ones(len(cols), dtype=torch.long)
         if max_len is not None:
             pad = max(max_len - len(cols), 0)
-            cols, spatial, mask = (F.pad(t, (0, 0, 0, pad)) if t.ndim == 2 else F.pad(t, (0, pad))
-                                   for t in (cols[:max_len], spatial[:max_len], mask[:max_len]))
+            cols, spatial, mask = (
+                F.pad(t, (0, 0, 0, pad)) if t.ndim == 2 else F.pad(t, (0, pad))
+                for t in (cols[:max_len], spatial[:max_len], mask[:max_len])
+            )
         return cols, spatial, (scale_id * mask).long(), mask  # padding: position 0, scale 0, mask 0
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -173,9 +184,11 @@ def load_musiq(path, device: str = "cpu", **arch) -> MUSIQ:
     state = state.get("params", state)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if not arch:  # the sizes from the checkpoint (6 heads, pyiqa's default)
-        arch = {"hidden_size": state["head.weight"].shape[1],
-                "mlp_dim": state["transformer_encoder.transformer.encoderblock_0.mlp.fc1.weight"].shape[0],
-                "num_layers": sum(k.endswith("norm1.weight") for k in state)}
+        arch = {
+            "hidden_size": state["head.weight"].shape[1],
+            "mlp_dim": state["transformer_encoder.transformer.encoderblock_0.mlp.fc1.weight"].shape[0],
+            "num_layers": sum(k.endswith("norm1.weight") for k in state),
+        }
     model = MUSIQ(**arch)
     model.load_state_dict(state)
     return model.eval().to(device)

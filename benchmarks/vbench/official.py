@@ -10,6 +10,7 @@ VBench's modes (``VBench.evaluate(mode=...)``):
                    ``OUT/{name}_prompts.json``, the format of VBench's ``--prompt_file``); VBench
                    refuses the six dimensions above here, so they are skipped with the reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,8 @@ def check_available():
         raise OfficialUnavailable(
             "--backend official needs the `vbench` package (pip install vbench) and network access "
             "on first use to fetch its weights into ~/.cache/vbench; offline, use the default "
-            "project backend") from e
+            "project backend"
+        ) from e
     return VBench
 
 
@@ -44,15 +46,21 @@ def plan_official(dims: list[str], prompts: str | None) -> tuple[str, list[str],
     dims = [d for d in dims if d in VBENCH_DIMS]
     if prompts == "vbench" or (prompts and Path(prompts).suffix == ".json"):
         return "vbench_standard", dims, {}
-    skipped = {d: {"reason": "VBench's custom_input mode refuses it: it needs the per-prompt auxiliary "
-                             "info of VBench_full_info.json",
-                   "fix": "generate from VBench's prompts and pass --prompts VBench_full_info.json"}
-               for d in dims if d in NEEDS_FULL_INFO}
+    skipped = {
+        d: {
+            "reason": "VBench's custom_input mode refuses it: it needs the per-prompt auxiliary "
+            "info of VBench_full_info.json",
+            "fix": "generate from VBench's prompts and pass --prompts VBench_full_info.json",
+        }
+        for d in dims
+        if d in NEEDS_FULL_INFO
+    }
     return "custom_input", [d for d in dims if d not in skipped], skipped
 
 
-def run_official(items: list[dict], videos_dir: Path, out_dir: Path, name: str, dims: list[str],
-                 prompts: str | None, device: str) -> Evaluation:
+def run_official(
+    items: list[dict], videos_dir: Path, out_dir: Path, name: str, dims: list[str], prompts: str | None, device: str
+) -> Evaluation:
     """Run ``vbench.VBench.evaluate`` on ``videos_dir`` and convert its results to an Evaluation."""
     VBench = check_available()
     from .inputs import vbench_full_info_path
@@ -84,9 +92,13 @@ def from_eval_results(path: Path) -> Evaluation:
         for r in per_video:
             row = rows.setdefault(r["video_path"], {"video": r["video_path"], "prompt": "", "scores": {}})
             value = r["video_results"]
-            row["scores"][dim] = float(value) / PER_VIDEO_SCALE.get(dim, 1.0) if isinstance(value, (int, float)) else None
-    infos = {d: {"backend": f"vbench (official, {ALL_DIMS[d].vbench_model})", "proxy": False}
-             for d in results if d in ALL_DIMS}
+            row["scores"][dim] = (
+                float(value) / PER_VIDEO_SCALE.get(dim, 1.0) if isinstance(value, (int, float)) else None
+            )
+    infos = {
+        d: {"backend": f"vbench (official, {ALL_DIMS[d].vbench_model})", "proxy": False}
+        for d in results
+        if d in ALL_DIMS
+    }
     means = {d: float(mean) for d, (mean, _) in results.items() if d in ALL_DIMS}
     return Evaluation(rows=list(rows.values()), infos=infos, means=means)
-

@@ -8,6 +8,7 @@ Modules and names follow VBench's copy of RAFT (``vbench/third_party/RAFT/core``
 runs it: frames on 0..255 padded (replicate) to a multiple of 8, 20 refinement iterations, the
 convex-upsampled flow at the padded size.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -127,7 +128,7 @@ class CorrPyramid:
 
     def __init__(self, f1: torch.Tensor, f2: torch.Tensor, levels: int = 4, radius: int = 4):
         b, d, h, w = f1.shape
-        corr = (f1.flatten(2).transpose(1, 2) @ f2.flatten(2)) / d ** 0.5  # (b, h w, h w)
+        corr = (f1.flatten(2).transpose(1, 2) @ f2.flatten(2)) / d**0.5  # (b, h w, h w)
         corr = corr.reshape(b * h * w, 1, h, w)
         self.radius, self.pyramid = radius, [corr]
         for _ in range(levels - 1):
@@ -138,9 +139,13 @@ class CorrPyramid:
         coords = coords.permute(0, 2, 3, 1)
         b, h, w, _ = coords.shape
         line = torch.linspace(-r, r, 2 * r + 1)
-        delta = torch.stack(torch.meshgrid(line, line, indexing="ij"), -1).view(1, 2 * r + 1, 2 * r + 1, 2)  # RAFT's order
-        out = [bilinear_sampler(corr, coords.reshape(b * h * w, 1, 1, 2) / 2 ** i + delta).view(b, h, w, -1)
-               for i, corr in enumerate(self.pyramid)]
+        delta = torch.stack(torch.meshgrid(line, line, indexing="ij"), -1).view(
+            1, 2 * r + 1, 2 * r + 1, 2
+        )  # RAFT's order
+        out = [
+            bilinear_sampler(corr, coords.reshape(b * h * w, 1, 1, 2) / 2**i + delta).view(b, h, w, -1)
+            for i, corr in enumerate(self.pyramid)
+        ]
         return torch.cat(out, -1).permute(0, 3, 1, 2).contiguous().float()
 
 
@@ -151,7 +156,7 @@ class RAFT(nn.Module):
     def __init__(self):
         super().__init__()
         self.fnet, self.cnet = BasicEncoder(256, "instance"), BasicEncoder(256, "batch")
-        self.update_block = UpdateBlock(4 * 9 ** 2)
+        self.update_block = UpdateBlock(4 * 9**2)
 
     def upsample(self, flow: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Convex combination of each 3x3 neighbourhood: 1/8 resolution -> full."""
@@ -196,8 +201,10 @@ class RaftFlow:
         h, w = x.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
         if min(h + ph, w + pw) < MIN_SIDE:
-            raise Unavailable(f"RAFT needs frames of at least {MIN_SIDE} px once padded, these are {h}x{w}",
-                              "evaluate larger videos, or leave raft-things.pth out of --weights for the flow proxy")
+            raise Unavailable(
+                f"RAFT needs frames of at least {MIN_SIDE} px once padded, these are {h}x{w}",
+                "evaluate larger videos, or leave raft-things.pth out of --weights for the flow proxy",
+            )
         return F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], mode="replicate"), min(h, w)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -206,8 +213,9 @@ class RaftFlow:
         with torch.no_grad():
             return model(a.to(device), b.to(device))[0].permute(1, 2, 0).cpu().numpy()
 
-    def magnitudes(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None,
-                   c_first: bool = False) -> np.ndarray:
+    def magnitudes(
+        self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None, c_first: bool = False
+    ) -> np.ndarray:
         """|flow| per pixel from ``a`` to ``b``, as VBench takes it (RAFT's flow is trusted: the
         third frame ``c``, which the classical flow's tests use, is ignored)."""
         return np.sqrt((self(a, b) ** 2).sum(-1))

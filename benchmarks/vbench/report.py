@@ -1,5 +1,6 @@
 """Reports: ``report.md`` and a self-contained ``report.html`` per run (radar chart and frame strip
 embedded as base64), and a side-by-side comparison of several runs (``--compare``)."""
+
 from __future__ import annotations
 
 import base64
@@ -88,19 +89,29 @@ def _score_lines(summary: dict) -> list[str]:
     lines = []
     for key, group in (("quality", "quality"), ("semantic", "semantic")):
         miss = s["missing"][group]
-        lines.append(f"- **{key.title()} score**: {_fmt(s[key])}" if s[key] is not None else
-                     f"- **{key.title()} score**: not computable, missing {', '.join(miss)}")
-    lines.append(f"- **Total score**: {_fmt(s['total'])}" if s["total"] is not None else
-                 "- **Total score**: not computable (needs all 16 VBench dimensions)")
+        lines.append(
+            f"- **{key.title()} score**: {_fmt(s[key])}"
+            if s[key] is not None
+            else f"- **{key.title()} score**: not computable, missing {', '.join(miss)}"
+        )
+    lines.append(
+        f"- **Total score**: {_fmt(s['total'])}"
+        if s["total"] is not None
+        else "- **Total score**: not computable (needs all 16 VBench dimensions)"
+    )
     p = s["partial"]
     if s["total"] is None and (p["quality"] is not None or p["semantic"] is not None):
-        lines.append(f"- Partial (dimensions present only, *not comparable with VBench*): quality "
-                     f"{_fmt(p['quality'])}, semantic {_fmt(p['semantic'])}, total {_fmt(p['total'])}")
+        lines.append(
+            f"- Partial (dimensions present only, *not comparable with VBench*): quality "
+            f"{_fmt(p['quality'])}, semantic {_fmt(p['semantic'])}, total {_fmt(p['total'])}"
+        )
     v = s.get("vbench_script")
     if v and v["zeroed"]:
-        lines.append(f"- What VBench's `cal_final_score.py` would print (missing dimensions counted as 0: "
-                     f"{', '.join(v['zeroed'])}): quality {_fmt(v['quality'])}, semantic "
-                     f"{_fmt(v['semantic'])}, total {_fmt(v['total'])}")
+        lines.append(
+            f"- What VBench's `cal_final_score.py` would print (missing dimensions counted as 0: "
+            f"{', '.join(v['zeroed'])}): quality {_fmt(v['quality'])}, semantic "
+            f"{_fmt(v['semantic'])}, total {_fmt(v['total'])}"
+        )
     return lines
 
 
@@ -139,8 +150,10 @@ def _img_html(path: Path | None, alt: str) -> str:
     return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
 
 
-_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}img{max-width:100%}")
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}img{max-width:100%}"
+)
 
 
 def write_report(summary: dict, out_dir: Path) -> dict[str, Path]:
@@ -150,23 +163,39 @@ def write_report(summary: dict, out_dir: Path) -> dict[str, Path]:
     strip = plot_frame_strip(summary["samples"], out_dir / "frames.png")
     skipped = [[d, v["reason"], v["fix"]] for d, v in summary["skipped"].items()]
     errors = [[e["video"], e["error"]] for e in summary["errors"]]
-    md = [f"# VBench-style evaluation: {summary['name']}", "",
-          f"{summary['n_videos']} videos, {summary['created']}. Proxies are labelled with their "
-          "backend; they are not VBench's official numbers.", "", *_score_lines(summary), "",
-          "## Dimensions", "", _md_table(DIM_HEADER, _dimension_rows(summary)), ""]
+    md = [
+        f"# VBench-style evaluation: {summary['name']}",
+        "",
+        f"{summary['n_videos']} videos, {summary['created']}. Proxies are labelled with their "
+        "backend; they are not VBench's official numbers.",
+        "",
+        *_score_lines(summary),
+        "",
+        "## Dimensions",
+        "",
+        _md_table(DIM_HEADER, _dimension_rows(summary)),
+        "",
+    ]
     if skipped:
         md += ["## Skipped", "", _md_table(["dimension", "reason", "fix"], skipped), ""]
     if errors:
         md += ["## Unreadable videos", "", _md_table(["video", "error"], errors), ""]
-    md += [f"![radar]({radar.name})" if radar else "_radar: fewer than three dimensions scored_",
-           "", f"![frames]({strip.name})" if strip else ""]
+    md += [
+        f"![radar]({radar.name})" if radar else "_radar: fewer than three dimensions scored_",
+        "",
+        f"![frames]({strip.name})" if strip else "",
+    ]
     (out_dir / "report.md").write_text("\n".join(md) + "\n")
-    body = [f"<h1>VBench-style evaluation: {html.escape(summary['name'])}</h1>",
-            f"<p>{summary['n_videos']} videos, {summary['created']}. Proxies are labelled with their "
-            "backend; they are not VBench's official numbers.</p>",
-            "<ul>" + "".join(f"<li>{html.escape(line[2:]).replace('**', '')}</li>"
-                             for line in _score_lines(summary)) + "</ul>",
-            "<h2>Dimensions</h2>", _html_table(DIM_HEADER, _dimension_rows(summary))]
+    body = [
+        f"<h1>VBench-style evaluation: {html.escape(summary['name'])}</h1>",
+        f"<p>{summary['n_videos']} videos, {summary['created']}. Proxies are labelled with their "
+        "backend; they are not VBench's official numbers.</p>",
+        "<ul>"
+        + "".join(f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in _score_lines(summary))
+        + "</ul>",
+        "<h2>Dimensions</h2>",
+        _html_table(DIM_HEADER, _dimension_rows(summary)),
+    ]
     if skipped:
         body += ["<h2>Skipped</h2>", _html_table(["dimension", "reason", "fix"], skipped)]
     if errors:
@@ -177,8 +206,10 @@ def write_report(summary: dict, out_dir: Path) -> dict[str, Path]:
 
 
 def _write_html(path: Path, title: str, body: list[str]) -> None:
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-                    f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def load_summary(run: str | Path) -> dict:
@@ -203,7 +234,8 @@ def comparable(summaries: list[dict]) -> tuple[list[str], dict[str, str]]:
             left_out[d] = "; ".join(f"{s['name']}: {_absent(s, d)}" for s, r in zip(summaries, rows) if r is None)
         elif len({_like(r) for r in rows}) > 1:
             left_out[d] = "computed differently: " + "; ".join(
-                f"{s['name']}: {' / '.join(filter(None, _like(r)))}" for s, r in zip(summaries, rows))
+                f"{s['name']}: {' / '.join(filter(None, _like(r)))}" for s, r in zip(summaries, rows)
+            )
         else:
             common.append(d)
     return common, left_out
@@ -221,16 +253,21 @@ def compare_rows(summaries: list[dict]) -> tuple[list[str], list[list[str]], str
     same way; Quality / Semantic / Total are recomputed over exactly those dimensions."""
     common, left_out = comparable(summaries)
     header = ["dimension"] + [s["name"] for s in summaries]
-    rows = [[d] + [_fmt(s["dimensions"][d]["raw"]) + (" (proxy)" if s["dimensions"][d].get("proxy") else "")
-                   for s in summaries] for d in common]
+    rows = [
+        [d]
+        + [_fmt(s["dimensions"][d]["raw"]) + (" (proxy)" if s["dimensions"][d].get("proxy") else "") for s in summaries]
+        for d in common
+    ]
     scores = [final_scores({d: s["dimensions"][d]["raw"] for d in common}) for s in summaries]
     full = all(sc["total"] is not None for sc in scores)
     for key in ("quality", "semantic", "total"):
         rows.append([f"**{key}**"] + [_fmt(sc[key] if full else sc["partial"][key]) for sc in scores])
-    note = ("Raw scores of the dimensions every run scored the same way. " +
-            ("Quality / Semantic / Total are VBench's." if full else
-             f"Quality / Semantic / Total are partial, over these {len(common)} dimensions only: comparable "
-             "between these runs, not with VBench's published numbers."))
+    note = "Raw scores of the dimensions every run scored the same way. " + (
+        "Quality / Semantic / Total are VBench's."
+        if full
+        else f"Quality / Semantic / Total are partial, over these {len(common)} dimensions only: comparable "
+        "between these runs, not with VBench's published numbers."
+    )
     if left_out:
         note += " Left out: " + "; ".join(f"{d} ({why})" for d, why in left_out.items()) + "."
     return header, rows, note
@@ -242,11 +279,24 @@ def write_comparison(summaries: list[dict], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     radar = plot_radar({s["name"]: radar_values(s) for s in summaries}, out_dir / "compare_radar.png")
     header, rows, note = compare_rows(summaries)
-    md = ["# VBench-style comparison", "", note, "", _md_table(header, rows), "",
-          f"![radar]({radar.name})" if radar else ""]
+    md = [
+        "# VBench-style comparison",
+        "",
+        note,
+        "",
+        _md_table(header, rows),
+        "",
+        f"![radar]({radar.name})" if radar else "",
+    ]
     (out_dir / "compare.md").write_text("\n".join(md) + "\n")
-    _write_html(out_dir / "compare.html", "VBench-style comparison",
-                ["<h1>VBench-style comparison</h1>", f"<p>{html.escape(note)}</p>",
-                 _html_table(header, [[c.replace("**", "") for c in r] for r in rows]),
-                 _img_html(radar, "radar")])
+    _write_html(
+        out_dir / "compare.html",
+        "VBench-style comparison",
+        [
+            "<h1>VBench-style comparison</h1>",
+            f"<p>{html.escape(note)}</p>",
+            _html_table(header, [[c.replace("**", "") for c in r] for r in rows]),
+            _img_html(radar, "radar"),
+        ],
+    )
     return {"md": out_dir / "compare.md", "html": out_dir / "compare.html"}

@@ -1,5 +1,6 @@
 """Write a run's outputs: VBench's ``{name}_eval_results.json``, ``summary.json`` and
 ``per_video.jsonl``."""
+
 from __future__ import annotations
 
 import json
@@ -19,20 +20,38 @@ def summarise(ev: Evaluation, name: str, dims, config: dict | None = None) -> di
     skipped = dict(ev.skipped)
     for d in dims:
         if d not in skipped and raw.get(d) is None:
-            skipped[d] = {"reason": "no video in this dimension's scope (single frames, prompts "
-                                    "that do not list it, or captions it cannot parse)",
-                          "fix": "evaluate videos generated from prompts this dimension applies to"}
+            skipped[d] = {
+                "reason": "no video in this dimension's scope (single frames, prompts "
+                "that do not list it, or captions it cannot parse)",
+                "fix": "evaluate videos generated from prompts this dimension applies to",
+            }
     raw = {d: v for d, v in raw.items() if v is not None}
     scores = final_scores(raw)
-    dimensions = {d: {"raw": v, "normalised": scores["normalised"].get(d), "group": ALL_DIMS[d].group,
-                      "weight": ALL_DIMS[d].weight, "vbench_model": ALL_DIMS[d].vbench_model,
-                      "n_videos": sum(r["video_results"] is not None for r in per_video[d]),
-                      **_note_totals(ev.rows, d), **ev.infos[d]}
-                  for d, v in raw.items()}
-    return {"name": name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "n_videos": len(ev.rows),
-            "requested": list(dims), "dimensions": dimensions, "skipped": skipped, "scores": scores,
-            "errors": [{"video": r["video"], "error": r["error"]} for r in ev.rows if "error" in r],
-            "samples": [r["video"] for r in ev.rows if "error" not in r][:4], "config": config or {}}
+    dimensions = {
+        d: {
+            "raw": v,
+            "normalised": scores["normalised"].get(d),
+            "group": ALL_DIMS[d].group,
+            "weight": ALL_DIMS[d].weight,
+            "vbench_model": ALL_DIMS[d].vbench_model,
+            "n_videos": sum(r["video_results"] is not None for r in per_video[d]),
+            **_note_totals(ev.rows, d),
+            **ev.infos[d],
+        }
+        for d, v in raw.items()
+    }
+    return {
+        "name": name,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "n_videos": len(ev.rows),
+        "requested": list(dims),
+        "dimensions": dimensions,
+        "skipped": skipped,
+        "scores": scores,
+        "errors": [{"video": r["video"], "error": r["error"]} for r in ev.rows if "error" in r],
+        "samples": [r["video"] for r in ev.rows if "error" not in r][:4],
+        "config": config or {},
+    }
 
 
 def _note_totals(rows: list[dict], dim: str) -> dict:
@@ -50,8 +69,11 @@ def write_run(ev: Evaluation, out_dir: Path, name: str, dims, config: dict | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(ev, name, dims, config)
     raw = {d: row["raw"] for d, row in summary["dimensions"].items()}
-    (out_dir / f"{name}_eval_results.json").write_text(json.dumps(eval_results(
-        {d: rows for d, rows in ev.per_video().items() if d in raw}, raw), indent=2, allow_nan=False))
+    (out_dir / f"{name}_eval_results.json").write_text(
+        json.dumps(
+            eval_results({d: rows for d, rows in ev.per_video().items() if d in raw}, raw), indent=2, allow_nan=False
+        )
+    )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     with open(out_dir / "per_video.jsonl", "w") as f:
         for row in ev.rows:

@@ -2,6 +2,7 @@
 dimension's accumulator; clips are scored in parallel threads (``workers``) and split across
 accelerate processes, gathered in the original order. VBench's static filter then decides which
 videos temporal flickering is scored on."""
+
 from __future__ import annotations
 
 import os
@@ -12,9 +13,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .aggregate import dimension_mean
 from .inputs import IMAGE_EXTS, video_fps
 from .scorers import Scorer, ScorerContext, Unavailable, build
-from .aggregate import dimension_mean
 from .spec import ALL_DIMS, FRAME_WEIGHTED, VBENCH_DIMS
 
 VBENCH_SAMPLES = 5  # videos per prompt VBench scores; flickering keeps the first 5 static ones
@@ -34,15 +35,20 @@ class Evaluation:
 
     def per_video(self) -> dict[str, list[dict]]:
         """``{dim: [{"video_path", "video_results"}]}`` for every dimension that was scored."""
-        return {dim: [{"video_path": r["video"], "video_results": r["scores"].get(dim)} for r in self.rows]
-                for dim in self.infos}
+        return {
+            dim: [{"video_path": r["video"], "video_results": r["scores"].get(dim)} for r in self.rows]
+            for dim in self.infos
+        }
 
     def dimension_means(self) -> dict[str, float]:
         """Each scored dimension's score as VBench computes it (None when no video has a score)."""
         out = {}
         for dim, rows in self.per_video().items():
-            weights = ([r.get("notes", {}).get(dim, {}).get("frame_pairs", 0) for r in self.rows]
-                       if dim in FRAME_WEIGHTED else None)
+            weights = (
+                [r.get("notes", {}).get(dim, {}).get("frame_pairs", 0) for r in self.rows]
+                if dim in FRAME_WEIGHTED
+                else None
+            )
             out[dim] = self.means.get(dim, dimension_mean(rows, weights))
         return out
 
@@ -116,8 +122,14 @@ def apply_static_filter(rows: list[dict]) -> tuple[int, int]:
     return static, sum(kept.values())
 
 
-def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = None,
-             static_filter: str = "auto", progress: bool = True) -> Evaluation:
+def evaluate(
+    items: list[dict],
+    dims,
+    ctx: ScorerContext,
+    workers: int | None = None,
+    static_filter: str = "auto",
+    progress: bool = True,
+) -> Evaluation:
     """Score ``items`` on ``dims`` with ``workers`` threads (default: the CPU cores). Under
     ``accelerate launch`` each process takes a contiguous share of the videos."""
     from accelerate import PartialState
@@ -133,8 +145,15 @@ def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = 
         scorers[STATIC] = Scorer(lambda p, m: StaticCheck(new_flow()), {"backend": flow_label})
     with state.split_between_processes(items) as mine:
         with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-            rows = list(tqdm(pool.map(lambda it: score_clip(it, scorers), mine), total=len(mine), desc="vbench",
-                             unit="video", disable=not (progress and state.is_main_process)))
+            rows = list(
+                tqdm(
+                    pool.map(lambda it: score_clip(it, scorers), mine),
+                    total=len(mine),
+                    desc="vbench",
+                    unit="video",
+                    disable=not (progress and state.is_main_process),
+                )
+            )
     if state.num_processes > 1:
         rows = gather_object(rows)
     infos = {d: dict(s.info) for d, s in scorers.items() if d in dims}
@@ -143,13 +162,17 @@ def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = 
         infos["temporal_flickering"]["static_filter"] = note
         if not any(r["scores"].get("temporal_flickering") is not None for r in rows):
             skipped["temporal_flickering"] = {
-                "reason": f"static filter {note}", "fix": "sample more videos per flickering prompt "
-                "(VBench: 25) or pass --static-filter off (then not comparable with VBench)"}
+                "reason": f"static filter {note}",
+                "fix": "sample more videos per flickering prompt "
+                "(VBench: 25) or pass --static-filter off (then not comparable with VBench)",
+            }
     for dim in infos:
         reasons = [r["unavailable"][dim] for r in rows if dim in r.get("unavailable", {})]
         if reasons and not any(r["scores"].get(dim) is not None for r in rows):
-            skipped[dim] = {"reason": f"{len(reasons)} videos: {reasons[0].split('; ')[0]}",
-                            "fix": reasons[0].split("; ", 1)[-1]}
+            skipped[dim] = {
+                "reason": f"{len(reasons)} videos: {reasons[0].split('; ')[0]}",
+                "fix": reasons[0].split("; ", 1)[-1],
+            }
     infos = {d: i for d, i in infos.items() if any(r["scores"].get(d) is not None for r in rows)}
     return Evaluation(rows=rows, infos=infos, skipped=skipped)
 
@@ -157,10 +180,14 @@ def evaluate(items: list[dict], dims, ctx: ScorerContext, workers: int | None = 
 def static_filter_note(rows: list[dict], filtered: bool, check: Scorer | None) -> str:
     """Apply the static filter to ``rows`` when ``filtered``; the label saying what was done."""
     if not filtered:
-        return ("not applied: scored on every video, so not comparable with VBench's published "
-                "flickering (VBench samples 25 videos per prompt and scores only static ones; "
-                "--static-filter on applies the filter)")
+        return (
+            "not applied: scored on every video, so not comparable with VBench's published "
+            "flickering (VBench samples 25 videos per prompt and scores only static ones; "
+            "--static-filter on applies the filter)"
+        )
     static, kept = apply_static_filter(rows)
     total = sum("temporal_flickering" in r["scores"] for r in rows)
-    return (f"applied ({check.info['backend']}): "
-            f"{static} of {total} videos static, {kept} scored (at most {VBENCH_SAMPLES} per prompt)")
+    return (
+        f"applied ({check.info['backend']}): "
+        f"{static} of {total} videos static, {kept} scored (at most {VBENCH_SAMPLES} per prompt)"
+    )

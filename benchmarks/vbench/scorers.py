@@ -9,11 +9,13 @@ holds the whole clip. Calling a scorer on whole clips, ``scorer(videos, prompts,
 :class:`Unavailable` (with the reason and the fix) when a dimension cannot be computed here;
 heavy models are loaded on first use.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -36,8 +38,10 @@ class Scorer:
 
     def __call__(self, videos: Iterable[np.ndarray], prompts, meta) -> tuple[list, dict]:
         """Score whole clips (uint8 ``(f, h, w, 3)``): one score per video and ``info``."""
-        return ([feed(self.start(p, {"frames": len(v), **m}), v) for v, p, m in zip(videos, prompts, meta)],
-                dict(self.info))
+        return (
+            [feed(self.start(p, {"frames": len(v), **m}), v) for v, p, m in zip(videos, prompts, meta)],
+            dict(self.info),
+        )
 
 
 def feed(acc: Accumulator, frames: Iterable[np.ndarray]) -> float | None:

@@ -2,6 +2,7 @@
 
 Videos whose caption does not parse get ``None`` (out of scope), not 0.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,10 @@ def _synth():
     try:
         from videosspo import synth, synth_scores
     except ImportError as e:
-        raise Unavailable("videosspo.synth (the synthetic world) is not importable",
-                          "install the videosspo package (pip install -e .)") from e
+        raise Unavailable(
+            "videosspo.synth (the synthetic world) is not importable",
+            "install the videosspo package (pip install -e .)",
+        ) from e
     return synth, synth_scores
 
 

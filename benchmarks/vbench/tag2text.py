@@ -42,6 +42,7 @@ weights: the Swin against ``SwinModel``, the caption decoder against ``BertLMHea
 depths and the vocabulary are read from the file; the head counts are VBench's configs' (12 for
 the BERTs, 4 for the tagging head), which no file records.
 """
+
 from __future__ import annotations
 
 import math
@@ -116,11 +117,13 @@ def resample_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
             right = q
         else:
             left = q
-    dis = np.cumsum([q ** i for i in range(src // 2)])  # 1, 1 + q, 1 + q + q^2, ...
+    dis = np.cumsum([q**i for i in range(src // 2)])  # 1, 1 + q, 1 + q + q^2, ...
     coords = np.concatenate([-dis[::-1], [0.0], dis])
     grid = np.arange(-(dst // 2.0), dst // 2.0 + 0.1, 1.0)
-    heads = [RectBivariateSpline(coords, coords, table[:, h].view(src, src).float().numpy(), kx=3, ky=3, s=0)(grid, grid)
-             for h in range(table.shape[1])]
+    heads = [
+        RectBivariateSpline(coords, coords, table[:, h].view(src, src).float().numpy(), kx=3, ky=3, s=0)(grid, grid)
+        for h in range(table.shape[1])
+    ]
     return torch.from_numpy(np.stack(heads, -1).reshape(dst * dst, -1)).float()
 
 
@@ -138,8 +141,9 @@ class WindowAttention(nn.Module):
         attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
         attn = attn + rearrange(self.relative_position_bias_table[self.relative_position_index], "n m h -> h n m")
         if mask is not None:
-            attn = rearrange(rearrange(attn, "(b w) h n m -> b w h n m", w=len(mask)) + mask[:, None],
-                             "b w h n m -> (b w) h n m")
+            attn = rearrange(
+                rearrange(attn, "(b w) h n m -> b w h n m", w=len(mask)) + mask[:, None], "b w h n m -> (b w) h n m"
+            )
         return self.proj(rearrange(attn.softmax(-1) @ v, "b h n e -> b n (h e)"))
 
 
@@ -154,15 +158,21 @@ class SwinBlock(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, self.window, heads)
         self.mlp = Mlp(dim)
-        self.register_buffer("attn_mask", shift_mask(size, self.window, self.shift) if self.shift else None,
-                             persistent=False)
+        self.register_buffer(
+            "attn_mask", shift_mask(size, self.window, self.shift) if self.shift else None, persistent=False
+        )
 
     def forward(self, x):
         grid = rearrange(self.norm1(x), "b (h w) c -> b h w c", h=self.size)
         grid = torch.roll(grid, (-self.shift, -self.shift), (1, 2)) if self.shift else grid
         windows = rearrange(grid, "b (hn wh) (wn ww) c -> (b hn wn) (wh ww) c", wh=self.window, ww=self.window)
-        grid = rearrange(self.attn(windows, self.attn_mask), "(b hn wn) (wh ww) c -> b (hn wh) (wn ww) c",
-                         hn=self.size // self.window, wn=self.size // self.window, wh=self.window)
+        grid = rearrange(
+            self.attn(windows, self.attn_mask),
+            "(b hn wn) (wh ww) c -> b (hn wh) (wn ww) c",
+            hn=self.size // self.window,
+            wn=self.size // self.window,
+            wh=self.window,
+        )
         grid = torch.roll(grid, (self.shift, self.shift), (1, 2)) if self.shift else grid
         x = x + rearrange(grid, "b h w c -> b (h w) c")
         return x + self.mlp(self.norm2(x))
@@ -186,8 +196,9 @@ class PatchMerging(nn.Module):
 class SwinStage(nn.Module):
     def __init__(self, dim: int, size: int, depth: int, heads: int, window: int, merge: bool):
         super().__init__()
-        self.blocks = nn.ModuleList(SwinBlock(dim, size, heads, window, 0 if i % 2 == 0 else window // 2)
-                                    for i in range(depth))
+        self.blocks = nn.ModuleList(
+            SwinBlock(dim, size, heads, window, 0 if i % 2 == 0 else window // 2) for i in range(depth)
+        )
         self.downsample = PatchMerging(dim, size) if merge else None
 
     def forward(self, x):
@@ -206,8 +217,10 @@ class Swin(nn.Module):
         self.patch_embed.proj = nn.Conv2d(3, dim, PATCH, PATCH)
         self.patch_embed.norm = nn.LayerNorm(dim)
         size = image_size // PATCH
-        self.layers = nn.ModuleList(SwinStage(dim * 2 ** i, size // 2 ** i, d, h, window, i < len(depths) - 1)
-                                    for i, (d, h) in enumerate(zip(depths, heads)))
+        self.layers = nn.ModuleList(
+            SwinStage(dim * 2**i, size // 2**i, d, h, window, i < len(depths) - 1)
+            for i, (d, h) in enumerate(zip(depths, heads))
+        )
         self.norm = nn.LayerNorm(dim * 2 ** (len(depths) - 1))
 
     def forward(self, images):
@@ -237,8 +250,10 @@ class BertSelfAttention(nn.Module):
 
     def kv(self, context):
         """Keys and values of ``context``, (b, h, m, e) each."""
-        return (rearrange(self.key(context), "b m (h e) -> b h m e", h=self.heads),
-                rearrange(self.value(context), "b m (h e) -> b h m e", h=self.heads))
+        return (
+            rearrange(self.key(context), "b m (h e) -> b h m e", h=self.heads),
+            rearrange(self.value(context), "b m (h e) -> b h m e", h=self.heads),
+        )
 
     def forward(self, x, k, v, mask=None):  # mask: additive, broadcastable to (b, h, n, m)
         q = rearrange(self.query(x), "b n (h e) -> b h n e", h=self.heads)
@@ -308,7 +323,7 @@ class BertEmbeddings(nn.Module):
 
     def forward(self, ids, start: int = 0):
         """Token + absolute position embeddings, positions from ``start``."""
-        positions = self.position_embeddings.weight[start: start + ids.shape[1]]
+        positions = self.position_embeddings.weight[start : start + ids.shape[1]]
         return self.LayerNorm(self.word_embeddings(ids) + positions)
 
 
@@ -316,14 +331,23 @@ class BertModel(nn.Module):
     """med.py's ``BertModel`` without pooler: ``embeddings`` (absent in the tagging head, which is
     fed embeddings directly) and ``encoder.layer``."""
 
-    def __init__(self, layers: int, hidden: int, heads: int, encoder_width: int, intermediate: int,
-                 vocab: int = 0, positions: int = 0):
+    def __init__(
+        self,
+        layers: int,
+        hidden: int,
+        heads: int,
+        encoder_width: int,
+        intermediate: int,
+        vocab: int = 0,
+        positions: int = 0,
+    ):
         super().__init__()
         if vocab:
             self.embeddings = BertEmbeddings(vocab, hidden, positions)
         self.encoder = nn.Module()
-        self.encoder.layer = nn.ModuleList(BertLayer(hidden, heads, encoder_width, intermediate, bool(vocab))
-                                           for _ in range(layers))
+        self.encoder.layer = nn.ModuleList(
+            BertLayer(hidden, heads, encoder_width, intermediate, bool(vocab)) for _ in range(layers)
+        )
 
     def forward(self, x, encoder_states, self_mask=None):
         """``x``: token ids (with embeddings) or embeddings (the tagging head); ``self_mask`` additive."""
@@ -401,8 +425,20 @@ class Tag2Text(nn.Module):
     """VBench's ``Tag2Text_Caption`` (modules registered in its order, which decides what the
     tied parameters load)."""
 
-    def __init__(self, swin_dim: int, depths, swin_heads, hidden: int, intermediate: int, vocab: int,
-                 positions: int, decoder_layers: int, encoder_layers: int, tag_layers: int, classes: int):
+    def __init__(
+        self,
+        swin_dim: int,
+        depths,
+        swin_heads,
+        hidden: int,
+        intermediate: int,
+        vocab: int,
+        positions: int,
+        decoder_layers: int,
+        encoder_layers: int,
+        tag_layers: int,
+        classes: int,
+    ):
         super().__init__()
         width = swin_dim * 2 ** (len(depths) - 1)
         self.visual_encoder = Swin(swin_dim, depths, swin_heads)
@@ -432,7 +468,7 @@ def load_tag2text(path, device: str = "cpu") -> Tag2Text:
     state = state.get("model", state)
 
     def count(prefix):
-        return len({k[len(prefix):].split(".")[0] for k in state if k.startswith(prefix)})
+        return len({k[len(prefix) :].split(".")[0] for k in state if k.startswith(prefix)})
 
     for k in [k for k in state if k.endswith("relative_position_bias_table")]:  # VBench's window 12 at 384 px
         state[k] = resample_bias_table(state[k], WINDOW)
@@ -442,11 +478,16 @@ def load_tag2text(path, device: str = "cpu") -> Tag2Text:
     model = Tag2Text(
         swin_dim=state["visual_encoder.patch_embed.proj.weight"].shape[0],
         depths=[count(f"visual_encoder.layers.{i}.blocks.") for i in range(stages)],
-        swin_heads=[t.shape[1] for t in tables], hidden=words.shape[1],
+        swin_heads=[t.shape[1] for t in tables],
+        hidden=words.shape[1],
         intermediate=state["text_decoder.bert.encoder.layer.0.intermediate.dense.weight"].shape[0],
-        vocab=words.shape[0], positions=state["text_decoder.bert.embeddings.position_embeddings.weight"].shape[0],
-        decoder_layers=count("text_decoder.bert.encoder.layer."), encoder_layers=count("tag_encoder.encoder.layer."),
-        tag_layers=count("vision_multi.encoder.layer."), classes=state["label_embed.weight"].shape[0])
+        vocab=words.shape[0],
+        positions=state["text_decoder.bert.embeddings.position_embeddings.weight"].shape[0],
+        decoder_layers=count("text_decoder.bert.encoder.layer."),
+        encoder_layers=count("tag_encoder.encoder.layer."),
+        tag_layers=count("vision_multi.encoder.layer."),
+        classes=state["label_embed.weight"].shape[0],
+    )
     missing, _ = model.load_state_dict(state, strict=False)
     if missing:
         raise KeyError(f"{path} is not VBench's Tag2Text checkpoint: it lacks {', '.join(missing[:5])}")
@@ -470,8 +511,14 @@ def load_tokenizer(vocab_file):
     return tok
 
 
-def beam_search(step, prompt: torch.Tensor, eos: int, num_beams: int = NUM_BEAMS, max_length: int = MAX_LENGTH,
-                min_length: int = MIN_LENGTH) -> list[list[int]]:
+def beam_search(
+    step,
+    prompt: torch.Tensor,
+    eos: int,
+    num_beams: int = NUM_BEAMS,
+    max_length: int = MAX_LENGTH,
+    min_length: int = MIN_LENGTH,
+) -> list[list[int]]:
     """transformers 4.33.2's beam search (``generate(num_beams=...)``, length penalty 1, no early
     stopping) over ``step(ids (b*beams, L), rows) -> the last position's logits (b*beams, vocab)``,
     ``rows`` saying which earlier row each row extends (None at the first call); ``prompt`` (b, L0).
@@ -507,7 +554,9 @@ def beam_search(step, prompt: torch.Tensor, eos: int, num_beams: int = NUM_BEAMS
                     kept += 1
                 if kept == num_beams:
                     break
-            done[i] = len(hyps[i]) == num_beams and min(s for s, _ in hyps[i]) >= top[i].max().item() / (ids.shape[1] + 1)
+            done[i] = len(hyps[i]) == num_beams and min(s for s, _ in hyps[i]) >= top[i].max().item() / (
+                ids.shape[1] + 1
+            )
         beam_scores, rows = next_scores.view(-1), next_rows.view(-1)
         ids = torch.cat([ids[rows], next_tokens.view(-1, 1)], 1)
         if all(done) or ids.shape[1] >= max_length:
@@ -533,7 +582,7 @@ def vbench_beam_frames(frames: int, beams: int = NUM_BEAMS) -> torch.Tensor:
     """The frame whose tag states beam row q (of frame q // beams) reads in VBench's call: q // beams^2.
     VBench repeats the tag states per beam, transformers 4.33's ``generate`` repeats them again and
     med.py's cross-attention keeps the first frames x beams rows."""
-    return torch.arange(frames * beams) // beams ** 2
+    return torch.arange(frames * beams) // beams**2
 
 
 @torch.no_grad()
@@ -554,8 +603,10 @@ def captions(model: Tag2Text, tokenizer, images: torch.Tensor) -> list[str]:
     prompt[:, 0] = tokenizer.bos_token_id
     best = beam_search(model.text_decoder.incremental(context), prompt.to(device), eos=tokenizer.sep_token_id)
     with _TOKENIZER_LOCK:
-        return [tokenizer.decode(seq, skip_special_tokens=True, clean_up_tokenization_spaces=True)[len(PROMPT):]
-                for seq in best]
+        return [
+            tokenizer.decode(seq, skip_special_tokens=True, clean_up_tokenization_spaces=True)[len(PROMPT) :]
+            for seq in best
+        ]
 
 
 def scene_hits(scene: str, caption_list: list[str]) -> int:

@@ -14,6 +14,7 @@ every (frame, patch) token, pre-norm blocks (LayerNorm eps 1e-6, q and v biases,
 mean token through ``fc_norm`` and the linear ``head``. Width, depth, frames and classes are read
 from the checkpoint; heads are width / 64 (ViT-L: 16).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -45,8 +46,9 @@ def sinusoid_table(n: int, dim: int) -> torch.Tensor:
 def position_table(dim: int, frames: int, grid: int) -> torch.Tensor:
     """VBench's ``get_sinusoid_encoding_table``: the 8 x 14 x 14 table resized to ``grid`` (bicubic)
     and then ``frames`` (linear), as (1, frames * grid * grid, dim) in (t h w) order."""
-    table = rearrange(sinusoid_table(TABLE_FRAMES * TABLE_GRID ** 2, dim), "(t h w) d -> t d h w",
-                      t=TABLE_FRAMES, h=TABLE_GRID)
+    table = rearrange(
+        sinusoid_table(TABLE_FRAMES * TABLE_GRID**2, dim), "(t h w) d -> t d h w", t=TABLE_FRAMES, h=TABLE_GRID
+    )
     if grid != TABLE_GRID:
         table = F.interpolate(table, size=(grid, grid), mode="bicubic", align_corners=False)
     if frames != TABLE_FRAMES:
@@ -65,7 +67,9 @@ class Attention(nn.Module):
 
     def forward(self, x):
         bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])  # no key bias
-        q, k, v = rearrange(F.linear(x, self.qkv.weight, bias), "b n (three h e) -> three b h n e", three=3, h=self.heads)
+        q, k, v = rearrange(
+            F.linear(x, self.qkv.weight, bias), "b n (three h e) -> three b h n e", three=3, h=self.heads
+        )
         return self.proj(rearrange(F.scaled_dot_product_attention(q, k, v), "b h n e -> b n (h e)"))
 
 
@@ -95,7 +99,7 @@ class UMT(nn.Module):
     @property
     def frames(self) -> int:
         grid = IMAGE_SIZE // self.patch_embed.proj.weight.shape[-1]
-        return self.pos_embed.shape[1] // grid ** 2
+        return self.pos_embed.shape[1] // grid**2
 
     def forward(self, video):
         x = rearrange(self.patch_embed.proj(video), "b d t h w -> b (t h w) d") + self.pos_embed
@@ -109,9 +113,14 @@ def load_umt(path, device: str = "cpu") -> UMT:
     state = torch.load(path, map_location="cpu", weights_only=True)
     proj = state["patch_embed.proj.weight"]  # (dim, 3, 1, patch, patch)
     grid = IMAGE_SIZE // proj.shape[-1]
-    frames = state["pos_embed"].shape[1] // grid ** 2 if "pos_embed" in state else FRAMES
-    model = UMT(proj.shape[0], len({k.split(".")[1] for k in state if k.startswith("blocks.")}),
-                state["head.weight"].shape[0], frames, proj.shape[-1])
+    frames = state["pos_embed"].shape[1] // grid**2 if "pos_embed" in state else FRAMES
+    model = UMT(
+        proj.shape[0],
+        len({k.split(".")[1] for k in state if k.startswith("blocks.")}),
+        state["head.weight"].shape[0],
+        frames,
+        proj.shape[-1],
+    )
     missing, _ = model.load_state_dict(state, strict=False)  # VBench: strict=False (extra keys ignored)
     missing = [k for k in missing if k != "pos_embed"]
     if missing:
@@ -122,7 +131,9 @@ def load_umt(path, device: str = "cpu") -> UMT:
 @lru_cache
 def kinetics_classes() -> tuple[str, ...]:
     """Kinetics-400 class names by index, lower case (VBench's ``kinetics_400_categories.txt``)."""
-    rows = [line.split("\t") for line in (Path(__file__).parent / "kinetics_400_categories.txt").read_text().splitlines()]
+    rows = [
+        line.split("\t") for line in (Path(__file__).parent / "kinetics_400_categories.txt").read_text().splitlines()
+    ]
     names = {int(index): name.strip().lower() for name, index in rows}
     return tuple(names[i] for i in range(len(names)))
 

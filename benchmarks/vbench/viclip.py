@@ -14,6 +14,7 @@ patches; ``ln_post(CLS) @ proj``. Text: CLIP's causal transformer over 32 tokens
 token's feature ``@ text_projection``. Sizes (widths, depths, frames, resolution, vocabulary) are
 read from the checkpoint; heads are width / 64 as in CLIP (ViT-L/14: 16 vision, 12 text).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -34,6 +35,7 @@ N_MERGES = 49152 - 256 - 2  # the merges CLIP's vocabulary uses (of the file's ~
 
 # ----------------------------------------------------------------------------- tokenizer
 
+
 @lru_cache
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map (the BPE runs on these characters)."""
@@ -52,14 +54,19 @@ class Tokenizer:
         import regex
 
         lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
-        merges = [tuple(line.split()) for line in lines[1:N_MERGES + 1]]  # line 0 is a version header
+        merges = [tuple(line.split()) for line in lines[1 : N_MERGES + 1]]  # line 0 is a version header
         chars = list(bytes_to_unicode().values())
-        vocab = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+        vocab = (
+            chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+        )
         self.encoder = {tok: i for i, tok in enumerate(vocab)}
         self.ranks = {m: i for i, m in enumerate(merges)}
         self.sot, self.eot = self.encoder["<|startoftext|>"], self.encoder["<|endoftext|>"]
-        self.pattern = regex.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|"""
-                                     r"""[^\s\p{L}\p{N}]+""", regex.IGNORECASE)
+        self.pattern = regex.compile(
+            r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|"""
+            r"""[^\s\p{L}\p{N}]+""",
+            regex.IGNORECASE,
+        )
 
     @lru_cache(maxsize=4096)
     def bpe(self, token: str) -> tuple[str, ...]:
@@ -88,8 +95,11 @@ class Tokenizer:
 
         text = regex.sub(r"\s+", " ", html.unescape(html.unescape(ftfy.fix_text(text))).strip()).strip().lower()
         byte_chars = bytes_to_unicode()
-        return [self.encoder[piece] for word in self.pattern.findall(text)
-                for piece in self.bpe("".join(byte_chars[b] for b in word.encode("utf-8")))]
+        return [
+            self.encoder[piece]
+            for word in self.pattern.findall(text)
+            for piece in self.bpe("".join(byte_chars[b] for b in word.encode("utf-8")))
+        ]
 
     def __call__(self, texts: list[str], context: int) -> torch.Tensor:
         """(n, context) ids: ``<|startoftext|>`` text ``<|endoftext|>``, zero padded; a longer text is
@@ -97,12 +107,13 @@ class Tokenizer:
         out = torch.zeros(len(texts), context, dtype=torch.long)
         for row, text in zip(out, texts):
             ids = [self.sot] + self.encode(text) + [self.eot]
-            ids = ids[:context - 1] + [self.eot] if len(ids) > context else ids
-            row[:len(ids)] = torch.tensor(ids)
+            ids = ids[: context - 1] + [self.eot] if len(ids) > context else ids
+            row[: len(ids)] = torch.tensor(ids)
         return out
 
 
 # ----------------------------------------------------------------------------- model
+
 
 class QuickGELU(nn.Module):
     def forward(self, x):
@@ -116,8 +127,9 @@ class ResidualAttentionBlock(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, width // HEAD_DIM)
         self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=QuickGELU(),
-                                             c_proj=nn.Linear(4 * width, width)))
+        self.mlp = nn.Sequential(
+            OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=QuickGELU(), c_proj=nn.Linear(4 * width, width))
+        )
 
     def forward(self, x, mask=None):
         y = self.ln_1(x)
@@ -207,18 +219,28 @@ class ViCLIP(nn.Module):
 
 def arch_from_state(state: dict) -> tuple[dict, dict]:
     """(vision, text) sizes of a ViCLIP state dict."""
+
     def layers(prefix):
         return len({k.split(".")[3] for k in state if k.startswith(prefix + ".transformer.resblocks.")})
 
     conv = state["vision_encoder.conv1.weight"]  # (width, 3, tubelet, patch, patch)
-    vision = dict(width=conv.shape[0], layers=layers("vision_encoder"), patch=conv.shape[-1], tubelet=conv.shape[2],
-                  grid=round((state["vision_encoder.positional_embedding"].shape[0] - 1) ** 0.5),
-                  frames=state["vision_encoder.temporal_positional_embedding"].shape[1],
-                  out=state["vision_encoder.proj"].shape[1])
+    vision = dict(
+        width=conv.shape[0],
+        layers=layers("vision_encoder"),
+        patch=conv.shape[-1],
+        tubelet=conv.shape[2],
+        grid=round((state["vision_encoder.positional_embedding"].shape[0] - 1) ** 0.5),
+        frames=state["vision_encoder.temporal_positional_embedding"].shape[1],
+        out=state["vision_encoder.proj"].shape[1],
+    )
     emb = state["text_encoder.token_embedding.weight"]
-    text = dict(width=emb.shape[1], layers=layers("text_encoder"), vocab=emb.shape[0],
-                context=state["text_encoder.positional_embedding"].shape[0],
-                out=state["text_encoder.text_projection"].shape[1])
+    text = dict(
+        width=emb.shape[1],
+        layers=layers("text_encoder"),
+        vocab=emb.shape[0],
+        context=state["text_encoder.positional_embedding"].shape[0],
+        out=state["text_encoder.text_projection"].shape[1],
+    )
     return vision, text
 
 
