@@ -462,7 +462,11 @@ def plot(records: list[dict], path: Path) -> None:
         style = "-" if variant in METHODS else ":"
         inside = [x <= runs[0]["steps"] for x in xs]
         axes[0].plot(
-            [x for x, i in zip(xs, inside) if i], [y for y, i in zip(ys, inside) if i], style, marker="o", label=variant
+            [x for x, i in zip(xs, inside, strict=True) if i],
+            [y for y, i in zip(ys, inside, strict=True) if i],
+            style,
+            marker="o",
+            label=variant,
         )
         axes[1].plot([x * runs[0]["forwards_per_step"] for x in xs], ys, style, marker="o", label=variant)
     axes[0].set(xlabel="optimizer step", ylabel="held-out adherence (mean of 4 exact scores)", title="equal steps")

@@ -43,7 +43,7 @@ def main(argv=None) -> None:
 
     defaults = TrainConfig()
     fig, axes = plt.subplots(len(args.runs_), 4, figsize=(17, 3.6 * len(args.runs_)), squeeze=False)
-    for row, spec in zip(axes, args.runs_):
+    for row, spec in zip(axes, args.runs_, strict=True):
         label, path = spec.split("=", 1)
         path = Path(path)
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

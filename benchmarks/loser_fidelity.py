@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = build(config, args.size)
     stacked = committed_base(config) is not None  # the synthetic world's base: its prompts, shapes and scorers
     clips = args.clips or (4 if args.quick else 8) * (4 if stacked else 1)
-    pool = [p for pair in zip(heldout_prompts(), seen_prompts()) for p in pair] if stacked else PROMPTS
+    pool = [p for pair in zip(heldout_prompts(), seen_prompts(), strict=True) for p in pair] if stacked else PROMPTS
     prompts = [pool[i % len(pool)] for i in range(clips)]
     size = config.data.height if stacked else 32
     frames = config.data.frames if stacked else min(config.data.frames, 4)

@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -246,8 +247,7 @@ def ranking_checks(res: dict) -> dict:
     for at in ("256", "720p"):
         for form in next(iter(iq.values()))["clean@256"]:
             out[f"imaging quality {' > '.join(IQ_ORDER)} @{at} {form}"] = sum(
-                all(iq[p][f"{a}@{at}"][form] > iq[p][f"{b}@{at}"][form] for a, b in zip(IQ_ORDER, IQ_ORDER[1:]))
-                for p in PHOTOS
+                all(iq[p][f"{a}@{at}"][form] > iq[p][f"{b}@{at}"][form] for a, b in pairwise(IQ_ORDER)) for p in PHOTOS
             )
     for form in next(iter(dd.values()))["static"]:
         out[f"dynamic degree 1 on {', '.join(MOVING)}; 0 on {', '.join(STILL)} ({form})"] = sum(

@@ -54,7 +54,7 @@ class WanExperts(ModelMixin, ConfigMixin):
         rows = [high.nonzero()[:, 0], (~high).nonzero()[:, 0]]  # sample indices per expert, in EXPERTS' order
         outs = [
             expert(hidden_states[r], timestep[r], encoder_hidden_states[r], **kwargs).sample
-            for expert, r in zip((self.transformer, self.transformer_2), rows)
+            for expert, r in zip((self.transformer, self.transformer_2), rows, strict=True)
             if len(r)
         ]
         order = torch.cat(rows).argsort()  # back from expert-grouped to batch order

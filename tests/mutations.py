@@ -529,7 +529,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "video models sample the first frames",
         "benchmarks/vbench/learned.py",
-        "    picked = [int(a + b - 1) // 2 for a, b in zip(bounds[:-1], bounds[1:])]\n",
+        "    picked = [int(a + b - 1) // 2 for a, b in pairwise(bounds)]\n",
         "    picked = [int(a) for a in bounds[:-1]]\n",
         "ViCLIP and UMT see the starts of VBench's intervals instead of their middle frames",
         (
@@ -886,8 +886,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "Wan 2.2 experts swapped",
         "models/experts.py",
-        "zip((self.transformer, self.transformer_2), rows)",
-        "zip((self.transformer_2, self.transformer), rows)",
+        "zip((self.transformer, self.transformer_2), rows, strict=True)",
+        "zip((self.transformer_2, self.transformer), rows, strict=True)",
         "high-noise samples run through the low-noise expert and back: another model, trained and sampled",
         (
             "tests/test_wan22.py::test_each_expert_gets_exactly_its_samples",

@@ -143,7 +143,7 @@ def test_caption_dropout_equals_training_on_empty_captions(world, tmp_path):
         "positions": positions,
         "captions": [with_dropout.data[i]["caption"] for i in positions],
     }
-    emptied = {**batch, "captions": ["" if d else c for c, d in zip(batch["captions"], dropped)]}
+    emptied = {**batch, "captions": ["" if d else c for c, d in zip(batch["captions"], dropped, strict=True)]}
     with torch.no_grad():
         loss_dropout = with_dropout.loss(batch)[0]
         assert torch.allclose(loss_dropout, without.loss(emptied)[0])

@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,7 @@ def config_key(flag: str) -> bool:
 
 
 def check_paths(where: str, argv: list[str]) -> None:
-    for prev, token in zip(["", *argv], argv):
+    for prev, token in pairwise(["", *argv]):
         value = token.split("=", 1)[-1]
         if prev in OUTPUT_FLAGS or "{" in value or not (value.startswith(REPO_PREFIXES) or value in REPO_FILES):
             continue

@@ -174,7 +174,9 @@ def test_per_sample_error_matches_manual(shape):
     err = per_sample_error(pred, target)
     assert err.shape == (shape[0],)
     for i in range(shape[0]):
-        manual = sum((p - q) ** 2 for p, q in zip(pred[i].flatten().tolist(), target[i].flatten().tolist()))
+        manual = sum(
+            (p - q) ** 2 for p, q in zip(pred[i].flatten().tolist(), target[i].flatten().tolist(), strict=True)
+        )
         assert err[i].item() == pytest.approx(manual / pred[i].numel(), rel=1e-5)
 
 
@@ -202,7 +204,7 @@ def test_sft_anchor_adds_lambda_e_w_to_every_sample_of_dpo_and_sspo():
     loss.sum().backward()
     assert e_w.grad.tolist() == pytest.approx([sigmoid(-1.5) + 3.0, 4.0, sigmoid(-1.0) + 3.0, 4.0], rel=1e-6)
     dpo, _ = get_loss("dpo")(*inputs(), beta=BETA, ssr_mode="sft", sft_anchor=3.0)
-    assert dpo.tolist() == pytest.approx([d + 3.0 * w for d, w in zip(DPO, E_W)], rel=1e-6)
+    assert dpo.tolist() == pytest.approx([d + 3.0 * w for d, w in zip(DPO, E_W, strict=True)], rel=1e-6)
     sft, _ = get_loss("sft")(*inputs(), beta=BETA, ssr_mode="sft", sft_anchor=3.0)
     assert sft.tolist() == E_W
 

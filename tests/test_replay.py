@@ -1,4 +1,5 @@
 import json
+from itertools import pairwise
 
 import pytest
 import torch
@@ -96,9 +97,9 @@ def test_random_eviction_keeps_theta0_and_is_seeded_by_step():
     a, b = history("random"), history("random")
     assert a == b
     assert a != history("oldest")
-    for held, s in zip(a, range(0, 400, 10)):
+    for held, s in zip(a, range(0, 400, 10), strict=True):
         assert held[0] == 0 and held[-1] == s and len(held) == min(s // 10 + 1, 4) and held == sorted(held)
-    evicted = [sorted(set(prev) - set(cur)) for prev, cur in zip(a[3:], a[4:])]
+    evicted = [sorted(set(prev) - set(cur)) for prev, cur in pairwise(a[3:])]
     positions = {a[3 + i].index(e[0]) for i, e in enumerate(evicted)}
     assert positions == {1, 2, 3}  # every non-θ0 position gets evicted at some point
 

@@ -96,7 +96,7 @@ def test_a_writer_killed_between_files_leaves_the_previous_checkpoint_to_resume(
     resumed = Trainer(tiny_config(**SFT, **{"train.max_steps": 2}))
     resumed.state.resume("latest")
     assert resumed.step == 1 and all(
-        torch.equal(a, b) for a, b in zip(unet_state(trainer).values(), unet_state(resumed).values())
+        torch.equal(a, b) for a, b in zip(unet_state(trainer).values(), unet_state(resumed).values(), strict=True)
     )
 
 

@@ -204,7 +204,9 @@ def test_preprocessing_size_and_normalisation_by_hand():
     flat = np.full((40, 48, 3), (128, 64, 255), np.uint8)
     x = preprocess([flat, flat])
     assert x.shape == (2, 3, 384, 384)
-    expected = [(v / 255 - m) / s for v, m, s in zip((128, 64, 255), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+    expected = [
+        (v / 255 - m) / s for v, m, s in zip((128, 64, 255), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=False)
+    ]
     assert x[1, :, 200, 7].tolist() == pytest.approx(expected, abs=1e-6)
     ramp = np.repeat(np.arange(0, 256, 2, dtype=np.uint8)[None, :, None], 3, 2).repeat(4, 0)  # 4 x 128
     row = preprocess([ramp])[0, 0, 0] * 0.229 + 0.485
@@ -364,7 +366,7 @@ def test_swin_equals_transformers_swin():
         key = key.replace("patch_embed.norm", "embeddings.norm").replace("layers.", "encoder.layers.")
         key = "layernorm." + key.split(".")[-1] if key.startswith("norm.") else key
         if ".attn.qkv." in key:
-            for name, part in zip("qkv", value.chunk(3)):
+            for name, part in zip("qkv", value.chunk(3), strict=False):
                 state[key.replace("attn.qkv", f"attention.{name}_proj")] = part
             continue
         for old, new in names.items():
@@ -452,7 +454,7 @@ def test_scene_runs_tag2text_from_weights_end_to_end(weights, tmp_path, monkeypa
     )
     rows = {json.loads(line)["prompt"]: json.loads(line) for line in (out / "per_video.jsonl").read_text().splitlines()}
     assert len(made) == 2 and all(len(caps) == 16 and all(isinstance(c, str) for c in caps) for caps in made)
-    for (prompt, scene), caps in zip((("alley", "alley"), ("barn", "a")), made):  # videos in path order
+    for (prompt, scene), caps in zip((("alley", "alley"), ("barn", "a")), made, strict=False):  # videos in path order
         assert rows[prompt]["scores"]["scene"] == scene_hits(scene, caps) / 16
     assert (
         rows["unlisted"]["scores"].get("scene") is None and "auxiliary_info" in rows["unlisted"]["unavailable"]["scene"]

@@ -288,7 +288,10 @@ def test_umt_transform_by_hand():
     x = umt_clip([frame, frame])
     assert x.shape == (1, 3, 2, 224, 224)
     assert x[0, :, 0, 0, 0].tolist() == pytest.approx(
-        [(frame[16, 38, c] / 255 - m) / s for c, m, s in zip(range(3), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))],
+        [
+            (frame[16, 38, c] / 255 - m) / s
+            for c, m, s in zip(range(3), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)
+        ],
         abs=1e-6,
     )
     assert umt_clip([frame[:40, :48]]).shape == (1, 3, 1, 224, 224)

@@ -70,7 +70,7 @@ def prepare(config: Config, progress: bool = True) -> None:
 
 def score_clips(videos: np.ndarray, prompts: list[str]) -> dict[str, np.ndarray]:
     """Per-clip exact scores `{color, shape, direction, persistence}` of uint8 clips `(n, f, h, w, 3)`."""
-    rows = [score_clip(v, parse_caption(p), COLORS, DIRECTIONS) for v, p in zip(videos, prompts)]
+    rows = [score_clip(v, parse_caption(p), COLORS, DIRECTIONS) for v, p in zip(videos, prompts, strict=True)]
     return {k: np.array([r[f"synthetic_{k}"] for r in rows]) for k in SCORES}
 
 

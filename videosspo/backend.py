@@ -92,7 +92,7 @@ class Backend:
         if acc.num_processes == 1:
             return stats
         values = acc.reduce(torch.tensor(list(stats.values()), device=acc.device), reduction="mean")
-        return dict(zip(stats, values.tolist()))
+        return dict(zip(stats, values.tolist(), strict=True))
 
     @staticmethod
     def gather(items: list) -> list:

@@ -140,6 +140,6 @@ def plan(data: DataConfig, dataset, model) -> Buckets:
     buckets = Buckets(tuple(shapes), of)
     log.info(
         "buckets (frames x height x width: clips): %s",
-        ", ".join(f"{f}x{h}x{w}: {n}" for (f, h, w), n in zip(shapes, buckets.counts)),
+        ", ".join(f"{f}x{h}x{w}: {n}" for (f, h, w), n in zip(shapes, buckets.counts, strict=True)),
     )
     return buckets

@@ -127,7 +127,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(items))
         require(len(items) == len(args), key, value, f"a list of {len(args)} values")
-        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(items, args)))
+        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(items, args, strict=True)))
     if tp is bool:
         require(isinstance(value, bool), key, value, "true or false")
         return value

@@ -151,7 +151,7 @@ class Losers:
                     None if x_w is None else x_w[todo],
                 )
             )
-            for k, x in zip(todo, fresh):
+            for k, x in zip(todo, fresh, strict=True):
                 latents[k] = x
                 self.cache.put(batch["positions"][k], x)
         return torch.stack([x.to(tr.accelerator.device) for x in latents]).float()

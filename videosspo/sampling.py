@@ -104,7 +104,7 @@ def per_sample_noise(
         gen = torch.Generator().manual_seed(int(seed))
         if layout == LAYOUT:
             return torch.randn(shape, generator=gen, dtype=torch.float32)
-        sizes = dict(zip(LAYOUT.split(), shape))
+        sizes = dict(zip(LAYOUT.split(), shape, strict=True))
         drawn = torch.randn([sizes[axis] for axis in layout.split()], generator=gen, dtype=torch.float32)
         return rearrange(drawn, f"{layout} -> {LAYOUT}")
 

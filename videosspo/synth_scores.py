@@ -85,7 +85,7 @@ def color_accuracy(blobs, color: str, colors: dict) -> float:
     return float(np.mean([b is not None and nearest(b.color, colors) == color for b in blobs]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_fills(size: int) -> dict[str, float]:
     """Tight-bounding-box fill ratio of each of the generator's shape stamps at ``size`` pixels."""
     fills = {}

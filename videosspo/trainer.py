@@ -466,9 +466,11 @@ class Trainer:
         folder = self.out / "samples" / f"step_{self.step:06d}"
         paths = [
             write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
-            for i, (p, video) in enumerate(zip(prompts, pixels.cpu()))
+            for i, (p, video) in enumerate(zip(prompts, pixels.cpu(), strict=True))
         ]
-        (folder / "prompts.txt").write_text("\n".join(f"{path.name}\t{p}" for path, p in zip(paths, prompts)) + "\n")
+        (folder / "prompts.txt").write_text(
+            "\n".join(f"{path.name}\t{p}" for path, p in zip(paths, prompts, strict=True)) + "\n"
+        )
         return paths
 
 

@@ -11,7 +11,7 @@ from .spec import PER_VIDEO_SCALE, QUALITY_DIMS, SEMANTIC_DIMS, TOTAL_QUALITY_WE
 def dimension_mean(rows: list[dict], weights: list[float] | None = None) -> float | None:
     """(Weighted) mean of a dimension's per-video scores, ignoring videos out of its scope (None)."""
     weights = [1.0] * len(rows) if weights is None else weights
-    pairs = [(r["video_results"], w) for r, w in zip(rows, weights) if r["video_results"] is not None]
+    pairs = [(r["video_results"], w) for r, w in zip(rows, weights, strict=True) if r["video_results"] is not None]
     if not pairs or not sum(w for _, w in pairs):
         return None
     return float(np.average([v for v, _ in pairs], weights=[w for _, w in pairs]))

@@ -98,5 +98,5 @@ def _generate(checkpoint, todo, device, sample_kwargs, seed, batch_size, fps, pr
             seeds=[sample_seed(it["prompt"], it["index"], seed) for it in batch],
             **sample_kwargs,
         )
-        for it, video in zip(batch, pixels):  # video: c f h w in [-1, 1]
+        for it, video in zip(batch, pixels, strict=True):  # video: c f h w in [-1, 1]
             write_video(it["video"], video.cpu(), fps=fps)

@@ -366,7 +366,7 @@ class CenterNetHead(nn.Module):
 
     def forward(self, features):
         out = []
-        for feat, s in zip(features, self.scales):
+        for feat, s in zip(features, self.scales, strict=True):
             t = self.bbox_tower(feat)
             out.append((self.agn_hm(t), F.relu(self.bbox_pred(t) * s.scale)))
         return out
@@ -375,7 +375,7 @@ class CenterNetHead(nn.Module):
 def centernet_proposals(head_out) -> tuple[torch.Tensor, torch.Tensor]:
     """CenterNet2's ``predict_instances`` for one image: (boxes (n, 4), scores (n,)), n <= 256 (ties kept)."""
     boxes, scores = [], []
-    for (logit, reg), stride in zip(head_out, STRIDES):
+    for (logit, reg), stride in zip(head_out, STRIDES, strict=True):
         h, w = logit.shape[-2:]
         heat, reg = logit[0, 0].sigmoid().reshape(-1), rearrange(reg[0], "f h w -> (h w) f") * stride
         ys, xs = torch.meshgrid(*(torch.arange(n, device=logit.device) * stride for n in (h, w)), indexing="ij")
@@ -535,7 +535,7 @@ class Grit(nn.Module):
         features = self.backbone(x)
         boxes, proposal_scores = centernet_proposals(self.proposal_generator.centernet_head(features))
         rois, probs = features[:3], 0.0
-        for k, (head, predictor) in enumerate(zip(self.roi_heads.box_head, self.roi_heads.box_predictor)):
+        for k, (head, predictor) in enumerate(zip(self.roi_heads.box_head, self.roi_heads.box_predictor, strict=True)):
             if k:
                 boxes = clip_boxes(boxes, hw)
             logits, deltas = predictor(head(pool_levels(rois, boxes, BOX_POOL)))
@@ -583,4 +583,4 @@ def detections(model: Grit, tokenizer, frame, task: str) -> list[tuple[str, list
 
     names = text(model.describe(rois, boxes, "ObjectDet"))
     descriptions = names if task == "ObjectDet" else text(model.describe(rois, boxes, task))
-    return [(d, [int(v) for v in b.tolist()], names) for d, b in zip(descriptions, boxes.cpu())]
+    return [(d, [int(v) for v in b.tolist()], names) for d, b in zip(descriptions, boxes.cpu(), strict=True)]

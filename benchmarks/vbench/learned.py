@@ -74,6 +74,7 @@ import functools
 import importlib
 import json
 import threading
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -322,7 +323,7 @@ def middle_indices(num: int, count: int) -> list[int]:
     """VBench's ``get_frame_indices(num, count, sample="middle")``: split the clip into ``min(num,
     count)`` equal intervals and take each one's middle frame; a short clip is padded with its last."""
     bounds = np.linspace(0, count, min(num, count) + 1).astype(int)
-    picked = [int(a + b - 1) // 2 for a, b in zip(bounds[:-1], bounds[1:])]
+    picked = [int(a + b - 1) // 2 for a, b in pairwise(bounds)]
     return picked + picked[-1:] * (num - len(picked))
 
 

@@ -170,7 +170,7 @@ class MUSIQ(nn.Module):
             resized = F.interpolate(x, (round(h * r), round(w * r)), mode="bicubic", align_corners=False)
             scales.append(self.patches(resized, i, math.ceil(side / self.patch) ** 2))
         scales.append(self.patches(x, len(self.longer), None))
-        cols, spatial, scale, mask = (torch.cat(t)[None] for t in zip(*scales))
+        cols, spatial, scale, mask = (torch.cat(t)[None] for t in zip(*scales, strict=True))
         t = rearrange(cols[0], "n (c h w) -> n c h w", c=3, h=self.patch)
         t = self.block1(F.max_pool2d(same_pad(F.relu(self.gn_root(self.conv_root(t))), 3, 2), 3, 2))
         t = rearrange(t, "n c h w -> 1 n (h w c)")  # TensorFlow's channel-last order

@@ -72,7 +72,7 @@ def plot_frame_strip(videos: list[str], path: Path, frames: int = 6) -> Path | N
         return None
     cols = max(len(c) for _, c in clips)
     fig, axes = plt.subplots(len(clips), cols, figsize=(1.6 * cols, 1.8 * len(clips)), squeeze=False)
-    for row, (name, clip) in zip(axes, clips):
+    for row, (name, clip) in zip(axes, clips, strict=True):
         for j, ax in enumerate(row):
             ax.axis("off")
             if j < len(clip):
@@ -231,10 +231,12 @@ def comparable(summaries: list[dict]) -> tuple[list[str], dict[str, str]]:
         if all(r is None for r in rows):
             continue
         if any(r is None for r in rows):
-            left_out[d] = "; ".join(f"{s['name']}: {_absent(s, d)}" for s, r in zip(summaries, rows) if r is None)
+            left_out[d] = "; ".join(
+                f"{s['name']}: {_absent(s, d)}" for s, r in zip(summaries, rows, strict=True) if r is None
+            )
         elif len({_like(r) for r in rows}) > 1:
             left_out[d] = "computed differently: " + "; ".join(
-                f"{s['name']}: {' / '.join(filter(None, _like(r)))}" for s, r in zip(summaries, rows)
+                f"{s['name']}: {' / '.join(filter(None, _like(r)))}" for s, r in zip(summaries, rows, strict=True)
             )
         else:
             common.append(d)

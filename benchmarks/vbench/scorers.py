@@ -39,7 +39,7 @@ class Scorer:
     def __call__(self, videos: Iterable[np.ndarray], prompts, meta) -> tuple[list, dict]:
         """Score whole clips (uint8 ``(f, h, w, 3)``): one score per video and ``info``."""
         return (
-            [feed(self.start(p, {"frames": len(v), **m}), v) for v, p, m in zip(videos, prompts, meta)],
+            [feed(self.start(p, {"frames": len(v), **m}), v) for v, p, m in zip(videos, prompts, meta, strict=True)],
             dict(self.info),
         )
 

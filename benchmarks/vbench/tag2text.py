@@ -219,7 +219,7 @@ class Swin(nn.Module):
         size = image_size // PATCH
         self.layers = nn.ModuleList(
             SwinStage(dim * 2**i, size // 2**i, d, h, window, i < len(depths) - 1)
-            for i, (d, h) in enumerate(zip(depths, heads))
+            for i, (d, h) in enumerate(zip(depths, heads, strict=True))
         )
         self.norm = nn.LayerNorm(dim * 2 ** (len(depths) - 1))
 
@@ -447,7 +447,9 @@ class Tag2Text(nn.Module):
         self.vision_multi = BertModel(tag_layers, hidden, Q2L_HEADS, width, intermediate)
         self.label_embed = nn.Embedding(classes, hidden)
         self.fc = GroupWiseLinear(classes, hidden)
-        for enc, tag in zip(self.tag_encoder.encoder.layer, self.vision_multi.encoder.layer):
+        for enc, tag in zip(
+            self.tag_encoder.encoder.layer, self.vision_multi.encoder.layer, strict=False
+        ):  # the first tag_layers
             for name, module in tag.named_modules():  # tie_encoder_decoder_weights: parameters, not heads
                 for param_name, param in module.named_parameters(recurse=False):
                     setattr(enc.get_submodule(name), param_name, param)
@@ -544,7 +546,7 @@ def beam_search(
             if done[i]:  # finished items are padded (token 0 on row 0), as transformers does
                 continue
             kept = 0
-            for rank, (score, token) in enumerate(zip(top[i].tolist(), flat[i].tolist())):
+            for rank, (score, token) in enumerate(zip(top[i].tolist(), flat[i].tolist(), strict=True)):
                 row = i * num_beams + token // vocab
                 if token % vocab == eos:
                     if rank < num_beams:

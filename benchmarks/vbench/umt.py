@@ -148,4 +148,4 @@ def predicted_actions(logits: torch.Tensor, classes=None) -> list[str]:
     4 decimals, that are >= 0.85, as class names."""
     classes = classes or kinetics_classes()
     probs, idx = torch.sigmoid(logits.float()).topk(TOP_K)
-    return [classes[i] for p, i in zip(probs.tolist(), idx.tolist()) if round(p, 4) >= THRESHOLD]
+    return [classes[i] for p, i in zip(probs.tolist(), idx.tolist(), strict=True) if round(p, 4) >= THRESHOLD]

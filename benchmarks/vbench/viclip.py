@@ -21,6 +21,7 @@ import gzip
 import html
 from collections import OrderedDict
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map (the BPE runs on these characters)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     extra = [b for b in range(256) if b not in bs]
-    return dict(zip(bs + extra, map(chr, bs + [256 + i for i in range(len(extra))])))
+    return dict(zip(bs + extra, map(chr, bs + [256 + i for i in range(len(extra))]), strict=True))
 
 
 class Tokenizer:
@@ -75,7 +76,7 @@ class Tokenizer:
             return (token,)
         word = list(token[:-1]) + [token[-1] + "</w>"]
         while len(word) > 1:
-            pair = min(zip(word, word[1:]), key=lambda p: self.ranks.get(p, float("inf")))
+            pair = min(pairwise(word), key=lambda p: self.ranks.get(p, float("inf")))
             if pair not in self.ranks:
                 break
             merged, i = [], 0
@@ -105,7 +106,7 @@ class Tokenizer:
         """(n, context) ids: ``<|startoftext|>`` text ``<|endoftext|>``, zero padded; a longer text is
         cut and ends with ``<|endoftext|>`` (CLIP's ``tokenize(truncate=True)``)."""
         out = torch.zeros(len(texts), context, dtype=torch.long)
-        for row, text in zip(out, texts):
+        for row, text in zip(out, texts, strict=True):
             ids = [self.sot] + self.encode(text) + [self.eot]
             ids = ids[: context - 1] + [self.eot] if len(ids) > context else ids
             row[: len(ids)] = torch.tensor(ids)
