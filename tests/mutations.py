@@ -41,9 +41,9 @@ class Mutation:
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "sample prompts re-encoded on the CPU each time",
-        "videosspo/trainer.py",
-        '            on_cpu = "text_encoder" in encoders_on_cpu(cfg)',
-        "            on_cpu = False",
+        "videosspo/report.py",
+        '        on_cpu = "text_encoder" in encoders_on_cpu(cfg)',
+        "        on_cpu = False",
         "with cached text every sample event runs the CPU text encoder again on the same prompts",
         ("tests/test_fit24gb.py::test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit",),
     ),
@@ -1642,9 +1642,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "empty sample_prompts sampled",
-        "videosspo/trainer.py",
-        "        if not prompts:  # the same config on every process: none of them enters the collective below\n",
-        "        if False:\n",
+        "videosspo/report.py",
+        "    if not prompts:  # the same config on every process: none of them enters the collective below\n",
+        "    if False:\n",
         "a run with train.sample_prompts: [] crashes in the tokenizer after its final checkpoint",
         ("tests/test_trainer.py::test_a_run_without_sample_prompts_writes_no_samples",),
     ),
