@@ -41,9 +41,9 @@ class Mutation:
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "sample prompts re-encoded on the CPU each time",
-        "videosspo/trainer.py",
-        '            on_cpu = "text_encoder" in encoders_on_cpu(cfg)',
-        "            on_cpu = False",
+        "videosspo/report.py",
+        '        on_cpu = "text_encoder" in encoders_on_cpu(cfg)',
+        "        on_cpu = False",
         "with cached text every sample event runs the CPU text encoder again on the same prompts",
         ("tests/test_fit24gb.py::test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_for_bit",),
     ),
@@ -1408,7 +1408,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "unexpected pickle in a checkpoint accepted",
-        "videosspo/checkpoint.py",
+        "videosspo/checkpoint_read.py",
         "        if Path(name).suffix in PICKLE_SUFFIXES and not PICKLES.fullmatch(name):\n",
         "        if False:\n",
         "a shared checkpoint holding accelerate's custom_checkpoint_0.pkl (or any stray pickle) is not refused",
@@ -1416,7 +1416,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "file digests not checked on resume",
-        "videosspo/checkpoint.py",
+        "videosspo/checkpoint_read.py",
         "        if digest is not None and sha256(path) != digest:\n",
         "        if False:\n",
         "a flipped byte in weights, optimizer state, EMA or losers resumes silently",
@@ -1424,7 +1424,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "replay snapshot not checked against its name",
-        "videosspo/checkpoint.py",
+        "videosspo/checkpoint_read.py",
         '    expected.update({store.path(digest): (size, digest) for digest, size in info["snapshots"].items()})\n',
         '    expected.update({store.path(digest): (size, None) for digest, size in info["snapshots"].items()})\n',
         "a replay snapshot whose bytes were flipped is used as the reference",
@@ -1432,7 +1432,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "damaged RNG state left to accelerate",
-        "videosspo/checkpoint.py",
+        "videosspo/checkpoint_read.py",
         '        elif path.name.startswith("random_states_"):',
         "        elif False:",
         "a damaged random_states_0.pkl is skipped with a line at INFO and the run resumes with another RNG",
@@ -1440,7 +1440,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "files the marker does not list accepted",
-        "videosspo/checkpoint.py",
+        "videosspo/checkpoint_read.py",
         "    if unlisted:\n",
         "    if False:\n",
         "a file added to a checkpoint after it was written is never verified (accelerate lists folders itself)",
@@ -1481,7 +1481,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "an interrupted newest checkpoint blocks resume",
-        "videosspo/checkpoint.py",
+        "videosspo/checkpoint_read.py",
         '    if legacy and not done and where in (None, "latest"):',
         '    if legacy and where in (None, "latest"):',
         "a newest checkpoint missing COMPLETE.json stops --train.resume latest although the previous one is good",
@@ -1642,9 +1642,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "empty sample_prompts sampled",
-        "videosspo/trainer.py",
-        "        if not prompts:  # the same config on every process: none of them enters the collective below\n",
-        "        if False:\n",
+        "videosspo/report.py",
+        "    if not prompts:  # the same config on every process: none of them enters the collective below\n",
+        "    if False:\n",
         "a run with train.sample_prompts: [] crashes in the tokenizer after its final checkpoint",
         ("tests/test_trainer.py::test_a_run_without_sample_prompts_writes_no_samples",),
     ),

@@ -18,7 +18,8 @@ import torch
 from conftest import ROOT, run_state
 
 from videosspo import checkpoint
-from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, verify
+from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint
+from videosspo.checkpoint_read import verify
 from videosspo.config import save_config
 from videosspo.health import Watchdog
 from videosspo.runlock import RunLock

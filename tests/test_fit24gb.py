@@ -18,6 +18,7 @@ from models.fp8 import enable_fp8_storage
 from models.offload import CheckpointOffload, block_lists, enable_block_swap
 from videosspo.config import ConfigError, ModelConfig
 from videosspo.latents import cache_latents
+from videosspo.report import write_samples
 from videosspo.trainer import Trainer
 
 MARK = torch.device("cpu", 0)  # "the accelerator": a CPU device torch tells apart from "cpu" in a `.to` call
@@ -90,7 +91,7 @@ def test_cached_text_keeps_the_text_encoder_off_the_accelerator_and_trains_bit_f
     encoded = []
     real = kept.model.text_encoder.forward
     monkeypatch.setattr(kept.model.text_encoder, "forward", lambda *a, **k: encoded.append(1) or real(*a, **k))
-    kept.write_samples(), kept.write_samples()
+    write_samples(kept), write_samples(kept)
     assert encoded == []  # sample prompts and the negative prompt too: once per run (fit's final samples did)
 
 

@@ -14,7 +14,8 @@ import torch
 from models import build_model
 from videosspo.config import ModelConfig
 from videosspo.data import Unreadable, VideoDataset, collate
-from videosspo.latents import LatentDataset, cache_latents, encoder_identity
+from videosspo.latent_dataset import LatentDataset
+from videosspo.latents import cache_latents, encoder_identity
 from videosspo.metadata import load_metadata
 from videosspo.video import VideoReadError
 

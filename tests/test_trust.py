@@ -18,7 +18,8 @@ import pytest
 import torch
 from conftest import ROOT, run_state, tiny
 
-from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, sha256, verify
+from videosspo.checkpoint import MARKER, CheckpointError, checkpoints, latest_checkpoint, sha256
+from videosspo.checkpoint_read import verify
 from videosspo.config import save_config
 from videosspo.trainer import Trainer
 from videosspo.upgrade import upgrade

@@ -187,7 +187,8 @@ def write_captions(folder: Path, rows: list[dict]) -> Path:
 def _check_checkpoint(path: Path) -> None:
     """A training checkpoint (or its model/) must verify before sampling: missing, incomplete, damaged or
     pre-marker ones are one line naming the folder and the fix. Other model folders are left to load_model."""
-    from videosspo.checkpoint import CHECKPOINTS, verify
+    from videosspo.checkpoint import CHECKPOINTS
+    from videosspo.checkpoint_read import verify
     from videosspo.errors import PathError
 
     if not path.exists():

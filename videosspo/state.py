@@ -37,13 +37,12 @@ from videosspo.checkpoint import (
     new_lineage,
     nonfinite,
     prune,
-    resume_candidates,
     save_failed,
     stopped,
     store_of,
-    verify,
     write_marker,
 )
+from videosspo.checkpoint_read import resume_candidates, verify
 from videosspo.config import Config, ConfigError, load_config, save_config
 from videosspo.ema import EMA
 from videosspo.losers import LoserCache
@@ -165,7 +164,7 @@ class TrainingState:
     def resume(self, where: str | None) -> None:
         """Restore the whole training state from `train.resume`: `latest` (the newest checkpoint that
         verifies; damaged newer ones are named and skipped) or a checkpoint folder. None starts fresh.
-        Refuses what would mix two runs in one output folder (`checkpoint.resume_candidates`)."""
+        Refuses what would mix two runs in one output folder (`checkpoint_read.resume_candidates`)."""
         out = self.trainer.out
         candidates = resume_candidates(out, where)
         for tried, path in enumerate(candidates):

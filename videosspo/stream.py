@@ -20,7 +20,7 @@ from videosspo import rng
 from videosspo.buckets import Buckets
 from videosspo.config import Config, ConfigError
 from videosspo.data import Unreadable, UnreadableClips, VideoDataset, collate
-from videosspo.latents import LatentDataset
+from videosspo.latent_dataset import LatentDataset
 from videosspo.shards import ProcessStream, ShardDataset, check_shares, is_shards
 
 

@@ -11,17 +11,16 @@ processes x A accumulation steps give the same update as one process with the sa
 
 The rooms it assembles: the data stream (`videosspo.stream`), sampled losers (`videosspo.losers`), the
 distributed backend (`videosspo.backend`), the training state and its checkpoints (`videosspo.state`) and
-health (`videosspo.health`: watchdog, preference guard).
+health (`videosspo.health`: watchdog, preference guard); what a run shows besides checkpoints
+(`videosspo.report`: opening log lines, sample videos).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,7 @@ from videosspo.backend import Backend, make_accelerator
 from videosspo.buckets import check_shape
 from videosspo.buckets import plan as plan_buckets
 from videosspo.checkpoint import disk_full, tidy
-from videosspo.config import SCHEDULE_KEYS, Config, ConfigError, save_config
+from videosspo.config import Config, ConfigError, save_config
 from videosspo.data import report_long_captions
 from videosspo.ema import EMA
 from videosspo.guard import winner_probe
@@ -47,14 +46,14 @@ from videosspo.latents import encoder_identity, encoders_on_cpu
 from videosspo.losers import Losers
 from videosspo.losses import per_sample_error
 from videosspo.methods import get_method
-from videosspo.objectives import density_note, get_objective
+from videosspo.objectives import get_objective
 from videosspo.replay import NodeShare, ReplayPool
+from videosspo.report import log_start, write_samples
 from videosspo.resume import lr_schedule
 from videosspo.runlock import RunLock
-from videosspo.sampling import make_scheduler, sample_latents
+from videosspo.sampling import make_scheduler
 from videosspo.state import TrainingState, run_key, truncate_metrics
 from videosspo.stream import Lookahead, Stream, open_dataset
-from videosspo.video import write_video
 
 log = logging.getLogger("videosspo.trainer")
 
@@ -272,7 +271,7 @@ class Trainer:
         if acc.is_main_process:
             save_config(cfg, self.out / "config.yaml")
         acc.init_trackers("videosspo")
-        self._log_start()
+        log_start(self)
         batches = Lookahead(iter(self.stream.loader(self.step)))
         self.health.guard.attach(lambda: winner_probe(self, cfg.train.guard_winners), self.step)  # step 0: θ0's errors
         bar = tqdm(
@@ -307,14 +306,14 @@ class Trainer:
                     and self.step % cfg.train.sample_every == 0
                     and self.step < cfg.train.max_steps
                 ):
-                    self.write_samples()
+                    write_samples(self)
                 if on_step is not None:
                     on_step(self)
         finally:
             bar.close()
         self.losers.close()
         final = self.state.save()
-        samples = self.write_samples()
+        samples = write_samples(self)
         acc.end_training()
         summary = {
             "steps": self.step,
@@ -334,40 +333,6 @@ class Trainer:
         if acc.is_main_process:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
-
-    def _log_start(self) -> None:
-        """What is trained on what, the global batch, the noise schedule and the loss's density (one line each)."""
-        cfg, acc = self.config, self.accelerator
-        trainable = sum(p.numel() for p in self.model.unet.parameters() if p.requires_grad)
-        log.info(
-            "%s on %s (%s): %d clips, global batch %d = %d per process x %d processes x %d accumulation; "
-            "%.2fM trainable parameters%s; steps %d -> %d; outputs in %s",
-            cfg.method.name,
-            cfg.model.family,
-            cfg.model.pretrained or "tiny random model",
-            len(self.data),
-            self.global_batch,
-            cfg.optim.batch_size,
-            acc.num_processes,
-            cfg.optim.grad_accum,
-            trainable / 1e6,
-            f" (LoRA rank {cfg.model.lora_rank})" if cfg.model.lora_rank else "",
-            self.step,
-            cfg.train.max_steps,
-            self.out,
-        )
-        schedule = self.model.scheduler.config
-        log.info(
-            "noise schedule: %s",
-            ", ".join(f"{k}={schedule[k]}" for k in ("prediction_type", *SCHEDULE_KEYS) if k in schedule),
-        )
-        log.info(
-            density_note(
-                self.model,
-                cfg.method.beta,
-                math.prod(self.model.latent_shape(cfg.data.frames, cfg.data.height, cfg.data.width)[1:]),
-            )
-        )
 
     def optimizer_step(self, batches: Lookahead) -> dict:
         """`grad_accum` micro-batches, then clip, update, schedule. Returns the global batch's averaged stats."""
@@ -429,50 +394,3 @@ class Trainer:
         """A context in which `self.model` holds the weights samples and exports use: the moving
         average with optim.ema_decay (the trained weights are back after it), else the trained ones."""
         return self.ema.applied() if self.ema else contextlib.nullcontext()
-
-    def write_samples(self) -> list[Path]:
-        """Videos of `train.sample_prompts` from the current policy (its EMA when on), with their prompts."""
-        cfg, acc = self.config, self.accelerator
-        prompts = list(cfg.train.sample_prompts)
-        if not prompts:  # the same config on every process: none of them enters the collective below
-            return []
-        with self.inference_weights():
-            whole = self.policy.state() if self.policy.sharded else None  # every process: a collective under FSDP
-            if not acc.is_main_process:
-                return []
-            view = copy.copy(self.model)  # the unwrapped unet: sampling needs no gradient sync
-            if whole is not None:  # FSDP: the unwrapped unet holds this process's shard; sample a whole copy
-                view.unet = self.policy.merged_unet(whole)
-            view.unet.eval()
-            on_cpu = "text_encoder" in encoders_on_cpu(cfg)  # its prompts encoded once per run, not per sample event
-            pixels = view.decode(
-                sample_latents(
-                    view,
-                    prompts,
-                    frames=cfg.data.frames,
-                    height=cfg.data.height,
-                    width=cfg.data.width,
-                    steps=cfg.sample.steps,
-                    guidance=cfg.sample.guidance,
-                    guidance_2=cfg.sample.guidance_2,
-                    negative_prompt=cfg.sample.negative_prompt,
-                    scheduler=cfg.sample.scheduler,
-                    seeds=list(range(len(prompts))),
-                    cond=torch.cat([self.embed_once(p) for p in prompts]) if on_cpu else None,
-                    uncond=self.embed_once(cfg.sample.negative_prompt) if on_cpu and cfg.sample.guidance > 1 else None,
-                )
-            )
-            view.unet.train()
-        folder = self.out / "samples" / f"step_{self.step:06d}"
-        paths = [
-            write_video(folder / f"{i:02d}_{_slug(p)}.{cfg.train.sample_format}", video, fps=8)
-            for i, (p, video) in enumerate(zip(prompts, pixels.cpu(), strict=True))
-        ]
-        (folder / "prompts.txt").write_text(
-            "\n".join(f"{path.name}\t{p}" for path, p in zip(paths, prompts, strict=True)) + "\n"
-        )
-        return paths
-
-
-def _slug(text: str, n: int = 60) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text.lower())[:n].strip("_")

@@ -14,16 +14,14 @@ from videosspo.checkpoint import (
     STORE,
     CheckpointError,
     SnapshotStore,
-    check_file,
     checkpoints,
     fsync_tree,
-    legacy_checkpoints,
     new_lineage,
     read_marker,
-    verify,
     write_json,
     write_marker,
 )
+from videosspo.checkpoint_read import check_file, legacy_checkpoints, verify
 
 
 def expected_parts(folder: Path) -> list[str]:
