@@ -9,7 +9,7 @@ their wrong clips (pairs).
     python benchmarks/alignment_study.py                          # GPU: longer runs, 3 seeds
     python benchmarks/alignment_study.py --quick --variants sft sspo --seeds 0   # a subset
     python benchmarks/alignment_study.py --quick --optim.lr 3e-4   # any config key, for every run
-    python benchmarks/alignment_study.py --quick --config configs/stacked_sspo_v2.yaml --out DIR --work DIR
+    python benchmarks/alignment_study.py --quick --config benchmarks/testbed/stacked_sspo_v2.yaml --out DIR --work DIR
                                                                   # another world and base (the v2 testbed)
 
 Two comparisons from the same runs:
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--config",
         help="a config whose keys override configs/stacked_sspo.yaml's for every run (recorded "
-        "with the runs as overrides), e.g. configs/stacked_sspo_v2.yaml: the v2 world and base",
+        "with the runs as overrides), e.g. benchmarks/testbed/stacked_sspo_v2.yaml: the v2 world and base",
     )
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--work", default=str(ROOT / "runs" / "alignment_study"), help="training runs' folders")
