@@ -424,7 +424,11 @@ def test_study_config_keys_go_under_the_command_line(tmp_path):
     )
     assert config.optim.lr == 5e-4 and study_overrides(None, []) == {}  # the rest: configs/stacked_sspo.yaml's
     v2 = make_config("sft", 0, QUICK, tmp_path, study_overrides("benchmarks/testbed/stacked_sspo_v2.yaml", []), 5)
-    assert (v2.data.world, v2.model.pretrained, v2.method.beta) == ("v2", "runs/testbed/base/checkpoints/step_00002000/model", 150)
+    assert (v2.data.world, v2.model.pretrained, v2.method.beta) == (
+        "v2",
+        "runs/testbed/base/checkpoints/step_00002000/model",
+        150,
+    )
 
 
 def test_word_test_swaps_one_word_and_is_zero_for_a_model_that_ignores_captions(stacked, world, monkeypatch):
