@@ -253,6 +253,22 @@ CASES = [  # (what, arguments from (made folder, checkpoint), the error line's p
         r"already holds latents made differently \(height: cached 16, now 32",
     ),
     (
+        "cache-latents: frames the VAE cannot take",
+        lambda r, c: [
+            "data",
+            "cache-latents",
+            "--config",
+            str(r / "c.yaml"),
+            "--out",
+            str(r / "cache_cog"),
+            "--model.family",
+            "cogvideox",
+            "--data.frames",
+            "5",
+        ],
+        r"data\.frames=5 is invalid for model\.family=cogvideox: .*8k\+1",
+    ),
+    (
         "cache-latents: missing config",
         lambda r, c: ["data", "cache-latents", "--config", str(r / "no.yaml")],
         r"no.yaml' does not exist",
