@@ -207,19 +207,7 @@ def tiny_wan(cfg: ModelConfig) -> dict:
     """Wan's stack, shrunk: UMT5 (32-d), AutoencoderKLWan (4x time, 8x space, 4 channels), a 2-block transformer."""
     torch.manual_seed(0)
     tokenizer = tiny_t5_tokenizer()
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=TEXT_DIM,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
+    text_encoder = UMT5EncoderModel(UMT5Config(**t5_shape(tokenizer)))
     vae = AutoencoderKLWan(
         base_dim=8,
         z_dim=4,
@@ -284,21 +272,24 @@ COGVIDEOX_SCHEDULER = dict(
 )
 
 
+def t5_shape(tokenizer) -> dict:
+    """The tiny T5 / UMT5 encoders' config: 2 layers of 32-d over `tokenizer`'s vocabulary."""
+    return dict(
+        vocab_size=len(tokenizer),
+        d_model=TEXT_DIM,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
 def tiny_t5(tokenizer: T5Tokenizer) -> T5EncoderModel:
     """A 2-layer 32-d T5 encoder over `tokenizer`'s vocabulary (CogVideoX's and LTX-Video's text encoder, shrunk)."""
-    return T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=TEXT_DIM,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
+    return T5EncoderModel(T5Config(**t5_shape(tokenizer)))
 
 
 COGVIDEOX_SIZES = {
