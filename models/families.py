@@ -602,7 +602,10 @@ class Stacked(VideoDiffusionModel):
     """
 
     family = "stacked"
-    owns = {"model.stacked_frames": "the frames its tiny model folds into channels"}
+    owns = {
+        "model.stacked_frames": "the frames its tiny model folds into channels",
+        "model.stacked_coords": "coordinate channels in its tiny model's input",
+    }
     pixel_space = True
     fixed_frames = True
     denoiser_class = UNet2DConditionModel
@@ -617,21 +620,31 @@ class Stacked(VideoDiffusionModel):
     }
 
     def _denoise(self, x_t, t, cond):
-        c, f = x_t.shape[1], x_t.shape[2]
-        if c * f != self.unet.config.in_channels:
+        b, c, f, h, w = x_t.shape
+        unet = self.unet.config
+        if c * f != unet.out_channels:
             raise ValueError(
-                f"the stacked model takes {self.unet.config.in_channels // c} frames of {c} channels, "
-                f"got {f} frames: set data.frames to {self.unet.config.in_channels // c}"
+                f"the stacked model takes {unet.out_channels // c} frames of {c} channels, "
+                f"got {f} frames: set data.frames to {unet.out_channels // c}"
             )
-        out = self.unet(rearrange(x_t, "b c f h w -> b (f c) h w"), t, encoder_hidden_states=cond).sample
+        x = rearrange(x_t, "b c f h w -> b (f c) h w")
+        if unet.in_channels > unet.out_channels:  # model.stacked_coords
+            x = torch.cat([x, coordinates(b, h, w, x)], dim=1)
+        out = self.unet(x, t, encoder_hidden_states=cond).sample
         return rearrange(out, "b (f c) h w -> b c f h w", f=f)
 
     @classmethod
     def check_config(cls, config: Config) -> None:
-        """A tiny model's frame count is `model.stacked_frames`: every clip must have it."""
+        """A tiny model's frame count is `model.stacked_frames`: every clip must have it; a loaded model fixes its own
+        frames and coordinates."""
         m, data = config.model, config.data
         if m.pretrained is not None:
-            return  # the loaded UNet's channels fix it (checked at its first forward)
+            if m.stacked_coords:
+                raise ConfigError(
+                    "model.stacked_coords=true is not allowed with model.pretrained: the loaded UNet has coordinate "
+                    "channels when its in_channels exceed its out_channels by 2"
+                )
+            return  # the loaded UNet's channels fix the frames (checked at its first forward)
         if data.frames != m.stacked_frames:
             raise ConfigError(
                 f"data.frames={data.frames} is not allowed: the stacked family's model.stacked_frames "
@@ -646,11 +659,15 @@ class Stacked(VideoDiffusionModel):
     @classmethod
     def build_tiny_unet(cls, in_channels, cross_attention_dim, cfg=None):
         cfg = cfg or ModelConfig()
-        return UNet2DConditionModel(
-            **tiny_unet_kwargs(
-                in_channels * cfg.stacked_frames, cross_attention_dim, UNET_WIDTHS[cfg.size], attention_first=False
-            )
-        )
+        channels = in_channels * cfg.stacked_frames
+        kwargs = tiny_unet_kwargs(channels, cross_attention_dim, UNET_WIDTHS[cfg.size], attention_first=False)
+        return UNet2DConditionModel(**{**kwargs, "in_channels": channels + 2 * cfg.stacked_coords})
+
+
+def coordinates(b: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """`(b, 2, h, w)`: each pixel's x and y, from -1 (left, top) to 1 (right, bottom)."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    return repeat(torch.stack([x, y]), "two h w -> b two h w", b=b).to(like)
 
 
 FAMILIES: dict[str, type[VideoDiffusionModel]] = {

@@ -1741,4 +1741,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "data.world: v2 writes a v1 world",
         ("tests/test_alignment.py::test_prepare_writes_the_named_world",),
     ),
+    Mutation(
+        "coordinate channels swapped",
+        "models/families.py",
+        '    return repeat(torch.stack([x, y]), "two h w -> b two h w", b=b).to(like)\n',
+        '    return repeat(torch.stack([y, x]), "two h w -> b two h w", b=b).to(like)\n',
+        "a stacked model with model.stacked_coords reads the rows' coordinate as the columns'",
+        ("tests/test_alignment.py::test_stacked_coordinates_reach_the_unet_and_survive_a_round_trip",),
+    ),
+    Mutation(
+        "stacked_coords free on resume",
+        "videosspo/resume.py",
+        '    "model.stacked_coords",\n',
+        "",
+        "a run resumed with another model.stacked_coords builds a UNet its checkpoint's weights do not fit",
+        ("tests/test_alignment.py::test_stacked_coordinates_reach_the_unet_and_survive_a_round_trip",),
+    ),
 )

@@ -13,7 +13,8 @@ from transformers import CLIPTokenizer
 
 from models import build_model, load_checked_config, load_model
 from videosspo import rng
-from videosspo.config import ConfigError, ModelConfig, load_config
+from videosspo.config import Config, ConfigError, ModelConfig, load_config
+from videosspo.resume import check_resume
 from videosspo.synth import (
     COLORS,
     DIRECTIONS,
@@ -77,6 +78,31 @@ def test_stacked_word_tokens_and_round_trip(stacked, tmp_path):
             loaded.predict(x, torch.tensor([5, 500]), loaded.encode_prompt(PROMPTS)),
         )
     assert loaded.scheduler.config.beta_schedule == "squaredcos_cap_v2" and loaded.scheduler.config.clip_sample
+
+
+def test_stacked_coordinates_reach_the_unet_and_survive_a_round_trip(tmp_path):
+    """`model.stacked_coords`: the UNet sees the frames, then x and y from -1 to 1; a saved model keeps them."""
+    model = build_model(ModelConfig(family="stacked", vae="none", stacked_frames=FRAMES, stacked_coords=True))
+    assert (model.unet.config.in_channels, model.unet.config.out_channels) == (3 * FRAMES + 2, 3 * FRAMES)
+    seen = []
+    model.unet.conv_in.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    x, t = torch.randn(2, 3, FRAMES, 4, 3), torch.tensor([5, 500])
+    with torch.no_grad():
+        out = model.predict(x, t, model.encode_prompt(PROMPTS))
+    (inp,) = seen
+    assert torch.equal(inp[:, : 3 * FRAMES], x.permute(0, 2, 1, 3, 4).reshape(2, 3 * FRAMES, 4, 3))
+    assert torch.equal(inp[1, -2], torch.tensor([[-1.0, 0.0, 1.0]] * 4))  # x: left to right
+    assert torch.allclose(inp[1, -1, :, 0], torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0]))  # y: top to bottom
+    model.save_pretrained(tmp_path / "model")
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "model").predict(x, t, model.encode_prompt(PROMPTS)), out)
+    with pytest.raises(ConfigError, match=r"model.stacked_coords=true is not allowed with model.pretrained"):
+        load_checked_config(
+            overrides={"model": {"family": "stacked", "vae": "none", "pretrained": "base", "stacked_coords": True}}
+        )
+    plain, coords = (Config(model=ModelConfig(family="stacked", vae="none", stacked_coords=c)) for c in (False, True))
+    with pytest.raises(ConfigError, match=r"cannot resume with model.stacked_coords=True"):
+        check_resume(plain, coords)
 
 
 def test_stacked_frames_must_match_data_frames():

@@ -82,6 +82,11 @@ class ModelConfig:
     offload_checkpoints: bool = False
     # `stacked` family, tiny model only: frames folded into the 2-D UNet's channels (= data.frames).
     stacked_frames: int = 8
+    # `stacked` family, tiny model only: two coordinate channels (x, y in [-1, 1]) appended to the UNet's input, so
+    # its convolutions know where they are (CoordConv): a caption's direction word is a place per frame, which a
+    # UNet without positions can only read off its zero padding. A loaded UNet has them when its in_channels exceed
+    # its out_channels by 2.
+    stacked_coords: bool = False
     # `wan22` only: which expert trains. `high` (transformer) or `low` (transformer_2): LoRA in that expert alone
     # and σ drawn from the family's density truncated to its range ([0.875, 1) or [0, 0.875)), as Wan 2.2 LoRAs
     # are trained one expert per run; `both`: LoRA in both, each sample trains the expert of its t.

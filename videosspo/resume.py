@@ -36,6 +36,7 @@ REFUSED = (
     "model.lora_alpha",
     "model.experts",
     "model.stacked_frames",
+    "model.stacked_coords",
     "model.size",
     "model.schedule",
     "model.prediction_type",
