@@ -1,11 +1,12 @@
 """Does a base model of the synthetic world use each caption word, and how well does it follow each one?
 
 For each model folder (a base, or a `pretrain-base` checkpoint's `model`):
-- the word test: the denoising error (ε-MSE) on clips of the world's curated split with their own
+- the word test: the denoising error (the MSE to the model's own target, ε or v) on clips of the world's curated split with their own
   caption, against the same clips and noise with one word swapped (the colour for the next colour,
   the shape for the next shape, the direction for the opposite one) or the caption dropped, at a few
   timesteps. A word the model ignores leaves the error unchanged: `gap` = error(swapped) / error(own) - 1
-  is 0 for it;
+  is 0 for it. At one t the ε, v and x0 errors of a prediction are proportional (x_t fixed: ε̂ − ε =
+  −√(ᾱ/(1−ᾱ)) (x̂0 − x0), v̂ − v = −(x̂0 − x0)/√(1−ᾱ)), so the gap per t does not depend on the objective;
 - adherence: the four exact scores on the held-out and seen prompts (DDIM 20 steps, CFG 4, sample
   seeds 0..n-1, `videosspo.alignment.adherence`), each attribute beside their mean.
 
@@ -49,9 +50,10 @@ def swapped(spec, word: str) -> str:
 
 
 def word_test(model, world: Path, n: int = 256) -> dict:
-    """`{t: {own, color, direction, none: ε-MSE}}` and per word the gap at each t, on the first n curated clips."""
+    """`{t: {own, color, direction, none: MSE to the target}}` and per word the gap at each t, on the first n curated clips."""
     import torch
 
+    from videosspo.objectives import get_objective
     from videosspo.synth import ClipSpec, render_clip
 
     rows = [json.loads(line) for line in (world / "curated" / "metadata.jsonl").read_text().splitlines()][:n]
@@ -60,18 +62,18 @@ def word_test(model, world: Path, n: int = 256) -> dict:
     frames, size = info["frames"], info["height"]
     x0 = torch.tensor(np.stack([render_clip(s, frames, size, size) for s in specs])).float() / 127.5 - 1
     x0 = x0.permute(0, 4, 1, 2, 3)  # (b, c, f, h, w)
-    alphas = model.scheduler.alphas_cumprod
+    objective = get_objective(model.objective)
     generator = torch.Generator().manual_seed(0)
     out = {}
     with torch.no_grad():
         for t in TIMESTEPS:
             eps = torch.randn(x0.shape, generator=generator)
-            x_t = alphas[t].sqrt() * x0 + (1 - alphas[t]).sqrt() * eps
             steps = torch.full((len(specs),), t)
+            x_t, target = (f(model.scheduler, x0, eps, steps) for f in (objective.noisy, objective.target))
             err = {}
             for word in ("own", *WORDS):
                 captions = [s.caption for s in specs] if word == "own" else [swapped(s, word) for s in specs]
-                err[word] = float(((model.predict(x_t, steps, model.encode_prompt(captions)) - eps) ** 2).mean())
+                err[word] = float(((model.predict(x_t, steps, model.encode_prompt(captions)) - target) ** 2).mean())
             out[t] = {**err, **{f"gap_{w}": err[w] / err["own"] - 1 for w in WORDS}}
     return out
 

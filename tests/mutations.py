@@ -1757,4 +1757,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a run resumed with another model.stacked_coords builds a UNet its checkpoint's weights do not fit",
         ("tests/test_alignment.py::test_stacked_coordinates_reach_the_unet_and_survive_a_round_trip",),
     ),
+    Mutation(
+        "word test against ε for every model",
+        "benchmarks/testbed_check.py",
+        "                err[word] = float(((model.predict(x_t, steps, model.encode_prompt(captions)) - target) ** 2).mean())\n",
+        "                err[word] = float(((model.predict(x_t, steps, model.encode_prompt(captions)) - eps) ** 2).mean())\n",
+        "a v-prediction base's word test compares v with ε: every error is large and every gap meaningless",
+        ("tests/test_alignment.py::test_word_test_measures_the_models_own_target",),
+    ),
 )

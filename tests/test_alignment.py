@@ -474,3 +474,25 @@ def test_word_test_swaps_one_word_and_is_zero_for_a_model_that_ignores_captions(
     monkeypatch.setattr(stacked, "encode_prompt", lambda prompts: fixed.expand(len(prompts), -1, -1))  # captions alike
     for v in word_test(stacked, world.root, n=4).values():
         assert v["gap_color"] == v["gap_shape"] == v["gap_direction"] == v["gap_none"] == 0.0
+
+
+def test_word_test_measures_the_models_own_target(world, monkeypatch):
+    """A v-prediction model is scored against v: the exact v has no error, the exact ε has."""
+    from benchmarks.testbed_check import word_test
+    from videosspo.synth import ClipSpec, render_clip
+
+    model = build_model(
+        ModelConfig(family="stacked", vae="none", stacked_frames=FRAMES, prediction_type="v_prediction")
+    )
+    rows = [json.loads(line) for line in (world.curated / "metadata.jsonl").read_text().splitlines()][:4]
+    clips = np.stack([render_clip(ClipSpec.from_dict(r["attributes"]), FRAMES, SIZE, SIZE) for r in rows])
+    x0 = torch.tensor(clips).float().permute(0, 4, 1, 2, 3) / 127.5 - 1
+    for target, own in (("v", 0.0), ("epsilon", None)):
+
+        def exact(x_t, t, cond, target=target):
+            a = model.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+            return (a.sqrt() * x_t - x0) / (1 - a).sqrt() if target == "v" else (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+        monkeypatch.setattr(model, "predict", exact)
+        errors = [v["own"] for v in word_test(model, world.root, n=4).values()]
+        assert all(e < 1e-10 for e in errors) if own == 0.0 else all(e > 1e-3 for e in errors)
