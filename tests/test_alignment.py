@@ -452,9 +452,21 @@ def test_study_config_keys_go_under_the_command_line(tmp_path):
     v2 = make_config("sft", 0, QUICK, tmp_path, study_overrides("benchmarks/testbed/stacked_sspo_v2.yaml", []), 5)
     assert (v2.data.world, v2.model.pretrained, v2.method.beta) == (
         "v2",
-        "runs/testbed/base/checkpoints/step_00002000/model",
+        "assets/stacked_base_v2",
         150,
     )
+
+
+def test_committed_v2_base_is_what_its_config_builds():
+    """assets/stacked_base_v2 has the architecture, schedule and words of benchmarks/testbed/stacked_base_v2.yaml."""
+    config = load_checked_config(ROOT / "benchmarks/testbed/stacked_base_v2.yaml")
+    built, committed = build_model(config.model), load_model(ROOT / "assets/stacked_base_v2")
+    assert (committed.unet.config.in_channels, committed.objective) == (26, "v_prediction")
+    a, b = (json.loads(m.unet.to_json_string()) for m in (built, committed))
+    assert {k: v for k, v in a.items() if k[0] != "_"} == {k: v for k, v in b.items() if k[0] != "_"}
+    for key in ("prediction_type", "beta_schedule", "timestep_spacing", "clip_sample"):
+        assert built.scheduler.config[key] == committed.scheduler.config[key], key
+    assert committed.tokenizer.get_vocab() == built.tokenizer.get_vocab()
 
 
 def test_word_test_swaps_one_word_and_is_zero_for_a_model_that_ignores_captions(stacked, world, monkeypatch):
