@@ -275,8 +275,8 @@ def run_one(variant: str, seed: int, s: Settings, out_dir: Path, extra: dict, pr
     evals: dict[int, dict] = {}
 
     def on_step(trainer):
-        if trainer.step in points:
-            with torch.no_grad():
+        if trainer.step in points:  # the weights samples use: the moving average with optim.ema_decay
+            with torch.no_grad(), trainer.inference_weights():
                 evals[trainer.step] = evaluate(trainer.model, config, prompts, sample_seeds)
 
     trainer = Trainer(config)

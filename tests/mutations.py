@@ -1765,4 +1765,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a v-prediction base's word test compares v with ε: every error is large and every gap meaningless",
         ("tests/test_alignment.py::test_word_test_measures_the_models_own_target",),
     ),
+    Mutation(
+        "study evaluates the trained weights, not the average",
+        "benchmarks/alignment_study.py",
+        "            with torch.no_grad(), trainer.inference_weights():\n",
+        "            with torch.no_grad():\n",
+        "a study run with optim.ema_decay scores weights that no checkpoint or sample holds",
+        ("tests/test_alignment.py::test_alignment_study_tiny",),
+    ),
 )

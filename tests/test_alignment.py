@@ -293,6 +293,8 @@ def test_alignment_study_tiny(stacked, world, tmp_path):
             "0.01",
             "--optim.batch_size",
             "2",
+            "--optim.ema_decay",
+            "0.5",
             "--loser.steps",
             "1",
             "--replay.interval",
@@ -318,7 +320,8 @@ def test_alignment_study_tiny(stacked, world, tmp_path):
     before, after = runs["base"]["evals"]["0"]["heldout"], runs["sft"]["evals"]["7"]["heldout"]
     assert before["flicker"] != after["flicker"] and before["diversity"] != after["diversity"]
     # paired: every model samples the same (prompt, sample seed 0..n-1) clips, whatever its training seed,
-    # so the saved per-clip scores are those of the checkpoint sampled again with seeds 0 and 1
+    # so the saved per-clip scores are those of the checkpoint (its model/: the moving average, as the study
+    # evaluates with optim.ema_decay) sampled again with seeds 0 and 1
     saved = json.loads((tmp_path / "study" / "runs" / "sft__seed1.json").read_text())["evals"]["7"]["heldout"]
     model = load_model(tmp_path / "work" / "sft_1" / "train" / "checkpoints" / "step_00000007" / "model")
     prompts = heldout_prompts()[:2]
