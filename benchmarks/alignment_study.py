@@ -82,6 +82,7 @@ VARIANTS: dict[str, dict] = {
     "dpo/sft_anchor=150": {"method": {"name": "dpo", "sft_anchor": 150.0}},  # beta: the anchor outweighs the pairs
     "dpo/lr=1e-4": {"method": {"name": "dpo"}, "optim": {"lr": 1.0e-4}},
     "dpo/beta=1000+lr=1e-4": {"method": {"name": "dpo", "beta": 1000.0}, "optim": {"lr": 1.0e-4}},
+    "dpo/beta=30": {"method": {"name": "dpo", "beta": 30.0}},  # v-prediction errors are ε's / ᾱ_t: a smaller beta
     "dpo/beta=1000+lr=1e-4+sft_anchor=250": {
         "method": {"name": "dpo", "beta": 1000.0, "sft_anchor": 250.0},
         "optim": {"lr": 1.0e-4},
@@ -190,6 +191,7 @@ def make_config(variant: str, seed: int, s: Settings, out: Path, extra: dict, ma
             "sample_prompts": ["a red square moving left"],
         },
         "sample": {"steps": s.sample_steps},
+        "method": {"ssr_mode": "sft"},  # the paper's switch: every variant is named against it (configs ship `sign`)
     }
     return load_config(ALIGN_CONFIG, _merge(_merge(overrides, extra), VARIANTS[variant]))
 
