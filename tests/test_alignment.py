@@ -452,6 +452,12 @@ def test_study_config_keys_go_under_the_command_line(tmp_path):
         QUICK.sample_steps,
     )
     assert config.optim.lr == 5e-4 and study_overrides(None, []) == {}  # the rest: configs/stacked_sspo.yaml's
+    # the configs ship `sign`; the study's variants stay named against the paper's switch
+    assert load_config(ROOT / "configs/stacked_sspo.yaml").method.ssr_mode == "sign"
+    assert [make_config(v, 0, QUICK, tmp_path, {}, 5).method.ssr_mode for v in ("sspo", "sspo/ssr=sign")] == [
+        "sft",
+        "sign",
+    ]
     v2 = make_config("sft", 0, QUICK, tmp_path, study_overrides("benchmarks/testbed/stacked_sspo_v2.yaml", []), 5)
     assert (v2.data.world, v2.model.pretrained, v2.method.beta) == (
         "v2",
